@@ -1,0 +1,155 @@
+"""The client API for jobs, as pydantic models: what ``/api/...`` takes and returns, and the webhook body.
+
+Compatible with Avtomatika's client API: ``POST /api/v1/jobs/<endpoint>`` answers 202
+``{"job_id", "status": "accepted"}``; a job view has ``id``, ``status``, ``blueprint_name`` and ``step``
+(the current state), plus ``result`` once the job has ended; detailed views add ``state``, ``progress``
+and ``error``. Status strings are Avtomatika's (:data:`TERMINAL_STATUSES`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "JOB_STATUSES",
+    "TERMINAL_STATUSES",
+    "WEBHOOK_EVENTS",
+    "ApprovalRequest",
+    "ApprovalResponse",
+    "CancelResponse",
+    "CreateJobRequest",
+    "CreateJobResponse",
+    "ErrorBody",
+    "HistoryItem",
+    "JobList",
+    "JobView",
+    "WebhookPayload",
+    "WorkerView",
+]
+
+JSON = dict[str, Any]
+
+JOB_STATUSES = (
+    "pending",
+    "running",
+    "waiting_for_worker",
+    "waiting_for_human",
+    "waiting_for_parallel_tasks",
+    "finished",
+    "failed",
+    "quarantined",
+    "cancelled",
+)
+TERMINAL_STATUSES = frozenset({"finished", "failed", "quarantined", "cancelled", "error"})
+WEBHOOK_EVENTS = ("job_finished", "job_failed", "job_quarantined")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateJobRequest(_Strict):
+    """``POST /api/{version}/jobs/{endpoint}``. Timeouts are seconds."""
+
+    initial_data: JSON = Field(default_factory=dict)
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    dispatch_timeout: float | None = Field(default=None, gt=0)
+    result_timeout: float | None = Field(default=None, gt=0)
+    metadata: JSON | None = None
+    priority: int | None = None
+
+
+class CreateJobResponse(BaseModel):
+    job_id: str
+    status: Literal["accepted"] = "accepted"
+
+
+class JobView(BaseModel):
+    """One job. ``step`` is the current state's name (``state`` says the same in detailed views)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    job_id: str
+    status: str
+    blueprint_name: str
+    step: str | None = None
+    result: Any = None
+    state: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    error: JSON | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first; pass ``next`` back as ``after`` for the following page."""
+
+    items: list[JobView]
+    next: str | None = None
+
+
+class HistoryItem(BaseModel):
+    seq: int
+    event: str
+    status: str | None = None
+    ts: float
+    data: JSON = Field(default_factory=dict)
+
+
+class CancelResponse(BaseModel):
+    status: Literal["cancellation_request_accepted"] = "cancellation_request_accepted"
+    job_id: str
+
+
+class ApprovalRequest(_Strict):
+    """Approve or reject a job that waits for a human: ``decision`` names the transition
+    (``approved``/``rejected`` or any the blueprint declared); ``data`` is merged into the job's state."""
+
+    decision: str = Field(min_length=1)
+    data: JSON = Field(default_factory=dict)
+    token: str | None = None
+    metadata: JSON | None = None
+
+
+class ApprovalResponse(BaseModel):
+    status: Literal["approval_received"] = "approval_received"
+    job_id: str
+
+
+class WorkerView(BaseModel):
+    """A registered remote worker as ``GET /api/v1/workers`` shows it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    worker_id: str
+    worker_type: str = "generic"
+    status: str
+    skills: list[str]
+    capacity: int | None = None
+    current_tasks: list[str] = Field(default_factory=list)
+    hot_skills: list[str] = Field(default_factory=list)
+    cost_per_skill: dict[str, float] | None = None
+    last_seen: float | None = None
+
+
+class WebhookPayload(BaseModel):
+    """The body POSTed to a job's ``webhook_url``."""
+
+    event: str
+    job_id: str
+    status: str
+    result: Any = None
+    error: JSON | None = None
+    timestamp: float | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``error`` says what went wrong, ``field`` where (when a field is to blame)."""
+
+    error: str
+    field: str | None = None
+    detail: Any = None

@@ -1,0 +1,31 @@
+"""Helpers for server tests: a real uvicorn server on a loopback port, in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, *, port: int = 0) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 (a free port unless given); yield its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.005)
+        sock = server.servers[0].sockets[0]
+        host, bound_port = sock.getsockname()[:2]
+        yield f"http://{host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
