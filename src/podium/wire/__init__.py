@@ -1,0 +1,1 @@
+"""Wire models shared by the server and the SDKs: the protocols podium speaks, as pydantic models."""
