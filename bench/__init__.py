@@ -1,0 +1,1 @@
+"""podium benchmarks: one file per benchmark, each comparing with its peer in the same run."""

@@ -1,0 +1,60 @@
+"""Identifiers: ULIDs everywhere.
+
+:func:`new_ulid_str` returns 26-character Crockford base32 ULIDs that sort lexicographically by creation
+time, and strictly increase within one process even inside a single millisecond (monotonic ULIDs), so
+ordering by id is ordering by creation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+__all__ = ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"]
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+_RANDOM_BITS = 80
+_lock = threading.Lock()
+_last = 0
+
+
+def _encode(value: int) -> str:
+    out = []
+    for _ in range(26):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def new_ulid_str() -> str:
+    """Return a new ULID as a string, greater than every ULID this process made before."""
+    global _last
+    ts_ms = time.time_ns() // 1_000_000
+    candidate = (ts_ms << _RANDOM_BITS) | int.from_bytes(os.urandom(10), "big")
+    with _lock:
+        if candidate <= _last:
+            candidate = _last + 1
+        _last = candidate
+    return _encode(candidate)
+
+
+def ulid_timestamp_ms(value: str) -> int:
+    """Return the millisecond timestamp encoded in a ULID string."""
+    if not is_ulid(value):
+        raise ValueError(f"not a ULID: {value!r}")
+    n = 0
+    for c in value.upper():
+        n = (n << 5) | _DECODE[c]
+    return n >> _RANDOM_BITS
+
+
+def is_ulid(value: object) -> bool:
+    """Tell whether ``value`` is a well-formed ULID string."""
+    return (
+        isinstance(value, str)
+        and len(value) == 26
+        and value[0] in "01234567"
+        and all(c in _DECODE for c in value.upper())
+    )

@@ -1,0 +1,73 @@
+"""podium.store: the storage protocol and its backends.
+
+``open_store(url)`` picks a backend from a URL: ``memory://`` or ``sqlite:///path/to/podium.db`` (the
+embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``). Redis and PostgreSQL
+backends arrive in a later release behind the same :class:`Store` contract.
+"""
+
+from __future__ import annotations
+
+from podium.clock import Clock
+from podium.store.base import (
+    SCHEMA_VERSION,
+    Ack,
+    Append,
+    Delete,
+    Dequeue,
+    Enqueue,
+    HistoryEntry,
+    Lease,
+    Op,
+    Put,
+    Record,
+    Store,
+)
+from podium.store.memory import MemoryStore
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Ack",
+    "Append",
+    "Delete",
+    "Dequeue",
+    "Enqueue",
+    "HistoryEntry",
+    "Lease",
+    "MemoryStore",
+    "Op",
+    "Put",
+    "Record",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SQLiteStore":
+        from podium.store.sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(name)
+
+
+def open_store(url: str, *, clock: Clock | None = None) -> Store:
+    """Build (not yet open) the store a URL names: ``memory://`` or ``sqlite:///path``."""
+    if url.startswith("memory:"):
+        return MemoryStore(clock=clock)
+    if url.startswith("sqlite:"):
+        from podium.store.sqlite import SQLiteStore
+
+        return SQLiteStore(sqlite_path(url), clock=clock)
+    scheme = url.split(":", 1)[0]
+    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}: use memory:// or sqlite:///path")
+
+
+def sqlite_path(url: str) -> str:
+    """The file path in a ``sqlite:///path`` URL (``sqlite:////abs/path`` for absolute paths)."""
+    path = url.split(":", 1)[1]
+    if path.startswith("///"):
+        return path[3:]
+    if path.startswith("//"):
+        return path[2:]
+    return path

@@ -1,0 +1,374 @@
+"""The storage protocol: the small async interface every podium backend implements.
+
+Four things, all keyed by plain strings and holding JSON-compatible data:
+
+- **records** -- durable documents with optimistic concurrency. Each has a ``version`` that every write
+  bumps; a write that names a stale ``expected_version`` fails with :class:`~podium.errors.ConflictError`
+  and changes nothing. ``status`` and ``group`` are indexed columns for listing (a job's status and its
+  blueprint, say).
+- **queues** with leases -- ``take`` hands the next due item (highest priority, then FIFO) to one consumer
+  for ``lease_s`` seconds, with a fencing ``token``; ``extend``/``ack``/``nack`` must present that token,
+  and once a lease expires the item is offered again (``attempts`` counts the takes).
+- **locks** with a TTL and a fencing token that strictly increases with every acquisition.
+- **history** -- an append-only log of entries about a subject (job, task, workflow), with a global
+  sequence number, queried by subject, event, status and time.
+
+Atomicity lives in the backend's own primitive: :meth:`Store.apply` runs a list of operations
+(:class:`Put`, :class:`Delete`, :class:`Enqueue`, :class:`Dequeue`, :class:`Ack`, :class:`Append`) as one
+transaction -- all or nothing. A durable step transition ("ack this task's lease, record the job's new
+state, enqueue the next task, append history") is therefore one call and one write. The single-operation
+methods (:meth:`Store.put`, :meth:`Store.ack`, ...) are that same call with one operation.
+
+Every backend must pass ``tests/conformance``. Time comes from the store's injected clock.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import builtins
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from podium.clock import Clock, system_clock
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Ack",
+    "Append",
+    "Delete",
+    "Dequeue",
+    "Enqueue",
+    "HistoryEntry",
+    "Lease",
+    "Op",
+    "Put",
+    "Record",
+    "Store",
+]
+
+SCHEMA_VERSION = "0001"
+"""The schema revision this code expects (the Alembic head for SQL backends)."""
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A durable document. ``version`` starts at 1 and grows by one with every write."""
+
+    kind: str
+    id: str
+    version: int
+    data: JSON
+    status: str | None = None
+    group: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A queue item handed to one consumer until ``expires_at``; ``token`` fences stale consumers."""
+
+    queue: str
+    id: str
+    payload: JSON
+    priority: int
+    attempts: int
+    token: int
+    owner: str
+    expires_at: float
+    enqueued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One append-only history line; ``seq`` is global and strictly increasing."""
+
+    seq: int
+    subject_id: str
+    event: str
+    status: str | None
+    ts: float
+    data: JSON
+
+
+# --- operations for Store.apply ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Create or replace a record.
+
+    ``expected_version``: ``None`` writes whatever is there; ``0`` requires that the record does not exist;
+    ``n`` requires the stored version to be ``n``. Result: the new :class:`Record`.
+    """
+
+    kind: str
+    id: str
+    data: JSON
+    expected_version: int | None = None
+    status: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete a record (``expected_version`` as for :class:`Put`). Result: ``True`` if it existed."""
+
+    kind: str
+    id: str
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Add an item to a queue, due after ``delay_s``. Idempotent by ``(queue, id)``: an item already in
+    the queue (waiting or leased) is left as it is. Result: ``True`` if added."""
+
+    queue: str
+    id: str
+    payload: JSON = field(default_factory=dict)
+    priority: int = 0
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    """Remove an item from a queue whether waiting or leased (a cancel). Result: ``True`` if removed."""
+
+    queue: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Finish a leased item: it leaves the queue. Fails the whole batch with
+    :class:`~podium.errors.LeaseLostError` if the lease is no longer held. Result: ``None``."""
+
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append a history entry. Result: the :class:`HistoryEntry`."""
+
+    subject_id: str
+    event: str
+    status: str | None = None
+    data: JSON = field(default_factory=dict)
+
+
+Op = Put | Delete | Enqueue | Dequeue | Ack | Append
+
+
+class Store(abc.ABC):
+    """Base class of every backend. Subclasses implement the abstract methods; the rest is shared.
+
+    Use as an async context manager, or call :meth:`open` / :meth:`close` (both idempotent).
+    """
+
+    name: str = "store"
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or system_clock
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and check the schema version. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent; the store may be opened again."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def schema_version(self) -> str | None:
+        """The schema revision the store holds (``None`` for an empty SQL database)."""
+
+    # --- the atomic primitive -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def apply(self, *ops: Op) -> builtins.list[Any]:
+        """Run ``ops`` as one transaction: all of them or none. Return one result per operation.
+
+        Raises :class:`~podium.errors.ConflictError` (stale version) or
+        :class:`~podium.errors.LeaseLostError` (ack of a lost lease) and changes nothing.
+        """
+
+    # --- records --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get(self, kind: str, id: str) -> Record | None:
+        """The record, or ``None``."""
+
+    @abc.abstractmethod
+    async def list(
+        self,
+        kind: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        group: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> builtins.list[Record]:
+        """Records of ``kind`` ordered by id (creation order for ULIDs), filtered, paged by ``after``."""
+
+    @abc.abstractmethod
+    async def count(
+        self, kind: str, *, status: str | Sequence[str] | None = None, group: str | None = None
+    ) -> int:
+        """How many records of ``kind`` match."""
+
+    async def put(
+        self,
+        kind: str,
+        id: str,
+        data: JSON,
+        *,
+        expected_version: int | None = None,
+        status: str | None = None,
+        group: str | None = None,
+    ) -> Record:
+        """Create or replace one record (see :class:`Put`)."""
+        result: Record = (await self.apply(Put(kind, id, data, expected_version, status, group)))[0]
+        return result
+
+    async def delete(self, kind: str, id: str, *, expected_version: int | None = None) -> bool:
+        """Delete one record (see :class:`Delete`)."""
+        return bool((await self.apply(Delete(kind, id, expected_version)))[0])
+
+    # --- queues ---------------------------------------------------------------------------------
+
+    async def enqueue(
+        self, queue: str, id: str, payload: JSON | None = None, *, priority: int = 0, delay_s: float = 0.0
+    ) -> bool:
+        """Add one item (see :class:`Enqueue`)."""
+        return bool((await self.apply(Enqueue(queue, id, payload or {}, priority, delay_s)))[0])
+
+    async def dequeue(self, queue: str, id: str) -> bool:
+        """Remove one item, waiting or leased (see :class:`Dequeue`)."""
+        return bool((await self.apply(Dequeue(queue, id)))[0])
+
+    async def ack(self, lease: Lease) -> None:
+        """Finish a leased item (see :class:`Ack`)."""
+        await self.apply(Ack(lease))
+
+    @abc.abstractmethod
+    async def take_now(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+    ) -> builtins.list[Lease]:
+        """Lease up to ``limit`` due items from ``queues`` without waiting (highest priority, then FIFO)."""
+
+    async def take(
+        self,
+        queue: str | Sequence[str],
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int = 1,
+        wait_s: float = 0.0,
+    ) -> builtins.list[Lease]:
+        """Lease up to ``limit`` due items, waiting up to ``wait_s`` for one to become due (a long poll).
+
+        Wakes on enqueues and nacks in this process, and at the time the next delayed item or expired
+        lease becomes due; never busy-polls.
+        """
+        queues = [queue] if isinstance(queue, str) else list(queue)
+        deadline = self.clock.monotonic() + wait_s
+        while True:
+            # Register before looking, so an enqueue that commits after the look still wakes us.
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                leases = await self.take_now(queues, owner=owner, lease_s=lease_s, limit=limit)
+                remaining = deadline - self.clock.monotonic()
+                if leases or remaining <= 0:
+                    return leases
+                due = await self.next_due(queues)
+                if due is not None:
+                    remaining = min(remaining, max(0.0, due - self.clock.now()))
+                if remaining > 0:
+                    try:
+                        await self.clock.wait_for(asyncio.shield(waiter), remaining)
+                    except TimeoutError:
+                        pass
+            finally:
+                self._waiters.discard(waiter)
+
+    def _notify(self) -> None:
+        """Wake local waiters in :meth:`take` (backends call this after an enqueue or nack commits)."""
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    @abc.abstractmethod
+    async def next_due(self, queues: Sequence[str]) -> float | None:
+        """The clock time at which the next not-yet-due item (delayed, or leased) becomes due."""
+
+    @abc.abstractmethod
+    async def extend(self, lease: Lease, lease_s: float) -> Lease:
+        """Push a held lease's expiry to now + ``lease_s``; :class:`~podium.errors.LeaseLostError` if lost."""
+
+    @abc.abstractmethod
+    async def nack(self, lease: Lease, *, delay_s: float = 0.0) -> None:
+        """Give a held item back, due after ``delay_s``; :class:`~podium.errors.LeaseLostError` if lost."""
+
+    @abc.abstractmethod
+    async def queue_depth(self, queue: str) -> dict[str, int]:
+        """``{"ready": n, "delayed": n, "leased": n}`` for one queue."""
+
+    # --- locks ----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def acquire_lock(self, name: str, owner: str, *, ttl_s: float) -> int | None:
+        """Take the lock if free or expired (or already ours); return its new fencing token, else ``None``."""
+
+    @abc.abstractmethod
+    async def refresh_lock(self, name: str, owner: str, token: int, *, ttl_s: float) -> bool:
+        """Extend a lock we hold with that token; ``False`` if it was lost."""
+
+    @abc.abstractmethod
+    async def release_lock(self, name: str, owner: str, token: int) -> bool:
+        """Release a lock we hold with that token; ``False`` if it was not ours any more."""
+
+    # --- history --------------------------------------------------------------------------------
+
+    async def append(
+        self, subject_id: str, event: str, *, status: str | None = None, data: JSON | None = None
+    ) -> HistoryEntry:
+        """Append one history entry (see :class:`Append`)."""
+        entry: HistoryEntry = (await self.apply(Append(subject_id, event, status, data or {})))[0]
+        return entry
+
+    @abc.abstractmethod
+    async def history(
+        self,
+        subject_id: str | None = None,
+        *,
+        event: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> builtins.list[HistoryEntry]:
+        """History entries in ``seq`` order, filtered; ``since``/``until`` bound ``ts`` (inclusive/exclusive)."""
+
+
+def status_filter(status: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """Normalise a ``status`` argument to a tuple (or ``None`` for no filter)."""
+    if status is None:
+        return None
+    return (status,) if isinstance(status, str) else tuple(status)

@@ -1,0 +1,72 @@
+"""The SQL schema, as SQLAlchemy Core metadata: the one source for Alembic migrations and SQL backends."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+
+__all__ = ["counters", "history", "locks", "metadata", "queue", "records"]
+
+metadata = MetaData()
+
+records = Table(
+    "records",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("status", String(64)),
+    Column("grp", String(128)),
+    Column("data", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_records_status", "kind", "status", "id"),
+    Index("ix_records_group", "kind", "grp", "id"),
+)
+
+queue = Table(
+    "queue",
+    metadata,
+    Column("queue", String(128), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("leased", Integer, nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("token", Integer, nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("enqueued_at", Float, nullable=False),
+    Index("ix_queue_order", "queue", "priority", "seq"),
+    Index("ix_queue_due", "queue", "due_at"),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("token", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("subject_id", String(128), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("status", String(64)),
+    Column("ts", Float, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_history_subject", "subject_id", "seq"),
+    Index("ix_history_status", "status", "ts"),
+    Index("ix_history_ts", "ts"),
+)

@@ -1,0 +1,480 @@
+"""The SQLite backend: podium's embedded default. One file, WAL, durable before a call returns.
+
+All work runs on one dedicated thread that owns the connection. Calls that arrive while it is busy are
+*group-committed*: the thread runs everything queued in one transaction, each call inside its own
+SAVEPOINT (so one call's conflict rolls back only that call), and commits once with
+``synchronous=FULL``. Futures resolve only after the commit, so a returned call is on disk, and many
+concurrent callers share one fsync.
+
+The schema is created by Alembic on a new file; an existing file whose schema version differs from
+:data:`~podium.store.base.SCHEMA_VERSION` refuses to open with the command that migrates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from podium.clock import Clock
+from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
+from podium.store import migrate
+from podium.store.base import (
+    SCHEMA_VERSION,
+    Ack,
+    Append,
+    Delete,
+    Dequeue,
+    Enqueue,
+    HistoryEntry,
+    Lease,
+    Op,
+    Put,
+    Record,
+    Store,
+    status_filter,
+)
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+_Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class SQLiteStore(Store):
+    """See the module docstring. ``synchronous`` may be lowered to ``"NORMAL"`` (durable against a
+    process crash, not a power cut) where speed matters more."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, clock: Clock | None = None, synchronous: str = "FULL") -> None:
+        super().__init__(clock=clock)
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: builtins.list[_Call] = []
+        self._pending_lock = threading.Lock()
+        self._scheduled = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        found = await asyncio.to_thread(migrate.current_version, self.path)
+        if found is None:
+            if (
+                self.path.exists()
+                and self.path.stat().st_size > 0
+                and await asyncio.to_thread(self._has_tables)
+            ):
+                raise SchemaMismatchError(None, SCHEMA_VERSION, migrate.upgrade_command(self.path))
+            found = await asyncio.to_thread(migrate.upgrade, self.path)
+        if found != SCHEMA_VERSION:
+            raise SchemaMismatchError(found, SCHEMA_VERSION, migrate.upgrade_command(self.path))
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-sqlite")
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+
+    def _has_tables(self) -> bool:
+        conn = sqlite3.connect(str(self.path))
+        try:
+            return bool(conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0])
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def close(self) -> None:
+        if self._conn is None or self._executor is None:
+            return
+        conn, executor = self._conn, self._executor
+        await asyncio.get_running_loop().run_in_executor(executor, self._drain)
+        self._conn = None
+        await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        executor.shutdown(wait=True)
+        self._executor = None
+
+    async def schema_version(self) -> str | None:
+        return await asyncio.to_thread(migrate.current_version, self.path)
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._conn is None or self._executor is None:
+            raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((fn, fut, loop))
+            if not self._scheduled:
+                self._scheduled = True
+                self._executor.submit(self._drain)
+        return fut
+
+    def _drain(self) -> None:
+        """Run every queued call in one transaction (a savepoint each), commit once, then resolve."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        if not batch:
+            return
+        conn = self._conn
+        assert conn is not None
+        outcomes: builtins.list[
+            tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
+        ] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut, loop in batch:
+                conn.execute("SAVEPOINT call")
+                try:
+                    result = fn(conn)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO call")
+                    conn.execute("RELEASE call")
+                    outcomes.append((fut, loop, None, exc))
+                else:
+                    conn.execute("RELEASE call")
+                    outcomes.append((fut, loop, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreError(f"SQLite commit failed: {exc}")
+            outcomes = [(fut, loop, None, failure) for fut, loop, _, _ in outcomes] or [
+                (fut, loop, None, failure) for _, fut, loop in batch
+            ]
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[1], []).append(outcome)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # the loop is closed; nobody is waiting any more
+                pass
+
+    # --- apply ----------------------------------------------------------------------------------
+
+    async def apply(self, *ops: Op) -> builtins.list[Any]:
+        now = self.clock.now()
+        notify = any(isinstance(op, Enqueue) for op in ops)
+        results = await self._call(lambda conn: [self._op(conn, op, now) for op in ops])
+        if notify:
+            self._notify()
+        return results
+
+    def _op(self, conn: sqlite3.Connection, op: Op, now: float) -> Any:
+        if isinstance(op, Put):
+            row = conn.execute(
+                "SELECT version, created_at FROM records WHERE kind=? AND id=?", (op.kind, op.id)
+            ).fetchone()
+            actual = row[0] if row else 0
+            if op.expected_version is not None and actual != op.expected_version:
+                raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
+            version, created = actual + 1, (row[1] if row else now)
+            conn.execute(
+                "INSERT OR REPLACE INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (op.kind, op.id, version, op.status, op.group, _dumps(op.data), created, now),
+            )
+            return Record(op.kind, op.id, version, _loads(_dumps(op.data)), op.status, op.group, created, now)
+        if isinstance(op, Delete):
+            if op.expected_version is not None:
+                row = conn.execute(
+                    "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
+                ).fetchone()
+                actual = row[0] if row else 0
+                if actual != op.expected_version:
+                    raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
+            return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
+        if isinstance(op, Enqueue):
+            seq = self._next(conn, "seq")
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
+                " attempts, enqueued_at) VALUES (?,?,?,?,?,0,?,0,'',0,?)",
+                (op.queue, op.id, seq, op.priority, _dumps(op.payload), now + op.delay_s, now),
+            )
+            return cur.rowcount > 0
+        if isinstance(op, Dequeue):
+            return conn.execute("DELETE FROM queue WHERE queue=? AND id=?", (op.queue, op.id)).rowcount > 0
+        if isinstance(op, Ack):
+            lease = op.lease
+            cur = conn.execute(
+                "DELETE FROM queue WHERE queue=? AND id=? AND leased=1 AND token=? AND due_at>?",
+                (lease.queue, lease.id, lease.token, now),
+            )
+            if cur.rowcount == 0:
+                raise LeaseLostError(
+                    f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
+                )
+            return None
+        assert isinstance(op, Append)
+        data = _dumps(op.data)
+        cur = conn.execute(
+            "INSERT INTO history(subject_id, event, status, ts, data) VALUES (?,?,?,?,?)",
+            (op.subject_id, op.event, op.status, now, data),
+        )
+        return HistoryEntry(int(cur.lastrowid or 0), op.subject_id, op.event, op.status, now, _loads(data))
+
+    @staticmethod
+    def _next(conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute(
+            "INSERT INTO counters(name, value) VALUES (?, 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            (name,),
+        ).fetchone()
+        return int(row[0])
+
+    # --- records --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> Record:
+        return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
+
+    async def get(self, kind: str, id: str) -> Record | None:
+        def run(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(
+                "SELECT kind, id, version, status, grp, data, created_at, updated_at FROM records"
+                " WHERE kind=? AND id=?",
+                (kind, id),
+            ).fetchone()
+            return self._record(row) if row else None
+
+        return await self._call(run)
+
+    @staticmethod
+    def _where(kind: str, status: str | Sequence[str] | None, group: str | None) -> tuple[str, list[Any]]:
+        sql, args = "kind=?", [kind]
+        statuses = status_filter(status)
+        if statuses is not None:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            args.extend(statuses)
+        if group is not None:
+            sql += " AND grp=?"
+            args.append(group)
+        return sql, args
+
+    async def list(
+        self,
+        kind: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        group: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> builtins.list[Record]:
+        sql, args = self._where(kind, status, group)
+        if after is not None:
+            sql += " AND id < ?" if descending else " AND id > ?"
+            args.append(after)
+        query = (
+            "SELECT kind, id, version, status, grp, data, created_at, updated_at FROM records WHERE "
+            f"{sql} ORDER BY id {'DESC' if descending else 'ASC'} LIMIT ?"
+        )
+        args.append(limit)
+        return await self._call(lambda conn: [self._record(r) for r in conn.execute(query, args)])
+
+    async def count(
+        self, kind: str, *, status: str | Sequence[str] | None = None, group: str | None = None
+    ) -> int:
+        sql, args = self._where(kind, status, group)
+        return await self._call(
+            lambda conn: int(conn.execute(f"SELECT count(*) FROM records WHERE {sql}", args).fetchone()[0])
+        )
+
+    # --- queues ---------------------------------------------------------------------------------
+
+    async def take_now(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+    ) -> builtins.list[Lease]:
+        now = self.clock.now()
+        marks = ",".join("?" * len(queues))
+
+        def run(conn: sqlite3.Connection) -> builtins.list[Lease]:
+            rows = conn.execute(
+                f"SELECT queue, id, payload, priority, attempts, enqueued_at FROM queue WHERE queue IN ({marks})"
+                " AND due_at <= ? ORDER BY priority DESC, seq ASC LIMIT ?",
+                (*queues, now, limit),
+            ).fetchall()
+            out = []
+            for queue, id, payload, priority, attempts, enqueued_at in rows:
+                token = self._next(conn, "fence")
+                conn.execute(
+                    "UPDATE queue SET leased=1, token=?, owner=?, due_at=?, attempts=attempts+1"
+                    " WHERE queue=? AND id=?",
+                    (token, owner, now + lease_s, queue, id),
+                )
+                out.append(
+                    Lease(
+                        queue,
+                        id,
+                        _loads(payload),
+                        priority,
+                        attempts + 1,
+                        token,
+                        owner,
+                        now + lease_s,
+                        enqueued_at,
+                    )
+                )
+            return out
+
+        return await self._call(run)
+
+    async def next_due(self, queues: Sequence[str]) -> float | None:
+        marks = ",".join("?" * len(queues))
+        row = await self._call(
+            lambda conn: conn.execute(
+                f"SELECT min(due_at) FROM queue WHERE queue IN ({marks})", queues
+            ).fetchone()
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+    def _held_update(self, lease: Lease, sql: str, args: tuple[Any, ...], now: float) -> Callable[..., Any]:
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                f"UPDATE queue SET {sql} WHERE queue=? AND id=? AND leased=1 AND token=? AND due_at>?",
+                (*args, lease.queue, lease.id, lease.token, now),
+            )
+            if cur.rowcount == 0:
+                raise LeaseLostError(
+                    f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
+                )
+
+        return run
+
+    async def extend(self, lease: Lease, lease_s: float) -> Lease:
+        now = self.clock.now()
+        await self._call(self._held_update(lease, "due_at=?", (now + lease_s,), now))
+        return Lease(
+            lease.queue,
+            lease.id,
+            lease.payload,
+            lease.priority,
+            lease.attempts,
+            lease.token,
+            lease.owner,
+            now + lease_s,
+            lease.enqueued_at,
+        )
+
+    async def nack(self, lease: Lease, *, delay_s: float = 0.0) -> None:
+        now = self.clock.now()
+        await self._call(self._held_update(lease, "leased=0, owner='', due_at=?", (now + delay_s,), now))
+        self._notify()
+
+    async def queue_depth(self, queue: str) -> dict[str, int]:
+        now = self.clock.now()
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            depth = {"ready": 0, "delayed": 0, "leased": 0}
+            for leased, due_at in conn.execute("SELECT leased, due_at FROM queue WHERE queue=?", (queue,)):
+                if due_at <= now:
+                    depth["ready"] += 1
+                else:
+                    depth["leased" if leased else "delayed"] += 1
+            return depth
+
+        return await self._call(run)
+
+    # --- locks ----------------------------------------------------------------------------------
+
+    async def acquire_lock(self, name: str, owner: str, *, ttl_s: float) -> int | None:
+        now = self.clock.now()
+
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT owner, expires_at FROM locks WHERE name=?", (name,)).fetchone()
+            if row is not None and row[1] > now and row[0] != owner:
+                return None
+            token = self._next(conn, "fence")
+            conn.execute(
+                "INSERT OR REPLACE INTO locks(name, owner, token, expires_at) VALUES (?,?,?,?)",
+                (name, owner, token, now + ttl_s),
+            )
+            return token
+
+        return await self._call(run)
+
+    async def refresh_lock(self, name: str, owner: str, token: int, *, ttl_s: float) -> bool:
+        now = self.clock.now()
+        return await self._call(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE locks SET expires_at=? WHERE name=? AND owner=? AND token=? AND expires_at>?",
+                    (now + ttl_s, name, owner, token, now),
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def release_lock(self, name: str, owner: str, token: int) -> bool:
+        return await self._call(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM locks WHERE name=? AND owner=? AND token=?", (name, owner, token)
+                ).rowcount
+                > 0
+            )
+        )
+
+    # --- history --------------------------------------------------------------------------------
+
+    async def history(
+        self,
+        subject_id: str | None = None,
+        *,
+        event: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> builtins.list[HistoryEntry]:
+        sql = "seq > ?"
+        args: builtins.list[Any] = [after_seq]
+        for column, value, op in (
+            ("subject_id", subject_id, "="),
+            ("event", event, "="),
+            ("status", status, "="),
+            ("ts", since, ">="),
+            ("ts", until, "<"),
+        ):
+            if value is not None:
+                sql += f" AND {column} {op} ?"
+                args.append(value)
+        args.append(limit)
+        query = (
+            f"SELECT seq, subject_id, event, status, ts, data FROM history WHERE {sql} ORDER BY seq LIMIT ?"
+        )
+        return await self._call(
+            lambda conn: [
+                HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in conn.execute(query, args)
+            ]
+        )
+
+
+def _resolve(items: builtins.list[tuple[asyncio.Future[Any], Any, Any, BaseException | None]]) -> None:
+    for fut, _, result, exc in items:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)

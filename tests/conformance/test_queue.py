@@ -1,0 +1,130 @@
+"""Queues with leases: order, delay, expiry, fencing, long-poll wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podium.clock import ManualClock
+from podium.errors import LeaseLostError
+from podium.store import Store
+
+
+async def test_fifo_within_priority_and_priority_first(store: Store) -> None:
+    for i in range(5):
+        await store.enqueue("q", f"t{i}", {"i": i})
+    await store.enqueue("q", "urgent", {}, priority=10)
+    leases = await store.take("q", owner="w", lease_s=30, limit=10)
+    assert [lease.id for lease in leases] == ["urgent", "t0", "t1", "t2", "t3", "t4"]
+    assert leases[1].payload == {"i": 0} and leases[1].attempts == 1 and leases[1].owner == "w"
+    assert len({lease.token for lease in leases}) == 6
+
+
+async def test_priority_and_order_across_queues(store: Store) -> None:
+    await store.enqueue("a", "a1", {})
+    await store.enqueue("b", "b1", {})
+    await store.enqueue("b", "b2", {}, priority=1)
+    await store.enqueue("a", "a2", {})
+    leases = await store.take(["a", "b"], owner="w", lease_s=30, limit=10)
+    assert [lease.id for lease in leases] == ["b2", "a1", "b1", "a2"]
+
+
+async def test_enqueue_is_idempotent_by_id(store: Store) -> None:
+    assert await store.enqueue("q", "t", {"v": 1}) is True
+    assert await store.enqueue("q", "t", {"v": 2}) is False
+    [lease] = await store.take("q", owner="w", lease_s=30, limit=5)
+    assert lease.payload == {"v": 1}
+    assert await store.enqueue("q", "t", {"v": 3}) is False  # leased items count too
+
+
+async def test_delay_holds_item_until_due(store: Store, clock: ManualClock) -> None:
+    await store.enqueue("q", "later", {}, delay_s=10)
+    await store.enqueue("q", "now", {})
+    assert [lease.id for lease in await store.take("q", owner="w", lease_s=30, limit=5)] == ["now"]
+    assert await store.queue_depth("q") == {"ready": 0, "delayed": 1, "leased": 1}
+    await clock.advance(10)
+    assert [lease.id for lease in await store.take("q", owner="w", lease_s=30)] == ["later"]
+
+
+async def test_ack_removes_and_stale_token_is_refused(store: Store) -> None:
+    await store.enqueue("q", "t", {})
+    [lease] = await store.take("q", owner="w", lease_s=30)
+    await store.ack(lease)
+    assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 0}
+    with pytest.raises(LeaseLostError):
+        await store.ack(lease)
+
+
+async def test_expired_lease_makes_task_available_again(store: Store, clock: ManualClock) -> None:
+    await store.enqueue("q", "t", {"k": "v"})
+    [first] = await store.take("q", owner="w1", lease_s=5)
+    assert await store.take("q", owner="w2", lease_s=5) == []
+    await clock.advance(5.01)
+    [second] = await store.take("q", owner="w2", lease_s=5)
+    assert second.id == "t" and second.attempts == 2 and second.token > first.token and second.owner == "w2"
+    for call in (store.ack(first), store.extend(first, 10), store.nack(first)):
+        with pytest.raises(LeaseLostError):
+            await call
+    await store.ack(second)
+
+
+async def test_extend_keeps_the_lease(store: Store, clock: ManualClock) -> None:
+    await store.enqueue("q", "t", {})
+    [lease] = await store.take("q", owner="w", lease_s=5)
+    await clock.advance(4)
+    lease = await store.extend(lease, 5)
+    await clock.advance(4)
+    assert await store.take("q", owner="other", lease_s=5) == []
+    await store.ack(lease)
+
+
+async def test_nack_with_delay(store: Store, clock: ManualClock) -> None:
+    await store.enqueue("q", "t", {})
+    [lease] = await store.take("q", owner="w", lease_s=5)
+    await store.nack(lease, delay_s=3)
+    assert await store.take("q", owner="w", lease_s=5) == []
+    await clock.advance(3)
+    [again] = await store.take("q", owner="w", lease_s=5)
+    assert again.attempts == 2
+
+
+async def test_dequeue_removes_waiting_or_leased(store: Store) -> None:
+    await store.enqueue("q", "a", {})
+    await store.enqueue("q", "b", {})
+    [lease] = await store.take("q", owner="w", lease_s=5)
+    assert await store.dequeue("q", lease.id) is True
+    assert await store.dequeue("q", "b") is True
+    assert await store.dequeue("q", "b") is False
+    with pytest.raises(LeaseLostError):
+        await store.ack(lease)
+
+
+async def test_long_poll_wakes_on_enqueue(store: Store, clock: ManualClock) -> None:
+    waiter = asyncio.create_task(store.take("q", owner="w", lease_s=5, wait_s=60))
+    await asyncio.sleep(0)  # let the waiter look at the empty queue (no clock time passes)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    await store.enqueue("q", "t", {"x": 1})
+    leases = await asyncio.wait_for(waiter, timeout=5)
+    assert [lease.id for lease in leases] == ["t"]
+
+
+async def test_long_poll_wakes_when_delayed_item_falls_due(store: Store, clock: ManualClock) -> None:
+    await store.enqueue("q", "t", {}, delay_s=30)
+    waiter = asyncio.create_task(store.take("q", owner="w", lease_s=5, wait_s=60))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    await clock.advance(30)
+    leases = await asyncio.wait_for(waiter, timeout=5)
+    assert [lease.id for lease in leases] == ["t"]
+
+
+async def test_long_poll_times_out_empty(store: Store, clock: ManualClock) -> None:
+    waiter = asyncio.create_task(store.take("q", owner="w", lease_s=5, wait_s=10))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await clock.advance(10)
+    assert await asyncio.wait_for(waiter, timeout=5) == []

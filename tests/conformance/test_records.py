@@ -1,0 +1,115 @@
+"""Records: optimistic concurrency, listing, atomic batches."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podium.errors import ConflictError, LeaseLostError
+from podium.ids import new_ulid_str
+from podium.store import Ack, Append, Enqueue, Put, Store
+
+
+async def test_create_then_update_bumps_version(store: Store) -> None:
+    rec = await store.put("job", "a", {"x": 1}, expected_version=0, status="pending", group="bp")
+    assert (rec.version, rec.data, rec.status, rec.group) == (1, {"x": 1}, "pending", "bp")
+    rec2 = await store.put("job", "a", {"x": 2}, expected_version=1, status="running", group="bp")
+    assert rec2.version == 2
+    got = await store.get("job", "a")
+    assert got is not None and got.data == {"x": 2} and got.version == 2 and got.status == "running"
+    assert got.created_at == rec.created_at
+
+
+async def test_stale_write_fails_and_changes_nothing(store: Store) -> None:
+    await store.put("job", "a", {"x": 1}, expected_version=0)
+    await store.put("job", "a", {"x": 2}, expected_version=1)
+    with pytest.raises(ConflictError) as info:
+        await store.put("job", "a", {"x": 99}, expected_version=1)
+    assert info.value.actual == 2
+    with pytest.raises(ConflictError):
+        await store.put("job", "a", {"x": 99}, expected_version=0)
+    got = await store.get("job", "a")
+    assert got is not None and got.data == {"x": 2} and got.version == 2
+
+
+async def test_two_concurrent_writers_exactly_one_wins(store: Store) -> None:
+    await store.put("job", "a", {"n": 0}, expected_version=0)
+    base = await store.get("job", "a")
+    assert base is not None
+
+    async def writer(n: int) -> int:
+        await store.put("job", "a", {"n": n}, expected_version=base.version)
+        return n
+
+    results = await asyncio.gather(*(writer(n) for n in range(1, 6)), return_exceptions=True)
+    winners = [r for r in results if isinstance(r, int)]
+    assert len(winners) == 1
+    assert all(isinstance(r, ConflictError) for r in results if not isinstance(r, int))
+    got = await store.get("job", "a")
+    assert got is not None and got.version == 2 and got.data == {"n": winners[0]}
+
+
+async def test_returned_data_is_not_aliased(store: Store) -> None:
+    data = {"nested": {"k": [1, 2]}}
+    rec = await store.put("job", "a", data)
+    data["nested"]["k"].append(3)
+    rec.data["nested"]["k"].append(4)
+    got = await store.get("job", "a")
+    assert got is not None and got.data == {"nested": {"k": [1, 2]}}
+
+
+async def test_list_filters_orders_and_pages(store: Store) -> None:
+    ids = [new_ulid_str() for _ in range(6)]
+    for i, id in enumerate(ids):
+        await store.put(
+            "job", id, {"i": i}, status="done" if i % 2 else "pending", group="a" if i < 3 else "b"
+        )
+    await store.put("other", new_ulid_str(), {})
+    assert [r.id for r in await store.list("job")] == ids
+    assert [r.id for r in await store.list("job", status="done")] == ids[1::2]
+    assert [r.id for r in await store.list("job", status=["done", "pending"], group="b")] == ids[3:]
+    page1 = await store.list("job", limit=4)
+    page2 = await store.list("job", after=page1[-1].id, limit=4)
+    assert [r.id for r in page1 + page2] == ids
+    assert [r.id for r in await store.list("job", descending=True, limit=2)] == ids[:-3:-1]
+    assert await store.count("job") == 6
+    assert await store.count("job", status="pending", group="a") == 2
+
+
+async def test_delete(store: Store) -> None:
+    await store.put("job", "a", {})
+    with pytest.raises(ConflictError):
+        await store.delete("job", "a", expected_version=5)
+    assert await store.delete("job", "a", expected_version=1) is True
+    assert await store.get("job", "a") is None
+    assert await store.delete("job", "a") is False
+
+
+async def test_batch_is_all_or_nothing(store: Store) -> None:
+    await store.put("job", "a", {"v": 1})
+    with pytest.raises(ConflictError):
+        await store.apply(
+            Put("job", "b", {"new": True}),
+            Enqueue("q", "t1", {"x": 1}),
+            Append("a", "transition", status="running"),
+            Put("job", "a", {"v": 2}, expected_version=7),
+        )
+    assert await store.get("job", "b") is None
+    assert await store.take("q", owner="w", lease_s=10) == []
+    assert await store.history("a") == []
+    got = await store.get("job", "a")
+    assert got is not None and got.data == {"v": 1}
+
+
+async def test_complete_with_lost_lease_records_nothing(store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+    await store.enqueue("q", "t1", {})
+    [lease] = await store.take("q", owner="w1", lease_s=5)
+    await clock.advance(6)  # lease expired; another worker takes the task
+    [lease2] = await store.take("q", owner="w2", lease_s=5)
+    with pytest.raises(LeaseLostError):
+        await store.apply(Ack(lease), Put("job", "j", {"result": "from w1"}), Append("j", "done"))
+    assert await store.get("job", "j") is None
+    assert await store.history("j") == []
+    results = await store.apply(Ack(lease2), Put("job", "j", {"result": "from w2"}), Append("j", "done"))
+    assert results[0] is None and results[1].data == {"result": "from w2"} and results[2].event == "done"

@@ -1,0 +1,58 @@
+"""Shared fixtures.
+
+Services: tests that need a real Redis or PostgreSQL ask for the ``redis_url`` / ``postgres_dsn``
+fixtures. Locally, when the service is not reachable they skip with a message naming it; with
+``PODIUM_REQUIRE_SERVICES=1`` (set by ``.ci/run``) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so tests can import bench.peervenv and examples
+    sys.path.insert(0, str(ROOT))
+
+REDIS_URL = os.environ.get("PODIUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_DSN = os.environ.get("PODIUM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def services_required() -> bool:
+    return os.environ.get("PODIUM_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or fail, when services are required) unless ``host:port`` accepts a TCP connection."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return
+    except OSError as exc:
+        message = f"{name} is not reachable at {host}:{port} ({exc})"
+    if services_required():
+        pytest.fail(f"{message}; PODIUM_REQUIRE_SERVICES=1 makes this a failure")
+    pytest.skip(f"skip: no {name}: {message}")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_DSN
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "podium-data"
+    path.mkdir()
+    yield path

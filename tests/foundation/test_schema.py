@@ -1,0 +1,89 @@
+"""Schema versions: Alembic head matches the code, mismatches refuse to open, the db commands work."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podium.errors import SchemaMismatchError
+from podium.store import SCHEMA_VERSION, SQLiteStore, migrate
+
+
+def test_code_expects_the_alembic_head() -> None:
+    assert migrate.head_version() == SCHEMA_VERSION
+
+
+async def test_new_file_is_created_at_head(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "podium.db"
+    async with SQLiteStore(path) as store:
+        assert await store.schema_version() == SCHEMA_VERSION
+        await store.put("job", "a", {})
+
+
+def _set_version(path: Path, version: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num=?", (version,))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("version", ["0000", "9999"])
+async def test_mismatched_schema_refuses_to_open_and_names_the_command(tmp_path: Path, version: str) -> None:
+    path = tmp_path / "podium.db"
+    migrate.upgrade(path)
+    _set_version(path, version)
+    with pytest.raises(SchemaMismatchError) as info:
+        await SQLiteStore(path).open()
+    assert info.value.found == version
+    assert f"podium db upgrade --store sqlite:///{path}" in str(info.value)
+
+
+async def test_foreign_sqlite_file_is_not_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE mine(x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaMismatchError):
+        await SQLiteStore(path).open()
+
+
+def _podium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "podium", *args], cwd=cwd, capture_output=True, text=True)
+
+
+async def test_db_commands_check_upgrade_backup_restore(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'podium.db'}"
+    missing = _podium("db", "check", "--store", url, cwd=tmp_path)
+    assert missing.returncode == 1 and "podium db upgrade --store" in missing.stderr
+    assert _podium("db", "upgrade", "--store", url, cwd=tmp_path).returncode == 0
+    ok = _podium("db", "check", "--store", url, cwd=tmp_path)
+    assert ok.returncode == 0 and "up to date" in ok.stdout
+
+    async with SQLiteStore(tmp_path / "podium.db") as store:
+        await store.put("job", "kept", {"v": 1})
+    assert (
+        _podium("db", "backup", "--store", url, "--to", str(tmp_path / "b.db"), cwd=tmp_path).returncode == 0
+    )
+    async with SQLiteStore(tmp_path / "podium.db") as store:
+        await store.put("job", "later", {"v": 2})
+    restored = _podium("db", "restore", "--store", url, "--from", str(tmp_path / "b.db"), cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    async with SQLiteStore(tmp_path / "podium.db") as store:
+        assert await store.get("job", "kept") is not None
+        assert await store.get("job", "later") is None
+
+    bad = _podium("db", "restore", "--store", url, "--from", str(tmp_path / "nothing.db"), cwd=tmp_path)
+    assert bad.returncode == 1 and "not a podium store backup" in bad.stderr
+
+
+def test_db_check_on_old_schema_prints_the_migration_command(tmp_path: Path) -> None:
+    path = tmp_path / "podium.db"
+    migrate.upgrade(path)
+    _set_version(path, "0000")
+    result = _podium("db", "check", "--store", f"sqlite:///{path}", cwd=tmp_path)
+    assert result.returncode == 1 and f"podium db upgrade --store sqlite:///{path}" in result.stderr
