@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from podium.clock import ManualClock
-from tests.conformance.conftest import StoreFactory
+from tests.conformance.conftest import BACKENDS, StoreFactory
+
+DURABLE = [b for b in BACKENDS if b != "memory"]  # memory is not durable by design
 
 
-@pytest.fixture
-def durable(backend: str) -> None:
-    if backend == "memory":
-        pytest.skip("memory is not durable by design")
+@pytest.fixture(params=DURABLE)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-@pytest.mark.usefixtures("durable")
 async def test_everything_survives_reopen(make_store: StoreFactory, clock: ManualClock) -> None:
     async with make_store() as s:
         await s.put("job", "a", {"x": [1, 2]}, status="running", group="bp")
