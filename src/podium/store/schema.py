@@ -37,9 +37,9 @@ queue = Table(
     Column("owner", String(128), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("enqueued_at", Float, nullable=False),
-    Index("ix_queue_order", "queue", "priority", "seq"),
     Index("ix_queue_due", "queue", "due_at"),
 )
+Index("ix_queue_order", queue.c.queue, queue.c.priority.desc(), queue.c.seq)
 
 locks = Table(
     "locks",

@@ -305,16 +305,25 @@ class SQLiteStore(Store):
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
         now = self.clock.now()
-        marks = ",".join("?" * len(queues))
 
         def run(conn: sqlite3.Connection) -> builtins.list[Lease]:
-            rows = conn.execute(
-                f"SELECT queue, id, payload, priority, attempts, enqueued_at FROM queue WHERE queue IN ({marks})"
-                " AND due_at <= ? ORDER BY priority DESC, seq ASC LIMIT ?",
-                (*queues, now, limit),
-            ).fetchall()
+            # One ordered index scan per queue (stops at `limit`), merged here: SQLite cannot merge
+            # ordered scans over several queues itself and would sort every due row instead.
+            rows: builtins.list[Any] = []
+            for name in dict.fromkeys(queues):
+                rows.extend(
+                    conn.execute(
+                        "SELECT queue, id, payload, priority, attempts, enqueued_at, seq FROM queue"
+                        " INDEXED BY ix_queue_order WHERE queue = ? AND due_at <= ?"
+                        " ORDER BY priority DESC, seq ASC LIMIT ?",
+                        (name, now, limit),
+                    )
+                )
+            if len(queues) > 1:
+                rows.sort(key=lambda r: (-r[3], r[6]))
+                del rows[limit:]
             out = []
-            for queue, id, payload, priority, attempts, enqueued_at in rows:
+            for queue, id, payload, priority, attempts, enqueued_at, _ in rows:
                 token = self._next(conn, "fence")
                 conn.execute(
                     "UPDATE queue SET leased=1, token=?, owner=?, due_at=?, attempts=attempts+1"

@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("enqueued_at", sa.Float, nullable=False),
     )
-    op.create_index("ix_queue_order", "queue", ["queue", "priority", "seq"])
+    op.create_index("ix_queue_order", "queue", ["queue", sa.text("priority DESC"), "seq"])
     op.create_index("ix_queue_due", "queue", ["queue", "due_at"])
     op.create_table(
         "locks",
