@@ -1,4 +1,6 @@
 # podium developer entry points. CI runs `make test` (see .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,8 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing podium and its dependencies into $(VENV) ..."
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 ## Install, then run podium's main job end to end on the embedded default (SQLite, simulated executors).
