@@ -1,0 +1,1673 @@
+"""The orchestrator engine: durable jobs over the store protocol.
+
+How a job moves (every arrow is one :meth:`Store.apply`, written before anything acts on it):
+
+- ``create_job``: put the job record, enqueue a *step* on the ``engine:steps`` queue, append history.
+- The executor takes steps (at most ``EXECUTOR_MAX_CONCURRENT_JOBS`` at once; the rest wait in the
+  store), runs the state's handler, and commits its decision together with the step's ack:
+  ``go_to`` enqueues the next step; ``dispatch_task``/``dispatch_parallel`` put task records and enqueue
+  them on ``task:<type>`` queues; ``await_human_approval`` and ``run_blueprint`` park the job (the child
+  job is created in the same write); an end state finishes the job and archives it.
+- Workers (in-process now, remote through the server next) call :meth:`take_task`,
+  :meth:`report_progress` and :meth:`complete_task`. A completion records the task's result, moves the
+  job and enqueues its next step in one write, guarded by the versions of both records, so a duplicate or
+  late result is recorded and ignored.
+- Dispatch and result timeouts live in one :class:`~podium.engine.timers.TimerQueue` on the store's clock;
+  after a restart they are re-armed from the open task records.
+
+Everything is guarded by record versions and lease tokens (claim/record/complete, never get-then-set), so a
+crash at any point leaves either the old or the new state, and another instance can carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import inspect
+import logging
+import secrets
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from podium.clock import Clock
+from podium.engine.config import Config
+from podium.engine.context import ActionFactory, ClientConfig, JobContext
+from podium.engine.definition import CORE_PARAMS, HandlerSpec, JobDefinition
+from podium.engine.errors import (
+    ActionError,
+    BlueprintError,
+    BlueprintNotFoundError,
+    EventValidationError,
+    InputValidationError,
+    JobNotFoundError,
+    JobStateError,
+    TaskNotFoundError,
+)
+from podium.engine.models import (
+    OPEN_TASK,
+    QUARANTINE_CODES,
+    RETRYABLE_CODES,
+    TERMINAL_STATUSES,
+    EngineEvent,
+    JobStatus,
+    JobView,
+    Task,
+    TaskStatus,
+    TaskView,
+    WorkerView,
+    check_transition,
+)
+from podium.engine.schema import SchemaError, validate_data
+from podium.engine.timers import TimerQueue
+from podium.errors import ConflictError, LeaseLostError
+from podium.ids import new_ulid_str
+from podium.store.base import (
+    Ack,
+    Append,
+    Delete,
+    Dequeue,
+    Enqueue,
+    HistoryEntry,
+    Lease,
+    Op,
+    Put,
+    Record,
+    Store,
+)
+
+__all__ = ["STEPS_QUEUE", "OrchestratorEngine", "task_queue"]
+
+log = logging.getLogger("podium.engine")
+
+STEPS_QUEUE = "engine:steps"
+JOB, TASK, WORKER = "job", "task", "worker"
+Listener = Callable[[EngineEvent], Awaitable[None] | None]
+
+_RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
+_MAX_CONFLICT_RETRIES = 20
+
+
+def task_queue(task_type: str) -> str:
+    """The store queue that holds tasks of ``task_type``."""
+    return f"task:{task_type}"
+
+
+class _MissingParam(Exception):
+    pass
+
+
+class _Plan:
+    """The outcome of a decision: ops to apply, then events to emit and timers to arm after commit."""
+
+    __slots__ = ("cascade", "events", "ops", "timers")
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.events: list[EngineEvent] = []
+        self.timers: list[tuple[str, float, Any]] = []
+        self.cascade: list[str] = []  # child jobs to cancel after commit
+
+
+class OrchestratorEngine:
+    """Runs jobs of registered definitions on a :class:`~podium.store.Store`. See the module docstring."""
+
+    def __init__(
+        self,
+        storage: Store,
+        config: Config | None = None,
+        *,
+        clock: Clock | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.storage = storage
+        self.config = config if config is not None else Config()
+        if clock is not None:
+            storage.clock = clock
+        self.clock: Clock = storage.clock
+        self.instance_id = instance_id or f"{self.config.INSTANCE_ID}:{new_ulid_str()[-8:]}"
+        self.blueprints: dict[str, JobDefinition] = {}
+        self._endpoints: dict[str, str] = {}
+        self._jobs: dict[str, Record] = {}  # version-checked cache of job records this instance wrote
+        self._tasks: dict[str, Record] = {}
+        self._listeners: list[Listener] = []
+        self._job_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.timers = TimerQueue(self.clock, self._on_timer)
+        self._steps: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._executor_task: asyncio.Task[None] | None = None
+        self._workers: dict[str, Any] = {}  # worker_id -> InProcessWorker
+        self._started = False
+        self._stopping = False
+
+    # --- definitions ------------------------------------------------------------------------------
+
+    def register_blueprint(self, blueprint: JobDefinition) -> None:
+        """Register a blueprint (validated now; errors name the problem)."""
+        self.register_definition(blueprint)
+
+    def register_definition(self, definition: JobDefinition) -> None:
+        """Register any job definition (a blueprint, or one built in code)."""
+        definition.validate()
+        if definition.name in self.blueprints and self.blueprints[definition.name] is not definition:
+            raise BlueprintError(f"a definition named {definition.name!r} is already registered")
+        self.blueprints[definition.name] = definition
+        if definition.api_endpoint:
+            self._endpoints[self._endpoint_key(definition.api_endpoint)] = definition.name
+
+    @staticmethod
+    def _endpoint_key(endpoint: str) -> str:
+        return "/" + endpoint.strip("/")
+
+    def get_definition(self, name_or_endpoint: str) -> JobDefinition:
+        """The definition registered under a name or an API endpoint (``/jobs/my_flow``)."""
+        d = self.blueprints.get(name_or_endpoint)
+        if d is None:
+            name = self._endpoints.get(self._endpoint_key(name_or_endpoint))
+            d = self.blueprints.get(name) if name else None
+        if d is None:
+            raise BlueprintNotFoundError(f"no blueprint named or served at {name_or_endpoint!r}")
+        return d
+
+    def load_blueprints(self, directory: str | Path) -> list[str]:
+        """Import every ``.py`` file in ``directory`` and register each Blueprint/definition it defines."""
+        found: list[str] = []
+        for path in sorted(Path(directory).glob("*.py")):
+            mod_name = f"podium_blueprints_{path.stem}"
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            if spec is None or spec.loader is None:
+                continue
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise BlueprintError(f"{path}: failed to import: {exc}") from exc
+            for value in vars(module).values():
+                if isinstance(value, JobDefinition) and value.name not in self.blueprints:
+                    self.register_definition(value)
+                    found.append(value.name)
+        return found
+
+    def blueprint_graph(self, name: str) -> str:
+        """The definition's state graph as Mermaid text."""
+        return self.get_definition(name).mermaid()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, re-arm timers of open tasks, start the executor and in-process workers."""
+        if self._started:
+            return
+        self._stopping = False
+        await self.storage.open()
+        if self.config.BLUEPRINTS_DIR:
+            self.load_blueprints(self.config.BLUEPRINTS_DIR)
+        await self._recover()
+        self.timers.start()
+        self._executor_task = asyncio.get_running_loop().create_task(
+            self._executor_loop(), name="podium-executor"
+        )
+        self._started = True
+        for worker in list(self._workers.values()):
+            await worker.start()
+
+    async def stop(self) -> None:
+        """Graceful stop: take no new work, let running handlers and in-process tasks finish (up to
+        ``STOP_GRACE_S``), give back leases. Idempotent."""
+        if not self._started:
+            return
+        self._stopping = True
+        for worker in list(self._workers.values()):
+            await worker.stop(grace_s=self.config.STOP_GRACE_S)
+        task, self._executor_task = self._executor_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._steps:
+            await asyncio.wait(set(self._steps), timeout=self.config.STOP_GRACE_S)
+        await self.timers.stop()
+        self._started = False
+
+    async def __aenter__(self) -> OrchestratorEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def run(self) -> None:
+        """Blocking: start, serve until interrupted, stop (for scripts; use start/stop inside asyncio)."""
+
+        async def main() -> None:
+            await self.start()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.stop()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+
+    async def _recover(self) -> None:
+        """Re-arm the timers of tasks left open in the store (after a restart)."""
+        after: str | None = None
+        while True:
+            page = await self.storage.list(TASK, status=[s.value for s in OPEN_TASK], after=after, limit=500)
+            for rec in page:
+                self._arm_task_timers(rec)
+            if len(page) < 500:
+                return
+            after = page[-1].id
+
+    def _arm_task_timers(self, rec: Record) -> None:
+        d = rec.data
+        if rec.status == TaskStatus.QUEUED and d.get("dispatch_deadline") is not None:
+            self.timers.schedule(f"d:{rec.id}", d["dispatch_deadline"], (rec.id, d["attempt"], None))
+        elif rec.status == TaskStatus.RUNNING and d.get("result_deadline") is not None:
+            self.timers.schedule(f"r:{rec.id}", d["result_deadline"], (rec.id, d["attempt"], d.get("token")))
+
+    # --- events -----------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` (sync or async) after every committed engine event; returns an
+        unsubscribe function. Listeners should be quick (queue slow work such as webhooks)."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    async def _emit(self, events: Sequence[EngineEvent]) -> None:
+        for ev in events:
+            if ev.type in ("job_finished", "job_failed", "job_cancelled", "job_quarantined") and ev.job_id:
+                for fut in self._job_waiters.pop(ev.job_id, ()):
+                    if not fut.done():
+                        fut.set_result(None)
+            for listener in list(self._listeners):
+                try:
+                    result = listener(ev)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("engine event listener failed", extra={"job_id": ev.job_id})
+
+    def _event(self, type: str, job_id: str | None, **kw: Any) -> EngineEvent:
+        return EngineEvent(type, job_id, self.clock.now(), **kw)
+
+    # --- records ----------------------------------------------------------------------------------
+
+    async def _load_job(self, job_id: str, *, fresh: bool = False) -> Record | None:
+        rec = None if fresh else self._jobs.get(job_id)
+        if rec is None:
+            rec = await self.storage.get(JOB, job_id)
+            if rec is not None and rec.status not in TERMINAL_STATUSES:
+                self._jobs[job_id] = rec
+        return rec
+
+    async def _load_task(self, task_id: str, *, fresh: bool = False) -> Record | None:
+        rec = None if fresh else self._tasks.get(task_id)
+        if rec is None:
+            rec = await self.storage.get(TASK, task_id)
+            if rec is not None and rec.status in OPEN_TASK:
+                self._tasks[task_id] = rec
+        return rec
+
+    def _forget(self, ids: Iterable[str]) -> None:
+        for i in ids:
+            self._jobs.pop(i, None)
+            self._tasks.pop(i, None)
+
+    async def _commit(self, plan: _Plan) -> list[Any]:
+        """Apply the plan; refresh the caches from the results; arm timers; emit events."""
+        results = await self.storage.apply(*plan.ops)
+        for op, res in zip(plan.ops, results, strict=True):
+            if isinstance(op, Put):
+                cache = self._jobs if op.kind == JOB else self._tasks if op.kind == TASK else None
+                if cache is not None:
+                    if res.status in TERMINAL_STATUSES or (op.kind == TASK and res.status not in OPEN_TASK):
+                        cache.pop(op.id, None)
+                    else:
+                        cache[op.id] = res
+            elif isinstance(op, Delete):
+                self._forget([op.id])
+        for key, when, payload in plan.timers:
+            self.timers.schedule(key, when, payload)
+        if plan.events:
+            await self._emit(plan.events)
+        for child in plan.cascade:
+            with contextlib.suppress(JobStateError, JobNotFoundError):
+                await self.cancel_job(child, reason="parent job cancelled")
+        return results
+
+    # --- jobs: the public API ---------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        blueprint: str,
+        initial_data: Mapping[str, Any] | None = None,
+        *,
+        webhook_url: str | None = None,
+        dispatch_timeout: float | None = None,
+        result_timeout: float | None = None,
+        client: ClientConfig | Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Create a job of a blueprint (by name or API endpoint) and return its id.
+
+        ``initial_data`` is validated against the blueprint's ``input_schema``: a mismatch raises
+        :class:`~podium.engine.errors.InputValidationError` naming the field, and nothing is written.
+        """
+        definition = self.get_definition(blueprint)
+        data = self._validated_input(definition, initial_data or {})
+        job_id = job_id or new_ulid_str()
+        plan = _Plan()
+        self._new_job_ops(
+            plan,
+            definition,
+            job_id,
+            data,
+            webhook_url=webhook_url,
+            dispatch_timeout=dispatch_timeout,
+            result_timeout=result_timeout,
+            client=client,
+            parent_job_id=None,
+            depth=0,
+        )
+        await self._commit(plan)
+        return job_id
+
+    def _validated_input(self, definition: JobDefinition, data: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            out = validate_data(definition.input_schema, dict(data))
+        except SchemaError as exc:
+            raise InputValidationError(str(exc).split(": ", 1)[-1], field=exc.field) from None
+        return dict(out)
+
+    def _new_job_ops(
+        self,
+        plan: _Plan,
+        definition: JobDefinition,
+        job_id: str,
+        initial_data: dict[str, Any],
+        *,
+        webhook_url: str | None,
+        dispatch_timeout: float | None,
+        result_timeout: float | None,
+        client: ClientConfig | Mapping[str, Any] | None,
+        parent_job_id: str | None,
+        depth: int,
+    ) -> None:
+        if isinstance(client, ClientConfig):
+            client_dict: dict[str, Any] = client._asdict()
+        else:
+            client_dict = dict(client or {})
+        state = definition.start_state
+        assert state is not None
+        data = {
+            "blueprint": definition.name,
+            "state": state,
+            "initial_data": initial_data,
+            "state_history": {},
+            "aggregation_results": {},
+            "client": client_dict,
+            "webhook_url": webhook_url,
+            "dispatch_timeout": dispatch_timeout,
+            "result_timeout": result_timeout,
+            "parent_job_id": parent_job_id,
+            "depth": depth,
+            "step": 1,
+            "wait": None,
+            "aggregate": False,
+            "progress": None,
+            "progress_message": None,
+            "result": None,
+            "error": None,
+            "finished_at": None,
+        }
+        plan.ops += [
+            Put(JOB, job_id, data, 0, JobStatus.PENDING.value, definition.name),
+            Enqueue(STEPS_QUEUE, f"{job_id}.1", {"job_id": job_id, "step": 1}),
+            Append(
+                job_id, "job_created", JobStatus.PENDING.value, {"blueprint": definition.name, "state": state}
+            ),
+        ]
+        plan.events.append(self._event("job_created", job_id, status=JobStatus.PENDING.value, state=state))
+
+    async def get_job(self, job_id: str) -> JobView:
+        """The job's current status, state, progress, result and error."""
+        rec = await self.storage.get(JOB, job_id)
+        if rec is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return self._view(rec)
+
+    def _view(self, rec: Record) -> JobView:
+        d = rec.data
+        return JobView(
+            job_id=rec.id,
+            blueprint=d["blueprint"],
+            status=rec.status or "",
+            state=d["state"],
+            initial_data=d["initial_data"],
+            state_history=d["state_history"],
+            progress=d.get("progress"),
+            progress_message=d.get("progress_message"),
+            result=d.get("result"),
+            error=d.get("error"),
+            parent_job_id=d.get("parent_job_id"),
+            created_at=rec.created_at,
+            updated_at=rec.updated_at,
+            finished_at=d.get("finished_at"),
+            version=rec.version,
+            webhook_url=d.get("webhook_url"),
+            waiting=d.get("wait"),
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        blueprint: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[JobView]:
+        """Jobs filtered by status and blueprint, in creation order, paged by ``after`` (a job id)."""
+        recs = await self.storage.list(
+            JOB, status=status, group=blueprint, after=after, limit=limit, descending=descending
+        )
+        return [self._view(r) for r in recs]
+
+    async def count_jobs(
+        self, *, status: str | Sequence[str] | None = None, blueprint: str | None = None
+    ) -> int:
+        """How many jobs match."""
+        return await self.storage.count(JOB, status=status, group=blueprint)
+
+    async def job_history(self, job_id: str, *, limit: int = 1000) -> list[HistoryEntry]:
+        """Every history entry of the job (transitions, tasks, results), oldest first."""
+        return await self.storage.history(job_id, limit=limit)
+
+    async def list_tasks(self, job_id: str) -> list[TaskView]:
+        """The tasks a job dispatched."""
+        recs = await self.storage.list(TASK, group=job_id, limit=10_000)
+        return [self._task_view(r) for r in recs]
+
+    async def get_task(self, task_id: str) -> TaskView:
+        """One task."""
+        rec = await self.storage.get(TASK, task_id)
+        if rec is None:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        return self._task_view(rec)
+
+    @staticmethod
+    def _task_view(rec: Record) -> TaskView:
+        d = rec.data
+        return TaskView(
+            rec.id,
+            d["job_id"],
+            d["task_type"],
+            rec.status or "",
+            d["attempt"],
+            d.get("worker_id"),
+            d["params"],
+            d.get("result"),
+            rec.created_at,
+            rec.updated_at,
+        )
+
+    async def wait_for_job(self, job_id: str, *, timeout_s: float | None = None) -> JobView:
+        """Wait (on engine events, no polling) until the job is terminal; return it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._job_waiters.setdefault(job_id, []).append(fut)
+        try:
+            view = await self.get_job(job_id)
+            if view.status in TERMINAL_STATUSES:
+                return view
+            await self.clock.wait_for(fut, timeout_s)
+        finally:
+            waiters = self._job_waiters.get(job_id)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._job_waiters[job_id]
+        return await self.get_job(job_id)
+
+    async def get_archived_job(self, job_id: str) -> dict[str, Any]:
+        """The archived snapshot of a finished job plus its events."""
+        entries = await self.storage.history(job_id, event="job_archived")
+        if not entries:
+            raise JobNotFoundError(f"job {job_id!r} is not archived (not finished yet, or unknown)")
+        snapshot = dict(entries[-1].data)
+        snapshot["events"] = [
+            {"seq": e.seq, "event": e.event, "status": e.status, "ts": e.ts, "data": e.data}
+            for e in await self.storage.history(job_id)
+        ]
+        return snapshot
+
+    async def list_archived_jobs(
+        self,
+        *,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        after_seq: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Archived job snapshots filtered by final status and archive time (``since`` <= ts < ``until``)."""
+        entries = await self.storage.history(
+            event="job_archived", status=status, since=since, until=until, limit=limit, after_seq=after_seq
+        )
+        return [{**e.data, "archived_at": e.ts, "seq": e.seq} for e in entries]
+
+    # --- job operations ---------------------------------------------------------------------------
+
+    async def _mutate_job(self, job_id: str, decide: Callable[[Record, _Plan], None]) -> Record:
+        """Read-decide-apply with the job's version as guard, retried on conflict."""
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            rec = await self._load_job(job_id)
+            if rec is None:
+                raise JobNotFoundError(f"no job {job_id!r}")
+            plan = _Plan()
+            decide(rec, plan)
+            if not plan.ops:
+                return rec
+            try:
+                results = await self._commit(plan)
+            except ConflictError as exc:
+                if exc.kind != JOB or exc.id != job_id:
+                    raise
+                self._jobs.pop(job_id, None)
+                continue
+            for op, res in zip(plan.ops, results, strict=True):
+                if isinstance(op, Put) and op.kind == JOB and op.id == job_id:
+                    assert isinstance(res, Record)
+                    return res
+            return rec
+        raise ConflictError(JOB, job_id, None, None)
+
+    async def cancel_job(self, job_id: str, *, reason: str | None = None) -> JobView:
+        """Cancel a job: open tasks are withdrawn (their workers are told), children cancelled too.
+
+        A result that arrives afterwards is recorded and ignored. Cancelling a terminal job raises
+        :class:`~podium.engine.errors.JobStateError`.
+        """
+        open_tasks = {
+            r.id: r for r in await self.storage.list(TASK, group=job_id, status=[s.value for s in OPEN_TASK])
+        }
+
+        def decide(rec: Record, plan: _Plan) -> None:
+            if rec.status in TERMINAL_STATUSES:
+                raise JobStateError(f"job {job_id} is already {rec.status}")
+            data = dict(rec.data)
+            data["error"] = {"code": "CANCELLED", "message": reason or "cancelled"}
+            wait = data.get("wait") or {}
+            if wait.get("kind") == "child":
+                plan.cascade.append(wait["child_job_id"])
+            self._cancel_tasks_ops(plan, job_id, open_tasks.values())
+            self._terminal_ops(plan, rec, data, JobStatus.CANCELLED)
+            plan.ops.append(Dequeue(STEPS_QUEUE, f"{job_id}.{data['step']}"))
+
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            try:
+                rec = await self._mutate_job(job_id, decide)
+                return self._view(rec)
+            except ConflictError as exc:
+                if exc.kind == TASK:
+                    self._forget(open_tasks)
+                    open_tasks = {
+                        r.id: r
+                        for r in await self.storage.list(
+                            TASK, group=job_id, status=[s.value for s in OPEN_TASK]
+                        )
+                    }
+                    continue
+                raise
+        raise ConflictError(JOB, job_id, None, None)
+
+    def _cancel_tasks_ops(self, plan: _Plan, job_id: str, tasks: Iterable[Record]) -> None:
+        now = self.clock.now()
+        for t in tasks:
+            td = dict(t.data)
+            td["finished_at"] = now
+            plan.ops.append(Put(TASK, t.id, td, t.version, TaskStatus.CANCELLED.value, job_id))
+            plan.ops.append(Dequeue(td["queue"], f"{t.id}:{td['attempt']}"))
+            plan.events.append(
+                self._event("task_cancelled", job_id, task_id=t.id, data={"worker_id": td.get("worker_id")})
+            )
+            self.timers.cancel(f"d:{t.id}")
+            self.timers.cancel(f"r:{t.id}")
+
+    async def approve(self, job_id: str, data: Mapping[str, Any] | None = None) -> JobView:
+        """Approve a job waiting for approval (``decision="approved"``)."""
+        return await self.resolve_approval(job_id, "approved", data)
+
+    async def reject(self, job_id: str, data: Mapping[str, Any] | None = None) -> JobView:
+        """Reject a job waiting for approval (``decision="rejected"``)."""
+        return await self.resolve_approval(job_id, "rejected", data)
+
+    async def resolve_approval(
+        self, job_id: str, decision: str, data: Mapping[str, Any] | None = None, *, token: str | None = None
+    ) -> JobView:
+        """Resume a job waiting for approval with ``decision`` (a key of its transitions); ``data`` is merged
+        into ``state_history``. Raises JobStateError if the job is not waiting or the decision is unknown."""
+
+        def decide(rec: Record, plan: _Plan) -> None:
+            wait = rec.data.get("wait") or {}
+            if rec.status != JobStatus.WAITING_FOR_APPROVAL or wait.get("kind") != "approval":
+                raise JobStateError(f"job {job_id} is {rec.status}, not waiting for approval")
+            if token is not None and not secrets.compare_digest(str(token), str(wait.get("token"))):
+                raise JobStateError(f"job {job_id}: wrong approval token")
+            target = wait["transitions"].get(decision)
+            if target is None:
+                raise JobStateError(
+                    f"job {job_id}: decision {decision!r} is not one of {sorted(wait['transitions'])}"
+                )
+            new = dict(rec.data)
+            sh = dict(new["state_history"])
+            sh.update(dict(data or {}))
+            sh["approval"] = {"decision": decision, "data": dict(data or {})}
+            new["state_history"] = sh
+            self._goto_ops(plan, rec, new, target, event="approval", extra={"decision": decision})
+
+        rec = await self._mutate_job(job_id, decide)
+        return self._view(rec)
+
+    async def pause_job(self, job_id: str) -> JobView:
+        """Pause: a job between steps stops before its next handler; a waiting job pauses when its wait ends."""
+
+        def decide(rec: Record, plan: _Plan) -> None:
+            if rec.status in TERMINAL_STATUSES:
+                raise JobStateError(f"job {job_id} is already {rec.status}")
+            new = dict(rec.data)
+            if rec.status in _RUNNABLE:
+                new["paused_from"] = rec.status
+                plan.ops.append(Dequeue(STEPS_QUEUE, f"{job_id}.{new['step']}"))
+                self._put_job(plan, rec, new, JobStatus.PAUSED, "job_paused")
+            elif rec.status != JobStatus.PAUSED:
+                new["pause_requested"] = True
+                plan.ops.append(Put(JOB, job_id, new, rec.version, rec.status, new["blueprint"]))
+                plan.ops.append(Append(job_id, "pause_requested", rec.status, {}))
+
+        return self._view(await self._mutate_job(job_id, decide))
+
+    async def resume_job(self, job_id: str) -> JobView:
+        """Resume a paused job (its pending step runs) or withdraw a pause request."""
+
+        def decide(rec: Record, plan: _Plan) -> None:
+            new = dict(rec.data)
+            if rec.status == JobStatus.PAUSED:
+                new.pop("paused_from", None)
+                new["pause_requested"] = False
+                plan.ops.append(
+                    Enqueue(STEPS_QUEUE, f"{job_id}.{new['step']}", {"job_id": job_id, "step": new["step"]})
+                )
+                self._put_job(plan, rec, new, JobStatus.RUNNING, "job_resumed")
+            elif new.get("pause_requested"):
+                new["pause_requested"] = False
+                plan.ops.append(Put(JOB, job_id, new, rec.version, rec.status, new["blueprint"]))
+            else:
+                raise JobStateError(f"job {job_id} is {rec.status}, not paused")
+
+        return self._view(await self._mutate_job(job_id, decide))
+
+    async def retry_job(self, job_id: str, *, state: str | None = None) -> JobView:
+        """Run a failed, quarantined or cancelled job again from ``state`` (default: where it stopped)."""
+
+        def decide(rec: Record, plan: _Plan) -> None:
+            if rec.status not in (JobStatus.FAILED, JobStatus.QUARANTINED, JobStatus.CANCELLED):
+                raise JobStateError(
+                    f"job {job_id} is {rec.status}; only failed/quarantined/cancelled jobs retry"
+                )
+            definition = self.get_definition(rec.data["blueprint"])
+            target = state or rec.data["state"]
+            if target not in definition.states:
+                raise JobStateError(f"job {job_id}: {target!r} is not a state of {definition.name}")
+            new = dict(rec.data)
+            new.update(error=None, result=None, finished_at=None, wait=None, aggregate=False)
+            self._goto_ops(plan, rec, new, target, event="job_retried")
+
+        return self._view(await self._mutate_job(job_id, decide))
+
+    # --- plan helpers -----------------------------------------------------------------------------
+
+    def _put_job(
+        self,
+        plan: _Plan,
+        rec: Record,
+        data: dict[str, Any],
+        status: JobStatus,
+        event: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        check_transition(rec.status or JobStatus.PENDING, status)
+        plan.ops.append(Put(JOB, rec.id, data, rec.version, status.value, data["blueprint"]))
+        info = {"state": data["state"], **(extra or {})}
+        plan.ops.append(Append(rec.id, event, status.value, info))
+        plan.events.append(self._event(event, rec.id, status=status.value, state=data["state"], data=info))
+
+    def _goto_ops(
+        self,
+        plan: _Plan,
+        rec: Record,
+        data: dict[str, Any],
+        target: str,
+        *,
+        event: str = "transition",
+        extra: dict[str, Any] | None = None,
+        aggregate: bool = False,
+    ) -> None:
+        """Move to ``target`` and enqueue its step (or park the job if a pause was requested)."""
+        step = int(data["step"]) + 1
+        info = {"from": data["state"], **(extra or {})}
+        data["state"], data["step"], data["wait"], data["aggregate"] = target, step, None, aggregate
+        if data.get("pause_requested"):
+            data["pause_requested"] = False
+            self._put_job(plan, rec, data, JobStatus.PAUSED, "job_paused", info)
+            return
+        plan.ops.append(Enqueue(STEPS_QUEUE, f"{rec.id}.{step}", {"job_id": rec.id, "step": step}))
+        self._put_job(plan, rec, data, JobStatus.RUNNING, event, info)
+
+    def _terminal_ops(
+        self, plan: _Plan, rec: Record, data: dict[str, Any], status: JobStatus, parent: Record | None = None
+    ) -> None:
+        """Finish the job as ``status``: record it, archive a snapshot, and resume a waiting parent."""
+        now = self.clock.now()
+        data["finished_at"] = now
+        data["wait"] = None
+        self._put_job(plan, rec, data, status, f"job_{status.value}", {"error": data.get("error")})
+        snapshot = {
+            "job_id": rec.id,
+            "blueprint": data["blueprint"],
+            "status": status.value,
+            "state": data["state"],
+            "initial_data": data["initial_data"],
+            "state_history": data["state_history"],
+            "result": data.get("result"),
+            "error": data.get("error"),
+            "parent_job_id": data.get("parent_job_id"),
+            "created_at": rec.created_at,
+            "finished_at": now,
+        }
+        plan.ops.append(Append(rec.id, "job_archived", status.value, snapshot))
+        if parent is not None:
+            self._resume_parent_ops(plan, parent, rec.id, status, data)
+
+    def _resume_parent_ops(
+        self, plan: _Plan, parent: Record, child_id: str, status: JobStatus, child: dict[str, Any]
+    ) -> None:
+        wait = parent.data.get("wait") or {}
+        if parent.status != JobStatus.WAITING_FOR_CHILDREN or wait.get("child_job_id") != child_id:
+            return
+        outcome = "success" if status == JobStatus.FINISHED else "failure"
+        transitions = wait["transitions"]
+        target = transitions.get(status.value) or transitions.get(outcome)
+        new = dict(parent.data)
+        sh = dict(new["state_history"])
+        result = child.get("result")
+        if outcome == "success":
+            if isinstance(result, dict):
+                sh.update(result)
+            elif result is not None:
+                sh[f"{wait['blueprint_name']}_result"] = result
+        sh[f"sub_job_{child_id}_result"] = {
+            "outcome": outcome,
+            "status": status.value,
+            "final_state": child["state"],
+            "result": result,
+            "error": child.get("error"),
+        }
+        new["state_history"] = sh
+        if target is None:
+            new["error"] = {
+                "code": "CHILD_JOB_FAILED" if outcome == "failure" else "UNHANDLED_STATUS",
+                "message": f"child job {child_id} ended {status.value} and transitions have no {outcome!r}",
+            }
+            self._terminal_ops(plan, parent, new, JobStatus.FAILED)
+            return
+        self._goto_ops(plan, parent, new, target, extra={"child_job_id": child_id, "outcome": outcome})
+
+    async def _parent_of(self, data: Mapping[str, Any]) -> Record | None:
+        pid = data.get("parent_job_id")
+        return await self._load_job(pid) if pid else None
+
+    # --- the executor -----------------------------------------------------------------------------
+
+    async def _executor_loop(self) -> None:
+        limit = self.config.EXECUTOR_MAX_CONCURRENT_JOBS
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            free = limit - len(self._steps)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                leases = await self.storage.take(
+                    STEPS_QUEUE,
+                    owner=self.instance_id,
+                    lease_s=self.config.JOB_LEASE_S,
+                    limit=free,
+                    wait_s=self.config.EXECUTOR_POLL_WAIT_S,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("taking job steps failed")
+                await self.clock.sleep(0.5)
+                continue
+            for lease in leases:
+                task = loop.create_task(self._run_step(lease))
+                self._steps.add(task)
+                task.add_done_callback(self._step_done)
+
+    def _step_done(self, task: asyncio.Task[None]) -> None:
+        self._steps.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job step crashed", exc_info=task.exception())
+
+    async def _release(self, lease: Lease) -> None:
+        with contextlib.suppress(LeaseLostError):
+            await self.storage.apply(Ack(lease))
+
+    async def _run_step(self, lease: Lease) -> None:
+        job_id, step = lease.payload["job_id"], lease.payload["step"]
+        rec = await self._load_job(job_id)
+        if rec is not None and rec.data["step"] != step:
+            rec = await self._load_job(job_id, fresh=True)
+        if rec is None or rec.data["step"] != step or rec.status not in _RUNNABLE:
+            await self._release(lease)  # a stale step (the job moved on, or was cancelled)
+            return
+        definition = self.blueprints.get(rec.data["blueprint"])
+        actions = ActionFactory(job_id, rec.data.get("dispatch_timeout"), rec.data.get("result_timeout"))
+        error: dict[str, Any] | None = None
+        state = rec.data["state"]
+        sh = dict(rec.data["state_history"])
+        initial = dict(rec.data["initial_data"])
+        agg = dict(rec.data.get("aggregation_results") or {})
+        if definition is None:
+            error = {
+                "code": "BLUEPRINT_NOT_FOUND",
+                "message": f"blueprint {rec.data['blueprint']!r} is not registered",
+            }
+        elif step > self.config.MAX_TRANSITIONS_PER_JOB:
+            error = {
+                "code": "MAX_TRANSITIONS",
+                "message": f"more than {self.config.MAX_TRANSITIONS_PER_JOB} transitions: a loop in the blueprint?",
+            }
+        else:
+            client = rec.data.get("client") or {}
+            ctx = JobContext(
+                job_id=job_id,
+                current_state=state,
+                initial_data=initial,
+                state_history=sh,
+                client=ClientConfig(
+                    client.get("token", ""), client.get("plan", "unknown"), client.get("params", {})
+                ),
+                actions=actions,
+                data_stores=SimpleNamespace(**definition.data_stores) if definition.data_stores else None,
+                aggregation_results=agg,
+                webhook_url=rec.data.get("webhook_url"),
+            )
+            handler = definition.find_handler(state, ctx, aggregate=bool(rec.data.get("aggregate")))
+            if handler is None:
+                error = {
+                    "code": "NO_HANDLER",
+                    "message": f"no handler of {definition.name!r} fits state {state!r} (no condition matched)",
+                }
+            else:
+                try:
+                    result = handler.fn(**self._inject(handler, ctx))
+                    if inspect.isawaitable(result):
+                        await result
+                except _MissingParam as exc:
+                    error = {
+                        "code": "MISSING_PARAMETER",
+                        "message": f"state {state!r}: handler parameter {exc.args[0]!r} is not in state_history "
+                        f"or initial_data and has no default",
+                    }
+                except ActionError as exc:
+                    error = {"code": "ACTION_ERROR", "message": str(exc)}
+                except Exception as exc:
+                    error = {
+                        "code": "HANDLER_ERROR",
+                        "message": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc(limit=8),
+                    }
+        if actions.context_updates:
+            initial.update(actions.context_updates)
+        await self._commit_step(lease, job_id, step, definition, state, sh, initial, agg, actions, error)
+
+    @staticmethod
+    def _inject(handler: HandlerSpec, ctx: JobContext) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for name, default in handler.params:
+            if name in CORE_PARAMS:
+                kwargs[name] = ctx if name == "context" else getattr(ctx, name)
+            elif name in ctx.state_history:
+                kwargs[name] = ctx.state_history[name]
+            elif name in ctx.initial_data:
+                kwargs[name] = ctx.initial_data[name]
+            elif default is inspect.Parameter.empty:
+                raise _MissingParam(name)
+        return kwargs
+
+    async def _commit_step(
+        self,
+        lease: Lease,
+        job_id: str,
+        step: int,
+        definition: JobDefinition | None,
+        state: str,
+        sh: dict[str, Any],
+        initial: dict[str, Any],
+        agg: dict[str, Any],
+        actions: ActionFactory,
+        error: dict[str, Any] | None,
+    ) -> None:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            rec = await self._load_job(job_id)
+            if rec is None or rec.data["step"] != step or rec.status not in _RUNNABLE:
+                await self._release(lease)
+                return
+            plan = _Plan()
+            plan.ops.append(Ack(lease))
+            new = dict(rec.data)
+            new["state_history"], new["initial_data"], new["aggregation_results"] = sh, initial, agg
+            try:
+                if error is None and definition is not None:
+                    error = self._check_events(plan, definition, job_id, state, actions)
+                if error is not None or definition is None:
+                    new["error"] = error
+                    self._terminal_ops(plan, rec, new, JobStatus.FAILED, await self._parent_of(new))
+                else:
+                    await self._plan_action(plan, rec, new, definition, actions)
+            except _Fail as exc:
+                plan = _Plan()
+                plan.ops.append(Ack(lease))
+                new["error"] = exc.error
+                self._terminal_ops(plan, rec, new, JobStatus.FAILED, await self._parent_of(new))
+            try:
+                await self._commit(plan)
+                return
+            except LeaseLostError:
+                log.warning("job step lease lost; another runner owns it", extra={"job_id": job_id})
+                return
+            except ConflictError as exc:
+                self._forget([exc.id])
+                if exc.kind == JOB and exc.id == job_id:
+                    fresh = await self._load_job(job_id, fresh=True)
+                    if fresh is None or fresh.data["step"] != step or fresh.status not in _RUNNABLE:
+                        await self._release(lease)
+                        return
+                continue
+        log.error("job step kept conflicting; giving it back", extra={"job_id": job_id})
+        with contextlib.suppress(LeaseLostError):
+            await self.storage.nack(lease)
+
+    def _check_events(
+        self, plan: _Plan, definition: JobDefinition, job_id: str, state: str, actions: ActionFactory
+    ) -> dict[str, Any] | None:
+        for name, payload in actions.events:
+            if name in definition.events_schema:
+                try:
+                    payload = validate_data(definition.events_schema[name], payload)
+                except SchemaError as exc:
+                    err = EventValidationError(f"event {name!r}: {exc}")
+                    return {"code": "EVENT_VALIDATION_ERROR", "message": str(err), "field": exc.field}
+            elif self.config.STRICT_EVENT_VALIDATION:
+                return {
+                    "code": "EVENT_VALIDATION_ERROR",
+                    "message": f"event {name!r} is not declared; declare it with bp.event({name!r}, schema)",
+                }
+            plan.ops.append(
+                Append(job_id, "blueprint_event", None, {"name": name, "payload": payload, "state": state})
+            )
+            plan.events.append(
+                self._event("blueprint_event", job_id, state=state, data={"name": name, "payload": payload})
+            )
+        return None
+
+    async def _plan_action(
+        self, plan: _Plan, rec: Record, new: dict[str, Any], definition: JobDefinition, actions: ActionFactory
+    ) -> None:
+        job_id, state = rec.id, new["state"]
+        action = actions.action
+        if action is None:
+            spec = definition.states.get(state)
+            if spec is not None and spec.is_end:
+                sh = new["state_history"]
+                if state in sh:
+                    new["result"] = sh[state]
+                elif sh:
+                    new["result"] = sh[next(reversed(sh))]
+                self._terminal_ops(plan, rec, new, JobStatus.FINISHED, await self._parent_of(new))
+                return
+            raise _Fail(
+                "NO_ACTION", f"the handler of state {state!r} chose no next step and it is not an end state"
+            )
+        kind, spec_ = action
+        if kind == "go_to":
+            target = spec_["state"]
+            if target not in definition.states:
+                raise _Fail("UNKNOWN_STATE", f"go_to({target!r}): {definition.name} has no such state")
+            self._goto_ops(plan, rec, new, target)
+        elif kind == "dispatch_task":
+            for target in spec_["transitions"].values():
+                if target not in definition.states:
+                    raise _Fail("UNKNOWN_STATE", f"dispatch_task transitions lead to {target!r}, not a state")
+            task_id = self._task_ops(plan, job_id, state, spec_)
+            new["wait"] = {
+                "kind": "task",
+                "tasks": [task_id],
+                "pending": [task_id],
+                "transitions": spec_["transitions"],
+            }
+            new["progress"], new["progress_message"] = None, None
+            self._put_job(
+                plan,
+                rec,
+                new,
+                JobStatus.WAITING_FOR_WORKER,
+                "task_dispatched",
+                {"task_id": task_id, "task_type": spec_["task_type"]},
+            )
+        elif kind == "dispatch_parallel":
+            target = spec_["aggregate_into"]
+            if target not in definition.states:
+                raise _Fail("UNKNOWN_STATE", f"dispatch_parallel aggregate_into {target!r} is not a state")
+            ids = [self._task_ops(plan, job_id, state, t, parallel=True) for t in spec_["tasks"]]
+            new["wait"] = {"kind": "parallel", "tasks": ids, "pending": list(ids), "aggregate_into": target}
+            new["aggregation_results"] = {}
+            self._put_job(
+                plan,
+                rec,
+                new,
+                JobStatus.WAITING_FOR_WORKER,
+                "task_dispatched",
+                {"task_ids": ids, "aggregate_into": target},
+            )
+        elif kind == "await_human_approval":
+            for target in spec_["transitions"].values():
+                if target not in definition.states:
+                    raise _Fail(
+                        "UNKNOWN_STATE", f"await_human_approval transitions lead to {target!r}, not a state"
+                    )
+            new["wait"] = {"kind": "approval", "token": secrets.token_urlsafe(24), **spec_}
+            self._put_job(
+                plan,
+                rec,
+                new,
+                JobStatus.WAITING_FOR_APPROVAL,
+                "job_waiting",
+                {"integration": spec_["integration"], "message": spec_["message"]},
+            )
+        elif kind == "run_blueprint":
+            try:
+                child_def = self.get_definition(spec_["blueprint_name"])
+            except BlueprintNotFoundError as exc:
+                raise _Fail("BLUEPRINT_NOT_FOUND", str(exc)) from None
+            depth = int(new.get("depth", 0)) + 1
+            if depth > self.config.MAX_HOLARCHY_DEPTH:
+                raise _Fail("MAX_DEPTH", f"child job depth {depth} exceeds MAX_HOLARCHY_DEPTH")
+            try:
+                child_data = self._validated_input(child_def, spec_["initial_data"])
+            except InputValidationError as exc:
+                raise _Fail("INVALID_INPUT_ERROR", f"child blueprint {child_def.name!r}: {exc}") from None
+            child_id = new_ulid_str()
+            self._new_job_ops(
+                plan,
+                child_def,
+                child_id,
+                child_data,
+                webhook_url=None,
+                dispatch_timeout=spec_.get("dispatch_timeout") or new.get("dispatch_timeout"),
+                result_timeout=spec_.get("result_timeout") or new.get("result_timeout"),
+                client=new.get("client"),
+                parent_job_id=job_id,
+                depth=depth,
+            )
+            new["wait"] = {
+                "kind": "child",
+                "child_job_id": child_id,
+                "blueprint_name": child_def.name,
+                "transitions": spec_["transitions"],
+            }
+            self._put_job(
+                plan, rec, new, JobStatus.WAITING_FOR_CHILDREN, "job_waiting", {"child_job_id": child_id}
+            )
+
+    def _task_ops(
+        self, plan: _Plan, job_id: str, state: str, spec: dict[str, Any], *, parallel: bool = False
+    ) -> str:
+        task_id = new_ulid_str()
+        now = self.clock.now()
+        queue = task_queue(spec["task_type"])
+        dt = spec.get("dispatch_timeout")
+        data = {
+            "job_id": job_id,
+            "task_type": spec["task_type"],
+            "params": spec["params"],
+            "queue": queue,
+            "state": state,
+            "parallel": parallel,
+            "priority": spec.get("priority", 0),
+            "attempt": 1,
+            "max_retries": spec.get("max_retries"),
+            "dispatch_timeout": dt,
+            "result_timeout": spec.get("result_timeout"),
+            "dispatch_deadline": now + dt if dt else None,
+            "result_deadline": None,
+            "worker_id": None,
+            "token": None,
+            "result": None,
+            "dispatched_at": now,
+        }
+        plan.ops.append(Put(TASK, task_id, data, 0, TaskStatus.QUEUED.value, job_id))
+        plan.ops.append(
+            Enqueue(
+                queue,
+                f"{task_id}:1",
+                {"task_id": task_id, "job_id": job_id, "attempt": 1},
+                spec.get("priority", 0),
+            )
+        )
+        plan.events.append(
+            self._event(
+                "task_dispatched", job_id, task_id=task_id, state=state, data={"task_type": spec["task_type"]}
+            )
+        )
+        if dt:
+            plan.timers.append((f"d:{task_id}", now + dt, (task_id, 1, None)))
+        return task_id
+
+    # --- workers: take / progress / complete ------------------------------------------------------
+
+    async def take_task(
+        self, worker_id: str, skills: Sequence[str], *, wait_s: float = 0.0, lease_s: float | None = None
+    ) -> Task | None:
+        """Lease the next task of one of ``skills`` for ``worker_id``, waiting up to ``wait_s`` (long poll)."""
+        tasks = await self.take_tasks(worker_id, skills, limit=1, wait_s=wait_s, lease_s=lease_s)
+        return tasks[0] if tasks else None
+
+    async def take_tasks(
+        self,
+        worker_id: str,
+        skills: Sequence[str],
+        *,
+        limit: int = 1,
+        wait_s: float = 0.0,
+        lease_s: float | None = None,
+    ) -> list[Task]:
+        """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return."""
+        queues = [task_queue(s) for s in skills]
+        lease_s = lease_s or self.config.TASK_LEASE_S
+        out: list[Task] = []
+        deadline = self.clock.monotonic() + wait_s
+        while not out:
+            remaining = max(0.0, deadline - self.clock.monotonic())
+            leases = await self.storage.take(
+                queues, owner=worker_id, lease_s=lease_s, limit=limit, wait_s=remaining
+            )
+            if not leases:
+                return out
+            for lease in leases:
+                task = await self._claim(lease, worker_id, lease_s)
+                if task is not None:
+                    out.append(task)
+            if remaining <= 0:
+                break
+        return out
+
+    async def _claim(self, lease: Lease, worker_id: str, lease_s: float) -> Task | None:
+        task_id, attempt = lease.payload["task_id"], lease.payload["attempt"]
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            rec = await self._load_task(task_id)
+            if rec is None or rec.status not in OPEN_TASK or rec.data["attempt"] != attempt:
+                await self.storage.apply(Dequeue(lease.queue, lease.id))  # stale delivery
+                return None
+            now = self.clock.now()
+            d = dict(rec.data)
+            rt = d.get("result_timeout")
+            d.update(
+                worker_id=worker_id, token=lease.token, taken_at=now, result_deadline=now + rt if rt else None
+            )
+            plan = _Plan()
+            plan.ops.append(Put(TASK, task_id, d, rec.version, TaskStatus.RUNNING.value, d["job_id"]))
+            plan.events.append(
+                self._event("task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker_id})
+            )
+            if rt:
+                plan.timers.append((f"r:{task_id}", now + rt, (task_id, attempt, lease.token)))
+            try:
+                await self._commit(plan)
+            except ConflictError:
+                self._tasks.pop(task_id, None)
+                continue
+            self.timers.cancel(f"d:{task_id}")
+            if rt and rt > lease_s:
+                with contextlib.suppress(LeaseLostError):
+                    await self.storage.extend(lease, rt + 1.0)
+            return Task(
+                task_id,
+                d["job_id"],
+                d["task_type"],
+                d["params"],
+                lease.token,
+                attempt,
+                lease.priority,
+                worker_id,
+                d["result_deadline"],
+            )
+        return None
+
+    async def report_progress(self, task_id: str, progress: float, message: str | None = None) -> bool:
+        """Record a running task's progress (0-100) and message on its job. Returns ``False`` when the task
+        is no longer open (cancelled, timed out, done): the worker should stop."""
+        if not 0 <= progress <= 100:
+            raise InputValidationError("must be between 0 and 100", field="progress")
+        trec = await self._load_task(task_id)
+        if trec is None:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        if trec.status not in OPEN_TASK:
+            return False
+        job_id = trec.data["job_id"]
+        ok = True
+
+        def decide(rec: Record, plan: _Plan) -> None:
+            nonlocal ok
+            wait = rec.data.get("wait") or {}
+            if rec.status in TERMINAL_STATUSES or task_id not in wait.get("pending", ()):
+                ok = False
+                return
+            new = dict(rec.data)
+            new["progress"], new["progress_message"] = float(progress), message
+            plan.ops.append(Put(JOB, job_id, new, rec.version, rec.status, new["blueprint"]))
+            plan.events.append(
+                self._event(
+                    "task_progress", job_id, task_id=task_id, data={"progress": progress, "message": message}
+                )
+            )
+
+        await self._mutate_job(job_id, decide)
+        return ok
+
+    async def is_task_cancelled(self, task_id: str) -> bool:
+        """Whether the task was withdrawn (cancelled or timed out); remote workers ask this on heartbeat."""
+        rec = await self.storage.get(TASK, task_id)
+        return rec is not None and rec.status in (TaskStatus.CANCELLED, TaskStatus.TIMED_OUT)
+
+    async def complete_task(
+        self,
+        task_id: str,
+        status: str = "success",
+        data: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | str | None = None,
+        *,
+        token: int | None = None,
+        worker_id: str | None = None,
+    ) -> str:
+        """Submit a task's result. Returns what happened: ``"applied"``, ``"retry"`` (a retryable error, the
+        task is queued again), or ``"ignored"`` (duplicate or late: recorded in history, changes nothing).
+
+        ``status`` picks the transition; ``error.code`` drives retries/quarantine (see the docs).
+        """
+        err: dict[str, Any] | None
+        if error is None:
+            err = None
+        elif isinstance(error, str):
+            err = {"code": None, "message": error}
+        else:
+            err = dict(error)
+        result = {"status": status, "data": dict(data) if data is not None else None, "error": err}
+        return await self._apply_result(task_id, result, source="worker", worker_id=worker_id, token=token)
+
+    async def _apply_result(
+        self,
+        task_id: str,
+        result: dict[str, Any],
+        *,
+        source: str,
+        worker_id: str | None = None,
+        token: int | None = None,
+        expect_attempt: int | None = None,
+        expect_token: int | None = None,
+        expect_status: TaskStatus | None = None,
+    ) -> str:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            trec = await self._load_task(task_id)
+            if trec is None:
+                raise TaskNotFoundError(f"no task {task_id!r}")
+            td = trec.data
+            if source == "timer" and (
+                trec.status != expect_status
+                or td["attempt"] != expect_attempt
+                or (expect_token is not None and td.get("token") != expect_token)
+            ):
+                return "ignored"  # the timer is stale: the task moved on
+            job_id = td["job_id"]
+            if trec.status not in OPEN_TASK:
+                await self._record_ignored(
+                    job_id, task_id, f"task is already {trec.status}", result, worker_id
+                )
+                return "ignored"
+            jrec = await self._load_job(job_id)
+            if jrec is None:
+                raise JobNotFoundError(f"no job {job_id!r} for task {task_id!r}")
+            plan = _Plan()
+            outcome = await self._plan_result(plan, jrec, trec, result, source, worker_id)
+            try:
+                await self._commit(plan)
+            except ConflictError as exc:
+                self._forget([exc.id, task_id, job_id])
+                continue
+            return outcome
+        raise ConflictError(TASK, task_id, None, None)
+
+    async def _record_ignored(
+        self, job_id: str, task_id: str, reason: str, result: dict[str, Any], worker_id: str | None
+    ) -> None:
+        info = {
+            "task_id": task_id,
+            "reason": reason,
+            "result_status": result.get("status"),
+            "worker_id": worker_id,
+        }
+        await self.storage.apply(Append(job_id, "result_ignored", None, info))
+        await self._emit([self._event("result_ignored", job_id, task_id=task_id, data=info)])
+
+    async def _plan_result(
+        self,
+        plan: _Plan,
+        jrec: Record,
+        trec: Record,
+        result: dict[str, Any],
+        source: str,
+        worker_id: str | None,
+    ) -> str:
+        now = self.clock.now()
+        task_id, td = trec.id, dict(trec.data)
+        job_id = jrec.id
+        item = Dequeue(td["queue"], f"{task_id}:{td['attempt']}")
+        wait = jrec.data.get("wait") or {}
+        status = result.get("status")
+        err = result.get("error") or None
+        code = err.get("code") if isinstance(err, dict) else None
+        timed_out = source == "timer"
+        self.timers.cancel(f"d:{task_id}")
+        self.timers.cancel(f"r:{task_id}")
+
+        def close_task(task_status: TaskStatus) -> None:
+            td.update(result=result, finished_at=now, completed_by=worker_id)
+            plan.ops.append(Put(TASK, task_id, td, trec.version, task_status.value, job_id))
+            plan.ops.append(item)
+
+        if jrec.status in TERMINAL_STATUSES or task_id not in wait.get("pending", ()):
+            close_task(TaskStatus.CANCELLED if jrec.status == JobStatus.CANCELLED else TaskStatus.COMPLETED)
+            info = {"task_id": task_id, "reason": f"job is {jrec.status}", "result_status": status}
+            plan.ops.append(Append(job_id, "result_ignored", None, info))
+            plan.events.append(self._event("result_ignored", job_id, task_id=task_id, data=info))
+            return "ignored"
+
+        new = dict(jrec.data)
+        history_info = {
+            "task_id": task_id,
+            "status": status,
+            "attempt": td["attempt"],
+            "worker_id": worker_id,
+        }
+        if err:
+            history_info["error"] = err
+        plan.ops.append(
+            Append(job_id, "task_timeout" if timed_out else "task_completed", status, history_info)
+        )
+        plan.events.append(
+            self._event(
+                "task_timeout" if timed_out else "task_completed",
+                job_id,
+                task_id=task_id,
+                status=status,
+                data={"result": result},
+            )
+        )
+
+        if code in RETRYABLE_CODES:
+            max_retries = td.get("max_retries")
+            if max_retries is None:
+                max_retries = self.config.JOB_MAX_RETRIES
+            if td["attempt"] <= max_retries:
+                delay = min(
+                    self.config.RETRY_BACKOFF_MAX_S,
+                    self.config.RETRY_BACKOFF_BASE_S * (2 ** (td["attempt"] - 1)),
+                )
+                attempt = td["attempt"] + 1
+                dt = td.get("dispatch_timeout")
+                td.update(
+                    attempt=attempt,
+                    worker_id=None,
+                    token=None,
+                    result_deadline=None,
+                    last_error=err,
+                    dispatch_deadline=now + delay + dt if dt else None,
+                )
+                plan.ops.append(Put(TASK, task_id, td, trec.version, TaskStatus.QUEUED.value, job_id))
+                plan.ops.append(item)
+                plan.ops.append(
+                    Enqueue(
+                        td["queue"],
+                        f"{task_id}:{attempt}",
+                        {"task_id": task_id, "job_id": job_id, "attempt": attempt},
+                        td.get("priority", 0),
+                        delay,
+                    )
+                )
+                plan.ops.append(
+                    Append(
+                        job_id,
+                        "task_retry",
+                        jrec.status,
+                        {"task_id": task_id, "attempt": attempt, "delay_s": delay, "error": err},
+                    )
+                )
+                plan.events.append(
+                    self._event(
+                        "task_retry",
+                        job_id,
+                        task_id=task_id,
+                        data={"attempt": attempt, "delay_s": delay, "error": err},
+                    )
+                )
+                if dt:
+                    plan.timers.append((f"d:{task_id}", now + delay + dt, (task_id, attempt, None)))
+                return "retry"
+            close_task(TaskStatus.TIMED_OUT if timed_out else TaskStatus.COMPLETED)
+            new["error"] = {
+                **(err or {}),
+                "code": code,
+                "message": f"task {task_id} failed {td['attempt']} times; last: {(err or {}).get('message')}",
+            }
+            await self._end_with_siblings(plan, jrec, new, JobStatus.QUARANTINED, task_id)
+            return "applied"
+        close_task(TaskStatus.TIMED_OUT if timed_out else TaskStatus.COMPLETED)
+        if code in QUARANTINE_CODES or code == "INVALID_INPUT_ERROR":
+            new["error"] = dict(err or {})
+            final = JobStatus.QUARANTINED if code in QUARANTINE_CODES else JobStatus.FAILED
+            await self._end_with_siblings(plan, jrec, new, final, task_id)
+            return "applied"
+
+        if wait.get("kind") == "parallel":
+            agg = dict(new.get("aggregation_results") or {})
+            agg[task_id] = result
+            new["aggregation_results"] = agg
+            pending = [t for t in wait["pending"] if t != task_id]
+            if pending:
+                new["wait"] = {**wait, "pending": pending}
+                plan.ops.append(Put(JOB, job_id, new, jrec.version, jrec.status, new["blueprint"]))
+            else:
+                self._goto_ops(plan, jrec, new, wait["aggregate_into"], event="aggregate", aggregate=True)
+            return "applied"
+
+        target = wait.get("transitions", {}).get(status)
+        if target is None:
+            new["error"] = {
+                "code": "UNHANDLED_STATUS",
+                "message": f"worker returned status {status!r}, not one of {sorted(wait.get('transitions', {}))}",
+                "task_error": err,
+            }
+            self._terminal_ops(plan, jrec, new, JobStatus.FAILED, await self._parent_of(new))
+            return "applied"
+        data = result.get("data")
+        if isinstance(data, dict) and data:
+            sh = dict(new["state_history"])
+            sh.update(data)
+            new["state_history"] = sh
+        self._goto_ops(plan, jrec, new, target, extra={"task_id": task_id, "status": status})
+        return "applied"
+
+    async def _end_with_siblings(
+        self, plan: _Plan, jrec: Record, new: dict[str, Any], status: JobStatus, task_id: str
+    ) -> None:
+        wait = jrec.data.get("wait") or {}
+        others = [t for t in wait.get("pending", ()) if t != task_id]
+        if others:
+            recs = [
+                r
+                for r in [await self._load_task(t, fresh=True) for t in others]
+                if r and r.status in OPEN_TASK
+            ]
+            self._cancel_tasks_ops(plan, jrec.id, recs)
+        self._terminal_ops(plan, jrec, new, status, await self._parent_of(new))
+
+    # --- timers -----------------------------------------------------------------------------------
+
+    async def _on_timer(self, key: str, payload: Any) -> None:
+        kind = key[0]
+        task_id, attempt, token = payload
+        if kind == "d":
+            await self._dispatch_timeout(task_id, attempt)
+        elif kind == "r":
+            await self._apply_result(
+                task_id,
+                {
+                    "status": "failure",
+                    "data": None,
+                    "error": {"code": "TIMEOUT_ERROR", "message": "no result within result_timeout"},
+                },
+                source="timer",
+                expect_attempt=attempt,
+                expect_token=token,
+                expect_status=TaskStatus.RUNNING,
+            )
+
+    async def _dispatch_timeout(self, task_id: str, attempt: int) -> None:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            trec = await self._load_task(task_id, fresh=True)
+            if trec is None or trec.status != TaskStatus.QUEUED or trec.data["attempt"] != attempt:
+                return
+            td = dict(trec.data)
+            if td.get("dispatch_deadline") is not None and td["dispatch_deadline"] > self.clock.now():
+                self.timers.schedule(f"d:{task_id}", td["dispatch_deadline"], (task_id, attempt, None))
+                return
+            jrec = await self._load_job(td["job_id"])
+            if jrec is None:
+                return
+            plan = _Plan()
+            td.update(finished_at=self.clock.now(), result={"status": "dispatch_timeout"})
+            plan.ops.append(Put(TASK, task_id, td, trec.version, TaskStatus.TIMED_OUT.value, td["job_id"]))
+            plan.ops.append(Dequeue(td["queue"], f"{task_id}:{attempt}"))
+            plan.ops.append(Append(td["job_id"], "task_timeout", "dispatch_timeout", {"task_id": task_id}))
+            plan.events.append(
+                self._event("task_timeout", td["job_id"], task_id=task_id, data={"kind": "dispatch_timeout"})
+            )
+            wait = jrec.data.get("wait") or {}
+            if jrec.status not in TERMINAL_STATUSES and task_id in wait.get("pending", ()):
+                new = dict(jrec.data)
+                target = (wait.get("transitions") or {}).get("timeout")
+                if target is not None:
+                    self._goto_ops(plan, jrec, new, target, extra={"task_id": task_id, "status": "timeout"})
+                else:
+                    new["error"] = {
+                        "code": "DISPATCH_TIMEOUT",
+                        "message": f"no worker took task {task_id} ({td['task_type']}) within "
+                        f"{td['dispatch_timeout']} s",
+                    }
+                    await self._end_with_siblings(plan, jrec, new, JobStatus.FAILED, task_id)
+            try:
+                await self._commit(plan)
+                return
+            except ConflictError as exc:
+                self._forget([exc.id, task_id, td["job_id"]])
+
+    # --- worker registry --------------------------------------------------------------------------
+
+    async def register_worker_record(
+        self,
+        worker_id: str,
+        skills: Sequence[str],
+        *,
+        capacity: int = 1,
+        kind: str = "in_process",
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record an executor in the registry (in-process workers call this; the server will for remote ones)."""
+        data = {
+            "skills": list(skills),
+            "capacity": capacity,
+            "kind": kind,
+            "info": dict(info or {}),
+            "last_seen": self.clock.now(),
+            "instance": self.instance_id,
+        }
+        await self.storage.apply(Put(WORKER, worker_id, data, None, "online", kind))
+        await self._emit([self._event("worker_registered", None, data={"worker_id": worker_id, **data})])
+
+    async def heartbeat_worker(self, worker_id: str, *, status: str = "online") -> None:
+        """Refresh a worker's ``last_seen`` (and status)."""
+        rec = await self.storage.get(WORKER, worker_id)
+        if rec is None:
+            raise JobNotFoundError(f"no worker {worker_id!r}")
+        data = {**rec.data, "last_seen": self.clock.now()}
+        with contextlib.suppress(ConflictError):
+            await self.storage.apply(Put(WORKER, worker_id, data, rec.version, status, rec.group))
+
+    async def list_workers(self) -> list[WorkerView]:
+        """Registered executors with their skills, capacity, status and (for local ones) running count."""
+        out = []
+        for rec in await self.storage.list(WORKER, limit=10_000):
+            d = rec.data
+            local = self._workers.get(rec.id)
+            out.append(
+                WorkerView(
+                    rec.id,
+                    d["skills"],
+                    d["capacity"],
+                    d["kind"],
+                    rec.status or "",
+                    local.running if local is not None else 0,
+                    d["last_seen"],
+                    d.get("info", {}),
+                )
+            )
+        return out
+
+    def add_worker(self, worker: Any) -> None:
+        """Attach an in-process worker (started with the engine, or now if the engine is running)."""
+        self._workers[worker.worker_id] = worker
+        worker.attach(self)
+        if self._started:
+            asyncio.get_running_loop().create_task(worker.start())
+
+
+class _Fail(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.error = {"code": code, "message": message}

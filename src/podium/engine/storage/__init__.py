@@ -1,0 +1,26 @@
+"""Storage for the engine (Avtomatika's ``avtomatika.storage`` face): every class is a
+:class:`podium.store.Store`.
+
+``MemoryStorage()`` keeps everything in the process (tests, demos); ``SQLiteStorage(path)`` is podium's
+embedded durable default (one file, WAL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podium.engine.storage.memory import MemoryStorage
+from podium.store.base import Store
+
+__all__ = ["MemoryStorage", "SQLiteStorage", "StorageBackend"]
+
+StorageBackend = Store
+"""Avtomatika's name for the storage base class."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteStorage":
+        from podium.engine.storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage
+    raise AttributeError(name)
