@@ -1,0 +1,606 @@
+"""An async client for instrument nodes that speak MADSci's node REST protocol (podium's or MADSci's).
+
+:meth:`NodeClient.run_action` runs one action end to end: create -> upload files -> start -> wait for a
+terminal status -> result -> download output files. Waiting is frugal: a podium node holds a status
+request until the action ends (``?wait_s=``, the long-poll extension); any other node is polled with a
+short growing backoff (20 ms, x2, capped at ``poll_max_s``), and a 429 answer is waited out for its
+``Retry-After``. MADSci's nodes rate-limit clients (100 requests a minute by default), so nothing here polls
+more than it must.
+
+Each action carries podium's own id (a ULID chosen before anything is sent) and the node's id for it: a
+podium node adopts podium's id, a MADSci node makes its own, handed to ``on_created`` before the action is
+started, so the caller can journal it. After a crash, :meth:`NodeClient.reconcile` asks the node what
+became of an action by that id. An action the caller never saw acknowledged by ``on_created`` was never
+started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import logging
+import zipfile
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+
+from podium.clock import Clock, system_clock
+from podium.errors import InvalidInputError
+from podium.ids import new_ulid_str
+from podium.nodes.errors import (
+    ActionTimeoutError,
+    NodeError,
+    NodeProtocolError,
+    NodeRateLimitedError,
+    NodeRequestError,
+    NodeUnreachableError,
+)
+from podium.wire.madsci_node import (
+    LONG_POLL_HEADER,
+    ActionResult,
+    ActionStatus,
+    AdminCommandResponse,
+    AdminCommands,
+    Error,
+    NodeInfo,
+    NodeStatus,
+)
+
+__all__ = ["ActionOutcome", "FileArg", "NodeClient", "send_admin_command_all"]
+
+logger = logging.getLogger("podium.nodes.client")
+
+FileArg = Path | str | Sequence[Path | str]
+"""A file argument: one path, or several for a ``list[Path]`` parameter."""
+
+_M = TypeVar("_M", NodeStatus, NodeInfo, ActionResult, AdminCommandResponse)
+_UNKNOWN_LIMIT = 3  # consecutive ``unknown`` answers after a start before the action counts as lost
+
+
+@dataclass
+class ActionOutcome:
+    """What became of one action.
+
+    Attributes:
+        action_id: podium's id for the action (the caller's, or one made before sending).
+        node_action_id: The node's id for it (the same on podium nodes).
+        action_name: The action.
+        status: The last status seen; terminal unless the action was lost (``unknown``).
+        errors: The node's errors for it.
+        json_result: The JSON the action returned.
+        file_keys: Result file keys the node announced.
+        files: Downloaded result files by key (empty when no ``download_dir`` was given).
+        datapoints: Datapoint ids the node reported, if any.
+        result: The node's raw result.
+        node_status: The node's status read right after the action, when asked for and available.
+    """
+
+    action_id: str
+    node_action_id: str
+    action_name: str
+    status: ActionStatus
+    errors: list[Error]
+    json_result: Any
+    file_keys: list[str]
+    files: dict[str, Path]
+    datapoints: dict[str, str | list[str]] | None
+    result: ActionResult
+    node_status: NodeStatus | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the action succeeded."""
+        return self.status is ActionStatus.SUCCEEDED
+
+    @property
+    def error_message(self) -> str:
+        """The node's error messages joined, or an empty string."""
+        return "; ".join(e.message or e.error_type or "error" for e in self.errors)
+
+
+@dataclass
+class _Poll:
+    delay_s: float
+    unknown_seen: int = 0
+    requests: int = field(default=0)
+
+
+class NodeClient:
+    """Talk to one node. Use as an async context manager, or call :meth:`aclose`.
+
+    Args:
+        url: The node's base URL.
+        clock: The clock for every wait (backoff, Retry-After, action timeouts).
+        timeout_s: HTTP timeout of one request.
+        transport: An httpx transport (``node.asgi_transport()`` for socket-free tests).
+        poll_initial_s: First backoff when the node does not long-poll.
+        poll_factor: Backoff growth per poll.
+        poll_max_s: Longest backoff between two status polls.
+        long_poll_s: How long a podium node may hold one status request.
+        max_rate_limit_wait_s: Give up (``NodeRateLimitedError``) after waiting this long on 429s.
+        retries: Extra attempts for a request that could not be sent (connection refused) or, for
+            reads, that got no answer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = system_clock,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        poll_initial_s: float = 0.02,
+        poll_factor: float = 2.0,
+        poll_max_s: float = 1.0,
+        long_poll_s: float = 5.0,
+        max_rate_limit_wait_s: float = 120.0,
+        retries: int = 2,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.poll_initial_s, self.poll_factor, self.poll_max_s = poll_initial_s, poll_factor, poll_max_s
+        self.long_poll_s = long_poll_s
+        self.max_rate_limit_wait_s = max_rate_limit_wait_s
+        self.retries = retries
+        self.requests_sent = 0
+        """Requests sent so far (a figure for tests and benchmarks)."""
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, transport=transport)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections. Idempotent."""
+        await self._http.aclose()
+
+    # ----------------------------------------------------------------------------------------------
+    # Node-level calls
+    # ----------------------------------------------------------------------------------------------
+
+    async def get_status(self) -> NodeStatus:
+        """``GET /status``."""
+        return self._parse(NodeStatus, await self._request("GET", "/status"))
+
+    async def get_info(self) -> NodeInfo:
+        """``GET /info``."""
+        return self._parse(NodeInfo, await self._request("GET", "/info"))
+
+    async def get_state(self) -> dict[str, Any]:
+        """``GET /state``."""
+        body = self._json(await self._request("GET", "/state"))
+        if not isinstance(body, dict):
+            raise NodeProtocolError("/state is not a JSON object", url=self.url)
+        return body
+
+    async def get_log(self) -> dict[str, Any]:
+        """``GET /log``: the node's events by id."""
+        body = self._json(await self._request("GET", "/log"))
+        if not isinstance(body, dict):
+            raise NodeProtocolError("/log is not a JSON object", url=self.url)
+        return body
+
+    async def set_config(self, new_config: Mapping[str, Any]) -> bool:
+        """``POST /config``; whether the node accepted it."""
+        body = self._json(await self._request("POST", "/config", json=to_jsonable_python(dict(new_config))))
+        return bool(isinstance(body, dict) and body.get("success"))
+
+    async def send_admin_command(self, command: AdminCommands | str) -> AdminCommandResponse:
+        """``POST /admin/{command}``. A command the node does not implement answers ``success=False``."""
+        try:
+            cmd = AdminCommands(command)
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown admin command {command!r}; one of {[c.value for c in AdminCommands]}",
+                field="command",
+            ) from None
+        return self._parse(AdminCommandResponse, await self._request("POST", f"/admin/{cmd.value}"))
+
+    async def get_action_history(self, action_id: str | None = None) -> dict[str, list[ActionResult]]:
+        """``GET /action``: every status change of one action, or of all actions the node remembers."""
+        params = {"action_id": action_id} if action_id else None
+        body = self._json(await self._request("GET", "/action", params=params))
+        try:
+            return {k: [ActionResult.model_validate(r) for r in v] for k, v in body.items()}
+        except (AttributeError, TypeError, ValidationError) as exc:
+            raise NodeProtocolError(f"/action: {exc}", url=self.url) from None
+
+    # ----------------------------------------------------------------------------------------------
+    # Actions, step by step
+    # ----------------------------------------------------------------------------------------------
+
+    async def create_action(
+        self,
+        action_name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        action_id: str | None = None,
+        var_args: Sequence[Any] | None = None,
+        var_kwargs: Mapping[str, Any] | None = None,
+    ) -> str:
+        """``POST /action/{name}``; return the node's id for the action (``action_id`` on podium nodes)."""
+        body: dict[str, Any] = {"args": to_jsonable_python(dict(args or {}))}
+        if action_id is not None:
+            body["action_id"] = action_id
+        if var_args is not None:
+            body["var_args"] = to_jsonable_python(list(var_args))
+        if var_kwargs is not None:
+            body["var_kwargs"] = to_jsonable_python(dict(var_kwargs))
+        answer = self._json(await self._request("POST", f"/action/{action_name}", json=body))
+        node_action_id = answer.get("action_id") if isinstance(answer, dict) else None
+        if not isinstance(node_action_id, str):
+            raise NodeProtocolError(f"create {action_name}: no action_id in {answer!r}", url=self.url)
+        return node_action_id
+
+    async def upload_files(self, action_name: str, node_action_id: str, files: Mapping[str, FileArg]) -> None:
+        """Upload each file argument (a list of paths goes in one request)."""
+        for arg, value in files.items():
+            paths = [Path(value)] if isinstance(value, str | Path) else [Path(v) for v in value]
+            field_name = "file" if isinstance(value, str | Path) else "files"
+            parts = []
+            for path in paths:
+                try:
+                    content = await asyncio.to_thread(path.expanduser().read_bytes)
+                except OSError as exc:
+                    raise InvalidInputError(f"cannot read {path}: {exc}", field=f"files.{arg}") from None
+                parts.append((field_name, (path.name, content, "application/octet-stream")))
+            await self._request("POST", f"/action/{action_name}/{node_action_id}/upload/{arg}", files=parts)
+
+    async def start_action(self, action_name: str, node_action_id: str) -> ActionResult:
+        """``POST /action/{name}/{id}/start``: the node's first answer (may already be terminal)."""
+        response = await self._request(
+            "POST", f"/action/{action_name}/{node_action_id}/start", retry_read=False
+        )
+        return self._parse(ActionResult, response)
+
+    async def get_action_status(
+        self, node_action_id: str, *, action_name: str | None = None, wait_s: float | None = None
+    ) -> ActionStatus:
+        """The action's status. With ``wait_s``, a podium node answers when the action ends (or then)."""
+        return (await self._status(node_action_id, action_name, wait_s))[0]
+
+    async def get_action_result(self, node_action_id: str, *, action_name: str | None = None) -> ActionResult:
+        """The action's latest result (status ``unknown`` when the node does not know the id)."""
+        path = self._action_path(node_action_id, action_name, "result")
+        result = self._parse(ActionResult, await self._request("GET", path))
+        return result.model_copy(update={"action_id": node_action_id})
+
+    async def wait_for_action(
+        self,
+        node_action_id: str,
+        *,
+        action_name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ActionResult:
+        """Wait until the action is terminal (or lost: ``unknown`` several times); return its result.
+
+        Raises:
+            ActionTimeoutError: Not terminal within ``timeout_s``; the action may still be running.
+        """
+        deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
+        poll = _Poll(delay_s=self.poll_initial_s)
+        while True:
+            wait_s = self.long_poll_s
+            if deadline is not None:
+                wait_s = min(wait_s, max(0.0, deadline - self.clock.monotonic()))
+            status, held = await self._status(node_action_id, action_name, wait_s or None)
+            poll.requests += 1
+            if status.is_terminal:
+                break
+            poll.unknown_seen = poll.unknown_seen + 1 if status is ActionStatus.UNKNOWN else 0
+            if poll.unknown_seen >= _UNKNOWN_LIMIT:
+                logger.warning("action %s is unknown to node %s", node_action_id, self.url)
+                break
+            if deadline is not None and self.clock.monotonic() >= deadline:
+                raise ActionTimeoutError(
+                    f"action {node_action_id} still {status.value} after {timeout_s} s",
+                    url=self.url,
+                    action_id=node_action_id,
+                    last_status=status.value,
+                )
+            if not held:
+                delay = poll.delay_s
+                if deadline is not None:
+                    delay = min(delay, max(0.0, deadline - self.clock.monotonic()))
+                await self.clock.sleep(delay)
+                poll.delay_s = min(poll.delay_s * self.poll_factor, self.poll_max_s)
+        return await self.get_action_result(node_action_id, action_name=action_name)
+
+    async def download_files(
+        self,
+        node_action_id: str,
+        dest_dir: Path | str,
+        *,
+        action_name: str | None = None,
+        file_keys: Sequence[str] | None = None,
+    ) -> dict[str, Path]:
+        """Download the action's result files (a ZIP) into ``dest_dir``; return them by file key."""
+        response = await self._request("GET", self._action_path(node_action_id, action_name, "download"))
+        dest = Path(dest_dir)
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(response.content))
+        except zipfile.BadZipFile:
+            raise NodeProtocolError(f"download of {node_action_id} is not a ZIP", url=self.url) from None
+        extracted: list[Path] = []
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = Path(info.filename).name
+                if not name or name in {".", ".."}:
+                    continue
+                target = dest / name
+                data = archive.read(info)
+                await asyncio.to_thread(_write_file, target, data)
+                extracted.append(target)
+        keys = list(file_keys) if file_keys else []
+        if not keys or keys == ["file"] or (len(extracted) == 1 and len(keys) <= 1):
+            label = keys[0] if keys else "file"
+            if len(extracted) == 1:
+                return {label: extracted[0]}
+            return {p.stem: p for p in extracted}
+        out: dict[str, Path] = {}
+        for key in keys:
+            match = next((p for p in extracted if p.stem == key), None) or next(
+                (p for p in extracted if p.name.startswith(key)), None
+            )
+            if match is not None:
+                out[key] = match
+        return out
+
+    # ----------------------------------------------------------------------------------------------
+    # Actions, end to end
+    # ----------------------------------------------------------------------------------------------
+
+    async def run_action(
+        self,
+        action_name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        files: Mapping[str, FileArg] | None = None,
+        action_id: str | None = None,
+        download_dir: Path | str | None = None,
+        timeout_s: float | None = None,
+        on_created: Callable[[str], Awaitable[None] | None] | None = None,
+        refresh_status: bool = True,
+        var_args: Sequence[Any] | None = None,
+        var_kwargs: Mapping[str, Any] | None = None,
+    ) -> ActionOutcome:
+        """Run one action to its end and return its outcome (a failed action is an outcome, not an error).
+
+        Args:
+            action_name: The action.
+            args: JSON arguments; pydantic models (``LocationArgument``) are serialised.
+            files: File arguments by name.
+            action_id: podium's id for this action, recorded by the caller beforehand; new if omitted.
+            download_dir: Where to put the result files; not downloaded when omitted.
+            timeout_s: How long to wait for the action to end (clock time).
+            on_created: Called (and awaited) with the node's action id before the action is started.
+            refresh_status: Read the node's ``/status`` right after the action.
+            var_args: Extra positional arguments, for MADSci actions that take ``*args``.
+            var_kwargs: Extra keyword arguments, for MADSci actions that take ``**kwargs``.
+
+        Raises:
+            NodeUnreachableError: The node did not answer.
+            NodeRequestError: The node refused a request (422: bad arguments, 404: unknown action).
+            ActionTimeoutError: The action did not end within ``timeout_s``.
+        """
+        action_id = action_id or new_ulid_str()
+        node_action_id = await self.create_action(
+            action_name, args, action_id=action_id, var_args=var_args, var_kwargs=var_kwargs
+        )
+        if on_created is not None:
+            maybe = on_created(node_action_id)
+            if inspect.isawaitable(maybe):
+                await maybe
+        if files:
+            await self.upload_files(action_name, node_action_id, files)
+        result = await self.start_action(action_name, node_action_id)
+        if not result.status.is_terminal:
+            result = await self.wait_for_action(node_action_id, action_name=action_name, timeout_s=timeout_s)
+        return await self._outcome(
+            action_id, node_action_id, action_name, result, download_dir, refresh_status
+        )
+
+    async def reconcile(
+        self,
+        node_action_id: str,
+        *,
+        action_name: str | None = None,
+        action_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
+        download_dir: Path | str | None = None,
+    ) -> ActionOutcome:
+        """After a crash: what became of an action the node was sent? Never re-sends it.
+
+        Status ``unknown`` means the node has no record of it (never started, or the node restarted);
+        ``not_started`` that it was created but not started; a terminal status is its real outcome.
+        With ``wait``, a running action is waited for.
+        """
+        result = await self.get_action_result(node_action_id, action_name=action_name)
+        if wait and not result.status.is_terminal and result.status is not ActionStatus.UNKNOWN:
+            result = await self.wait_for_action(node_action_id, action_name=action_name, timeout_s=timeout_s)
+        return await self._outcome(
+            action_id or node_action_id, node_action_id, action_name or "", result, download_dir, False
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Internals
+    # ----------------------------------------------------------------------------------------------
+
+    async def _outcome(
+        self,
+        action_id: str,
+        node_action_id: str,
+        action_name: str,
+        result: ActionResult,
+        download_dir: Path | str | None,
+        refresh_status: bool,
+    ) -> ActionOutcome:
+        keys = list(result.files or [])
+        downloaded: dict[str, Path] = {}
+        if keys and download_dir is not None and result.status is ActionStatus.SUCCEEDED:
+            downloaded = await self.download_files(
+                node_action_id, download_dir, action_name=action_name or None, file_keys=keys
+            )
+        node_status = None
+        if refresh_status:
+            try:
+                node_status = await self.get_status()
+            except NodeError as exc:
+                logger.warning("status of %s after action %s: %s", self.url, node_action_id, exc)
+        return ActionOutcome(
+            action_id=action_id,
+            node_action_id=node_action_id,
+            action_name=action_name,
+            status=result.status,
+            errors=list(result.errors),
+            json_result=result.json_result,
+            file_keys=keys,
+            files=downloaded,
+            datapoints=result.datapoints,
+            result=result,
+            node_status=node_status,
+        )
+
+    @staticmethod
+    def _action_path(node_action_id: str, action_name: str | None, leaf: str) -> str:
+        if action_name:
+            return f"/action/{action_name}/{node_action_id}/{leaf}"
+        return f"/action/{node_action_id}/{leaf}"
+
+    async def _status(
+        self, node_action_id: str, action_name: str | None, wait_s: float | None
+    ) -> tuple[ActionStatus, bool]:
+        params = {"wait_s": f"{wait_s:.3f}"} if wait_s else None
+        response = await self._request(
+            "GET",
+            self._action_path(node_action_id, action_name, "status"),
+            params=params,
+            extra_timeout_s=wait_s or 0.0,
+        )
+        value = self._json(response)
+        try:
+            status = ActionStatus(value)
+        except ValueError:
+            raise NodeProtocolError(f"not an action status: {value!r}", url=self.url) from None
+        return status, response.headers.get(LONG_POLL_HEADER) == "1"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry_read: bool | None = None,
+        extra_timeout_s: float = 0.0,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        # A request that never reached the node (connect error) is always safe to send again; one that
+        # may have reached it is only retried when it is a read (GET), unless told otherwise.
+        retry_read = method == "GET" if retry_read is None else retry_read
+        attempt, rate_waited = 0, 0.0
+        timeout = self.timeout_s + extra_timeout_s
+        while True:
+            try:
+                self.requests_sent += 1
+                response = await self._http.request(method, path, timeout=timeout, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt < self.retries:
+                    attempt += 1
+                    await self.clock.sleep(0.05 * 2**attempt)
+                    continue
+                raise NodeUnreachableError(f"{method} {path}: {exc!r}", url=self.url) from None
+            except httpx.TransportError as exc:
+                if retry_read and attempt < self.retries:
+                    attempt += 1
+                    await self.clock.sleep(0.05 * 2**attempt)
+                    continue
+                raise NodeUnreachableError(f"{method} {path}: {exc!r}", url=self.url) from None
+            if response.status_code == 429:
+                delay = _retry_after_s(response)
+                if rate_waited + delay > self.max_rate_limit_wait_s:
+                    raise NodeRateLimitedError(
+                        f"{method} {path}: still rate limited after {rate_waited:.1f} s",
+                        url=self.url,
+                        status_code=429,
+                        detail=_detail(response),
+                    )
+                logger.info("node %s rate limited %s %s; waiting %.2f s", self.url, method, path, delay)
+                rate_waited += delay
+                await self.clock.sleep(delay)
+                continue
+            if response.status_code >= 400:
+                raise NodeRequestError(
+                    f"{method} {path}",
+                    url=self.url,
+                    status_code=response.status_code,
+                    detail=_detail(response),
+                )
+            return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise NodeProtocolError(
+                f"{response.request.method} {response.request.url.path}: not JSON: {response.text[:200]!r}",
+                url=self.url,
+            ) from None
+
+    def _parse(self, model: type[_M], response: httpx.Response) -> _M:
+        try:
+            return model.model_validate(self._json(response))
+        except ValidationError as exc:
+            raise NodeProtocolError(
+                f"{response.request.url.path}: not a {model.__name__}: {exc.errors(include_url=False)[:3]}",
+                url=self.url,
+            ) from None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _retry_after_s(response: httpx.Response) -> float:
+    try:
+        return max(0.05, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    return body.get("detail", body) if isinstance(body, dict) else body
+
+
+async def send_admin_command_all(
+    clients: Mapping[str, NodeClient], command: AdminCommands | str
+) -> dict[str, AdminCommandResponse | NodeError]:
+    """Send one admin command to several nodes at once; a node that fails gets its error, not an exception."""
+
+    async def one(client: NodeClient) -> AdminCommandResponse | NodeError:
+        try:
+            return await client.send_admin_command(command)
+        except NodeError as exc:
+            return exc
+
+    names = list(clients)
+    answers = await asyncio.gather(*(one(clients[n]) for n in names))
+    return dict(zip(names, answers, strict=True))
