@@ -68,3 +68,26 @@ async def until(
 
 async def finished(engine: OrchestratorEngine, job_id: str, timeout_s: float = 10.0) -> Any:
     return await asyncio.wait_for(engine.wait_for_job(job_id), timeout_s)
+
+
+class EventLog:
+    """Records every engine event from creation on; ``wait`` returns the first (past or future) match."""
+
+    def __init__(self, engine: OrchestratorEngine) -> None:
+        self.events: list[EngineEvent] = []
+        self._waiters: list[tuple[Callable[[EngineEvent], bool], asyncio.Future[EngineEvent]]] = []
+        engine.subscribe(self._on)
+
+    def _on(self, ev: EngineEvent) -> None:
+        self.events.append(ev)
+        for pred, fut in list(self._waiters):
+            if not fut.done() and pred(ev):
+                fut.set_result(ev)
+
+    async def wait(self, pred: Callable[[EngineEvent], bool], timeout_s: float = 10.0) -> EngineEvent:
+        for ev in self.events:
+            if pred(ev):
+                return ev
+        fut: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
+        self._waiters.append((pred, fut))
+        return await asyncio.wait_for(fut, timeout_s)

@@ -79,7 +79,8 @@ async def test_quick_start_flow(store: Store) -> None:
     events = [(e.event, e.status) for e in await engine.job_history(job_id)]
     assert events == [
         ("job_created", "pending"),
-        ("task_dispatched", "waiting_for_worker"),
+        ("task_dispatched", None),
+        ("job_waiting", "waiting_for_worker"),
         ("task_completed", "success"),
         ("transition", "running"),
         ("transition", "running"),

@@ -1078,7 +1078,7 @@ class OrchestratorEngine:
                 rec,
                 new,
                 JobStatus.WAITING_FOR_WORKER,
-                "task_dispatched",
+                "job_waiting",
                 {"task_id": task_id, "task_type": spec_["task_type"]},
             )
         elif kind == "dispatch_parallel":
@@ -1093,7 +1093,7 @@ class OrchestratorEngine:
                 rec,
                 new,
                 JobStatus.WAITING_FOR_WORKER,
-                "task_dispatched",
+                "job_waiting",
                 {"task_ids": ids, "aggregate_into": target},
             )
         elif kind == "await_human_approval":
@@ -1181,11 +1181,9 @@ class OrchestratorEngine:
                 spec.get("priority", 0),
             )
         )
-        plan.events.append(
-            self._event(
-                "task_dispatched", job_id, task_id=task_id, state=state, data={"task_type": spec["task_type"]}
-            )
-        )
+        info = {"task_id": task_id, "task_type": spec["task_type"]}
+        plan.ops.append(Append(job_id, "task_dispatched", None, info))
+        plan.events.append(self._event("task_dispatched", job_id, task_id=task_id, state=state, data=info))
         if dt:
             plan.timers.append((f"d:{task_id}", now + dt, (task_id, 1, None)))
         return task_id
