@@ -9,13 +9,14 @@ from typing import Any
 
 import uvicorn
 
+from podium.server.runner import EmbeddedServer
+
 
 @contextlib.asynccontextmanager
 async def serve_app(app: Any, *, port: int = 0) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1 (a free port unless given); yield its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

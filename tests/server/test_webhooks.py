@@ -9,10 +9,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tests.server.loopback import serve_app
 
 from podium.server.webhooks import WebhookSender
 from podium.wire.jobs import WebhookPayload
+from tests.server.loopback import serve_app
 
 
 class Receiver:

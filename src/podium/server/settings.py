@@ -49,4 +49,7 @@ class ServerSettings(PodiumSettings):
     webhook_backoff_max_s: float = Field(default=60.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
+    shutdown_grace_s: float = Field(default=5.0, ge=0)
+    """How long a stopping server lets open requests (long polls) finish."""
+
     max_page_size: int = Field(default=500, ge=1)

@@ -59,6 +59,10 @@ class CreateJobRequest(_Strict):
     result_timeout: float | None = Field(default=None, gt=0)
     metadata: JSON | None = None
     priority: int | None = None
+    # Accepted for Avtomatika clients; podium does not act on them yet.
+    security: JSON | None = None
+    policy: JSON | None = None
+    max_transitions: int | None = Field(default=None, ge=1)
 
 
 class CreateJobResponse(BaseModel):

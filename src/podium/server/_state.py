@@ -1,0 +1,152 @@
+"""What the app holds between requests: settings, credentials, quotas, webhooks, remote workers, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from podium.clock import Clock
+from podium.engine.engine import OrchestratorEngine
+from podium.engine.models import EngineEvent, Task
+from podium.server.security import ClientRegistry, QuotaTracker, WorkerTokens
+from podium.server.settings import ServerSettings
+from podium.server.webhooks import WebhookSender
+from podium.wire import rxon
+from podium.wire.jobs import WebhookPayload
+
+__all__ = ["Metrics", "RemoteWorker", "ServerState"]
+
+log = logging.getLogger("podium.server")
+
+WEBHOOK_EVENTS = {"job_finished", "job_failed", "job_quarantined"}
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "podium_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "podium_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
+        )
+        self.engine_events = Counter(
+            "podium_engine_events_total", "Engine events", ["type"], registry=self.registry
+        )
+        self.webhooks = Counter(
+            "podium_webhooks_total",
+            "Webhook deliveries by outcome",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "podium_auth_failures_total", "Refused credentials", ["kind"], registry=self.registry
+        )
+        self.quota_blocked = Counter(
+            "podium_quota_blocked_total", "Requests refused by a quota", ["quota"], registry=self.registry
+        )
+        self.workers = Gauge("podium_workers_registered", "Remote workers registered", registry=self.registry)
+
+
+@dataclass(slots=True)
+class RemoteWorker:
+    """A remote worker as this server knows it (the engine's registry holds the durable record)."""
+
+    worker_id: str
+    worker_type: str
+    skills: dict[str, rxon.SkillInfo]
+    capacity: int | None
+    registered_at: float
+    last_seen: float
+    status: str = "idle"
+    current_tasks: list[str] = field(default_factory=list)
+    hot_skills: list[str] = field(default_factory=list)
+    cost_per_skill: dict[str, float] | None = None
+    commands: list[rxon.WorkerCommand] = field(default_factory=list)
+
+
+class ServerState:
+    """Everything the routes share. Built by :func:`podium.server.create_app`."""
+
+    def __init__(self, engine: OrchestratorEngine, settings: ServerSettings, *, manage_engine: bool) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock: Clock = engine.clock
+        self.manage_engine = manage_engine
+        self.clients = ClientRegistry.from_settings(
+            client_token=settings.client_token, clients_config_path=settings.clients_config_path
+        )
+        self.worker_tokens = WorkerTokens(
+            global_token=settings.global_worker_token, path=settings.workers_config_path
+        )
+        self.quotas = QuotaTracker(clock=self.clock)
+        self.metrics = Metrics()
+        self.webhooks = WebhookSender(
+            clock=self.clock,
+            queue_size=settings.webhook_queue_size,
+            concurrency=settings.webhook_concurrency,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_s=settings.webhook_backoff_s,
+            backoff_max_s=settings.webhook_backoff_max_s,
+            timeout_s=settings.webhook_timeout_s,
+            on_outcome=lambda event, outcome: self.metrics.webhooks.labels(event, outcome).inc(),
+        )
+        self.workers: dict[str, RemoteWorker] = {}
+        self.delivered: dict[str, Task] = {}
+        """Tasks handed to remote workers and not yet answered: task id -> the engine's Task (its token)."""
+        self._unsubscribe: Any = None
+        self._pending_events: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if self.manage_engine:
+            await self.engine.start()
+        await self.webhooks.start()
+        self._unsubscribe = self.engine.subscribe(self._on_event)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._pending_events:
+            await asyncio.gather(*self._pending_events, return_exceptions=True)
+        await self.webhooks.stop()
+        if self.manage_engine:
+            await self.engine.stop()
+
+    def _on_event(self, event: EngineEvent) -> None:
+        self.metrics.engine_events.labels(event.type).inc()
+        if event.type in WEBHOOK_EVENTS and event.job_id:
+            task = asyncio.ensure_future(self._webhook(event))
+            self._pending_events.add(task)
+            task.add_done_callback(self._pending_events.discard)
+        elif event.type in ("task_completed", "task_cancelled", "task_timeout") and event.task_id:
+            self.delivered.pop(event.task_id, None)
+
+    async def _webhook(self, event: EngineEvent) -> None:
+        assert event.job_id is not None
+        try:
+            job = await self.engine.get_job(event.job_id)
+        except Exception:  # the job vanished: nothing to say
+            return
+        if not job.webhook_url:
+            return
+        self.webhooks.send(
+            job.webhook_url,
+            WebhookPayload(
+                event=event.type,
+                job_id=job.job_id,
+                status=job.status,
+                result=job.result,
+                error=job.error,
+                timestamp=event.ts,
+            ),
+        )
