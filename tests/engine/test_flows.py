@@ -238,7 +238,8 @@ async def test_finished_jobs_are_archived_and_queryable(store: Store) -> None:
         bad = await finished(engine, await engine.create_job("arch", {"fail": True}))
     snap = await engine.get_archived_job(ok.job_id)
     assert snap["status"] == "finished" and snap["initial_data"] == {"k": 1}
-    assert [e["event"] for e in snap["events"]][0] == "job_created"
+    assert snap["events"][0]["event"] == "job_created"
+    assert snap["events"][-1]["event"] == "job_archived"
     failed = await engine.list_archived_jobs(status="failed")
     assert [s["job_id"] for s in failed] == [bad.job_id]
     assert len(await engine.list_archived_jobs(since=t0)) == 2

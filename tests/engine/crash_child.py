@@ -1,0 +1,69 @@
+"""Child process for test_crash_recovery: runs an engine on a sqlite file until it is SIGKILLed.
+
+Usage: python crash_child.py DB_PATH N_JOBS — creates N jobs, runs them, prints READY after a third of the
+tasks completed, and keeps running (the parent kills it mid-flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from podium.engine import ActionFactory, Blueprint, Config, EngineEvent, InProcessWorker, OrchestratorEngine
+from podium.engine.storage import SQLiteStorage
+
+
+def blueprint() -> Blueprint:
+    bp = Blueprint("crashy")
+
+    @bp.handler(is_start=True)
+    async def start(initial_data: dict[str, Any], actions: ActionFactory) -> None:
+        actions.dispatch_task("double", {"i": initial_data["i"]}, transitions={"success": "mid"})
+
+    @bp.handler
+    async def mid(a: int, actions: ActionFactory) -> None:
+        actions.dispatch_task("inc", {"a": a}, transitions={"success": "end"})
+
+    @bp.handler(is_end=True)
+    async def end() -> None: ...
+
+    return bp
+
+
+def worker() -> InProcessWorker:
+    w = InProcessWorker("crash-worker", capacity=16)
+    w.add_skill("double", lambda params: {"a": params["i"] * 2})
+    w.add_skill("inc", lambda params: {"b": params["a"] + 1})
+    return w
+
+
+def config() -> Config:
+    return Config(JOB_LEASE_S=1.0, TASK_LEASE_S=1.0, EXECUTOR_MAX_CONCURRENT_JOBS=32)
+
+
+async def main(path: str, n: int) -> None:
+    engine = OrchestratorEngine(SQLiteStorage(path, synchronous="NORMAL"), config())
+    engine.register_blueprint(blueprint())
+    engine.add_worker(worker())
+    done = 0
+    ready = asyncio.Event()
+
+    def on(ev: EngineEvent) -> None:
+        nonlocal done
+        if ev.type == "task_completed":
+            done += 1
+            if done >= (2 * n) // 3:
+                ready.set()
+
+    engine.subscribe(on)
+    await engine.storage.open()
+    await asyncio.gather(*(engine.create_job("crashy", {"i": i}) for i in range(n)))
+    await engine.start()
+    await ready.wait()
+    print("READY", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
