@@ -295,6 +295,9 @@ async def test_long_poll_times_out_on_the_node_clock(tmp_path: Path, http_for: A
     response = await drive(clock, http.get(f"/action/sleep/{aid}/status", params={"wait_s": 3}))
     assert response.json() == "running" and clock.monotonic() == pytest.approx(3.0)
     response = await drive(clock, http.get(f"/action/sleep/{aid}/status", params={"wait_s": 300}))
+    assert response.json() == "running" and clock.monotonic() == pytest.approx(33.0)  # held 30 s at most
+    for _ in range(3):
+        response = await drive(clock, http.get(f"/action/sleep/{aid}/status", params={"wait_s": 30}))
     assert response.json() == "succeeded" and clock.monotonic() == pytest.approx(100.0)
     await node.aclose()
 
