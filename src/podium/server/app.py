@@ -701,6 +701,15 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
                 "message": message,
                 "details": {"reason": rxon.ERROR_CODE_CONTRACT_VIOLATION, "field": violation.path},
             }
+    elif error is not None and error.get("code") == rxon.ERROR_CODE_CONTRACT_VIOLATION:
+        # The worker caught its own contract violation: a contract error all the same (quarantine).
+        error = {
+            **error,
+            "code": _CONTRACT_CODE,
+            "message": f"contract violation reported by worker {worker_id} for task {result.task_id} "
+            f"({task_type}): {error.get('message')}",
+            "details": {**(error.get("details") or {}), "reason": rxon.ERROR_CODE_CONTRACT_VIOLATION},
+        }
     try:
         outcome = await st.engine.complete_task(
             result.task_id, status, data, error, token=token, worker_id=worker_id
