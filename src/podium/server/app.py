@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -99,6 +99,10 @@ def _state(request: Request) -> ServerState:
 
 
 def _client(request: Request) -> ClientConfig:
+    """Authenticate the client and count the request against its quotas (once per request)."""
+    cached: ClientConfig | None = getattr(request.state, "client", None)
+    if cached is not None:
+        return cached
     st = _state(request)
     client = st.clients.authenticate(request.headers.get(rxon.AUTH_HEADER_CLIENT))
     if client is None:
@@ -109,6 +113,7 @@ def _client(request: Request) -> ClientConfig:
         st.quotas.check_request(client)
     except QuotaExceeded as exc:
         raise _quota_error(st, exc) from None
+    request.state.client = client
     return client
 
 
@@ -218,7 +223,12 @@ async def _get_job(st: ServerState, job_id: str) -> EngineJobView:
 def _client_router(st: ServerState) -> APIRouter:
     s = st.settings
     prefix = f"/{s.api_prefix.strip('/')}" if s.api_prefix.strip("/") else ""
-    r = APIRouter(tags=["jobs"], responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}})
+    # The dependency authenticates before FastAPI validates any body: no token, no 422.
+    r = APIRouter(
+        tags=["jobs"],
+        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+        dependencies=[Depends(_client)],
+    )
 
     @r.get(
         f"{prefix}/v1/jobs/{{job_id}}",
@@ -431,12 +441,14 @@ def _blueprint_routes(st: ServerState, app: FastAPI) -> None:
             f"{contract}\n```",
             responses={422: {"model": ErrorBody}},
             name=f"create_{definition.name}",
+            dependencies=[Depends(_client)],
         )
     # Blueprints registered after the app was built are still reachable here.
     generic = _create_handler(st, None)
     app.add_api_route(
         f"{prefix}/{{version}}/jobs/{{endpoint:path}}",
         generic,
+        dependencies=[Depends(_client)],
         methods=["POST"],
         status_code=202,
         response_model=CreateJobResponse,
@@ -446,6 +458,7 @@ def _blueprint_routes(st: ServerState, app: FastAPI) -> None:
     app.add_api_route(
         f"{prefix}/jobs/{{endpoint:path}}",
         generic,
+        dependencies=[Depends(_client)],
         methods=["POST"],
         status_code=202,
         response_model=CreateJobResponse,
@@ -748,15 +761,24 @@ def _public_router(st: ServerState) -> APIRouter:
 
     @r.post("/webhooks/approval/{job_id}", summary="Answer an approval (Avtomatika's route)")
     async def approval_webhook(job_id: str, request: Request, token: str | None = None) -> ApprovalResponse:
-        body = await _json_body(request)
-        decision = body.get("decision")
-        if not isinstance(decision, str) or not decision:
-            raise ApiError(422, "decision is required", field="decision")
+        try:
+            raw = await request.json()
+        except ValueError:
+            raw = None
+        body: dict[str, Any] = raw if isinstance(raw, dict) else {}
         token = token or (body.get("token") if isinstance(body.get("token"), str) else None)
         if token is None:
             _client(request)  # without the job's approval token, a client token is needed
+        if raw is None:
+            raise ApiError(400, "the body is not valid JSON")
+        decision = body.get("decision")
+        if not isinstance(decision, str) or not decision:
+            raise ApiError(422, "decision is required", field="decision")
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        await _get_job(st, job_id)
+        job = await _get_job(st, job_id)
+        if token is not None and not (job.waiting or {}).get("token"):
+            # only a job that was given an approval token can be answered with one
+            raise ApiError(401, "this job has no approval token; send X-Client-Token")
         try:
             await st.engine.resolve_approval(job_id, decision, data, token=token)
         except JobStateError as exc:
