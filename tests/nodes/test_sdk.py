@@ -323,6 +323,8 @@ async def test_admin_commands(node: DemoNode, http_for: Any) -> None:
     nope = (await http.post("/admin/get_location")).json()
     assert nope["success"] is False and nope["errors"][0]["error_type"] == "AdminCommandNotImplemented"
     assert (await http.post("/admin/bogus")).status_code == 422
+    assert (await http.post("/admin/AdminCommands.LOCK")).json()["success"]  # MADSci's client on 3.11
+    assert node.status.locked
 
 
 async def test_state_log_and_config(node: DemoNode, http_for: Any) -> None:

@@ -69,8 +69,24 @@ def create_node_app(node: RestNode) -> FastAPI:
         return JSONResponse(NodeSetConfigResponse(success=True).model_dump(mode="json"))
 
     @app.post("/admin/{admin_command}")
-    async def admin(admin_command: AdminCommands) -> JSONResponse:
-        return JSONResponse(node.run_admin_command(admin_command).model_dump(mode="json"))
+    async def admin(admin_command: str) -> JSONResponse:
+        # MADSci's RestNodeClient on Python 3.11 formats the enum into the URL as "AdminCommands.LOCK";
+        # accept that spelling too.
+        value = admin_command.removeprefix("AdminCommands.").lower()
+        try:
+            command = AdminCommands(value)
+        except ValueError:
+            expected = ", ".join(repr(c.value) for c in AdminCommands)
+            detail = [
+                {
+                    "type": "enum",
+                    "loc": ["path", "admin_command"],
+                    "msg": f"Input should be {expected}",
+                    "input": admin_command,
+                }
+            ]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return JSONResponse(node.run_admin_command(command).model_dump(mode="json"))
 
     @app.get("/action")
     async def history(action_id: str | None = None) -> JSONResponse:
