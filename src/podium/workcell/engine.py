@@ -1,0 +1,1282 @@
+"""The workcell engine: durable workflow runs on the store, steps on nodes, scheduling on events.
+
+Every transition of a workflow (submitted, step started, step finished, paused, resumed, cancelled,
+retried) is one :meth:`~podium.store.Store.apply`: the workflow record, the action journal entry, the
+datapoints and resource changes it produced, and a history line, all or nothing.
+
+**The physical-step journal.** Before a step's action is sent, it gets a ULID ``action_id`` and a journal
+record (kind ``workcell.action``) in phase ``intent``; the phase moves to ``sent`` just before the request
+goes out, ``acknowledged`` once the node has accepted it, and ``result`` in the same transaction that
+records the outcome. After a crash, :meth:`WorkcellEngine.start` reconciles every step that was running:
+``intent`` (never sent) is simply queued again; ``sent``/``acknowledged`` are asked of the node by their
+``action_id``: a finished action's result is recorded, a running one is awaited, and an action the node
+has no record of fails the step with an explanation: it is never re-sent blindly (``retry`` does that, on
+an operator's word).
+
+**Scheduling.** The scheduler (pure, see :mod:`podium.workcell.scheduler`) runs whenever something
+changes (submission, step done, node status change, resource change, resume/retry) and at
+``scheduler_update_interval`` as a safety net. Ready workflows start in priority order as long as their
+step's claims (node, locations, containers) are free; each running step holds its claims until it ends.
+Every wait is on the injected :class:`~podium.clock.Clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from podium.clock import Clock, system_clock
+from podium.ids import new_ulid_str
+from podium.log import bind_ids
+from podium.store import Append, Op, Put, Store
+from podium.workcell._base import utcnow
+from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
+from podium.workcell.datapoints import DataPoint, DatapointRepository
+from podium.workcell.errors import (
+    WorkflowNotFoundError,
+    WorkflowStateError,
+    WorkflowValidationError,
+)
+from podium.workcell.locations import Location, LocationArgument, LocationDefinition
+from podium.workcell.nodes import ActionCall, ActionOutcome, ConnectorFactory, NodeConnector, http_connector
+from podium.workcell.prepare import build_workflow, check_parameters, resolve_step_for_run
+from podium.workcell.resources import Resource, ResourceDefinition, ResourceError, ResourceTable
+from podium.workcell.scheduler import (
+    AbstractScheduler,
+    Claim,
+    Scheduler,
+    WorkcellSnapshot,
+    load_scheduler,
+    step_claims,
+)
+from podium.workcell.settings import DEFAULT_SCHEDULER, WorkcellManagerSettings
+from podium.workcell.workcell import (
+    NodeRecord,
+    WorkcellDefinition,
+    WorkcellInfo,
+    WorkcellState,
+    WorkcellStatus,
+)
+from podium.workcell.workflows import SchedulerMetadata, Step, Workflow, WorkflowDefinition, WorkflowState
+
+__all__ = [
+    "ACTION_KIND",
+    "DEFINITION_KIND",
+    "LOCATION_KIND",
+    "RESOURCE_KIND",
+    "WORKFLOW_KIND",
+    "FileInput",
+    "WorkcellEngine",
+]
+
+log = logging.getLogger("podium.workcell")
+
+WORKFLOW_KIND = "workcell.workflow"
+DEFINITION_KIND = "workcell.definition"
+ACTION_KIND = "workcell.action"
+RESOURCE_KIND = "workcell.resource"
+LOCATION_KIND = "workcell.location"
+NODE_KIND = "workcell.node"
+
+_ACTIVE_STATES = [WorkflowState.QUEUED.value, WorkflowState.RUNNING.value, WorkflowState.PAUSED.value]
+_TERMINAL_STATES = [WorkflowState.COMPLETED.value, WorkflowState.FAILED.value, WorkflowState.CANCELLED.value]
+
+FileInput = tuple[str, bytes] | Path
+"""A file parameter's value: ``(file name, content)`` or a local path."""
+
+Listener = Callable[[str, Workflow], None]
+
+
+class _Flight:
+    """One step in flight: its task, the claims it holds and its journal record's version."""
+
+    __slots__ = ("action_id", "claims", "index", "journal_version", "node_action_id", "task", "workflow_id")
+
+    def __init__(self, workflow_id: str, index: int, action_id: str, claims: list[Claim]) -> None:
+        self.workflow_id = workflow_id
+        self.index = index
+        self.action_id = action_id
+        self.claims = claims
+        self.journal_version = 1
+        self.node_action_id = action_id
+        self.task: asyncio.Task[None] | None = None
+
+
+class WorkcellEngine:
+    """Runs a workcell: see the module docstring. Use as an async context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        workcell: WorkcellDefinition,
+        *,
+        store: Store,
+        data_dir: str | Path,
+        settings: WorkcellManagerSettings | None = None,
+        clock: Clock | None = None,
+        connector_factory: ConnectorFactory | None = None,
+        connectors: Mapping[str, NodeConnector] | None = None,
+        scheduler: AbstractScheduler | None = None,
+        own_store: bool = False,
+    ) -> None:
+        self.workcell = workcell
+        self.store = store
+        self.settings = settings or WorkcellManagerSettings()
+        self.clock: Clock = clock or system_clock
+        self.data_dir = Path(data_dir)
+        self.datapoints = DatapointRepository(store, self.data_dir)
+        self._connector_factory = connector_factory or http_connector
+        self._given_connectors = dict(connectors or {})
+        self._connectors: dict[str, NodeConnector] = {}
+        if scheduler is None:
+            name = self.settings.scheduler
+            scheduler = Scheduler() if name == DEFAULT_SCHEDULER else load_scheduler(name)
+        self.scheduler = scheduler
+        self._own_store = own_store
+        self.info = WorkcellInfo(
+            name=workcell.name, manager_id=workcell.manager_id, description=workcell.description, nodes={}
+        )
+        self.status = WorkcellStatus(initializing=True)
+        self.nodes: dict[str, NodeRecord] = {}
+        self.locations: dict[str, Location] = {}
+        self.resources = ResourceTable()
+        self._resource_versions: dict[str, int] = {}
+        self._workflows: dict[str, Workflow] = {}
+        self._versions: dict[str, int] = {}
+        self._held: dict[Claim, str] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._not_before: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._stopping = False
+        self.listeners: list[Listener] = []
+        """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> WorkcellEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Load state from the store, reach the nodes, reconcile interrupted steps, start scheduling."""
+        if self._started:
+            return
+        self._started = True
+        self._stopping = False
+        await self.store.open()
+        await self._load_locations_and_resources()
+        await self._load_nodes()
+        await self._load_active_workflows()
+        if self.settings.cold_start_delay:
+            await self.clock.sleep(self.settings.cold_start_delay)
+        await self.poll_nodes(update_info=True)
+        await self._recover()
+        self.status = self.status.model_copy(update={"initializing": False})
+        self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="workcell-scheduler"))
+        self._tasks.append(asyncio.create_task(self._node_loop(), name="workcell-nodes"))
+        self.wake()
+
+    async def stop(self) -> None:
+        """Stop scheduling and polling; steps in flight are abandoned (their journal says where they were)."""
+        if not self._started:
+            return
+        self._stopping = True
+        self._started = False
+        flights = [f.task for f in self._flights.values() if f.task is not None]
+        for task in [*self._tasks, *flights]:
+            task.cancel()
+        for task in [*self._tasks, *flights]:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        self._flights.clear()
+        self._held.clear()
+        for conn in self._connectors.values():
+            with contextlib.suppress(Exception):
+                await conn.aclose()
+        self._connectors.clear()
+        if self._own_store:
+            await self.store.close()
+
+    def wake(self) -> None:
+        """Ask the scheduler to run now (something changed)."""
+        self._wake.set()
+
+    # --- loading --------------------------------------------------------------------------------
+
+    async def _load_locations_and_resources(self) -> None:
+        for rec in await self._list_all(RESOURCE_KIND):
+            res = Resource.model_validate(rec.data)
+            self.resources._by_id[res.resource_id] = res
+            self._resource_versions[res.resource_id] = rec.version
+        stored = {
+            Location.model_validate(r.data).location_name: (Location.model_validate(r.data), r.version)
+            for r in await self._list_all(LOCATION_KIND)
+        }
+        ops: list[Op] = []
+        now = utcnow(self.clock)
+        for definition in self.workcell.locations:
+            if definition.location_name in stored:
+                self.locations[definition.location_name] = stored.pop(definition.location_name)[0]
+                continue
+            loc, changed = self._location_from_definition(definition, now)
+            self.locations[loc.location_name] = loc
+            ops += self._resource_ops(changed)
+            ops.append(Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0))
+        for name, (loc, _) in stored.items():  # locations added through the API earlier
+            self.locations[name] = loc
+        for rdef in self.workcell.resources:
+            if not self.resources.query(resource_name=rdef.resource_name):
+                ops += self._resource_ops(self.resources.create(rdef, now=now))
+        if ops:
+            await self._apply(ops)
+
+    def _location_from_definition(
+        self, definition: LocationDefinition, now: datetime
+    ) -> tuple[Location, list[Resource]]:
+        changed: list[Resource] = []
+        resource_id = definition.resource_id
+        if definition.resource_definition is not None:
+            changed = self.resources.create(definition.resource_definition, now=now)
+            resource_id = changed[0].resource_id
+        loc = Location(
+            location_name=definition.location_name,
+            location_id=definition.location_id,
+            description=definition.description,
+            representations=dict(definition.representations),
+            resource_id=resource_id,
+            allow_transfers=definition.allow_transfers,
+        )
+        return loc, changed
+
+    async def _load_nodes(self) -> None:
+        urls = dict(self.workcell.nodes)
+        urls.update(self.settings.nodes)
+        for rec in await self._list_all(NODE_KIND):
+            urls.setdefault(rec.id, str(rec.data.get("node_url")))
+        for name, url in urls.items():
+            self._register_node(name, url)
+
+    def _register_node(self, name: str, url: str) -> None:
+        self.nodes[name] = NodeRecord(node_url=url)
+        self.info.nodes[name] = url
+        conn = self._given_connectors.get(name)
+        self._connectors[name] = conn if conn is not None else self._connector_factory(name, url)
+
+    async def _load_active_workflows(self) -> None:
+        for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
+            wf = Workflow.model_validate(rec.data)
+            self._workflows[wf.workflow_id] = wf
+            self._versions[wf.workflow_id] = rec.version
+
+    async def _list_all(self, kind: str, *, status: list[str] | None = None) -> list[Any]:
+        out: list[Any] = []
+        after: str | None = None
+        while True:
+            page = await self.store.list(kind, status=status, after=after, limit=500)
+            out += page
+            if len(page) < 500:
+                return out
+            after = page[-1].id
+
+    # --- recovery -------------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        for wf in list(self._workflows.values()):
+            step = wf.current_step
+            if step is None or step.status != ActionStatus.RUNNING or step.result is None:
+                if wf.status.running:
+                    wf.status.running = False
+                continue
+            action_id = step.result.action_id
+            rec = await self.store.get(ACTION_KIND, action_id)
+            phase = rec.status if rec is not None else "intent"
+            with bind_ids(workflow_id=wf.workflow_id, step_id=step.step_id):
+                if phase == "intent":
+                    # Never sent: queue the step again; a new action id will be journaled when it starts.
+                    step.status = ActionStatus.NOT_STARTED
+                    step.result = None
+                    wf.status.running = False
+                    log.info("recovered step %s: never sent, queued again", step.label)
+                    await self._commit(wf, "step_requeued", {"action_id": action_id, "phase": phase})
+                    continue
+                log.info(
+                    "recovered step %s: phase %s, reconciling action %s with the node",
+                    step.label,
+                    phase,
+                    action_id,
+                )
+                claims = step_claims(step, self.locations)
+                flight = _Flight(wf.workflow_id, wf.status.current_step_index, action_id, claims)
+                flight.journal_version = rec.version if rec is not None else 0
+                flight.node_action_id = str(
+                    (rec.data if rec is not None else {}).get("node_action_id") or action_id
+                )
+                for c in claims:
+                    self._held[c] = wf.workflow_id
+                self._flights[wf.workflow_id] = flight
+                flight.task = asyncio.create_task(self._reconcile(flight, step, str(phase)))
+
+    async def _reconcile(self, flight: _Flight, step: Step, phase: str) -> None:
+        conn = self._connectors.get(str(step.node))
+        outcome: ActionOutcome
+        try:
+            if conn is None:
+                raise WorkflowValidationError(
+                    f"node {step.node} is no longer in the workcell", step=step.label
+                )
+            outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
+            if outcome.status in (ActionStatus.RUNNING, ActionStatus.NOT_STARTED, ActionStatus.PAUSED):
+                outcome = await self._with_timeout(conn.await_action(flight.node_action_id, str(step.action)))
+            elif outcome.status == ActionStatus.UNKNOWN:
+                outcome = ActionOutcome(
+                    flight.action_id,
+                    ActionStatus.FAILED,
+                    [
+                        Error(
+                            message=(
+                                f"action {flight.action_id} was {phase} before a restart and node {step.node} "
+                                "has no record of it; it was not sent again (retry the workflow to run it)"
+                            ),
+                            error_type="UnknownOutcome",
+                            logged_at=utcnow(self.clock),
+                        )
+                    ],
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = ActionOutcome(
+                flight.action_id,
+                ActionStatus.FAILED,
+                [
+                    Error(
+                        message=f"could not reconcile action {flight.action_id} with node {step.node}: {exc}",
+                        error_type="UnknownOutcome",
+                        logged_at=utcnow(self.clock),
+                    )
+                ],
+            )
+        await self._finish_step(flight, outcome)
+
+    # --- nodes ----------------------------------------------------------------------------------
+
+    async def poll_nodes(self, *, update_info: bool = False) -> None:
+        """Refresh every idle node's status (and info when asked or unknown), concurrently."""
+        busy = {f.claims[0].name for f in self._flights.values() if f.claims and f.claims[0].kind == "node"}
+        names = [n for n in self.nodes if n not in busy]
+        await asyncio.gather(*(self._poll_node(n, update_info=update_info) for n in names))
+
+    async def _poll_node(self, name: str, *, update_info: bool) -> None:
+        conn = self._connectors.get(name)
+        rec = self.nodes.get(name)
+        if conn is None or rec is None:
+            return
+        was_ready = rec.ready
+        try:
+            status = await self.clock.wait_for(conn.get_status(), 10.0)
+            info = rec.info
+            if update_info or info is None:
+                info = await self.clock.wait_for(conn.get_info(), 10.0)
+            state = await self.clock.wait_for(conn.get_state(), 10.0)
+            new = rec.model_copy(update={"status": status, "info": info, "state": state})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = Error.from_exception(exc, at=utcnow(self.clock)).model_dump(mode="json")
+            status = {
+                "ready": False,
+                "errored": True,
+                "disconnected": True,
+                "errors": [err],
+                "description": f"disconnected: {exc}",
+            }
+            new = rec.model_copy(update={"status": status})
+        self.nodes[name] = new
+        if new.ready != was_ready:
+            self.wake()
+
+    async def _node_loop(self) -> None:
+        last_info = self.clock.monotonic()
+        while not self._stopping:
+            await self.clock.sleep(self.settings.node_update_interval)
+            refresh = self.clock.monotonic() - last_info >= self.settings.node_info_update_interval
+            try:
+                await self.poll_nodes(update_info=refresh)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node status poll failed")
+            if refresh:
+                last_info = self.clock.monotonic()
+
+    async def add_node(self, name: str, url: str) -> NodeRecord:
+        """Add a node to the workcell (persisted); ValueError if the name is taken."""
+        if name in self.nodes:
+            raise WorkflowStateError(f"node name {name!r} exists; node names must be unique")
+        await self.store.put(NODE_KIND, name, {"node_url": url}, expected_version=0)
+        self._register_node(name, url)
+        await self._poll_node(name, update_info=True)
+        self.wake()
+        return self.nodes[name]
+
+    def connector(self, name: str) -> NodeConnector:
+        """The connector of a node; :class:`WorkflowNotFoundError` if there is no such node."""
+        try:
+            return self._connectors[name]
+        except KeyError:
+            raise WorkflowNotFoundError(f"no node {name!r} in the workcell") from None
+
+    async def admin(self, command: str, node: str | None = None) -> list[dict[str, Any]]:
+        """Send an admin command to one node, or to every node that offers it."""
+        names = [node] if node is not None else list(self.nodes)
+        out = []
+        for name in names:
+            conn = self.connector(name)
+            rec = self.nodes[name]
+            offered = ((rec.info or {}).get("capabilities") or {}).get("admin_commands")
+            if node is None and offered is not None and command not in offered:
+                continue
+            if node is not None and offered is not None and command not in offered:
+                raise WorkflowStateError(
+                    f"node {name} cannot perform admin command {command!r} (it offers {offered})"
+                )
+            out.append(await conn.send_admin_command(command))
+            if command == "reset" and rec.status:
+                self.nodes[name] = rec.model_copy(
+                    update={"status": {**rec.status, "errored": False, "errors": []}}
+                )
+        await self.poll_nodes()
+        self.wake()
+        return out
+
+    # --- definitions and submission ---------------------------------------------------------------
+
+    async def save_definition(self, definition: WorkflowDefinition) -> str:
+        """Store a workflow definition; return its id (storing the same id twice keeps the first)."""
+        existing = await self.store.get(DEFINITION_KIND, definition.workflow_definition_id)
+        if existing is None:
+            await self.store.put(
+                DEFINITION_KIND,
+                definition.workflow_definition_id,
+                definition.model_dump(mode="json"),
+                expected_version=0,
+                group=definition.name,
+            )
+        return definition.workflow_definition_id
+
+    async def get_definition(self, definition_id: str) -> WorkflowDefinition:
+        """A stored definition; :class:`WorkflowNotFoundError` if none."""
+        rec = await self.store.get(DEFINITION_KIND, definition_id)
+        if rec is None:
+            raise WorkflowNotFoundError(f"no workflow definition {definition_id!r}")
+        return WorkflowDefinition.model_validate(rec.data)
+
+    async def submit(
+        self,
+        definition: WorkflowDefinition | str,
+        *,
+        json_inputs: Mapping[str, Any] | None = None,
+        file_inputs: Mapping[str, FileInput] | None = None,
+        file_input_paths: Mapping[str, str] | None = None,
+        ownership: OwnershipInfo | None = None,
+    ) -> Workflow:
+        """Validate and queue a run of ``definition`` (a definition, or the id of a stored one).
+
+        Raises :class:`WorkflowValidationError` (naming the step and field) and queues nothing when the
+        run could not start: missing parameters, unknown nodes, actions or locations.
+        """
+        if isinstance(definition, str):
+            definition = await self.get_definition(definition)
+        else:
+            await self.save_definition(definition)
+        files = dict(file_inputs or {})
+        values = check_parameters(definition, json_inputs, files)
+        wf = build_workflow(
+            definition,
+            parameter_values=values,
+            nodes=self.nodes,
+            locations=self.locations,
+            resources=self.resources,
+        )
+        now = utcnow(self.clock)
+        ops: list[Op] = []
+        paths = dict(file_input_paths or {})
+        for key, value in files.items():
+            if isinstance(value, Path):
+                dp, op = self.datapoints.file_put(
+                    value, filename=value.name, label=key, at=now, workflow_id=wf.workflow_id
+                )
+                paths.setdefault(key, str(value))
+            else:
+                name, content = value
+                dp, op = self.datapoints.file_put(
+                    content, filename=name, label=key, at=now, workflow_id=wf.workflow_id
+                )
+                paths.setdefault(key, name)
+            wf.file_input_ids[key] = dp.datapoint_id
+            ops.append(op)
+        wf.file_input_paths = paths
+        wf.ownership_info = ownership or OwnershipInfo()
+        wf.submitted_time = now
+        if not wf.steps:
+            wf.status.completed = True
+            wf.start_time = wf.end_time = now
+        async with self._lock:
+            await self._commit(
+                wf, "submitted", {"definition_id": definition.workflow_definition_id}, extra=ops, new=True
+            )
+        self.wake()
+        return wf.model_copy(deep=True)
+
+    async def resubmit(self, workflow_id: str) -> Workflow:
+        """A new run of the same definition with the same parameter values and input files."""
+        old = await self.get_workflow(workflow_id)
+        definition = await self.get_definition(old.workflow_definition_id)
+        files: dict[str, FileInput] = {}
+        for key, dp_id in old.file_input_ids.items():
+            if key in {p.key for p in definition.parameters.file_inputs}:
+                dp = await self.datapoints.get(dp_id)
+                files[key] = self.datapoints.file_path(dp)
+        json_inputs = {
+            k: v
+            for k, v in old.parameter_values.items()
+            if k not in definition.parameters.feed_forward_keys()
+        }
+        return await self.submit(
+            definition,
+            json_inputs=json_inputs,
+            file_inputs=files,
+            file_input_paths=old.file_input_paths,
+            ownership=old.ownership_info,
+        )
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        """A workflow run (active ones from memory, finished ones from the store)."""
+        wf = self._workflows.get(workflow_id)
+        if wf is not None:
+            return wf.model_copy(deep=True)
+        rec = await self.store.get(WORKFLOW_KIND, workflow_id)
+        if rec is None:
+            raise WorkflowNotFoundError(f"no workflow {workflow_id!r}")
+        return Workflow.model_validate(rec.data)
+
+    def active_workflows(self) -> list[Workflow]:
+        """Workflows not yet in a terminal state, oldest first."""
+        return [
+            w.model_copy(deep=True)
+            for w in sorted(self._workflows.values(), key=lambda w: w.workflow_id)
+            if not w.status.terminal
+        ]
+
+    def queue(self) -> list[Workflow]:
+        """The active workflows in the order the scheduler ranks them (highest priority first)."""
+        return sorted(self.active_workflows(), key=lambda w: (-w.scheduler_metadata.priority, w.workflow_id))
+
+    async def archived_workflows(self, number: int = 20) -> list[Workflow]:
+        """The newest ``number`` finished workflows, newest first."""
+        recs = await self.store.list(WORKFLOW_KIND, status=_TERMINAL_STATES, limit=number, descending=True)
+        return [Workflow.model_validate(r.data) for r in recs]
+
+    def state(self) -> WorkcellState:
+        """The workcell's live state (``GET /state``)."""
+        return WorkcellState(
+            status=self.status,
+            workflow_queue=[w.model_dump(mode="json") for w in self.queue()],
+            workcell_info=self.info,
+            nodes=dict(self.nodes),
+        )
+
+    async def wait_for(
+        self,
+        workflow_id: str,
+        *,
+        timeout_s: float | None = None,
+        until: Callable[[Workflow], bool] | None = None,
+    ) -> Workflow:
+        """Wait (on the engine's events, no polling) until the workflow is terminal, or ``until`` holds."""
+        check = until or (lambda w: w.status.terminal)
+
+        async def wait() -> Workflow:
+            while True:
+                event = self._changed
+                wf = await self.get_workflow(workflow_id)
+                if check(wf):
+                    return wf
+                await event.wait()
+
+        return await self.clock.wait_for(wait(), timeout_s)
+
+    async def clear_completed(self) -> int:
+        """Forget finished workflows held in memory (they stay in the store's archive). Returns how many."""
+        done = [k for k, w in self._workflows.items() if w.status.terminal and k not in self._flights]
+        for k in done:
+            self._workflows.pop(k, None)
+            self._versions.pop(k, None)
+        return len(done)
+
+    # --- operations -----------------------------------------------------------------------------
+
+    async def pause(self, workflow_id: str) -> Workflow:
+        """Pause: no further step starts; a step in flight finishes and its result is kept."""
+        async with self._lock:
+            wf = self._active(workflow_id)
+            if wf.status.terminal:
+                raise WorkflowStateError(
+                    f"workflow {workflow_id} is {wf.state.value}; only active workflows pause"
+                )
+            wf.status.paused = True
+            wf.status.running = False
+            await self._commit(wf, "paused")
+        return wf.model_copy(deep=True)
+
+    async def resume(self, workflow_id: str) -> Workflow:
+        """Resume a paused workflow (back to running if its step is still in flight, else queued)."""
+        async with self._lock:
+            wf = self._active(workflow_id)
+            if not wf.status.paused:
+                return wf.model_copy(deep=True)
+            wf.status.paused = False
+            wf.status.running = workflow_id in self._flights
+            await self._commit(wf, "resumed")
+        self.wake()
+        return wf.model_copy(deep=True)
+
+    async def cancel(self, workflow_id: str) -> Workflow:
+        """Cancel: the workflow ends now; a step in flight is asked to stop where the node allows it,
+        and its late result is recorded in the step's history without reviving the workflow."""
+        async with self._lock:
+            wf = self._active(workflow_id)
+            if wf.status.terminal:
+                return wf.model_copy(deep=True)
+            now = utcnow(self.clock)
+            wf.status.cancelled = True
+            wf.status.running = False
+            step = wf.current_step
+            if step is not None and step.status in (
+                ActionStatus.RUNNING,
+                ActionStatus.NOT_STARTED,
+                ActionStatus.NOT_READY,
+            ):
+                step.status = ActionStatus.CANCELLED
+                if step.start_time and not step.end_time:
+                    step.end_time = now
+                    step.duration = now - step.start_time
+            wf.end_time = now
+            await self._commit(wf, "cancelled")
+        return wf.model_copy(deep=True)
+
+    async def retry(self, workflow_id: str, index: int = -1) -> Workflow:
+        """Run a finished (failed, cancelled or completed) workflow again from step ``index``
+        (default: the step it stopped on; a completed workflow starts over)."""
+        async with self._lock:
+            wf = self._workflows.get(workflow_id) or await self.get_workflow(workflow_id)
+            if not wf.status.terminal:
+                raise WorkflowStateError(
+                    f"workflow {workflow_id} is {wf.state.value}, not terminal: cannot retry"
+                )
+            if index < 0:
+                index = 0 if wf.status.completed else wf.status.current_step_index
+            if index >= len(wf.steps):
+                raise WorkflowStateError(
+                    f"workflow {workflow_id} has {len(wf.steps)} steps; cannot retry from {index}"
+                )
+            if workflow_id not in self._versions:
+                rec = await self.store.get(WORKFLOW_KIND, workflow_id)
+                self._versions[workflow_id] = rec.version if rec else 0
+            wf.status.reset(index)
+            wf.status.has_started = index > 0
+            wf.end_time = None
+            for step in wf.steps[index:]:
+                step.status = ActionStatus.NOT_STARTED
+                step.result = None
+                step.start_time = step.end_time = None
+                step.duration = None
+            self._workflows[workflow_id] = wf
+            await self._commit(wf, "retried", {"index": index})
+        self.wake()
+        return wf.model_copy(deep=True)
+
+    def _active(self, workflow_id: str) -> Workflow:
+        wf = self._workflows.get(workflow_id)
+        if wf is None:
+            raise WorkflowNotFoundError(f"no active workflow {workflow_id!r}")
+        return wf
+
+    # --- scheduling -----------------------------------------------------------------------------
+
+    def snapshot(self) -> WorkcellSnapshot:
+        """The view the scheduler decides on."""
+        return WorkcellSnapshot(
+            nodes=self.nodes,
+            locations=self.locations,
+            resources=self.resources,
+            held=dict(self._held),
+            workcell_ok=self.status.ok,
+        )
+
+    async def _scheduler_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.schedule_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler iteration failed")
+            with contextlib.suppress(TimeoutError):
+                await self.clock.wait_for(self._wake.wait(), self.settings.scheduler_update_interval)
+
+    async def schedule_once(self) -> int:
+        """One scheduler iteration: decide, then start every ready step whose claims are free.
+        Returns how many steps started."""
+        started = 0
+        async with self._lock:
+            candidates = [
+                w
+                for w in self._workflows.values()
+                if not w.status.terminal and w.workflow_id not in self._flights
+            ]
+            if not candidates:
+                return 0
+            self.scheduler.snapshot = self.snapshot()
+            decisions = self.scheduler.run_iteration(candidates)
+            now = self.clock.now()
+            for wf in candidates:
+                wf.scheduler_metadata = decisions.get(wf.workflow_id) or SchedulerMetadata(
+                    ready_to_run=False, reasons=["The scheduler made no decision for this workflow"]
+                )
+            ready = sorted(
+                (w for w in candidates if w.scheduler_metadata.ready_to_run),
+                key=lambda w: (-w.scheduler_metadata.priority, w.workflow_id),
+            )
+            for wf in ready:
+                if wf.status.paused or wf.status.terminal or wf.workflow_id in self._flights:
+                    continue
+                if self._not_before.get(wf.workflow_id, 0.0) > now:
+                    wf.scheduler_metadata.reasons.append("Waiting before asking a not-ready node again")
+                    continue
+                step = wf.current_step
+                if step is None:
+                    wf.status.completed = True
+                    wf.end_time = utcnow(self.clock)
+                    await self._commit(wf, "completed")
+                    continue
+                claims = step_claims(step, self.locations)
+                busy = [c for c in claims if self._held.get(c, wf.workflow_id) != wf.workflow_id]
+                if busy:
+                    wf.scheduler_metadata.ready_to_run = False
+                    wf.scheduler_metadata.reasons += [
+                        f"{c.describe()} is in use by workflow {self._held[c]}" for c in busy
+                    ]
+                    continue
+                await self._start_step(wf, claims)
+                started += 1
+        self._notify()
+        return started
+
+    async def _start_step(self, wf: Workflow, claims: list[Claim]) -> None:
+        index = wf.status.current_step_index
+        step = wf.steps[index]
+        now = utcnow(self.clock)
+        try:
+            resolved = resolve_step_for_run(wf, step, nodes=self.nodes, locations=self.locations)
+        except WorkflowValidationError as exc:
+            step.status = ActionStatus.FAILED
+            step.result = ActionResult(
+                status=ActionStatus.FAILED, errors=[Error.from_exception(exc, at=now)], history_created_at=now
+            )
+            step.history.append(step.result)
+            step.start_time = step.end_time = now
+            wf.status.failed = True
+            wf.status.has_started = True
+            wf.end_time = now
+            await self._commit(wf, "failed", {"step_index": index, "error": str(exc)})
+            return
+        action_id = new_ulid_str()
+        resolved = resolved.model_copy(
+            update={
+                "step_id": step.step_id,
+                "history": step.history,
+                "status": ActionStatus.RUNNING,
+                "start_time": now,
+                "end_time": None,
+                "duration": None,
+                "last_status_update": now,
+                "result": ActionResult(
+                    action_id=action_id, status=ActionStatus.RUNNING, history_created_at=now
+                ),
+            }
+        )
+        wf.steps[index] = resolved
+        wf.status.running = True
+        wf.status.has_started = True
+        if wf.start_time is None:
+            wf.start_time = now
+        journal = {
+            "action_id": action_id,
+            "workflow_id": wf.workflow_id,
+            "step_index": index,
+            "step_id": resolved.step_id,
+            "node": resolved.node,
+            "action": resolved.action,
+            "phases": {"intent": now.isoformat()},
+        }
+        flight = _Flight(wf.workflow_id, index, action_id, claims)
+        await self._commit(
+            wf,
+            "step_started",
+            {"step_index": index, "action_id": action_id, "node": resolved.node, "action": resolved.action},
+            extra=[
+                Put(
+                    ACTION_KIND, action_id, journal, expected_version=0, status="intent", group=wf.workflow_id
+                )
+            ],
+        )
+        for c in claims:
+            self._held[c] = wf.workflow_id
+        self._flights[wf.workflow_id] = flight
+        flight.task = asyncio.create_task(self._execute(flight, resolved, journal), name=f"step-{action_id}")
+
+    async def _journal(self, flight: _Flight, journal: dict[str, Any], phase: str) -> None:
+        journal["phases"][phase] = utcnow(self.clock).isoformat()
+        rec = (
+            await self.store.apply(
+                Put(
+                    ACTION_KIND,
+                    flight.action_id,
+                    journal,
+                    expected_version=flight.journal_version,
+                    status=phase,
+                    group=flight.workflow_id,
+                )
+            )
+        )[0]
+        flight.journal_version = rec.version
+
+    async def _execute(self, flight: _Flight, step: Step, journal: dict[str, Any]) -> None:
+        with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
+            conn = self._connectors[str(step.node)]
+            wf = self._workflows[flight.workflow_id]
+            try:
+                files = await self._step_files(wf, step)
+            except Exception as exc:
+                await self._finish_step(
+                    flight, ActionOutcome(flight.action_id, ActionStatus.FAILED, [Error.from_exception(exc)])
+                )
+                return
+            args = dict(step.args)
+            for name, loc in step.locations.items():
+                args[name] = loc.model_dump(mode="json") if isinstance(loc, LocationArgument) else loc
+            call = ActionCall(flight.action_id, str(step.action), args, files)
+            journal["request"] = {"args": args, "files": {k: str(v) for k, v in files.items()}}
+            await self._journal(flight, journal, "sent")
+
+            async def acknowledged(node_action_id: str) -> None:
+                journal["node_action_id"] = node_action_id
+                flight.node_action_id = node_action_id
+                await self._journal(flight, journal, "acknowledged")
+
+            try:
+                outcome = await self._with_timeout(conn.run_action(call, on_acknowledged=acknowledged))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outcome = await self._after_transport_error(conn, flight, step, exc)
+            await self._finish_step(flight, outcome, journal=journal)
+
+    async def _with_timeout(self, aw: Any) -> ActionOutcome:
+        result: ActionOutcome = await self.clock.wait_for(aw, self.settings.action_timeout_s)
+        return result
+
+    async def _after_transport_error(
+        self, conn: NodeConnector, flight: _Flight, step: Step, exc: Exception
+    ) -> ActionOutcome:
+        """The call failed mid-way: ask the node what became of the action instead of re-sending it."""
+        errors = [Error.from_exception(exc, at=utcnow(self.clock))]
+        for _ in range(self.settings.get_action_result_retries):
+            try:
+                outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
+            except asyncio.CancelledError:
+                raise
+            except Exception as again:
+                errors.append(Error.from_exception(again, at=utcnow(self.clock)))
+                await self.clock.sleep(min(self.settings.node_update_interval, 1.0))
+                continue
+            if outcome.status.is_terminal:
+                outcome.errors = errors + outcome.errors
+                return outcome
+            if outcome.status in (ActionStatus.RUNNING, ActionStatus.NOT_STARTED, ActionStatus.PAUSED):
+                try:
+                    return await self._with_timeout(
+                        conn.await_action(flight.node_action_id, str(step.action))
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as again:
+                    errors.append(Error.from_exception(again, at=utcnow(self.clock)))
+                    continue
+            break  # unknown to the node: it never got the action
+        return ActionOutcome(
+            flight.action_id, ActionStatus.FAILED if len(errors) == 1 else ActionStatus.UNKNOWN, errors
+        )
+
+    async def _step_files(self, wf: Workflow, step: Step) -> dict[str, Path]:
+        files: dict[str, Path] = {}
+        for arg, ref in step.files.items():
+            key = ref if isinstance(ref, str) else ref.key
+            dp_id = wf.file_input_ids.get(key)
+            if dp_id is None:
+                raise WorkflowValidationError(
+                    f"file parameter '{key}' has no file yet", step=step.label, field="files"
+                )
+            files[arg] = self.datapoints.file_path(await self.datapoints.get(dp_id))
+        return files
+
+    async def _finish_step(
+        self, flight: _Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
+    ) -> None:
+        try:
+            async with self._lock:
+                await self._record_outcome(flight, outcome, journal)
+        finally:
+            for c in flight.claims:
+                if self._held.get(c) == flight.workflow_id:
+                    del self._held[c]
+            if self._flights.get(flight.workflow_id) is flight:
+                del self._flights[flight.workflow_id]
+            self._notify()
+            self.wake()
+
+    async def _record_outcome(
+        self, flight: _Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
+    ) -> None:
+        wf = self._workflows.get(flight.workflow_id)
+        now = utcnow(self.clock)
+        node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
+        if outcome.node_status is not None and node in self.nodes:
+            self.nodes[node] = self.nodes[node].model_copy(update={"status": outcome.node_status})
+        if journal is None:
+            rec = await self.store.get(ACTION_KIND, flight.action_id)
+            journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}
+            journal.setdefault("phases", {})
+        journal["phases"]["result"] = now.isoformat()
+        journal["status"] = outcome.status.value
+        journal_op = Put(
+            ACTION_KIND,
+            flight.action_id,
+            journal,
+            expected_version=flight.journal_version or None,
+            status="result",
+            group=flight.workflow_id,
+        )
+        current = wf.steps[flight.index] if wf is not None and flight.index < len(wf.steps) else None
+        if (
+            wf is None
+            or current is None
+            or current.result is None
+            or current.result.action_id != flight.action_id
+        ):
+            # The workflow moved on (retried, cleared): keep the outcome in the journal only.
+            await self.store.apply(
+                journal_op,
+                Append(
+                    flight.workflow_id, "late_result", outcome.status.value, {"action_id": flight.action_id}
+                ),
+            )
+            return
+        step = current
+        ops: list[Op] = [journal_op]
+        ids, dps, dp_ops = self._datapoints_for(wf, step, outcome, now)
+        ops += dp_ops
+        result = ActionResult(
+            action_id=flight.action_id,
+            status=outcome.status,
+            errors=outcome.errors,
+            datapoints=ids or None,
+            history_created_at=now,
+        )
+        step.result = result
+        step.history.append(result)
+        step.last_status_update = now
+        cancelled = wf.status.cancelled
+        if not cancelled:
+            step.status = outcome.status
+            step.end_time = now
+            if step.start_time is not None:
+                step.duration = now - step.start_time
+        wf.status.running = False
+        event = "step_finished"
+        if cancelled:
+            event = "late_result"
+        elif outcome.status == ActionStatus.SUCCEEDED:
+            ops += self._apply_effects(step, result, now)
+            self._feed_forward(wf, step, flight.index, dps)
+            nxt = flight.index + 1
+            if nxt >= len(wf.steps):
+                wf.status.completed = True
+                wf.end_time = now
+                event = "completed"
+            else:
+                wf.status.current_step_index = nxt
+                wf.step_index = nxt
+        elif outcome.status == ActionStatus.NOT_READY:
+            self._not_before[wf.workflow_id] = self.clock.now() + self.settings.node_update_interval
+        elif outcome.status == ActionStatus.PAUSED:
+            wf.status.paused = True
+        elif outcome.status == ActionStatus.CANCELLED:
+            wf.status.cancelled = True
+            wf.end_time = now
+            event = "cancelled"
+        else:
+            wf.status.failed = True
+            wf.end_time = now
+            event = "failed"
+        await self._commit(
+            wf,
+            event,
+            {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value},
+            extra=ops,
+        )
+
+    def _datapoints_for(
+        self, wf: Workflow, step: Step, outcome: ActionOutcome, now: datetime
+    ) -> tuple[dict[str, str | list[str]], list[DataPoint], list[Op]]:
+        ids: dict[str, str | list[str]] = {}
+        dps: list[DataPoint] = []
+        ops: list[Op] = []
+        labels = step.data_labels
+        for key, value in (outcome.datapoints or {}).items():
+            ids[labels.get(key, key)] = value
+        if outcome.json_result is not None:
+            label = labels.get("json_result", "json_result")
+            dp, op = self.datapoints.value_put(
+                outcome.json_result, label=label, at=now, workflow_id=wf.workflow_id, step_id=step.step_id
+            )
+            ids[label] = dp.datapoint_id
+            dps.append(dp)
+            ops.append(op)
+        for key, path in outcome.files.items():
+            label = labels.get(key, key)
+            dp, op = self.datapoints.file_put(
+                Path(path),
+                filename=Path(path).name,
+                label=label,
+                at=now,
+                workflow_id=wf.workflow_id,
+                step_id=step.step_id,
+            )
+            ids[label] = dp.datapoint_id
+            dps.append(dp)
+            ops.append(op)
+        return ids, dps, ops
+
+    def _feed_forward(self, wf: Workflow, step: Step, index: int, dps: list[DataPoint]) -> None:
+        by_label = {dp.label: dp for dp in dps}
+        for param in wf.parameters.feed_forward:
+            dp: DataPoint | None = None
+            if param.step is None:
+                dp = by_label.get(param.label) if param.label else None
+            elif (
+                param.step == index
+                or param.step == step.key
+                or (isinstance(param.step, str) and param.step == step.name)
+            ):
+                if param.label is not None:
+                    dp = by_label.get(param.label)
+                elif len(dps) == 1:
+                    dp = dps[0]
+                elif param.parameter_type == "feed_forward_json":
+                    dp = by_label.get("json_result")
+                else:
+                    dp = next((d for d in dps if d.data_type == "file"), None)
+            if dp is None:
+                continue
+            if param.parameter_type == "feed_forward_json":
+                wf.parameter_values[param.key] = dp.value
+            else:
+                wf.file_input_ids[param.key] = dp.datapoint_id
+
+    def _apply_effects(self, step: Step, result: ActionResult, now: datetime) -> list[Op]:
+        changed: list[Resource] = []
+        for effect in step.effects:
+            try:
+                if effect.kind == "move":
+                    src, dst = self.locations[str(effect.source)], self.locations[str(effect.target)]
+                    if src.resource_id is None or dst.resource_id is None:
+                        raise ResourceError(
+                            f"move {effect.source} -> {effect.target}: both locations need a container"
+                        )
+                    changed += self.resources.move(src.resource_id, dst.resource_id, key=effect.key)
+                elif effect.kind in {"consume", "refill"}:
+                    res = self.resources.find(str(effect.resource))
+                    if res is None:
+                        raise ResourceError(f"no resource {effect.resource}")
+                    qty = float(effect.quantity or 0)
+                    changed += self.resources.change_quantity(
+                        res.resource_id, -qty if effect.kind == "consume" else qty
+                    )
+                else:
+                    res = self.resources.find(str(effect.resource))
+                    if res is None:
+                        raise ResourceError(f"no resource {effect.resource}")
+                    changed += self.resources.set_attribute(res.resource_id, str(effect.field), effect.value)
+            except (ResourceError, KeyError, ValueError) as exc:
+                # The action already happened on the instrument: record the mismatch, do not undo the step.
+                result.errors.append(
+                    Error(
+                        message=f"resource effect {effect.kind} not applied: {exc}",
+                        error_type="ResourceEffectError",
+                        logged_at=now,
+                    )
+                )
+                log.warning("resource effect %s of step %s not applied: %s", effect.kind, step.label, exc)
+        for r in changed:
+            r.updated_at = now
+        return self._resource_ops(changed)
+
+    # --- committing -----------------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        wf: Workflow,
+        event: str,
+        data: dict[str, Any] | None = None,
+        *,
+        extra: list[Op] | None = None,
+        new: bool = False,
+    ) -> None:
+        """Write the workflow (with everything that goes with this transition) in one transaction."""
+        state = wf.status.state.value
+        expected = 0 if new else self._versions.get(wf.workflow_id)
+        ops: list[Op] = [
+            Put(
+                WORKFLOW_KIND,
+                wf.workflow_id,
+                wf.model_dump(mode="json"),
+                expected_version=expected,
+                status=state,
+                group=wf.workflow_definition_id,
+            ),
+            *(extra or []),
+            Append(wf.workflow_id, event, state, data or {}),
+        ]
+        results = await self.store.apply(*ops)
+        self._versions[wf.workflow_id] = results[0].version
+        for op, res in zip(ops, results, strict=True):
+            if isinstance(op, Put) and op.kind == RESOURCE_KIND:
+                self._resource_versions[op.id] = res.version
+        self._workflows[wf.workflow_id] = wf
+        if wf.status.terminal and wf.workflow_id not in self._flights:
+            self._not_before.pop(wf.workflow_id, None)
+        for listener in list(self.listeners):
+            try:
+                listener(event, wf)
+            except Exception:
+                log.exception("workcell listener failed on %s", event)
+        self._notify()
+
+    async def _apply(self, ops: list[Op]) -> None:
+        results = await self.store.apply(*ops)
+        for op, res in zip(ops, results, strict=True):
+            if isinstance(op, Put) and op.kind == RESOURCE_KIND:
+                self._resource_versions[op.id] = res.version
+
+    def _resource_ops(self, changed: list[Resource]) -> list[Op]:
+        latest: dict[str, Resource] = {r.resource_id: r for r in changed}
+        return [
+            Put(
+                RESOURCE_KIND,
+                r.resource_id,
+                r.model_dump(mode="json"),
+                expected_version=self._resource_versions.get(r.resource_id, 0),
+                status=r.base_type.value,
+                group=r.parent_id,
+            )
+            for r in latest.values()
+        ]
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    # --- locations and resources ----------------------------------------------------------------
+
+    def get_location(self, ref: str) -> Location:
+        """A location by name or id."""
+        if ref in self.locations:
+            return self.locations[ref]
+        for loc in self.locations.values():
+            if loc.location_id == ref:
+                return loc
+        raise WorkflowNotFoundError(f"no location {ref!r}")
+
+    async def add_location(self, definition: LocationDefinition) -> Location:
+        """Add a location (and its container resource, if defined)."""
+        if definition.location_name in self.locations:
+            raise WorkflowStateError(f"location {definition.location_name!r} exists")
+        loc, changed = self._location_from_definition(definition, utcnow(self.clock))
+        await self._apply(
+            [
+                *self._resource_ops(changed),
+                Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0),
+            ]
+        )
+        self.locations[loc.location_name] = loc
+        self.wake()
+        return loc
+
+    async def change_resources(self, change: Callable[[ResourceTable], list[Resource]]) -> list[Resource]:
+        """Apply one change to the resource table and persist what it changed (one transaction); the
+        scheduler re-evaluates conditions right after. The change raises to refuse (nothing is kept)."""
+        async with self._lock:
+            backup = dict(self.resources._by_id)
+            try:
+                changed = change(self.resources)
+                now = utcnow(self.clock)
+                for r in changed:
+                    if r.created_at is None:
+                        r.created_at = now
+                    r.updated_at = now
+                await self._apply(self._resource_ops(changed))
+            except BaseException:
+                self.resources._by_id = backup
+                raise
+        self.wake()
+        return changed
+
+    async def create_resource(
+        self, definition: ResourceDefinition, *, parent: str | None = None, key: str | None = None
+    ) -> list[Resource]:
+        """Create a resource from a definition, optionally inside a container (by id or name)."""
+        parent_id = self._resource_ref(parent).resource_id if parent else None
+        return await self.change_resources(lambda t: t.create(definition, parent_id=parent_id, key=key))
+
+    def _resource_ref(self, ref: str) -> Resource:
+        res = self.resources.find(ref)
+        if res is None:
+            try:
+                loc = self.get_location(ref)
+            except WorkflowNotFoundError:
+                loc = None
+            if loc is not None and loc.resource_id:
+                return self.resources.get(loc.resource_id)
+            raise WorkflowNotFoundError(f"no resource {ref!r}")
+        return res
+
+    def resolve_container(self, ref: str) -> str:
+        """The id of a container named by resource id/name or by a location holding it."""
+        return self._resource_ref(ref).resource_id
