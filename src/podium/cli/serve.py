@@ -1,0 +1,94 @@
+"""``podium serve``: the server (client API, RXON worker API, public routes) with blueprints from a folder.
+
+Settings come from :class:`podium.server.ServerSettings` (environment: ``API_HOST``, ``API_PORT``,
+``CLIENT_TOKEN``, ``CLIENTS_CONFIG_PATH``, ``GLOBAL_WORKER_TOKEN``, ``WORKERS_CONFIG_PATH``,
+``ENABLE_CLIENT_API``, ...; files ``server.settings.toml``/``settings.toml``); options override them.
+A malformed ``clients.toml``/``workers.toml`` stops the start with the file and the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from podium.errors import ConfigError
+
+__all__ = ["command", "run_server"]
+
+log = logging.getLogger("podium.server")
+
+
+def _storage(url: str) -> Any:
+    from podium.engine.storage import MemoryStorage, SQLiteStorage
+
+    if url in ("memory", "memory://"):
+        return MemoryStorage()
+    if url.startswith("sqlite://"):
+        return SQLiteStorage(url.removeprefix("sqlite://") or "podium.db")
+    if url.endswith((".db", ".sqlite", ".sqlite3")):
+        return SQLiteStorage(url)
+    raise ConfigError(f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db)")
+
+
+async def run_server(
+    *,
+    blueprints: Path | None,
+    storage: str,
+    overrides: dict[str, Any],
+    settings_dir: Path | None = None,
+) -> None:
+    """Build the engine and serve until SIGINT/SIGTERM."""
+    from podium.engine import Config, OrchestratorEngine
+    from podium.server import ServerSettings, start_server
+
+    settings = ServerSettings.load(
+        settings_dir=settings_dir, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    engine = OrchestratorEngine(_storage(storage), Config())
+    if blueprints is not None:
+        names = engine.load_blueprints(blueprints)
+        if not names:
+            raise ConfigError(f"{blueprints}: no Blueprint found in any .py file")
+    if not settings.global_worker_token and not settings.workers_config_path:
+        log.warning("no GLOBAL_WORKER_TOKEN or WORKERS_CONFIG_PATH: every worker will be refused")
+    if not settings.client_token and not settings.clients_config_path and settings.enable_client_api:
+        log.warning("no CLIENT_TOKEN or CLIENTS_CONFIG_PATH: every client request will be refused")
+    server = await start_server(engine, settings, install_signal_handlers=True, log_level="info")
+    typer.echo(f"podium serving on {server.url} (docs: {server.url}/_public/docs)")
+    await server.wait()
+
+
+def command(
+    host: str | None = typer.Option(None, "--host", help="Address to bind (API_HOST)."),
+    port: int | None = typer.Option(None, "--port", help="Port (API_PORT; 0 picks a free one)."),
+    blueprints: Path | None = typer.Option(
+        None, "--blueprints", help="A folder of .py files defining Blueprints.", exists=True, file_okay=False
+    ),
+    storage: str = typer.Option("memory://", "--storage", help="memory:// or sqlite:///path/to/podium.db"),
+    clients: Path | None = typer.Option(None, "--clients", help="clients.toml (CLIENTS_CONFIG_PATH)."),
+    workers: Path | None = typer.Option(None, "--workers", help="workers.toml (WORKERS_CONFIG_PATH)."),
+    settings_dir: Path | None = typer.Option(None, "--settings-dir", help="Where settings files are read."),
+) -> None:
+    """Serve the podium API: jobs, remote workers (RXON), health, metrics and docs."""
+    from podium.log import configure_logging
+
+    configure_logging()
+    overrides = {
+        "api_host": host,
+        "api_port": port,
+        "clients_config_path": clients,
+        "workers_config_path": workers,
+    }
+    try:
+        asyncio.run(
+            run_server(blueprints=blueprints, storage=storage, overrides=overrides, settings_dir=settings_dir)
+        )
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
