@@ -128,3 +128,29 @@ async def test_long_poll_times_out_empty(store: Store, clock: ManualClock) -> No
         await asyncio.sleep(0)
     await clock.advance(10)
     assert await asyncio.wait_for(waiter, timeout=5) == []
+
+
+async def test_enqueue_already_leased(store: Store, clock: ManualClock) -> None:
+    from podium.store import Enqueue, Put
+
+    lease, rec = await store.apply(
+        Enqueue("q", "step-1", {"job": "j"}, lease_owner="engine-a", lease_s=5), Put("job", "j", {"step": 1})
+    )
+    assert lease.id == "step-1" and lease.owner == "engine-a" and lease.attempts == 1 and rec.version == 1
+    assert lease.payload == {"job": "j"} and lease.expires_at == clock.now() + 5
+    assert await store.take("q", owner="other", lease_s=5) == []  # held, not offered
+    assert (await store.apply(Enqueue("q", "step-1", {}, lease_owner="engine-b", lease_s=5))) == [None]
+    await clock.advance(5.5)  # the owner died: the item is offered to others
+    [again] = await store.take("q", owner="engine-b", lease_s=5)
+    assert again.id == "step-1" and again.attempts == 2 and again.token > lease.token
+    with pytest.raises(LeaseLostError):
+        await store.ack(lease)
+
+
+async def test_non_durable_write_is_visible_and_atomic(store: Store) -> None:
+    from podium.store import Put
+
+    await store.apply(Put("job", "j", {"v": 1}), durable=False)
+    await store.apply(Put("job", "k", {"v": 2}))
+    got = await store.get("job", "j")
+    assert got is not None and got.data == {"v": 1}

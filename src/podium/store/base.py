@@ -126,13 +126,21 @@ class Delete:
 @dataclass(frozen=True, slots=True)
 class Enqueue:
     """Add an item to a queue, due after ``delay_s``. Idempotent by ``(queue, id)``: an item already in
-    the queue (waiting or leased) is left as it is. Result: ``True`` if added."""
+    the queue (waiting or leased) is left as it is. Result: ``True`` if added, else ``False``.
+
+    With ``lease_owner``, the item is created already leased to that owner for ``lease_s`` (its first
+    attempt), and the result is that :class:`Lease` (or ``None`` if the item already existed): the writer
+    can act on it at once without a round trip through :meth:`Store.take`, and if it dies the lease
+    expires and the item is offered to others as usual.
+    """
 
     queue: str
     id: str
     payload: JSON = field(default_factory=dict)
     priority: int = 0
     delay_s: float = 0.0
+    lease_owner: str | None = None
+    lease_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +206,15 @@ class Store(abc.ABC):
     # --- the atomic primitive -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def apply(self, *ops: Op) -> builtins.list[Any]:
+    async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         """Run ``ops`` as one transaction: all of them or none. Return one result per operation.
 
         Raises :class:`~podium.errors.ConflictError` (stale version) or
         :class:`~podium.errors.LeaseLostError` (ack of a lost lease) and changes nothing.
+
+        ``durable=False`` lets a disk backend defer flushing this write until the next durable one (it is
+        still atomic and visible at once, and survives a process crash; only a power cut may lose it). Use
+        it only for writes that recovery can redo, such as recording who holds a lease.
         """
 
     # --- records --------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class MemoryStore(Store):
         self._queues: dict[str, _Queue] = {}
         self._locks: dict[str, tuple[str, int, float]] = {}
         self._history: builtins.list[HistoryEntry] = []
+        self._by_subject: dict[str, builtins.list[HistoryEntry]] = {}
         self._fence = itertools.count(1)
         self._seq = itertools.count(1)
 
@@ -122,7 +123,7 @@ class MemoryStore(Store):
 
     # --- apply ----------------------------------------------------------------------------------
 
-    async def apply(self, *ops: Op) -> builtins.list[Any]:
+    async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         now = self.clock.now()
         self._check(ops)
         results: builtins.list[Any] = []
@@ -148,7 +149,7 @@ class MemoryStore(Store):
             elif isinstance(op, Enqueue):
                 q = self._queues.setdefault(op.queue, _Queue())
                 if op.id in q.items:
-                    results.append(False)
+                    results.append(None if op.lease_owner else False)
                     continue
                 item = _Item(
                     op.queue,
@@ -160,9 +161,14 @@ class MemoryStore(Store):
                     now + op.delay_s,
                 )
                 q.items[op.id] = item
+                if op.lease_owner:
+                    item.leased, item.token, item.owner = True, next(self._fence), op.lease_owner
+                    item.attempts, item.due_at = 1, now + op.lease_s
+                    results.append(self._lease(item))
+                else:
+                    notify = True
+                    results.append(True)
                 q.schedule(item, now)
-                notify = True
-                results.append(True)
             elif isinstance(op, Dequeue):
                 queue = self._queues.get(op.queue)
                 results.append(queue is not None and queue.items.pop(op.id, None) is not None)
@@ -174,6 +180,7 @@ class MemoryStore(Store):
                     next(self._seq), op.subject_id, op.event, op.status, now, copy_json(op.data)
                 )
                 self._history.append(entry)
+                self._by_subject.setdefault(op.subject_id, []).append(entry)
                 results.append(entry)
         if notify:
             self._notify()
@@ -366,7 +373,8 @@ class MemoryStore(Store):
         limit: int = 1000,
     ) -> builtins.list[HistoryEntry]:
         out: builtins.list[HistoryEntry] = []
-        for e in self._history:
+        entries = self._history if subject_id is None else self._by_subject.get(subject_id, [])
+        for e in entries:
             if (
                 e.seq > after_seq
                 and (subject_id is None or e.subject_id == subject_id)

@@ -47,7 +47,7 @@ T = TypeVar("T")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
-_Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
 
 
 class SQLiteStore(Store):
@@ -65,6 +65,7 @@ class SQLiteStore(Store):
         self._pending: builtins.list[_Call] = []
         self._pending_lock = threading.Lock()
         self._scheduled = False
+        self._level = synchronous
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -115,13 +116,13 @@ class SQLiteStore(Store):
 
     # --- the writer thread ----------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _call(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> asyncio.Future[T]:
         if self._conn is None or self._executor is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._pending_lock:
-            self._pending.append((fn, fut, loop))
+            self._pending.append((fn, fut, loop, durable))
             if not self._scheduled:
                 self._scheduled = True
                 self._executor.submit(self._drain)
@@ -140,8 +141,14 @@ class SQLiteStore(Store):
             tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
         ] = []
         try:
+            # A batch of only non-durable writes commits without waiting for the disk; the next durable
+            # commit flushes the WAL with it.
+            level = self.synchronous if any(call[3] for call in batch) else "NORMAL"
+            if level != self._level:
+                conn.execute(f"PRAGMA synchronous={level}")
+                self._level = level
             conn.execute("BEGIN IMMEDIATE")
-            for fn, fut, loop in batch:
+            for fn, fut, loop, _ in batch:
                 conn.execute("SAVEPOINT call")
                 try:
                     result = fn(conn)
@@ -158,7 +165,7 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
             failure = StoreError(f"SQLite commit failed: {exc}")
             outcomes = [(fut, loop, None, failure) for fut, loop, _, _ in outcomes] or [
-                (fut, loop, None, failure) for _, fut, loop in batch
+                (fut, loop, None, failure) for _, fut, loop, _ in batch
             ]
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for outcome in outcomes:
@@ -171,10 +178,10 @@ class SQLiteStore(Store):
 
     # --- apply ----------------------------------------------------------------------------------
 
-    async def apply(self, *ops: Op) -> builtins.list[Any]:
+    async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         now = self.clock.now()
-        notify = any(isinstance(op, Enqueue) for op in ops)
-        results = await self._call(lambda conn: [self._op(conn, op, now) for op in ops])
+        notify = any(isinstance(op, Enqueue) and not op.lease_owner for op in ops)
+        results = await self._call(lambda conn: [self._op(conn, op, now) for op in ops], durable=durable)
         if notify:
             self._notify()
         return results
@@ -188,12 +195,13 @@ class SQLiteStore(Store):
             if op.expected_version is not None and actual != op.expected_version:
                 raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
             version, created = actual + 1, (row[1] if row else now)
+            text = _dumps(op.data)
             conn.execute(
                 "INSERT OR REPLACE INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                (op.kind, op.id, version, op.status, op.group, _dumps(op.data), created, now),
+                (op.kind, op.id, version, op.status, op.group, text, created, now),
             )
-            return Record(op.kind, op.id, version, _loads(_dumps(op.data)), op.status, op.group, created, now)
+            return Record(op.kind, op.id, version, _loads(text), op.status, op.group, created, now)
         if isinstance(op, Delete):
             if op.expected_version is not None:
                 row = conn.execute(
@@ -205,6 +213,29 @@ class SQLiteStore(Store):
             return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
         if isinstance(op, Enqueue):
             seq = self._next(conn, "seq")
+            if op.lease_owner:
+                token = self._next(conn, "fence")
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
+                    " attempts, enqueued_at) VALUES (?,?,?,?,?,1,?,?,?,1,?)",
+                    (
+                        op.queue,
+                        op.id,
+                        seq,
+                        op.priority,
+                        _dumps(op.payload),
+                        now + op.lease_s,
+                        token,
+                        op.lease_owner,
+                        now,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    return None
+                payload = _loads(_dumps(op.payload))
+                return Lease(
+                    op.queue, op.id, payload, op.priority, 1, token, op.lease_owner, now + op.lease_s, now
+                )
             cur = conn.execute(
                 "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
                 " attempts, enqueued_at) VALUES (?,?,?,?,?,0,?,0,'',0,?)",
