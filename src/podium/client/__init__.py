@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from podium.client.jobs import (
         QuotaExceededError as QuotaExceededError,
     )
+    from podium.client.workcell import WorkcellClient as WorkcellClient
 
 # name -> module that defines it; one line per export.
 _EXPORTS = {
@@ -34,6 +35,7 @@ _EXPORTS = {
     "JobNotFoundError": "podium.client.jobs",
     "JobWaitTimeout": "podium.client.jobs",
     "QuotaExceededError": "podium.client.jobs",
+    "WorkcellClient": "podium.client.workcell",
 }
 
 __all__ = sorted(_EXPORTS)

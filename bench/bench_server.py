@@ -1,0 +1,396 @@
+"""Server benchmark: the engine benchmark again, over HTTP, with remote workers in separate processes.
+
+Blueprint ``start -> dispatch_task(noop) -> finished``; workers answer at once. For each system:
+
+- one server process: ``podium serve`` (memory store) / Avtomatika 1.0b30 (``engine.start()``, MemoryStorage,
+  rate limiting off: its default caps a worker at 60 polls a minute);
+- ``W`` worker processes: ``podium.worker`` / unmodified ``avtomatika-worker`` 1.0b20 (own venvs), each
+  running up to ``C`` tasks at once, with the SDKs' default timings;
+- this process is the client: it submits jobs over HTTP (``POST /api/v1/jobs/bench`` with a
+  ``webhook_url``) and counts the ``job_finished`` webhooks on a loopback receiver, so both systems are
+  measured the same way with no status polling.
+
+Figures: latency p50/p99 of single jobs one after another (submit -> webhook), and throughput (jobs/s) of
+``N`` jobs submitted together. Prints a table, then one JSON line.
+
+    python bench/bench_server.py [--quick] [--podium-only] [--workers 4] [--capacity 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from bench.common import report  # noqa: E402
+from bench.peervenv import peer_python  # noqa: E402
+
+AVTOMATIKA_REQ = ["avtomatika==1.0b30"]
+AVTOMATIKA_WORKER_REQ = ["avtomatika-worker==1.0b20"]
+CLIENT_TOKEN, WORKER_TOKEN = "bench-client-token", "bench-worker-token"
+
+PODIUM_BLUEPRINT = """
+from podium.engine import Blueprint
+
+bp = Blueprint("bench", api_endpoint="/jobs/bench", api_version="v1")
+
+@bp.handler(is_start=True)
+async def start(actions):
+    actions.dispatch_task("noop", {}, transitions={"success": "finished"})
+
+@bp.handler(is_end=True)
+async def finished():
+    pass
+"""
+
+PODIUM_WORKER = """
+import logging, os
+logging.disable(logging.WARNING)
+from podium.worker import Worker
+
+worker = Worker(capacity=int(os.environ["CAPACITY"]))
+
+@worker.task("noop")
+async def noop(params):
+    return {}
+
+worker.run()
+"""
+
+AVTOMATIKA_SERVER = """
+import asyncio, logging, os
+logging.disable(logging.CRITICAL)
+from avtomatika import Blueprint, OrchestratorEngine
+from avtomatika.config import Config
+from avtomatika.storage import MemoryStorage
+
+bp = Blueprint("bench", api_endpoint="/jobs/bench", api_version="v1")
+
+@bp.handler(is_start=True)
+async def start(actions):
+    actions.dispatch_task(task_type="noop", params={}, transitions={"success": "finished"})
+
+@bp.handler(is_end=True)
+async def finished():
+    pass
+
+async def main():
+    config = Config()
+    config.API_HOST, config.API_PORT = "127.0.0.1", int(os.environ["PORT"])
+    config.RATE_LIMITING_ENABLED = False
+    engine = OrchestratorEngine(MemoryStorage(), config)
+    engine.register_blueprint(bp)
+    await engine.start()
+    print("ready", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await engine.stop()
+
+asyncio.run(main())
+"""
+
+AVTOMATIKA_WORKER = """
+import logging
+logging.disable(logging.WARNING)
+from avtomatika_worker import Worker
+
+worker = Worker(worker_type="bench")
+
+@worker.skill("noop")
+async def noop(params):
+    return {"status": "success", "data": {}}
+
+worker.run()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+
+
+class Receiver:
+    """Counts job_finished webhooks; lets the client wait for one job or for a number of them."""
+
+    def __init__(self) -> None:
+        self.finished: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.target = 0
+        self.all_done = asyncio.Event()
+        self.bad: list[dict[str, Any]] = []
+        self.app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
+
+    async def hook(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        if body.get("event") != "job_finished":
+            self.bad.append(body)
+        job_id = body["job_id"]
+        self.finished[job_id] = time.perf_counter()
+        fut = self.waiters.pop(job_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        if self.target and len(self.finished) >= self.target:
+            self.all_done.set()
+        return JSONResponse({})
+
+
+@contextlib.asynccontextmanager
+async def receiver_server() -> AsyncIterator[tuple[Receiver, str]]:
+    receiver = Receiver()
+    port = free_port()
+    config = uvicorn.Config(receiver.app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield receiver, f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def wait_workers(base: str, count: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(headers={"X-Client-Token": CLIENT_TOKEN}) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                workers = (await http.get(f"{base}/api/v1/workers")).json()
+                if isinstance(workers, list) and len(workers) >= count:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{count} workers did not register with {base}")
+
+
+async def drive(base: str, n_latency: int, n_jobs: int) -> dict[str, float]:
+    async with receiver_server() as (receiver, hook_url):
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(
+            base_url=base, headers={"X-Client-Token": CLIENT_TOKEN}, limits=limits
+        ) as http:
+
+            async def submit() -> str:
+                r = await http.post("/api/v1/jobs/bench", json={"initial_data": {}, "webhook_url": hook_url})
+                if r.status_code != 202:
+                    raise RuntimeError(f"submit failed: {r.status_code} {r.text[:300]}")
+                return str(r.json()["job_id"])
+
+            lat = []
+            for _ in range(n_latency):
+                t0 = time.perf_counter()
+                job_id = await submit()
+                if job_id not in receiver.finished:
+                    fut = asyncio.get_running_loop().create_future()
+                    receiver.waiters[job_id] = fut
+                    await asyncio.wait_for(fut, 30)
+                lat.append(receiver.finished[job_id] - t0)
+
+            receiver.finished.clear()
+            receiver.target = n_jobs
+            sem = asyncio.Semaphore(32)
+
+            async def limited() -> str:
+                async with sem:
+                    return await submit()
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(limited() for _ in range(n_jobs)))
+            submitted = time.perf_counter() - t0
+            await asyncio.wait_for(receiver.all_done.wait(), 300)
+            elapsed = max(receiver.finished.values()) - t0
+    if receiver.bad:
+        raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
+    return {
+        "p50_ms": statistics.median(lat) * 1e3,
+        "p99_ms": percentile(lat, 99) * 1e3,
+        "jobs_s": n_jobs / elapsed,
+        "submit_s": n_jobs / submitted,
+    }
+
+
+async def run_podium(workers: int, capacity: int, n_latency: int, n_jobs: int) -> dict[str, float]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CLIENT_TOKEN": CLIENT_TOKEN,
+        "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+        "LOG_LEVEL": "ERROR",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "blueprints").mkdir()
+        (Path(tmp) / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
+        (Path(tmp) / "worker.py").write_text(PODIUM_WORKER)
+        try:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "podium",
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--blueprints",
+                        f"{tmp}/blueprints",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            await wait_http(f"{base}/_public/health")
+            for i in range(workers):
+                wenv = {
+                    **env,
+                    "WORKER_ID": f"pw{i}",
+                    "ORCHESTRATOR_URL": base,
+                    "WORKER_TOKEN": WORKER_TOKEN,
+                    "CAPACITY": str(capacity),
+                }
+                procs.append(subprocess.Popen([sys.executable, f"{tmp}/worker.py"], env=wenv))
+            await wait_workers(base, workers)
+            return await drive(base, n_latency, n_jobs)
+        finally:
+            stop_all(procs)
+
+
+async def run_avtomatika(workers: int, capacity: int, n_latency: int, n_jobs: int) -> dict[str, float]:
+    server_py = await asyncio.to_thread(peer_python, "avtomatika", AVTOMATIKA_REQ)
+    worker_py = await asyncio.to_thread(peer_python, "avtomatika-worker", AVTOMATIKA_WORKER_REQ)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CLIENT_TOKEN": CLIENT_TOKEN,
+        "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+        "PORT": str(port),
+        "LOG_LEVEL": "ERROR",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "server.py").write_text(AVTOMATIKA_SERVER)
+        (Path(tmp) / "worker.py").write_text(AVTOMATIKA_WORKER)
+        try:
+            procs.append(
+                subprocess.Popen(
+                    [str(server_py), f"{tmp}/server.py"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            await wait_http(f"{base}/_public/status")
+            for i in range(workers):
+                wenv = {
+                    **env,
+                    "WORKER_ID": f"aw{i}",
+                    "ORCHESTRATOR_URL": base,
+                    "WORKER_TOKEN": WORKER_TOKEN,
+                    "MAX_CONCURRENT_TASKS": str(capacity),
+                    "TASK_FILES_DIR": f"{tmp}/payloads",
+                }
+                procs.append(
+                    subprocess.Popen(
+                        [str(worker_py), f"{tmp}/worker.py"],
+                        env=wenv,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            await wait_workers(base, workers)
+            return await drive(base, n_latency, n_jobs)
+        finally:
+            stop_all(procs)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--podium-only", action="store_true")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--capacity", type=int, default=8)
+    args = parser.parse_args(argv)
+    n_latency, n_jobs = (10, 200) if args.quick else (50, 800)
+    results: dict[str, dict[str, float]] = {}
+    results["podium"] = asyncio.run(run_podium(args.workers, args.capacity, n_latency, n_jobs))
+    if not args.podium_only:
+        results["avtomatika"] = asyncio.run(run_avtomatika(args.workers, args.capacity, n_latency, n_jobs))
+    rows = [[name, r["p50_ms"], r["p99_ms"], r["jobs_s"], r["submit_s"]] for name, r in results.items()]
+    figures: dict[str, Any] = {
+        "workers": args.workers,
+        "capacity": args.capacity,
+        "n_jobs": n_jobs,
+        "n_latency": n_latency,
+        **{f"{name}_{k}": v for name, r in results.items() for k, v in r.items()},
+    }
+    if "avtomatika" in results:
+        p, a = results["podium"], results["avtomatika"]
+        figures["throughput_podium_vs_avtomatika"] = p["jobs_s"] / a["jobs_s"]
+        figures["p50_avtomatika_over_podium"] = a["p50_ms"] / p["p50_ms"]
+    report(
+        "server",
+        ["system", "p50 ms", "p99 ms", "jobs/s", "submits/s"],
+        rows,
+        figures,
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    main()
