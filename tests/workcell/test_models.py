@@ -104,7 +104,9 @@ def test_check_parameters_missing_and_defaults() -> None:
     with pytest.raises(ParameterError, match="'a' has no value") as exc:
         check_parameters(wf, {}, {})
     assert exc.value.parameter == "a"
-    assert check_parameters(wf, {"a": 5}, {}) == {"a": 5, "b": 1, "c": None}
+    with pytest.raises(ParameterError, match="'c' has no value"):
+        check_parameters(wf, {"a": 5}, {})
+    assert check_parameters(wf, {"a": 5, "c": None}, {}) == {"a": 5, "b": 1, "c": None}
     with pytest.raises(ParameterError, match="unknown parameter 'zz'"):
         check_parameters(wf, {"a": 1, "zz": 2}, {})
 

@@ -98,6 +98,12 @@ def coerce_parameter(item: Any) -> Any:
     return item
 
 
+def _typed(item: Any, kind: str) -> Any:
+    if kind and isinstance(item, Mapping) and "parameter_type" not in item:
+        return {**item, "parameter_type": kind}
+    return item
+
+
 class WorkflowParameters(InputModel):
     """All parameters of a workflow, by kind."""
 
@@ -136,7 +142,10 @@ class WorkflowParameters(InputModel):
                 "feed_forward",
             ):
                 if isinstance(data.get(key), list):
-                    data[key] = [coerce_parameter(v) for v in data[key]]
+                    kind = {"file_inputs": "file_input", "files": "file_input", "feed_forward": ""}.get(
+                        key, "json_input"
+                    )
+                    data[key] = [coerce_parameter(_typed(v, kind)) for v in data[key]]
         return data
 
     @model_validator(mode="after")

@@ -64,7 +64,8 @@ def check_parameters(
 
 
 def _has_default(p: ParameterInputJson) -> bool:
-    return p.default is not None or "default" in p.model_fields_set
+    # As in MADSci: a null default means "no default", the value must be given.
+    return p.default is not None
 
 
 def build_workflow(

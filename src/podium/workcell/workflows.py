@@ -17,6 +17,7 @@ from pydantic import (
     AliasChoices,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     computed_field,
     field_validator,
@@ -377,6 +378,7 @@ class Workflow(WorkcellModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     step_definitions: list[StepDefinition] = Field(default_factory=list)
+    _datapoint_reader: Any = PrivateAttr(default=None)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -476,6 +478,14 @@ class Workflow(WorkcellModel):
                     raise KeyError(f"label {label} not found in step {step_key} of {self.workflow_id}")
                 return value if isinstance(value, str) else value[0]
         raise KeyError(f"no step {step_key} in workflow run {self.workflow_id}")
+
+    def get_datapoint(self, step_key: str | None = None, label: str | None = None) -> Any:
+        """The datapoint a step produced, fetched through the client that returned this workflow."""
+        if self._datapoint_reader is None:
+            raise RuntimeError(
+                "this workflow was not returned by a WorkcellClient; use client.get_datapoint(id)"
+            )
+        return self._datapoint_reader(self.get_datapoint_id(step_key, label))
 
 
 def load_workflow_definition(source: str | Path | dict[str, Any] | WorkflowDefinition) -> WorkflowDefinition:

@@ -1,0 +1,183 @@
+"""``podium workcell``: serve a workcell manager, submit workflows, look at runs and nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="The workcell manager (MADSci-compatible): serve, submit, status, nodes.", no_args_is_help=True
+)
+
+_URL = typer.Option("--url", "-u", envvar="WORKCELL_SERVER_URL", help="The workcell manager's URL.")
+
+
+@app.command()
+def serve(
+    workcell: Annotated[
+        Path | None, typer.Option("--workcell", "-w", help="The workcell file (YAML).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the workcell API.")] = 8005,
+    data_port: Annotated[int | None, typer.Option(help="Also serve the data routes on this port.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder for the database and datapoint files.")
+    ] = None,
+    store_url: Annotated[
+        str | None, typer.Option(help="Store URL (default sqlite in the data folder).")
+    ] = None,
+) -> None:
+    """Serve the workcell manager: ``podium workcell serve --port 8005 --workcell workcell.yaml``."""
+    import uvicorn
+
+    from podium.workcell.server import build_engine, create_app
+
+    engine = build_engine(
+        workcell, data_dir=data_dir, store_url=store_url, server_url=f"http://{host}:{port}"
+    )
+    application = create_app(engine)
+    configs = [uvicorn.Config(application, host=host, port=port, log_level="info", lifespan="on")]
+    if data_port is not None:
+        data_app = create_app(engine, manage_engine=False)
+        configs.append(
+            uvicorn.Config(data_app, host=host, port=data_port, log_level="warning", lifespan="off")
+        )
+
+    async def run() -> None:
+        servers = [uvicorn.Server(c) for c in configs]
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    asyncio.run(run())
+
+
+@app.command()
+def submit(
+    workflow: Annotated[Path, typer.Argument(help="A *.workflow.yaml file.")],
+    url: Annotated[str, _URL] = "http://localhost:8005",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value (JSON values allowed).")
+    ] = None,
+    file: Annotated[list[str] | None, typer.Option("--file", "-f", help="name=path of a file input.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the workflow to end, with progress.")] = True,
+) -> None:
+    """Submit a workflow and (by default) follow it to the end."""
+    from podium.client.workcell import WorkcellClient, WorkflowFailedError
+
+    with WorkcellClient(url) as client:
+        try:
+            wf = client.submit_workflow(
+                workflow,
+                _pairs(param, parse=True),
+                _pairs(file, parse=False),
+                await_completion=wait,
+                show_progress=wait,
+            )
+        except WorkflowFailedError as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"{wf.workflow_id} {wf.state.value}")
+
+
+@app.command()
+def status(
+    workflow_id: Annotated[str | None, typer.Argument(help="A workflow id; omit for the queue.")] = None,
+    url: Annotated[str, _URL] = "http://localhost:8005",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one workflow (steps, results, why it waits) or the active queue."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from podium.client.workcell import WorkcellClient
+
+    with WorkcellClient(url) as client:
+        if workflow_id is None:
+            queue = client.get_workflow_queue()
+            if as_json:
+                typer.echo(json.dumps([w.model_dump(mode="json") for w in queue], indent=2))
+                return
+            table = Table("workflow", "name", "state", "step", "waiting for")
+            for w in queue:
+                table.add_row(
+                    w.workflow_id,
+                    w.name,
+                    w.state.value,
+                    str(w.status.current_step_index),
+                    "; ".join(w.scheduler_metadata.reasons),
+                )
+            Console().print(table)
+            return
+        wf = client.query_workflow(workflow_id)
+        if as_json:
+            typer.echo(json.dumps(wf.model_dump(mode="json"), indent=2))
+            return
+        table = Table(
+            "#", "step", "node", "action", "status", "datapoints", title=f"{wf.name} ({wf.state.value})"
+        )
+        for i, s in enumerate(wf.steps):
+            dps = ", ".join(f"{k}={v}" for k, v in ((s.result.datapoints or {}) if s.result else {}).items())
+            table.add_row(str(i), s.label, str(s.node), str(s.action), s.status.value, dps)
+        Console().print(table)
+        if wf.scheduler_metadata.reasons and not wf.status.terminal:
+            Console().print("waiting: " + "; ".join(wf.scheduler_metadata.reasons))
+
+
+@app.command()
+def nodes(url: Annotated[str, _URL] = "http://localhost:8005") -> None:
+    """List the workcell's nodes and whether they are ready."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from podium.client.workcell import WorkcellClient
+
+    with WorkcellClient(url) as client:
+        table = Table("node", "url", "ready", "status")
+        for name, node in client.get_nodes().items():
+            table.add_row(name, node.node_url, "yes" if node.ready else "no", node.status_description)
+        Console().print(table)
+
+
+@app.command()
+def control(
+    action: Annotated[str, typer.Argument(help="pause, resume, cancel, retry or resubmit.")],
+    workflow_id: Annotated[str, typer.Argument()],
+    url: Annotated[str, _URL] = "http://localhost:8005",
+    index: Annotated[int, typer.Option(help="For retry: the step to start from.")] = -1,
+) -> None:
+    """Pause, resume, cancel, retry or resubmit a workflow."""
+    from podium.client.workcell import WorkcellClient
+
+    with WorkcellClient(url) as client:
+        ops: dict[str, Any] = {
+            "pause": client.pause_workflow,
+            "resume": client.resume_workflow,
+            "cancel": client.cancel_workflow,
+            "retry": lambda w: client.retry_workflow(w, index, await_completion=False),
+            "resubmit": lambda w: client.resubmit_workflow(w, await_completion=False),
+        }
+        if action not in ops:
+            raise typer.BadParameter(f"unknown action {action!r}: use one of {sorted(ops)}")
+        wf = ops[action](workflow_id)
+        typer.echo(f"{wf.workflow_id} {wf.state.value}")
+
+
+def _pairs(items: list[str] | None, *, parse: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not name=value")
+        if parse:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,431 @@
+"""The workcell manager's REST API, as MADSci 0.8.x serves it, plus locations, resources and datapoints.
+
+``create_app(engine)`` builds the FastAPI app around a :class:`~podium.workcell.engine.WorkcellEngine`
+(started and stopped with the app's lifespan). MADSci's ``WorkcellClient`` talks to it unchanged; the
+data routes (``GET /datapoint/{id}``, ``/datapoint/{id}/value``, ``/datapoints``) answer MADSci's
+``DataClient`` too, so ``DATA_SERVER_URL`` may point at the same server (or at ``--data-port``).
+
+Errors are JSON ``{"detail": ...}``: 422 for a submission that cannot run (naming the step and field,
+nothing queued), 404 for unknown ids, 409 for an operation the workflow's status does not allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+
+from podium.clock import Clock
+from podium.errors import InvalidInputError, NotFoundError
+from podium.workcell.actions import OwnershipInfo
+from podium.workcell.engine import FileInput, WorkcellEngine
+from podium.workcell.errors import WorkflowStateError, WorkflowValidationError
+from podium.workcell.files import safe_filename
+from podium.workcell.locations import LocationDefinition
+from podium.workcell.resources import ResourceDefinition
+from podium.workcell.settings import WorkcellManagerSettings
+from podium.workcell.workcell import WorkcellDefinition, load_workcell
+from podium.workcell.workflows import Workflow, WorkflowDefinition
+
+__all__ = ["build_engine", "create_app", "serve_workcell"]
+
+
+def _wf(wf: Workflow) -> dict[str, Any]:
+    return wf.model_dump(mode="json")
+
+
+def _changed(before: Workflow) -> Any:
+    marker = (before.status.model_dump(), [s.status for s in before.steps], before.scheduler_metadata.reasons)
+
+    def check(w: Workflow) -> bool:
+        return (
+            w.status.terminal
+            or (w.status.model_dump(), [s.status for s in w.steps], w.scheduler_metadata.reasons) != marker
+        )
+
+    return check
+
+
+def create_app(engine: WorkcellEngine, *, manage_engine: bool = True) -> FastAPI:
+    """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the engine."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_engine:
+            await engine.start()
+        try:
+            yield
+        finally:
+            if manage_engine:
+                await engine.stop()
+
+    app = FastAPI(title=f"podium workcell: {engine.workcell.name}", lifespan=lifespan)
+    app.state.engine = engine
+
+    @app.exception_handler(WorkflowValidationError)
+    async def _invalid(_: Request, exc: WorkflowValidationError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "step": exc.step, "field": exc.field}, status_code=422)
+
+    @app.exception_handler(InvalidInputError)
+    async def _bad(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(WorkflowStateError)
+    async def _conflict(_: Request, exc: WorkflowStateError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    # --- workcell and nodes ---------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness plus how many nodes answer."""
+        reachable = sum(1 for n in engine.nodes.values() if n.status and not n.status.get("disconnected"))
+        return {
+            "healthy": True,
+            "description": "ok",
+            "nodes_reachable": reachable,
+            "total_nodes": len(engine.nodes),
+        }
+
+    @app.get("/workcell")
+    async def get_workcell() -> dict[str, Any]:
+        """The workcell's info."""
+        return engine.info.model_dump(mode="json")
+
+    @app.get("/state")
+    async def get_state() -> dict[str, Any]:
+        """The workcell's live state: status, queue, nodes."""
+        return engine.state().model_dump(mode="json")
+
+    @app.get("/nodes")
+    async def get_nodes() -> dict[str, Any]:
+        """Every node: URL and last reported status, info and state."""
+        return {k: v.model_dump(mode="json") for k, v in engine.nodes.items()}
+
+    @app.get("/node/{node_name}")
+    async def get_node(node_name: str) -> dict[str, Any]:
+        """One node."""
+        node = engine.nodes.get(node_name)
+        if node is None:
+            raise HTTPException(404, f"no node {node_name!r} in the workcell")
+        return node.model_dump(mode="json")
+
+    @app.post("/node")
+    async def add_node(node_name: str, node_url: str) -> dict[str, Any]:
+        """Add a node (query parameters ``node_name`` and ``node_url``, as MADSci's client sends them)."""
+        return (await engine.add_node(node_name, node_url)).model_dump(mode="json")
+
+    @app.post("/admin/{command}")
+    async def admin_all(command: str) -> list[dict[str, Any]]:
+        """Send an admin command to every node that offers it."""
+        return await engine.admin(command)
+
+    @app.post("/admin/{command}/{node}")
+    async def admin_node(command: str, node: str) -> dict[str, Any]:
+        """Send an admin command to one node."""
+        out = await engine.admin(command, node)
+        return out[0] if out else {"success": False}
+
+    # --- workflows ------------------------------------------------------------------------------
+
+    @app.get("/workflows/active")
+    async def active() -> dict[str, Any]:
+        """Workflows not yet finished, by id."""
+        return {w.workflow_id: _wf(w) for w in engine.active_workflows()}
+
+    @app.get("/workflows/archived")
+    async def archived(number: int = 20) -> dict[str, Any]:
+        """The newest finished workflows, by id."""
+        return {w.workflow_id: _wf(w) for w in await engine.archived_workflows(number)}
+
+    @app.get("/workflows/queue")
+    async def queue() -> list[dict[str, Any]]:
+        """Active workflows in scheduling order."""
+        return [_wf(w) for w in engine.queue()]
+
+    @app.post("/workflows/clear_completed")
+    async def clear_completed() -> dict[str, int]:
+        """Drop finished workflows from memory (they stay in the archive)."""
+        return {"cleared": await engine.clear_completed()}
+
+    @app.get("/workflow/{workflow_id}")
+    async def get_workflow(
+        workflow_id: str, wait_s: Annotated[float | None, Query(ge=0, le=60)] = None
+    ) -> dict[str, Any]:
+        """A workflow run. podium extension: with ``wait_s`` the answer waits until it changes (or ends)."""
+        wf = await engine.get_workflow(workflow_id)
+        if wait_s and not wf.status.terminal:
+            with contextlib.suppress(TimeoutError):
+                wf = await engine.wait_for(workflow_id, timeout_s=wait_s, until=_changed(wf))
+        return _wf(wf)
+
+    @app.post("/workflow/{workflow_id}/pause")
+    async def pause(workflow_id: str) -> dict[str, Any]:
+        """Pause a workflow."""
+        return _wf(await engine.pause(workflow_id))
+
+    @app.post("/workflow/{workflow_id}/resume")
+    async def resume(workflow_id: str) -> dict[str, Any]:
+        """Resume a paused workflow."""
+        return _wf(await engine.resume(workflow_id))
+
+    @app.post("/workflow/{workflow_id}/cancel")
+    async def cancel(workflow_id: str) -> dict[str, Any]:
+        """Cancel a workflow."""
+        return _wf(await engine.cancel(workflow_id))
+
+    @app.post("/workflow/{workflow_id}/retry")
+    async def retry(workflow_id: str, index: int = -1) -> dict[str, Any]:
+        """Run a finished workflow again from step ``index`` (default: where it stopped)."""
+        return _wf(await engine.retry(workflow_id, index))
+
+    @app.post("/workflow/{workflow_id}/resubmit")
+    async def resubmit(workflow_id: str) -> dict[str, Any]:
+        """A new run of the same definition with the same inputs."""
+        return _wf(await engine.resubmit(workflow_id))
+
+    @app.post("/workflow_definition")
+    async def submit_definition(body: Annotated[dict[str, Any], Body()]) -> str:
+        """Store a workflow definition; answer its id (a JSON string)."""
+        try:
+            definition = WorkflowDefinition.model_validate(body)
+        except ValidationError as exc:
+            raise HTTPException(422, _explain(exc)) from None
+        return await engine.save_definition(definition)
+
+    @app.get("/workflow_definition/{definition_id}")
+    async def get_definition(definition_id: str) -> dict[str, Any]:
+        """A stored workflow definition."""
+        return (await engine.get_definition(definition_id)).model_dump(mode="json")
+
+    @app.post("/workflow")
+    async def start_workflow(
+        workflow_definition_id: Annotated[str, Form()],
+        ownership_info: Annotated[str | None, Form()] = None,
+        json_inputs: Annotated[str | None, Form()] = None,
+        file_input_paths: Annotated[str | None, Form()] = None,
+        files: Annotated[list[UploadFile] | None, File()] = None,
+    ) -> dict[str, Any]:
+        """Start a run of a stored definition (multipart form, as MADSci's client sends it)."""
+        inputs = _json_object(json_inputs, "json_inputs")
+        paths = {k: str(v) for k, v in _json_object(file_input_paths, "file_input_paths").items()}
+        owner = OwnershipInfo()
+        if ownership_info:
+            try:
+                owner = OwnershipInfo.model_validate_json(ownership_info)
+            except ValidationError as exc:
+                raise HTTPException(422, f"ownership_info: {_explain(exc)}") from None
+        uploads: dict[str, FileInput] = {}
+        for upload in files or []:
+            # MADSci's client names each uploaded part after its parameter key.
+            key = upload.filename or ""
+            content = await upload.read()
+            name = safe_filename(paths.get(key, key).replace("\\", "/").rsplit("/", 1)[-1] or key)
+            uploads[key] = (name, content)
+        wf = await engine.submit(
+            workflow_definition_id,
+            json_inputs=inputs,
+            file_inputs=uploads,
+            file_input_paths=paths,
+            ownership=owner,
+        )
+        return _wf(wf)
+
+    # --- locations and resources ----------------------------------------------------------------
+
+    @app.get("/locations")
+    async def locations() -> list[dict[str, Any]]:
+        """Every location."""
+        return [loc.to_json() for loc in engine.locations.values()]
+
+    @app.get("/location/{ref}")
+    async def location(ref: str) -> dict[str, Any]:
+        """A location by name or id, with its container's content."""
+        loc = engine.get_location(ref)
+        doc = loc.to_json()
+        if loc.resource_id:
+            doc["resource"] = engine.resources.tree(loc.resource_id)
+        return doc
+
+    @app.post("/location")
+    async def add_location(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """Add a location."""
+        try:
+            definition = LocationDefinition.model_validate(body)
+        except ValidationError as exc:
+            raise HTTPException(422, _explain(exc)) from None
+        return (await engine.add_location(definition)).to_json()
+
+    @app.get("/resources")
+    async def resources(
+        resource_name: str | None = None,
+        resource_class: str | None = None,
+        base_type: str | None = None,
+        parent_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Resources matching the filters."""
+        found = engine.resources.query(
+            resource_name=resource_name,
+            resource_class=resource_class,
+            base_type=base_type,
+            parent_id=parent_id,
+        )
+        return [r.model_dump(mode="json") for r in found]
+
+    @app.get("/resource/{ref}")
+    async def resource(ref: str) -> dict[str, Any]:
+        """A resource by id or name (or a location's container), with its children."""
+        return engine.resources.tree(engine.resolve_container(ref))
+
+    @app.post("/resource")
+    async def create_resource(
+        body: Annotated[dict[str, Any], Body()], parent: str | None = None, key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Create a resource from a definition, optionally inside a container (id, name or location)."""
+        try:
+            definition = ResourceDefinition.model_validate(body)
+        except ValidationError as exc:
+            raise HTTPException(422, _explain(exc)) from None
+        return [
+            r.model_dump(mode="json")
+            for r in await engine.create_resource(definition, parent=parent, key=key)
+        ]
+
+    @app.post("/resource/{container}/push")
+    async def push(container: str, resource_id: str, key: str | None = None) -> list[dict[str, Any]]:
+        """Put a resource into a container."""
+        cid = engine.resolve_container(container)
+        rid = engine.resolve_container(resource_id)
+        return [
+            r.model_dump(mode="json")
+            for r in await engine.change_resources(lambda t: t.push(cid, rid, key=key))
+        ]
+
+    @app.post("/resource/{container}/pop")
+    async def pop(container: str, key: str | None = None) -> list[dict[str, Any]]:
+        """Take a resource out of a container."""
+        cid = engine.resolve_container(container)
+        return [
+            r.model_dump(mode="json") for r in await engine.change_resources(lambda t: t.pop(cid, key=key)[1])
+        ]
+
+    @app.post("/resource/{ref}/quantity")
+    async def change_quantity(ref: str, delta: float) -> list[dict[str, Any]]:
+        """Add ``delta`` to a consumable's quantity (negative to use some)."""
+        rid = engine.resolve_container(ref)
+        return [
+            r.model_dump(mode="json")
+            for r in await engine.change_resources(lambda t: t.change_quantity(rid, delta))
+        ]
+
+    # --- datapoints (the data server routes MADSci's DataClient reads) ----------------------------
+
+    @app.get("/datapoint/{datapoint_id}")
+    async def get_datapoint(datapoint_id: str) -> dict[str, Any]:
+        """A datapoint's record."""
+        return (await engine.datapoints.get(datapoint_id)).to_json()
+
+    @app.get("/datapoint/{datapoint_id}/value", response_model=None)
+    async def get_datapoint_value(datapoint_id: str) -> JSONResponse | FileResponse:
+        """A datapoint's value: the JSON value, or the file itself."""
+        dp = await engine.datapoints.get(datapoint_id)
+        if dp.data_type == "json":
+            return JSONResponse(dp.value)
+        path = engine.datapoints.file_path(dp)
+        return FileResponse(path, filename=path.name)
+
+    @app.get("/datapoints")
+    async def datapoints(number: int = 100, workflow_id: str | None = None) -> dict[str, Any]:
+        """The newest datapoints (or those of one workflow), by id."""
+        found = await (
+            engine.datapoints.for_workflow(workflow_id) if workflow_id else engine.datapoints.latest(number)
+        )
+        return {dp.datapoint_id: dp.to_json() for dp in found}
+
+    return app
+
+
+def _json_object(text: str | None, field: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"{field}: not JSON ({exc.msg})") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise HTTPException(422, f"{field}: must be a JSON object with string keys")
+    return value
+
+
+def _explain(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def build_engine(
+    workcell_file: str | Path | None = None,
+    *,
+    settings_dir: str | Path | None = None,
+    clock: Clock | None = None,
+    **overrides: Any,
+) -> WorkcellEngine:
+    """An engine from a workcell file and the settings sources (arguments beat the file's ``settings``).
+
+    The store is ``store_url`` (default: a SQLite file in ``data_dir``). Raises ConfigError on bad input.
+    """
+    from podium.store import open_store
+
+    workcell = load_workcell(workcell_file) if workcell_file else None
+    merged = {
+        **(workcell.settings if workcell else {}),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
+    settings = WorkcellManagerSettings.load(settings_dir=settings_dir, **merged)
+    if workcell is None:
+        if settings.workcell_file is None:
+            workcell = WorkcellDefinition(name=settings.manager_name, nodes=dict(settings.nodes))
+        else:
+            workcell = load_workcell(settings.workcell_file)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_store_url(), clock=clock)
+    return WorkcellEngine(
+        workcell, store=store, data_dir=settings.data_dir, settings=settings, clock=clock, own_store=True
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve_workcell(
+    engine: WorkcellEngine, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> AsyncIterator[str]:
+    """Serve the workcell app with uvicorn as a task of the running loop (port 0: a free one); yields
+    its URL once it accepts connections. The engine starts and stops with it."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level=log_level, lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="workcell-server")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)  # uvicorn has no started event; this only waits for start-up
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
