@@ -11,17 +11,19 @@ Run it with ``python examples/workcell/demo.py [data_dir]`` (the lead wires it i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from podium.client.workcell import WorkcellClient
-from podium.nodes import serve_nodes
+from podium.nodes import RestNode
 from podium.nodes.sim import make_sim_nodes
 from podium.store.sqlite import SQLiteStore
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
-from podium.workcell.server import serve_workcell
+from podium.workcell.server import serve_asgi, serve_workcell
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +35,7 @@ async def run_demo(
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     nodes = make_sim_nodes(default_duration_s=action_s, work_dir=data_dir / "nodes")
-    async with serve_nodes(nodes) as urls:
+    async with serve_sim_nodes(nodes) as urls:
         workcell = load_workcell(HERE / "workcell.yaml")
         workcell.nodes = dict(urls)
         settings = WorkcellManagerSettings(data_dir=data_dir, **workcell.settings)
@@ -79,6 +81,17 @@ async def run_demo(
         "duration_s": wf.duration_seconds,
     }
     return result
+
+
+@contextlib.asynccontextmanager
+async def serve_sim_nodes(nodes: Mapping[str, RestNode]) -> AsyncIterator[dict[str, str]]:
+    """Serve each node's app on a free loopback port (TCP_NODELAY sockets); yield name -> URL."""
+    async with contextlib.AsyncExitStack() as stack:
+        urls = {}
+        for name, node in nodes.items():
+            urls[name] = await stack.enter_async_context(serve_asgi(node.create_app()))
+            node.info.node_url = urls[name]
+        yield urls
 
 
 def main() -> None:

@@ -194,9 +194,10 @@ class WorkcellClient:
                     if deadline is None
                     else max(0.01, min(self.long_poll_s, deadline - started))
                 )
+                before = _marker(wf)
                 wf = self.query_workflow(workflow_id, wait_s=wait)
-                if not wf.status.terminal and time.monotonic() - started < 0.05 * wait:
-                    time.sleep(query_frequency)  # the server does not long-poll (a MADSci server): poll
+                if _marker(wf) == before and time.monotonic() - started < 0.05 * wait:
+                    time.sleep(query_frequency)  # unchanged at once: the server does not long-poll (MADSci)
         finally:
             if display is not None:
                 display.stop(wf)
@@ -341,6 +342,10 @@ class WorkcellClient:
     def _absolute(self, path: str | Path) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.working_directory / p
+
+
+def _marker(wf: Workflow) -> tuple[Any, ...]:
+    return (wf.status.model_dump(), [s.status for s in wf.steps], tuple(wf.scheduler_metadata.reasons))
 
 
 def _is_ulid(text: str) -> bool:
