@@ -1,0 +1,66 @@
+"""MADSci's own WorkcellClient (0.8.1, in its own venv) submits a workflow to podium and reads its result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from podium.store import MemoryStore
+from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
+from podium.workcell.server import serve_workcell
+
+pytestmark = pytest.mark.interop
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent.parent / "examples" / "workcell"
+MADSCI_WC = [
+    "madsci.client==0.8.1",
+    "madsci.node_module==0.8.1",
+    "madsci.workcell_manager==0.8.1",
+    "madsci.data_manager==0.8.1",
+    "madsci.location_manager==0.8.1",
+    "pydantic==2.12.5",
+    "packaging",
+]
+
+
+async def test_madsci_workcell_client_against_podium(tmp_path: Path) -> None:
+    from bench.peervenv import peer_python
+    from examples.workcell.demo import serve_sim_nodes
+
+    from podium.nodes.sim import make_sim_nodes
+
+    python = await asyncio.to_thread(peer_python, "madsci-wc", MADSCI_WC)
+    nodes = {k: v for k, v in make_sim_nodes(default_duration_s=0.0, work_dir=tmp_path / "n").items()}
+    async with serve_sim_nodes(nodes) as urls:
+        workcell = load_workcell(EXAMPLES / "workcell.yaml")
+        workcell.nodes = dict(urls)
+        settings = WorkcellManagerSettings(
+            data_dir=tmp_path, scheduler_update_interval=5, node_update_interval=2
+        )
+        engine = WorkcellEngine(workcell, store=MemoryStore(), data_dir=tmp_path, settings=settings)
+        async with serve_workcell(engine) as url:
+            env = {**os.environ, "DATA_SERVER_URL": url + "/", "MADSCI_DISABLE_RICH_TRACEBACKS": "true"}
+            env.pop("VIRTUAL_ENV", None)
+            proc = await asyncio.create_subprocess_exec(
+                str(python),
+                str(HERE / "madsci_wc_client.py"),
+                url + "/",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=tmp_path,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 50)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["nodes"] == sorted(urls) and seen["state_nodes"] == sorted(urls)
+    assert seen["arm_ready"] is True and "home" in seen["arm_actions"]
+    assert seen["completed"] is True and seen["step_status"] == ["succeeded", "succeeded"]
+    assert seen["datapoint_labels"] == ["file", "json_result"]
+    assert seen["summary_wells"] == 96
+    assert seen["queried_index"] == 1 and seen["archived"] is True
+    assert seen["bad_status"] == 422
