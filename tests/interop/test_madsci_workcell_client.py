@@ -11,11 +11,11 @@ import pytest
 
 from podium.store import MemoryStore
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
+from podium.workcell.demo import DEMO_DIR
 from podium.workcell.server import serve_workcell
 
 pytestmark = pytest.mark.interop
 HERE = Path(__file__).resolve().parent
-EXAMPLES = HERE.parent.parent / "examples" / "workcell"
 MADSCI_WC = [
     "madsci.client==0.8.1",
     "madsci.node_module==0.8.1",
@@ -29,14 +29,14 @@ MADSCI_WC = [
 
 async def test_madsci_workcell_client_against_podium(tmp_path: Path) -> None:
     from bench.peervenv import peer_python
-    from examples.workcell.demo import serve_sim_nodes
+    from podium.workcell.demo import serve_sim_nodes
 
     from podium.nodes.sim import make_sim_nodes
 
     python = await asyncio.to_thread(peer_python, "madsci-wc", MADSCI_WC)
     nodes = {k: v for k, v in make_sim_nodes(default_duration_s=0.0, work_dir=tmp_path / "n").items()}
     async with serve_sim_nodes(nodes) as urls:
-        workcell = load_workcell(EXAMPLES / "workcell.yaml")
+        workcell = load_workcell(DEMO_DIR / "workcell.yaml")
         workcell.nodes = dict(urls)
         settings = WorkcellManagerSettings(
             data_dir=tmp_path, scheduler_update_interval=5, node_update_interval=2

@@ -13,13 +13,13 @@ from podium.nodes import serve_nodes
 from podium.nodes.sim import make_sim_nodes
 from podium.store import MemoryStore
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
+from podium.workcell.demo import DEMO_DIR
 from podium.workcell.server import create_app, serve_workcell
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workcell"
 
 
 async def test_demo_runs_the_plate_assay(tmp_path: Path) -> None:
-    from examples.workcell.demo import run_demo
+    from podium.workcell.demo import run_demo
 
     result = await run_demo(tmp_path, show_progress=False, action_s=0.0)
     assert result["state"] == "completed"
@@ -27,13 +27,13 @@ async def test_demo_runs_the_plate_assay(tmp_path: Path) -> None:
     assert result["plate_location"] == "reader_tray" and result["plate_sealed"] is True
     assert result["reagent_left_ul"] == 4950.0
     assert result["reading"]["n_wells"] == 96 and result["csv_rows"] == 96
-    assert (tmp_path / "workcell.db").exists()
+    assert (tmp_path / "podium.db").exists()
 
 
 async def test_rest_api_with_sim_nodes_and_client(tmp_path: Path) -> None:
     nodes = make_sim_nodes(default_duration_s=0.0, work_dir=tmp_path / "nodes")
     async with serve_nodes(nodes) as urls:
-        workcell = load_workcell(EXAMPLES / "workcell.yaml")
+        workcell = load_workcell(DEMO_DIR / "workcell.yaml")
         workcell.nodes = dict(urls)
         settings = WorkcellManagerSettings(
             data_dir=tmp_path, scheduler_update_interval=30, node_update_interval=30
@@ -107,7 +107,7 @@ async def test_rest_api_with_sim_nodes_and_client(tmp_path: Path) -> None:
 
 
 async def test_openapi_and_asgi(tmp_path: Path) -> None:
-    workcell = load_workcell(EXAMPLES / "workcell.yaml")
+    workcell = load_workcell(DEMO_DIR / "workcell.yaml")
     from podium.workcell import InProcessNode
 
     nodes = {n: InProcessNode(n, {"home": lambda: None}) for n in workcell.nodes}

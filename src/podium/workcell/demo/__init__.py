@@ -5,7 +5,8 @@ and submits ``plate_assay.workflow.yaml`` through the ``WorkcellClient`` with a 
 arm moves the plate, the liquid handler adds reagent, the sealer seals it, the reader reads it, and the
 reading is saved as datapoints (a JSON summary and the CSV file).
 
-Run it with ``python examples/workcell/demo.py [data_dir]`` (the lead wires it into ``podium demo``).
+This is what ``podium demo`` (and so ``make demo``) runs; ``python -m podium.workcell.demo [data_dir]`` too.
+The workcell and workflow files beside this module are the demo's own (:data:`DEMO_DIR`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from podium.store.sqlite import SQLiteStore
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
 from podium.workcell.server import serve_asgi, serve_workcell
 
-HERE = Path(__file__).resolve().parent
+DEMO_DIR = Path(__file__).resolve().parent
+"""The folder holding ``workcell.yaml`` and ``plate_assay.workflow.yaml``."""
+
+__all__ = ["DEMO_DIR", "main", "report", "run_demo", "serve_sim_nodes"]
 
 
 async def run_demo(
@@ -36,12 +40,12 @@ async def run_demo(
     data_dir.mkdir(parents=True, exist_ok=True)
     nodes = make_sim_nodes(default_duration_s=action_s, work_dir=data_dir / "nodes")
     async with serve_sim_nodes(nodes) as urls:
-        workcell = load_workcell(HERE / "workcell.yaml")
+        workcell = load_workcell(DEMO_DIR / "workcell.yaml")
         workcell.nodes = dict(urls)
         settings = WorkcellManagerSettings(data_dir=data_dir, **workcell.settings)
         engine = WorkcellEngine(
             workcell,
-            store=SQLiteStore(data_dir / "workcell.db"),
+            store=SQLiteStore(data_dir / "podium.db"),
             data_dir=data_dir,
             settings=settings,
             own_store=True,
@@ -50,7 +54,7 @@ async def run_demo(
             with WorkcellClient(url) as client:
                 wf = await asyncio.to_thread(
                     client.submit_workflow,
-                    HERE / "plate_assay.workflow.yaml",
+                    DEMO_DIR / "plate_assay.workflow.yaml",
                     {"volume_ul": 50, "wavelength_nm": 600},
                     show_progress=show_progress,
                 )
@@ -94,19 +98,24 @@ async def serve_sim_nodes(nodes: Mapping[str, RestNode]) -> AsyncIterator[dict[s
         yield urls
 
 
-def main() -> None:
-    data_dir = (
-        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="podium-workcell-demo-"))
-    )
-    result = asyncio.run(run_demo(data_dir))
+def report(result: Mapping[str, Any], data_dir: Path) -> None:
+    """Print what the demo did, for people."""
     print(f"workflow {result['workflow_id']}: {result['state']} in {result['duration_s']:.2f} s")
     print(
-        f"plate is at {result['plate_location']} (sealed: {result['plate_sealed']}); reagent left {result['reagent_left_ul']} uL"
+        f"plate is at {result['plate_location']} (sealed: {result['plate_sealed']}); "
+        f"reagent left {result['reagent_left_ul']} uL"
     )
     print(f"reading (datapoint {result['reading_datapoint']}): {result['reading']}")
     print(
         f"CSV with {result['csv_rows']} wells saved as datapoint {result['csv_datapoint']} under {data_dir}"
     )
+
+
+def main() -> None:
+    data_dir = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="podium-workcell-demo-"))
+    )
+    report(asyncio.run(run_demo(data_dir)), data_dir)
 
 
 if __name__ == "__main__":
