@@ -29,9 +29,9 @@ MADSCI_WC = [
 
 async def test_madsci_workcell_client_against_podium(tmp_path: Path) -> None:
     from bench.peervenv import peer_python
-    from podium.workcell.demo import serve_sim_nodes
 
     from podium.nodes.sim import make_sim_nodes
+    from podium.workcell.demo import serve_sim_nodes
 
     python = await asyncio.to_thread(peer_python, "madsci-wc", MADSCI_WC)
     nodes = {k: v for k, v in make_sim_nodes(default_duration_s=0.0, work_dir=tmp_path / "n").items()}

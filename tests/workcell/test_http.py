@@ -17,7 +17,6 @@ from podium.workcell.demo import DEMO_DIR
 from podium.workcell.server import create_app, serve_workcell
 
 
-
 async def test_demo_runs_the_plate_assay(tmp_path: Path) -> None:
     from podium.workcell.demo import run_demo
 
