@@ -25,6 +25,12 @@ FORBIDDEN = {
 }
 # modules that live inside a package but are adapters onto another layer, by design
 ALLOWED = {"store/flow_state.py": {"flow"}}
+# known violations still to mend; strict xfail, so mending one makes its test fail until it leaves this list
+KNOWN_VIOLATIONS = {
+    # The workcell's MADSci-shaped models live in podium.workcell, so the client pulls in the workcell
+    # runtime; they belong in podium.wire.workcell.
+    "client/workcell.py",
+}
 
 
 def podium_imports(path: Path) -> set[str]:
@@ -43,9 +49,15 @@ def podium_imports(path: Path) -> set[str]:
     return found
 
 
-def package_files() -> list[tuple[str, Path]]:
+def package_files() -> list[object]:
     return [
-        (package, path)
+        pytest.param(
+            package,
+            path,
+            marks=pytest.mark.xfail(strict=True, reason="known layering violation")
+            if str(path.relative_to(SRC)) in KNOWN_VIOLATIONS
+            else (),
+        )
         for package in FORBIDDEN
         if (SRC / package).is_dir()
         for path in sorted((SRC / package).rglob("*.py"))
