@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import podium.flow
 from podium.flow import core, errors
 
@@ -114,7 +116,8 @@ def test_import_pulls_in_only_pydantic_and_the_standard_library() -> None:
     code = (
         "import sys, json\n"
         "before = set(sys.modules)\n"
-        "import podium.flow\n"
+        "from podium.flow import *\n"
+        "import podium.flow.planner.react, podium.flow.testkit\n"
         "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
     loaded = json.loads(_run(code))
@@ -135,10 +138,26 @@ def test_import_pulls_in_only_pydantic_and_the_standard_library() -> None:
             continue
         offenders.append(name)
     assert offenders == []
-    assert "podium.flow.core" in loaded
-
-
-def test_import_does_not_touch_the_rest_of_podium() -> None:
-    loaded = json.loads(_run("import sys, json; import podium.flow; print(json.dumps(sorted(sys.modules)))"))
+    assert {"podium.flow.core", "podium.flow.patterns", "pydantic"} <= set(loaded)
     others = [name for name in loaded if name.startswith("podium.") and not name.startswith("podium.flow")]
-    assert others == []
+    assert others == [], "nothing of the rest of podium"
+
+
+def test_bare_import_is_lazy_and_names_load_on_first_use() -> None:
+    code = (
+        "import sys, json\n"
+        "before = set(sys.modules)\n"
+        "import podium.flow\n"
+        "bare = sorted(set(sys.modules) - before)\n"
+        "podium.flow.Message\n"
+        "print(json.dumps([bare, 'podium.flow.types' in sys.modules, 'podium.flow.patterns' in sys.modules]))\n"
+    )
+    bare, types_loaded, patterns_loaded = json.loads(_run(code))
+    assert [name for name in bare if "podium" in name] == ["podium", "podium.flow"]
+    assert all(name.startswith("podium") or name.split(".")[0] in sys.stdlib_module_names for name in bare)
+    assert not any(name.startswith(("pydantic", "asyncio", "typing")) for name in bare)
+    assert types_loaded and not patterns_loaded
+    assert podium.flow.Message is importlib.import_module("podium.flow.types").Message
+    assert "create" in dir(podium.flow)
+    with pytest.raises(AttributeError):
+        _ = podium.flow.NoSuchThing
