@@ -64,6 +64,7 @@ from podium.engine.models import (
 )
 from podium.engine.schema import SchemaError, validate_data
 from podium.engine.timers import TimerQueue
+from podium.engine.workers import InProcessWorker
 from podium.errors import ConflictError, LeaseLostError
 from podium.ids import new_ulid_str
 from podium.store.base import (
@@ -135,12 +136,15 @@ class OrchestratorEngine:
         self._jobs: dict[str, Record] = {}  # version-checked cache of job records this instance wrote
         self._tasks: dict[str, Record] = {}
         self._listeners: list[Listener] = []
-        self._job_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._job_waiters: dict[str, list[asyncio.Future[Record]]] = {}
         self.timers = TimerQueue(self.clock, self._on_timer)
         self._steps: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # executor slots promised to steps being committed or taken
         self._slot_freed = asyncio.Event()
+        self._step_wake = asyncio.Event()  # a step this instance does not run at once is in the queue
         self._executor_task: asyncio.Task[None] | None = None
-        self._workers: dict[str, Any] = {}  # worker_id -> InProcessWorker
+        self._workers: dict[str, InProcessWorker] = {}
+        self._local: dict[str, list[InProcessWorker]] = {}  # task queue -> started in-process workers
         self._started = False
         self._stopping = False
 
@@ -286,11 +290,9 @@ class OrchestratorEngine:
         return unsubscribe
 
     async def _emit(self, events: Sequence[EngineEvent]) -> None:
+        if not self._listeners:
+            return
         for ev in events:
-            if ev.type in ("job_finished", "job_failed", "job_cancelled", "job_quarantined") and ev.job_id:
-                for fut in self._job_waiters.pop(ev.job_id, ()):
-                    if not fut.done():
-                        fut.set_result(None)
             for listener in list(self._listeners):
                 try:
                     result = listener(ev)
@@ -325,19 +327,78 @@ class OrchestratorEngine:
             self._jobs.pop(i, None)
             self._tasks.pop(i, None)
 
-    async def _commit(self, plan: _Plan) -> list[Any]:
-        """Apply the plan; refresh the caches from the results; arm timers; emit events."""
-        results = await self.storage.apply(*plan.ops)
-        for op, res in zip(plan.ops, results, strict=True):
-            if isinstance(op, Put):
-                cache = self._jobs if op.kind == JOB else self._tasks if op.kind == TASK else None
-                if cache is not None:
-                    if res.status in TERMINAL_STATUSES or (op.kind == TASK and res.status not in OPEN_TASK):
-                        cache.pop(op.id, None)
+    def _free_slots(self) -> int:
+        return self.config.EXECUTOR_MAX_CONCURRENT_JOBS - len(self._steps) - self._reserved
+
+    async def _commit(self, plan: _Plan, *, durable: bool = True) -> list[Any]:
+        """Apply the plan; refresh the caches from the results; arm timers; emit events.
+
+        Two shortcuts keep work off the store's queues without weakening anything: a step this instance
+        has a free executor slot for is enqueued already leased to it, and a task an in-process worker of
+        this instance has a free slot for is enqueued already leased to that worker (its record says
+        ``running`` in the same write). Either starts only after the write has committed; if the process
+        dies first, the lease expires and the item is taken from the store as usual.
+        """
+        ops = plan.ops
+        inline = 0
+        pushed: list[tuple[int, InProcessWorker]] = []
+        wake = False
+        if self._started and not self._stopping:
+            free = self._free_slots()
+            for i, op in enumerate(ops):
+                if not isinstance(op, Enqueue) or op.lease_owner is not None:
+                    continue
+                if op.queue == STEPS_QUEUE:
+                    if inline < free:
+                        ops[i] = Enqueue(
+                            STEPS_QUEUE, op.id, op.payload, 0, 0.0, self.instance_id, self.config.JOB_LEASE_S
+                        )
+                        inline += 1
                     else:
-                        cache[op.id] = res
+                        wake = True
+                elif self._local and op.delay_s <= 0:
+                    worker = self._push_target(i, op, ops)
+                    if worker is not None:
+                        pushed.append((i, worker))
+        else:
+            wake = any(isinstance(op, Enqueue) and op.queue == STEPS_QUEUE for op in ops)
+        self._reserved += inline
+        try:
+            results = await self.storage.apply(*ops, durable=durable)
+        except BaseException:
+            self._reserved -= inline
+            if inline:
+                self._slot_freed.set()
+            for _, worker in pushed:
+                worker.unreserve()
+            raise
+        for op, res in zip(ops, results, strict=True):
+            if isinstance(op, Put):
+                if op.kind == JOB:
+                    if res.status in TERMINAL_STATUSES:
+                        self._jobs.pop(op.id, None)
+                        for fut in self._job_waiters.pop(op.id, ()):
+                            if not fut.done():
+                                fut.set_result(res)
+                    else:
+                        self._jobs[op.id] = res
+                elif op.kind == TASK:
+                    if res.status in OPEN_TASK:
+                        self._tasks[op.id] = res
+                    else:
+                        self._tasks.pop(op.id, None)
             elif isinstance(op, Delete):
                 self._forget([op.id])
+            elif inline and isinstance(op, Enqueue) and op.lease_owner == self.instance_id:
+                self._reserved -= 1
+                if isinstance(res, Lease):
+                    self._spawn_step(res)
+                else:
+                    self._slot_freed.set()
+        for i, worker in pushed:
+            self._deliver_pushed(plan, worker, results[i])
+        if wake:
+            self._step_wake.set()
         for key, when, payload in plan.timers:
             self.timers.schedule(key, when, payload)
         if plan.events:
@@ -346,6 +407,69 @@ class OrchestratorEngine:
             with contextlib.suppress(JobStateError, JobNotFoundError):
                 await self.cancel_job(child, reason="parent job cancelled")
         return results
+
+    def _push_target(self, i: int, op: Enqueue, ops: list[Op]) -> InProcessWorker | None:
+        """Lease a new task straight to an in-process worker with a free slot (rewriting ``op`` and the
+        task's record in ``ops``), or return None to leave it in the queue for whoever takes it first."""
+        workers = self._local.get(op.queue)
+        if not workers:
+            return None
+        worker = next((w for w in workers if w.free_slots() > 0), None)
+        if worker is None:
+            return None
+        task_id = op.payload.get("task_id")
+        j = next(
+            (k for k, p in enumerate(ops) if isinstance(p, Put) and p.kind == TASK and p.id == task_id), None
+        )
+        if j is None:
+            return None
+        put = ops[j]
+        assert isinstance(put, Put)
+        now = self.clock.now()
+        d = dict(put.data)
+        d.update(worker_id=worker.worker_id, taken_at=now)
+        d.pop("dispatch_deadline", None)
+        rt = d.get("result_timeout")
+        lease_s = self.config.TASK_LEASE_S
+        if rt:
+            d["result_deadline"] = now + rt
+            lease_s = max(lease_s, rt + 1.0)
+        ops[j] = Put(TASK, put.id, d, put.expected_version, TaskStatus.RUNNING.value, put.group)
+        ops[i] = Enqueue(op.queue, op.id, op.payload, op.priority, 0.0, worker.worker_id, lease_s)
+        worker.reserve()
+        return worker
+
+    def _deliver_pushed(self, plan: _Plan, worker: InProcessWorker, lease: Any) -> None:
+        worker.unreserve()
+        if not isinstance(lease, Lease):
+            return
+        task_id, attempt = lease.payload["task_id"], lease.payload["attempt"]
+        rec = self._tasks.get(task_id)
+        if rec is None:
+            return
+        d = rec.data
+        self.timers.cancel(f"d:{task_id}")
+        plan.timers = [t for t in plan.timers if t[0] != f"d:{task_id}"]
+        deadline = d.get("result_deadline")
+        if deadline is not None:
+            plan.timers.append((f"r:{task_id}", deadline, (task_id, attempt, None)))
+        plan.events.append(
+            self._event("task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker.worker_id})
+        )
+        worker.deliver(
+            Task(
+                task_id,
+                d["job_id"],
+                d["task_type"],
+                d["params"],
+                lease.token,
+                attempt,
+                lease.priority,
+                worker.worker_id,
+                deadline,
+            ),
+            lease,
+        )
 
     # --- jobs: the public API ---------------------------------------------------------------------
 
@@ -411,27 +535,24 @@ class OrchestratorEngine:
             client_dict = dict(client or {})
         state = definition.start_state
         assert state is not None
-        data = {
+        # Only what is set is stored (readers use .get): every write copies and serialises the record.
+        data: dict[str, Any] = {
             "blueprint": definition.name,
             "state": state,
+            "step": 1,
             "initial_data": initial_data,
             "state_history": {},
-            "aggregation_results": {},
-            "client": client_dict,
-            "webhook_url": webhook_url,
-            "dispatch_timeout": dispatch_timeout,
-            "result_timeout": result_timeout,
-            "parent_job_id": parent_job_id,
-            "depth": depth,
-            "step": 1,
-            "wait": None,
-            "aggregate": False,
-            "progress": None,
-            "progress_message": None,
-            "result": None,
-            "error": None,
-            "finished_at": None,
         }
+        for key, value in (
+            ("client", client_dict),
+            ("webhook_url", webhook_url),
+            ("dispatch_timeout", dispatch_timeout),
+            ("result_timeout", result_timeout),
+            ("parent_job_id", parent_job_id),
+            ("depth", depth),
+        ):
+            if value:
+                data[key] = value
         plan.ops += [
             Put(JOB, job_id, data, 0, JobStatus.PENDING.value, definition.name),
             Enqueue(STEPS_QUEUE, f"{job_id}.1", {"job_id": job_id, "step": 1}),
@@ -525,20 +646,20 @@ class OrchestratorEngine:
 
     async def wait_for_job(self, job_id: str, *, timeout_s: float | None = None) -> JobView:
         """Wait (on engine events, no polling) until the job is terminal; return it."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
         self._job_waiters.setdefault(job_id, []).append(fut)
         try:
             view = await self.get_job(job_id)
             if view.status in TERMINAL_STATUSES:
                 return view
-            await self.clock.wait_for(fut, timeout_s)
+            rec = await self.clock.wait_for(fut, timeout_s)
         finally:
             waiters = self._job_waiters.get(job_id)
             if waiters is not None and fut in waiters:
                 waiters.remove(fut)
                 if not waiters:
                     del self._job_waiters[job_id]
-        return await self.get_job(job_id)
+        return self._view(rec)  # the terminal record this instance just committed
 
     async def get_archived_job(self, job_id: str) -> dict[str, Any]:
         """The archived snapshot of a finished job plus its events."""
@@ -640,7 +761,12 @@ class OrchestratorEngine:
             plan.ops.append(Put(TASK, t.id, td, t.version, TaskStatus.CANCELLED.value, job_id))
             plan.ops.append(Dequeue(td["queue"], f"{t.id}:{td['attempt']}"))
             plan.events.append(
-                self._event("task_cancelled", job_id, task_id=t.id, data={"worker_id": td.get("worker_id")})
+                self._event(
+                    "task_cancelled",
+                    job_id,
+                    task_id=t.id,
+                    data={"worker_id": td.get("worker_id"), "attempt": td["attempt"]},
+                )
             )
             self.timers.cancel(f"d:{t.id}")
             self.timers.cancel(f"r:{t.id}")
@@ -767,7 +893,12 @@ class OrchestratorEngine:
         """Move to ``target`` and enqueue its step (or park the job if a pause was requested)."""
         step = int(data["step"]) + 1
         info = {"from": data["state"], **(extra or {})}
-        data["state"], data["step"], data["wait"], data["aggregate"] = target, step, None, aggregate
+        data["state"], data["step"] = target, step
+        data.pop("wait", None)
+        if aggregate:
+            data["aggregate"] = True
+        else:
+            data.pop("aggregate", None)
         if data.get("pause_requested"):
             data["pause_requested"] = False
             self._put_job(plan, rec, data, JobStatus.PAUSED, "job_paused", info)
@@ -781,7 +912,7 @@ class OrchestratorEngine:
         """Finish the job as ``status``: record it, archive a snapshot, and resume a waiting parent."""
         now = self.clock.now()
         data["finished_at"] = now
-        data["wait"] = None
+        data.pop("wait", None)
         self._put_job(plan, rec, data, status, f"job_{status.value}", {"error": data.get("error")})
         snapshot = {
             "job_id": rec.id,
@@ -841,32 +972,46 @@ class OrchestratorEngine:
     # --- the executor -----------------------------------------------------------------------------
 
     async def _executor_loop(self) -> None:
-        limit = self.config.EXECUTOR_MAX_CONCURRENT_JOBS
-        loop = asyncio.get_running_loop()
+        """Take steps nobody runs yet: those enqueued while every slot was busy, those of another instance
+        that died (their leases expired), those given back. Wakes when this instance enqueues or gives back
+        a step, at the next lease expiry, or every ``EXECUTOR_POLL_WAIT_S`` (other instances' steps)."""
         while not self._stopping:
-            free = limit - len(self._steps)
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            self._step_wake.clear()
             try:
-                leases = await self.storage.take(
-                    STEPS_QUEUE,
-                    owner=self.instance_id,
-                    lease_s=self.config.JOB_LEASE_S,
-                    limit=free,
-                    wait_s=self.config.EXECUTOR_POLL_WAIT_S,
+                leases = await self.storage.take_now(
+                    [STEPS_QUEUE], owner=self.instance_id, lease_s=self.config.JOB_LEASE_S, limit=free
                 )
+                if not leases:
+                    wait = self.config.EXECUTOR_POLL_WAIT_S
+                    due = await self.storage.next_due([STEPS_QUEUE])
+                    if due is not None:
+                        wait = min(wait, max(0.0, due - self.clock.now()))
+                    with contextlib.suppress(TimeoutError):
+                        await self.clock.wait_for(self._step_wake.wait(), wait)
+                    continue
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("taking job steps failed")
                 await self.clock.sleep(0.5)
                 continue
-            for lease in leases:
-                task = loop.create_task(self._run_step(lease))
-                self._steps.add(task)
-                task.add_done_callback(self._step_done)
+            # Steps started inline while this take ran may have used slots: give back the excess.
+            free = max(0, self._free_slots())
+            for lease in leases[:free]:
+                self._spawn_step(lease)
+            for lease in leases[free:]:
+                with contextlib.suppress(LeaseLostError):
+                    await self.storage.nack(lease)
+
+    def _spawn_step(self, lease: Lease) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_step(lease))
+        self._steps.add(task)
+        task.add_done_callback(self._step_done)
 
     def _step_done(self, task: asyncio.Task[None]) -> None:
         self._steps.discard(task)
@@ -982,7 +1127,9 @@ class OrchestratorEngine:
             plan = _Plan()
             plan.ops.append(Ack(lease))
             new = dict(rec.data)
-            new["state_history"], new["initial_data"], new["aggregation_results"] = sh, initial, agg
+            new["state_history"], new["initial_data"] = sh, initial
+            if agg or "aggregation_results" in new:
+                new["aggregation_results"] = agg
             try:
                 if error is None and definition is not None:
                     error = self._check_events(plan, definition, job_id, state, actions)
@@ -1013,6 +1160,7 @@ class OrchestratorEngine:
         log.error("job step kept conflicting; giving it back", extra={"job_id": job_id})
         with contextlib.suppress(LeaseLostError):
             await self.storage.nack(lease)
+        self._step_wake.set()
 
     def _check_events(
         self, plan: _Plan, definition: JobDefinition, job_id: str, state: str, actions: ActionFactory
@@ -1072,7 +1220,8 @@ class OrchestratorEngine:
                 "pending": [task_id],
                 "transitions": spec_["transitions"],
             }
-            new["progress"], new["progress_message"] = None, None
+            new.pop("progress", None)
+            new.pop("progress_message", None)
             self._put_job(
                 plan,
                 rec,
@@ -1153,25 +1302,24 @@ class OrchestratorEngine:
         now = self.clock.now()
         queue = task_queue(spec["task_type"])
         dt = spec.get("dispatch_timeout")
-        data = {
+        data: dict[str, Any] = {
             "job_id": job_id,
             "task_type": spec["task_type"],
             "params": spec["params"],
             "queue": queue,
             "state": state,
-            "parallel": parallel,
-            "priority": spec.get("priority", 0),
             "attempt": 1,
-            "max_retries": spec.get("max_retries"),
-            "dispatch_timeout": dt,
-            "result_timeout": spec.get("result_timeout"),
-            "dispatch_deadline": now + dt if dt else None,
-            "result_deadline": None,
-            "worker_id": None,
-            "token": None,
-            "result": None,
-            "dispatched_at": now,
         }
+        for key, value in (
+            ("parallel", parallel),
+            ("priority", spec.get("priority", 0)),
+            ("max_retries", spec.get("max_retries")),
+            ("dispatch_timeout", dt),
+            ("result_timeout", spec.get("result_timeout")),
+            ("dispatch_deadline", now + dt if dt else None),
+        ):
+            if value or (key == "max_retries" and value is not None):
+                data[key] = value
         plan.ops.append(Put(TASK, task_id, data, 0, TaskStatus.QUEUED.value, job_id))
         plan.ops.append(
             Enqueue(
@@ -1218,13 +1366,72 @@ class OrchestratorEngine:
             )
             if not leases:
                 return out
+            out.extend(await self._claim_many(leases, worker_id, lease_s))
+            if remaining <= 0:
+                break
+        return out
+
+    def _claim_ops(self, plan: _Plan, lease: Lease, rec: Record, worker_id: str) -> Task:
+        """Plan recording ``rec`` as running under ``lease`` for ``worker_id``; the Task to hand over."""
+        task_id, attempt = rec.id, lease.payload["attempt"]
+        now = self.clock.now()
+        d = dict(rec.data)
+        rt = d.get("result_timeout")
+        d.update(worker_id=worker_id, token=lease.token, taken_at=now)
+        if rt:
+            d["result_deadline"] = now + rt
+            plan.timers.append((f"r:{task_id}", now + rt, (task_id, attempt, lease.token)))
+        plan.ops.append(Put(TASK, task_id, d, rec.version, TaskStatus.RUNNING.value, d["job_id"]))
+        plan.events.append(
+            self._event("task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker_id})
+        )
+        return Task(
+            task_id,
+            d["job_id"],
+            d["task_type"],
+            d["params"],
+            lease.token,
+            attempt,
+            lease.priority,
+            worker_id,
+            d.get("result_deadline"),
+        )
+
+    async def _claimed(self, task: Task, lease: Lease, lease_s: float) -> None:
+        self.timers.cancel(f"d:{task.task_id}")
+        if task.result_deadline is not None:
+            rt = task.result_deadline - self.clock.now()
+            if rt > lease_s:
+                with contextlib.suppress(LeaseLostError):
+                    await self.storage.extend(lease, rt + 1.0)
+
+    async def _claim_many(self, leases: Sequence[Lease], worker_id: str, lease_s: float) -> list[Task]:
+        """Record every taken task as running in one write (``durable=False``: the store already holds the
+        lease, so a power cut that loses this record loses nothing recovery cannot redo); on a version
+        conflict fall back to claiming one by one."""
+        plan = _Plan()
+        claimed: list[tuple[Task, Lease]] = []
+        for lease in leases:
+            rec = await self._load_task(lease.payload["task_id"])
+            if rec is None or rec.status not in OPEN_TASK or rec.data["attempt"] != lease.payload["attempt"]:
+                plan.ops.append(Dequeue(lease.queue, lease.id))  # a stale delivery
+                continue
+            claimed.append((self._claim_ops(plan, lease, rec, worker_id), lease))
+        if not plan.ops:
+            return []
+        try:
+            await self._commit(plan, durable=False)
+        except ConflictError:
+            self._forget(lease.payload["task_id"] for lease in leases)
+            out = []
             for lease in leases:
                 task = await self._claim(lease, worker_id, lease_s)
                 if task is not None:
                     out.append(task)
-            if remaining <= 0:
-                break
-        return out
+            return out
+        for task, lease in claimed:
+            await self._claimed(task, lease, lease_s)
+        return [task for task, _ in claimed]
 
     async def _claim(self, lease: Lease, worker_id: str, lease_s: float) -> Task | None:
         task_id, attempt = lease.payload["task_id"], lease.payload["attempt"]
@@ -1233,39 +1440,15 @@ class OrchestratorEngine:
             if rec is None or rec.status not in OPEN_TASK or rec.data["attempt"] != attempt:
                 await self.storage.apply(Dequeue(lease.queue, lease.id))  # stale delivery
                 return None
-            now = self.clock.now()
-            d = dict(rec.data)
-            rt = d.get("result_timeout")
-            d.update(
-                worker_id=worker_id, token=lease.token, taken_at=now, result_deadline=now + rt if rt else None
-            )
             plan = _Plan()
-            plan.ops.append(Put(TASK, task_id, d, rec.version, TaskStatus.RUNNING.value, d["job_id"]))
-            plan.events.append(
-                self._event("task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker_id})
-            )
-            if rt:
-                plan.timers.append((f"r:{task_id}", now + rt, (task_id, attempt, lease.token)))
+            task = self._claim_ops(plan, lease, rec, worker_id)
             try:
-                await self._commit(plan)
+                await self._commit(plan, durable=False)
             except ConflictError:
                 self._tasks.pop(task_id, None)
                 continue
-            self.timers.cancel(f"d:{task_id}")
-            if rt and rt > lease_s:
-                with contextlib.suppress(LeaseLostError):
-                    await self.storage.extend(lease, rt + 1.0)
-            return Task(
-                task_id,
-                d["job_id"],
-                d["task_type"],
-                d["params"],
-                lease.token,
-                attempt,
-                lease.priority,
-                worker_id,
-                d["result_deadline"],
-            )
+            await self._claimed(task, lease, lease_s)
+            return task
         return None
 
     async def report_progress(self, task_id: str, progress: float, message: str | None = None) -> bool:
@@ -1434,7 +1617,7 @@ class OrchestratorEngine:
                 job_id,
                 task_id=task_id,
                 status=status,
-                data={"result": result},
+                data={"result": result, "attempt": td["attempt"]},
             )
         )
 
@@ -1657,7 +1840,19 @@ class OrchestratorEngine:
             )
         return out
 
-    def add_worker(self, worker: Any) -> None:
+    def _attach_local(self, worker: InProcessWorker) -> None:
+        """A started in-process worker: new tasks of its skills may be leased straight to it."""
+        for skill in worker.skills:
+            workers = self._local.setdefault(task_queue(skill), [])
+            if worker not in workers:
+                workers.append(worker)
+
+    def _detach_local(self, worker: InProcessWorker) -> None:
+        for workers in self._local.values():
+            if worker in workers:
+                workers.remove(worker)
+
+    def add_worker(self, worker: InProcessWorker) -> None:
         """Attach an in-process worker (started with the engine, or now if the engine is running)."""
         self._workers[worker.worker_id] = worker
         worker.attach(self)

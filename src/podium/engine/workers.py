@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from podium.engine.models import EngineEvent, Task
+from podium.store.base import Lease
 
 if TYPE_CHECKING:
     from podium.engine.engine import OrchestratorEngine
@@ -70,7 +71,8 @@ class InProcessWorker:
             self.add_skill(name, fn)
         self._engine: OrchestratorEngine | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}  # (task id, attempt) -> runner
+        self._reserved = 0  # slots promised to tasks the engine is committing to this worker
         self._slot = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
@@ -84,6 +86,30 @@ class InProcessWorker:
     def running(self) -> int:
         """Tasks executing now."""
         return len(self._inflight)
+
+    def free_slots(self) -> int:
+        """Slots free for one more task (0 while stopped or stopping)."""
+        if self._stopping or self._loop_task is None:
+            return 0
+        return self.capacity - len(self._inflight) - self._reserved
+
+    def reserve(self) -> None:
+        """Hold a slot for a task the engine is about to hand over (see :meth:`deliver`)."""
+        self._reserved += 1
+
+    def unreserve(self) -> None:
+        """Give back a slot held by :meth:`reserve`."""
+        self._reserved -= 1
+        self._slot.set()
+
+    def deliver(self, task: Task, lease: Lease | None = None) -> None:
+        """Run a task the engine leased straight to this worker (after the lease was committed)."""
+        engine = self._engine
+        assert engine is not None
+        runner = asyncio.get_running_loop().create_task(self._execute(engine, task))
+        key = (task.task_id, task.attempt)
+        self._inflight[key] = runner
+        runner.add_done_callback(functools.partial(self._done, key))
 
     def add_skill(self, name: str, fn: Skill) -> None:
         """Execute tasks of type ``name`` with ``fn``."""
@@ -119,11 +145,14 @@ class InProcessWorker:
         self._loop_task = asyncio.get_running_loop().create_task(
             self._loop(), name=f"worker-{self.worker_id}"
         )
+        engine._attach_local(self)
 
     async def stop(self, *, grace_s: float = 30.0) -> None:
         """Stop taking tasks; let running ones finish for ``grace_s``, then cancel them (their leases lapse
         and the tasks are offered again). Idempotent."""
         self._stopping = True
+        if self._engine is not None:
+            self._engine._detach_local(self)
         task, self._loop_task = self._loop_task, None
         if task is not None:
             task.cancel()
@@ -140,16 +169,18 @@ class InProcessWorker:
             self._unsubscribe = None
 
     def _on_event(self, event: EngineEvent) -> None:
-        if event.type in ("task_cancelled", "task_timeout") and event.task_id in self._inflight:
-            self._inflight[event.task_id].cancel()
+        if event.type in ("task_cancelled", "task_timeout") and self._inflight:
+            attempt = event.data.get("attempt")
+            for (task_id, n), runner in list(self._inflight.items()):
+                if task_id == event.task_id and (attempt is None or n == attempt):
+                    runner.cancel()
 
     async def _loop(self) -> None:
         engine = self._engine
         assert engine is not None
         skills = self.skills
-        loop = asyncio.get_running_loop()
         while not self._stopping:
-            free = self.capacity - len(self._inflight)
+            free = self.capacity - len(self._inflight) - self._reserved
             if free <= 0:
                 self._slot.clear()
                 await self._slot.wait()
@@ -163,12 +194,10 @@ class InProcessWorker:
                 await engine.clock.sleep(0.5)
                 continue
             for t in tasks:
-                runner = loop.create_task(self._execute(engine, t))
-                self._inflight[t.task_id] = runner
-                runner.add_done_callback(functools.partial(self._done, t.task_id))
+                self.deliver(t)
 
-    def _done(self, task_id: str, _fut: object = None) -> None:
-        self._inflight.pop(task_id, None)
+    def _done(self, key: tuple[str, int], _fut: object = None) -> None:
+        self._inflight.pop(key, None)
         self._slot.set()
 
     async def _execute(self, engine: OrchestratorEngine, task: Task) -> None:
