@@ -1,0 +1,30 @@
+"""Keep bench/bench_flow.py from rotting: its podium side, small sizes, no PenguiFlow venv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_flow_quick_podium_only_runs_and_reports() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_flow.py"), "--quick", "--podium-only"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["workload", "unit"]
+    report = json.loads(lines[-1])
+    podium = report["results"]["podium"]
+    assert set(report["results"]) == {"podium"}
+    for key in ("hop_overhead_us", "hop_latency_us", "throughput_msgs_per_s", "fanout100_join_ms_per_trace"):
+        assert podium[key] > 0, key
+    assert podium["memory"]["bytes_per_10k"] > 0
+    assert 0 < podium["import_ms"] < podium["import_first_use_ms"]
