@@ -369,3 +369,26 @@ async def test_a_node_raising_cancelled_error_itself_does_not_kill_its_worker(ev
         assert "node_trace_cancelled" in events.kinds(bad.trace_id)
     finally:
         await flow.stop()
+
+
+async def test_ctx_emit_nowait_sends_without_waiting_and_raises_when_full() -> None:
+    outcomes: list[str] = []
+
+    async def burst(message: Message, ctx: Context) -> None:
+        for i in range(3):
+            try:
+                ctx.emit_nowait(message.model_copy(update={"payload": i}))
+                outcomes.append("sent")
+            except asyncio.QueueFull:
+                outcomes.append("full")
+
+    sink = node(identity, "sink")
+    flow = create(node(burst, "burst").to(sink), sink.to(), queue_maxsize=2)
+    flow.run()
+    try:
+        await flow.emit(msg("go"))
+        results = await gather_fetch(flow, 2)
+    finally:
+        await flow.stop()
+    assert outcomes == ["sent", "sent", "full"]
+    assert [r.payload for r in results] == [0, 1]
