@@ -44,6 +44,11 @@ class Config(PodiumSettings):
     MAX_TRANSITIONS_PER_JOB: int = Field(1000, ge=1)
     MAX_HOLARCHY_DEPTH: int = Field(10, ge=1)
     STOP_GRACE_S: float = Field(30.0, ge=0)
+    """How long ``stop()`` lets running handlers and in-process tasks finish before giving them back."""
+    RECOVERY_LOCK_TTL_S: float = Field(15.0, gt=0)
+    """TTL of the store lock that makes one engine instance the owner of recovery (refreshed every third)."""
+    RECOVERY_SCAN_S: float = Field(60.0, gt=0)
+    """How often the recovery owner re-reads open tasks to arm their timeouts (also on taking ownership)."""
 
     # Used by the HTTP server issue; kept here so one Config serves both.
     API_HOST: str = "0.0.0.0"

@@ -86,6 +86,7 @@ __all__ = ["STEPS_QUEUE", "OrchestratorEngine", "task_queue"]
 log = logging.getLogger("podium.engine")
 
 STEPS_QUEUE = "engine:steps"
+RECOVERY_LOCK = "engine:recovery"
 JOB, TASK, WORKER = "job", "task", "worker"
 Listener = Callable[[EngineEvent], Awaitable[None] | None]
 
@@ -143,6 +144,11 @@ class OrchestratorEngine:
         self._slot_freed = asyncio.Event()
         self._step_wake = asyncio.Event()  # a step this instance does not run at once is in the queue
         self._executor_task: asyncio.Task[None] | None = None
+        self._owner_task: asyncio.Task[None] | None = None
+        self._lock_token: int | None = None  # fencing token while this instance owns recovery
+        self._held: dict[str, Lease] = {}  # step leases of running handlers (kept alive by the heartbeat)
+        self._heartbeat_armed = False
+        self._next_scan = 0.0
         self._workers: dict[str, InProcessWorker] = {}
         self._local: dict[str, list[InProcessWorker]] = {}  # task queue -> started in-process workers
         self._started = False
@@ -211,11 +217,11 @@ class OrchestratorEngine:
         await self.storage.open()
         if self.config.BLUEPRINTS_DIR:
             self.load_blueprints(self.config.BLUEPRINTS_DIR)
-        await self._recover()
+        await self._take_ownership()
         self.timers.start()
-        self._executor_task = asyncio.get_running_loop().create_task(
-            self._executor_loop(), name="podium-executor"
-        )
+        loop = asyncio.get_running_loop()
+        self._executor_task = loop.create_task(self._executor_loop(), name="podium-executor")
+        self._owner_task = loop.create_task(self._owner_loop(), name="podium-recovery-owner")
         self._started = True
         for worker in list(self._workers.values()):
             await worker.start()
@@ -226,17 +232,69 @@ class OrchestratorEngine:
         if not self._started:
             return
         self._stopping = True
-        for worker in list(self._workers.values()):
-            await worker.stop(grace_s=self.config.STOP_GRACE_S)
-        task, self._executor_task = self._executor_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._steps:
-            await asyncio.wait(set(self._steps), timeout=self.config.STOP_GRACE_S)
+        for task in (self._executor_task, self._owner_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._executor_task = self._owner_task = None
+        grace = self.config.STOP_GRACE_S
+        await asyncio.gather(
+            *(worker.stop(grace_s=grace) for worker in list(self._workers.values())),
+            self._drain_steps(grace),
+        )
         await self.timers.stop()
+        if self._lock_token is not None:
+            with contextlib.suppress(Exception):
+                await self.storage.release_lock(RECOVERY_LOCK, self.instance_id, self._lock_token)
+            self._lock_token = None
         self._started = False
+
+    async def _drain_steps(self, grace_s: float) -> None:
+        """Let running handlers finish for ``grace_s``; cancel the rest, which give their steps back."""
+        if self._steps:
+            _, pending = await asyncio.wait(set(self._steps), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- single-owner background work ---------------------------------------------------------------
+
+    async def _take_ownership(self) -> None:
+        """Become (or stay) the owner of recovery through a store lock with a fencing token; a new owner
+        scans the store for open tasks at once. Several instances on one store thus scan once, not each."""
+        ttl = self.config.RECOVERY_LOCK_TTL_S
+        if self._lock_token is not None:
+            if await self.storage.refresh_lock(RECOVERY_LOCK, self.instance_id, self._lock_token, ttl_s=ttl):
+                return
+            self._lock_token = None
+            log.warning("lost the engine recovery lock", extra={"instance": self.instance_id})
+        token = await self.storage.acquire_lock(RECOVERY_LOCK, self.instance_id, ttl_s=ttl)
+        if token is not None:
+            self._lock_token = token
+            self._next_scan = self.clock.now() + self.config.RECOVERY_SCAN_S
+            await self._recover()
+
+    async def _owner_loop(self) -> None:
+        """Refresh (or try to take) the recovery lock every third of its TTL; the owner re-scans open tasks
+        every ``RECOVERY_SCAN_S`` so tasks of an instance that died get their timeouts armed."""
+        while not self._stopping:
+            await self.clock.sleep(self.config.RECOVERY_LOCK_TTL_S / 3)
+            try:
+                await self._take_ownership()
+                if self._lock_token is not None and self.clock.now() >= self._next_scan:
+                    self._next_scan = self.clock.now() + self.config.RECOVERY_SCAN_S
+                    await self._recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine recovery loop failed", extra={"instance": self.instance_id})
+
+    @property
+    def is_recovery_owner(self) -> bool:
+        """Whether this instance holds the store lock that makes it run recovery."""
+        return self._lock_token is not None
 
     async def __aenter__(self) -> OrchestratorEngine:
         await self.start()
@@ -982,10 +1040,14 @@ class OrchestratorEngine:
                 await self._slot_freed.wait()
                 continue
             self._step_wake.clear()
+            self._reserved += free  # so that steps committed meanwhile do not also claim these slots
             try:
-                leases = await self.storage.take_now(
-                    [STEPS_QUEUE], owner=self.instance_id, lease_s=self.config.JOB_LEASE_S, limit=free
-                )
+                try:
+                    leases = await self.storage.take_now(
+                        [STEPS_QUEUE], owner=self.instance_id, lease_s=self.config.JOB_LEASE_S, limit=free
+                    )
+                finally:
+                    self._reserved -= free
                 if not leases:
                     wait = self.config.EXECUTOR_POLL_WAIT_S
                     due = await self.storage.next_due([STEPS_QUEUE])
@@ -1000,13 +1062,8 @@ class OrchestratorEngine:
                 log.exception("taking job steps failed")
                 await self.clock.sleep(0.5)
                 continue
-            # Steps started inline while this take ran may have used slots: give back the excess.
-            free = max(0, self._free_slots())
-            for lease in leases[:free]:
+            for lease in leases:
                 self._spawn_step(lease)
-            for lease in leases[free:]:
-                with contextlib.suppress(LeaseLostError):
-                    await self.storage.nack(lease)
 
     def _spawn_step(self, lease: Lease) -> None:
         task = asyncio.get_running_loop().create_task(self._run_step(lease))
@@ -1024,6 +1081,41 @@ class OrchestratorEngine:
             await self.storage.apply(Ack(lease))
 
     async def _run_step(self, lease: Lease) -> None:
+        """Run one step holding ``lease``; a heartbeat extends the lease while the handler runs, and a
+        step cancelled by ``stop()`` gives its lease back so another instance runs it at once."""
+        self._held[lease.id] = lease
+        if not self._heartbeat_armed:
+            self._heartbeat_armed = True
+            self.timers.schedule("hb", self.clock.now() + self.config.JOB_LEASE_S / 3)
+        try:
+            await self._run_step_body(lease)
+        except asyncio.CancelledError:
+            held = self._held.get(lease.id, lease)
+            with contextlib.suppress(Exception):
+                await self.storage.nack(held)
+            raise
+        finally:
+            self._held.pop(lease.id, None)
+
+    async def _heartbeat(self) -> None:
+        """Extend the step leases of handlers that have used a third of ``JOB_LEASE_S``."""
+        lease_s = self.config.JOB_LEASE_S
+        now = self.clock.now()
+        for lease_id, lease in list(self._held.items()):
+            if lease.expires_at - now < lease_s * 2 / 3:
+                try:
+                    fresh = await self.storage.extend(lease, lease_s)
+                except LeaseLostError:
+                    log.warning("job step lease lost while its handler ran", extra={"job_id": lease_id})
+                    continue
+                if lease_id in self._held:
+                    self._held[lease_id] = fresh
+        if self._held and not self._stopping:
+            self.timers.schedule("hb", self.clock.now() + lease_s / 3)
+        else:
+            self._heartbeat_armed = False
+
+    async def _run_step_body(self, lease: Lease) -> None:
         job_id, step = lease.payload["job_id"], lease.payload["step"]
         rec = await self._load_job(job_id)
         if rec is not None and rec.data["step"] != step:
@@ -1731,6 +1823,9 @@ class OrchestratorEngine:
     # --- timers -----------------------------------------------------------------------------------
 
     async def _on_timer(self, key: str, payload: Any) -> None:
+        if key == "hb":
+            await self._heartbeat()
+            return
         kind = key[0]
         task_id, attempt, token = payload
         if kind == "d":
@@ -1839,6 +1934,22 @@ class OrchestratorEngine:
                 )
             )
         return out
+
+    async def _give_back_task(self, task: Task) -> None:
+        """Return a task an in-process worker gave up on while stopping: its queue item is due again now."""
+        lease = Lease(
+            task_queue(task.task_type),
+            f"{task.task_id}:{task.attempt}",
+            {},
+            task.priority,
+            task.attempt,
+            task.token,
+            task.worker_id,
+            0.0,
+            0.0,
+        )
+        with contextlib.suppress(LeaseLostError):
+            await self.storage.nack(lease)
 
     def _attach_local(self, worker: InProcessWorker) -> None:
         """A started in-process worker: new tasks of its skills may be leased straight to it."""

@@ -72,6 +72,7 @@ class InProcessWorker:
         self._engine: OrchestratorEngine | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}  # (task id, attempt) -> runner
+        self._tasks: dict[tuple[str, int], Task] = {}
         self._reserved = 0  # slots promised to tasks the engine is committing to this worker
         self._slot = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
@@ -109,6 +110,7 @@ class InProcessWorker:
         runner = asyncio.get_running_loop().create_task(self._execute(engine, task))
         key = (task.task_id, task.attempt)
         self._inflight[key] = runner
+        self._tasks[key] = task
         runner.add_done_callback(functools.partial(self._done, key))
 
     def add_skill(self, name: str, fn: Skill) -> None:
@@ -148,8 +150,8 @@ class InProcessWorker:
         engine._attach_local(self)
 
     async def stop(self, *, grace_s: float = 30.0) -> None:
-        """Stop taking tasks; let running ones finish for ``grace_s``, then cancel them (their leases lapse
-        and the tasks are offered again). Idempotent."""
+        """Stop taking tasks; let running ones finish for ``grace_s``, then cancel them and give their leases
+        back so the tasks are offered again at once. Idempotent."""
         self._stopping = True
         if self._engine is not None:
             self._engine._detach_local(self)
@@ -159,11 +161,19 @@ class InProcessWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._inflight:
-            _, pending = await asyncio.wait(set(self._inflight.values()), timeout=grace_s)
+            tasks = dict(self._tasks)
+            runners = {runner: key for key, runner in self._inflight.items()}
+            _, pending = await asyncio.wait(set(runners), timeout=grace_s)
             for t in pending:
                 t.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+                engine = self._engine
+                assert engine is not None
+                for t in pending:
+                    given = tasks.get(runners[t])
+                    if given is not None:
+                        await engine._give_back_task(given)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -198,6 +208,7 @@ class InProcessWorker:
 
     def _done(self, key: tuple[str, int], _fut: object = None) -> None:
         self._inflight.pop(key, None)
+        self._tasks.pop(key, None)
         self._slot.set()
 
     async def _execute(self, engine: OrchestratorEngine, task: Task) -> None:
