@@ -6,7 +6,11 @@ Blueprint ``start -> dispatch_task(noop) -> end`` with in-process workers that a
 
 Avtomatika runs in its own virtual environment (``bench.peervenv``) as a subprocess: its engine is started
 as documented and its workers call the worker service in-process (get_next_task / process_task_result,
-what its HTTP worker routes call), so neither side pays for HTTP. Prints a table, then one JSON line.
+what its HTTP worker routes call), so neither side pays for HTTP. podium's in-process workers are its
+documented ``InProcessWorker`` (a task is leased straight to a worker with a free slot in the write that
+dispatches it); both sides run the same blueprint and store every transition (podium-sqlite durably,
+``synchronous=FULL`` by default). Avtomatika has no completion hook, so its harness polls job state
+(documented in its script). Prints a table, the ratios and the issue's targets, then one JSON line.
 
     python bench/bench_engine.py [--quick] [--podium-only]
 """
@@ -239,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:<24}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['jobs_s']:>12.0f}")
 
     ratios: dict[str, float] = {}
+    targets: dict[str, bool] = {}
     if not args.podium_only:
         for w in (1, 4):
             a = rows[f"avtomatika-memory/{w}w"]
@@ -249,6 +254,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print()
         for k, v in ratios.items():
             print(f"{k:<52}{v:>8.2f}x")
+        ws = (1, 4)
+        targets = {
+            "podium-memory throughput >= 5x avtomatika": all(
+                ratios[f"throughput_podium_memory_vs_avtomatika_{w}w"] >= 5 for w in ws
+            ),
+            "podium-memory p50 <= 1/5 of avtomatika": all(
+                ratios[f"p50_podium_memory_over_avtomatika_{w}w"] <= 0.2 for w in ws
+            ),
+            "podium-sqlite throughput > avtomatika-memory": all(
+                ratios[f"throughput_podium_sqlite_vs_avtomatika_{w}w"] > 1 for w in ws
+            ),
+            "podium-sqlite p50 < avtomatika-memory": all(
+                ratios[f"p50_podium_sqlite_over_avtomatika_{w}w"] < 1 for w in ws
+            ),
+        }
+        print()
+        for k, ok in targets.items():
+            print(f"{k:<52}{'met' if ok else 'MISSED':>8}")
     report = {
         "bench": "engine",
         "sqlite_synchronous": args.sqlite_sync,
@@ -256,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_latency": n_latency,
         "results": rows,
         "ratios": ratios,
+        "targets": targets,
     }
     print(json.dumps(report))
     return report
