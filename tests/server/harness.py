@@ -110,23 +110,6 @@ async def running_stack(
         await server.stop()
 
 
-async def until(
-    engine: OrchestratorEngine, pred: Callable[[EngineEvent], bool], timeout_s: float = 10.0
-) -> EngineEvent:
-    """Wait (bounded) for the first engine event matching ``pred``; subscribe before acting."""
-    fut: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
-
-    def listener(ev: EngineEvent) -> None:
-        if not fut.done() and pred(ev):
-            fut.set_result(ev)
-
-    unsubscribe = engine.subscribe(listener)
-    try:
-        return await asyncio.wait_for(fut, timeout_s)
-    finally:
-        unsubscribe()
-
-
 def watch(engine: OrchestratorEngine, pred: Callable[[EngineEvent], bool]) -> asyncio.Future[EngineEvent]:
     """Start watching now; await the future later (so an event that happens in between is not missed)."""
     fut: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()

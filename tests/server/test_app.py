@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from podium.client import AsyncJobClient, JobClient, JobClientError, QuotaExceededError
 from podium.worker import TaskContext, TaskFailed, Worker
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, make_engine, running_stack, until, watch
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, make_engine, running_stack, watch
 from tests.server.loopback import serve_app
 
 
@@ -111,9 +111,10 @@ async def test_cancel_list_and_graph() -> None:
 
 async def test_approval_with_data_and_the_public_webhook_route() -> None:
     async with running_stack() as stack, AsyncJobClient(stack.url, token=CLIENT_TOKEN) as jobs:
+        # Watch before submitting: the engine may reach the approval state before submit returns.
+        waiting = watch(stack.engine, lambda e: e.type == "job_waiting")
         first = await jobs.submit("review", api_version="")
-        waiting = await until(stack.engine, lambda e: e.type == "job_waiting" and e.job_id == first)
-        assert waiting is not None
+        assert (await asyncio.wait_for(waiting, 10)).job_id == first
         assert (await jobs.get(first)).status == "waiting_for_human"
         await jobs.approve(first, {"reviewer": "ann"})
         done = await jobs.wait(first, timeout_s=10)
@@ -123,8 +124,9 @@ async def test_approval_with_data_and_the_public_webhook_route() -> None:
             await jobs.reject(first)
         assert info.value.status_code == 409
 
+        waiting = watch(stack.engine, lambda e: e.type == "job_waiting")
         second = await jobs.submit("review", api_version="")
-        await until(stack.engine, lambda e: e.type == "job_waiting" and e.job_id == second)
+        assert (await asyncio.wait_for(waiting, 10)).job_id == second
         async with httpx.AsyncClient(base_url=stack.url) as http:
             r = await http.post(f"/_public/webhooks/approval/{second}", json={"decision": "rejected"})
             assert r.status_code == 401  # no approval token and no client token
