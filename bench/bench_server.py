@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -38,11 +40,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
 
 from bench.common import report  # noqa: E402
 from bench.peervenv import peer_python  # noqa: E402
@@ -138,8 +135,76 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
+# --- a cheap HTTP/1.1 driver, the same for both systems -------------------------------------------
+# The client and the webhook receiver speak just enough HTTP/1.1 (keep-alive, Content-Length, chunked
+# bodies on the receiving side) over asyncio streams, so that the driver costs little CPU per job and
+# does not cap either system on these 2-core machines.
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Read one HTTP/1.1 message: (start line, lower-cased headers, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head[:-4].split(b"\r\n")
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    if b"content-length" in headers:
+        body = await reader.readexactly(int(headers[b"content-length"]))
+    elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        body = b"".join(parts)
+    else:
+        body = b""
+    return lines[0], headers, body
+
+
+class RawClient:
+    """Keep-alive HTTP/1.1 connections to one server; ``post`` borrows one for a request."""
+
+    def __init__(self, base: str, headers: dict[str, str], connections: int) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head = f"Host: {host}:{port}\r\n{extra}Content-Type: application/json\r\n"
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.connections = connections
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> RawClient:
+        for _ in range(self.connections):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.opened.append(writer)
+            self.idle.put_nowait((reader, writer))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self.opened:
+            writer.close()
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        reader, writer = await self.idle.get()
+        try:
+            writer.write(
+                f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            status_line, _, payload = await _read_message(reader)
+        finally:
+            self.idle.put_nowait((reader, writer))
+        return int(status_line.split(b" ", 2)[1]), payload
+
+
 class Receiver:
     """Counts job_finished webhooks; lets the client wait for one job or for a number of them."""
+
+    _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
     def __init__(self) -> None:
         self.finished: dict[str, float] = {}
@@ -147,10 +212,20 @@ class Receiver:
         self.target = 0
         self.all_done = asyncio.Event()
         self.bad: list[dict[str, Any]] = []
-        self.app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
 
-    async def hook(self, request: Request) -> JSONResponse:
-        body = await request.json()
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                _, _, raw = await _read_message(reader)
+                body = json.loads(raw)
+                writer.write(self._OK)
+                self.hook(body)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    def hook(self, body: dict[str, Any]) -> None:
         if body.get("event") != "job_finished":
             self.bad.append(body)
         job_id = body["job_id"]
@@ -160,23 +235,17 @@ class Receiver:
             fut.set_result(None)
         if self.target and len(self.finished) >= self.target:
             self.all_done.set()
-        return JSONResponse({})
 
 
 @contextlib.asynccontextmanager
 async def receiver_server() -> AsyncIterator[tuple[Receiver, str]]:
     receiver = Receiver()
-    port = free_port()
-    config = uvicorn.Config(receiver.app, host="127.0.0.1", port=port, log_level="error", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    server = await asyncio.start_server(receiver.serve_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     try:
         yield receiver, f"http://127.0.0.1:{port}/hook"
     finally:
-        server.should_exit = True
-        await task
+        server.close()
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -214,18 +283,38 @@ async def wait_workers(base: str, count: int, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"{count} workers did not register with {base}")
 
 
-async def drive(base: str, n_latency: int, n_jobs: int) -> dict[str, float]:
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far: this one, or ``pid``."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def cpu_snapshot(server: int, workers: list[int]) -> dict[str, float]:
+    return {
+        "server": cpu_s(server),
+        "workers": sum(cpu_s(pid) for pid in workers),
+        "driver": cpu_s(),
+    }
+
+
+async def drive(
+    base: str, n_latency: int, n_jobs: int, server_pid: int, worker_pids: list[int]
+) -> dict[str, float]:
     async with receiver_server() as (receiver, hook_url):
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(
-            base_url=base, headers={"X-Client-Token": CLIENT_TOKEN}, limits=limits
-        ) as http:
+        request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
+        async with RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, 32) as http:
 
             async def submit() -> str:
-                r = await http.post("/api/v1/jobs/bench", json={"initial_data": {}, "webhook_url": hook_url})
-                if r.status_code != 202:
-                    raise RuntimeError(f"submit failed: {r.status_code} {r.text[:300]}")
-                return str(r.json()["job_id"])
+                status, payload = await http.post("/api/v1/jobs/bench", request)
+                if status != 202:
+                    raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
+                return str(json.loads(payload)["job_id"])
 
             lat = []
             for _ in range(n_latency):
@@ -239,24 +328,35 @@ async def drive(base: str, n_latency: int, n_jobs: int) -> dict[str, float]:
 
             receiver.finished.clear()
             receiver.target = n_jobs
-            sem = asyncio.Semaphore(32)
-
-            async def limited() -> str:
-                async with sem:
-                    return await submit()
-
+            before = cpu_snapshot(server_pid, worker_pids)
             t0 = time.perf_counter()
-            await asyncio.gather(*(limited() for _ in range(n_jobs)))
+            # 32 submitters, one keep-alive connection each
+            per = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
+
+            async def submitter(count: int) -> None:
+                for _ in range(count):
+                    await submit()
+
+            await asyncio.gather(*(submitter(c) for c in per))
             submitted = time.perf_counter() - t0
-            await asyncio.wait_for(receiver.all_done.wait(), 300)
+            try:
+                await asyncio.wait_for(receiver.all_done.wait(), 120)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"only {len(receiver.finished)} of {n_jobs} jobs reported finished within 120 s"
+                ) from None
             elapsed = max(receiver.finished.values()) - t0
+            after = cpu_snapshot(server_pid, worker_pids)
     if receiver.bad:
         raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
+    cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
+    cpu["cpu_ms_total"] = sum(cpu.values())
     return {
         "p50_ms": statistics.median(lat) * 1e3,
         "p99_ms": percentile(lat, 99) * 1e3,
         "jobs_s": n_jobs / elapsed,
         "submit_s": n_jobs / submitted,
+        **cpu,
     }
 
 
@@ -303,7 +403,7 @@ async def run_podium(workers: int, capacity: int, n_latency: int, n_jobs: int) -
                 }
                 procs.append(subprocess.Popen([sys.executable, f"{tmp}/worker.py"], env=wenv))
             await wait_workers(base, workers)
-            return await drive(base, n_latency, n_jobs)
+            return await drive(base, n_latency, n_jobs, procs[0].pid, [p.pid for p in procs[1:]])
         finally:
             stop_all(procs)
 
@@ -352,7 +452,7 @@ async def run_avtomatika(workers: int, capacity: int, n_latency: int, n_jobs: in
                     )
                 )
             await wait_workers(base, workers)
-            return await drive(base, n_latency, n_jobs)
+            return await drive(base, n_latency, n_jobs, procs[0].pid, [p.pid for p in procs[1:]])
         finally:
             stop_all(procs)
 
@@ -366,12 +466,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--capacity", type=int, default=8)
     args = parser.parse_args(argv)
-    n_latency, n_jobs = (10, 200) if args.quick else (50, 800)
+    n_latency, n_jobs = (10, 300) if args.quick else (100, 2000)
     results: dict[str, dict[str, float]] = {}
     results["podium"] = asyncio.run(run_podium(args.workers, args.capacity, n_latency, n_jobs))
     if not args.podium_only:
         results["avtomatika"] = asyncio.run(run_avtomatika(args.workers, args.capacity, n_latency, n_jobs))
-    rows = [[name, r["p50_ms"], r["p99_ms"], r["jobs_s"], r["submit_s"]] for name, r in results.items()]
+    rows = [
+        [
+            name,
+            r["p50_ms"],
+            r["p99_ms"],
+            r["jobs_s"],
+            r["submit_s"],
+            r["cpu_ms_server"],
+            r["cpu_ms_workers"],
+            r["cpu_ms_driver"],
+            r["cpu_ms_total"],
+        ]
+        for name, r in results.items()
+    ]
     figures: dict[str, Any] = {
         "workers": args.workers,
         "capacity": args.capacity,
@@ -383,9 +496,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p, a = results["podium"], results["avtomatika"]
         figures["throughput_podium_vs_avtomatika"] = p["jobs_s"] / a["jobs_s"]
         figures["p50_avtomatika_over_podium"] = a["p50_ms"] / p["p50_ms"]
+        figures["cpu_per_job_avtomatika_over_podium"] = a["cpu_ms_total"] / p["cpu_ms_total"]
     report(
         "server",
-        ["system", "p50 ms", "p99 ms", "jobs/s", "submits/s"],
+        [
+            "system",
+            "p50 ms",
+            "p99 ms",
+            "jobs/s",
+            "submits/s",
+            "cpu ms/job server",
+            "workers",
+            "driver",
+            "total",
+        ],
         rows,
         figures,
     )

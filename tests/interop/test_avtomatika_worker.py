@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from bench.peervenv import peer_python
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, make_engine, running_stack, until, watch
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, make_engine, running_stack, watch
 
 from podium.client import AsyncJobClient
 from podium.engine.blueprint import Blueprint
@@ -123,8 +123,9 @@ async def test_unmodified_avtomatika_worker_runs_podium_jobs(tmp_path: Path) -> 
                 assert good.status == "finished"
 
                 # cancelling a job tells the worker through its heartbeat answer; its late result is ignored
+                taken = watch(stack.engine, lambda e: e.type == "task_taken")  # before submit: no race
                 slow_id = await jobs.submit("slow", {})
-                await until(stack.engine, lambda e: e.type == "task_taken" and e.job_id == slow_id, 15)
+                assert (await asyncio.wait_for(taken, 15)).job_id == slow_id
                 ignored = watch(stack.engine, lambda e: e.type == "result_ignored" and e.job_id == slow_id)
                 await jobs.cancel(slow_id)
                 event = await asyncio.wait_for(ignored, 15)

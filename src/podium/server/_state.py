@@ -16,7 +16,6 @@ from podium.server.security import ClientRegistry, QuotaTracker, WorkerTokens
 from podium.server.settings import ServerSettings
 from podium.server.webhooks import WebhookSender
 from podium.wire import rxon
-from podium.wire.jobs import WebhookPayload
 
 __all__ = ["Metrics", "RemoteWorker", "ServerState"]
 
@@ -105,6 +104,7 @@ class ServerState:
         """Tasks handed to remote workers and not yet answered: task id -> the engine's Task (its token)."""
         self._unsubscribe: Any = None
         self._pending_events: set[asyncio.Task[None]] = set()
+        self._event_counters: dict[str, Any] = {}
 
     async def start(self) -> None:
         if self.manage_engine:
@@ -123,7 +123,10 @@ class ServerState:
             await self.engine.stop()
 
     def _on_event(self, event: EngineEvent) -> None:
-        self.metrics.engine_events.labels(event.type).inc()
+        counter = self._event_counters.get(event.type)
+        if counter is None:
+            counter = self._event_counters[event.type] = self.metrics.engine_events.labels(event.type)
+        counter.inc()
         if event.type in WEBHOOK_EVENTS and event.job_id:
             task = asyncio.ensure_future(self._webhook(event))
             self._pending_events.add(task)
@@ -139,14 +142,15 @@ class ServerState:
             return
         if not job.webhook_url:
             return
-        self.webhooks.send(
+        # The WebhookPayload fields, built directly (one per finished job); waits while the queue is full.
+        await self.webhooks.put(
             job.webhook_url,
-            WebhookPayload(
-                event=event.type,
-                job_id=job.job_id,
-                status=job.status,
-                result=job.result,
-                error=job.error,
-                timestamp=event.ts,
-            ),
+            {
+                "event": event.type,
+                "job_id": job.job_id,
+                "status": job.status,
+                "result": job.result,
+                "error": job.error,
+                "timestamp": event.ts,
+            },
         )

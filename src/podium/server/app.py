@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -98,21 +100,25 @@ def _state(request: Request) -> ServerState:
 # --- authentication -------------------------------------------------------------------------------
 
 
+def _auth_client(st: ServerState, token: str | None) -> ClientConfig:
+    """Authenticate a client token and count the request against its quotas."""
+    client = st.clients.authenticate(token)
+    if client is None:
+        st.metrics.auth_failures.labels("client").inc()
+        raise ApiError(401, f"{'missing' if not token else 'invalid'} {rxon.AUTH_HEADER_CLIENT} header")
+    try:
+        st.quotas.check_request(client)
+    except QuotaExceeded as exc:
+        raise _quota_error(st, exc) from None
+    return client
+
+
 def _client(request: Request) -> ClientConfig:
     """Authenticate the client and count the request against its quotas (once per request)."""
     cached: ClientConfig | None = getattr(request.state, "client", None)
     if cached is not None:
         return cached
-    st = _state(request)
-    client = st.clients.authenticate(request.headers.get(rxon.AUTH_HEADER_CLIENT))
-    if client is None:
-        st.metrics.auth_failures.labels("client").inc()
-        missing = not request.headers.get(rxon.AUTH_HEADER_CLIENT)
-        raise ApiError(401, f"{'missing' if missing else 'invalid'} {rxon.AUTH_HEADER_CLIENT} header")
-    try:
-        st.quotas.check_request(client)
-    except QuotaExceeded as exc:
-        raise _quota_error(st, exc) from None
+    client = _auth_client(_state(request), request.headers.get(rxon.AUTH_HEADER_CLIENT))
     request.state.client = client
     return client
 
@@ -131,21 +137,30 @@ def _admin(request: Request) -> ClientConfig:
     return client
 
 
-def _worker(request: Request, claimed: str | None = None) -> tuple[str, str]:
-    """Authenticate the worker; return ``(worker_id, token)``. Every id the request names must agree."""
-    st = _state(request)
-    header_id = request.headers.get(rxon.AUTH_HEADER_WORKER_ID)
-    ids = {i for i in (header_id, claimed) if i}
-    if len(ids) > 1:
+def _auth_worker(
+    st: ServerState, header_id: str | None, token: str | None, claimed: str | None = None
+) -> tuple[str, str]:
+    """Authenticate a worker; return ``(worker_id, token)``. Every id the request names must agree."""
+    if header_id and claimed and header_id != claimed:
         st.metrics.auth_failures.labels("worker").inc()
-        raise ApiError(403, f"worker id mismatch: {' vs '.join(sorted(ids))}")
-    worker_id = ids.pop() if ids else None
-    token = request.headers.get(rxon.AUTH_HEADER_WORKER)
+        raise ApiError(403, f"worker id mismatch: {' vs '.join(sorted((header_id, claimed)))}")
+    worker_id = header_id or claimed
     if not worker_id or not token or not st.worker_tokens.verify(worker_id, token):
         st.metrics.auth_failures.labels("worker").inc()
         what = "missing" if not token else "invalid"
         raise ApiError(401, f"{what} {rxon.AUTH_HEADER_WORKER} for worker {worker_id or '(unnamed)'}")
     return worker_id, token
+
+
+def _worker(request: Request, claimed: str | None = None) -> tuple[str, str]:
+    """Authenticate the worker of a request; return ``(worker_id, token)``."""
+    headers = request.headers
+    return _auth_worker(
+        _state(request),
+        headers.get(rxon.AUTH_HEADER_WORKER_ID),
+        headers.get(rxon.AUTH_HEADER_WORKER),
+        claimed,
+    )
 
 
 def _check_signature(st: ServerState, body: dict[str, Any], worker_id: str, token: str) -> None:
@@ -370,6 +385,37 @@ def _client_router(st: ServerState) -> APIRouter:
     return r
 
 
+async def _create_job(st: ServerState, client: ClientConfig, blueprint: str, body: CreateJobRequest) -> str:
+    """Check the client's submission quotas and create the job; return its id."""
+    active = None
+    if client.quotas.max_active_jobs is not None:
+        active = await st.engine.count_jobs(
+            status=[
+                "pending",
+                "running",
+                "waiting_for_worker",
+                "waiting_for_approval",
+                "waiting_for_children",
+            ]
+        )
+    try:
+        st.quotas.check_submission(client, active_jobs=active)
+    except QuotaExceeded as exc:
+        raise _quota_error(st, exc) from None
+    try:
+        return await st.engine.create_job(
+            blueprint,
+            body.initial_data,
+            webhook_url=body.webhook_url,
+            dispatch_timeout=body.dispatch_timeout,
+            result_timeout=body.result_timeout,
+            client=EngineClient(token=client.name, plan=client.plan, params=dict(client.params)),
+        )
+    except InputValidationError as exc:
+        field = f"initial_data.{exc.field}" if exc.field else "initial_data"
+        raise ApiError(422, f"invalid initial_data for blueprint {blueprint!r}: {exc}", field=field) from None
+
+
 def _create_handler(st: ServerState, name: str | None) -> Callable[..., Awaitable[JSONResponse]]:
     async def create_job(
         request: Request, body: CreateJobRequest, endpoint: str | None = None
@@ -388,36 +434,8 @@ def _create_handler(st: ServerState, name: str | None) -> Callable[..., Awaitabl
             if (definition.api_version or None) != (version or None):
                 raise ApiError(404, f"no blueprint at {request.url.path}")
             blueprint = definition.name
-        active = None
-        if client.quotas.max_active_jobs is not None:
-            active = await st.engine.count_jobs(
-                status=[
-                    "pending",
-                    "running",
-                    "waiting_for_worker",
-                    "waiting_for_approval",
-                    "waiting_for_children",
-                ]
-            )
-        try:
-            st.quotas.check_submission(client, active_jobs=active)
-        except QuotaExceeded as exc:
-            raise _quota_error(st, exc) from None
-        try:
-            job_id = await st.engine.create_job(
-                blueprint,
-                body.initial_data,
-                webhook_url=body.webhook_url,
-                dispatch_timeout=body.dispatch_timeout,
-                result_timeout=body.result_timeout,
-                client=EngineClient(token=client.name, plan=client.plan, params=dict(client.params)),
-            )
-        except InputValidationError as exc:
-            field = f"initial_data.{exc.field}" if exc.field else "initial_data"
-            raise ApiError(
-                422, f"invalid initial_data for blueprint {blueprint!r}: {exc}", field=field
-            ) from None
-        return JSONResponse(CreateJobResponse(job_id=job_id).model_dump(), status_code=202)
+        job_id = await _create_job(st, client, blueprint, body)
+        return JSONResponse({"job_id": job_id, "status": "accepted"}, status_code=202)
 
     return create_job
 
@@ -580,43 +598,29 @@ def _worker_router(st: ServerState) -> APIRouter:
         request: Request,
         poll_s: float = Query(0.0, ge=0, alias="timeout"),
         available_skills: str | None = None,
+        max_tasks: int | None = Query(None, ge=1, le=rxon.MAX_TASKS_PER_CALL),
     ) -> Response:
         _worker(request, worker_id)
-        worker = st.workers.get(worker_id)
-        if worker is None:
-            raise ApiError(404, f"worker {worker_id} not found: register again")
-        skills = list(worker.skills)
-        if available_skills is not None:
-            wanted = {x.strip() for x in available_skills.split(",") if x.strip()}
-            skills = [x for x in skills if x in wanted]
-        if not skills:
-            return Response(status_code=204)
-        worker.last_seen = st.clock.now()
-        wait_s = min(poll_s, st.settings.worker_poll_timeout_s)
-        task = await _take_unless_gone(st, request, worker_id, skills, wait_s)
-        if task is None:
-            return Response(status_code=204)
-        st.delivered[task.task_id] = task
-        payload = rxon.TaskPayload(
-            job_id=task.job_id,
-            task_id=task.task_id,
-            type=task.task_type,
-            params=task.params,
-            priority=float(task.priority),
-            deadline=int(task.result_deadline) if task.result_deadline else None,
-            metadata={"attempt": task.attempt},
-            timestamp=int(st.clock.now()),
-        )
-        return JSONResponse(payload.wire())
+        _, payload = await _next_tasks(st, worker_id, available_skills, max_tasks, poll_s, request.receive)
+        return Response(status_code=204) if payload is None else JSONResponse(payload)
 
     @r.post(rxon.ENDPOINT_TASK_RESULT, summary="Submit a task's result", response_model=rxon.ResultResponse)
     async def task_result(request: Request) -> dict[str, Any]:
         body = await _json_body(request)
         claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None
         worker_id, token = _worker(request, claimed)
-        _check_signature(st, body, worker_id, token)
-        result: rxon.TaskResult = _parse(rxon.TaskResult, body)
-        return (await _apply_result(st, worker_id, result)).model_dump(exclude_none=True)
+        return await _task_result(st, worker_id, token, body)
+
+    @r.post(
+        rxon.ENDPOINT_TASK_RESULTS,
+        summary="Submit several results and take the next tasks (podium extension)",
+        response_model=rxon.TaskResultBatchResponse,
+    )
+    async def task_results(request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None
+        worker_id, token = _worker(request, claimed)
+        return await _task_results(st, worker_id, token, body)
 
     @r.post(rxon.ENDPOINT_EVENTS, summary="Worker events (progress)", response_model=rxon.EventResponse)
     async def worker_event(request: Request) -> dict[str, Any]:
@@ -644,19 +648,78 @@ def _worker_router(st: ServerState) -> APIRouter:
     return r
 
 
-async def _until_disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
+async def _until_disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
+def _task_wire(task: Task, now: float) -> dict[str, Any]:
+    """``rxon.TaskPayload(...).wire()`` for a task, built directly (a test keeps the two equal)."""
+    out: dict[str, Any] = {
+        "job_id": task.job_id,
+        "task_id": task.task_id,
+        "type": task.task_type,
+        "params": task.params,
+        "priority": float(task.priority),
+    }
+    if task.result_deadline:
+        out["deadline"] = int(task.result_deadline)
+    out["metadata"] = {"attempt": task.attempt}
+    out["timestamp"] = int(now)
+    out["step"] = 0
+    out["depth"] = 0
+    return out
+
+
+async def _next_tasks(
+    st: ServerState,
+    worker_id: str,
+    available_skills: str | None,
+    max_tasks: int | None,
+    poll_s: float,
+    receive: Callable[[], Awaitable[Mapping[str, Any]]] | None,
+) -> tuple[int, Any]:
+    """``GET .../tasks/next``: ``(200, TaskPayload)``, or ``(200, {"tasks": [...]})`` when ``max_tasks`` is
+    given (podium extension), or ``(204, None)``. A long poll (``poll_s`` > 0) ends early when ``receive``
+    reports that the worker hung up."""
+    worker = st.workers.get(worker_id)
+    if worker is None:
+        raise ApiError(404, f"worker {worker_id} not found: register again")
+    skills = list(worker.skills)
+    if available_skills is not None:
+        wanted = {x.strip() for x in available_skills.split(",") if x.strip()}
+        skills = [x for x in skills if x in wanted]
+    if not skills:
+        return 204, None
+    now = st.clock.now()
+    worker.last_seen = now
+    limit = max_tasks or 1
+    # Under load a task is waiting: take it without arming the long poll's disconnect watch.
+    tasks = await st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=0)
+    wait_s = min(poll_s, st.settings.worker_poll_timeout_s)
+    if not tasks and wait_s > 0 and receive is not None:
+        tasks = await _take_unless_gone(st, receive, worker_id, skills, limit, wait_s)
+        now = st.clock.now()
+    if not tasks:
+        return 204, None
+    for task in tasks:
+        st.delivered[task.task_id] = task
+    if max_tasks is None:
+        return 200, _task_wire(tasks[0], now)
+    return 200, {"tasks": [_task_wire(t, now) for t in tasks]}
+
+
 async def _take_unless_gone(
-    st: ServerState, request: Request, worker_id: str, skills: list[str], wait_s: float
-) -> Task | None:
-    """Long-poll the engine for a task, giving up as soon as the worker hangs up."""
-    if wait_s <= 0:
-        return await st.engine.take_task(worker_id, skills, wait_s=0)
-    take = asyncio.ensure_future(st.engine.take_task(worker_id, skills, wait_s=wait_s))
-    gone = asyncio.ensure_future(_until_disconnected(request))
+    st: ServerState,
+    receive: Callable[[], Awaitable[Mapping[str, Any]]],
+    worker_id: str,
+    skills: list[str],
+    limit: int,
+    wait_s: float,
+) -> list[Task]:
+    """Long-poll the engine for tasks, giving up as soon as the worker hangs up."""
+    take = asyncio.ensure_future(st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s))
+    gone = asyncio.ensure_future(_until_disconnected(receive))
     try:
         await asyncio.wait({take, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -670,7 +733,36 @@ async def _take_unless_gone(
     except asyncio.CancelledError:
         if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
             raise
-        return None  # the worker left; a task leased in that instant comes back when its lease expires
+        return []  # the worker left; a task leased in that instant comes back when its lease expires
+
+
+async def _task_result(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /_worker/tasks/result`` once the worker is authenticated."""
+    _check_signature(st, body, worker_id, token)
+    result: rxon.TaskResult = _parse(rxon.TaskResult, body)
+    return (await _apply_result(st, worker_id, result)).model_dump(exclude_none=True)
+
+
+async def _task_results(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /_worker/tasks/results`` (podium extension): apply each result as ``tasks/result`` would,
+    then lease up to ``next.max_tasks`` new tasks without waiting."""
+    _check_signature(st, body, worker_id, token)
+    batch: rxon.TaskResultBatch = _parse(rxon.TaskResultBatch, body)
+    for i, result in enumerate(batch.results):
+        if result.worker_id is not None and result.worker_id != worker_id:
+            st.metrics.auth_failures.labels("worker").inc()
+            raise ApiError(
+                403, f"worker id mismatch: {result.worker_id} vs {worker_id}", field=f"results.{i}.worker_id"
+            )
+    replies = [(await _apply_result(st, worker_id, r)).model_dump(exclude_none=True) for r in batch.results]
+    tasks: list[dict[str, Any]] = []
+    # A worker the server forgot gets no tasks here; its next poll answers 404 and it registers again.
+    if batch.next is not None and batch.next.max_tasks and worker_id in st.workers:
+        skills = ",".join(batch.next.available_skills) if batch.next.available_skills is not None else None
+        status, payload = await _next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
+        if status == 200:
+            tasks = payload["tasks"]
+    return {"results": replies, "tasks": tasks}
 
 
 async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> rxon.ResultResponse:
@@ -792,39 +884,209 @@ def _public_router(st: ServerState) -> APIRouter:
 # --- the app --------------------------------------------------------------------------------------
 
 
-class _Observe:
-    """Pure ASGI middleware: request metrics, and the RXON version header on worker routes."""
+_Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_VERSION_HEADER = (rxon.PROTOCOL_VERSION_HEADER.lower().encode(), rxon.PROTOCOL_VERSION.encode())
+_MAX_BODY = 16 * 1024 * 1024
+_NEXT_SUFFIX = "/tasks/next"
 
-    def __init__(self, app: Any, state: ServerState) -> None:
-        self.app, self.state = app, state
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Front:
+    """The outermost layer, pure ASGI: request metrics, the RXON version header on worker routes, and the
+    hot routes (job submission to a blueprint's endpoint, ``tasks/next``, ``tasks/result``,
+    ``tasks/results``) served directly. Those routes keep their FastAPI twins (OpenAPI, the same core
+    functions); everything else goes to FastAPI."""
+
+    def __init__(self, app: Any, st: ServerState) -> None:
+        self.app, self.st = app, st
+        self.job_routes: dict[str, str] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._next_prefix = f"{rxon.WORKER_API_PREFIX}/workers/"
+
+    def observe(self, method: str, template: str, status: int, seconds: float) -> None:
+        key = (method, template, status)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.st.metrics.requests.labels(method, template, str(status))
+        counter.inc()
+        histogram = self._latency.get(template)
+        if histogram is None:
+            histogram = self._latency[template] = self.st.metrics.latency.labels(template)
+        histogram.observe(seconds)
+
+    async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        template: str | None = None
+        if method == "POST":
+            if (
+                path == rxon.ENDPOINT_TASK_RESULT
+                or path == rxon.ENDPOINT_TASK_RESULTS
+                or path in self.job_routes
+            ):
+                template = path
+        elif method == "GET" and path.endswith(_NEXT_SUFFIX) and path.startswith(self._next_prefix):
+            worker_id = path[len(self._next_prefix) : -len(_NEXT_SUFFIX)]
+            if worker_id and "/" not in worker_id:
+                template = rxon.ENDPOINT_TASK_NEXT
+        if template is not None:
+            status = await self._serve(scope, receive, send, template)
+            self.observe(method, template, status, time.perf_counter() - started)
+            return
         status_holder = [500]
-        worker_route = scope["path"].startswith(rxon.WORKER_API_PREFIX)
+        worker_route = path.startswith(rxon.WORKER_API_PREFIX)
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
                 if worker_route:
-                    message.setdefault("headers", [])
-                    message["headers"] = [
-                        *message["headers"],
-                        (rxon.PROTOCOL_VERSION_HEADER.lower().encode(), rxon.PROTOCOL_VERSION.encode()),
-                    ]
+                    message["headers"] = [*message.get("headers", []), _VERSION_HEADER]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            m = self.state.metrics
-            m.requests.labels(scope["method"], template, str(status_holder[0])).inc()
-            m.latency.labels(template).observe(time.perf_counter() - started)
+            self.observe(
+                method, getattr(route, "path", "unmatched"), status_holder[0], time.perf_counter() - started
+            )
+
+    async def _serve(self, scope: dict[str, Any], receive: _Receive, send: _Send, template: str) -> int:
+        worker_route = template.startswith(rxon.WORKER_API_PREFIX)
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            status, payload = await self._route(scope, receive, template)
+        except ApiError as exc:
+            status, payload = exc.status, exc.body.model_dump(exclude_none=True)
+            headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+        except _BodyTooLarge:
+            status, payload = 413, {"error": f"the body is larger than {_MAX_BODY} bytes"}
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            status, payload = 500, {"error": "internal server error"}
+        body = b"" if payload is None else _dumps(payload)
+        headers += [(b"content-length", str(len(body)).encode())]
+        if payload is not None:
+            headers += _JSON_HEADERS
+        if worker_route:
+            headers.append(_VERSION_HEADER)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return status
+
+    async def _route(self, scope: dict[str, Any], receive: _Receive, template: str) -> tuple[int, Any]:
+        st = self.st
+        headers = _headers(scope)
+        if template == rxon.ENDPOINT_TASK_NEXT:
+            worker_id = scope["path"][len(self._next_prefix) : -len(_NEXT_SUFFIX)]
+            _auth_worker(st, headers.get("x-worker-id"), headers.get("x-worker-token"), worker_id)
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            poll_s = _query_number(query, "timeout", float, 0.0, None)
+            max_tasks = _query_number(query, "max_tasks", int, 1, rxon.MAX_TASKS_PER_CALL)
+            skills = query.get("available_skills", [None])[-1]
+            return await _next_tasks(st, worker_id, skills, max_tasks, poll_s or 0.0, receive)
+        if template in (rxon.ENDPOINT_TASK_RESULT, rxon.ENDPOINT_TASK_RESULTS):
+            body = _json_object(await _read_body(receive))
+            claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None
+            worker_id, token = _auth_worker(
+                st, headers.get("x-worker-id"), headers.get("x-worker-token"), claimed
+            )
+            if template == rxon.ENDPOINT_TASK_RESULT:
+                return 200, await _task_result(st, worker_id, token, body)
+            return 200, await _task_results(st, worker_id, token, body)
+        # a blueprint's own submission route: authenticate before reading the body
+        client = _auth_client(st, headers.get("x-client-token"))
+        raw = await _read_body(receive)
+        try:
+            request = CreateJobRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise _body_error(exc) from None
+        job_id = await _create_job(st, client, self.job_routes[template], request)
+        return 202, {"job_id": job_id, "status": "accepted"}
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def _read_body(receive: _Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _query_number(
+    query: dict[str, list[str]], name: str, kind: type[float] | type[int], low: float, high: float | None
+) -> Any:
+    if name not in query:
+        return None
+    text = query[name][-1]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ApiError(422, f"{name}: not a number: {text!r}", field=name) from None
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ApiError(422, f"{name}: must be {bound}", field=name)
+    return value
+
+
+def _body_error(exc: ValidationError) -> ApiError:
+    """The 422 FastAPI's handler would give for a body that does not validate."""
+    err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in err.get("loc", ())]
+    field = ".".join(loc) or None
+    if err.get("type") == "json_invalid":
+        return ApiError(422, f"JSON decode error: {err.get('msg')}")
+    return ApiError(422, f"{field + ': ' if field else ''}{err.get('msg')}", field=field)
+
+
+class _PodiumApp(FastAPI):
+    """FastAPI behind :class:`_Front` (which is built by :func:`create_app`)."""
+
+    front: _Front | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.front is not None:
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _fastapi(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -854,7 +1116,7 @@ def create_app(
         for d in engine.blueprints.values()
         if d.api_endpoint
     )
-    app = FastAPI(
+    app = _PodiumApp(
         title="podium",
         version="0.1.0",
         description=(
@@ -887,5 +1149,10 @@ def create_app(
     if settings.enable_client_api:
         app.include_router(_client_router(st))
         _blueprint_routes(st, app)
-    app.add_middleware(_Observe, state=st)
+    front = _Front(app._fastapi, st)
+    if settings.enable_client_api:
+        front.job_routes = {
+            job_path(d, settings.api_prefix): d.name for d in engine.blueprints.values() if d.api_endpoint
+        }
+    app.front = front
     return app

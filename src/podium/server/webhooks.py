@@ -10,22 +10,14 @@ dead receiver does not hold up the others.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from podium.clock import Clock, system_clock
+from podium.wire._http import HttpClient, HttpError
 from podium.wire.jobs import WebhookPayload
-
-# httpcore imports ``sniffio`` on every request; when it is not installed, that failed import scans
-# sys.path each time (~0.2 ms a request). Record the absence once, the way a failed import would be.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 __all__ = ["Delivery", "WebhookSender", "WebhookStats"]
 
@@ -64,7 +56,7 @@ class WebhookSender:
         backoff_s: float = 1.0,
         backoff_max_s: float = 60.0,
         timeout_s: float = 10.0,
-        client: httpx.AsyncClient | None = None,
+        client: HttpClient | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
         self.clock = clock or system_clock
@@ -96,7 +88,7 @@ class WebhookSender:
         if self._consumers:
             return
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+            self._client = HttpClient(timeout_s=self.timeout_s, max_connections=self.concurrency)
         self._consumers = [
             asyncio.create_task(self._consume(), name=f"webhooks-{i}") for i in range(self.concurrency)
         ]
@@ -127,6 +119,12 @@ class WebhookSender:
         while self.pending:
             self._idle.clear()
             await self._idle.wait()
+
+    async def put(self, url: str, payload: WebhookPayload | dict[str, Any]) -> None:
+        """Queue one delivery, waiting while the queue is full (nothing is dropped)."""
+        body = payload.model_dump(mode="json") if isinstance(payload, WebhookPayload) else dict(payload)
+        self._idle.clear()
+        await self._queue.put(Delivery(url, body))
 
     def send(self, url: str, payload: WebhookPayload | dict[str, Any]) -> bool:
         """Queue one delivery; ``False`` (and a warning) if the queue is full."""
@@ -171,14 +169,14 @@ class WebhookSender:
         retry = False
         reason = ""
         try:
-            response = await self._client.post(delivery.url, json=delivery.body, timeout=self.timeout_s)
+            response = await self._client.post(delivery.url, json=delivery.body, timeout_s=self.timeout_s)
             if response.status_code < 300:
                 self.stats.delivered += 1
                 self._record(delivery.body, "delivered", delivery.attempts)
                 return
             retry = response.status_code >= 500 or response.status_code in _RETRY_STATUSES
             reason = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             retry, reason = True, f"{type(exc).__name__}: {exc}"
         if retry and delivery.attempts < self.max_attempts:
             delay = min(self.backoff_s * 2 ** (delivery.attempts - 1), self.backoff_max_s)

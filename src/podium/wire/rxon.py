@@ -18,7 +18,16 @@ POST       ``/_worker/tasks/result``                   :class:`TaskResult` -> :c
 POST       ``/_worker/events``                         :class:`WorkerEvent` (``progress`` events) ->
                                                        ``{"status": "event_accepted"}``
 DELETE     ``/_worker/workers/{worker_id}``            deregister (a podium addition)
+POST       ``/_worker/tasks/results``                  :class:`TaskResultBatch` ->
+                                                       :class:`TaskResultBatchResponse` (podium)
 =========  ==========================================  =============================================
+
+podium's extensions, which an RXON worker never sends (so unmodified workers see the protocol above):
+``GET .../tasks/next?max_tasks=n`` answers ``{"tasks": [TaskPayload, ...]}`` (up to ``n``) instead of one
+payload, and ``POST /_worker/tasks/results`` carries several results at once and hands back the next
+tasks in its answer (``next.max_tasks``), so a busy worker needs about one request per batch of tasks.
+A podium worker talking to a server without them (404/405, or a single payload) falls back to the
+plain protocol.
 
 Messages may carry a ``security`` block whose ``signature`` is an HMAC-SHA256, keyed by the worker's
 token, over the message's canonical JSON (:func:`canonical_json`: ``None`` values dropped, integral
@@ -55,6 +64,7 @@ __all__ = [
     "ENDPOINT_REGISTER",
     "ENDPOINT_TASK_NEXT",
     "ENDPOINT_TASK_RESULT",
+    "ENDPOINT_TASK_RESULTS",
     "ERROR_CODE_CONTRACT_VIOLATION",
     "ERROR_CODE_DEPENDENCY",
     "ERROR_CODE_INTERNAL",
@@ -70,6 +80,7 @@ __all__ = [
     "IGNORED_REASON_MISMATCH",
     "IGNORED_REASON_NOT_FOUND",
     "IGNORED_REASON_STALE",
+    "MAX_TASKS_PER_CALL",
     "PROTOCOL_VERSION",
     "PROTOCOL_VERSION_HEADER",
     "TASK_STATUS_CANCELLED",
@@ -82,6 +93,7 @@ __all__ = [
     "Heartbeat",
     "HeartbeatResponse",
     "InstalledArtifact",
+    "NextTasks",
     "RegisterResponse",
     "Resources",
     "ResourcesUsage",
@@ -92,6 +104,8 @@ __all__ = [
     "TaskError",
     "TaskPayload",
     "TaskResult",
+    "TaskResultBatch",
+    "TaskResultBatchResponse",
     "WorkerCapabilities",
     "WorkerCommand",
     "WorkerEvent",
@@ -115,6 +129,10 @@ ENDPOINT_HEARTBEAT = f"{WORKER_API_PREFIX}/workers/{{worker_id}}"
 ENDPOINT_TASK_NEXT = f"{WORKER_API_PREFIX}/workers/{{worker_id}}/tasks/next"
 ENDPOINT_TASK_RESULT = f"{WORKER_API_PREFIX}/tasks/result"
 ENDPOINT_EVENTS = f"{WORKER_API_PREFIX}/events"
+ENDPOINT_TASK_RESULTS = f"{WORKER_API_PREFIX}/tasks/results"
+
+MAX_TASKS_PER_CALL = 256
+"""The most tasks one ``tasks/next?max_tasks=`` or ``tasks/results`` call hands out."""
 
 ERROR_CODE_TRANSIENT = "TRANSIENT_ERROR"
 ERROR_CODE_PERMANENT = "PERMANENT_ERROR"
@@ -330,6 +348,31 @@ class ResultResponse(BaseModel):
     status: Literal["accepted", "ignored"]
     reason: str | None = None
     message: str | None = None
+
+
+class NextTasks(_In):
+    """What a :class:`TaskResultBatch` asks for in return: up to ``max_tasks`` tasks, taken at once."""
+
+    max_tasks: int = Field(default=0, ge=0, le=MAX_TASKS_PER_CALL)
+    available_skills: list[str] | None = None
+
+
+class TaskResultBatch(_In):
+    """``POST /_worker/tasks/results`` (podium): several results, applied one by one as ``tasks/result``
+    applies each; signed as one message."""
+
+    worker_id: str | None = None
+    results: list[TaskResult] = Field(default_factory=list, max_length=1000)
+    next: NextTasks | None = None
+    security: SecurityContext | None = None
+    timestamp: int | float | None = None
+
+
+class TaskResultBatchResponse(BaseModel):
+    """One :class:`ResultResponse` per result, in order, and the tasks handed out (``TaskPayload`` dicts)."""
+
+    results: list[ResultResponse]
+    tasks: list[JSON] = Field(default_factory=list)
 
 
 class WorkerEvent(_In):

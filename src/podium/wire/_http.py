@@ -1,0 +1,267 @@
+"""A lean HTTP/1.1 client for the SDKs and the server's webhooks: keep-alive pools over asyncio streams.
+
+httpx costs 0.2-0.4 ms of CPU per request in these processes (its pool, its models, anyio), which is
+more than a worker spends on a small task. This client does only what the worker protocol and webhooks
+need: JSON bodies, ``Content-Length`` or chunked responses, keep-alive connections per origin (HTTP and
+HTTPS), a timeout per request, and one retry on a fresh connection when a reused keep-alive connection
+turns out to have been closed by the server before it answered (every request it sends is idempotent
+or de-duplicated by the server: results, heartbeats, webhooks).
+
+Errors: everything that is not an HTTP answer raises :class:`HttpError` (:class:`HttpTimeout` for a
+timeout); an answer of any status is a :class:`Response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+__all__ = ["HttpClient", "HttpError", "HttpTimeout", "Response"]
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+_MAX_HEAD = 64 * 1024
+
+
+class HttpError(Exception):
+    """The request got no HTTP answer: connection refused or reset, timeout, malformed response."""
+
+
+class HttpTimeout(HttpError):
+    """The request took longer than its timeout."""
+
+
+@dataclass(slots=True)
+class Response:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        """The body as JSON (``None`` for an empty body); ``ValueError`` if it is not JSON."""
+        return json.loads(self.content) if self.content else None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _Conn:
+    __slots__ = ("reader", "uses", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer, self.uses = reader, writer, 0
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Pool:
+    """Idle keep-alive connections to one origin, and how many are open."""
+
+    __slots__ = ("free", "host", "host_header", "idle", "port", "ssl")
+
+    def __init__(
+        self, host: str, port: int, tls: ssl.SSLContext | None, host_header: str, limit: int
+    ) -> None:
+        self.host, self.port, self.ssl, self.host_header = host, port, tls, host_header
+        self.idle: deque[_Conn] = deque()
+        self.free = asyncio.Semaphore(limit)
+
+
+def _origin(url: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return parts.scheme, parts.hostname, port, path
+
+
+class HttpClient:
+    """Keep-alive HTTP/1.1 client. ``base_url`` (optional) prefixes relative paths; ``headers`` go on
+    every request. At most ``max_connections`` connections per origin; a request waits for one."""
+
+    def __init__(
+        self,
+        base_url: str = "",
+        *,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
+        max_connections: int = 16,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        if self.base_url:
+            _origin(self.base_url)  # fail early on a bad URL
+        self.timeout_s = timeout_s
+        self.max_connections = max_connections
+        self._headers = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self._ssl = ssl_context
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every idle connection; requests in flight finish on theirs. Idempotent."""
+        self._closed = True
+        for pool in self._pools.values():
+            while pool.idle:
+                pool.idle.popleft().close()
+
+    def _pool(self, scheme: str, host: str, port: int) -> _Pool:
+        key = (scheme, host, port)
+        pool = self._pools.get(key)
+        if pool is None:
+            tls = (self._ssl or ssl.create_default_context()) if scheme == "https" else None
+            default = 443 if scheme == "https" else 80
+            host_header = host if port == default else f"{host}:{port}"
+            pool = self._pools[key] = _Pool(host, port, tls, host_header, self.max_connections)
+        return pool
+
+    async def get(self, url: str, **kw: Any) -> Response:
+        return await self.request("GET", url, **kw)
+
+    async def post(self, url: str, **kw: Any) -> Response:
+        return await self.request("POST", url, **kw)
+
+    async def patch(self, url: str, **kw: Any) -> Response:
+        return await self.request("PATCH", url, **kw)
+
+    async def delete(self, url: str, **kw: Any) -> Response:
+        return await self.request("DELETE", url, **kw)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Response:
+        """Send one request; ``url`` is absolute or a path under ``base_url``."""
+        if self._closed:
+            raise HttpError("the client is closed")
+        scheme, host, port, path = _origin(url if "://" in url else self.base_url + url)
+        if params:
+            path = f"{path}{'&' if '?' in path else '?'}{urlencode(params)}"
+        body = content
+        extra = self._headers
+        if json is not None:
+            body = _dumps(json)
+            extra += "Content-Type: application/json\r\n"
+        if headers:
+            extra += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        pool = self._pool(scheme, host, port)
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {pool.host_header}\r\n{extra}"
+            f"Content-Length: {len(body) if body else 0}\r\n\r\n"
+        ).encode("latin-1")
+        data = head + body if body else head
+        try:
+            async with asyncio.timeout(self.timeout_s if timeout_s is None else timeout_s):
+                return await self._send(pool, data, method == "HEAD")
+        except TimeoutError:
+            raise HttpTimeout(f"{method} {url}: no answer within {timeout_s or self.timeout_s} s") from None
+
+    async def _send(self, pool: _Pool, data: bytes, head_only: bool) -> Response:
+        async with pool.free:
+            for attempt in range(2):
+                conn, reused = self._idle(pool), True
+                if conn is None:
+                    conn, reused = await self._connect(pool), False
+                try:
+                    conn.writer.write(data)
+                    response, keep = await _read_response(conn.reader, head_only)
+                except (ConnectionError, asyncio.IncompleteReadError, OSError, ValueError, IndexError) as exc:
+                    conn.close()
+                    if reused and attempt == 0 and _nothing_read(exc):
+                        continue  # the server closed an idle keep-alive connection: retry on a new one
+                    raise HttpError(f"{type(exc).__name__}: {exc}") from None
+                except BaseException:
+                    conn.close()  # cancelled or timed out mid-response: the connection is unusable
+                    raise
+                if keep and not self._closed:
+                    conn.uses += 1
+                    pool.idle.append(conn)
+                else:
+                    conn.close()
+                return response
+        raise HttpError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _idle(pool: _Pool) -> _Conn | None:
+        while pool.idle:
+            conn = pool.idle.pop()
+            if not conn.reader.at_eof() and not conn.writer.is_closing():
+                return conn
+            conn.close()
+        return None
+
+    @staticmethod
+    async def _connect(pool: _Pool) -> _Conn:
+        try:
+            reader, writer = await asyncio.open_connection(
+                pool.host, pool.port, ssl=pool.ssl, limit=_MAX_HEAD * 4
+            )
+        except OSError as exc:
+            raise HttpError(f"cannot connect to {pool.host}:{pool.port}: {exc}") from None
+        return _Conn(reader, writer)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _nothing_read(exc: BaseException) -> bool:
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return not exc.partial
+    return isinstance(exc, ConnectionError)
+
+
+async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple[Response, bool]:
+    """Read one response; also say whether the connection may be kept."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise ValueError("response head too large") from None
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    version, status_text = lines[0].split(" ", 2)[:2]
+    status = int(status_text)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+    if head_only or status in _NO_BODY_STATUSES or 100 <= status < 200:
+        body = b""
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # trailers
+                break
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        body = b"".join(parts)
+    else:
+        body, keep = await reader.read(), False
+    return Response(status, headers, body), keep

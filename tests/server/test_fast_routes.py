@@ -1,0 +1,120 @@
+"""The hot routes the app serves without FastAPI (submission, tasks/next, tasks/result) and podium's batch
+extension of the worker protocol (``tasks/next?max_tasks=``, ``POST /_worker/tasks/results``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from podium.engine.models import Task
+from podium.server.app import _task_wire
+from podium.server.webhooks import WebhookSender
+from podium.wire import rxon
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, running_stack
+
+WORKER = {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": "bw"}
+CLIENT = {"X-Client-Token": CLIENT_TOKEN}
+
+
+def test_task_wire_is_the_task_payload_wire_form() -> None:
+    for deadline in (None, 1234.5):
+        task = Task("t1", "j1", "noop", {"a": [1, 2]}, 7, 2, 3, "w", deadline)
+        expected = rxon.TaskPayload(
+            job_id="j1",
+            task_id="t1",
+            type="noop",
+            params={"a": [1, 2]},
+            priority=3.0,
+            deadline=int(deadline) if deadline else None,
+            metadata={"attempt": 2},
+            timestamp=99,
+        ).wire()
+        assert _task_wire(task, 99.9) == expected
+
+
+async def register(http: httpx.AsyncClient) -> None:
+    body = {"worker_id": "bw", "supported_skills": [{"name": "video_transcoding"}]}
+    assert (await http.post(rxon.ENDPOINT_REGISTER, json=body, headers=WORKER)).status_code == 200
+
+
+async def test_batch_next_and_results_round_trip() -> None:
+    async with running_stack() as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        await register(http)
+        ids = []
+        for i in range(3):
+            r = await http.post(
+                "/api/v1/jobs/transcode", json={"initial_data": {"path": f"/p{i}"}}, headers=CLIENT
+            )
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["job_id"])
+        next_url = rxon.ENDPOINT_TASK_NEXT.format(worker_id="bw")
+        tasks: list[dict[str, Any]] = []
+        while len(tasks) < 3:  # the engine dispatches asynchronously
+            r = await http.get(next_url, params={"max_tasks": "5", "timeout": "2"}, headers=WORKER)
+            assert r.status_code == 200, r.text
+            assert r.headers[rxon.PROTOCOL_VERSION_HEADER] == rxon.PROTOCOL_VERSION
+            tasks += r.json()["tasks"]
+        assert sorted(t["job_id"] for t in tasks) == sorted(ids)
+        results = [
+            {"job_id": t["job_id"], "task_id": t["task_id"], "status": "success", "data": {"n": 1}}
+            for t in tasks
+        ]
+        body = {"worker_id": "bw", "results": results, "next": {"max_tasks": 4}}
+        body["security"] = {"signature": rxon.sign_payload(body, WORKER_TOKEN)}
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=body, headers=WORKER)
+        assert r.status_code == 200, r.text
+        assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 3
+        assert r.json()["tasks"] == []
+        # at-least-once: the same batch again changes nothing
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=body, headers=WORKER)
+        assert [x["status"] for x in r.json()["results"]] == ["ignored"] * 3
+        for job_id in ids:
+            view = await stack.engine.wait_for_job(job_id, timeout_s=5)
+            assert view.status == "finished"
+
+
+async def test_batch_results_check_signature_and_worker_ids() -> None:
+    async with running_stack() as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        await register(http)
+        bad_sig = {"worker_id": "bw", "results": [], "security": {"signature": "00" * 32}}
+        assert (await http.post(rxon.ENDPOINT_TASK_RESULTS, json=bad_sig, headers=WORKER)).status_code == 403
+        other = {"worker_id": "bw", "results": [{"job_id": "j", "task_id": "t", "worker_id": "x"}]}
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=other, headers=WORKER)
+        assert r.status_code == 403 and r.json()["field"] == "results.0.worker_id"
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json={"results": []}, headers={"X-Worker-ID": "bw"})
+        assert r.status_code == 401
+        r = await http.get(
+            rxon.ENDPOINT_TASK_NEXT.format(worker_id="bw"), params={"max_tasks": "0"}, headers=WORKER
+        )
+        assert r.status_code == 422 and r.json()["field"] == "max_tasks"
+        r = await http.get(rxon.ENDPOINT_TASK_NEXT.format(worker_id="other"), headers=WORKER)
+        assert r.status_code == 403
+
+
+async def test_submission_errors_on_the_fast_route() -> None:
+    async with running_stack() as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        r = await http.post("/api/v1/jobs/transcode", content=b"{not json", headers=CLIENT)
+        assert r.status_code == 422
+        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": [1]}, headers=CLIENT)
+        assert r.status_code == 422 and r.json()["field"] == "initial_data"
+        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {}, "extra": 1}, headers=CLIENT)
+        assert r.status_code == 422 and r.json()["field"] == "extra"
+        r = await http.post("/api/v1/jobs/transcode", content=b"{not json")
+        assert r.status_code == 401  # authentication before the body is read
+        metrics = (await http.get("/_public/metrics")).text
+        assert 'route="/api/v1/jobs/transcode",status="422"' in metrics
+
+
+async def test_put_waits_for_room_instead_of_dropping() -> None:
+    sender = WebhookSender(queue_size=1)  # not started: nothing consumes
+    await sender.put("http://127.0.0.1:9/hook", {"event": "job_finished", "job_id": "a"})
+    waiting = asyncio.ensure_future(
+        sender.put("http://127.0.0.1:9/hook", {"event": "job_finished", "job_id": "b"})
+    )
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and sender.stats.dropped == 0
+    sender._queue.get_nowait()  # a consumer takes one: room for the waiting delivery
+    await asyncio.wait_for(waiting, 5)
+    assert sender.pending == 1
