@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import inspect
 import logging
 import os
 import random
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_type_hints
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from podium.clock import Clock, system_clock
 from podium.errors import PodiumError
 from podium.ids import new_ulid_str
 from podium.wire import rxon
-
-# httpcore imports ``sniffio`` on every request; when it is not installed, that failed import scans
-# sys.path each time (~0.2 ms a request). Record the absence once, the way a failed import would be.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
+from podium.wire._http import HttpClient, HttpError, Response
 
 __all__ = ["TaskContext", "TaskFailed", "Worker", "WorkerAuthError", "WorkerState"]
 
@@ -96,6 +89,19 @@ class _Running:
 
 
 @dataclass(slots=True)
+class _Outgoing:
+    """A result waiting to be sent; ``sent`` resolves once the server answered (or it was given up)."""
+
+    payload: rxon.TaskPayload
+    body: dict[str, Any]
+    sent: asyncio.Future[None]
+
+
+class _Unsupported(Exception):
+    """The server does not know podium's batch routes (an Avtomatika server): use the plain protocol."""
+
+
+@dataclass(slots=True)
 class _Backoff:
     initial_s: float
     max_s: float
@@ -111,6 +117,11 @@ class _Backoff:
 
     def reset(self) -> None:
         self.current = 0.0
+
+
+def _raise_for_status(response: Response) -> None:
+    if response.status_code >= 400:
+        raise HttpError(f"HTTP {response.status_code}: {response.text[:200]}")
 
 
 def _schema_of(annotation: Any) -> dict[str, Any] | None:
@@ -158,7 +169,6 @@ class Worker:
         drain_timeout_s: float = 30.0,
         sign_messages: bool = True,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -176,11 +186,10 @@ class Worker:
         self.drain_timeout_s = drain_timeout_s
         self.sign_messages = sign_messages
         self.clock = clock or system_clock
-        self._transport = transport
         self._skills: dict[str, _Skill] = {}
         self._running: dict[str, _Running] = {}
         self._state: WorkerState = "created"
-        self._http: httpx.AsyncClient | None = None
+        self._http: HttpClient | None = None
         self._registered = asyncio.Event()
         self._stop_polling = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -189,6 +198,16 @@ class Worker:
         self._spawned: set[asyncio.Task[None]] = set()
         self._backoff = _Backoff(backoff_initial_s, backoff_max_s)
         self._fatal: BaseException | None = None
+        self._executing = 0
+        """Handlers running now: ``capacity - _executing - _reserved`` slots are free."""
+        self._reserved = 0
+        """Tasks the poll in flight may bring."""
+        self._slots_changed = asyncio.Event()
+        self._outbox: list[_Outgoing] = []
+        self._outbox_ready = asyncio.Event()
+        self._flushing = False
+        self._batch_routes = True
+        """Whether the server speaks podium's batch extension; turned off at its first 404/405."""
         self.completed = 0
 
     # --- declaring skills -------------------------------------------------------------------------
@@ -279,27 +298,22 @@ class Worker:
         if not self._skills:
             raise ValueError("the worker has no task handlers")
         self._set_state("running")
-        self._http = httpx.AsyncClient(
-            base_url=self.server_url,
+        self._http = HttpClient(
+            self.server_url,
             headers={
                 rxon.AUTH_HEADER_WORKER: self.token,
                 rxon.AUTH_HEADER_WORKER_ID: self.worker_id,
                 rxon.PROTOCOL_VERSION_HEADER: rxon.PROTOCOL_VERSION,
             },
-            timeout=httpx.Timeout(10.0, read=self.poll_timeout_s + 10.0),
-            transport=self._transport,
-            limits=httpx.Limits(
-                max_connections=self.capacity + 4, max_keepalive_connections=self.capacity + 4
-            ),
+            timeout_s=10.0,
+            max_connections=self.capacity + 4,
         )
         self._background.append(asyncio.create_task(self._register_loop(), name=f"{self.worker_id}-register"))
         self._background.append(
             asyncio.create_task(self._heartbeat_loop(), name=f"{self.worker_id}-heartbeat")
         )
-        self._pollers = [
-            asyncio.create_task(self._poll_loop(i), name=f"{self.worker_id}-poll-{i}")
-            for i in range(self.capacity)
-        ]
+        self._background.append(asyncio.create_task(self._flush_loop(), name=f"{self.worker_id}-results"))
+        self._pollers = [asyncio.create_task(self._poll_loop(), name=f"{self.worker_id}-poll")]
 
     async def wait_registered(self, timeout_s: float | None = None) -> None:
         """Wait until the server has accepted the registration."""
@@ -358,8 +372,10 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if deregister and self._http is not None and self._registered.is_set():
-            with contextlib.suppress(httpx.HTTPError):
-                await self._http.delete(rxon.ENDPOINT_HEARTBEAT.format(worker_id=self.worker_id), timeout=5.0)
+            with contextlib.suppress(HttpError):
+                await self._http.delete(
+                    rxon.ENDPOINT_HEARTBEAT.format(worker_id=self.worker_id), timeout_s=5.0
+                )
         if self._http is not None:
             await self._http.aclose()
         self._set_state("stopped")
@@ -385,7 +401,7 @@ class Worker:
             }
         return body
 
-    def _check_auth(self, response: httpx.Response) -> None:
+    def _check_auth(self, response: Response) -> None:
         if response.status_code in (401, 403):
             raise WorkerAuthError(
                 f"server refused worker {self.worker_id}: HTTP {response.status_code} {response.text[:200]}"
@@ -410,7 +426,7 @@ class Worker:
         assert self._http is not None
         response = await self._http.post(rxon.ENDPOINT_REGISTER, json=self._registration())
         self._check_auth(response)
-        response.raise_for_status()
+        _raise_for_status(response)
         self._backoff.reset()
         self._registered.set()
         log.info("worker %s registered with %s", self.worker_id, self.server_url, extra=self._ids())
@@ -424,7 +440,7 @@ class Worker:
             except WorkerAuthError as exc:
                 await self._die(exc)
                 return
-            except httpx.HTTPError as exc:
+            except HttpError as exc:
                 delay = backoff.next()
                 log.warning(
                     "worker %s: cannot register (%s); retry in %.2f s",
@@ -467,7 +483,7 @@ class Worker:
             await self._register_once()
             return
         self._check_auth(response)
-        response.raise_for_status()
+        _raise_for_status(response)
         await self._obey(rxon.HeartbeatResponse.model_validate(response.json() or {}))
 
     async def _obey(self, reply: rxon.HeartbeatResponse) -> None:
@@ -503,7 +519,7 @@ class Worker:
             except WorkerAuthError as exc:
                 await self._die(exc)
                 return
-            except (httpx.HTTPError, ValidationError, ValueError) as exc:
+            except (HttpError, ValidationError, ValueError) as exc:
                 delay = backoff.next()
                 log.warning(
                     "worker %s: heartbeat failed (%s); retry in %.2f s",
@@ -516,15 +532,30 @@ class Worker:
 
     # --- polling and running ----------------------------------------------------------------------
 
-    async def _poll_loop(self, index: int) -> None:
+    def _free_slots(self) -> int:
+        if self._state != "running":
+            return 0
+        return self.capacity - self._executing - self._reserved
+
+    async def _poll_loop(self) -> None:
+        """Ask for as many tasks as there are free slots (one long poll at a time). While results are on
+        their way, the batch that carries them asks for the next tasks instead."""
         await self._registered.wait()
         assert self._http is not None
         url = rxon.ENDPOINT_TASK_NEXT.format(worker_id=self.worker_id)
-        params = {"timeout": str(self.poll_timeout_s), "available_skills": ",".join(self._skills)}
         while not self._stop_polling.is_set():
+            free = self._free_slots()
+            if free <= 0 or self._outbox or (self._flushing and self._batch_routes):
+                self._slots_changed.clear()
+                await self._slots_changed.wait()
+                continue
+            params = {"timeout": str(self.poll_timeout_s), "available_skills": ",".join(self._skills)}
+            if self._batch_routes:
+                params["max_tasks"] = str(free)
+            self._reserved = free
             try:
-                response = await self._http.get(url, params=params)
-            except httpx.HTTPError as exc:
+                response = await self._http.get(url, params=params, timeout_s=self.poll_timeout_s + 10.0)
+            except HttpError as exc:
                 delay = self._backoff.next()
                 log.warning(
                     "worker %s: poll failed (%s); retry in %.2f s",
@@ -535,6 +566,8 @@ class Worker:
                 )
                 await self.clock.sleep(delay)
                 continue
+            finally:
+                self._reserved = 0
             if response.status_code == 204:
                 self._backoff.reset()
                 continue
@@ -545,9 +578,12 @@ class Worker:
                 return
             if response.status_code == 404:
                 self._registered.clear()
-                with contextlib.suppress(httpx.HTTPError):
+                with contextlib.suppress(HttpError):
                     await self._register_once()
                 await self._registered.wait()
+                continue
+            if response.status_code == 422 and "max_tasks" in params:
+                self._batch_routes = False  # a server that refuses the extension's parameter
                 continue
             if response.status_code >= 300:
                 delay = self._backoff.next()
@@ -561,13 +597,22 @@ class Worker:
                 await self.clock.sleep(delay)
                 continue
             self._backoff.reset()
-            payload = rxon.TaskPayload.model_validate(response.json())
-            task = asyncio.current_task()
-            assert task is not None
-            run = _Running(asyncio.create_task(self._run_task(payload)), payload)
-            self._running[payload.task_id] = run
-            # This poller waits for its task: `capacity` pollers make the concurrency limit.
-            await asyncio.wait([run.task])
+            body = response.json()
+            # podium answers {"tasks": [...]} to max_tasks; a plain RXON server sends one payload
+            self._start_tasks(body["tasks"] if isinstance(body, dict) and "tasks" in body else [body])
+
+    def _start_tasks(self, payloads: list[Any]) -> None:
+        for raw in payloads:
+            try:
+                payload = rxon.TaskPayload.model_validate(raw)
+            except ValidationError as exc:
+                log.error(
+                    "worker %s: malformed task from the server: %s", self.worker_id, exc, extra=self._ids()
+                )
+                continue
+            self._executing += 1
+            task = asyncio.create_task(self._run_task(payload))
+            self._running[payload.task_id] = _Running(task, payload)
 
     def _arguments(self, skill: _Skill, payload: rxon.TaskPayload, ctx: TaskContext) -> dict[str, Any]:
         params: Any = dict(payload.params or {})
@@ -604,39 +649,43 @@ class Worker:
             self,
         )
         result: dict[str, Any]
+        executing = True
         try:
-            if skill is None:
-                raise TaskFailed(f"this worker has no handler for {payload.type!r}")
             try:
-                kwargs = self._arguments(skill, payload, ctx)
-            except ValidationError as exc:
-                raise TaskFailed(str(exc), code=rxon.ERROR_CODE_INVALID_INPUT) from None
-            value = await skill.handler(**kwargs)
-            result = self._result_of(value)
-        except TaskFailed as exc:
-            result = {
-                "status": exc.status,
-                "data": exc.data,
-                "error": {"code": exc.code, "message": exc.message},
-            }
-        except asyncio.CancelledError:
-            run = self._running.get(payload.task_id)
-            if run is not None and run.cancelled_by_server:
-                result = {"status": rxon.TASK_STATUS_CANCELLED}
-                await self._submit(payload, result)
-            self._running.pop(payload.task_id, None)
-            raise
-        except Exception as exc:
-            log.exception("task %s failed", payload.task_id, extra=ids)
-            result = {
-                "status": rxon.TASK_STATUS_FAILURE,
-                "error": {"code": rxon.ERROR_CODE_TRANSIENT, "message": f"{type(exc).__name__}: {exc}"},
-            }
-        try:
+                if skill is None:
+                    raise TaskFailed(f"this worker has no handler for {payload.type!r}")
+                try:
+                    kwargs = self._arguments(skill, payload, ctx)
+                except ValidationError as exc:
+                    raise TaskFailed(str(exc), code=rxon.ERROR_CODE_INVALID_INPUT) from None
+                value = await skill.handler(**kwargs)
+                result = self._result_of(value)
+            except TaskFailed as exc:
+                result = {
+                    "status": exc.status,
+                    "data": exc.data,
+                    "error": {"code": exc.code, "message": exc.message},
+                }
+            except asyncio.CancelledError:
+                run = self._running.get(payload.task_id)
+                if run is not None and run.cancelled_by_server:
+                    self._executing, executing = self._executing - 1, False
+                    await self._submit(payload, {"status": rxon.TASK_STATUS_CANCELLED})
+                raise
+            except Exception as exc:
+                log.exception("task %s failed", payload.task_id, extra=ids)
+                result = {
+                    "status": rxon.TASK_STATUS_FAILURE,
+                    "error": {"code": rxon.ERROR_CODE_TRANSIENT, "message": f"{type(exc).__name__}: {exc}"},
+                }
+            self._executing, executing = self._executing - 1, False
             await self._submit(payload, result)
-        finally:
-            self._running.pop(payload.task_id, None)
             self.completed += 1
+        finally:
+            if executing:
+                self._executing -= 1
+            self._running.pop(payload.task_id, None)
+            self._slots_changed.set()
 
     @staticmethod
     def _result_of(value: Any) -> dict[str, Any]:
@@ -654,59 +703,133 @@ class Worker:
             value = {"result": value}
         return {"status": rxon.TASK_STATUS_SUCCESS, "data": value}
 
+    def _result_body(self, payload: rxon.TaskPayload, result: dict[str, Any]) -> dict[str, Any]:
+        """``rxon.TaskResult(...).wire()``, built directly."""
+        body: dict[str, Any] = {
+            "job_id": payload.job_id,
+            "task_id": payload.task_id,
+            "worker_id": self.worker_id,
+            "status": str(result.get("status", rxon.TASK_STATUS_SUCCESS)),
+        }
+        if result.get("data") is not None:
+            body["data"] = result["data"]
+        if result.get("error"):
+            body["error"] = rxon.TaskError.model_validate(result["error"]).wire()
+        if result.get("metadata") is not None:
+            body["metadata"] = result["metadata"]
+        return body
+
     async def _submit(self, payload: rxon.TaskPayload, result: dict[str, Any]) -> None:
-        """POST the result; retry with backoff while the server is away (a result is never dropped silently)."""
+        """Queue the result for the sender and wait until the server has it (or it was given up)."""
+        out = _Outgoing(
+            payload, self._result_body(payload, result), asyncio.get_running_loop().create_future()
+        )
+        self._outbox.append(out)
+        self._outbox_ready.set()
+        await asyncio.shield(out.sent)
+
+    async def _flush_loop(self) -> None:
+        """Send what the finished tasks left in the outbox: all of it in one ``tasks/results`` call that
+        also asks for the next tasks, or one ``tasks/result`` each on a plain RXON server."""
+        await self._registered.wait()
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = (
+                self._outbox[: rxon.MAX_TASKS_PER_CALL],
+                self._outbox[rxon.MAX_TASKS_PER_CALL :],
+            )
+            if self._outbox:
+                self._outbox_ready.set()
+            if not batch:
+                continue
+            self._flushing = True
+            try:
+                if self._batch_routes:
+                    try:
+                        await self._deliver_batch(batch)
+                    except _Unsupported:
+                        self._batch_routes = False
+                if not self._batch_routes:
+                    await asyncio.gather(*(self._deliver_one(out) for out in batch))
+            finally:
+                self._flushing = False
+                for out in batch:
+                    if not out.sent.done():
+                        out.sent.set_result(None)
+                self._slots_changed.set()
+
+    async def _deliver_batch(self, batch: list[_Outgoing]) -> None:
         assert self._http is not None
-        body = rxon.TaskResult(
-            job_id=payload.job_id,
-            task_id=payload.task_id,
-            worker_id=self.worker_id,
-            status=str(result.get("status", rxon.TASK_STATUS_SUCCESS)),
-            data=result.get("data"),
-            error=rxon.TaskError.model_validate(result["error"]) if result.get("error") else None,
-            metadata=result.get("metadata"),
-        ).wire()
+        body: dict[str, Any] = {"worker_id": self.worker_id, "results": [out.body for out in batch]}
+
+        async def attempt() -> Response:
+            assert self._http is not None
+            message = dict(body)
+            free = self._free_slots()
+            if free > 0:
+                message["next"] = {"max_tasks": free, "available_skills": list(self._skills)}
+            response = await self._http.post(rxon.ENDPOINT_TASK_RESULTS, json=self._signed(message))
+            if response.status_code in (404, 405):
+                raise _Unsupported
+            return response
+
+        response = await self._with_retries(attempt, f"{len(batch)} results", self._ids())
+        if response is None:
+            return
+        reply = response.json() or {}
+        for out, answer in zip(batch, reply.get("results") or [], strict=False):
+            if isinstance(answer, dict) and answer.get("status") == "ignored":
+                log.info(
+                    "result of task %s ignored: %s",
+                    out.payload.task_id,
+                    answer.get("reason"),
+                    extra=self._ids(task_id=out.payload.task_id, job_id=out.payload.job_id),
+                )
+        self._start_tasks(reply.get("tasks") or [])
+
+    async def _deliver_one(self, out: _Outgoing) -> None:
+        async def attempt() -> Response:
+            assert self._http is not None
+            return await self._http.post(rxon.ENDPOINT_TASK_RESULT, json=self._signed(dict(out.body)))
+
+        ids = self._ids(task_id=out.payload.task_id, job_id=out.payload.job_id)
+        response = await self._with_retries(attempt, f"the result of task {out.payload.task_id}", ids)
+        if response is not None and (response.json() or {}).get("status") == "ignored":
+            log.info(
+                "result of task %s ignored: %s", out.payload.task_id, response.json().get("reason"), extra=ids
+            )
+
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[Response]], what: str, ids: dict[str, str]
+    ) -> Response | None:
+        """Send until the server answers (retrying with backoff while it is away, 5xx or 429); ``None``
+        when it refused (4xx) or the time ran out: the task's lease then expires and it runs again."""
         backoff = _Backoff(self._backoff.initial_s, self._backoff.max_s)
-        ids = self._ids(task_id=payload.task_id, job_id=payload.job_id)
         deadline = self.clock.monotonic() + max(60.0, self.drain_timeout_s)
         while True:
             try:
-                response = await self._http.post(rxon.ENDPOINT_TASK_RESULT, json=self._signed(dict(body)))
+                response = await attempt()
                 if response.status_code < 300:
-                    reply = response.json() or {}
-                    if reply.get("status") == "ignored":
-                        log.info(
-                            "result of task %s ignored: %s", payload.task_id, reply.get("reason"), extra=ids
-                        )
-                    return
+                    return response
                 if response.status_code < 500 and response.status_code != 429:
                     log.error(
-                        "result of task %s refused: HTTP %d %s",
-                        payload.task_id,
-                        response.status_code,
-                        response.text[:300],
-                        extra=ids,
+                        "%s refused: HTTP %d %s", what, response.status_code, response.text[:300], extra=ids
                     )
-                    return
+                    return None
                 reason = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
+            except (HttpError, ValueError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if self.clock.monotonic() > deadline:
                 log.error(
-                    "giving up on the result of task %s (%s); its lease will expire and the task run again",
-                    payload.task_id,
+                    "giving up on %s (%s); its lease will expire and the task run again",
+                    what,
                     reason,
                     extra=ids,
                 )
-                return
+                return None
             delay = backoff.next()
-            log.warning(
-                "result of task %s not delivered (%s); retry in %.2f s",
-                payload.task_id,
-                reason,
-                delay,
-                extra=ids,
-            )
+            log.warning("%s not delivered (%s); retry in %.2f s", what, reason, delay, extra=ids)
             await self.clock.sleep(delay)
 
     async def _send_progress(self, ctx: TaskContext, progress: float, message: str) -> None:
@@ -724,7 +847,7 @@ class Worker:
         )
         try:
             await self._http.post(rxon.ENDPOINT_EVENTS, json=self._signed(event.wire()))
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             log.warning(
                 "progress of task %s not delivered: %s",
                 ctx.task_id,
