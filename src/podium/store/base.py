@@ -182,7 +182,7 @@ class Store(abc.ABC):
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or system_clock
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -301,7 +301,8 @@ class Store(abc.ABC):
         while True:
             # Register before looking, so an enqueue that commits after the look still wakes us.
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.add(waiter)
+            for name in queues:
+                self._waiters.setdefault(name, set()).add(waiter)
             try:
                 leases = await self.take_now(queues, owner=owner, lease_s=lease_s, limit=limit)
                 remaining = deadline - self.clock.monotonic()
@@ -316,14 +317,20 @@ class Store(abc.ABC):
                     except TimeoutError:
                         pass
             finally:
-                self._waiters.discard(waiter)
+                for name in queues:
+                    waiting = self._waiters.get(name)
+                    if waiting is not None:
+                        waiting.discard(waiter)
+                        if not waiting:
+                            del self._waiters[name]
 
-    def _notify(self) -> None:
-        """Wake local waiters in :meth:`take` (backends call this after an enqueue or nack commits)."""
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    def _notify(self, queues: Iterable[str]) -> None:
+        """Wake local waiters in :meth:`take` on these queues (backends call this after an enqueue or a
+        nack commits)."""
+        for name in queues:
+            for waiter in self._waiters.pop(name, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     @abc.abstractmethod
     async def next_due(self, queues: Sequence[str]) -> float | None:
@@ -384,3 +391,8 @@ def status_filter(status: str | Iterable[str] | None) -> tuple[str, ...] | None:
     if status is None:
         return None
     return (status,) if isinstance(status, str) else tuple(status)
+
+
+def notify_queues(ops: Sequence[Op]) -> set[str]:
+    """The queues that ``ops`` make new items available on (plain enqueues, not pre-leased ones)."""
+    return {op.queue for op in ops if isinstance(op, Enqueue) and not op.lease_owner}

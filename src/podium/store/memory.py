@@ -29,18 +29,26 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    notify_queues,
     status_filter,
 )
 
 __all__ = ["MemoryStore", "copy_json"]
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def copy_json(value: Any) -> Any:
-    """A structural copy of JSON-like data (dicts, lists, scalars): much faster than ``deepcopy``."""
-    if isinstance(value, dict):
-        return {k: copy_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [copy_json(v) for v in value]
+    """A structural copy of JSON-like data (dicts, lists, scalars): much faster than ``deepcopy``.
+
+    Tuples become lists, as they would through JSON.
+    """
+    kind = type(value)
+    if kind is dict or isinstance(value, dict):
+        return {k: v if type(v) in _SCALARS else copy_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return [v if type(v) in _SCALARS else copy_json(v) for v in value]
     return value
 
 
@@ -93,6 +101,17 @@ class _Queue:
                 return item
         return None
 
+    def next_timed(self) -> float | None:
+        """When the earliest delayed item or lease falls due (stale heap entries are dropped)."""
+        timed = self.timed
+        while timed:
+            due, _, id, gen = timed[0]
+            item = self.items.get(id)
+            if item is not None and item.gen == gen:
+                return due
+            heapq.heappop(timed)
+        return None
+
     def peek_ready(self) -> tuple[int, int] | None:
         while self.ready:
             _, _, id, gen = self.ready[0]
@@ -127,7 +146,6 @@ class MemoryStore(Store):
         now = self.clock.now()
         self._check(ops)
         results: builtins.list[Any] = []
-        notify = False
         for op in ops:
             if isinstance(op, Put):
                 kind = self._records.setdefault(op.kind, {})
@@ -143,7 +161,10 @@ class MemoryStore(Store):
                     now,
                 )
                 kind[op.id] = rec
-                results.append(self._out(rec))
+                # The caller keeps its own object; the store holds the copy made above.
+                results.append(
+                    Record(rec.kind, rec.id, rec.version, op.data, rec.status, rec.group, rec.created_at, now)
+                )
             elif isinstance(op, Delete):
                 results.append(self._records.get(op.kind, {}).pop(op.id, None) is not None)
             elif isinstance(op, Enqueue):
@@ -166,7 +187,6 @@ class MemoryStore(Store):
                     item.attempts, item.due_at = 1, now + op.lease_s
                     results.append(self._lease(item))
                 else:
-                    notify = True
                     results.append(True)
                 q.schedule(item, now)
             elif isinstance(op, Dequeue):
@@ -182,8 +202,7 @@ class MemoryStore(Store):
                 self._history.append(entry)
                 self._by_subject.setdefault(op.subject_id, []).append(entry)
                 results.append(entry)
-        if notify:
-            self._notify()
+        self._notify(notify_queues(ops))
         return results
 
     def _check(self, ops: Sequence[Op]) -> None:
@@ -298,10 +317,10 @@ class MemoryStore(Store):
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         dues = [
-            item.due_at
+            due
             for name in queues
             if name in self._queues
-            for item in self._queues[name].items.values()
+            if (due := self._queues[name].next_timed()) is not None
         ]
         return min(dues) if dues else None
 
@@ -318,7 +337,7 @@ class MemoryStore(Store):
         item.leased, item.owner = False, ""
         item.due_at = now + delay_s
         self._queues[lease.queue].schedule(item, now)
-        self._notify()
+        self._notify([lease.queue])
 
     async def queue_depth(self, queue: str) -> dict[str, int]:
         now = self.clock.now()

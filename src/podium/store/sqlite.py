@@ -38,6 +38,7 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    notify_queues,
     status_filter,
 )
 
@@ -66,6 +67,8 @@ class SQLiteStore(Store):
         self._pending_lock = threading.Lock()
         self._scheduled = False
         self._level = synchronous
+        self._counters: dict[str, int] = {}
+        self._dirty = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -148,18 +151,39 @@ class SQLiteStore(Store):
                 conn.execute(f"PRAGMA synchronous={level}")
                 self._level = level
             conn.execute("BEGIN IMMEDIATE")
-            for fn, fut, loop, _ in batch:
-                conn.execute("SAVEPOINT call")
+            # Counters are read once per transaction (under the write lock, so other processes on the
+            # same file cannot interleave) and written back once at the end.
+            self._counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            self._dirty = False
+            if len(batch) == 1:
+                fn, fut, loop, _ = batch[0]
                 try:
                     result = fn(conn)
                 except BaseException as exc:
-                    conn.execute("ROLLBACK TO call")
-                    conn.execute("RELEASE call")
+                    conn.execute("ROLLBACK")
                     outcomes.append((fut, loop, None, exc))
                 else:
-                    conn.execute("RELEASE call")
                     outcomes.append((fut, loop, result, None))
-            conn.execute("COMMIT")
+            else:
+                for fn, fut, loop, _ in batch:
+                    conn.execute("SAVEPOINT call")
+                    try:
+                        result = fn(conn)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO call")
+                        conn.execute("RELEASE call")
+                        outcomes.append((fut, loop, None, exc))
+                    else:
+                        conn.execute("RELEASE call")
+                        outcomes.append((fut, loop, result, None))
+            if conn.in_transaction:
+                if self._dirty:
+                    conn.executemany(
+                        "INSERT INTO counters(name, value) VALUES (?, ?)"
+                        " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                        list(self._counters.items()),
+                    )
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -180,28 +204,40 @@ class SQLiteStore(Store):
 
     async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         now = self.clock.now()
-        notify = any(isinstance(op, Enqueue) and not op.lease_owner for op in ops)
         results = await self._call(lambda conn: [self._op(conn, op, now) for op in ops], durable=durable)
-        if notify:
-            self._notify()
+        self._notify(notify_queues(ops))
         return results
 
     def _op(self, conn: sqlite3.Connection, op: Op, now: float) -> Any:
         if isinstance(op, Put):
-            row = conn.execute(
-                "SELECT version, created_at FROM records WHERE kind=? AND id=?", (op.kind, op.id)
-            ).fetchone()
-            actual = row[0] if row else 0
-            if op.expected_version is not None and actual != op.expected_version:
-                raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-            version, created = actual + 1, (row[1] if row else now)
             text = _dumps(op.data)
-            conn.execute(
-                "INSERT OR REPLACE INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (op.kind, op.id, version, op.status, op.group, text, created, now),
-            )
-            return Record(op.kind, op.id, version, _loads(text), op.status, op.group, created, now)
+            if op.expected_version is None:
+                row = conn.execute(
+                    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+                    " VALUES (?,?,1,?,?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET version = version + 1,"
+                    " status = excluded.status, grp = excluded.grp, data = excluded.data,"
+                    " updated_at = excluded.updated_at RETURNING version, created_at",
+                    (op.kind, op.id, op.status, op.group, text, now, now),
+                ).fetchone()
+            elif op.expected_version == 0:
+                row = conn.execute(
+                    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+                    " VALUES (?,?,1,?,?,?,?,?) ON CONFLICT(kind, id) DO NOTHING RETURNING version, created_at",
+                    (op.kind, op.id, op.status, op.group, text, now, now),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "UPDATE records SET version = version + 1, status = ?, grp = ?, data = ?, updated_at = ?"
+                    " WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
+                    (op.status, op.group, text, now, op.kind, op.id, op.expected_version),
+                ).fetchone()
+            if row is None:
+                found = conn.execute(
+                    "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
+                ).fetchone()
+                raise ConflictError(op.kind, op.id, op.expected_version, found[0] if found else None)
+            # The caller keeps its own object; the store holds the JSON text.
+            return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
         if isinstance(op, Delete):
             if op.expected_version is not None:
                 row = conn.execute(
@@ -212,9 +248,9 @@ class SQLiteStore(Store):
                     raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
             return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
         if isinstance(op, Enqueue):
-            seq = self._next(conn, "seq")
+            seq = self._next("seq")
             if op.lease_owner:
-                token = self._next(conn, "fence")
+                token = self._next("fence")
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
                     " attempts, enqueued_at) VALUES (?,?,?,?,?,1,?,?,?,1,?)",
@@ -263,14 +299,12 @@ class SQLiteStore(Store):
         )
         return HistoryEntry(int(cur.lastrowid or 0), op.subject_id, op.event, op.status, now, _loads(data))
 
-    @staticmethod
-    def _next(conn: sqlite3.Connection, name: str) -> int:
-        row = conn.execute(
-            "INSERT INTO counters(name, value) VALUES (?, 1) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-            (name,),
-        ).fetchone()
-        return int(row[0])
+    def _next(self, name: str) -> int:
+        """The next value of a counter (fence tokens, queue order); writer thread only, in a batch."""
+        value = self._counters.get(name, 0) + 1
+        self._counters[name] = value
+        self._dirty = True
+        return value
 
     # --- records --------------------------------------------------------------------------------
 
@@ -355,7 +389,7 @@ class SQLiteStore(Store):
                 del rows[limit:]
             out = []
             for queue, id, payload, priority, attempts, enqueued_at, _ in rows:
-                token = self._next(conn, "fence")
+                token = self._next("fence")
                 conn.execute(
                     "UPDATE queue SET leased=1, token=?, owner=?, due_at=?, attempts=attempts+1"
                     " WHERE queue=? AND id=?",
@@ -376,7 +410,8 @@ class SQLiteStore(Store):
                 )
             return out
 
-        return await self._call(run)
+        # A take that a power cut loses only offers the item again: no need to wait for the disk.
+        return await self._call(run, durable=False)
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         marks = ",".join("?" * len(queues))
@@ -418,7 +453,7 @@ class SQLiteStore(Store):
     async def nack(self, lease: Lease, *, delay_s: float = 0.0) -> None:
         now = self.clock.now()
         await self._call(self._held_update(lease, "leased=0, owner='', due_at=?", (now + delay_s,), now))
-        self._notify()
+        self._notify([lease.queue])
 
     async def queue_depth(self, queue: str) -> dict[str, int]:
         now = self.clock.now()
@@ -443,7 +478,7 @@ class SQLiteStore(Store):
             row = conn.execute("SELECT owner, expires_at FROM locks WHERE name=?", (name,)).fetchone()
             if row is not None and row[1] > now and row[0] != owner:
                 return None
-            token = self._next(conn, "fence")
+            token = self._next("fence")
             conn.execute(
                 "INSERT OR REPLACE INTO locks(name, owner, token, expires_at) VALUES (?,?,?,?)",
                 (name, owner, token, now + ttl_s),
