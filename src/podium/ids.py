@@ -20,12 +20,13 @@ _lock = threading.Lock()
 _last = 0
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # every 10-bit value as two characters
+_SHIFTS = tuple(range(120, -1, -10))  # 13 chunks of 10 bits cover the 130 bits of 26 characters
+
+
 def _encode(value: int) -> str:
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_ulid_str() -> str:

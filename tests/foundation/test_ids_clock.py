@@ -65,3 +65,13 @@ async def test_system_clock_wait_for() -> None:
     clock = SystemClock()
     assert await clock.wait_for(asyncio.sleep(0, result=7), 1) == 7
     assert abs(clock.now() - time.time()) < 1
+
+
+def test_ulids_are_standard_ulids() -> None:
+    import ulid
+
+    for _ in range(200):
+        value = new_ulid_str()
+        parsed = ulid.ULID.from_str(value)
+        assert str(parsed) == value
+        assert parsed.milliseconds == ulid_timestamp_ms(value)
