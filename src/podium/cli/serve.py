@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ log = logging.getLogger("podium.server")
 
 
 def _storage(url: str) -> Any:
+    """The engine's storage for a store URL (``memory://`` or ``sqlite:///path``), as ``open_store`` reads it."""
     from podium.engine.storage import MemoryStorage, SQLiteStorage
+    from podium.store import sqlite_path
 
     if url in ("memory", "memory://"):
         return MemoryStorage()
-    if url.startswith("sqlite://"):
-        return SQLiteStorage(url.removeprefix("sqlite://") or "podium.db")
+    if url.startswith("sqlite:"):
+        return SQLiteStorage(sqlite_path(url))
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
     raise ConfigError(f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db)")
@@ -48,7 +51,10 @@ async def run_server(
     settings = ServerSettings.load(
         settings_dir=settings_dir, **{k: v for k, v in overrides.items() if v is not None}
     )
-    engine = OrchestratorEngine(_storage(storage), Config())
+    store = _storage(storage)
+    # Open (and so schema-check) the store before anything listens: a mismatch stops here, in one line.
+    await store.open()
+    engine = OrchestratorEngine(store, Config())
     if blueprints is not None:
         names = engine.load_blueprints(blueprints)
         if not names:
@@ -68,7 +74,11 @@ def command(
     blueprints: Path | None = typer.Option(
         None, "--blueprints", help="A folder of .py files defining Blueprints.", exists=True, file_okay=False
     ),
-    storage: str = typer.Option("memory://", "--storage", help="memory:// or sqlite:///path/to/podium.db"),
+    storage: str | None = typer.Option(
+        None,
+        "--storage",
+        help="memory:// or sqlite:///path/to/podium.db (default: PODIUM_STORE_URL, SQLite).",
+    ),
     clients: Path | None = typer.Option(None, "--clients", help="clients.toml (CLIENTS_CONFIG_PATH)."),
     workers: Path | None = typer.Option(None, "--workers", help="workers.toml (WORKERS_CONFIG_PATH)."),
     settings_dir: Path | None = typer.Option(None, "--settings-dir", help="Where settings files are read."),
@@ -83,12 +93,27 @@ def command(
         "clients_config_path": clients,
         "workers_config_path": workers,
     }
+    from podium.settings import CoreSettings
+
     try:
-        asyncio.run(
-            run_server(blueprints=blueprints, storage=storage, overrides=overrides, settings_dir=settings_dir)
+        store_url = storage or CoreSettings.load(settings_dir=settings_dir).store_url
+        _run(
+            run_server(
+                blueprints=blueprints, storage=store_url, overrides=overrides, settings_dir=settings_dir
+            )
         )
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop where it is installed (a dependency on Linux and macOS), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
