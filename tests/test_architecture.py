@@ -26,11 +26,7 @@ FORBIDDEN = {
 # modules that live inside a package but are adapters onto another layer, by design
 ALLOWED = {"store/flow_state.py": {"flow"}}
 # known violations still to mend; strict xfail, so mending one makes its test fail until it leaves this list
-KNOWN_VIOLATIONS = {
-    # The workcell's MADSci-shaped models live in podium.workcell, so the client pulls in the workcell
-    # runtime; they belong in podium.wire.workcell.
-    "client/workcell.py",
-}
+KNOWN_VIOLATIONS: set[str] = set()
 
 
 def podium_imports(path: Path) -> set[str]:

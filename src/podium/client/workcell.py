@@ -21,9 +21,14 @@ from typing import Any, Self
 import httpx
 
 from podium.errors import PodiumError
-from podium.workcell.datapoints import DataPoint
-from podium.workcell.workcell import NodeRecord, WorkcellState
-from podium.workcell.workflows import Workflow, WorkflowDefinition, load_workflow_definition
+from podium.wire.workcell import (
+    DataPoint,
+    NodeRecord,
+    WorkcellState,
+    Workflow,
+    WorkflowDefinition,
+    load_workflow_definition,
+)
 
 __all__ = ["WorkcellClient", "WorkcellClientError", "WorkflowFailedError"]
 

@@ -1,31 +1,13 @@
-"""Shared model configuration and time helpers of the workcell models."""
+"""Shared model bases of the workcell (from :mod:`podium.wire.workcell`) and a time helper."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from podium.clock import Clock, system_clock
+from podium.wire.workcell._base import InputModel, WorkcellModel
 
 __all__ = ["InputModel", "WorkcellModel", "utcnow"]
-
-
-class WorkcellModel(BaseModel):
-    """Base of the models the workcell serves: names as MADSci spells them, aliases accepted."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON document (aliases as MADSci's clients expect, computed fields included)."""
-        return self.model_dump(mode="json", by_alias=False)
-
-
-class InputModel(WorkcellModel):
-    """Base of the models users write (workflow and step definitions): unknown fields are errors."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
 
 def utcnow(clock: Clock | None = None) -> datetime:

@@ -1,9 +1,8 @@
 """Datapoints: every result a step produces (a JSON value or a file), stored with a ULID and a label.
 
 Records live in the store (kind ``workcell.datapoint``); files are kept under ``<data_dir>/datapoints/
-<datapoint_id>/<file name>``, every path built with :func:`~podium.workcell.files.safe_join`. The JSON of
-a datapoint validates as MADSci's ``DataPoint`` (``ValueDataPoint`` / ``FileDataPoint``), so MADSci's
-``DataClient`` reads podium's data routes.
+<datapoint_id>/<file name>``, every path built with :func:`~podium.workcell.files.safe_join`. The model,
+:class:`DataPoint`, is defined in :mod:`podium.wire.workcell`.
 """
 
 from __future__ import annotations
@@ -11,13 +10,11 @@ from __future__ import annotations
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import AliasChoices, Field
+from typing import Any
 
 from podium.ids import new_ulid_str
 from podium.store import Put, Store
-from podium.workcell._base import WorkcellModel
+from podium.wire.workcell._datapoints import DataPoint
 from podium.workcell.actions import OwnershipInfo
 from podium.workcell.errors import WorkflowNotFoundError
 from podium.workcell.files import safe_filename, safe_join
@@ -25,32 +22,6 @@ from podium.workcell.files import safe_filename, safe_join
 __all__ = ["DATAPOINT_KIND", "DataPoint", "DatapointRepository"]
 
 DATAPOINT_KIND = "workcell.datapoint"
-
-
-class DataPoint(WorkcellModel):
-    """A value or a file produced by a step (or uploaded as a workflow input)."""
-
-    datapoint_id: str = Field(
-        default_factory=new_ulid_str, validation_alias=AliasChoices("datapoint_id", "_id")
-    )
-    label: str | None = None
-    data_type: Literal["json", "file", "object_storage"]
-    value: Any = None
-    path: str | None = None
-    data_timestamp: datetime | None = None
-    ownership_info: OwnershipInfo = Field(default_factory=OwnershipInfo)
-    workflow_id: str | None = None
-    step_id: str | None = None
-    content_type: str | None = None
-    size_bytes: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        doc = self.model_dump(mode="json", exclude_none=True)
-        doc.setdefault("ownership_info", {})
-        doc["_id"] = self.datapoint_id
-        if self.data_type == "json":
-            doc.setdefault("value", None)
-        return doc
 
 
 class DatapointRepository:

@@ -1,4 +1,4 @@
-"""The workcell file and the workcell's runtime models (info, status, nodes, state).
+"""The workcell file: :func:`load_workcell`, and the workcell's models (from :mod:`podium.wire.workcell`).
 
 A workcell file, in the shape MADSci users keep::
 
@@ -15,17 +15,18 @@ A workcell file, in the shape MADSci users keep::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
-from pydantic import AliasChoices, Field, ValidationError, computed_field
+from pydantic import ValidationError
 
 from podium.errors import ConfigError
-from podium.ids import new_ulid_str
-from podium.workcell._base import WorkcellModel
-from podium.workcell.actions import Error
-from podium.workcell.locations import LocationDefinition
-from podium.workcell.resources import ResourceDefinition
+from podium.wire.workcell._workcell import (
+    NodeRecord,
+    WorkcellDefinition,
+    WorkcellInfo,
+    WorkcellState,
+    WorkcellStatus,
+)
 
 __all__ = [
     "NodeRecord",
@@ -35,20 +36,6 @@ __all__ = [
     "WorkcellStatus",
     "load_workcell",
 ]
-
-
-class WorkcellDefinition(WorkcellModel):
-    """A workcell as its file declares it."""
-
-    name: str = Field(validation_alias=AliasChoices("name", "workcell_name", "manager_name"))
-    manager_id: str = Field(
-        default_factory=new_ulid_str, validation_alias=AliasChoices("manager_id", "workcell_id")
-    )
-    description: str | None = None
-    nodes: dict[str, str] = Field(default_factory=dict)
-    locations: list[LocationDefinition] = Field(default_factory=list)
-    resources: list[ResourceDefinition] = Field(default_factory=list)
-    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_workcell(path: str | Path) -> WorkcellDefinition:
@@ -72,73 +59,3 @@ def load_workcell(path: str | Path) -> WorkcellDefinition:
     if dupes:
         raise ConfigError(f"{p}: field 'locations': location names must be unique ({sorted(dupes)})")
     return wc
-
-
-class WorkcellInfo(WorkcellModel):
-    """What ``GET /workcell`` answers."""
-
-    name: str
-    manager_id: str
-    description: str | None = None
-    nodes: dict[str, str] = Field(default_factory=dict)
-
-
-class WorkcellStatus(WorkcellModel):
-    """The workcell's own status."""
-
-    paused: bool = False
-    errored: bool = False
-    errors: list[Error] = Field(default_factory=list)
-    initializing: bool = False
-    shutdown: bool = False
-    locked: bool = False
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def ok(self) -> bool:
-        """Nothing stops the workcell from running steps."""
-        return not (self.paused or self.errored or self.initializing or self.shutdown or self.locked)
-
-
-class NodeRecord(WorkcellModel):
-    """A node as the workcell knows it: URL plus the last status, info and state it reported (as JSON,
-    passed through unchanged so MADSci's ``Node`` model reads them)."""
-
-    node_url: str
-    status: dict[str, Any] | None = None
-    info: dict[str, Any] | None = None
-    state: dict[str, Any] | None = None
-    reservation: dict[str, Any] | None = None
-
-    @property
-    def ready(self) -> bool:
-        """The node said it is ready (and is reachable)."""
-        return bool(self.status and self.status.get("ready", False) and not self.status.get("disconnected"))
-
-    @property
-    def actions(self) -> dict[str, Any] | None:
-        """The node's actions by name, when its info is known."""
-        if self.info is None:
-            return None
-        actions = self.info.get("actions") or {}
-        if isinstance(actions, list):
-            return {str(a.get("name")): a for a in actions if isinstance(a, dict)}
-        return dict(actions)
-
-    @property
-    def status_description(self) -> str:
-        """Why the node is not ready, as it said."""
-        if self.status is None:
-            return "status unknown"
-        if self.status.get("disconnected"):
-            return "disconnected"
-        return str(self.status.get("description") or ("ready" if self.ready else "not ready"))
-
-
-class WorkcellState(WorkcellModel):
-    """What ``GET /state`` answers."""
-
-    status: WorkcellStatus = Field(default_factory=WorkcellStatus)
-    workflow_queue: list[dict[str, Any]] = Field(default_factory=list)
-    workcell_info: WorkcellInfo
-    nodes: dict[str, NodeRecord] = Field(default_factory=dict)

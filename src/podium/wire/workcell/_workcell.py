@@ -1,0 +1,117 @@
+"""The workcell file's model and what the workcell serves about itself (info, status, nodes, state).
+
+A workcell file, in the shape MADSci users keep::
+
+    name: my_workcell
+    nodes: {liquidhandler_1: http://localhost:2000, ...}
+    locations:
+      - location_name: deck_1
+        representations: {liquidhandler_1: 1, robotarm_1: [0, 0, 0]}   # or `reference` (0.7)
+        resource_definition: {resource_name: deck_1_slot, base_type: slot}
+    resources: [...]             # free-standing resources (podium extension)
+    settings: {scheduler_update_interval: 1.0, ...}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field, computed_field
+
+from podium.ids import new_ulid_str
+from podium.wire.workcell._actions import Error
+from podium.wire.workcell._base import WorkcellModel
+from podium.wire.workcell._locations import LocationDefinition
+from podium.wire.workcell._resources import ResourceDefinition
+
+__all__ = [
+    "NodeRecord",
+    "WorkcellDefinition",
+    "WorkcellInfo",
+    "WorkcellState",
+    "WorkcellStatus",
+]
+
+
+class WorkcellDefinition(WorkcellModel):
+    """A workcell as its file declares it."""
+
+    name: str = Field(validation_alias=AliasChoices("name", "workcell_name", "manager_name"))
+    manager_id: str = Field(
+        default_factory=new_ulid_str, validation_alias=AliasChoices("manager_id", "workcell_id")
+    )
+    description: str | None = None
+    nodes: dict[str, str] = Field(default_factory=dict)
+    locations: list[LocationDefinition] = Field(default_factory=list)
+    resources: list[ResourceDefinition] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkcellInfo(WorkcellModel):
+    """What ``GET /workcell`` answers."""
+
+    name: str
+    manager_id: str
+    description: str | None = None
+    nodes: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkcellStatus(WorkcellModel):
+    """The workcell's own status."""
+
+    paused: bool = False
+    errored: bool = False
+    errors: list[Error] = Field(default_factory=list)
+    initializing: bool = False
+    shutdown: bool = False
+    locked: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        """Nothing stops the workcell from running steps."""
+        return not (self.paused or self.errored or self.initializing or self.shutdown or self.locked)
+
+
+class NodeRecord(WorkcellModel):
+    """A node as the workcell knows it: URL plus the last status, info and state it reported (as JSON,
+    passed through unchanged so MADSci's ``Node`` model reads them)."""
+
+    node_url: str
+    status: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
+    reservation: dict[str, Any] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """The node said it is ready (and is reachable)."""
+        return bool(self.status and self.status.get("ready", False) and not self.status.get("disconnected"))
+
+    @property
+    def actions(self) -> dict[str, Any] | None:
+        """The node's actions by name, when its info is known."""
+        if self.info is None:
+            return None
+        actions = self.info.get("actions") or {}
+        if isinstance(actions, list):
+            return {str(a.get("name")): a for a in actions if isinstance(a, dict)}
+        return dict(actions)
+
+    @property
+    def status_description(self) -> str:
+        """Why the node is not ready, as it said."""
+        if self.status is None:
+            return "status unknown"
+        if self.status.get("disconnected"):
+            return "disconnected"
+        return str(self.status.get("description") or ("ready" if self.ready else "not ready"))
+
+
+class WorkcellState(WorkcellModel):
+    """What ``GET /state`` answers."""
+
+    status: WorkcellStatus = Field(default_factory=WorkcellStatus)
+    workflow_queue: list[dict[str, Any]] = Field(default_factory=list)
+    workcell_info: WorkcellInfo
+    nodes: dict[str, NodeRecord] = Field(default_factory=dict)
