@@ -1,37 +1,60 @@
-"""Workcell benchmark: podium's workcell manager on SQLite driving simulated nodes over HTTP.
+"""Workcell benchmark: podium's workcell manager against MADSci 0.8.1's, in the same run, on the same nodes.
 
-Figures:
-- a 10-step workflow of no-op actions: submit-to-completed time and per-step overhead, where the overhead
-  is the time per step minus the node's own round trip for one action (``NodeClient.run_action`` against
-  the same node in the same run);
-- 100 queued 3-step workflows over 3 nodes: makespan.
+Workloads (issue 6):
+- a 10-step workflow of no-op actions (``robotarm_1.home``): submit-to-completed time, time per step and
+  per-step overhead = time per step minus the node's own round trip for one action, measured in the same
+  run with each system's own node client (podium's ``NodeClient``, MADSci's ``RestNodeClient``);
+- N queued 3-step workflows over 3 nodes (rotated so every node has work): makespan.
 
-MADSci's workcell manager (0.8.1) is not run here yet: it needs a Redis-compatible cache, a MongoDB-like
-document store and separate data and location manager servers; the side-by-side run is listed as missing
-in the JSON line (``madsci: null``) rather than estimated.
+Both managers drive the *same* podium simulated nodes (``podium.nodes.sim``, instant actions, MADSci's node
+protocol over loopback HTTP, served from this process), so the node cost is equal for both. Each manager
+is a separate server process driven over HTTP by its own client:
+- podium: ``python -m podium workcell serve`` (SQLite in a temporary folder), driven by
+  ``podium.client.WorkcellClient`` (which waits by long-poll);
+- MADSci: its real ``WorkcellManager`` plus its ``DataManager`` and ``LocationManager`` as three server
+  processes of the MADSci peer venv (``bench/madsci_servers.py``), Redis at 127.0.0.1:6379 in a database
+  of its own (the first empty one of 15..8, flushed afterwards), MADSci's ``InMemoryDocumentStorageHandler``
+  in place of MongoDB; driven by MADSci's ``WorkcellClient`` in that venv (``bench/madsci_wc_driver.py``),
+  which reads the workflow every 50 ms (finer than its own ``await_workflow``'s 2 s).
+  MADSci is run twice: at its defaults (``scheduler_update_interval`` 5 s, ``node_update_interval`` 2 s)
+  and at a short interval (``--madsci-interval``, default 0.2 s for both). Its engine starts at most one
+  step per scheduler tick and waits 1 s before the first result poll of a step, so it is slow; it gets
+  fewer queued workflows than podium (the counts are in the output), and makespans are compared per
+  workflow.
 
-Run: ``python bench/bench_workcell.py`` (prints a table, then one JSON line).
+Run: ``python bench/bench_workcell.py`` (~4 min; a table, then one JSON line), ``--quick`` (smaller),
+``--podium-only`` (no MADSci venv, no Redis).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "src"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
-from podium.nodes import NodeClient, RestNode  # noqa: E402
-from podium.nodes.sim import make_sim_nodes  # noqa: E402
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from bench.common import report  # noqa: E402
+from podium.client import WorkcellClient  # noqa: E402
+from podium.nodes import NodeClient  # noqa: E402
+from podium.nodes.sim import make_sim_nodes, run_sim_nodes  # noqa: E402
 from podium.store.sqlite import SQLiteStore  # noqa: E402
 from podium.workcell import (  # noqa: E402
     WorkcellDefinition,
@@ -41,22 +64,75 @@ from podium.workcell import (  # noqa: E402
 )
 from podium.workcell.server import serve_asgi  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
 NODES = ("robotarm_1", "liquidhandler_1", "platereader_1")
 ACTIONS = {"robotarm_1": "home", "liquidhandler_1": "refill_tips", "platereader_1": "read_plate"}
+MADSCI_REQUIREMENTS = [
+    "madsci.client==0.8.1",
+    "madsci.node_module==0.8.1",
+    "madsci.workcell_manager==0.8.1",
+    "madsci.data_manager==0.8.1",
+    "madsci.location_manager==0.8.1",
+    "pydantic==2.12.5",
+    "packaging",
+]
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
-@contextlib.asynccontextmanager
-async def sim_nodes(work_dir: Path) -> AsyncIterator[tuple[dict[str, RestNode], dict[str, str]]]:
-    nodes = {k: v for k, v in make_sim_nodes(default_duration_s=0.0, work_dir=work_dir).items() if k in NODES}
-    async with contextlib.AsyncExitStack() as stack:
-        urls = {}
-        for name, node in nodes.items():
-            urls[name] = await stack.enter_async_context(serve_asgi(node.create_app()))
-            node.info.node_url = urls[name]
-        yield nodes, urls
+# --- processes -------------------------------------------------------------------------------------
 
 
-async def node_round_trip(url: str, n: int = 30) -> float:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(
+    argv: list[str],
+    url: str,
+    log: Path,
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 60,
+) -> Iterator[str]:
+    """Start a server process; yield its URL once ``GET /health`` answers 200; stop it afterwards."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            with httpx.Client(timeout=2.0) as http:
+                while True:
+                    if proc.poll() is not None:
+                        tail = log.read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"{argv[1]} exited with {proc.returncode}: {tail}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if http.get(f"{url}/health").status_code == 200:
+                            break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"{' '.join(argv[1:3])} did not answer {url}/health in {timeout_s} s"
+                        )
+                    time.sleep(0.1)  # a process starting up: nothing to wait on but its port
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+# --- podium --------------------------------------------------------------------------------------
+
+
+async def podium_node_round_trip(url: str, n: int = 30) -> float:
     async with NodeClient(url) as client:
         await client.run_action("home", {})
         t = time.perf_counter()
@@ -65,81 +141,389 @@ async def node_round_trip(url: str, n: int = 30) -> float:
         return (time.perf_counter() - t) / n
 
 
-async def run_podium(tmp: Path) -> dict[str, Any]:
-    async with sim_nodes(tmp / "nodes") as (_nodes, urls):
-        rtt = await node_round_trip(urls["robotarm_1"])
-        workcell = WorkcellDefinition(name="bench", nodes=urls)
-        settings = WorkcellManagerSettings(
-            scheduler_update_interval=5.0, node_update_interval=2.0, data_dir=tmp
-        )
-        engine = WorkcellEngine(
-            workcell, store=SQLiteStore(tmp / "bench.db"), data_dir=tmp, settings=settings, own_store=True
-        )
-        ten = load_workflow_definition(
-            {
-                "name": "ten",
-                "steps": [{"name": f"s{i}", "node": "robotarm_1", "action": "home"} for i in range(10)],
-            }
-        )
-        async with engine:
-            times = []
-            for _ in range(6):
-                t = time.perf_counter()
-                wf = await engine.submit(ten)
-                wf = await engine.wait_for(wf.workflow_id, timeout_s=60)
-                assert wf.status.completed, wf.status.description
-                times.append(time.perf_counter() - t)
-            ten_s = statistics.median(times[1:])
-            # 100 queued workflows, 3 steps each over 3 nodes (rotated so all nodes work at once).
-            defs = []
-            for i in range(3):
-                order = NODES[i:] + NODES[:i]
-                steps = [{"node": n, "action": ACTIONS[n]} for n in order]
-                defs.append(load_workflow_definition({"name": f"w{i}", "steps": steps}))
-            await engine.poll_nodes(update_info=True)
-            t = time.perf_counter()
-            runs = [await engine.submit(defs[i % 3]) for i in range(100)]
-            results = [await engine.wait_for(r.workflow_id, timeout_s=120) for r in runs]
-            makespan = time.perf_counter() - t
-            ok = sum(1 for r in results if r.status.completed)
-    per_step = ten_s / 10
+def ten_step_definition() -> dict[str, Any]:
     return {
-        "node_round_trip_ms": rtt * 1000,
-        "ten_step_submit_to_completed_ms": ten_s * 1000,
-        "per_step_ms": per_step * 1000,
-        "per_step_overhead_ms": (per_step - rtt) * 1000,
-        "makespan_100x3_s": makespan,
-        "makespan_completed": ok,
+        "name": "ten",
+        "steps": [
+            {"name": f"s{i}", "key": f"s{i}", "node": "robotarm_1", "action": "home"} for i in range(10)
+        ],
     }
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        podium = asyncio.run(run_podium(Path(tmp)))
-    rows = [
-        ("node round trip (one no-op action)", f"{podium['node_round_trip_ms']:.2f} ms"),
-        ("10-step workflow, submit to completed", f"{podium['ten_step_submit_to_completed_ms']:.1f} ms"),
-        ("per step", f"{podium['per_step_ms']:.2f} ms"),
-        ("per-step overhead (minus node round trip)", f"{podium['per_step_overhead_ms']:.2f} ms"),
-        (
-            "100 queued 3-step workflows over 3 nodes, makespan",
-            f"{podium['makespan_100x3_s']:.2f} s ({podium['makespan_completed']}/100 completed)",
-        ),
-        ("MADSci workcell manager 0.8.1", "not run: needs Redis + document DB + data/location managers"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'podium workcell (sqlite, sim nodes over HTTP)':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    print(
-        json.dumps(
+def queued_definitions() -> list[dict[str, Any]]:
+    defs = []
+    for i in range(3):
+        order = NODES[i:] + NODES[:i]
+        steps = [{"name": n, "key": f"k{j}", "node": n, "action": ACTIONS[n]} for j, n in enumerate(order)]
+        defs.append({"name": f"w{i}", "steps": steps})
+    return defs
+
+
+def run_podium(tmp: Path, urls: dict[str, str], *, ten_reps: int, queued: int) -> dict[str, Any]:
+    rtt = asyncio.run(podium_node_round_trip(urls["robotarm_1"]))
+    tmp.mkdir(parents=True, exist_ok=True)
+    workcell = tmp / "workcell.yaml"
+    workcell.write_text(
+        yaml.safe_dump(
             {
-                "bench": "workcell",
-                "podium": podium,
-                "madsci": None,
-                "madsci_note": "not run: MADSci's manager needs a Redis-compatible cache, a document store and data/location manager servers",
+                "name": "bench",
+                "nodes": urls,
+                "settings": {"scheduler_update_interval": 5.0, "node_update_interval": 2.0},
             }
         )
+    )
+    port = free_port()
+    argv = [sys.executable, "-m", "podium", "workcell", "serve", "--port", str(port)]
+    argv += ["--workcell", str(workcell), "--data-dir", str(tmp / "data")]
+    with (
+        server_process(argv, f"http://127.0.0.1:{port}", tmp / "podium.log", cwd=tmp) as url,
+        WorkcellClient(url, working_directory=tmp) as client,
+    ):
+        ten_id = client.submit_workflow_definition(ten_step_definition())
+        client.submit_workflow(ten_id, show_progress=False, timeout_s=60)  # warm-up
+        times = []
+        for _ in range(ten_reps):
+            t = time.perf_counter()
+            wf = client.submit_workflow(ten_id, show_progress=False, timeout_s=60)
+            times.append(time.perf_counter() - t)
+            assert wf.status.completed, wf.status
+        def_ids = [client.submit_workflow_definition(d) for d in queued_definitions()]
+        t = time.perf_counter()
+        runs = [client.submit_workflow(def_ids[i % 3], await_completion=False) for i in range(queued)]
+        submit_s = time.perf_counter() - t
+        results = [
+            client.await_workflow(r.workflow_id, raise_on_failed=False, show_progress=False, timeout_s=120)
+            for r in runs
+        ]
+        makespan = time.perf_counter() - t
+    return figures(
+        rtt=rtt,
+        ten_runs=times,
+        queued=queued,
+        submit_s=submit_s,
+        makespan=makespan,
+        completed=sum(1 for r in results if r.status.completed),
+    )
+
+
+async def run_podium_inprocess(tmp: Path, *, ten_reps: int, queued: int) -> dict[str, Any]:
+    """The same workloads on podium's Python API (``WorkcellEngine`` in this process, its own sim nodes
+    served from the same event loop): the manager without its HTTP server and client."""
+    nodes = {
+        k: v for k, v in make_sim_nodes(default_duration_s=0.0, work_dir=tmp / "nodes").items() if k in NODES
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        urls = {}
+        for name, node in nodes.items():
+            urls[name] = await stack.enter_async_context(serve_asgi(node.create_app()))
+            node.info.node_url = urls[name]
+        rtt = await podium_node_round_trip(urls["robotarm_1"])
+        engine = WorkcellEngine(
+            WorkcellDefinition(name="bench", nodes=urls),
+            store=SQLiteStore(tmp / "bench.db"),
+            data_dir=tmp,
+            settings=WorkcellManagerSettings(
+                scheduler_update_interval=5.0, node_update_interval=2.0, data_dir=tmp
+            ),
+            own_store=True,
+        )
+        ten = load_workflow_definition(ten_step_definition())
+        defs = [load_workflow_definition(d) for d in queued_definitions()]
+        async with engine:
+            await engine.wait_for((await engine.submit(ten)).workflow_id, timeout_s=60)  # warm-up
+            times = []
+            for _ in range(ten_reps):
+                t = time.perf_counter()
+                wf = await engine.wait_for((await engine.submit(ten)).workflow_id, timeout_s=60)
+                times.append(time.perf_counter() - t)
+                assert wf.status.completed, wf.status.description
+            t = time.perf_counter()
+            runs = [await engine.submit(defs[i % 3]) for i in range(queued)]
+            submit_s = time.perf_counter() - t
+            results = [await engine.wait_for(r.workflow_id, timeout_s=120) for r in runs]
+            makespan = time.perf_counter() - t
+    return figures(
+        rtt=rtt,
+        ten_runs=times,
+        queued=queued,
+        submit_s=submit_s,
+        makespan=makespan,
+        completed=sum(1 for r in results if r.status.completed),
+    )
+
+
+def figures(
+    *, rtt: float, ten_runs: list[float], queued: int, submit_s: float, makespan: float, completed: int
+) -> dict[str, Any]:
+    ten = statistics.median(ten_runs)
+    return {
+        "node_round_trip_ms": rtt * 1000,
+        "ten_step_runs": len(ten_runs),
+        "ten_step_submit_to_completed_ms": ten * 1000,
+        "per_step_ms": ten / 10 * 1000,
+        "per_step_overhead_ms": (ten / 10 - rtt) * 1000,
+        "queued_workflows": queued,
+        "queued_completed": completed,
+        "queued_submit_s": submit_s,
+        "makespan_s": makespan,
+        "makespan_per_workflow_ms": makespan / queued * 1000,
+    }
+
+
+# --- MADSci --------------------------------------------------------------------------------------
+
+
+def pick_redis_db() -> int:
+    """The first empty Redis database of 15..8 (ours for the run, flushed afterwards)."""
+    import redis
+
+    for db in range(15, 7, -1):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+        try:
+            if client.dbsize() == 0:
+                return db
+        finally:
+            client.close()
+    raise RuntimeError(f"no empty Redis database among 8..15 at {REDIS_HOST}:{REDIS_PORT}")
+
+
+def flush_redis_db(db: int) -> int:
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+    try:
+        n = int(client.dbsize())
+        client.flushdb()
+        return n
+    finally:
+        client.close()
+
+
+def run_madsci(
+    tmp: Path, urls: dict[str, str], configs: list[dict[str, Any]], notes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Run MADSci's managers once per config; returns figures per config label (or raises)."""
+    from bench.peervenv import peer_python
+
+    python = str(peer_python("madsci-wc", MADSCI_REQUIREMENTS))
+    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2):
+        pass
+    db = pick_redis_db()
+    redis_cfg = {"redis_host": REDIS_HOST, "redis_port": REDIS_PORT, "redis_db": db}
+    notes.append(
+        f"MADSci 0.8.1 venv: {python}; Redis {REDIS_HOST}:{REDIS_PORT} database {db} (flushed after)"
+    )
+    server = str(HERE / "madsci_servers.py")
+    data_port, location_port = free_port(), free_port()
+    env = {
+        "DATA_SERVER_URL": f"http://127.0.0.1:{data_port}",
+        "LOCATION_SERVER_URL": f"http://127.0.0.1:{location_port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            for role, port in (("data", data_port), ("location", location_port)):
+                settings = {"file_storage_path": str(tmp / "datapoints")} if role == "data" else {}
+                cfg = json.dumps({**redis_cfg, "settings": settings})
+                stack.enter_context(
+                    server_process(
+                        [python, server, role, str(port), cfg],
+                        f"http://127.0.0.1:{port}",
+                        tmp / f"madsci-{role}.log",
+                        cwd=tmp,
+                        env=env,
+                    )
+                )
+            for config in configs:
+                label = config["label"]
+                settings = {
+                    "nodes": urls,
+                    "workcells_directory": str(tmp / "workcells"),
+                    **config["settings"],
+                }
+                port = free_port()
+                wc_url = f"http://127.0.0.1:{port}"
+                with server_process(
+                    [python, server, "workcell", str(port), json.dumps({**redis_cfg, "settings": settings})],
+                    wc_url,
+                    tmp / f"madsci-workcell-{label}.log",
+                    cwd=tmp,
+                    env=env,
+                ):
+                    driver = {
+                        "workcell_url": wc_url,
+                        "node_url": urls["robotarm_1"],
+                        "ten_reps": config["ten_reps"],
+                        "queued": config["queued"],
+                    }
+                    done = subprocess.run(
+                        [python, str(HERE / "madsci_wc_driver.py"), json.dumps(driver)],
+                        cwd=tmp,
+                        env={**os.environ, **env},
+                        capture_output=True,
+                        text=True,
+                        timeout=config.get("timeout_s", 400),
+                    )
+                line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+                if line is None:
+                    raise RuntimeError(
+                        f"MADSci driver ({label}) exited {done.returncode}: {done.stdout[-1500:]} {done.stderr[-1500:]}"
+                    )
+                res = json.loads(line[len("RESULT ") :])
+                out[label] = {
+                    "settings": config["settings"],
+                    **figures(
+                        rtt=res["node_round_trip_s"],
+                        ten_runs=res["ten_step_runs_s"],
+                        queued=res["queued"],
+                        submit_s=res["submit_s"],
+                        makespan=res["makespan_s"],
+                        completed=res["queued_completed"],
+                    ),
+                }
+    finally:
+        flush_redis_db(db)
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--podium-only", action="store_true", help="skip MADSci (no peer venv, no Redis)")
+    parser.add_argument(
+        "--madsci-interval", type=float, default=0.2, help="MADSci's short scheduler interval"
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    podium_queued = 20 if quick else 100
+    configs = [
+        {
+            "label": "defaults",
+            "settings": {"scheduler_update_interval": 5.0, "node_update_interval": 2.0},
+            "ten_reps": 1,
+            "queued": 3,
+        },
+        {
+            "label": f"interval_{args.madsci_interval:g}s",
+            "settings": {
+                "scheduler_update_interval": args.madsci_interval,
+                "node_update_interval": args.madsci_interval,
+            },
+            "ten_reps": 1 if quick else 2,
+            "queued": 6 if quick else 20,
+        },
+    ]
+    if quick:
+        configs = configs[1:]
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "inprocess").mkdir()
+        inprocess = asyncio.run(
+            run_podium_inprocess(tmp / "inprocess", ten_reps=3 if quick else 10, queued=podium_queued)
+        )
+        nodes = {
+            k: v
+            for k, v in make_sim_nodes(default_duration_s=0.0, work_dir=tmp / "nodes").items()
+            if k in NODES
+        }
+        with run_sim_nodes(nodes) as cluster:
+            urls = dict(cluster.urls)
+            podium = run_podium(tmp / "podium", urls, ten_reps=3 if quick else 10, queued=podium_queued)
+            madsci: dict[str, dict[str, Any]] = {}
+            madsci_error = None
+            if args.podium_only:
+                madsci_error = "skipped (--podium-only)"
+            else:
+                try:
+                    madsci = run_madsci(tmp / "madsci", urls, configs, notes)
+                except Exception as exc:  # report what failed instead of a figure
+                    madsci_error = f"{type(exc).__name__}: {exc}"
+                    notes.append(
+                        "MADSci not run: tried its WorkcellManager + DataManager + LocationManager 0.8.1 "
+                        f"(peer venv, Redis {REDIS_HOST}:{REDIS_PORT}, in-memory document store): {madsci_error}"
+                    )
+
+    systems = [("podium", podium), ("podium in-process", inprocess)] + [
+        (f"MADSci {k}", v) for k, v in madsci.items()
+    ]
+    headers = ["metric", *[name for name, _ in systems]]
+    metric_rows = [
+        ("node round trip, own client (ms)", "node_round_trip_ms"),
+        ("10-step submit-to-completed (ms)", "ten_step_submit_to_completed_ms"),
+        ("per step (ms)", "per_step_ms"),
+        ("per-step overhead (ms)", "per_step_overhead_ms"),
+        ("queued 3-step workflows (N)", "queued_workflows"),
+        ("  completed", "queued_completed"),
+        ("makespan (s)", "makespan_s"),
+        ("makespan per workflow (ms)", "makespan_per_workflow_ms"),
+    ]
+    rows: list[list[Any]] = [[label, *[fig[key] for _, fig in systems]] for label, key in metric_rows]
+    ratios: dict[str, dict[str, float]] = {}
+    for label, fig in madsci.items():
+        ratios[label] = {
+            "per_step_overhead": fig["per_step_overhead_ms"] / podium["per_step_overhead_ms"],
+            "ten_step_submit_to_completed": fig["ten_step_submit_to_completed_ms"]
+            / podium["ten_step_submit_to_completed_ms"],
+            "makespan_per_workflow": fig["makespan_per_workflow_ms"] / podium["makespan_per_workflow_ms"],
+        }
+    for key, title in (
+        ("per_step_overhead", "ratio MADSci/podium: per-step overhead"),
+        ("ten_step_submit_to_completed", "ratio MADSci/podium: 10-step submit-to-completed"),
+        ("makespan_per_workflow", "ratio MADSci/podium: makespan per workflow"),
+    ):
+        if ratios:
+            rows.append([title, "1", "", *[f"{r[key]:.0f}x" for r in ratios.values()]])
+    targets = {
+        "per_step_overhead_under_10ms": podium["per_step_overhead_ms"] < 10,
+        "per_step_overhead_under_10ms_inprocess": inprocess["per_step_overhead_ms"] < 10,
+        "at_least_50x_faster_per_step": bool(ratios)
+        and all(r["per_step_overhead"] >= 50 for r in ratios.values()),
+    }
+    notes.insert(
+        0,
+        "same podium sim nodes (instant no-op actions, loopback HTTP) for both managers; podium: "
+        "`podium workcell serve` on SQLite + podium.client.WorkcellClient; MADSci: WorkcellManager + "
+        "DataManager + LocationManager 0.8.1 + MADSci's WorkcellClient (reads the workflow every 50 ms); "
+        "'podium in-process': WorkcellEngine's Python API, nodes on the same event loop, no server or client; "
+        "ratios are MADSci over podium (both over HTTP with their own clients)",
+    )
+    for label, fig in madsci.items():
+        notes.append(
+            f"MADSci {label}: scheduler_update_interval={fig['settings']['scheduler_update_interval']} s, "
+            f"node_update_interval={fig['settings']['node_update_interval']} s; "
+            f"{fig['queued_workflows']} queued workflows (podium: {podium['queued_workflows']}), "
+            f"{fig['ten_step_runs']} run(s) of the 10-step workflow (podium: {podium['ten_step_runs']}, median); "
+            f"100 workflows at this rate would take ~{fig['makespan_per_workflow_ms'] * 100 / 1000:.0f} s (not run)"
+        )
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    notes.append(
+        f"targets: podium per-step overhead < 10 ms: over HTTP {verdict(targets['per_step_overhead_under_10ms'])}, "
+        f"in-process {verdict(targets['per_step_overhead_under_10ms_inprocess'])}; >= 50x MADSci per step: "
+        + (verdict(targets["at_least_50x_faster_per_step"]) if ratios else "not measured")
+    )
+    for note in notes:
+        print(f"# {note}")
+    report(
+        "workcell",
+        headers,
+        rows,
+        {
+            "podium": podium,
+            "podium_inprocess": inprocess,
+            "madsci": madsci or None,
+            "madsci_note": madsci_error,
+            "ratios_madsci_over_podium": ratios,
+            "targets": targets,
+            "quick": quick,
+        },
     )
 
 
