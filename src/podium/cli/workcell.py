@@ -167,6 +167,29 @@ def control(
         typer.echo(f"{wf.workflow_id} {wf.state.value}")
 
 
+@app.command()
+def admin(
+    command: Annotated[
+        str,
+        typer.Argument(help="pause, resume, lock, unlock (the workcell and its nodes), reset, shutdown, ..."),
+    ],
+    node: Annotated[str | None, typer.Option("--node", "-n", help="Only this node.")] = None,
+    url: Annotated[str, _URL] = "http://localhost:8005",
+) -> None:
+    """An admin command to the whole workcell (pause/resume/lock/unlock stop or restart its scheduling
+    and go on to every node that offers them) or, with ``--node``, to one node."""
+    from podium.client.workcell import WorkcellClient
+
+    with WorkcellClient(url) as client:
+        answer = client.send_admin_command(command, node)
+        if node is None:
+            status = client.get_workcell_state().status
+            flags = [f for f in ("paused", "locked") if getattr(status, f)]
+            typer.echo(f"workcell {', '.join(flags) or 'running'}; {len(answer)} node(s) answered")
+        else:
+            typer.echo(json.dumps(answer))
+
+
 def _pairs(items: list[str] | None, *, parse: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:

@@ -18,6 +18,20 @@ changes (submission, step done, node status change, resource change, resume/retr
 ``scheduler_update_interval`` as a safety net. Ready workflows start in priority order as long as their
 step's claims (node, locations, containers) are free; each running step holds its claims until it ends.
 Every wait is on the injected :class:`~podium.clock.Clock`.
+
+**Node status.** A node's status is read only when it is needed. A node running one of this workcell's
+steps is not polled (the action's own status calls track it), and its status is read right after the
+action (from the action's result where the connector has it, else by one ``/status`` call). A node that
+a queued step is waiting for (not ready) is polled every ``node_update_interval``; any other node is
+polled at an interval that doubles from ``node_update_interval`` up to ``node_info_update_interval`` while
+nothing changes. A node that fails ``node_disconnect_after_failures`` polls in a row is marked
+``disconnected`` (polled with the same back-off) and recovers on its first answer. ``/info`` and
+``/state`` are read at start and every ``node_info_update_interval``.
+
+**Workcell admin.** ``pause``/``resume`` and ``lock``/``unlock`` to the whole workcell set its own status
+(persisted; nothing starts while it is paused or locked, steps in flight finish) and are forwarded to
+every node that offers the command; other commands (``reset``, ``shutdown``, ``cancel``, ...) are only
+forwarded.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +97,15 @@ ACTION_KIND = "workcell.action"
 RESOURCE_KIND = "workcell.resource"
 LOCATION_KIND = "workcell.location"
 NODE_KIND = "workcell.node"
+STATUS_KIND = "workcell.status"
+_STATUS_ID = "workcell"
+WORKCELL_COMMANDS = {
+    "pause": ("paused", True),
+    "resume": ("paused", False),
+    "lock": ("locked", True),
+    "unlock": ("locked", False),
+}
+"""Admin commands that change the workcell's own status: command -> (status field, value)."""
 
 _ACTIVE_STATES = [WorkflowState.QUEUED.value, WorkflowState.RUNNING.value, WorkflowState.PAUSED.value]
 _TERMINAL_STATES = [WorkflowState.COMPLETED.value, WorkflowState.FAILED.value, WorkflowState.CANCELLED.value]
@@ -105,6 +129,19 @@ class _Flight:
         self.journal_version = 1
         self.node_action_id = action_id
         self.task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _NodeWatch:
+    """When a node's status is next read, and what the last reads said (see "Node status" above)."""
+
+    next_poll: float = 0.0
+    last_poll: float | None = None
+    idle_s: float = 0.0
+    failures: int = 0
+    info_at: float | None = None
+    fresh: bool = False
+    """The node just ended an action: its next read starts the back-off over."""
 
 
 class WorkcellEngine:
@@ -142,6 +179,9 @@ class WorkcellEngine:
         )
         self.status = WorkcellStatus(initializing=True)
         self.nodes: dict[str, NodeRecord] = {}
+        self._watch: dict[str, _NodeWatch] = {}
+        self._needed: set[str] = set()
+        self._node_wake = asyncio.Event()
         self.locations: dict[str, Location] = {}
         self.resources = ResourceTable()
         self._resource_versions: dict[str, int] = {}
@@ -178,11 +218,12 @@ class WorkcellEngine:
         await self._load_locations_and_resources()
         await self._load_nodes()
         await self._load_active_workflows()
+        await self._load_status()
         if self.settings.cold_start_delay:
             await self.clock.sleep(self.settings.cold_start_delay)
         await self.poll_nodes(update_info=True)
         await self._recover()
-        self.status = self.status.model_copy(update={"initializing": False})
+        self.status.initializing = False
         self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="workcell-scheduler"))
         self._tasks.append(asyncio.create_task(self._node_loop(), name="workcell-nodes"))
         self.wake()
@@ -270,6 +311,7 @@ class WorkcellEngine:
 
     def _register_node(self, name: str, url: str) -> None:
         self.nodes[name] = NodeRecord(node_url=url)
+        self._watch[name] = _NodeWatch(idle_s=self.settings.node_update_interval)
         self.info.nodes[name] = url
         conn = self._given_connectors.get(name)
         self._connectors[name] = conn if conn is not None else self._connector_factory(name, url)
@@ -279,6 +321,12 @@ class WorkcellEngine:
             wf = Workflow.model_validate(rec.data)
             self._workflows[wf.workflow_id] = wf
             self._versions[wf.workflow_id] = rec.version
+
+    async def _load_status(self) -> None:
+        rec = await self.store.get(STATUS_KIND, _STATUS_ID)
+        if rec is not None:
+            for field in ("paused", "locked"):
+                setattr(self.status, field, bool(rec.data.get(field, False)))
 
     async def _list_all(self, kind: str, *, status: list[str] | None = None) -> list[Any]:
         out: list[Any] = []
@@ -372,54 +420,129 @@ class WorkcellEngine:
 
     # --- nodes ----------------------------------------------------------------------------------
 
+    def _busy_nodes(self) -> set[str]:
+        return {f.claims[0].name for f in self._flights.values() if f.claims and f.claims[0].kind == "node"}
+
     async def poll_nodes(self, *, update_info: bool = False) -> None:
-        """Refresh every idle node's status (and info when asked or unknown), concurrently."""
-        busy = {f.claims[0].name for f in self._flights.values() if f.claims and f.claims[0].kind == "node"}
+        """Read every node's status now (and info and state when asked or unknown), concurrently; nodes
+        running one of this workcell's steps are left alone (the action's own calls track them)."""
+        busy = self._busy_nodes()
         names = [n for n in self.nodes if n not in busy]
         await asyncio.gather(*(self._poll_node(n, update_info=update_info) for n in names))
 
-    async def _poll_node(self, name: str, *, update_info: bool) -> None:
+    async def _poll_node(self, name: str, *, update_info: bool = False) -> None:
         conn = self._connectors.get(name)
         rec = self.nodes.get(name)
-        if conn is None or rec is None:
+        watch = self._watch.get(name)
+        if conn is None or rec is None or watch is None:
             return
         was_ready = rec.ready
+        now = self.clock.monotonic()
+        failed = False
         try:
             status = await self.clock.wait_for(conn.get_status(), 10.0)
-            info = rec.info
-            if update_info or info is None:
+            info, state = rec.info, rec.state
+            due = watch.info_at is None or now - watch.info_at >= self.settings.node_info_update_interval
+            if update_info or info is None or due:
                 info = await self.clock.wait_for(conn.get_info(), 10.0)
-            state = await self.clock.wait_for(conn.get_state(), 10.0)
+                state = await self.clock.wait_for(conn.get_state(), 10.0)
+                watch.info_at = now
             new = rec.model_copy(update={"status": status, "info": info, "state": state})
+            watch.failures = 0
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            err = Error.from_exception(exc, at=utcnow(self.clock)).model_dump(mode="json")
-            status = {
-                "ready": False,
-                "errored": True,
-                "disconnected": True,
-                "errors": [err],
-                "description": f"disconnected: {exc}",
-            }
-            new = rec.model_copy(update={"status": status})
-        self.nodes[name] = new
+            failed = True
+            watch.failures += 1
+            new = rec
+            known = rec.status is not None and not rec.status.get("disconnected")
+            if watch.failures >= self.settings.node_disconnect_after_failures or not known:
+                if known:
+                    log.warning("node %s is disconnected: %s", name, exc, extra={"node": name})
+                err = Error.from_exception(exc, at=utcnow(self.clock)).model_dump(mode="json")
+                new = rec.model_copy(
+                    update={
+                        "status": {
+                            "ready": False,
+                            "errored": True,
+                            "disconnected": True,
+                            "errors": [err],
+                            "description": f"disconnected: {exc}",
+                        }
+                    }
+                )
+        if self.nodes.get(name) is rec:  # not replaced meanwhile (by an action's result or an admin call)
+            self.nodes[name] = new
+            self._plan_poll(name, changed=new.status != rec.status, failed=failed, at=now)
         if new.ready != was_ready:
+            if new.ready and was_ready is False and rec.status and rec.status.get("disconnected"):
+                log.info("node %s is reachable again", name, extra={"node": name})
             self.wake()
 
+    def _plan_poll(self, name: str, *, changed: bool, failed: bool = False, at: float | None = None) -> None:
+        """Set when a node's status is next read (see "Node status" in the module docstring)."""
+        watch = self._watch[name]
+        base = self.settings.node_update_interval
+        cap = max(base, self.settings.node_info_update_interval)
+        now = self.clock.monotonic() if at is None else at
+        watch.last_poll = now
+        if failed:
+            # A first failure is checked again soon; after that, back off.
+            interval = min(cap, base * 2 ** max(0, watch.failures - 1))
+        elif changed or watch.fresh or name in self._needed:
+            watch.idle_s = interval = base
+        else:
+            watch.idle_s = interval = min(cap, watch.idle_s * 2)
+        watch.next_poll = now + interval
+        watch.fresh = False
+        self._node_wake.set()
+
+    def _node_status_needed(self, names: set[str]) -> None:
+        """Nodes that queued steps wait for (not ready): read their status every ``node_update_interval``."""
+        base = self.settings.node_update_interval
+        for name in names - self._needed:
+            watch = self._watch.get(name)
+            if watch is not None:
+                since = watch.last_poll if watch.last_poll is not None else self.clock.monotonic()
+                watch.next_poll = min(watch.next_poll, since + base)
+                self._node_wake.set()
+        self._needed = names
+
+    def _node_status_from_action(self, name: str, status: dict[str, Any] | None) -> None:
+        """A node's step ended: take the status the action's result carried, or read it at once."""
+        rec = self.nodes.get(name)
+        watch = self._watch.get(name)
+        if rec is None or watch is None:
+            return
+        if status is None:
+            watch.next_poll = self.clock.monotonic()
+            watch.fresh = True
+            self._node_wake.set()
+            return
+        watch.failures = 0
+        self.nodes[name] = rec.model_copy(update={"status": status})
+        self._plan_poll(name, changed=True)
+
     async def _node_loop(self) -> None:
-        last_info = self.clock.monotonic()
         while not self._stopping:
-            await self.clock.sleep(self.settings.node_update_interval)
-            refresh = self.clock.monotonic() - last_info >= self.settings.node_info_update_interval
-            try:
-                await self.poll_nodes(update_info=refresh)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("node status poll failed")
-            if refresh:
-                last_info = self.clock.monotonic()
+            self._node_wake.clear()
+            now = self.clock.monotonic()
+            busy = self._busy_nodes()
+            idle = {n: w for n, w in self._watch.items() if n in self.nodes and n not in busy}
+            due = [n for n, w in idle.items() if w.next_poll <= now]
+            if due:
+                try:
+                    await asyncio.gather(*(self._poll_node(n) for n in due))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("node status poll failed")
+                    for n in due:  # never spin on a node whose poll broke
+                        self._watch[n].next_poll = max(self._watch[n].next_poll, now + 1.0)
+                continue
+            timeout = max(0.0, min(w.next_poll for w in idle.values()) - now) if idle else None
+            with contextlib.suppress(TimeoutError):
+                await self.clock.wait_for(self._node_wake.wait(), timeout)
 
     async def add_node(self, name: str, url: str) -> NodeRecord:
         """Add a node to the workcell (persisted); ValueError if the name is taken."""
@@ -439,7 +562,11 @@ class WorkcellEngine:
             raise WorkflowNotFoundError(f"no node {name!r} in the workcell") from None
 
     async def admin(self, command: str, node: str | None = None) -> list[dict[str, Any]]:
-        """Send an admin command to one node, or to every node that offers it."""
+        """An admin command to one node, or to the whole workcell: ``pause``/``resume`` and
+        ``lock``/``unlock`` set the workcell's own status (nothing starts while it is paused or locked),
+        and every command goes on to each node that offers it. Returns the nodes' answers."""
+        if node is None and command in WORKCELL_COMMANDS:
+            await self.set_workcell_status(**{WORKCELL_COMMANDS[command][0]: WORKCELL_COMMANDS[command][1]})
         names = [node] if node is not None else list(self.nodes)
         out = []
         for name in names:
@@ -457,9 +584,27 @@ class WorkcellEngine:
                 self.nodes[name] = rec.model_copy(
                     update={"status": {**rec.status, "errored": False, "errors": []}}
                 )
-        await self.poll_nodes()
+        await asyncio.gather(*(self._poll_node(n) for n in names if n not in self._busy_nodes()))
         self.wake()
         return out
+
+    async def set_workcell_status(
+        self, *, paused: bool | None = None, locked: bool | None = None
+    ) -> WorkcellStatus:
+        """Pause/resume or lock/unlock the whole workcell (persisted). While it is paused or locked the
+        scheduler starts no step; steps in flight finish."""
+        if paused is not None:
+            self.status.paused = paused
+        if locked is not None:
+            self.status.locked = locked
+        doc = {"paused": self.status.paused, "locked": self.status.locked}
+        await self.store.put(STATUS_KIND, _STATUS_ID, doc)
+        log.info(
+            "workcell %s: paused=%s locked=%s", self.workcell.name, self.status.paused, self.status.locked
+        )
+        self.wake()
+        self._notify()
+        return self.status.model_copy()
 
     # --- definitions and submission ---------------------------------------------------------------
 
@@ -755,10 +900,25 @@ class WorkcellEngine:
             self.scheduler.snapshot = self.snapshot()
             decisions = self.scheduler.run_iteration(candidates)
             now = self.clock.now()
+            held = not self.status.ok
             for wf in candidates:
                 wf.scheduler_metadata = decisions.get(wf.workflow_id) or SchedulerMetadata(
                     ready_to_run=False, reasons=["The scheduler made no decision for this workflow"]
                 )
+                if held and wf.scheduler_metadata.ready_to_run:
+                    # Whatever a custom scheduler says, a paused or locked workcell starts nothing.
+                    wf.scheduler_metadata.ready_to_run = False
+                    wf.scheduler_metadata.reasons.append(_held_reason(self.status))
+            self._node_status_needed(
+                {
+                    str(w.current_step.node)
+                    for w in candidates
+                    if not w.status.paused
+                    and w.current_step is not None
+                    and w.current_step.node in self.nodes
+                    and not self.nodes[str(w.current_step.node)].ready
+                }
+            )
             ready = sorted(
                 (w for w in candidates if w.scheduler_metadata.ready_to_run),
                 key=lambda w: (-w.scheduler_metadata.priority, w.workflow_id),
@@ -967,8 +1127,8 @@ class WorkcellEngine:
         wf = self._workflows.get(flight.workflow_id)
         now = utcnow(self.clock)
         node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
-        if outcome.node_status is not None and node in self.nodes:
-            self.nodes[node] = self.nodes[node].model_copy(update={"status": outcome.node_status})
+        if node is not None:
+            self._node_status_from_action(node, outcome.node_status)
         if journal is None:
             rec = await self.store.get(ACTION_KIND, flight.action_id)
             journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}
@@ -1280,3 +1440,8 @@ class WorkcellEngine:
     def resolve_container(self, ref: str) -> str:
         """The id of a container named by resource id/name or by a location holding it."""
         return self._resource_ref(ref).resource_id
+
+
+def _held_reason(status: WorkcellStatus) -> str:
+    what = [w for w, on in (("paused", status.paused), ("locked", status.locked)) if on] or ["not ok"]
+    return f"Workcell is {' and '.join(what)}"

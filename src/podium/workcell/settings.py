@@ -35,6 +35,7 @@ class WorkcellManagerSettings(PodiumSettings):
     scheduler_update_interval: float = Field(default=5.0, gt=0)
     node_update_interval: float = Field(default=2.0, gt=0)
     node_info_update_interval: float = Field(default=30.0, gt=0)
+    node_disconnect_after_failures: int = Field(default=2, ge=1)
     cold_start_delay: float = Field(default=0.0, ge=0)
     get_action_result_retries: int = Field(default=3, ge=0)
     workcells_directory: Path = Path("podium-data/workcells")
