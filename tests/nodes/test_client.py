@@ -54,8 +54,8 @@ async def test_read_plate_end_to_end_on_virtual_time(
     csv = outcome.files["file"].read_text().splitlines()
     assert csv[0] == "well,absorbance" and len(csv) == 97 and csv[1].startswith("A1,")
     assert outcome.node_status is not None and outcome.node_status.ready
-    # create, start, 4 long polls of 5 s, result, download, status: no eager polling
-    assert client.requests_sent == 9
+    # create, start (held 5 s), 3 long polls of 5 s, result, download, status: no eager polling
+    assert client.requests_sent == 8
 
 
 async def test_files_in_and_async_on_created(
@@ -230,3 +230,14 @@ async def test_unreachable_over_a_real_closed_port() -> None:
     async with NodeClient(f"http://127.0.0.1:{port}", retries=0, timeout_s=2) as client:
         with pytest.raises(NodeUnreachableError):
             await client.get_status()
+
+
+async def test_a_short_action_takes_three_requests_with_status_piggybacked(
+    sim: dict[str, SimNode], client_for: Any, clock: ManualClock
+) -> None:
+    arm = sim["robotarm_1"]
+    client = client_for(arm)
+    outcome = await drive(clock, client.run_action("home", {}))
+    assert outcome.ok and outcome.node_status is not None and outcome.node_status.ready
+    # create, start held until the end (result + node status in the answer): no status/result/status calls
+    assert client.requests_sent == 2

@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from podium.errors import InvalidInputError
-from podium.wire.madsci_node import LONG_POLL_HEADER, AdminCommands, NodeSetConfigResponse
+from podium.wire.madsci_node import (
+    LONG_POLL_HEADER,
+    NODE_STATUS_HEADER,
+    AdminCommands,
+    NodeSetConfigResponse,
+)
 
 if TYPE_CHECKING:
     from podium.nodes._node import RestNode
@@ -151,8 +156,22 @@ def create_node_app(node: RestNode) -> FastAPI:
         return JSONResponse(body)
 
     @app.post("/action/{action_name}/{action_id}/start")
-    async def start(action_name: str, action_id: str) -> JSONResponse:
-        return JSONResponse(node.start_action(action_id).model_dump(mode="json"))
+    async def start(action_name: str, action_id: str, wait_s: float | None = None) -> JSONResponse:
+        # podium extension: with ``wait_s`` the answer comes when the action ends (or then), with the
+        # final result and the node's status after it: one request instead of start/status/result/status.
+        result = node.start_action(action_id)
+        if wait_s is None or wait_s <= 0:
+            return JSONResponse(result.model_dump(mode="json"))
+        run = node.get_run(action_id)
+        if run is not None and not run.status.is_terminal:
+            with contextlib.suppress(TimeoutError):
+                await node.clock.wait_for(run.done.wait(), min(wait_s, MAX_LONG_POLL_S))
+            result = node.action_result(action_id)
+        headers = {
+            LONG_POLL_HEADER: "1",
+            NODE_STATUS_HEADER: node.status.model_dump_json(exclude_none=True),
+        }
+        return JSONResponse(result.model_dump(mode="json"), headers=headers)
 
     async def status(action_id: str, wait_s: float | None) -> JSONResponse:
         run = node.get_run(action_id)

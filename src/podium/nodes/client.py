@@ -44,6 +44,7 @@ from podium.nodes.errors import (
 )
 from podium.wire.madsci_node import (
     LONG_POLL_HEADER,
+    NODE_STATUS_HEADER,
     ActionResult,
     ActionStatus,
     AdminCommandResponse,
@@ -258,12 +259,35 @@ class NodeClient:
                 parts.append((field_name, (path.name, content, "application/octet-stream")))
             await self._request("POST", f"/action/{action_name}/{node_action_id}/upload/{arg}", files=parts)
 
-    async def start_action(self, action_name: str, node_action_id: str) -> ActionResult:
-        """``POST /action/{name}/{id}/start``: the node's first answer (may already be terminal)."""
+    async def start_action(
+        self, action_name: str, node_action_id: str, *, wait_s: float | None = None
+    ) -> ActionResult:
+        """``POST /action/{name}/{id}/start``: the node's first answer (may already be terminal).
+
+        With ``wait_s``, a podium node answers when the action ends (or then) and sends its status after
+        the action along (kept in :attr:`last_status`); a MADSci node ignores it and answers at once.
+        """
+        result, _ = await self._start(action_name, node_action_id, wait_s)
+        return result
+
+    async def _start(
+        self, action_name: str, node_action_id: str, wait_s: float | None
+    ) -> tuple[ActionResult, NodeStatus | None]:
         response = await self._request(
-            "POST", f"/action/{action_name}/{node_action_id}/start", retry_read=False
+            "POST",
+            f"/action/{action_name}/{node_action_id}/start",
+            retry_read=False,
+            params={"wait_s": f"{wait_s:.3f}"} if wait_s else None,
+            extra_timeout_s=wait_s or 0.0,
         )
-        return self._parse(ActionResult, response)
+        status = None
+        header = response.headers.get(NODE_STATUS_HEADER)
+        if header:
+            try:
+                status = NodeStatus.model_validate_json(header)
+            except ValueError:
+                status = None  # a malformed extra is no reason to fail the action
+        return self._parse(ActionResult, response), status
 
     async def get_action_status(
         self, node_action_id: str, *, action_name: str | None = None, wait_s: float | None = None
@@ -407,11 +431,13 @@ class NodeClient:
                 await maybe
         if files:
             await self.upload_files(action_name, node_action_id, files)
-        result = await self.start_action(action_name, node_action_id)
+        wait_s = self.long_poll_s if timeout_s is None else min(self.long_poll_s, timeout_s)
+        result, status_after = await self._start(action_name, node_action_id, wait_s)
         if not result.status.is_terminal:
             result = await self.wait_for_action(node_action_id, action_name=action_name, timeout_s=timeout_s)
+            status_after = None
         return await self._outcome(
-            action_id, node_action_id, action_name, result, download_dir, refresh_status
+            action_id, node_action_id, action_name, result, download_dir, refresh_status, status_after
         )
 
     async def reconcile(
@@ -449,6 +475,7 @@ class NodeClient:
         result: ActionResult,
         download_dir: Path | str | None,
         refresh_status: bool,
+        status_after: NodeStatus | None = None,
     ) -> ActionOutcome:
         keys = list(result.files or [])
         downloaded: dict[str, Path] = {}
@@ -456,8 +483,8 @@ class NodeClient:
             downloaded = await self.download_files(
                 node_action_id, download_dir, action_name=action_name or None, file_keys=keys
             )
-        node_status = None
-        if refresh_status:
+        node_status = status_after
+        if refresh_status and node_status is None:
             try:
                 node_status = await self.get_status()
             except NodeError as exc:

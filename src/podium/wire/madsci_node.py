@@ -40,6 +40,7 @@ from podium.ids import new_ulid_str
 
 __all__ = [
     "LONG_POLL_HEADER",
+    "NODE_STATUS_HEADER",
     "ActionDefinition",
     "ActionRequest",
     "ActionResult",
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 LONG_POLL_HEADER = "X-Podium-Long-Poll"
+NODE_STATUS_HEADER = "X-Podium-Node-Status"
+"""podium extension: a podium node's ``start?wait_s=`` answer carries the node's status after the action
+(compact JSON), so a client needs no separate ``/status`` request. MADSci nodes send neither header."""
 """Response header a podium node sets on a status answer when it honoured ``?wait_s=``."""
 
 
