@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from podium.engine._purity import is_pure
 from podium.engine.conditions import Condition, FilterExpr, parse_condition
 from podium.engine.errors import BlueprintError
 
@@ -61,6 +62,8 @@ class HandlerSpec:
     fn: Callable[..., Any]
     params: tuple[tuple[str, Any], ...]  # (name, default or inspect.Parameter.empty)
     condition: Condition | None = None
+    pure: bool = False
+    """A pure decision (see :mod:`podium.engine._purity`): the engine may run it inside the previous write."""
 
     @classmethod
     def build(cls, state: str, fn: Callable[..., Any], condition: Condition | None = None) -> HandlerSpec:
@@ -90,7 +93,7 @@ class HandlerSpec:
                         f"(injectable: {', '.join(sorted(CORE_PARAMS))}, or a state_history key)"
                     )
             params.append((p.name, p.default))
-        return cls(state, fn, tuple(params), condition)
+        return cls(state, fn, tuple(params), condition, is_pure(fn, tuple(params)))
 
 
 @dataclass(slots=True)
@@ -104,6 +107,16 @@ class StateSpec:
     is_start: bool = False
     is_end: bool = False
     targets: set[str] = field(default_factory=set)  # declared edges (for graphs and validation)
+
+    @property
+    def pure(self) -> bool:
+        """Whether the state has handlers and every one is a pure decision (it may run inside a write)."""
+        found = False
+        for hs in self.handlers():
+            if not hs.pure:
+                return False
+            found = True
+        return found
 
     def handlers(self) -> Iterable[HandlerSpec]:
         """Every handler of the state."""

@@ -92,6 +92,8 @@ Listener = Callable[[EngineEvent], Awaitable[None] | None]
 
 _RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
 _MAX_CONFLICT_RETRIES = 20
+_MAX_INLINE = 8  # pure handlers folded into one write, at most (a loop of them still moves step by step)
+_NO_CLIENT = ClientConfig("", "unknown", {})
 
 
 def task_queue(task_type: str) -> str:
@@ -113,6 +115,13 @@ class _Plan:
         self.events: list[EngineEvent] = []
         self.timers: list[tuple[str, float, Any]] = []
         self.cascade: list[str] = []  # child jobs to cancel after commit
+
+    def merge(self, other: _Plan) -> None:
+        """Append ``other``'s ops, events, timers and cascades (applied in the same write)."""
+        self.ops += other.ops
+        self.events += other.events
+        self.timers += other.timers
+        self.cascade += other.cascade
 
 
 class OrchestratorEngine:
@@ -136,7 +145,8 @@ class OrchestratorEngine:
         self._endpoints: dict[str, str] = {}
         self._jobs: dict[str, Record] = {}  # version-checked cache of job records this instance wrote
         self._tasks: dict[str, Record] = {}
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, frozenset[str] | None]] = []
+        self._wanted: frozenset[str] | None = frozenset()  # event types someone listens to (None: all)
         self._job_waiters: dict[str, list[asyncio.Future[Record]]] = {}
         self.timers = TimerQueue(self.clock, self._on_timer)
         self._steps: set[asyncio.Task[None]] = set()
@@ -336,28 +346,52 @@ class OrchestratorEngine:
 
     # --- events -----------------------------------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event)`` (sync or async) after every committed engine event; returns an
-        unsubscribe function. Listeners should be quick (queue slow work such as webhooks)."""
-        self._listeners.append(listener)
+    def subscribe(self, listener: Listener, *, types: Iterable[str] | None = None) -> Callable[[], None]:
+        """Call ``listener(event)`` (sync or async) after every committed engine event, or only those whose
+        type is in ``types``; returns an unsubscribe function. Listeners should be quick (queue slow work such
+        as webhooks). Events nobody subscribed to are never built."""
+        entry = (listener, frozenset(types) if types is not None else None)
+        self._listeners.append(entry)
+        self._update_wanted()
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
+                self._listeners.remove(entry)
+            self._update_wanted()
 
         return unsubscribe
 
+    def _update_wanted(self) -> None:
+        wanted: set[str] = set()
+        for _, types in self._listeners:
+            if types is None:
+                self._wanted = None
+                return
+            wanted |= types
+        self._wanted = frozenset(wanted)
+
+    def _wants(self, type: str) -> bool:
+        """Whether any listener takes events of ``type`` (so that building one is worth it)."""
+        wanted = self._wanted
+        return wanted is None or type in wanted
+
     async def _emit(self, events: Sequence[EngineEvent]) -> None:
-        if not self._listeners:
-            return
         for ev in events:
-            for listener in list(self._listeners):
+            for listener, types in list(self._listeners):
+                if types is not None and ev.type not in types:
+                    continue
                 try:
                     result = listener(ev)
-                    if inspect.isawaitable(result):
+                    if result is not None and inspect.isawaitable(result):
                         await result
                 except Exception:
                     log.exception("engine event listener failed", extra={"job_id": ev.job_id})
+
+    def _ev(self, plan: _Plan, type: str, job_id: str | None, **kw: Any) -> None:
+        """Add an event to ``plan`` if anyone listens for its type."""
+        wanted = self._wanted
+        if wanted is None or type in wanted:
+            plan.events.append(EngineEvent(type, job_id, self.clock.now(), **kw))
 
     def _event(self, type: str, job_id: str | None, **kw: Any) -> EngineEvent:
         return EngineEvent(type, job_id, self.clock.now(), **kw)
@@ -511,9 +545,7 @@ class OrchestratorEngine:
         deadline = d.get("result_deadline")
         if deadline is not None:
             plan.timers.append((f"r:{task_id}", deadline, (task_id, attempt, None)))
-        plan.events.append(
-            self._event("task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker.worker_id})
-        )
+        self._ev(plan, "task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker.worker_id})
         worker.deliver(
             Task(
                 task_id,
@@ -551,7 +583,7 @@ class OrchestratorEngine:
         data = self._validated_input(definition, initial_data or {})
         job_id = job_id or new_ulid_str()
         plan = _Plan()
-        self._new_job_ops(
+        await self._new_job_ops(
             plan,
             definition,
             job_id,
@@ -573,7 +605,7 @@ class OrchestratorEngine:
             raise InputValidationError(str(exc).split(": ", 1)[-1], field=exc.field) from None
         return dict(out)
 
-    def _new_job_ops(
+    async def _new_job_ops(
         self,
         plan: _Plan,
         definition: JobDefinition,
@@ -586,7 +618,10 @@ class OrchestratorEngine:
         client: ClientConfig | Mapping[str, Any] | None,
         parent_job_id: str | None,
         depth: int,
+        inline: bool = True,
     ) -> None:
+        """Plan a new job: its record, history and first step; when the start handler is a pure decision, the
+        step runs now and the job is written as it stands after it (one write, see :meth:`_inline`)."""
         if isinstance(client, ClientConfig):
             client_dict: dict[str, Any] = client._asdict()
         else:
@@ -611,14 +646,24 @@ class OrchestratorEngine:
         ):
             if value:
                 data[key] = value
+        created = Append(
+            job_id, "job_created", JobStatus.PENDING.value, {"blueprint": definition.name, "state": state}
+        )
+        if inline and definition.states[state].pure:
+            now = self.clock.now()
+            vrec = Record(JOB, job_id, 0, data, JobStatus.PENDING.value, definition.name, now, now)
+            sub = _Plan()
+            if await self._inline(sub, vrec, definition, 0):
+                plan.ops.append(created)
+                self._ev(plan, "job_created", job_id, status=JobStatus.PENDING.value, state=state)
+                plan.merge(sub)
+                return
         plan.ops += [
             Put(JOB, job_id, data, 0, JobStatus.PENDING.value, definition.name),
             Enqueue(STEPS_QUEUE, f"{job_id}.1", {"job_id": job_id, "step": 1}),
-            Append(
-                job_id, "job_created", JobStatus.PENDING.value, {"blueprint": definition.name, "state": state}
-            ),
+            created,
         ]
-        plan.events.append(self._event("job_created", job_id, status=JobStatus.PENDING.value, state=state))
+        self._ev(plan, "job_created", job_id, status=JobStatus.PENDING.value, state=state)
 
     async def get_job(self, job_id: str) -> JobView:
         """The job's current status, state, progress, result and error."""
@@ -703,21 +748,40 @@ class OrchestratorEngine:
         )
 
     async def wait_for_job(self, job_id: str, *, timeout_s: float | None = None) -> JobView:
-        """Wait (on engine events, no polling) until the job is terminal; return it."""
+        """Wait until the job is terminal and return it; :class:`TimeoutError` after ``timeout_s``.
+
+        Woken by this instance's own commit of the terminal state; a job another instance moves is seen
+        by re-reading the store every ``EXECUTOR_POLL_WAIT_S``. A job this instance is running (its record
+        is in the cache) is not read first: nothing but that commit can end it sooner than the next re-read.
+        """
         fut: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
         self._job_waiters.setdefault(job_id, []).append(fut)
+        deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
+        read = job_id not in self._jobs
         try:
-            view = await self.get_job(job_id)
-            if view.status in TERMINAL_STATUSES:
-                return view
-            rec = await self.clock.wait_for(fut, timeout_s)
+            while True:
+                if read:
+                    view = await self.get_job(job_id)
+                    if view.status in TERMINAL_STATUSES:
+                        return view
+                wait = self.config.EXECUTOR_POLL_WAIT_S
+                if deadline is not None:
+                    left = deadline - self.clock.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"job {job_id} did not end within {timeout_s} s")
+                    wait = min(wait, left)
+                try:
+                    rec = await self.clock.wait_for(asyncio.shield(fut), wait)
+                except TimeoutError:
+                    read = True
+                    continue
+                return self._view(rec)  # the terminal record this instance just committed
         finally:
             waiters = self._job_waiters.get(job_id)
             if waiters is not None and fut in waiters:
                 waiters.remove(fut)
                 if not waiters:
                     del self._job_waiters[job_id]
-        return self._view(rec)  # the terminal record this instance just committed
 
     async def get_archived_job(self, job_id: str) -> dict[str, Any]:
         """The archived snapshot of a finished job plus its events."""
@@ -818,13 +882,12 @@ class OrchestratorEngine:
             td["finished_at"] = now
             plan.ops.append(Put(TASK, t.id, td, t.version, TaskStatus.CANCELLED.value, job_id))
             plan.ops.append(Dequeue(td["queue"], f"{t.id}:{td['attempt']}"))
-            plan.events.append(
-                self._event(
-                    "task_cancelled",
-                    job_id,
-                    task_id=t.id,
-                    data={"worker_id": td.get("worker_id"), "attempt": td["attempt"]},
-                )
+            self._ev(
+                plan,
+                "task_cancelled",
+                job_id,
+                task_id=t.id,
+                data={"worker_id": td.get("worker_id"), "attempt": td["attempt"]},
             )
             self.timers.cancel(f"d:{t.id}")
             self.timers.cancel(f"r:{t.id}")
@@ -935,7 +998,7 @@ class OrchestratorEngine:
         plan.ops.append(Put(JOB, rec.id, data, rec.version, status.value, data["blueprint"]))
         info = {"state": data["state"], **(extra or {})}
         plan.ops.append(Append(rec.id, event, status.value, info))
-        plan.events.append(self._event(event, rec.id, status=status.value, state=data["state"], data=info))
+        self._ev(plan, event, rec.id, status=status.value, state=data["state"], data=info)
 
     def _goto_ops(
         self,
@@ -1123,66 +1186,160 @@ class OrchestratorEngine:
         if rec is None or rec.data["step"] != step or rec.status not in _RUNNABLE:
             await self._release(lease)  # a stale step (the job moved on, or was cancelled)
             return
-        definition = self.blueprints.get(rec.data["blueprint"])
-        actions = ActionFactory(job_id, rec.data.get("dispatch_timeout"), rec.data.get("result_timeout"))
+        d = rec.data
+        definition = self.blueprints.get(d["blueprint"])
         error: dict[str, Any] | None = None
-        state = rec.data["state"]
-        sh = dict(rec.data["state_history"])
-        initial = dict(rec.data["initial_data"])
-        agg = dict(rec.data.get("aggregation_results") or {})
+        state = d["state"]
         if definition is None:
+            actions, ctx = ActionFactory(job_id), None
             error = {
                 "code": "BLUEPRINT_NOT_FOUND",
-                "message": f"blueprint {rec.data['blueprint']!r} is not registered",
-            }
-        elif step > self.config.MAX_TRANSITIONS_PER_JOB:
-            error = {
-                "code": "MAX_TRANSITIONS",
-                "message": f"more than {self.config.MAX_TRANSITIONS_PER_JOB} transitions: a loop in the blueprint?",
+                "message": f"blueprint {d['blueprint']!r} is not registered",
             }
         else:
-            client = rec.data.get("client") or {}
-            ctx = JobContext(
-                job_id=job_id,
-                current_state=state,
-                initial_data=initial,
-                state_history=sh,
-                client=ClientConfig(
-                    client.get("token", ""), client.get("plan", "unknown"), client.get("params", {})
-                ),
-                actions=actions,
-                data_stores=SimpleNamespace(**definition.data_stores) if definition.data_stores else None,
-                aggregation_results=agg,
-                webhook_url=rec.data.get("webhook_url"),
-            )
-            handler = definition.find_handler(state, ctx, aggregate=bool(rec.data.get("aggregate")))
-            if handler is None:
+            actions, ctx = self._context(job_id, d, definition)
+            if step > self.config.MAX_TRANSITIONS_PER_JOB:
                 error = {
-                    "code": "NO_HANDLER",
-                    "message": f"no handler of {definition.name!r} fits state {state!r} (no condition matched)",
+                    "code": "MAX_TRANSITIONS",
+                    "message": f"more than {self.config.MAX_TRANSITIONS_PER_JOB} transitions: a loop in the blueprint?",
                 }
             else:
-                try:
-                    result = handler.fn(**self._inject(handler, ctx))
-                    if inspect.isawaitable(result):
-                        await result
-                except _MissingParam as exc:
+                handler = definition.find_handler(state, ctx, aggregate=bool(d.get("aggregate")))
+                if handler is None:
                     error = {
-                        "code": "MISSING_PARAMETER",
-                        "message": f"state {state!r}: handler parameter {exc.args[0]!r} is not in state_history "
-                        f"or initial_data and has no default",
+                        "code": "NO_HANDLER",
+                        "message": f"no handler of {definition.name!r} fits state {state!r} (no condition matched)",
                     }
-                except ActionError as exc:
-                    error = {"code": "ACTION_ERROR", "message": str(exc)}
-                except Exception as exc:
-                    error = {
-                        "code": "HANDLER_ERROR",
-                        "message": f"{type(exc).__name__}: {exc}",
-                        "traceback": traceback.format_exc(limit=8),
-                    }
+                else:
+                    try:
+                        result = handler.fn(**self._inject(handler, ctx))
+                        if inspect.isawaitable(result):
+                            await result
+                    except _MissingParam as exc:
+                        error = {
+                            "code": "MISSING_PARAMETER",
+                            "message": f"state {state!r}: handler parameter {exc.args[0]!r} is not in "
+                            f"state_history or initial_data and has no default",
+                        }
+                    except ActionError as exc:
+                        error = {"code": "ACTION_ERROR", "message": str(exc)}
+                    except Exception as exc:
+                        error = {
+                            "code": "HANDLER_ERROR",
+                            "message": f"{type(exc).__name__}: {exc}",
+                            "traceback": traceback.format_exc(limit=8),
+                        }
+        agg: dict[str, Any]
+        if ctx is None:
+            sh, initial, agg = dict(d["state_history"]), dict(d["initial_data"]), {}
+        else:
+            sh, initial, agg = ctx.state_history, ctx.initial_data, ctx.aggregation_results or {}
         if actions.context_updates:
             initial.update(actions.context_updates)
         await self._commit_step(lease, job_id, step, definition, state, sh, initial, agg, actions, error)
+
+    def _context(
+        self, job_id: str, d: Mapping[str, Any], definition: JobDefinition
+    ) -> tuple[ActionFactory, JobContext]:
+        """The actions and the context a handler of the job's current state sees (copies of its data)."""
+        actions = ActionFactory(job_id, d.get("dispatch_timeout"), d.get("result_timeout"))
+        client = d.get("client")
+        agg = d.get("aggregation_results")
+        ctx = JobContext(
+            job_id=job_id,
+            current_state=d["state"],
+            initial_data=dict(d["initial_data"]),
+            state_history=dict(d["state_history"]),
+            client=ClientConfig(
+                client.get("token", ""), client.get("plan", "unknown"), client.get("params", {})
+            )
+            if client
+            else _NO_CLIENT,
+            actions=actions,
+            data_stores=SimpleNamespace(**definition.data_stores) if definition.data_stores else None,
+            aggregation_results=dict(agg) if agg else {},
+            webhook_url=d.get("webhook_url"),
+        )
+        return actions, ctx
+
+    async def _inline(self, plan: _Plan, rec: Record, definition: JobDefinition, depth: int) -> bool:
+        """Run the handler of ``rec``'s state now, inside ``plan``'s write, when it is a pure decision
+        (:mod:`podium.engine._purity`); True if its decision was added to ``plan``. ``rec`` may be a record
+        not written yet (a job being created, a job being moved by this same write): a pure handler has no
+        effect outside the job, so running it before that write (or again after a crash) changes nothing,
+        and the write holds the transition and the decision together. Anything unusual (an exception, an
+        event that fails validation, an invalid action) returns False: the ordinary step runs it again and
+        records what happens."""
+        d = rec.data
+        if (
+            depth >= _MAX_INLINE
+            or not self._started
+            or self._stopping
+            or d["step"] > self.config.MAX_TRANSITIONS_PER_JOB
+        ):
+            return False
+        spec = definition.states.get(d["state"])
+        if spec is None or not spec.pure:
+            return False
+        actions, ctx = self._context(rec.id, d, definition)
+        try:
+            handler = definition.find_handler(d["state"], ctx, aggregate=bool(d.get("aggregate")))
+            if handler is None or not handler.pure:
+                return False
+            result = handler.fn(**self._inject(handler, ctx))
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            return False
+        if actions.context_updates:
+            ctx.initial_data.update(actions.context_updates)
+        new = dict(d)
+        new["state_history"], new["initial_data"] = ctx.state_history, ctx.initial_data
+        if ctx.aggregation_results or "aggregation_results" in new:
+            new["aggregation_results"] = ctx.aggregation_results
+        sub = _Plan()
+        try:
+            if self._check_events(sub, definition, rec.id, d["state"], actions) is not None:
+                return False
+            await self._plan_action(sub, rec, new, definition, actions, depth + 1)
+        except (_Fail, ValueError):
+            return False
+        plan.merge(sub)
+        return True
+
+    async def _advance(
+        self,
+        plan: _Plan,
+        rec: Record,
+        data: dict[str, Any],
+        target: str,
+        *,
+        event: str = "transition",
+        extra: dict[str, Any] | None = None,
+        depth: int = 0,
+    ) -> None:
+        """:meth:`_goto_ops`, except that a pure handler of ``target`` runs at once and its decision joins this
+        write (one write instead of two; see :meth:`_inline`)."""
+        definition = self.blueprints.get(data["blueprint"])
+        if definition is not None and not data.get("pause_requested") and depth < _MAX_INLINE:
+            spec = definition.states.get(target)
+            if spec is not None and spec.pure:
+                virtual = dict(data)
+                virtual["state"], virtual["step"] = target, int(data["step"]) + 1
+                virtual.pop("wait", None)
+                virtual.pop("aggregate", None)
+                check_transition(rec.status or JobStatus.PENDING, JobStatus.RUNNING)
+                vrec = Record(
+                    JOB, rec.id, rec.version, virtual, JobStatus.RUNNING.value, rec.group, rec.created_at
+                )
+                sub = _Plan()
+                if await self._inline(sub, vrec, definition, depth):
+                    info = {"state": target, "from": data["state"], **(extra or {})}
+                    plan.ops.append(Append(rec.id, event, JobStatus.RUNNING.value, info))
+                    self._ev(plan, event, rec.id, status=JobStatus.RUNNING.value, state=target, data=info)
+                    plan.merge(sub)
+                    return
+        self._goto_ops(plan, rec, data, target, event=event, extra=extra)
 
     @staticmethod
     def _inject(handler: HandlerSpec, ctx: JobContext) -> dict[str, Any]:
@@ -1272,13 +1429,17 @@ class OrchestratorEngine:
             plan.ops.append(
                 Append(job_id, "blueprint_event", None, {"name": name, "payload": payload, "state": state})
             )
-            plan.events.append(
-                self._event("blueprint_event", job_id, state=state, data={"name": name, "payload": payload})
-            )
+            self._ev(plan, "blueprint_event", job_id, state=state, data={"name": name, "payload": payload})
         return None
 
     async def _plan_action(
-        self, plan: _Plan, rec: Record, new: dict[str, Any], definition: JobDefinition, actions: ActionFactory
+        self,
+        plan: _Plan,
+        rec: Record,
+        new: dict[str, Any],
+        definition: JobDefinition,
+        actions: ActionFactory,
+        depth: int = 0,
     ) -> None:
         job_id, state = rec.id, new["state"]
         action = actions.action
@@ -1300,7 +1461,7 @@ class OrchestratorEngine:
             target = spec_["state"]
             if target not in definition.states:
                 raise _Fail("UNKNOWN_STATE", f"go_to({target!r}): {definition.name} has no such state")
-            self._goto_ops(plan, rec, new, target)
+            await self._advance(plan, rec, new, target, depth=depth)
         elif kind == "dispatch_task":
             for target in spec_["transitions"].values():
                 if target not in definition.states:
@@ -1365,7 +1526,7 @@ class OrchestratorEngine:
             except InputValidationError as exc:
                 raise _Fail("INVALID_INPUT_ERROR", f"child blueprint {child_def.name!r}: {exc}") from None
             child_id = new_ulid_str()
-            self._new_job_ops(
+            await self._new_job_ops(
                 plan,
                 child_def,
                 child_id,
@@ -1376,6 +1537,7 @@ class OrchestratorEngine:
                 client=new.get("client"),
                 parent_job_id=job_id,
                 depth=depth,
+                inline=False,  # the parent starts waiting for the child in this write: let it start after
             )
             new["wait"] = {
                 "kind": "child",
@@ -1423,7 +1585,7 @@ class OrchestratorEngine:
         )
         info = {"task_id": task_id, "task_type": spec["task_type"]}
         plan.ops.append(Append(job_id, "task_dispatched", None, info))
-        plan.events.append(self._event("task_dispatched", job_id, task_id=task_id, state=state, data=info))
+        self._ev(plan, "task_dispatched", job_id, task_id=task_id, state=state, data=info)
         if dt:
             plan.timers.append((f"d:{task_id}", now + dt, (task_id, 1, None)))
         return task_id
@@ -1474,9 +1636,7 @@ class OrchestratorEngine:
             d["result_deadline"] = now + rt
             plan.timers.append((f"r:{task_id}", now + rt, (task_id, attempt, lease.token)))
         plan.ops.append(Put(TASK, task_id, d, rec.version, TaskStatus.RUNNING.value, d["job_id"]))
-        plan.events.append(
-            self._event("task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker_id})
-        )
+        self._ev(plan, "task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker_id})
         return Task(
             task_id,
             d["job_id"],
@@ -1565,10 +1725,12 @@ class OrchestratorEngine:
             new = dict(rec.data)
             new["progress"], new["progress_message"] = float(progress), message
             plan.ops.append(Put(JOB, job_id, new, rec.version, rec.status, new["blueprint"]))
-            plan.events.append(
-                self._event(
-                    "task_progress", job_id, task_id=task_id, data={"progress": progress, "message": message}
-                )
+            self._ev(
+                plan,
+                "task_progress",
+                job_id,
+                task_id=task_id,
+                data={"progress": progress, "message": message},
             )
 
         await self._mutate_job(job_id, decide)
@@ -1656,7 +1818,8 @@ class OrchestratorEngine:
             "worker_id": worker_id,
         }
         await self.storage.apply(Append(job_id, "result_ignored", None, info))
-        await self._emit([self._event("result_ignored", job_id, task_id=task_id, data=info)])
+        if self._wants("result_ignored"):
+            await self._emit([self._event("result_ignored", job_id, task_id=task_id, data=info)])
 
     async def _plan_result(
         self,
@@ -1688,7 +1851,7 @@ class OrchestratorEngine:
             close_task(TaskStatus.CANCELLED if jrec.status == JobStatus.CANCELLED else TaskStatus.COMPLETED)
             info = {"task_id": task_id, "reason": f"job is {jrec.status}", "result_status": status}
             plan.ops.append(Append(job_id, "result_ignored", None, info))
-            plan.events.append(self._event("result_ignored", job_id, task_id=task_id, data=info))
+            self._ev(plan, "result_ignored", job_id, task_id=task_id, data=info)
             return "ignored"
 
         new = dict(jrec.data)
@@ -1703,14 +1866,13 @@ class OrchestratorEngine:
         plan.ops.append(
             Append(job_id, "task_timeout" if timed_out else "task_completed", status, history_info)
         )
-        plan.events.append(
-            self._event(
-                "task_timeout" if timed_out else "task_completed",
-                job_id,
-                task_id=task_id,
-                status=status,
-                data={"result": result, "attempt": td["attempt"]},
-            )
+        self._ev(
+            plan,
+            "task_timeout" if timed_out else "task_completed",
+            job_id,
+            task_id=task_id,
+            status=status,
+            data={"result": result, "attempt": td["attempt"]},
         )
 
         if code in RETRYABLE_CODES:
@@ -1751,13 +1913,12 @@ class OrchestratorEngine:
                         {"task_id": task_id, "attempt": attempt, "delay_s": delay, "error": err},
                     )
                 )
-                plan.events.append(
-                    self._event(
-                        "task_retry",
-                        job_id,
-                        task_id=task_id,
-                        data={"attempt": attempt, "delay_s": delay, "error": err},
-                    )
+                self._ev(
+                    plan,
+                    "task_retry",
+                    job_id,
+                    task_id=task_id,
+                    data={"attempt": attempt, "delay_s": delay, "error": err},
                 )
                 if dt:
                     plan.timers.append((f"d:{task_id}", now + delay + dt, (task_id, attempt, None)))
@@ -1803,7 +1964,7 @@ class OrchestratorEngine:
             sh = dict(new["state_history"])
             sh.update(data)
             new["state_history"] = sh
-        self._goto_ops(plan, jrec, new, target, extra={"task_id": task_id, "status": status})
+        await self._advance(plan, jrec, new, target, extra={"task_id": task_id, "status": status})
         return "applied"
 
     async def _end_with_siblings(
@@ -1861,15 +2022,15 @@ class OrchestratorEngine:
             plan.ops.append(Put(TASK, task_id, td, trec.version, TaskStatus.TIMED_OUT.value, td["job_id"]))
             plan.ops.append(Dequeue(td["queue"], f"{task_id}:{attempt}"))
             plan.ops.append(Append(td["job_id"], "task_timeout", "dispatch_timeout", {"task_id": task_id}))
-            plan.events.append(
-                self._event("task_timeout", td["job_id"], task_id=task_id, data={"kind": "dispatch_timeout"})
-            )
+            self._ev(plan, "task_timeout", td["job_id"], task_id=task_id, data={"kind": "dispatch_timeout"})
             wait = jrec.data.get("wait") or {}
             if jrec.status not in TERMINAL_STATUSES and task_id in wait.get("pending", ()):
                 new = dict(jrec.data)
                 target = (wait.get("transitions") or {}).get("timeout")
                 if target is not None:
-                    self._goto_ops(plan, jrec, new, target, extra={"task_id": task_id, "status": "timeout"})
+                    await self._advance(
+                        plan, jrec, new, target, extra={"task_id": task_id, "status": "timeout"}
+                    )
                 else:
                     new["error"] = {
                         "code": "DISPATCH_TIMEOUT",
@@ -1904,7 +2065,8 @@ class OrchestratorEngine:
             "instance": self.instance_id,
         }
         await self.storage.apply(Put(WORKER, worker_id, data, None, "online", kind))
-        await self._emit([self._event("worker_registered", None, data={"worker_id": worker_id, **data})])
+        if self._wants("worker_registered"):
+            await self._emit([self._event("worker_registered", None, data={"worker_id": worker_id, **data})])
 
     async def heartbeat_worker(self, worker_id: str, *, status: str = "online") -> None:
         """Refresh a worker's ``last_seen`` (and status)."""

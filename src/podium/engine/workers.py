@@ -143,7 +143,7 @@ class InProcessWorker:
             return
         self._stopping = False
         await engine.register_worker_record(self.worker_id, self.skills, capacity=self.capacity)
-        self._unsubscribe = engine.subscribe(self._on_event)
+        self._unsubscribe = engine.subscribe(self._on_event, types=("task_cancelled", "task_timeout"))
         self._loop_task = asyncio.get_running_loop().create_task(
             self._loop(), name=f"worker-{self.worker_id}"
         )
