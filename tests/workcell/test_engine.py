@@ -24,7 +24,7 @@ from podium.workcell import (
     WorkflowValidationError,
     load_workflow_definition,
 )
-from podium.workcell.engine import ACTION_KIND
+from podium.workcell.engine import ACTION_KIND, OWNER_LOCK
 from podium.workcell.scheduler import Claim, WorkcellSnapshot, fifo_decisions
 
 from .conftest import make_nodes
@@ -416,8 +416,9 @@ async def test_step_journaled_as_intent_only_is_queued_again(
     nodes = make_nodes()
     first = await _engine(workcell, store, tmp_path, nodes)
     await first.start()
-    await first.stop()  # scheduler stopped: we drive the intent by hand
+    await first.stop()  # scheduler stopped: we drive the intent by hand, as the store's owner
     first._started = True
+    first._owner_token = await store.acquire_lock(OWNER_LOCK, first.instance_id, ttl_s=60)
     run = await first.submit(wf([{"node": "arm", "action": "noop"}]))
     first.scheduler.snapshot = first.snapshot()
     first.nodes["arm"] = first.nodes["arm"].model_copy(update={"status": {"ready": True}})
@@ -434,6 +435,8 @@ async def test_step_journaled_as_intent_only_is_queued_again(
         f.task.cancel()
     intent = (await first.get_workflow(run.workflow_id)).steps[0].result.action_id  # type: ignore[union-attr]
     assert (await store.get(ACTION_KIND, intent)).status == "intent"  # type: ignore[union-attr]
+    assert first._owner_token is not None
+    await store.release_lock(OWNER_LOCK, first.instance_id, first._owner_token)  # the process "died"
     second = await _engine(workcell, store, tmp_path, nodes)
     await second.start()
     done = await second.wait_for(run.workflow_id, timeout_s=5)

@@ -28,6 +28,17 @@ nothing changes. A node that fails ``node_disconnect_after_failures`` polls in a
 ``disconnected`` (polled with the same back-off) and recovers on its first answer. ``/info`` and
 ``/state`` are read at start and every ``node_info_update_interval``.
 
+**One owner per store.** Several workcell processes may share one store (two servers on one SQLite
+file, a standby beside the active one): only the holder of the store lock ``workcell.owner`` (with a
+fencing token that grows with every acquisition, recorded in each action's journal entry) schedules,
+sends actions, recovers and polls nodes; it refreshes the lock every third of ``owner_lock_ttl_s``. The
+others stand by: they answer reads from the store and accept submissions (which the owner picks up
+within ``scheduler_update_interval``), refuse operations that change live state (409), and try to take
+the lock every third of its TTL. A process that takes it over (the owner stopped, or died and its lock
+expired) loads the active workflows, locations and resources afresh and reconciles the steps that were
+in flight through the journal, as after a restart. A process that finds its lock lost stops at once:
+its steps in flight are abandoned to the new owner's reconciliation.
+
 **Workcell admin.** ``pause``/``resume`` and ``lock``/``unlock`` to the whole workcell set its own status
 (persisted; nothing starts while it is paused or locked, steps in flight finish) and are forwarded to
 every node that offers the command; other commands (``reset``, ``shutdown``, ``cancel``, ...) are only
@@ -99,6 +110,7 @@ LOCATION_KIND = "workcell.location"
 NODE_KIND = "workcell.node"
 STATUS_KIND = "workcell.status"
 _STATUS_ID = "workcell"
+OWNER_LOCK = "workcell.owner"
 WORKCELL_COMMANDS = {
     "pause": ("paused", True),
     "resume": ("paused", False),
@@ -196,6 +208,10 @@ class WorkcellEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._stopping = False
+        self.instance_id = new_ulid_str()
+        """This process's name as lock owner."""
+        self._owner_token: int | None = None
+        self._owner_lock = asyncio.Lock()
         self.listeners: list[Listener] = []
         """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
 
@@ -215,17 +231,24 @@ class WorkcellEngine:
         self._started = True
         self._stopping = False
         await self.store.open()
+        self._owner_token = await self.store.acquire_lock(
+            OWNER_LOCK, self.instance_id, ttl_s=self.settings.owner_lock_ttl_s
+        )
         await self._load_locations_and_resources()
         await self._load_nodes()
-        await self._load_active_workflows()
         await self._load_status()
         if self.settings.cold_start_delay:
             await self.clock.sleep(self.settings.cold_start_delay)
         await self.poll_nodes(update_info=True)
-        await self._recover()
+        if self.is_owner:
+            await self._load_active_workflows()
+            await self._recover()
+        else:
+            log.info("workcell %s: another process owns this store; standing by", self.workcell.name)
         self.status.initializing = False
         self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="workcell-scheduler"))
         self._tasks.append(asyncio.create_task(self._node_loop(), name="workcell-nodes"))
+        self._tasks.append(asyncio.create_task(self._owner_loop(), name="workcell-owner"))
         self.wake()
 
     async def stop(self) -> None:
@@ -243,6 +266,10 @@ class WorkcellEngine:
         self._tasks.clear()
         self._flights.clear()
         self._held.clear()
+        if self._owner_token is not None:
+            with contextlib.suppress(Exception):
+                await self.store.release_lock(OWNER_LOCK, self.instance_id, self._owner_token)
+            self._owner_token = None
         for conn in self._connectors.values():
             with contextlib.suppress(Exception):
                 await conn.aclose()
@@ -253,6 +280,98 @@ class WorkcellEngine:
     def wake(self) -> None:
         """Ask the scheduler to run now (something changed)."""
         self._wake.set()
+
+    # --- single owner ---------------------------------------------------------------------------
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this process holds the store lock that lets it schedule and send actions."""
+        return self._owner_token is not None
+
+    @property
+    def owner_token(self) -> int | None:
+        """The fencing token of this process's ownership (``None`` while standing by)."""
+        return self._owner_token
+
+    def _require_owner(self, what: str) -> None:
+        if not self.is_owner:
+            raise WorkflowStateError(
+                f"cannot {what}: this workcell process is standing by (another process on the same store "
+                "schedules); send it to that one"
+            )
+
+    async def _owner_loop(self) -> None:
+        """Refresh the owner lock (or try to take it) every third of its TTL."""
+        while not self._stopping:
+            await self.clock.sleep(self.settings.owner_lock_ttl_s / 3)
+            try:
+                await self.check_ownership()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("workcell owner lock check failed")
+
+    async def check_ownership(self) -> bool:
+        """Refresh the owner lock if held; take it if free (then load and reconcile everything). Returns
+        whether this process owns the store now."""
+        async with self._owner_lock:
+            ttl = self.settings.owner_lock_ttl_s
+            if self._owner_token is not None:
+                if await self.store.refresh_lock(OWNER_LOCK, self.instance_id, self._owner_token, ttl_s=ttl):
+                    return True
+                log.warning("workcell %s: lost the owner lock; standing by", self.workcell.name)
+                await self._step_down()
+                return False
+            token = await self.store.acquire_lock(OWNER_LOCK, self.instance_id, ttl_s=ttl)
+            if token is None:
+                return False
+            self._owner_token = token
+            log.info("workcell %s: took the owner lock (token %s)", self.workcell.name, token)
+            await self._take_over()
+            return True
+
+    async def _step_down(self) -> None:
+        """Lost the lock: stop every step in flight (the new owner reconciles them) and forget live state."""
+        self._owner_token = None
+        flights = [f.task for f in self._flights.values() if f.task is not None]
+        for task in flights:
+            task.cancel()
+        for task in flights:
+            with contextlib.suppress(BaseException):
+                await task
+        async with self._lock:
+            self._flights.clear()
+            self._held.clear()
+            self._workflows.clear()
+            self._versions.clear()
+            self._not_before.clear()
+        self._notify()
+
+    async def _take_over(self) -> None:
+        """Became the owner while running: read everything afresh and reconcile steps left in flight."""
+        async with self._lock:
+            self._workflows.clear()
+            self._versions.clear()
+            self.resources = ResourceTable()
+            self._resource_versions.clear()
+            self.locations.clear()
+            await self._load_locations_and_resources()
+            await self._load_status()
+            await self._load_active_workflows()
+        await self._recover()
+        for watch in self._watch.values():
+            watch.next_poll = self.clock.monotonic()
+        self._node_wake.set()
+        self.wake()
+
+    async def _adopt_submissions(self) -> None:
+        """Workflows queued through a standby process: take them into the schedule."""
+        for rec in await self._list_all(WORKFLOW_KIND, status=[WorkflowState.QUEUED.value]):
+            if rec.id not in self._workflows:
+                async with self._lock:
+                    if rec.id not in self._workflows and self.is_owner:
+                        self._workflows[rec.id] = Workflow.model_validate(rec.data)
+                        self._versions[rec.id] = rec.version
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -271,6 +390,8 @@ class WorkcellEngine:
             if definition.location_name in stored:
                 self.locations[definition.location_name] = stored.pop(definition.location_name)[0]
                 continue
+            if not self.is_owner:
+                continue  # the owner creates it; a standby reads it when it takes over
             loc, changed = self._location_from_definition(definition, now)
             self.locations[loc.location_name] = loc
             ops += self._resource_ops(changed)
@@ -278,7 +399,7 @@ class WorkcellEngine:
         for name, (loc, _) in stored.items():  # locations added through the API earlier
             self.locations[name] = loc
         for rdef in self.workcell.resources:
-            if not self.resources.query(resource_name=rdef.resource_name):
+            if self.is_owner and not self.resources.query(resource_name=rdef.resource_name):
                 ops += self._resource_ops(self.resources.create(rdef, now=now))
         if ops:
             await self._apply(ops)
@@ -529,6 +650,8 @@ class WorkcellEngine:
             now = self.clock.monotonic()
             busy = self._busy_nodes()
             idle = {n: w for n, w in self._watch.items() if n in self.nodes and n not in busy}
+            if not self.is_owner:  # the owner watches the nodes
+                idle = {}
             due = [n for n, w in idle.items() if w.next_poll <= now]
             if due:
                 try:
@@ -546,6 +669,7 @@ class WorkcellEngine:
 
     async def add_node(self, name: str, url: str) -> NodeRecord:
         """Add a node to the workcell (persisted); ValueError if the name is taken."""
+        self._require_owner("add a node")
         if name in self.nodes:
             raise WorkflowStateError(f"node name {name!r} exists; node names must be unique")
         await self.store.put(NODE_KIND, name, {"node_url": url}, expected_version=0)
@@ -593,6 +717,7 @@ class WorkcellEngine:
     ) -> WorkcellStatus:
         """Pause/resume or lock/unlock the whole workcell (persisted). While it is paused or locked the
         scheduler starts no step; steps in flight finish."""
+        self._require_owner("change the workcell's status")
         if paused is not None:
             self.status.paused = paused
         if locked is not None:
@@ -761,7 +886,11 @@ class WorkcellEngine:
                 wf = await self.get_workflow(workflow_id)
                 if check(wf):
                     return wf
-                await event.wait()
+                if self.is_owner:
+                    await event.wait()
+                else:  # the owner's changes raise no event here: re-read the store now and then
+                    with contextlib.suppress(TimeoutError):
+                        await self.clock.wait_for(event.wait(), min(1.0, self.settings.owner_lock_ttl_s / 3))
 
         return await self.clock.wait_for(wait(), timeout_s)
 
@@ -777,6 +906,7 @@ class WorkcellEngine:
 
     async def pause(self, workflow_id: str) -> Workflow:
         """Pause: no further step starts; a step in flight finishes and its result is kept."""
+        self._require_owner("pause a workflow")
         async with self._lock:
             wf = self._active(workflow_id)
             if wf.status.terminal:
@@ -790,6 +920,7 @@ class WorkcellEngine:
 
     async def resume(self, workflow_id: str) -> Workflow:
         """Resume a paused workflow (back to running if its step is still in flight, else queued)."""
+        self._require_owner("resume a workflow")
         async with self._lock:
             wf = self._active(workflow_id)
             if not wf.status.paused:
@@ -803,6 +934,7 @@ class WorkcellEngine:
     async def cancel(self, workflow_id: str) -> Workflow:
         """Cancel: the workflow ends now; a step in flight is asked to stop where the node allows it,
         and its late result is recorded in the step's history without reviving the workflow."""
+        self._require_owner("cancel a workflow")
         async with self._lock:
             wf = self._active(workflow_id)
             if wf.status.terminal:
@@ -827,6 +959,7 @@ class WorkcellEngine:
     async def retry(self, workflow_id: str, index: int = -1) -> Workflow:
         """Run a finished (failed, cancelled or completed) workflow again from step ``index``
         (default: the step it stopped on; a completed workflow starts over)."""
+        self._require_owner("retry a workflow")
         async with self._lock:
             wf = self._workflows.get(workflow_id) or await self.get_workflow(workflow_id)
             if not wf.status.terminal:
@@ -874,21 +1007,29 @@ class WorkcellEngine:
         )
 
     async def _scheduler_loop(self) -> None:
+        tick = False
         while not self._stopping:
             self._wake.clear()
             try:
+                if tick and self.is_owner:
+                    await self._adopt_submissions()
                 await self.schedule_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scheduler iteration failed")
-            with contextlib.suppress(TimeoutError):
+            tick = False
+            try:
                 await self.clock.wait_for(self._wake.wait(), self.settings.scheduler_update_interval)
+            except TimeoutError:
+                tick = True
 
     async def schedule_once(self) -> int:
         """One scheduler iteration: decide, then start every ready step whose claims are free.
         Returns how many steps started."""
         started = 0
+        if not self.is_owner:
+            return 0
         async with self._lock:
             candidates = [
                 w
@@ -994,6 +1135,8 @@ class WorkcellEngine:
             "node": resolved.node,
             "action": resolved.action,
             "phases": {"intent": now.isoformat()},
+            "owner": self.instance_id,
+            "owner_token": self._owner_token,
         }
         flight = _Flight(wf.workflow_id, index, action_id, claims)
         await self._commit(
@@ -1339,7 +1482,11 @@ class WorkcellEngine:
         for op, res in zip(ops, results, strict=True):
             if isinstance(op, Put) and op.kind == RESOURCE_KIND:
                 self._resource_versions[op.id] = res.version
-        self._workflows[wf.workflow_id] = wf
+        if self.is_owner:
+            self._workflows[wf.workflow_id] = wf
+        else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow
+            self._workflows.pop(wf.workflow_id, None)
+            self._versions.pop(wf.workflow_id, None)
         if wf.status.terminal and wf.workflow_id not in self._flights:
             self._not_before.pop(wf.workflow_id, None)
         for listener in list(self.listeners):
@@ -1386,6 +1533,7 @@ class WorkcellEngine:
 
     async def add_location(self, definition: LocationDefinition) -> Location:
         """Add a location (and its container resource, if defined)."""
+        self._require_owner("add a location")
         if definition.location_name in self.locations:
             raise WorkflowStateError(f"location {definition.location_name!r} exists")
         loc, changed = self._location_from_definition(definition, utcnow(self.clock))
@@ -1402,6 +1550,7 @@ class WorkcellEngine:
     async def change_resources(self, change: Callable[[ResourceTable], list[Resource]]) -> list[Resource]:
         """Apply one change to the resource table and persist what it changed (one transaction); the
         scheduler re-evaluates conditions right after. The change raises to refuse (nothing is kept)."""
+        self._require_owner("change resources")
         async with self._lock:
             backup = dict(self.resources._by_id)
             try:

@@ -36,6 +36,7 @@ class WorkcellManagerSettings(PodiumSettings):
     node_update_interval: float = Field(default=2.0, gt=0)
     node_info_update_interval: float = Field(default=30.0, gt=0)
     node_disconnect_after_failures: int = Field(default=2, ge=1)
+    owner_lock_ttl_s: float = Field(default=15.0, gt=0)
     cold_start_delay: float = Field(default=0.0, ge=0)
     get_action_result_retries: int = Field(default=3, ge=0)
     workcells_directory: Path = Path("podium-data/workcells")
