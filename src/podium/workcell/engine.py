@@ -495,11 +495,18 @@ class WorkcellEngine:
                 for c in claims:
                     self._held[c] = wf.workflow_id
                 self._flights[wf.workflow_id] = flight
-                flight.task = asyncio.create_task(self._reconcile(flight, step, str(phase)))
+                sent = ((rec.data if rec is not None else {}).get("phases") or {}).get("sent")
+                flight.task = asyncio.create_task(self._reconcile(flight, step, str(phase), sent))
 
-    async def _reconcile(self, flight: _Flight, step: Step, phase: str) -> None:
+    async def _reconcile(self, flight: _Flight, step: Step, phase: str, sent_at: str | None = None) -> None:
         conn = self._connectors.get(str(step.node))
         outcome: ActionOutcome
+        if not step.node:  # a built-in action: no instrument, so run what is left of it
+            elapsed = (
+                (utcnow(self.clock) - datetime.fromisoformat(sent_at)).total_seconds() if sent_at else 0.0
+            )
+            await self._finish_step(flight, await self._builtin(flight, step, elapsed_s=elapsed))
+            return
         try:
             if conn is None:
                 raise WorkflowValidationError(
@@ -1172,6 +1179,11 @@ class WorkcellEngine:
 
     async def _execute(self, flight: _Flight, step: Step, journal: dict[str, Any]) -> None:
         with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
+            if not step.node:
+                journal["request"] = {"args": dict(step.args), "builtin": True}
+                await self._journal(flight, journal, "sent")
+                await self._finish_step(flight, await self._builtin(flight, step), journal=journal)
+                return
             conn = self._connectors[str(step.node)]
             wf = self._workflows[flight.workflow_id]
             try:
@@ -1200,6 +1212,22 @@ class WorkcellEngine:
             except Exception as exc:
                 outcome = await self._after_transport_error(conn, flight, step, exc)
             await self._finish_step(flight, outcome, journal=journal)
+
+    async def _builtin(self, flight: _Flight, step: Step, *, elapsed_s: float = 0.0) -> ActionOutcome:
+        """Run one of MADSci's node-less workcell actions (``wait``), on the engine's clock. After a
+        restart, ``elapsed_s`` is how long it had already run."""
+        try:
+            if step.action == "wait":
+                seconds = float(step.args["seconds"])
+                await self.clock.sleep(max(0.0, seconds - elapsed_s))
+                return ActionOutcome(flight.action_id, ActionStatus.SUCCEEDED)
+            raise WorkflowValidationError(
+                f"'{step.action}' is not a built-in workcell action", step=step.label
+            )
+        except (KeyError, TypeError, ValueError, WorkflowValidationError) as exc:
+            return ActionOutcome(
+                flight.action_id, ActionStatus.FAILED, [Error.from_exception(exc, at=utcnow(self.clock))]
+            )
 
     async def _with_timeout(self, aw: Any) -> ActionOutcome:
         result: ActionOutcome = await self.clock.wait_for(aw, self.settings.action_timeout_s)

@@ -21,7 +21,11 @@ from podium.workcell.resources import ResourceTable
 from podium.workcell.workcell import NodeRecord
 from podium.workcell.workflows import Step, StepDefinition, Workflow, WorkflowDefinition
 
-__all__ = ["build_workflow", "check_parameters", "resolve_step_for_run"]
+__all__ = ["BUILTIN_ACTIONS", "build_workflow", "check_parameters", "resolve_step_for_run"]
+
+BUILTIN_ACTIONS = {"wait": ("seconds",)}
+"""MADSci's node-less workcell actions podium runs itself: action -> its required arguments."""
+_NOT_OFFERED = {"transfer", "transfer_resource"}
 
 _SUBSTITUTED_FIELDS = ("name", "description", "node", "action")
 
@@ -159,9 +163,8 @@ def _validate_step(
     use = step.use_parameters
     node_deferred = _deferred_refs(step.node, deferred) or bool(use and use.node in deferred)
     if not step.node and not node_deferred:
-        raise WorkflowValidationError(
-            "names no node (podium has no built-in workcell actions yet)", step=label, field="node"
-        )
+        _validate_builtin(step, label, deferred)
+        return
     if node_deferred:
         return  # the node is only known once the feed-forward value arrives; checked when the step runs
     assert step.node is not None
@@ -234,6 +237,40 @@ def _validate_step(
             raise WorkflowValidationError(
                 f"condition names unknown location '{name}'", step=label, field="conditions"
             )
+
+
+def _validate_builtin(step: Step, label: str, deferred: set[str]) -> None:
+    action = str(step.action)
+    if action in _NOT_OFFERED:
+        raise WorkflowValidationError(
+            f"names no node, and the built-in action '{action}' needs MADSci's location manager to plan "
+            "the transfer, which podium does not offer: name the node that does the move",
+            step=label,
+            field="action",
+        )
+    if action not in BUILTIN_ACTIONS:
+        raise WorkflowValidationError(
+            f"names no node, and '{action}' is not a built-in workcell action "
+            f"(built-in: {', '.join(sorted(BUILTIN_ACTIONS))})",
+            step=label,
+            field="node",
+        )
+    given = dict(step.args)
+    if step.use_parameters is not None:
+        given.update(step.use_parameters.args)
+    for name in BUILTIN_ACTIONS[action]:
+        if name not in given:
+            raise WorkflowValidationError(
+                f"built-in action '{action}' needs argument '{name}'", step=label, field="args"
+            )
+    seconds = step.args.get("seconds")
+    number = isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0
+    if "seconds" in step.args and not _deferred_refs(seconds, deferred) and not number:
+        raise WorkflowValidationError(
+            f"built-in action 'wait' needs 'seconds' as a number >= 0, not {seconds!r}",
+            step=label,
+            field="args.seconds",
+        )
 
 
 def _named(defs: Any) -> dict[str, Mapping[str, Any]]:
