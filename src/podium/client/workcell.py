@@ -366,9 +366,10 @@ def _is_path(text: str) -> bool:
 
 
 class _Progress:
-    """A rich progress bar: steps done of total, the current step and its node."""
+    """A rich progress bar (steps done of total, the current step and its node), with one line printed
+    above it as each step ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -378,10 +379,11 @@ class _Progress:
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console if console is not None else Console(stderr=True),
             transient=False,
         )
         self._task: Any = None
+        self._reported: dict[int, str] = {}
         self._progress.start()
 
     def update(self, wf: Workflow) -> None:
@@ -390,12 +392,26 @@ class _Progress:
             text = wf.status.description
         elif step is not None:
             reasons = "" if wf.status.running else "; ".join(wf.scheduler_metadata.reasons[:1])
-            text = f"{wf.state.value}: {step.label} on {step.node}" + (f" ({reasons})" if reasons else "")
+            where = f" on {step.node}" if step.node else ""
+            text = f"{wf.state.value}: {step.label}{where}" + (f" ({reasons})" if reasons else "")
         else:
             text = wf.state.value
+        for i, s in enumerate(wf.steps):
+            if (
+                s.status.is_terminal
+                and s.status.value != "not_ready"
+                and self._reported.get(i) != s.status.value
+            ):
+                self._reported[i] = s.status.value
+                mark = {"succeeded": "[green]done[/]", "failed": "[red]failed[/]"}.get(
+                    s.status.value, s.status.value
+                )
+                took = f" in {s.duration.total_seconds():.1f} s" if s.duration is not None else ""
+                where = f" on {s.node}" if s.node else ""
+                self._progress.console.print(f"  {mark} {i + 1}/{len(wf.steps)} {s.label}{where}{took}")
         if self._task is None:
             self._task = self._progress.add_task(text, total=len(wf.steps) or 1, name=wf.name)
-        self._progress.update(self._task, completed=wf.completed_steps, description=text)
+        self._progress.update(self._task, completed=wf.completed_steps, description=text, refresh=True)
 
     def stop(self, wf: Workflow) -> None:
         self.update(wf)
