@@ -64,7 +64,7 @@ async def podium_run(
             if store_kind == "memory"
             else SQLiteStorage(Path(tmp) / "bench.db", synchronous=sqlite_sync)
         )
-        engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100))
+        engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100), serve_http=False)
         engine.register_blueprint(bp)
         for i in range(workers):
             w = InProcessWorker(f"w{i}", capacity=50)

@@ -24,7 +24,12 @@ FORBIDDEN = {
     "wire": {"engine", "store", "workcell", "server", "worker", "nodes", "client", "cli"},
 }
 # modules that live inside a package but are adapters onto another layer, by design
-ALLOWED = {"store/flow_state.py": {"flow"}}
+ALLOWED = {
+    "store/flow_state.py": {"flow"},
+    # Avtomatika's drop-in: `await engine.start()` serves the HTTP API; the engine loads the server lazily
+    # through this one module, only when asked to serve (OrchestratorEngine(serve_http=...)/SERVE_HTTP).
+    "engine/_http.py": {"server"},
+}
 # known violations still to mend; strict xfail, so mending one makes its test fail until it leaves this list
 KNOWN_VIOLATIONS: set[str] = set()
 

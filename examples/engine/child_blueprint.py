@@ -45,7 +45,7 @@ async def reject() -> None:
 
 
 async def run() -> dict[str, Any]:
-    engine = OrchestratorEngine(MemoryStorage())
+    engine = OrchestratorEngine(MemoryStorage(), serve_http=False)  # in-process only: no HTTP API
     engine.register_blueprint(checksum)
     engine.register_blueprint(upload)
     async with engine:

@@ -48,7 +48,7 @@ async def backlog() -> None: ...
 
 
 async def run() -> dict[str, str]:
-    engine = OrchestratorEngine(MemoryStorage())
+    engine = OrchestratorEngine(MemoryStorage(), serve_http=False)  # in-process only: no HTTP API
     engine.register_blueprint(bp)
     tickets = {
         "db down": {"priority": 9, "kind": "outage"},

@@ -34,7 +34,7 @@ async def report(total_words: int) -> None:
 
 
 async def run() -> int:
-    engine = OrchestratorEngine(MemoryStorage())
+    engine = OrchestratorEngine(MemoryStorage(), serve_http=False)  # in-process only: no HTTP API
     engine.register_blueprint(bp)
     for n in range(3):  # three workers share the queue
         w = InProcessWorker(f"counter-{n}", capacity=2)

@@ -35,7 +35,7 @@ async def abandon(reason: str) -> None:
 
 
 async def run() -> list[str]:
-    engine = OrchestratorEngine(MemoryStorage())
+    engine = OrchestratorEngine(MemoryStorage(), serve_http=False)  # in-process only: no HTTP API
     engine.register_blueprint(bp)
     waiting: asyncio.Queue[str] = asyncio.Queue()
 

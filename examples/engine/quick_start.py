@@ -37,7 +37,7 @@ async def greet(params: dict[str, Any], progress: Any) -> dict[str, Any]:
 
 
 async def run(db: Path) -> dict[str, Any]:
-    engine = OrchestratorEngine(SQLiteStorage(db), Config())
+    engine = OrchestratorEngine(SQLiteStorage(db), Config(SERVE_HTTP=False))  # in-process: no HTTP API
     engine.register_blueprint(bp)
     engine.add_worker(worker)
     async with engine:

@@ -50,7 +50,9 @@ async def download(params: dict[str, Any], attempt: int) -> dict[str, Any]:
 async def run() -> dict[str, str]:
     clock = ManualClock()
     engine = OrchestratorEngine(
-        MemoryStorage(clock=clock), Config(JOB_MAX_RETRIES=3, RETRY_BACKOFF_BASE_S=2.0)
+        MemoryStorage(clock=clock),
+        Config(JOB_MAX_RETRIES=3, RETRY_BACKOFF_BASE_S=2.0),
+        serve_http=False,  # in-process only: no HTTP API
     )
     engine.register_blueprint(bp)
     engine.add_worker(worker)

@@ -23,7 +23,7 @@ def make_store(kind: str, tmp_path: Path, clock: Clock | None = None) -> Store:
 
 def make_engine(store: Store, **config: Any) -> OrchestratorEngine:
     cfg = Config(**{"RETRY_BACKOFF_BASE_S": 0.0, "EXECUTOR_POLL_WAIT_S": 5.0, **config})
-    return OrchestratorEngine(store, cfg)
+    return OrchestratorEngine(store, cfg, serve_http=False)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -43,7 +43,7 @@ def config() -> Config:
 
 
 async def main(path: str, n: int) -> None:
-    engine = OrchestratorEngine(SQLiteStorage(path, synchronous="NORMAL"), config())
+    engine = OrchestratorEngine(SQLiteStorage(path, synchronous="NORMAL"), config(), serve_http=False)
     engine.register_blueprint(blueprint())
     engine.add_worker(worker())
     done = 0

@@ -43,7 +43,7 @@ async def test_sigkill_mid_flight_then_recover(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL
 
     store = SQLiteStorage(db, synchronous="NORMAL")
-    engine = OrchestratorEngine(store, crash_child.config())
+    engine = OrchestratorEngine(store, crash_child.config(), serve_http=False)
     engine.register_blueprint(crash_child.blueprint())
     engine.add_worker(crash_child.worker())
     async with engine:

@@ -50,7 +50,13 @@ class Config(PodiumSettings):
     RECOVERY_SCAN_S: float = Field(60.0, gt=0)
     """How often the recovery owner re-reads open tasks to arm their timeouts (also on taking ownership)."""
 
-    # Used by the HTTP server issue; kept here so one Config serves both.
+    SERVE_HTTP: bool = True
+    """Whether ``await engine.start()`` also serves the HTTP API (client and worker routes) on
+    ``API_HOST``:``API_PORT``, as Avtomatika's does. Turn it off for purely in-process use (tests, scripts
+    with in-process workers); ``OrchestratorEngine(..., serve_http=False)`` does the same. The server app
+    (``podium serve``, ``create_app``) starts its engine without it, so nothing is served twice."""
+
+    # Read by the HTTP API that start() serves (and by `podium serve` where it has no setting of its own).
     API_HOST: str = "0.0.0.0"
     API_PORT: int = 8082
     CLIENT_TOKEN: str = "secure-orchestrator-token"

@@ -134,9 +134,13 @@ class OrchestratorEngine:
         *,
         clock: Clock | None = None,
         instance_id: str | None = None,
+        serve_http: bool | None = None,
     ) -> None:
         self.storage = storage
         self.config = config if config is not None else Config()
+        self.serve_http = self.config.SERVE_HTTP if serve_http is None else serve_http
+        """Whether :meth:`start` serves the HTTP API (``Config.SERVE_HTTP``, Avtomatika's behaviour)."""
+        self._http: Any = None  # the server start() runs, when it serves
         if clock is not None:
             storage.clock = clock
         self.clock: Clock = storage.clock
@@ -219,8 +223,11 @@ class OrchestratorEngine:
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the store, re-arm timers of open tasks, start the executor and in-process workers."""
+    async def start(self, *, serve_http: bool | None = None) -> None:
+        """Open the store, re-arm timers of open tasks, start the executor and in-process workers; then,
+        like Avtomatika's ``start()``, serve the HTTP API (client and worker routes, :mod:`podium.server`)
+        on ``API_HOST``:``API_PORT`` unless ``serve_http`` (default: the engine's :attr:`serve_http`) is
+        false. The server app starts its engine with ``serve_http=False``. Idempotent."""
         if self._started:
             return
         self._stopping = False
@@ -235,12 +242,28 @@ class OrchestratorEngine:
         self._started = True
         for worker in list(self._workers.values()):
             await worker.start()
+        if self.serve_http if serve_http is None else serve_http:
+            from podium.engine._http import serve  # the server is loaded only when asked to serve
+
+            try:
+                self._http = await serve(self)
+            except BaseException:
+                await self.stop()
+                raise
+
+    @property
+    def http_url(self) -> str | None:
+        """Where :meth:`start` serves the HTTP API (``None`` when it does not)."""
+        return self._http.url if self._http is not None else None
 
     async def stop(self) -> None:
-        """Graceful stop: take no new work, let running handlers and in-process tasks finish (up to
-        ``STOP_GRACE_S``), give back leases. Idempotent."""
+        """Graceful stop: stop serving HTTP (if :meth:`start` did), take no new work, let running handlers and
+        in-process tasks finish (up to ``STOP_GRACE_S``), give back leases. Idempotent."""
         if not self._started:
             return
+        http, self._http = self._http, None
+        if http is not None:
+            await http.stop()
         self._stopping = True
         for task in (self._executor_task, self._owner_task):
             if task is not None:
@@ -692,6 +715,7 @@ class OrchestratorEngine:
             version=rec.version,
             webhook_url=d.get("webhook_url"),
             waiting=d.get("wait"),
+            client=d.get("client"),
         )
 
     async def list_jobs(
@@ -910,7 +934,10 @@ class OrchestratorEngine:
             wait = rec.data.get("wait") or {}
             if rec.status != JobStatus.WAITING_FOR_APPROVAL or wait.get("kind") != "approval":
                 raise JobStateError(f"job {job_id} is {rec.status}, not waiting for approval")
-            if token is not None and not secrets.compare_digest(str(token), str(wait.get("token"))):
+            expected = wait.get("token")
+            if token is not None and (
+                not isinstance(expected, str) or not secrets.compare_digest(str(token), expected)
+            ):
                 raise JobStateError(f"job {job_id}: wrong approval token")
             target = wait["transitions"].get(decision)
             if target is None:
@@ -1620,10 +1647,22 @@ class OrchestratorEngine:
             )
             if not leases:
                 return out
-            out.extend(await self._claim_many(leases, worker_id, lease_s))
+            try:
+                out.extend(await self._claim_many(leases, worker_id, lease_s))
+            except asyncio.CancelledError:
+                # The caller left (a long poll whose worker hung up) after the store leased these: give them
+                # back now rather than when their leases expire.
+                await self._give_back_leases(leases)
+                raise
             if remaining <= 0:
                 break
         return out
+
+    async def _give_back_leases(self, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            with contextlib.suppress(Exception):
+                if not await self.release_task(lease.payload["task_id"], lease.token):
+                    await self.storage.nack(lease)  # leased but not yet recorded as running
 
     def _claim_ops(self, plan: _Plan, lease: Lease, rec: Record, worker_id: str) -> Task:
         """Plan recording ``rec`` as running under ``lease`` for ``worker_id``; the Task to hand over."""
@@ -1736,6 +1775,71 @@ class OrchestratorEngine:
         await self._mutate_job(job_id, decide)
         return ok
 
+    async def extend_task(self, task_id: str, token: int, lease_s: float | None = None) -> bool:
+        """Keep a running task from being offered again: push its lease to now + ``lease_s`` (default
+        ``TASK_LEASE_S``). Workers call it from their heartbeat for tasks that may outlast the lease.
+
+        ``token`` is the delivery's (``Task.token``). Returns ``False`` when the lease is no longer held
+        (it lapsed, or the task was withdrawn or leased to another worker): the task may run elsewhere, and
+        this worker's result counts only if nobody took it meanwhile (see :meth:`complete_task`).
+        """
+        rec = await self._load_task(task_id)
+        if rec is None:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        d = rec.data
+        if rec.status != TaskStatus.RUNNING or d.get("token") not in (None, token):
+            return False
+        lease = self._task_lease(task_id, d, token)
+        try:
+            await self.storage.extend(lease, lease_s or self.config.TASK_LEASE_S)
+        except LeaseLostError:
+            return False
+        return True
+
+    async def release_task(self, task_id: str, token: int) -> bool:
+        """Hand a leased task back at once (a nack): it is queued again for any worker, as if its lease had
+        expired now. For a worker that took a task it will not run (a long poll whose caller hung up just as
+        the task was leased, a worker stopping). Returns ``False`` if ``token`` no longer holds it."""
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            rec = await self._load_task(task_id)
+            if rec is None:
+                raise TaskNotFoundError(f"no task {task_id!r}")
+            d = rec.data
+            if rec.status != TaskStatus.RUNNING or d.get("token") not in (None, token):
+                return False
+            try:
+                await self.storage.nack(self._task_lease(task_id, d, token))
+            except LeaseLostError:
+                return False
+            back = {
+                k: v for k, v in d.items() if k not in ("worker_id", "token", "taken_at", "result_deadline")
+            }
+            self.timers.cancel(f"r:{task_id}")
+            try:
+                await self._commit(
+                    self._single(Put(TASK, task_id, back, rec.version, TaskStatus.QUEUED.value, d["job_id"])),
+                    durable=False,  # the queue already offers it again; a lost record write only looks stale
+                )
+            except ConflictError:
+                self._tasks.pop(task_id, None)
+                continue
+            return True
+        return False
+
+    @staticmethod
+    def _single(op: Op) -> _Plan:
+        plan = _Plan()
+        plan.ops.append(op)
+        return plan
+
+    @staticmethod
+    def _task_lease(task_id: str, d: Mapping[str, Any], token: int) -> Lease:
+        """The lease a delivery of the task holds (what the store's extend/nack check: queue, item, token)."""
+        attempt = d["attempt"]
+        return Lease(
+            d["queue"], f"{task_id}:{attempt}", {}, 0, attempt, token, d.get("worker_id") or "", 0.0, 0.0
+        )
+
     async def is_task_cancelled(self, task_id: str) -> bool:
         """Whether the task was withdrawn (cancelled or timed out); remote workers ask this on heartbeat."""
         rec = await self.storage.get(TASK, task_id)
@@ -1795,6 +1899,11 @@ class OrchestratorEngine:
                     job_id, task_id, f"task is already {trec.status}", result, worker_id
                 )
                 return "ignored"
+            if source == "worker":
+                stale = self._stale_delivery(trec, token, worker_id)
+                if stale is not None:
+                    await self._record_ignored(job_id, task_id, stale, result, worker_id)
+                    return "ignored"
             jrec = await self._load_job(job_id)
             if jrec is None:
                 raise JobNotFoundError(f"no job {job_id!r} for task {task_id!r}")
@@ -1807,6 +1916,29 @@ class OrchestratorEngine:
                 continue
             return outcome
         raise ConflictError(TASK, task_id, None, None)
+
+    @staticmethod
+    def _stale_delivery(trec: Record, token: int | None, worker_id: str | None) -> str | None:
+        """Why a worker's result for an open task must be ignored, or ``None`` if it counts.
+
+        With a ``token`` (the delivery's lease token) the result counts only if that delivery is still the
+        task's current one: the record is ``running`` under the same token. A holder whose lease expired
+        still counts as long as nobody took the task since (the record still names its token); once the task
+        was leased again, or queued for another attempt, the old holder's result is ignored. Tasks leased
+        straight to an in-process worker carry no token in their record: there the worker id decides.
+        Without a token only the worker id is checked.
+        """
+        d = trec.data
+        holder = d.get("worker_id")
+        if token is not None:
+            if trec.status != TaskStatus.RUNNING:
+                return f"stale delivery: the task is queued again (attempt {d['attempt']})"
+            held = d.get("token")
+            if held is not None and held != token:
+                return f"stale lease: the task was leased again (to {holder})"
+        if worker_id is not None and holder is not None and holder != worker_id:
+            return f"the task is held by {holder}, not {worker_id}"
+        return None
 
     async def _record_ignored(
         self, job_id: str, task_id: str, reason: str, result: dict[str, Any], worker_id: str | None
@@ -2098,20 +2230,9 @@ class OrchestratorEngine:
         return out
 
     async def _give_back_task(self, task: Task) -> None:
-        """Return a task an in-process worker gave up on while stopping: its queue item is due again now."""
-        lease = Lease(
-            task_queue(task.task_type),
-            f"{task.task_id}:{task.attempt}",
-            {},
-            task.priority,
-            task.attempt,
-            task.token,
-            task.worker_id,
-            0.0,
-            0.0,
-        )
-        with contextlib.suppress(LeaseLostError):
-            await self.storage.nack(lease)
+        """Return a task an in-process worker gave up on while stopping: it is due again now."""
+        with contextlib.suppress(TaskNotFoundError):
+            await self.release_task(task.task_id, task.token)
 
     def _attach_local(self, worker: InProcessWorker) -> None:
         """A started in-process worker: new tasks of its skills may be leased straight to it."""

@@ -81,7 +81,9 @@ OPEN_TASK = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 RETRYABLE_CODES = frozenset(
     {"TRANSIENT_ERROR", "RESOURCE_EXHAUSTED_ERROR", "TIMEOUT_ERROR", "INTERNAL_ERROR"}
 )
-QUARANTINE_CODES = frozenset({"PERMANENT_ERROR", "SECURITY_ERROR", "DEPENDENCY_ERROR"})
+QUARANTINE_CODES = frozenset(
+    {"PERMANENT_ERROR", "SECURITY_ERROR", "DEPENDENCY_ERROR", "CONTRACT_VIOLATION_ERROR"}
+)
 ERROR_CODES = RETRYABLE_CODES | QUARANTINE_CODES | {"INVALID_INPUT_ERROR"}
 
 
@@ -125,11 +127,19 @@ class JobView:
     webhook_url: str | None = None
     waiting: dict[str, Any] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    client: dict[str, Any] | None = None
+    """The client that created the job, as ``create_job(client=...)`` was given it (``token``, ``plan``,
+    ``params``); ``None`` for jobs created without one. The server puts the client's name in ``token``."""
 
     @property
     def id(self) -> str:
         """Alias of ``job_id``."""
         return self.job_id
+
+    @property
+    def client_name(self) -> str | None:
+        """Who created the job (``client["token"]``), or ``None``."""
+        return (self.client or {}).get("token") or None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what the HTTP API serves)."""

@@ -1,0 +1,38 @@
+"""The engine's HTTP face for Avtomatika-style embedding: ``await engine.start()`` serves the API.
+
+Avtomatika's ``OrchestratorEngine.start()`` serves its client and worker APIs; podium's does the same by
+running :mod:`podium.server` around the engine. This module is the engine's one adapter onto the server
+layer (listed in ``tests/test_architecture.py``): :meth:`OrchestratorEngine.start` imports it lazily, only
+when it is asked to serve, so in-process use never loads the server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from podium.engine.engine import OrchestratorEngine
+
+__all__ = ["serve"]
+
+
+async def serve(engine: OrchestratorEngine) -> Any:
+    """Serve the HTTP API around the started ``engine`` with the settings its :class:`Config` carries
+    (``API_HOST``, ``API_PORT``, ``CLIENT_TOKEN``, ``GLOBAL_WORKER_TOKEN``, ``*_CONFIG_PATH``,
+    ``DETAILED_API_RESPONSES``, ``WORKER_POLL_TIMEOUT_SECONDS``); other server settings come from the
+    environment and settings files as for ``podium serve``. Returns the running server (``.url``,
+    ``await .stop()``); the engine stays the caller's to stop."""
+    from podium.server import ServerSettings, start_server
+
+    cfg = engine.config
+    settings = ServerSettings.load(
+        api_host=cfg.API_HOST,
+        api_port=cfg.API_PORT,
+        client_token=cfg.CLIENT_TOKEN or None,
+        global_worker_token=cfg.GLOBAL_WORKER_TOKEN or None,
+        clients_config_path=cfg.CLIENTS_CONFIG_PATH or None,
+        workers_config_path=cfg.WORKERS_CONFIG_PATH or None,
+        detailed_api_responses=cfg.DETAILED_API_RESPONSES,
+        worker_poll_timeout_s=min(cfg.WORKER_POLL_TIMEOUT_SECONDS, 300.0),
+    )
+    return await start_server(engine, settings, manage_engine=False)
