@@ -82,7 +82,9 @@ class Stack:
 
 
 def make_engine(**config: Any) -> OrchestratorEngine:
-    engine = OrchestratorEngine(MemoryStorage(), Config(**{"RETRY_BACKOFF_BASE_S": 0.0, **config}))
+    engine = OrchestratorEngine(
+        MemoryStorage(), Config(**{"RETRY_BACKOFF_BASE_S": 0.0, **config}), serve_http=False
+    )
     engine.register_blueprint(transcode_blueprint())
     engine.register_blueprint(approval_blueprint())
     return engine

@@ -54,7 +54,7 @@ async def run_server(
     store = _storage(storage)
     # Open (and so schema-check) the store before anything listens: a mismatch stops here, in one line.
     await store.open()
-    engine = OrchestratorEngine(store, Config())
+    engine = OrchestratorEngine(store, Config(), serve_http=False)  # the app below is its HTTP face
     if blueprints is not None:
         names = engine.load_blueprints(blueprints)
         if not names:

@@ -108,7 +108,7 @@ class ServerState:
 
     async def start(self) -> None:
         if self.manage_engine:
-            await self.engine.start()
+            await self.engine.start(serve_http=False)  # this app is the HTTP face
         await self.webhooks.start()
         self._unsubscribe = self.engine.subscribe(self._on_event)
 

@@ -28,7 +28,7 @@ from podium.engine.errors import (
     JobStateError,
     TaskNotFoundError,
 )
-from podium.engine.models import QUARANTINE_CODES, TERMINAL_STATUSES, Task
+from podium.engine.models import TERMINAL_STATUSES, Task
 from podium.engine.models import JobView as EngineJobView
 from podium.errors import ConfigError, InvalidInputError, NotFoundError
 from podium.server._state import RemoteWorker, ServerState
@@ -55,11 +55,7 @@ log = logging.getLogger("podium.server")
 # Avtomatika's names for podium's statuses, where they differ.
 _STATUS_OUT = {"waiting_for_approval": "waiting_for_human"}
 _STATUS_IN = {v: k for k, v in _STATUS_OUT.items()}
-_CONTRACT_CODE = (
-    rxon.ERROR_CODE_CONTRACT_VIOLATION
-    if rxon.ERROR_CODE_CONTRACT_VIOLATION in QUARANTINE_CODES
-    else rxon.ERROR_CODE_PERMANENT
-)
+_LIST_SCAN_PAGES = 20  # pages of other clients' jobs a listing reads past before it answers
 
 
 class ApiError(Exception):
@@ -225,11 +221,21 @@ def _worker_out(st: ServerState, w: RemoteWorker) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-async def _get_job(st: ServerState, job_id: str) -> EngineJobView:
+async def _get_job(st: ServerState, job_id: str, client: ClientConfig | None = None) -> EngineJobView:
+    """The job, as ``client`` may see it: a client reads and acts only on the jobs it created (and on jobs
+    created without a client, in-process), unless it is an ``admin``; any other job is a 404 to it."""
     try:
-        return await st.engine.get_job(job_id)
+        job = await st.engine.get_job(job_id)
     except JobNotFoundError:
         raise ApiError(404, f"job {job_id!r} not found") from None
+    if client is not None and not _may_see(client, job):
+        raise ApiError(404, f"job {job_id!r} not found")
+    return job
+
+
+def _may_see(client: ClientConfig, job: EngineJobView) -> bool:
+    owner = job.client_name
+    return owner is None or owner == client.name or client.admin
 
 
 # --- the client API -------------------------------------------------------------------------------
@@ -251,8 +257,7 @@ def _client_router(st: ServerState) -> APIRouter:
         summary="A job's status, state, progress, result",
     )
     async def get_job(job_id: str, request: Request) -> dict[str, Any]:
-        _client(request)
-        return _job_out(st, await _get_job(st, job_id))
+        return _job_out(st, await _get_job(st, job_id, _client(request)))
 
     @r.get(
         f"{prefix}/v1/jobs/{{job_id}}/wait",
@@ -262,8 +267,7 @@ def _client_router(st: ServerState) -> APIRouter:
     async def wait_job(
         request: Request, job_id: str, wait_s: float = Query(30.0, ge=0, le=300, alias="timeout")
     ) -> dict[str, Any]:
-        _client(request)
-        await _get_job(st, job_id)
+        await _get_job(st, job_id, _client(request))
         try:
             view = await st.engine.wait_for_job(job_id, timeout_s=wait_s)
         except TimeoutError:
@@ -272,8 +276,7 @@ def _client_router(st: ServerState) -> APIRouter:
 
     @r.post(f"{prefix}/v1/jobs/{{job_id}}/cancel", response_model=CancelResponse, summary="Cancel a job")
     async def cancel_job(job_id: str, request: Request) -> CancelResponse:
-        _client(request)
-        await _get_job(st, job_id)
+        await _get_job(st, job_id, _client(request))
         try:
             await st.engine.cancel_job(job_id, reason="cancelled through the API")
         except JobStateError as exc:
@@ -284,15 +287,14 @@ def _client_router(st: ServerState) -> APIRouter:
         f"{prefix}/v1/jobs/{{job_id}}/history", response_model=list[HistoryItem], summary="A job's history"
     )
     async def job_history(job_id: str, request: Request) -> list[HistoryItem]:
-        _client(request)
-        await _get_job(st, job_id)
+        await _get_job(st, job_id, _client(request))
         entries = await st.engine.job_history(job_id)
         return [HistoryItem(seq=e.seq, event=e.event, status=e.status, ts=e.ts, data=e.data) for e in entries]
 
     async def _resolve(
         request: Request, job_id: str, decision: str, data: dict[str, Any], token: str | None
     ) -> Any:
-        await _get_job(st, job_id)
+        await _get_job(st, job_id, _client(request))
         try:
             await st.engine.resolve_approval(job_id, decision, data, token=token)
         except JobStateError as exc:
@@ -324,17 +326,31 @@ def _client_router(st: ServerState) -> APIRouter:
         after: str | None = None,
         limit: int = Query(50, ge=1),
     ) -> dict[str, Any]:
-        _client(request)
+        client = _client(request)
         limit = min(limit, s.max_page_size)
         statuses = [_STATUS_IN.get(x, x) for x in status.split(",")] if status else None
-        views = await st.engine.list_jobs(
-            status=statuses, blueprint=blueprint, after=after, limit=limit + 1, descending=True
-        )
-        page = views[:limit]
-        return {
-            "items": [_job_out(st, v) for v in page],
-            "next": page[-1].job_id if len(views) > limit else None,
-        }
+        # A client sees its own jobs (and unowned ones); pages are filled by reading on past the others,
+        # up to a bound, and "next" says where the next page starts reading.
+        page: list[EngineJobView] = []
+        more = False
+        cursor = after
+        for _ in range(_LIST_SCAN_PAGES):
+            views = await st.engine.list_jobs(
+                status=statuses, blueprint=blueprint, after=cursor, limit=limit + 1, descending=True
+            )
+            if not views:
+                more = False
+                break
+            for v in views[:limit]:
+                cursor = v.job_id
+                if _may_see(client, v):
+                    page.append(v)
+                    if len(page) == limit:
+                        break
+            more = cursor != views[-1].job_id  # read stopped before the last job fetched: there are more
+            if len(page) == limit or not more:
+                break
+        return {"items": [_job_out(st, v) for v in page], "next": cursor if more else None}
 
     @r.get(f"{prefix}/v1/blueprints", summary="Registered blueprints and where to submit their jobs")
     async def list_blueprints(request: Request) -> list[dict[str, Any]]:
@@ -578,6 +594,11 @@ def _worker_router(st: ServerState) -> APIRouter:
             with contextlib.suppress(NotFoundError):
                 if await st.engine.is_task_cancelled(task_id):
                     cancel.append(task_id)
+                    continue
+                # A task still running here keeps its lease, however long it takes.
+                delivered = st.delivered.get(task_id)
+                if delivered is not None and delivered.worker_id == worker_id:
+                    await st.engine.extend_task(task_id, delivered.token)
         commands, worker.commands = worker.commands, []
         reply = rxon.HeartbeatResponse(cancel_task_ids=cancel or None, commands=commands or None)
         return reply.model_dump(mode="json", exclude_none=True)
@@ -723,17 +744,25 @@ async def _take_unless_gone(
     try:
         await asyncio.wait({take, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        hung_up = gone.done() and not gone.cancelled() and gone.exception() is None
         gone.cancel()
         if not take.done():
-            take.cancel()
+            take.cancel()  # the engine gives back whatever it had leased by then
     with contextlib.suppress(asyncio.CancelledError):
         await gone
     try:
-        return await take
+        tasks = await take
     except asyncio.CancelledError:
         if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
             raise
-        return []  # the worker left; a task leased in that instant comes back when its lease expires
+        return []
+    if hung_up and tasks:
+        # Leased in the instant the worker left: hand them back now, not when their leases expire.
+        for task in tasks:
+            with contextlib.suppress(NotFoundError):
+                await st.engine.release_task(task.task_id, task.token)
+        return []
+    return tasks
 
 
 async def _task_result(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -766,23 +795,25 @@ async def _task_results(st: ServerState, worker_id: str, token: str, body: dict[
 
 
 async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> rxon.ResultResponse:
+    # The engine fences results on the delivery's lease token (or, for a task this process did not hand
+    # out, on the worker id): a stale holder's result is recorded and ignored there. The token and the
+    # task type come from what this process delivered; after a restart, from the task record.
     delivered = st.delivered.get(result.task_id)
-    owner: str | None
     token: int | None
     if delivered is not None:
-        task_type, owner, token = delivered.task_type, delivered.worker_id, delivered.token
+        task_type, token = delivered.task_type, delivered.token
     else:
         try:
             view = await st.engine.get_task(result.task_id)
         except TaskNotFoundError:
             return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_NOT_FOUND)
-        task_type, owner, token = view.task_type, view.worker_id, None
-    if owner is not None and owner != worker_id:
+        task_type, token = view.task_type, None
+    if delivered is not None and delivered.worker_id != worker_id:
         log.warning(
             "worker %s sent a result for task %s held by %s",
             worker_id,
             result.task_id,
-            owner,
+            delivered.worker_id,
             extra={"worker_id": worker_id, "task_id": result.task_id},
         )
         return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_MISMATCH)
@@ -802,18 +833,16 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
             )
             status = rxon.TASK_STATUS_FAILURE
             error = {
-                "code": _CONTRACT_CODE,
+                "code": rxon.ERROR_CODE_CONTRACT_VIOLATION,  # the engine quarantines the job
                 "message": message,
-                "details": {"reason": rxon.ERROR_CODE_CONTRACT_VIOLATION, "field": violation.path},
+                "details": {"field": violation.path},
             }
     elif error is not None and error.get("code") == rxon.ERROR_CODE_CONTRACT_VIOLATION:
-        # The worker caught its own contract violation: a contract error all the same (quarantine).
+        # The worker caught its own contract violation: say which task, skill and worker in the job's error.
         error = {
             **error,
-            "code": _CONTRACT_CODE,
             "message": f"contract violation reported by worker {worker_id} for task {result.task_id} "
             f"({task_type}): {error.get('message')}",
-            "details": {**(error.get("details") or {}), "reason": rxon.ERROR_CODE_CONTRACT_VIOLATION},
         }
     try:
         outcome = await st.engine.complete_task(
@@ -859,18 +888,14 @@ def _public_router(st: ServerState) -> APIRouter:
             raw = None
         body: dict[str, Any] = raw if isinstance(raw, dict) else {}
         token = token or (body.get("token") if isinstance(body.get("token"), str) else None)
-        if token is None:
-            _client(request)  # without the job's approval token, a client token is needed
+        client = _client(request) if token is None else None  # without the job's token, a client token
         if raw is None:
             raise ApiError(400, "the body is not valid JSON")
         decision = body.get("decision")
         if not isinstance(decision, str) or not decision:
             raise ApiError(422, "decision is required", field="decision")
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        job = await _get_job(st, job_id)
-        if token is not None and not (job.waiting or {}).get("token"):
-            # only a job that was given an approval token can be answered with one
-            raise ApiError(401, "this job has no approval token; send X-Client-Token")
+        await _get_job(st, job_id, client)
         try:
             await st.engine.resolve_approval(job_id, decision, data, token=token)
         except JobStateError as exc:
