@@ -393,6 +393,8 @@ async def run_podium(workers: int, capacity: int, n_latency: int, n_jobs: int) -
                         str(port),
                         "--blueprints",
                         f"{tmp}/blueprints",
+                        "--storage",
+                        "memory://",  # like for like with Avtomatika's MemoryStorage (serve defaults to SQLite)
                     ],
                     env=env,
                     stdout=subprocess.DEVNULL,
