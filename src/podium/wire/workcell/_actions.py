@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from podium.ids import new_ulid_str
+from podium.wire.madsci_node import ActionStatus  # one enum for the node protocol and the steps that use it
 from podium.wire.workcell._base import WorkcellModel
 
 __all__ = ["ActionResult", "ActionStatus", "Error", "OwnershipInfo"]
-
-
-class ActionStatus(StrEnum):
-    """Status of an action (and of the step that runs it)."""
-
-    NOT_STARTED = "not_started"
-    NOT_READY = "not_ready"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    PAUSED = "paused"
-    UNKNOWN = "unknown"
-
-    @property
-    def is_terminal(self) -> bool:
-        """Succeeded, failed, cancelled or not ready: the node is done with this action."""
-        return self in _TERMINAL
-
-
-_TERMINAL = {ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.CANCELLED, ActionStatus.NOT_READY}
 
 
 class Error(WorkcellModel):
