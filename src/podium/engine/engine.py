@@ -67,6 +67,7 @@ from podium.engine.timers import TimerQueue
 from podium.engine.workers import InProcessWorker
 from podium.errors import ConflictError, LeaseLostError
 from podium.ids import new_ulid_str
+from podium.log import bind_ids
 from podium.store.base import (
     Ack,
     Append,
@@ -1239,9 +1240,10 @@ class OrchestratorEngine:
                     }
                 else:
                     try:
-                        result = handler.fn(**self._inject(handler, ctx))
-                        if inspect.isawaitable(result):
-                            await result
+                        with bind_ids(job_id=ctx.job_id):  # the handler's own log lines name the job
+                            result = handler.fn(**self._inject(handler, ctx))
+                            if inspect.isawaitable(result):
+                                await result
                     except _MissingParam as exc:
                         error = {
                             "code": "MISSING_PARAMETER",

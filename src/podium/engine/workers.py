@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from podium.engine.models import EngineEvent, Task
+from podium.log import bind_ids
 from podium.store.base import Lease
 
 if TYPE_CHECKING:
@@ -227,9 +228,10 @@ class InProcessWorker:
         }
         status, data, error = "success", None, None
         try:
-            out = fn(**{p: available[p] for p in params})
-            if inspect.isawaitable(out):
-                out = await out
+            with bind_ids(job_id=task.job_id, task_id=task.task_id, worker_id=self.worker_id):
+                out = fn(**{p: available[p] for p in params})
+                if inspect.isawaitable(out):
+                    out = await out
             if isinstance(out, Mapping) and "status" in out:
                 status = str(out["status"])
                 data = out.get("data")
