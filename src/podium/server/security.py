@@ -26,7 +26,6 @@ and compared with :func:`hmac.compare_digest`.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import threading
@@ -39,6 +38,7 @@ from typing import Any
 
 from podium.clock import Clock, system_clock
 from podium.errors import ConfigError
+from podium.tokens import hash_token  # the one implementation, shared with the workcell and nodes
 
 __all__ = [
     "QUOTA_KEYS",
@@ -55,11 +55,6 @@ __all__ = [
 
 QUOTA_KEYS = ("requests_per_minute", "monthly_attempts", "max_active_jobs")
 _RESERVED_CLIENT_KEYS = {"token", "plan", "admin", *QUOTA_KEYS}
-
-
-def hash_token(token: str) -> str:
-    """The SHA-256 hex digest under which a token is stored."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

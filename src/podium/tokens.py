@@ -1,0 +1,162 @@
+"""API tokens: stored hashed, compared in constant time, read from any of the headers podium accepts.
+
+podium's rule: every endpoint but the public ones needs a token; tokens are kept only as SHA-256 digests
+and compared with :func:`hmac.compare_digest`. This module is the one implementation (the jobs server,
+the workcell API and instrument nodes all use it); it imports only the standard library.
+
+A token travels in any of (first found wins)::
+
+    Authorization: Bearer <token>
+    Authorization: Basic base64(<user>:<token>)    # what httpx/requests send for http://user:<token>@host
+    X-Client-Token: <token>
+
+The Basic form is what makes unmodified MADSci clients work: they send no header of their own, but httpx
+turns the userinfo of a URL into Basic auth, so ``http://podium:<token>@host:8005`` as the workcell or
+node URL is enough. The user name is ignored (a URL with only a user, ``http://<token>@host``, also works).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+__all__ = [
+    "CLIENT_TOKEN_HEADER",
+    "TokenSet",
+    "hash_token",
+    "new_token",
+    "redact_url",
+    "split_url_token",
+    "token_from_headers",
+    "url_with_token",
+]
+
+CLIENT_TOKEN_HEADER = "X-Client-Token"
+_URL_USER = "podium"
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits, URL-safe: it may go into a URL's userinfo as it is)."""
+    return secrets.token_urlsafe(32)
+
+
+class TokenSet:
+    """The digests of the tokens that open an API; :meth:`matches` checks one in constant time.
+
+    Only digests are kept. ``matches`` compares the candidate's digest with every stored digest (no early
+    exit), so neither which token matched nor how many there are shows in the time it takes.
+    """
+
+    __slots__ = ("_hashes",)
+
+    def __init__(self, hashes: Iterable[str] = ()) -> None:
+        self._hashes: tuple[str, ...] = tuple(dict.fromkeys(h.strip().lower() for h in hashes if h.strip()))
+
+    @classmethod
+    def from_tokens(cls, tokens: Iterable[str]) -> TokenSet:
+        """A set of the given tokens (empty strings are ignored)."""
+        return cls(hash_token(t) for t in tokens if t)
+
+    def with_tokens(self, tokens: Iterable[str]) -> TokenSet:
+        """A new set with these tokens added."""
+        return TokenSet([*self._hashes, *(hash_token(t) for t in tokens if t)])
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """The stored digests."""
+        return self._hashes
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def __bool__(self) -> bool:
+        return bool(self._hashes)
+
+    def __repr__(self) -> str:
+        return f"TokenSet(<{len(self._hashes)} token(s)>)"
+
+    def matches(self, token: str | None) -> bool:
+        """Whether ``token`` is one of the set's tokens."""
+        if not token or not self._hashes:
+            return False
+        digest = hash_token(token).encode()
+        found = False
+        for stored in self._hashes:
+            found |= hmac.compare_digest(stored.encode(), digest)
+        return found
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, val in headers.items():  # a plain dict: HTTP header names are case-insensitive
+        if key.lower() == lowered:
+            return val
+    return None
+
+
+def token_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The token a request carries (Bearer, Basic password, or ``X-Client-Token``), or ``None``."""
+    auth = _header(headers, "Authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and value:
+            return value
+        if scheme.lower() == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            user, _, password = decoded.partition(":")
+            if password or user:
+                return password or user
+    token = (_header(headers, CLIENT_TOKEN_HEADER) or "").strip()
+    return token or None
+
+
+def split_url_token(url: str) -> tuple[str, str | None]:
+    """``http://user:tok@host:1/p`` -> ``("http://host:1/p", "tok")``; a URL without userinfo is unchanged.
+
+    The token is the password, or the user when there is no password (``http://tok@host``).
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = unquote(password or user) or None
+    return urlunsplit(parts._replace(netloc=hostport)), token
+
+
+def url_with_token(url: str, token: str | None, *, user: str = _URL_USER) -> str:
+    """``url`` with ``user:token`` as its userinfo (the form unmodified MADSci clients can use)."""
+    bare, _ = split_url_token(url)
+    if not token:
+        return bare
+    parts = urlsplit(bare)
+    netloc = f"{quote(user, safe='')}:{quote(token, safe='')}@{parts.netloc}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password (or a lone user) of its userinfo replaced by ``***``, for display."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, _ = userinfo.partition(":")
+    shown = f"{user}:***" if sep else "***"
+    return urlunsplit(parts._replace(netloc=f"{shown}@{hostport}"))
