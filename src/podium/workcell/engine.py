@@ -890,9 +890,12 @@ class WorkcellEngine:
         async def wait() -> Workflow:
             while True:
                 event = self._changed
-                wf = await self.get_workflow(workflow_id)
+                # Look at the live workflow (a deep copy per wake-up costs more than the step itself);
+                # copy only the one returned.
+                live = self._workflows.get(workflow_id)
+                wf = live if live is not None else await self.get_workflow(workflow_id)
                 if check(wf):
-                    return wf
+                    return wf.model_copy(deep=True) if wf is live else wf
                 if self.is_owner:
                     await event.wait()
                 else:  # the owner's changes raise no event here: re-read the store now and then
