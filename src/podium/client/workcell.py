@@ -163,9 +163,14 @@ class WorkcellClient:
 
     start_workflow = submit_workflow
 
-    def query_workflow(self, workflow_id: str, *, wait_s: float | None = None) -> Workflow:
-        """A workflow run; with ``wait_s``, the server answers once it changes (podium servers)."""
-        params = {"wait_s": wait_s} if wait_s else None
+    def query_workflow(
+        self, workflow_id: str, *, wait_s: float | None = None, until_terminal: bool = False
+    ) -> Workflow:
+        """A workflow run; with ``wait_s``, the server answers once it changes (podium servers), or with
+        ``until_terminal`` once it ends (MADSci servers ignore both and answer at once)."""
+        params: dict[str, Any] | None = None
+        if wait_s:
+            params = {"wait_s": wait_s, **({"until": "terminal"} if until_terminal else {})}
         return self._workflow(self._request("GET", f"/workflow/{workflow_id}", params=params).json())
 
     def await_workflow(
@@ -200,7 +205,8 @@ class WorkcellClient:
                     else max(0.01, min(self.long_poll_s, deadline - started))
                 )
                 before = _marker(wf)
-                wf = self.query_workflow(workflow_id, wait_s=wait)
+                # Without a progress display only the end matters: do not be woken at every step.
+                wf = self.query_workflow(workflow_id, wait_s=wait, until_terminal=display is None)
                 if _marker(wf) == before and time.monotonic() - started < 0.05 * wait:
                     time.sleep(query_frequency)  # unchanged at once: the server does not long-poll (MADSci)
         finally:

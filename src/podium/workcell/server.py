@@ -16,7 +16,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -161,13 +161,17 @@ def create_app(engine: WorkcellEngine, *, manage_engine: bool = True) -> FastAPI
 
     @app.get("/workflow/{workflow_id}")
     async def get_workflow(
-        workflow_id: str, wait_s: Annotated[float | None, Query(ge=0, le=60)] = None
+        workflow_id: str,
+        wait_s: Annotated[float | None, Query(ge=0, le=60)] = None,
+        until: Annotated[Literal["changed", "terminal"], Query()] = "changed",
     ) -> dict[str, Any]:
-        """A workflow run. podium extension: with ``wait_s`` the answer waits until it changes (or ends)."""
+        """A workflow run. podium extension: with ``wait_s`` the answer waits until it changes (or ends;
+        with ``until=terminal``, only until it ends: a waiter that shows no progress is not woken per step)."""
         wf = await engine.get_workflow(workflow_id)
         if wait_s and not wf.status.terminal:
+            check = _changed(wf) if until == "changed" else None
             with contextlib.suppress(TimeoutError):
-                wf = await engine.wait_for(workflow_id, timeout_s=wait_s, until=_changed(wf))
+                wf = await engine.wait_for(workflow_id, timeout_s=wait_s, until=check)
         return _wf(wf)
 
     @app.post("/workflow/{workflow_id}/pause")
