@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from podium.engine.engine import OrchestratorEngine
+from podium.server._protocol import http_protocol
 from podium.server.app import create_app
 from podium.server.settings import ServerSettings
 
@@ -63,6 +64,7 @@ async def start_server(
         log_level=log_level,
         lifespan="on",
         access_log=False,
+        http=http_protocol(),  # httptools, a response's header and body writes sent as one
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
     )
     server = uvicorn.Server(config) if install_signal_handlers else EmbeddedServer(config)
