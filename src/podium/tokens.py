@@ -21,12 +21,16 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 __all__ = [
     "CLIENT_TOKEN_HEADER",
+    "DOCS_PATHS",
+    "TokenGuard",
     "TokenSet",
     "hash_token",
     "new_token",
@@ -37,6 +41,8 @@ __all__ = [
 ]
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+"""FastAPI's documentation routes: public wherever a token guards an app."""
 _URL_USER = "podium"
 
 
@@ -160,3 +166,58 @@ def redact_url(url: str) -> str:
     user, sep, _ = userinfo.partition(":")
     shown = f"{user}:***" if sep else "***"
     return urlunsplit(parts._replace(netloc=f"{shown}@{hostport}"))
+
+
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class TokenGuard:
+    """ASGI middleware: every request but those to ``public`` paths needs a token of ``tokens``.
+
+    A request without a token, or with one not in the set, is answered 401 with a JSON ``detail`` saying
+    how to send one, before the app sees it (no route, body validation or lifespan work happens first).
+    ``what`` names the API in that message (``"workcell"``, ``"node sealer_1"``).
+    """
+
+    def __init__(
+        self,
+        app: Callable[[_Scope, _Receive, _Send], Awaitable[None]],
+        *,
+        tokens: TokenSet,
+        public: Collection[str] = DOCS_PATHS,
+        what: str = "this API",
+    ) -> None:
+        self.app, self.tokens, self.public, self.what = app, tokens, frozenset(public), what
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket") or scope.get("path", "") in self.public:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        token = token_from_headers(headers)
+        if self.tokens.matches(token):
+            await self.app(scope, receive, send)
+            return
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "token required"})
+            return
+        detail = (
+            f"{'invalid' if token else 'missing'} token for {self.what}: send 'Authorization: Bearer "
+            f"<token>' (or 'X-Client-Token'), or put it in the URL as http://podium:<token>@host:port"
+        )
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="podium", Basic realm="podium"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

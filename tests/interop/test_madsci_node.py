@@ -3,7 +3,8 @@
 1. An unmodified node written with ``madsci.node_module`` (``madsci_node_app.py``, run by the peer venv's
    python) is driven by podium's :class:`~podium.nodes.NodeClient`: args, a file in, a file out, a
    location, a failure, admin commands, reconcile.
-2. MADSci's own ``RestNodeClient`` (in the peer venv) drives podium's simulated nodes.
+2. MADSci's own ``RestNodeClient`` (in the peer venv) drives podium's simulated nodes, open and with a
+   token given as URL userinfo.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from podium.ids import new_ulid_str
 from podium.nodes import ActionStatus, LocationArgument, NodeClient
 from podium.nodes.sim import run_sim_nodes
+from podium.tokens import url_with_token
 
 pytestmark = pytest.mark.interop
 
@@ -177,15 +179,23 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_madsci_rest_node_client_drives_podium_sim_nodes(madsci_python: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [None, "sim-node-token"], ids=["open", "token-in-url"])
+def test_madsci_rest_node_client_drives_podium_sim_nodes(
+    madsci_python: Path, tmp_path: Path, token: str | None
+) -> None:
+    """Unmodified: with a token, the node URLs carry it as userinfo (http://podium:<token>@host:port),
+    which MADSci's httpx session sends as Basic auth."""
     protocol = tmp_path / "protocol.txt"
     protocol.write_text("aspirate 10\ndispense 10\n")
     script = tmp_path / "drive.py"
     script.write_text(MADSCI_CLIENT_SCRIPT)
-    with run_sim_nodes(default_duration_s=0.02, work_dir=tmp_path / "nodes") as cluster:
+    with run_sim_nodes(default_duration_s=0.02, work_dir=tmp_path / "nodes", api_token=token) as cluster:
         cluster.nodes["sealer_1"].inject_failure(fail_next=1, message="heater fault")  # type: ignore[attr-defined]
+        urls = {name: url_with_token(url, token) for name, url in cluster.urls.items()}
+        if token:
+            assert httpx.get(f"{cluster.urls['sealer_1']}/status").status_code == 401
         proc = subprocess.run(
-            [str(madsci_python), str(script), json.dumps(cluster.urls), str(protocol)],
+            [str(madsci_python), str(script), json.dumps(urls), str(protocol)],
             cwd=tmp_path,
             capture_output=True,
             text=True,

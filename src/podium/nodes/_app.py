@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from podium.errors import InvalidInputError
+from podium.tokens import TokenGuard
 from podium.wire.madsci_node import (
     LONG_POLL_HEADER,
     NODE_STATUS_HEADER,
@@ -32,7 +33,10 @@ MAX_LONG_POLL_S = 30.0
 
 
 def create_node_app(node: RestNode) -> FastAPI:
-    """Build the app: MADSci 0.8.1's routes and JSON shapes, plus podium's long-poll extension."""
+    """Build the app: MADSci 0.8.1's routes and JSON shapes, plus podium's long-poll extension.
+
+    When the node has ``api_tokens``, every route but the docs (``/docs``, ``/openapi.json``) needs one.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -230,6 +234,8 @@ def create_node_app(node: RestNode) -> FastAPI:
         return download(action_id)
 
     node.configure_app(app)
+    if node.api_tokens:
+        app.add_middleware(TokenGuard, tokens=node.api_tokens, what=f"node {node.name}")
     return app
 
 

@@ -25,13 +25,14 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 import re
 import shutil
 import tempfile
 import types
 import typing
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin, overload
@@ -41,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 from podium.clock import Clock, system_clock
 from podium.errors import InvalidInputError
 from podium.ids import is_ulid, new_ulid_str
+from podium.tokens import TokenSet
 from podium.wire.madsci_node import (
     ActionDefinition,
     ActionRequest,
@@ -64,7 +66,10 @@ from podium.wire.madsci_node import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["ActionFailed", "ActionFiles", "RestNode", "action", "current_action"]
+__all__ = ["NODE_TOKEN_ENV", "ActionFailed", "ActionFiles", "RestNode", "action", "current_action"]
+
+NODE_TOKEN_ENV = "NODE_API_TOKEN"
+"""The variable a node reads its token(s) from when none are given (comma-separated for several)."""
 
 logger = logging.getLogger("podium.nodes")
 
@@ -334,6 +339,11 @@ class RestNode:
         clock: The clock for every wait in this node (long polls, simulated durations).
         work_dir: Where uploads and outputs go; a fresh temporary directory by default.
         history_limit: How many finished actions the node remembers.
+        api_tokens: Tokens that open the node's API (kept only hashed): strings or a
+            :class:`~podium.tokens.TokenSet`. Default: ``NODE_API_TOKEN`` (comma-separated for several),
+            else none, and the node answers anyone. With tokens, every route but the docs answers 401
+            without one (``Authorization: Bearer``, Basic auth from ``http://podium:<token>@host``, or
+            ``X-Client-Token``).
     """
 
     node_name: ClassVar[str | None] = None
@@ -354,7 +364,13 @@ class RestNode:
         work_dir: Path | str | None = None,
         history_limit: int = 1000,
         config: dict[str, Any] | None = None,
+        api_tokens: TokenSet | Iterable[str] | None = None,
     ) -> None:
+        if api_tokens is None:
+            api_tokens = [t.strip() for t in os.environ.get(NODE_TOKEN_ENV, "").split(",") if t.strip()]
+        self.api_tokens: TokenSet = (
+            api_tokens if isinstance(api_tokens, TokenSet) else TokenSet.from_tokens(api_tokens)
+        )
         cls_name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
         self.name: str = node_name or type(self).node_name or cls_name
         self.clock = clock

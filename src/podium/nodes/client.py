@@ -42,6 +42,7 @@ from podium.nodes.errors import (
     NodeRequestError,
     NodeUnreachableError,
 )
+from podium.tokens import split_url_token
 from podium.wire.madsci_node import (
     LONG_POLL_HEADER,
     NODE_STATUS_HEADER,
@@ -117,7 +118,9 @@ class NodeClient:
     """Talk to one node. Use as an async context manager, or call :meth:`aclose`.
 
     Args:
-        url: The node's base URL.
+        url: The node's base URL. Userinfo in it (``http://podium:<token>@host:2000``) is taken as the
+            node's token and removed from the URL the client shows.
+        token: The node's API token, sent as ``Authorization: Bearer`` (beats one in the URL).
         clock: The clock for every wait (backoff, Retry-After, action timeouts).
         timeout_s: HTTP timeout of one request.
         transport: An httpx transport (``node.asgi_transport()`` for socket-free tests).
@@ -134,6 +137,7 @@ class NodeClient:
         self,
         url: str,
         *,
+        token: str | None = None,
         clock: Clock = system_clock,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -144,7 +148,9 @@ class NodeClient:
         max_rate_limit_wait_s: float = 120.0,
         retries: int = 2,
     ) -> None:
-        self.url = url.rstrip("/")
+        bare, url_token = split_url_token(url)
+        self.url = bare.rstrip("/")
+        token = token or url_token
         self.clock = clock
         self.timeout_s = timeout_s
         self.poll_initial_s, self.poll_factor, self.poll_max_s = poll_initial_s, poll_factor, poll_max_s
@@ -153,7 +159,10 @@ class NodeClient:
         self.retries = retries
         self.requests_sent = 0
         """Requests sent so far (a figure for tests and benchmarks)."""
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout_s, transport=transport, headers=headers
+        )
 
     async def __aenter__(self) -> Self:
         return self

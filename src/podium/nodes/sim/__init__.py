@@ -55,6 +55,7 @@ def make_sim_nodes(
     default_duration_s: float | None = None,
     durations: Mapping[str, Mapping[str, float]] | None = None,
     work_dir: Path | str | None = None,
+    api_token: str | None = None,
 ) -> dict[str, SimNode]:
     """Build the standard simulated nodes, by name.
 
@@ -65,6 +66,7 @@ def make_sim_nodes(
         default_duration_s: Seconds for every action of every node (``0``: instant).
         durations: Per node name, seconds per action name.
         work_dir: Parent folder for the nodes' uploads and outputs (a temporary one each by default).
+        api_token: A token every node requires (default: ``NODE_API_TOKEN``, else none).
     """
     nodes: dict[str, SimNode] = {}
     for index, (name, cls) in enumerate(SIM_NODE_TYPES.items()):
@@ -76,6 +78,7 @@ def make_sim_nodes(
             default_duration_s=default_duration_s,
             durations=(durations or {}).get(name),
             work_dir=Path(work_dir) / name if work_dir is not None else None,
+            api_tokens=[api_token] if api_token else None,
         )
     return nodes
 
@@ -94,9 +97,13 @@ def run_sim_nodes(
     return cluster
 
 
-def asgi_clients(nodes: Mapping[str, RestNode], *, clock: Clock | None = None) -> dict[str, NodeClient]:
+def asgi_clients(
+    nodes: Mapping[str, RestNode], *, clock: Clock | None = None, token: str | None = None
+) -> dict[str, NodeClient]:
     """A :class:`NodeClient` per node talking to its app in-process (no sockets), by node name."""
     return {
-        name: NodeClient(f"http://{name}", transport=node.asgi_transport(), clock=clock or node.clock)
+        name: NodeClient(
+            f"http://{name}", token=token, transport=node.asgi_transport(), clock=clock or node.clock
+        )
         for name, node in nodes.items()
     }
