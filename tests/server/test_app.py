@@ -213,12 +213,23 @@ async def test_webhook_on_job_finished_reaches_a_receiver_that_fails_twice() -> 
     async with serve_app(receiver) as hook_url, running_stack() as stack, transcoder(make_worker(stack.url)):
         async with AsyncJobClient(stack.url, token=CLIENT_TOKEN) as jobs:
             job_id = await jobs.submit("transcode", {"path": "x"}, webhook_url=f"{hook_url}/hook")
-            await jobs.wait(job_id, timeout_s=10)
+            job = await jobs.wait(job_id, timeout_s=10)
         await asyncio.wait_for(delivered.wait(), 10)
     assert len(calls) == 3
     body = calls[-1]
     assert body["event"] == "job_finished" and body["job_id"] == job_id and body["status"] == "finished"
     assert set(body) >= {"event", "job_id", "status", "result", "error"}
+    assert body["result"] == job.result and body["error"] is None  # carried by the engine's event
+
+
+async def test_engine_events_are_counted_without_a_subscription_to_each() -> None:
+    async with running_stack() as stack, transcoder(make_worker(stack.url)):
+        async with AsyncJobClient(stack.url, token=CLIENT_TOKEN) as jobs:
+            await jobs.wait(await jobs.submit("transcode", {"path": "x"}), timeout_s=10)
+        async with httpx.AsyncClient(base_url=stack.url) as http:
+            metrics = (await http.get("/_public/metrics")).text
+    assert 'podium_engine_events_total{type="job_finished"} 1.0' in metrics
+    assert 'podium_engine_events_total{type="task_taken"} 1.0' in metrics
 
 
 async def test_quota_exceeded_is_429_with_a_clear_body(tmp_path: Path) -> None:

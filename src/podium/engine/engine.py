@@ -152,6 +152,9 @@ class OrchestratorEngine:
         self._tasks: dict[str, Record] = {}
         self._listeners: list[tuple[Listener, frozenset[str] | None]] = []
         self._wanted: frozenset[str] | None = frozenset()  # event types someone listens to (None: all)
+        self.event_counts: dict[str, int] = {}
+        """How many events of each type this instance has emitted (whether or not anyone listens): for
+        metrics, at the cost of one dict update per event instead of a subscription to every type."""
         self._job_waiters: dict[str, list[asyncio.Future[Record]]] = {}
         self.timers = TimerQueue(self.clock, self._on_timer)
         self._steps: set[asyncio.Task[None]] = set()
@@ -412,13 +415,16 @@ class OrchestratorEngine:
                     log.exception("engine event listener failed", extra={"job_id": ev.job_id})
 
     def _ev(self, plan: _Plan, type: str, job_id: str | None, **kw: Any) -> None:
-        """Add an event to ``plan`` if anyone listens for its type."""
+        """Count an event and add it to ``plan`` if anyone listens for its type."""
+        counts = self.event_counts
+        counts[type] = counts.get(type, 0) + 1
         wanted = self._wanted
         if wanted is None or type in wanted:
             plan.events.append(EngineEvent(type, job_id, self.clock.now(), **kw))
 
-    def _event(self, type: str, job_id: str | None, **kw: Any) -> EngineEvent:
-        return EngineEvent(type, job_id, self.clock.now(), **kw)
+    def _count(self, type: str) -> None:
+        counts = self.event_counts
+        counts[type] = counts.get(type, 0) + 1
 
     # --- records ----------------------------------------------------------------------------------
 
@@ -1021,12 +1027,18 @@ class OrchestratorEngine:
         status: JobStatus,
         event: str,
         extra: dict[str, Any] | None = None,
+        event_extra: dict[str, Any] | None = None,
     ) -> None:
         check_transition(rec.status or JobStatus.PENDING, status)
         plan.ops.append(Put(JOB, rec.id, data, rec.version, status.value, data["blueprint"]))
         info = {"state": data["state"], **(extra or {})}
         plan.ops.append(Append(rec.id, event, status.value, info))
-        self._ev(plan, event, rec.id, status=status.value, state=data["state"], data=info)
+        if event_extra and self._wants(event):
+            self._ev(
+                plan, event, rec.id, status=status.value, state=data["state"], data={**info, **event_extra}
+            )
+        else:
+            self._ev(plan, event, rec.id, status=status.value, state=data["state"], data=info)
 
     def _goto_ops(
         self,
@@ -1062,7 +1074,13 @@ class OrchestratorEngine:
         now = self.clock.now()
         data["finished_at"] = now
         data.pop("wait", None)
-        self._put_job(plan, rec, data, status, f"job_{status.value}", {"error": data.get("error")})
+        # The event (not the history entry) also carries what a webhook needs, so no listener reads the job.
+        event_extra = {"result": data.get("result")}
+        if data.get("webhook_url"):
+            event_extra["webhook_url"] = data["webhook_url"]
+        self._put_job(
+            plan, rec, data, status, f"job_{status.value}", {"error": data.get("error")}, event_extra
+        )
         snapshot = {
             "job_id": rec.id,
             "blueprint": data["blueprint"],
@@ -1952,8 +1970,10 @@ class OrchestratorEngine:
             "worker_id": worker_id,
         }
         await self.storage.apply(Append(job_id, "result_ignored", None, info))
+        self._count("result_ignored")
         if self._wants("result_ignored"):
-            await self._emit([self._event("result_ignored", job_id, task_id=task_id, data=info)])
+            ev = EngineEvent("result_ignored", job_id, self.clock.now(), task_id=task_id, data=info)
+            await self._emit([ev])
 
     async def _plan_result(
         self,
@@ -2199,8 +2219,12 @@ class OrchestratorEngine:
             "instance": self.instance_id,
         }
         await self.storage.apply(Put(WORKER, worker_id, data, None, "online", kind))
+        self._count("worker_registered")
         if self._wants("worker_registered"):
-            await self._emit([self._event("worker_registered", None, data={"worker_id": worker_id, **data})])
+            ev = EngineEvent(
+                "worker_registered", None, self.clock.now(), data={"worker_id": worker_id, **data}
+            )
+            await self._emit([ev])
 
     async def heartbeat_worker(self, worker_id: str, *, status: str = "online") -> None:
         """Refresh a worker's ``last_seen`` (and status)."""

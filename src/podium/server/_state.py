@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
@@ -22,12 +25,28 @@ __all__ = ["Metrics", "RemoteWorker", "ServerState"]
 log = logging.getLogger("podium.server")
 
 WEBHOOK_EVENTS = {"job_finished", "job_failed", "job_quarantined"}
+_FORGET_DELIVERY = ("task_cancelled", "task_timeout")  # tasks withdrawn by the engine, not by a result
+_SUBSCRIBED = frozenset({*WEBHOOK_EVENTS, *_FORGET_DELIVERY})
+
+
+class _EngineEvents(Collector):
+    """``podium_engine_events_total{type}``, read from the engine's own counts when scraped (the server
+    does not subscribe to every event just to count it)."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("podium_engine_events", "Engine events", labels=["type"])
+        for type_, count in sorted(self.counts.items()):
+            family.add_metric([type_], count)
+        yield family
 
 
 class Metrics:
     """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine_event_counts: dict[str, int] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "podium_http_requests_total",
@@ -38,9 +57,7 @@ class Metrics:
         self.latency = Histogram(
             "podium_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
         )
-        self.engine_events = Counter(
-            "podium_engine_events_total", "Engine events", ["type"], registry=self.registry
-        )
+        self.registry.register(_EngineEvents(engine_event_counts if engine_event_counts is not None else {}))
         self.webhooks = Counter(
             "podium_webhooks_total",
             "Webhook deliveries by outcome",
@@ -88,7 +105,7 @@ class ServerState:
             global_token=settings.global_worker_token, path=settings.workers_config_path
         )
         self.quotas = QuotaTracker(clock=self.clock)
-        self.metrics = Metrics()
+        self.metrics = Metrics(engine.event_counts)
         self.webhooks = WebhookSender(
             clock=self.clock,
             queue_size=settings.webhook_queue_size,
@@ -104,13 +121,12 @@ class ServerState:
         """Tasks handed to remote workers and not yet answered: task id -> the engine's Task (its token)."""
         self._unsubscribe: Any = None
         self._pending_events: set[asyncio.Task[None]] = set()
-        self._event_counters: dict[str, Any] = {}
 
     async def start(self) -> None:
         if self.manage_engine:
             await self.engine.start(serve_http=False)  # this app is the HTTP face
         await self.webhooks.start()
-        self._unsubscribe = self.engine.subscribe(self._on_event)
+        self._unsubscribe = self.engine.subscribe(self._on_event, types=_SUBSCRIBED)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -123,34 +139,24 @@ class ServerState:
             await self.engine.stop()
 
     def _on_event(self, event: EngineEvent) -> None:
-        counter = self._event_counters.get(event.type)
-        if counter is None:
-            counter = self._event_counters[event.type] = self.metrics.engine_events.labels(event.type)
-        counter.inc()
-        if event.type in WEBHOOK_EVENTS and event.job_id:
-            task = asyncio.ensure_future(self._webhook(event))
-            self._pending_events.add(task)
-            task.add_done_callback(self._pending_events.discard)
-        elif event.type in ("task_completed", "task_cancelled", "task_timeout") and event.task_id:
+        if event.type in WEBHOOK_EVENTS:
+            # The engine's terminal events carry the job's webhook_url, result and error: no job read, and
+            # nothing at all for a job without a webhook.
+            data = event.data or {}
+            url = data.get("webhook_url")
+            if url and event.job_id:
+                # The WebhookPayload fields, built directly; waits while the queue is full.
+                body = {
+                    "event": event.type,
+                    "job_id": event.job_id,
+                    "status": event.status,
+                    "result": data.get("result"),
+                    "error": data.get("error"),
+                    "timestamp": event.ts,
+                }
+                if not self.webhooks.offer(url, body):
+                    task = asyncio.ensure_future(self.webhooks.put(url, body))
+                    self._pending_events.add(task)
+                    task.add_done_callback(self._pending_events.discard)
+        elif event.task_id:
             self.delivered.pop(event.task_id, None)
-
-    async def _webhook(self, event: EngineEvent) -> None:
-        assert event.job_id is not None
-        try:
-            job = await self.engine.get_job(event.job_id)
-        except Exception:  # the job vanished: nothing to say
-            return
-        if not job.webhook_url:
-            return
-        # The WebhookPayload fields, built directly (one per finished job); waits while the queue is full.
-        await self.webhooks.put(
-            job.webhook_url,
-            {
-                "event": event.type,
-                "job_id": job.job_id,
-                "status": job.status,
-                "result": job.result,
-                "error": job.error,
-                "timestamp": event.ts,
-            },
-        )

@@ -126,6 +126,16 @@ class WebhookSender:
         self._idle.clear()
         await self._queue.put(Delivery(url, body))
 
+    def offer(self, url: str, body: dict[str, Any]) -> bool:
+        """Queue one delivery if there is room now (``body`` is taken as is, not copied); ``False`` when the
+        queue is full, and nothing is queued or dropped: the caller then waits in :meth:`put`."""
+        try:
+            self._queue.put_nowait(Delivery(url, body))
+        except asyncio.QueueFull:
+            return False
+        self._idle.clear()
+        return True
+
     def send(self, url: str, payload: WebhookPayload | dict[str, Any]) -> bool:
         """Queue one delivery; ``False`` (and a warning) if the queue is full."""
         body = payload.model_dump(mode="json") if isinstance(payload, WebhookPayload) else dict(payload)
