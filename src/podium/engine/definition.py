@@ -111,11 +111,17 @@ class StateSpec:
     @property
     def pure(self) -> bool:
         """Whether the state has handlers and every one is a pure decision (it may run inside a write)."""
+        # Called a few times per job on the hot path: no generator.
         found = False
-        for hs in self.handlers():
+        for hs in self.conditional:
             if not hs.pure:
                 return False
             found = True
+        for one in (self.default, self.aggregator):
+            if one is not None:
+                if not one.pure:
+                    return False
+                found = True
         return found
 
     def handlers(self) -> Iterable[HandlerSpec]:

@@ -769,7 +769,7 @@ async def _task_result(st: ServerState, worker_id: str, token: str, body: dict[s
     """``POST /_worker/tasks/result`` once the worker is authenticated."""
     _check_signature(st, body, worker_id, token)
     result: rxon.TaskResult = _parse(rxon.TaskResult, body)
-    return (await _apply_result(st, worker_id, result)).model_dump(exclude_none=True)
+    return await _apply_result(st, worker_id, result)
 
 
 async def _task_results(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -783,7 +783,7 @@ async def _task_results(st: ServerState, worker_id: str, token: str, body: dict[
             raise ApiError(
                 403, f"worker id mismatch: {result.worker_id} vs {worker_id}", field=f"results.{i}.worker_id"
             )
-    replies = [(await _apply_result(st, worker_id, r)).model_dump(exclude_none=True) for r in batch.results]
+    replies = [await _apply_result(st, worker_id, r) for r in batch.results]
     tasks: list[dict[str, Any]] = []
     # A worker the server forgot gets no tasks here; its next poll answers 404 and it registers again.
     if batch.next is not None and batch.next.max_tasks and worker_id in st.workers:
@@ -794,7 +794,13 @@ async def _task_results(st: ServerState, worker_id: str, token: str, body: dict[
     return {"results": replies, "tasks": tasks}
 
 
-async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> rxon.ResultResponse:
+def _ignored(reason: str) -> dict[str, Any]:
+    """``rxon.ResultResponse(status="ignored", reason=...)`` as sent (built directly on the hot path)."""
+    return {"status": "ignored", "reason": reason}
+
+
+async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> dict[str, Any]:
+    """Apply one result; the :class:`rxon.ResultResponse` to send, as a dict."""
     # The engine fences results on the delivery's lease token (or, for a task this process did not hand
     # out, on the worker id): a stale holder's result is recorded and ignored there. The token and the
     # task type come from what this process delivered; after a restart, from the task record.
@@ -806,7 +812,7 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
         try:
             view = await st.engine.get_task(result.task_id)
         except TaskNotFoundError:
-            return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_NOT_FOUND)
+            return _ignored(rxon.IGNORED_REASON_NOT_FOUND)
         task_type, token = view.task_type, None
     if delivered is not None and delivered.worker_id != worker_id:
         log.warning(
@@ -816,7 +822,7 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
             delivered.worker_id,
             extra={"worker_id": worker_id, "task_id": result.task_id},
         )
-        return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_MISMATCH)
+        return _ignored(rxon.IGNORED_REASON_MISMATCH)
     status, data = result.status, result.data
     error = result.error.wire() if result.error else None
     if status == rxon.TASK_STATUS_SUCCESS:
@@ -849,13 +855,13 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
             result.task_id, status, data, error, token=token, worker_id=worker_id
         )
     except TaskNotFoundError:
-        return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_NOT_FOUND)
+        return _ignored(rxon.IGNORED_REASON_NOT_FOUND)
     except JobNotFoundError:
-        return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_NOT_FOUND)
+        return _ignored(rxon.IGNORED_REASON_NOT_FOUND)
     st.delivered.pop(result.task_id, None)
     if outcome == "ignored":
-        return rxon.ResultResponse(status="ignored", reason=rxon.IGNORED_REASON_STALE)
-    return rxon.ResultResponse(status="accepted", message=outcome)
+        return _ignored(rxon.IGNORED_REASON_STALE)
+    return {"status": "accepted", "message": outcome}
 
 
 # --- public routes --------------------------------------------------------------------------------

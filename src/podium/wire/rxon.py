@@ -401,13 +401,24 @@ class EventResponse(BaseModel):
 # --- signatures ---------------------------------------------------------------------------------------
 
 
-def _normalise(value: Any) -> Any:
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _normalise(value: Any, odd: list[bool]) -> Any:
+    """Drop ``None`` members, integral floats to ints; note in ``odd`` any value ``json.dumps`` would write
+    differently from :func:`_dump` (a float written with an exponent, a non-JSON type)."""
     if isinstance(value, dict):
-        return {str(k): _normalise(v) for k, v in value.items() if v is not None}
+        return {str(k): _normalise(v, odd) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return [_normalise(v, odd) for v in value]
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        if not odd and (not math.isfinite(value) or "e" in repr(value)):
+            odd.append(True)
+        return value
+    if not odd and type(value) not in _PLAIN_TYPES:
+        odd.append(True)
     return value
 
 
@@ -455,9 +466,12 @@ def _dump(value: Any, out: list[str]) -> None:
 
 def canonical_json(payload: JSON, *, ignore_fields: tuple[str, ...] = ()) -> bytes:
     """The bytes a message's signature covers (see the module docstring)."""
-    data = _normalise(payload)
+    odd: list[bool] = []
+    data = _normalise(payload, odd)
     for name in ("security", "_signature", *ignore_fields):
         data.pop(name, None)
+    if not odd:  # only JSON types and plainly written floats: the C encoder writes the same bytes
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     out: list[str] = []
     _dump(data, out)
     return "".join(out).encode()

@@ -1,0 +1,48 @@
+"""rxon.canonical_json's fast path (the C encoder) writes the same bytes as the reference writer."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from podium.wire import rxon
+
+
+def _reference(payload: dict[str, Any]) -> bytes:
+    data = rxon._normalise(payload, [])
+    for name in ("security", "_signature"):
+        data.pop(name, None)
+    out: list[str] = []
+    rxon._dump(data, out)
+    return "".join(out).encode()
+
+
+def _value(rng: random.Random, depth: int) -> Any:
+    choice = rng.randrange(9 if depth < 3 else 6)
+    if choice == 0:
+        return rng.choice(["", "a", "ü ✓", 'q"\\\n\t', "\u2028", "x" * 20])
+    if choice == 1:
+        return rng.choice([0, -1, 7, 2**70, True, False])
+    if choice == 2:
+        return rng.choice([0.5, -1.25, 3.0, 1e-5, 1.5e-7, 1e16, 2.5e20, 123456.789, 0.1 + 0.2])
+    if choice == 3:
+        return None
+    if choice in (4, 5):
+        return rng.random() * 10 ** rng.randrange(-8, 20)
+    if choice in (6, 7):
+        return {rng.choice("abcdefgh") + str(i): _value(rng, depth + 1) for i in range(rng.randrange(4))}
+    return [_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def test_fast_path_matches_the_reference_writer() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        payload = {"results": [_value(rng, 0)], "z": _value(rng, 1), "security": {"signature": "s"}}
+        assert rxon.canonical_json(payload) == _reference(payload)
+
+
+def test_non_finite_floats_are_refused() -> None:
+    with pytest.raises(ValueError):
+        rxon.canonical_json({"x": float("nan")})
