@@ -22,8 +22,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -33,11 +35,14 @@ __all__ = [
     "TokenGuard",
     "TokenSet",
     "hash_token",
+    "local_token_file",
     "new_token",
+    "read_token_file",
     "redact_url",
     "split_url_token",
     "token_from_headers",
     "url_with_token",
+    "write_token_file",
 ]
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
@@ -221,3 +226,48 @@ class TokenGuard:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def write_token_file(path: str | Path, token: str) -> Path:
+    """Write ``token`` to ``path``, readable by its owner only (mode 0600, parents made 0700)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: set it
+        os.write(fd, (token + "\n").encode())
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_token_file(path: str | Path) -> str | None:
+    """The token in ``path`` (first line, stripped), or ``None`` when there is no such file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return token or None
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0", "ip6-localhost"}
+
+
+def local_token_file(kind: str, url: str) -> Path | None:
+    """Where a local server of ``kind`` listening at ``url``'s port announces its generated token to
+    clients on the same machine and account (Jupyter-style): ``$PODIUM_RUNTIME_DIR``, else
+    ``$XDG_RUNTIME_DIR/podium``, else ``~/.cache/podium/run``; ``None`` for a URL that is not loopback."""
+    parts = urlsplit(split_url_token(url)[0])
+    host = (parts.hostname or "").lower()
+    if host not in _LOOPBACK and not host.startswith("127."):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    base = os.environ.get("PODIUM_RUNTIME_DIR")
+    if base:
+        folder = Path(base)
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "podium"
+    else:
+        folder = Path.home() / ".cache" / "podium" / "run"
+    return folder / f"{kind}-{port}.token"

@@ -111,10 +111,12 @@ async def test_openapi_and_asgi(tmp_path: Path) -> None:
 
     nodes = {n: InProcessNode(n, {"home": lambda: None}) for n in workcell.nodes}
     engine = WorkcellEngine(workcell, store=MemoryStore(), data_dir=tmp_path, connectors=nodes)
-    app = create_app(engine, manage_engine=False)
+    app = create_app(engine, manage_engine=False, api_tokens=["t0k"])
     await engine.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wc") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://wc", headers={"X-Client-Token": "t0k"}
+        ) as http:
             paths = (await http.get("/openapi.json")).json()["paths"]
             for route in [
                 "/workcell",

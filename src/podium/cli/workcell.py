@@ -16,6 +16,12 @@ app = typer.Typer(
 )
 
 _URL = typer.Option("--url", "-u", envvar="WORKCELL_SERVER_URL", help="The workcell manager's URL.")
+_TOKEN = typer.Option(
+    "--token",
+    envvar="WORKCELL_API_TOKEN",
+    help="The workcell API token (default: the token a local `podium workcell serve` generated).",
+    show_default=False,
+)
 
 
 @app.command()
@@ -36,15 +42,38 @@ def serve(
     """Serve the workcell manager: ``podium workcell serve --port 8005 --workcell workcell.yaml``."""
     import uvicorn
 
+    from podium.tokens import local_token_file, new_token, read_token_file, write_token_file
     from podium.workcell.server import build_engine, create_app
 
     engine = build_engine(
         workcell, data_dir=data_dir, store_url=store_url, server_url=f"http://{host}:{port}"
     )
-    application = create_app(engine)
+    token: str | None = None
+    announced = []
+    if not engine.settings.api_token_hashes:
+        # No token configured: use the one kept in the data folder (clients keep working across
+        # restarts), or make one; announce it to local clients for this port.
+        token_file = engine.settings.token_file
+        token = read_token_file(token_file) or new_token()
+        write_token_file(token_file, token)
+        for port_ in (port, data_port):
+            local = local_token_file("workcell", f"http://127.0.0.1:{port_}") if port_ else None
+            if local is not None:
+                announced.append(write_token_file(local, token))
+        shown = "localhost" if host in ("0.0.0.0", "::") else host
+        typer.echo(
+            f"workcell API token in {token_file} (mode 0600)\n"
+            f"  podium clients on this machine find it; elsewhere: --token / WORKCELL_API_TOKEN, or\n"
+            f"  'Authorization: Bearer <token>'; MADSci clients: use http://podium:<token>@{shown}:{port} "
+            f"as the workcell URL"
+        )
+    else:
+        typer.echo("workcell API tokens: from the settings (WORKCELL_API_TOKENS / api_token_hashes)")
+    extra = [token] if token else None
+    application = create_app(engine, api_tokens=extra)
     configs = [uvicorn.Config(application, host=host, port=port, log_level="info", lifespan="on")]
     if data_port is not None:
-        data_app = create_app(engine, manage_engine=False)
+        data_app = create_app(engine, manage_engine=False, api_tokens=extra)
         configs.append(
             uvicorn.Config(data_app, host=host, port=data_port, log_level="warning", lifespan="off")
         )
@@ -53,13 +82,18 @@ def serve(
         servers = [uvicorn.Server(c) for c in configs]
         await asyncio.gather(*(s.serve() for s in servers))
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        for path in announced:
+            path.unlink(missing_ok=True)
 
 
 @app.command()
 def submit(
     workflow: Annotated[Path, typer.Argument(help="A *.workflow.yaml file.")],
     url: Annotated[str, _URL] = "http://localhost:8005",
+    token: Annotated[str | None, _TOKEN] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="name=value (JSON values allowed).")
     ] = None,
@@ -69,7 +103,7 @@ def submit(
     """Submit a workflow and (by default) follow it to the end."""
     from podium.client.workcell import WorkcellClient, WorkflowFailedError
 
-    with WorkcellClient(url) as client:
+    with WorkcellClient(url, token=token) as client:
         try:
             wf = client.submit_workflow(
                 workflow,
@@ -88,6 +122,7 @@ def submit(
 def status(
     workflow_id: Annotated[str | None, typer.Argument(help="A workflow id; omit for the queue.")] = None,
     url: Annotated[str, _URL] = "http://localhost:8005",
+    token: Annotated[str | None, _TOKEN] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show one workflow (steps, results, why it waits) or the active queue."""
@@ -96,7 +131,7 @@ def status(
 
     from podium.client.workcell import WorkcellClient
 
-    with WorkcellClient(url) as client:
+    with WorkcellClient(url, token=token) as client:
         if workflow_id is None:
             queue = client.get_workflow_queue()
             if as_json:
@@ -129,14 +164,16 @@ def status(
 
 
 @app.command()
-def nodes(url: Annotated[str, _URL] = "http://localhost:8005") -> None:
+def nodes(
+    url: Annotated[str, _URL] = "http://localhost:8005", token: Annotated[str | None, _TOKEN] = None
+) -> None:
     """List the workcell's nodes and whether they are ready."""
     from rich.console import Console
     from rich.table import Table
 
     from podium.client.workcell import WorkcellClient
 
-    with WorkcellClient(url) as client:
+    with WorkcellClient(url, token=token) as client:
         table = Table("node", "url", "ready", "status")
         for name, node in client.get_nodes().items():
             table.add_row(name, node.node_url, "yes" if node.ready else "no", node.status_description)
@@ -148,12 +185,13 @@ def control(
     action: Annotated[str, typer.Argument(help="pause, resume, cancel, retry or resubmit.")],
     workflow_id: Annotated[str, typer.Argument()],
     url: Annotated[str, _URL] = "http://localhost:8005",
+    token: Annotated[str | None, _TOKEN] = None,
     index: Annotated[int, typer.Option(help="For retry: the step to start from.")] = -1,
 ) -> None:
     """Pause, resume, cancel, retry or resubmit a workflow."""
     from podium.client.workcell import WorkcellClient
 
-    with WorkcellClient(url) as client:
+    with WorkcellClient(url, token=token) as client:
         ops: dict[str, Any] = {
             "pause": client.pause_workflow,
             "resume": client.resume_workflow,
@@ -175,12 +213,13 @@ def admin(
     ],
     node: Annotated[str | None, typer.Option("--node", "-n", help="Only this node.")] = None,
     url: Annotated[str, _URL] = "http://localhost:8005",
+    token: Annotated[str | None, _TOKEN] = None,
 ) -> None:
     """An admin command to the whole workcell (pause/resume/lock/unlock stop or restart its scheduling
     and go on to every node that offers them) or, with ``--node``, to one node."""
     from podium.client.workcell import WorkcellClient
 
-    with WorkcellClient(url) as client:
+    with WorkcellClient(url, token=token) as client:
         answer = client.send_admin_command(command, node)
         if node is None:
             status = client.get_workcell_state().status

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 
 from podium.errors import PodiumError
+from podium.tokens import local_token_file, read_token_file, split_url_token
 from podium.wire.workcell import (
     DataPoint,
     NodeRecord,
@@ -30,7 +33,21 @@ from podium.wire.workcell import (
     load_workflow_definition,
 )
 
-__all__ = ["WorkcellClient", "WorkcellClientError", "WorkflowFailedError"]
+__all__ = ["WorkcellClient", "WorkcellClientError", "WorkflowFailedError", "find_workcell_token"]
+
+
+def find_workcell_token(url: str) -> str | None:
+    """The token to use for the workcell at ``url`` when none is given: ``WORKCELL_API_TOKEN``, then the
+    token a local ``podium workcell serve`` announced for that port, then the token file in the data
+    folder (``WORKCELL_DATA_DIR``, default ``podium-data``)."""
+    env = os.environ.get("WORKCELL_API_TOKEN", "").strip()
+    if env:
+        return env
+    announced = local_token_file("workcell", url)
+    token = read_token_file(announced) if announced is not None else None
+    if token:
+        return token
+    return read_token_file(Path(os.environ.get("WORKCELL_DATA_DIR") or "podium-data") / "workcell.token")
 
 
 class WorkcellClientError(PodiumError):
@@ -50,7 +67,12 @@ class WorkflowFailedError(PodiumError):
 
 
 class WorkcellClient:
-    """A synchronous client of the workcell REST API (see the module docstring)."""
+    """A synchronous client of the workcell REST API (see the module docstring).
+
+    The API token: ``token=``, else userinfo in the URL (``http://podium:<token>@host:8005``), else
+    ``WORKCELL_API_TOKEN``, else the token a ``podium workcell serve`` on this machine generated (its
+    announcement for a loopback URL's port, then ``<WORKCELL_DATA_DIR or podium-data>/workcell.token``).
+    """
 
     def __init__(
         self,
@@ -61,9 +83,16 @@ class WorkcellClient:
         timeout_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         long_poll_s: float = 10.0,
+        token: str | None = None,
     ) -> None:
-        self.url = workcell_server_url.rstrip("/")
-        self.data_url = (data_server_url or self.url).rstrip("/")
+        bare, url_token = split_url_token(workcell_server_url)
+        self.url = bare.rstrip("/")
+        self.token = token or url_token or find_workcell_token(self.url)
+        data_bare, data_token = split_url_token(data_server_url or self.url)
+        self.data_url = data_bare.rstrip("/")
+        # The workcell's token goes to a separate data server only when it is the same host and port.
+        same = urlsplit(self.data_url).netloc == urlsplit(self.url).netloc
+        self._data_token = data_token or (self.token if same else None)
         self.working_directory = Path(working_directory).expanduser()
         self.long_poll_s = long_poll_s
         self._http = httpx.Client(timeout=timeout_s + long_poll_s, transport=transport)
@@ -83,7 +112,9 @@ class WorkcellClient:
     # --- plumbing -------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, base: str | None = None, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, f"{base or self.url}{path}", **kwargs)
+        token = self._data_token if base is not None and base != self.url else self.token
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        response = self._http.request(method, f"{base or self.url}{path}", headers=headers, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)

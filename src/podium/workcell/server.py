@@ -7,6 +7,10 @@ data routes (``GET /datapoint/{id}``, ``/datapoint/{id}/value``, ``/datapoints``
 
 Errors are JSON ``{"detail": ...}``: 422 for a submission that cannot run (naming the step and field,
 nothing queued), 404 for unknown ids, 409 for an operation the workflow's status does not allow.
+
+Tokens: every route but the public ones (:data:`PUBLIC_PATHS`: ``/health`` and the docs) needs one of the
+workcell's API tokens (``Authorization: Bearer``, Basic auth from ``http://podium:<token>@host:8005``, or
+``X-Client-Token``), checked before anything else; 401 otherwise. Node URLs are shown without their tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +27,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
 from podium.clock import Clock
-from podium.errors import InvalidInputError, NotFoundError
+from podium.errors import ConfigError, InvalidInputError, NotFoundError
+from podium.tokens import DOCS_PATHS, TokenGuard, TokenSet, new_token, redact_url, url_with_token
 from podium.workcell.actions import OwnershipInfo
 from podium.workcell.engine import FileInput, WorkcellEngine
 from podium.workcell.errors import WorkflowStateError, WorkflowValidationError
@@ -34,7 +39,10 @@ from podium.workcell.settings import WorkcellManagerSettings
 from podium.workcell.workcell import WorkcellDefinition, load_workcell
 from podium.workcell.workflows import Workflow, WorkflowDefinition
 
-__all__ = ["build_engine", "create_app", "serve_asgi", "serve_workcell"]
+__all__ = ["PUBLIC_PATHS", "build_engine", "create_app", "serve_asgi", "serve_workcell"]
+
+PUBLIC_PATHS = frozenset({"/health", *DOCS_PATHS})
+"""Routes that answer without a token."""
 
 
 def _wf(wf: Workflow) -> dict[str, Any]:
@@ -53,8 +61,37 @@ def _changed(before: Workflow) -> Any:
     return check
 
 
-def create_app(engine: WorkcellEngine, *, manage_engine: bool = True) -> FastAPI:
-    """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the engine."""
+def _redact(doc: Any) -> Any:
+    """A JSON document with the tokens in node URLs (``node_url``, ``nodes: {name: url}``) masked."""
+    if isinstance(doc, dict):
+        return {
+            k: redact_url(v) if isinstance(v, str) and (k == "node_url" or "@" in v) else _redact(v)
+            for k, v in doc.items()
+        }
+    if isinstance(doc, list):
+        return [_redact(v) for v in doc]
+    return doc
+
+
+def create_app(
+    engine: WorkcellEngine,
+    *,
+    manage_engine: bool = True,
+    api_tokens: TokenSet | Iterable[str] | None = None,
+) -> FastAPI:
+    """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the engine.
+
+    ``api_tokens`` (tokens or a :class:`~podium.tokens.TokenSet`) add to the engine settings' tokens;
+    with none at all this raises :class:`~podium.errors.ConfigError` (``podium workcell serve`` and
+    :func:`serve_workcell` generate one).
+    """
+    given = api_tokens if isinstance(api_tokens, TokenSet) else TokenSet.from_tokens(api_tokens or ())
+    tokens = TokenSet([*engine.settings.api_token_hashes, *given.hashes])
+    if not tokens:
+        raise ConfigError(
+            "the workcell API needs a token: set WORKCELL_API_TOKENS (or api_tokens in the settings), "
+            "or pass api_tokens= to create_app"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +105,7 @@ def create_app(engine: WorkcellEngine, *, manage_engine: bool = True) -> FastAPI
 
     app = FastAPI(title=f"podium workcell: {engine.workcell.name}", lifespan=lifespan)
     app.state.engine = engine
+    app.add_middleware(TokenGuard, tokens=tokens, public=PUBLIC_PATHS, what="the workcell")
 
     @app.exception_handler(WorkflowValidationError)
     async def _invalid(_: Request, exc: WorkflowValidationError) -> JSONResponse:
@@ -101,17 +139,17 @@ def create_app(engine: WorkcellEngine, *, manage_engine: bool = True) -> FastAPI
     @app.get("/workcell")
     async def get_workcell() -> dict[str, Any]:
         """The workcell's info."""
-        return engine.info.model_dump(mode="json")
+        return _redact(engine.info.model_dump(mode="json"))  # type: ignore[no-any-return]
 
     @app.get("/state")
     async def get_state() -> dict[str, Any]:
         """The workcell's live state: status, queue, nodes."""
-        return engine.state().model_dump(mode="json")
+        return _redact(engine.state().model_dump(mode="json"))  # type: ignore[no-any-return]
 
     @app.get("/nodes")
     async def get_nodes() -> dict[str, Any]:
         """Every node: URL and last reported status, info and state."""
-        return {k: v.model_dump(mode="json") for k, v in engine.nodes.items()}
+        return {k: _redact(v.model_dump(mode="json")) for k, v in engine.nodes.items()}
 
     @app.get("/node/{node_name}")
     async def get_node(node_name: str) -> dict[str, Any]:
@@ -119,12 +157,12 @@ def create_app(engine: WorkcellEngine, *, manage_engine: bool = True) -> FastAPI
         node = engine.nodes.get(node_name)
         if node is None:
             raise HTTPException(404, f"no node {node_name!r} in the workcell")
-        return node.model_dump(mode="json")
+        return _redact(node.model_dump(mode="json"))  # type: ignore[no-any-return]
 
     @app.post("/node")
     async def add_node(node_name: str, node_url: str) -> dict[str, Any]:
         """Add a node (query parameters ``node_name`` and ``node_url``, as MADSci's client sends them)."""
-        return (await engine.add_node(node_name, node_url)).model_dump(mode="json")
+        return _redact((await engine.add_node(node_name, node_url)).model_dump(mode="json"))  # type: ignore[no-any-return]
 
     @app.post("/admin/{command}")
     async def admin_all(command: str) -> list[dict[str, Any]]:
@@ -440,8 +478,21 @@ async def serve_asgi(
 
 @contextlib.asynccontextmanager
 async def serve_workcell(
-    engine: WorkcellEngine, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    engine: WorkcellEngine,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    token: str | None = None,
 ) -> AsyncIterator[str]:
-    """Serve the workcell app (engine started and stopped with it); yields its URL."""
-    async with serve_asgi(create_app(engine), host=host, port=port, log_level=log_level) as url:
-        yield url
+    """Serve the workcell app (engine started and stopped with it); yields its URL.
+
+    ``token`` opens the API besides the settings' tokens; with neither, a fresh token is made for this
+    server. When a token is given or made, the URL yielded carries it as userinfo
+    (``http://podium:<token>@127.0.0.1:PORT``), the form podium's and MADSci's clients accept.
+    """
+    if token is None and not engine.settings.api_token_hashes:
+        token = new_token()
+    app = create_app(engine, api_tokens=[token] if token else None)
+    async with serve_asgi(app, host=host, port=port, log_level=log_level) as url:
+        yield url_with_token(url, token) if token else url

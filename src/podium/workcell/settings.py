@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from podium.settings import PodiumSettings
+from podium.tokens import TokenSet, hash_token, url_with_token
 
-__all__ = ["DEFAULT_SCHEDULER", "WorkcellManagerSettings"]
+__all__ = ["DEFAULT_SCHEDULER", "TOKEN_FILE_NAME", "WorkcellManagerSettings"]
 
 DEFAULT_SCHEDULER = "podium.workcell.scheduler"
+TOKEN_FILE_NAME = "workcell.token"
+"""The file in ``data_dir`` where ``podium workcell serve`` keeps the token it generated."""
 
 
 class WorkcellManagerSettings(PodiumSettings):
@@ -21,6 +24,11 @@ class WorkcellManagerSettings(PodiumSettings):
     Sources, highest first: arguments, ``WORKCELL_*`` variables, then ``workcell.env``/``.env``,
     ``workcell.settings.toml``/``settings.toml``, ``workcell.settings.yaml``/``settings.yaml``,
     ``workcell.settings.json``/``settings.json`` in the settings directory.
+
+    API tokens: ``api_tokens`` (``WORKCELL_API_TOKENS``, comma-separated or a JSON list) are hashed as the
+    settings are built and only their digests kept (in ``api_token_hashes``, which may also be given
+    directly). A node in ``nodes`` is a URL (``http://podium:<token>@host:port`` when it needs a token) or
+    a mapping ``{url, token}``.
     """
 
     model_config = SettingsConfigDict(env_prefix="WORKCELL_", extra="ignore", validate_default=True)
@@ -31,6 +39,8 @@ class WorkcellManagerSettings(PodiumSettings):
         default="podium workcell", validation_alias=AliasChoices("manager_name", "name")
     )
     nodes: dict[str, str] = Field(default_factory=dict)
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    api_token_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     scheduler: str = DEFAULT_SCHEDULER
     scheduler_update_interval: float = Field(default=5.0, gt=0)
     node_update_interval: float = Field(default=2.0, gt=0)
@@ -46,6 +56,42 @@ class WorkcellManagerSettings(PodiumSettings):
     data_server_url: str | None = None
     action_timeout_s: float | None = Field(default=None, gt=0)
 
+    @field_validator("api_tokens", "api_token_hashes", mode="before")
+    @classmethod
+    def _token_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [t.strip() for t in text.split(",") if t.strip()]
+        return value
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _node_entries(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {name: node_url(entry) for name, entry in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _hash_tokens(self) -> WorkcellManagerSettings:
+        # Keep only digests: the plain tokens do not stay in memory with the settings.
+        hashes = [*self.api_token_hashes, *(hash_token(t) for t in self.api_tokens)]
+        object.__setattr__(self, "api_token_hashes", list(dict.fromkeys(hashes)))
+        object.__setattr__(self, "api_tokens", [])
+        return self
+
+    def api_token_set(self) -> TokenSet:
+        """The tokens that open the workcell API (digests only)."""
+        return TokenSet(self.api_token_hashes)
+
+    @property
+    def token_file(self) -> Path:
+        """Where ``podium workcell serve`` keeps a generated token: ``<data_dir>/workcell.token``."""
+        return self.data_dir / TOKEN_FILE_NAME
+
     @model_validator(mode="after")
     def _intervals(self) -> WorkcellManagerSettings:
         if self.node_update_interval > self.scheduler_update_interval * 10:
@@ -55,3 +101,17 @@ class WorkcellManagerSettings(PodiumSettings):
     def resolved_store_url(self) -> str:
         """The store URL: ``store_url`` if given, else a SQLite file in the data folder."""
         return self.store_url or f"sqlite:///{self.data_dir / 'workcell.db'}"
+
+
+def node_url(entry: Any) -> Any:
+    """A node entry of a workcell or settings file as a URL: a URL stays as it is; ``{url, token}``
+    becomes ``http://podium:<token>@host:port`` (the node client takes the token back out of it)."""
+    if isinstance(entry, dict) and "url" in entry:
+        unknown = set(entry) - {"url", "token"}
+        if unknown:
+            raise ValueError(f"a node mapping has 'url' and 'token' only, not {sorted(unknown)}")
+        token = entry.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ValueError("a node's 'token' must be a string")
+        return url_with_token(str(entry["url"]), token) if token else str(entry["url"])
+    return entry

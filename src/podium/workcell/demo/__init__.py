@@ -23,6 +23,7 @@ from podium.client.workcell import WorkcellClient
 from podium.nodes import RestNode
 from podium.nodes.sim import make_sim_nodes
 from podium.store.sqlite import SQLiteStore
+from podium.tokens import new_token, url_with_token
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
 from podium.workcell.server import serve_asgi, serve_workcell
 
@@ -38,10 +39,13 @@ async def run_demo(
     """Run the plate assay; return what happened (workflow id and state, the reading, where the plate is)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    nodes = make_sim_nodes(default_duration_s=action_s, work_dir=data_dir / "nodes")
+    # One token per demo run for the nodes (the workcell passes it in each node URL's userinfo) and one
+    # for the workcell API (serve_workcell makes it and hands it over in the URL it yields).
+    node_token = new_token()
+    nodes = make_sim_nodes(default_duration_s=action_s, work_dir=data_dir / "nodes", api_token=node_token)
     async with serve_sim_nodes(nodes) as urls:
         workcell = load_workcell(DEMO_DIR / "workcell.yaml")
-        workcell.nodes = dict(urls)
+        workcell.nodes = {name: url_with_token(url, node_token) for name, url in urls.items()}
         settings = WorkcellManagerSettings(data_dir=data_dir, **workcell.settings)
         engine = WorkcellEngine(
             workcell,
