@@ -37,6 +37,7 @@ __all__ = [
     "hash_token",
     "local_token_file",
     "new_token",
+    "node_entry_url",
     "read_token_file",
     "redact_url",
     "split_url_token",
@@ -271,3 +272,17 @@ def local_token_file(kind: str, url: str) -> Path | None:
     else:
         folder = Path.home() / ".cache" / "podium" / "run"
     return folder / f"{kind}-{port}.token"
+
+
+def node_entry_url(entry: Any) -> Any:
+    """A node entry of a workcell or settings file as a URL: a URL stays as it is; ``{url, token}``
+    becomes ``http://podium:<token>@host:port`` (the node client takes the token back out of it)."""
+    if isinstance(entry, dict) and "url" in entry:
+        unknown = set(entry) - {"url", "token"}
+        if unknown:
+            raise ValueError(f"a node mapping has 'url' and 'token' only, not {sorted(unknown)}")
+        token = entry.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ValueError("a node's 'token' must be a string")
+        return url_with_token(str(entry["url"]), token) if token else str(entry["url"])
+    return entry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -121,3 +122,22 @@ def test_urls_with_tokens() -> None:
     assert redact_url("http://podium:tok@h:1/x") == "http://podium:***@h:1/x"
     assert redact_url("http://tok@h") == "http://***@h"
     assert redact_url("http://h:1") == "http://h:1"
+
+
+def test_workcell_file_node_entries_take_a_url_and_token_mapping(tmp_path: Path) -> None:
+    from podium.tokens import split_url_token
+    from podium.workcell import load_workcell
+
+    path = tmp_path / "workcell.yaml"
+    path.write_text(
+        "name: cell\n"
+        "nodes:\n"
+        "  arm: http://127.0.0.1:2001\n"
+        "  reader: {url: 'http://127.0.0.1:2002', token: 's3cret'}\n"
+    )
+    cell = load_workcell(path)
+    assert cell.nodes["arm"] == "http://127.0.0.1:2001"
+    assert split_url_token(cell.nodes["reader"]) == ("http://127.0.0.1:2002", "s3cret")
+    path.write_text("name: cell\nnodes:\n  reader: {url: 'http://x:1', token: 's', port: 3}\n")
+    with pytest.raises(Exception, match="'url' and 'token' only"):
+        load_workcell(path)

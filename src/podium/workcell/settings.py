@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from podium.settings import PodiumSettings
-from podium.tokens import TokenSet, hash_token, url_with_token
+from podium.tokens import TokenSet, hash_token, node_entry_url
 
 __all__ = ["DEFAULT_SCHEDULER", "TOKEN_FILE_NAME", "WorkcellManagerSettings"]
 
@@ -72,7 +72,7 @@ class WorkcellManagerSettings(PodiumSettings):
     @classmethod
     def _node_entries(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {name: node_url(entry) for name, entry in value.items()}
+            return {name: node_entry_url(entry) for name, entry in value.items()}
         return value
 
     @model_validator(mode="after")
@@ -101,17 +101,3 @@ class WorkcellManagerSettings(PodiumSettings):
     def resolved_store_url(self) -> str:
         """The store URL: ``store_url`` if given, else a SQLite file in the data folder."""
         return self.store_url or f"sqlite:///{self.data_dir / 'workcell.db'}"
-
-
-def node_url(entry: Any) -> Any:
-    """A node entry of a workcell or settings file as a URL: a URL stays as it is; ``{url, token}``
-    becomes ``http://podium:<token>@host:port`` (the node client takes the token back out of it)."""
-    if isinstance(entry, dict) and "url" in entry:
-        unknown = set(entry) - {"url", "token"}
-        if unknown:
-            raise ValueError(f"a node mapping has 'url' and 'token' only, not {sorted(unknown)}")
-        token = entry.get("token")
-        if token is not None and not isinstance(token, str):
-            raise ValueError("a node's 'token' must be a string")
-        return url_with_token(str(entry["url"]), token) if token else str(entry["url"])
-    return entry

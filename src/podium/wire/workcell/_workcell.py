@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, Field, computed_field
+from pydantic import AliasChoices, Field, computed_field, field_validator
 
 from podium.ids import new_ulid_str
+from podium.tokens import node_entry_url
 from podium.wire.workcell._actions import Error
 from podium.wire.workcell._base import WorkcellModel
 from podium.wire.workcell._locations import LocationDefinition
@@ -42,9 +43,17 @@ class WorkcellDefinition(WorkcellModel):
     )
     description: str | None = None
     nodes: dict[str, str] = Field(default_factory=dict)
+    """Node name -> URL; an entry may also be ``{url, token}`` (kept as ``http://podium:<token>@...``)."""
     locations: list[LocationDefinition] = Field(default_factory=list)
     resources: list[ResourceDefinition] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _node_entries(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {name: node_entry_url(entry) for name, entry in value.items()}
+        return value
 
 
 class WorkcellInfo(WorkcellModel):
