@@ -100,4 +100,4 @@ class WorkcellManagerSettings(PodiumSettings):
 
     def resolved_store_url(self) -> str:
         """The store URL: ``store_url`` if given, else a SQLite file in the data folder."""
-        return self.store_url or f"sqlite:///{self.data_dir / 'workcell.db'}"
+        return self.store_url or f"sqlite:///{self.data_dir / 'podium.db'}"
