@@ -5,13 +5,22 @@ retried) is one :meth:`~podium.store.Store.apply`: the workflow record, the acti
 datapoints and resource changes it produced, and a history line, all or nothing.
 
 **The physical-step journal.** Before a step's action is sent, it gets a ULID ``action_id`` and a journal
-record (kind ``workcell.action``) in phase ``intent``; the phase moves to ``sent`` just before the request
-goes out, ``acknowledged`` once the node has accepted it, and ``result`` in the same transaction that
+record (kind ``workcell.action``) in phase ``intent``, written with the workflow's "step started"
+transition. The node is then asked to *create* the action (it does nothing with it until it is started);
+once it has, the phases ``sent`` and ``acknowledged`` (with the node's own id for the action) are written
+together, durably, before the action is *started*; ``result`` is written in the same transaction that
 records the outcome. After a crash, :meth:`WorkcellEngine.start` reconciles every step that was running:
-``intent`` (never sent) is simply queued again; ``sent``/``acknowledged`` are asked of the node by their
-``action_id``: a finished action's result is recorded, a running one is awaited, and an action the node
-has no record of fails the step with an explanation: it is never re-sent blindly (``retry`` does that, on
-an operator's word).
+``intent`` (at most created on the node, never started) is simply queued again under a new id;
+``sent``/``acknowledged`` are asked of the node by the id it acknowledged: a finished action's result is
+recorded, a running one is awaited, and an action the node has no record of fails the step with an
+explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). Built-in actions
+(no node) write ``sent`` before they begin.
+
+**Writes per step.** A step costs two durable store writes: ``sent``/``acknowledged``, and its end (the
+journal's ``result``, the workflow's next state, datapoints, resource effects, history) in one transaction
+with whatever the scheduler starts next (that step's ``intent`` and "step started"): the next step is
+decided as the previous one ends, with no scheduler wake-up in between, and nothing is sent for it before
+that transaction is on disk.
 
 **Scheduling.** The scheduler (pure, see :mod:`podium.workcell.scheduler`) runs whenever something
 changes (submission, step done, node status change, resource change, resume/retry) and at
@@ -51,7 +60,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -203,6 +212,9 @@ class WorkcellEngine:
         self._flights: dict[str, _Flight] = {}
         self._not_before: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self._batch: list[tuple[list[Op], Callable[[list[Any]], None]]] | None = None
+        """While a step ends: the transitions to write in one transaction (see :meth:`_finish_step`)."""
+        self._batch_starts: list[tuple[_Flight, Callable[[], None]]] = []
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -1037,66 +1049,71 @@ class WorkcellEngine:
     async def schedule_once(self) -> int:
         """One scheduler iteration: decide, then start every ready step whose claims are free.
         Returns how many steps started."""
-        started = 0
         if not self.is_owner:
             return 0
         async with self._lock:
-            candidates = [
-                w
-                for w in self._workflows.values()
-                if not w.status.terminal and w.workflow_id not in self._flights
-            ]
-            if not candidates:
-                return 0
-            self.scheduler.snapshot = self.snapshot()
-            decisions = self.scheduler.run_iteration(candidates)
-            now = self.clock.now()
-            held = not self.status.ok
-            for wf in candidates:
-                wf.scheduler_metadata = decisions.get(wf.workflow_id) or SchedulerMetadata(
-                    ready_to_run=False, reasons=["The scheduler made no decision for this workflow"]
-                )
-                if held and wf.scheduler_metadata.ready_to_run:
-                    # Whatever a custom scheduler says, a paused or locked workcell starts nothing.
-                    wf.scheduler_metadata.ready_to_run = False
-                    wf.scheduler_metadata.reasons.append(_held_reason(self.status))
-            self._node_status_needed(
-                {
-                    str(w.current_step.node)
-                    for w in candidates
-                    if not w.status.paused
-                    and w.current_step is not None
-                    and w.current_step.node in self.nodes
-                    and not self.nodes[str(w.current_step.node)].ready
-                }
-            )
-            ready = sorted(
-                (w for w in candidates if w.scheduler_metadata.ready_to_run),
-                key=lambda w: (-w.scheduler_metadata.priority, w.workflow_id),
-            )
-            for wf in ready:
-                if wf.status.paused or wf.status.terminal or wf.workflow_id in self._flights:
-                    continue
-                if self._not_before.get(wf.workflow_id, 0.0) > now:
-                    wf.scheduler_metadata.reasons.append("Waiting before asking a not-ready node again")
-                    continue
-                step = wf.current_step
-                if step is None:
-                    wf.status.completed = True
-                    wf.end_time = utcnow(self.clock)
-                    await self._commit(wf, "completed")
-                    continue
-                claims = step_claims(step, self.locations)
-                busy = [c for c in claims if self._held.get(c, wf.workflow_id) != wf.workflow_id]
-                if busy:
-                    wf.scheduler_metadata.ready_to_run = False
-                    wf.scheduler_metadata.reasons += [
-                        f"{c.describe()} is in use by workflow {self._held[c]}" for c in busy
-                    ]
-                    continue
-                await self._start_step(wf, claims)
-                started += 1
+            started = await self._schedule_locked()
         self._notify()
+        return started
+
+    async def _schedule_locked(self) -> int:
+        """The body of :meth:`schedule_once`, under ``self._lock``."""
+        started = 0
+        candidates = [
+            w
+            for w in self._workflows.values()
+            if not w.status.terminal and w.workflow_id not in self._flights
+        ]
+        if not candidates:
+            return 0
+        self.scheduler.snapshot = self.snapshot()
+        decisions = self.scheduler.run_iteration(candidates)
+        now = self.clock.now()
+        held = not self.status.ok
+        for wf in candidates:
+            wf.scheduler_metadata = decisions.get(wf.workflow_id) or SchedulerMetadata(
+                ready_to_run=False, reasons=["The scheduler made no decision for this workflow"]
+            )
+            if held and wf.scheduler_metadata.ready_to_run:
+                # Whatever a custom scheduler says, a paused or locked workcell starts nothing.
+                wf.scheduler_metadata.ready_to_run = False
+                wf.scheduler_metadata.reasons.append(_held_reason(self.status))
+        self._node_status_needed(
+            {
+                str(w.current_step.node)
+                for w in candidates
+                if not w.status.paused
+                and w.current_step is not None
+                and w.current_step.node in self.nodes
+                and not self.nodes[str(w.current_step.node)].ready
+            }
+        )
+        ready = sorted(
+            (w for w in candidates if w.scheduler_metadata.ready_to_run),
+            key=lambda w: (-w.scheduler_metadata.priority, w.workflow_id),
+        )
+        for wf in ready:
+            if wf.status.paused or wf.status.terminal or wf.workflow_id in self._flights:
+                continue
+            if self._not_before.get(wf.workflow_id, 0.0) > now:
+                wf.scheduler_metadata.reasons.append("Waiting before asking a not-ready node again")
+                continue
+            step = wf.current_step
+            if step is None:
+                wf.status.completed = True
+                wf.end_time = utcnow(self.clock)
+                await self._commit(wf, "completed")
+                continue
+            claims = step_claims(step, self.locations)
+            busy = [c for c in claims if self._held.get(c, wf.workflow_id) != wf.workflow_id]
+            if busy:
+                wf.scheduler_metadata.ready_to_run = False
+                wf.scheduler_metadata.reasons += [
+                    f"{c.describe()} is in use by workflow {self._held[c]}" for c in busy
+                ]
+                continue
+            await self._start_step(wf, claims)
+            started += 1
         return started
 
     async def _start_step(self, wf: Workflow, claims: list[Claim]) -> None:
@@ -1162,7 +1179,16 @@ class WorkcellEngine:
         for c in claims:
             self._held[c] = wf.workflow_id
         self._flights[wf.workflow_id] = flight
-        flight.task = asyncio.create_task(self._execute(flight, resolved, journal), name=f"step-{action_id}")
+
+        def launch() -> None:
+            flight.task = asyncio.create_task(
+                self._execute(flight, resolved, journal), name=f"step-{action_id}"
+            )
+
+        if self._batch is not None:  # nothing is sent before the intent is on disk
+            self._batch_starts.append((flight, launch))
+        else:
+            launch()
 
     async def _journal(self, flight: _Flight, journal: dict[str, Any], phase: str) -> None:
         journal["phases"][phase] = utcnow(self.clock).isoformat()
@@ -1201,11 +1227,16 @@ class WorkcellEngine:
                 args[name] = loc.model_dump(mode="json") if isinstance(loc, LocationArgument) else loc
             call = ActionCall(flight.action_id, str(step.action), args, files)
             journal["request"] = {"args": args, "files": {k: str(v) for k, v in files.items()}}
-            await self._journal(flight, journal, "sent")
 
             async def acknowledged(node_action_id: str) -> None:
+                # The node has created the action and does nothing with it until it is started (the
+                # connector contract): "sent" and "acknowledged" (with the node's id for the action, by
+                # which recovery asks about it) reach the disk together, in one write, before the start.
+                # A crash before this write leaves "intent": at most an action created and never started
+                # on the node, so queuing the step again cannot run it twice.
                 journal["node_action_id"] = node_action_id
                 flight.node_action_id = node_action_id
+                journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
                 await self._journal(flight, journal, "acknowledged")
 
             try:
@@ -1283,17 +1314,82 @@ class WorkcellEngine:
     async def _finish_step(
         self, flight: _Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
     ) -> None:
+        """Record a step's outcome and, in the same transaction, start the steps that can start now (the
+        workflow's next step, or another workflow's waiting for this node): a step's end and the next
+        one's intent cost one durable write, and no scheduler wake-up in between."""
         try:
             async with self._lock:
-                await self._record_outcome(flight, outcome, journal)
+                self._batch, self._batch_starts = [], []
+                try:
+                    await self._record_outcome(flight, outcome, journal)
+                    self._release(flight)
+                    if self.is_owner and not self._stopping:
+                        try:
+                            await self._schedule_locked()
+                        except Exception:
+                            log.exception("scheduler iteration failed")
+                    await self._flush()
+                finally:
+                    self._batch, self._batch_starts = None, []
         finally:
-            for c in flight.claims:
-                if self._held.get(c) == flight.workflow_id:
-                    del self._held[c]
-            if self._flights.get(flight.workflow_id) is flight:
-                del self._flights[flight.workflow_id]
+            self._release(flight)
             self._notify()
             self.wake()
+
+    def _release(self, flight: _Flight) -> None:
+        for c in flight.claims:
+            if self._held.get(c) == flight.workflow_id:
+                del self._held[c]
+        if self._flights.get(flight.workflow_id) is flight:
+            del self._flights[flight.workflow_id]
+
+    async def _flush(self) -> None:
+        """Write the batched transitions in one transaction, then launch the steps they started. If that
+        fails, the started steps are dropped (the scheduler tries them again) and the first transition
+        (the step's outcome) is written alone."""
+        batch, starts = self._batch or [], self._batch_starts
+        self._batch, self._batch_starts = None, []
+        if not batch:
+            return
+        # A record written twice (a workflow whose step ended and whose next step starts) is written
+        # once, with the later content and the earlier expected version.
+        ops: list[Op] = []
+        where: list[list[int]] = []
+        puts: dict[tuple[str, str], int] = {}
+        for entry, _ in batch:
+            slots = []
+            for op in entry:
+                key = (op.kind, op.id) if isinstance(op, Put) else None
+                if key is not None and key in puts:
+                    at = puts[key]
+                    earlier = ops[at]
+                    assert isinstance(op, Put) and isinstance(earlier, Put)
+                    ops[at] = replace(op, expected_version=earlier.expected_version)
+                else:
+                    at = len(ops)
+                    ops.append(op)
+                    if key is not None:
+                        puts[key] = at
+                slots.append(at)
+            where.append(slots)
+        try:
+            results = await self.store.apply(*ops)
+        except Exception:
+            if len(batch) == 1:
+                raise
+            log.warning("batched workcell write failed; writing the step's outcome alone", exc_info=True)
+            for flight, _ in starts:
+                self._release(flight)
+            self.wake()
+            first, done = batch[0]
+            done(await self.store.apply(*first))
+            return
+        for (_, done), slots in zip(batch, where, strict=True):
+            done([results[i] for i in slots])
+        for flight, launch in starts:
+            # Stopped (or stood down) while writing: the journal's "intent" queues the step again.
+            if not self._stopping and self._flights.get(flight.workflow_id) is flight:
+                launch()
 
     async def _record_outcome(
         self, flight: _Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
@@ -1508,24 +1604,30 @@ class WorkcellEngine:
             *(extra or []),
             Append(wf.workflow_id, event, state, data or {}),
         ]
-        results = await self.store.apply(*ops)
-        self._versions[wf.workflow_id] = results[0].version
-        for op, res in zip(ops, results, strict=True):
-            if isinstance(op, Put) and op.kind == RESOURCE_KIND:
-                self._resource_versions[op.id] = res.version
-        if self.is_owner:
-            self._workflows[wf.workflow_id] = wf
-        else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow
-            self._workflows.pop(wf.workflow_id, None)
-            self._versions.pop(wf.workflow_id, None)
-        if wf.status.terminal and wf.workflow_id not in self._flights:
-            self._not_before.pop(wf.workflow_id, None)
-        for listener in list(self.listeners):
-            try:
-                listener(event, wf)
-            except Exception:
-                log.exception("workcell listener failed on %s", event)
-        self._notify()
+
+        def done(results: list[Any]) -> None:
+            self._versions[wf.workflow_id] = results[0].version
+            for op, res in zip(ops, results, strict=True):
+                if isinstance(op, Put) and op.kind == RESOURCE_KIND:
+                    self._resource_versions[op.id] = res.version
+            if self.is_owner:
+                self._workflows[wf.workflow_id] = wf
+            else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow
+                self._workflows.pop(wf.workflow_id, None)
+                self._versions.pop(wf.workflow_id, None)
+            if wf.status.terminal and wf.workflow_id not in self._flights:
+                self._not_before.pop(wf.workflow_id, None)
+            for listener in list(self.listeners):
+                try:
+                    listener(event, wf)
+                except Exception:
+                    log.exception("workcell listener failed on %s", event)
+            self._notify()
+
+        if self._batch is not None:  # written by _flush with the rest of the batch
+            self._batch.append((ops, done))
+            return
+        done(await self.store.apply(*ops))
 
     async def _apply(self, ops: list[Op]) -> None:
         results = await self.store.apply(*ops)

@@ -207,9 +207,12 @@ class InProcessNode:
         self.calls.append(call)
         task = self.runs.get(call.action_id)
         if task is None:
+            # Created: acknowledged (and journaled by the caller) before it starts, like a remote node.
+            if on_acknowledged is not None:
+                await on_acknowledged(call.action_id)
             task = asyncio.ensure_future(self._execute(call))
             self.runs[call.action_id] = task
-        if on_acknowledged is not None:
+        elif on_acknowledged is not None:
             await on_acknowledged(call.action_id)
         self.acknowledged.set()
         return await asyncio.shield(task)

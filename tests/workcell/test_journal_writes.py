@@ -1,0 +1,138 @@
+"""Durable writes per step and the physical-step journal: a step's end and the next step's intent share
+one transaction, "sent" + "acknowledged" one more, and every phase is on disk before it is acted on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from podium.store import MemoryStore, Op, Put, Store
+from podium.workcell import (
+    ActionCall,
+    InProcessNode,
+    WorkcellDefinition,
+    WorkcellEngine,
+    WorkcellManagerSettings,
+    load_workflow_definition,
+)
+from podium.workcell.engine import ACTION_KIND, WORKFLOW_KIND
+
+from .conftest import make_nodes
+
+
+class CountingStore(MemoryStore):
+    """A memory store that records every apply: its operations and whether it asked for durability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applies: list[tuple[tuple[Op, ...], bool]] = []
+
+    async def apply(self, *ops: Op, durable: bool = True) -> list[Any]:
+        self.applies.append((ops, durable))
+        return await super().apply(*ops, durable=durable)
+
+
+def _engine(
+    workcell: WorkcellDefinition, store: Store, tmp_path: Path, nodes: dict[str, Any]
+) -> WorkcellEngine:
+    settings = WorkcellManagerSettings(scheduler_update_interval=30.0, node_update_interval=30.0)
+    return WorkcellEngine(workcell, store=store, data_dir=tmp_path, settings=settings, connectors=dict(nodes))
+
+
+def _ten_steps() -> Any:
+    return load_workflow_definition(
+        {"name": "ten", "steps": [{"name": f"s{i}", "node": "arm", "action": "noop"} for i in range(10)]}
+    )
+
+
+async def test_two_durable_writes_per_step_and_every_phase_journaled(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    store = CountingStore()
+    async with _engine(workcell, store, tmp_path, make_nodes()) as engine:
+        store.applies.clear()
+        run = await engine.submit(_ten_steps())
+        done = await engine.wait_for(run.workflow_id, timeout_s=10)
+        assert done.status.completed
+        writes = list(store.applies)
+        # submit + (intent of step 0) + per step: sent/acknowledged, then outcome + next step's intent.
+        # (The save of the definition is one more write.)
+        assert len(writes) <= 2 + 2 * 10 + 1, [[type(op).__name__ for op in ops] for ops, _ in writes]
+        assert all(durable for _, durable in writes)
+        # Each step's end shares its transaction with the next step's intent.
+        for i in range(9):
+            ended = done.steps[i].result.action_id  # type: ignore[union-attr]
+            started = done.steps[i + 1].result.action_id  # type: ignore[union-attr]
+            together = [
+                ops
+                for ops, _ in writes
+                if {(o.kind, o.id, o.status) for o in ops if isinstance(o, Put) and o.kind == ACTION_KIND}
+                >= {(ACTION_KIND, ended, "result"), (ACTION_KIND, started, "intent")}
+            ]
+            assert len(together) == 1
+            assert sum(1 for o in together[0] if isinstance(o, Put) and o.kind == WORKFLOW_KIND) == 1
+        for step in done.steps:
+            journal = await store.get(ACTION_KIND, step.result.action_id)  # type: ignore[union-attr]
+            assert journal is not None and journal.status == "result"
+            assert set(journal.data["phases"]) == {"intent", "sent", "acknowledged", "result"}
+            assert journal.data["node_action_id"] == step.result.action_id  # type: ignore[union-attr]
+
+
+async def test_acknowledged_is_on_disk_before_the_node_starts(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    store = CountingStore()
+    nodes = make_nodes()
+    seen: list[str | None] = []
+
+    class Watching(InProcessNode):
+        async def _execute(self, call: ActionCall) -> Any:
+            rec = await store.get(ACTION_KIND, call.action_id)
+            seen.append(rec.status if rec is not None else None)
+            return await super()._execute(call)
+
+    arm = Watching("arm", {"noop": lambda: None})
+    async with _engine(workcell, store, tmp_path, {**nodes, "arm": arm}) as engine:
+        run = await engine.submit(_ten_steps())
+        assert (await engine.wait_for(run.workflow_id, timeout_s=10)).status.completed
+    assert seen == ["acknowledged"] * 10
+
+
+async def test_crash_after_a_step_ends_queues_the_next_step_again(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    # Given a workflow whose first step ended, and whose second step's intent was written with that end,
+    # when the workcell dies before the second step reached the node (the node never acknowledged it)
+    store = MemoryStore()
+    nodes = make_nodes()
+    hold = asyncio.Event()
+    entered = asyncio.Event()
+    lh = nodes["lh"]
+    real = lh.run_action
+
+    async def stuck(call: ActionCall, **kw: Any) -> Any:
+        entered.set()
+        await hold.wait()
+        return await real(call, **kw)
+
+    lh.run_action = stuck  # type: ignore[method-assign]
+    definition = load_workflow_definition(
+        {"name": "two", "steps": [{"node": "arm", "action": "noop"}, {"node": "lh", "action": "noop"}]}
+    )
+    first = _engine(workcell, store, tmp_path, nodes)
+    await first.start()
+    run = await first.submit(definition)
+    await asyncio.wait_for(entered.wait(), 5)
+    intent = (await first.get_workflow(run.workflow_id)).steps[1].result.action_id  # type: ignore[union-attr]
+    assert (await store.get(ACTION_KIND, intent)).status == "intent"  # type: ignore[union-attr]
+    await first.stop()
+    # Then a new process queues it again under a new id; the first step is not run twice
+    lh.run_action = real  # type: ignore[method-assign]
+    second = _engine(workcell, store, tmp_path, nodes)
+    await second.start()
+    done = await second.wait_for(run.workflow_id, timeout_s=5)
+    await second.stop()
+    assert done.status.completed
+    assert len(nodes["arm"].calls) == 1
+    assert [c.action_id for c in lh.calls] != [intent] and len(lh.calls) == 1
