@@ -113,3 +113,15 @@ async def test_complete_with_lost_lease_records_nothing(store: Store, clock) -> 
     assert await store.history("j") == []
     results = await store.apply(Ack(lease2), Put("job", "j", {"result": "from w2"}), Append("j", "done"))
     assert results[0] is None and results[1].data == {"result": "from w2"} and results[2].event == "done"
+
+
+async def test_json_edge_values_round_trip(store: Store) -> None:
+    data = {
+        "unicode": "µl • 96-well",
+        "nested": [{"a": None}, [1.5, -2, True]],
+        "big": 2**53 + 1,
+        "neg": -0.25,
+    }
+    await store.put("job", "edge", data)
+    got = await store.get("job", "edge")
+    assert got is not None and got.data == data

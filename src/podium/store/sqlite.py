@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import sqlite3
+
+import orjson
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +46,15 @@ from podium.store.base import (
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+
+
+def _dumps(value: Any) -> str:
+    # orjson: several times faster than the stdlib encoder on the writer thread; non-string keys are
+    # written as strings, as json.dumps does.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_loads = orjson.loads
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
 
