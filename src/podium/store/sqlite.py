@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
-
-import orjson
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+import orjson
 
 from podium.clock import Clock
 from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
