@@ -56,9 +56,14 @@ async def test_two_durable_writes_per_step_and_every_phase_journaled(
         done = await engine.wait_for(run.workflow_id, timeout_s=10)
         assert done.status.completed
         writes = list(store.applies)
-        # submit + (intent of step 0) + per step: sent/acknowledged, then outcome + next step's intent.
-        # (The save of the definition is one more write.)
-        assert len(writes) <= 2 + 2 * 10 + 1, [[type(op).__name__ for op in ops] for ops, _ in writes]
+        # The definition; the submission with step 0's intent; per step: sent/acknowledged, then its
+        # outcome with the next step's intent.
+        assert len(writes) == 1 + 1 + 2 * 10, [[type(op).__name__ for op in ops] for ops, _ in writes]
+        submission = writes[1][0]
+        assert {(o.kind, o.status) for o in submission if isinstance(o, Put)} == {
+            (WORKFLOW_KIND, "running"),
+            (ACTION_KIND, "intent"),
+        }
         assert all(durable for _, durable in writes)
         # Each step's end shares its transaction with the next step's intent.
         for i in range(9):

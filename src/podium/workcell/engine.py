@@ -59,8 +59,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -822,12 +822,26 @@ class WorkcellEngine:
         if not wf.steps:
             wf.status.completed = True
             wf.start_time = wf.end_time = now
-        async with self._lock:
+        submitted: list[Workflow] = []
+
+        async def queue() -> None:
             await self._commit(
                 wf, "submitted", {"definition_id": definition.workflow_definition_id}, extra=ops, new=True
             )
+            submitted.append(wf.model_copy(deep=True))
+            if self.is_owner:  # a candidate for the scheduler iteration written with it
+                self._workflows[wf.workflow_id] = wf
+
+        async with self._lock:
+            # The submission and its first step's intent (if it can start now): one transaction.
+            try:
+                await self._write_and_schedule(queue)
+            except BaseException:
+                if wf.workflow_id not in self._versions:  # not stored: forget it
+                    self._workflows.pop(wf.workflow_id, None)
+                raise
         self.wake()
-        return wf.model_copy(deep=True)
+        return submitted[0]
 
     async def resubmit(self, workflow_id: str) -> Workflow:
         """A new run of the same definition with the same parameter values and input files."""
@@ -1317,24 +1331,33 @@ class WorkcellEngine:
         """Record a step's outcome and, in the same transaction, start the steps that can start now (the
         workflow's next step, or another workflow's waiting for this node): a step's end and the next
         one's intent cost one durable write, and no scheduler wake-up in between."""
+
+        async def record() -> None:
+            await self._record_outcome(flight, outcome, journal)
+            self._release(flight)
+
         try:
             async with self._lock:
-                self._batch, self._batch_starts = [], []
-                try:
-                    await self._record_outcome(flight, outcome, journal)
-                    self._release(flight)
-                    if self.is_owner and not self._stopping:
-                        try:
-                            await self._schedule_locked()
-                        except Exception:
-                            log.exception("scheduler iteration failed")
-                    await self._flush()
-                finally:
-                    self._batch, self._batch_starts = None, []
+                await self._write_and_schedule(record)
         finally:
             self._release(flight)
             self._notify()
             self.wake()
+
+    async def _write_and_schedule(self, transition: Callable[[], Awaitable[None]]) -> None:
+        """Under ``self._lock``: run ``transition`` (which commits), then a scheduler iteration, and
+        write both in one transaction (see :meth:`_flush`)."""
+        self._batch, self._batch_starts = [], []
+        try:
+            await transition()
+            if self.is_owner and not self._stopping:
+                try:
+                    await self._schedule_locked()
+                except Exception:
+                    log.exception("scheduler iteration failed")
+            await self._flush()
+        finally:
+            self._batch, self._batch_starts = None, []
 
     def _release(self, flight: _Flight) -> None:
         for c in flight.claims:
@@ -1364,7 +1387,14 @@ class WorkcellEngine:
                     at = puts[key]
                     earlier = ops[at]
                     assert isinstance(op, Put) and isinstance(earlier, Put)
-                    ops[at] = replace(op, expected_version=earlier.expected_version)
+                    ops[at] = Put(
+                        kind=op.kind,
+                        id=op.id,
+                        data=op.data,
+                        expected_version=earlier.expected_version,
+                        status=op.status,
+                        group=op.group,
+                    )
                 else:
                     at = len(ops)
                     ops.append(op)
