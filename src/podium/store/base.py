@@ -28,8 +28,8 @@ import abc
 import asyncio
 import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple, cast
 
 from podium.clock import Clock, system_clock
 
@@ -53,9 +53,11 @@ SCHEMA_VERSION = "0001"
 
 JSON = dict[str, Any]
 
+EMPTY: JSON = cast(JSON, MappingProxyType({}))
+"""The default payload/data of an operation: empty and read-only, so no default is ever shared mutably."""
 
-@dataclass(frozen=True, slots=True)
-class Record:
+
+class Record(NamedTuple):
     """A durable document. ``version`` starts at 1 and grows by one with every write."""
 
     kind: str
@@ -68,8 +70,7 @@ class Record:
     updated_at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     """A queue item handed to one consumer until ``expires_at``; ``token`` fences stale consumers."""
 
     queue: str
@@ -83,8 +84,7 @@ class Lease:
     enqueued_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
     """One append-only history line; ``seq`` is global and strictly increasing."""
 
     seq: int
@@ -96,10 +96,11 @@ class HistoryEntry:
 
 
 # --- operations for Store.apply ---------------------------------------------------------------------
+# Values and operations are named tuples: immutable, and several times cheaper to build than frozen
+# dataclasses (a job transition builds a dozen of them).
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
+class Put(NamedTuple):
     """Create or replace a record.
 
     ``expected_version``: ``None`` writes whatever is there; ``0`` requires that the record does not exist;
@@ -114,8 +115,7 @@ class Put:
     group: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     """Delete a record (``expected_version`` as for :class:`Put`). Result: ``True`` if it existed."""
 
     kind: str
@@ -123,8 +123,7 @@ class Delete:
     expected_version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Enqueue:
+class Enqueue(NamedTuple):
     """Add an item to a queue, due after ``delay_s``. Idempotent by ``(queue, id)``: an item already in
     the queue (waiting or leased) is left as it is. Result: ``True`` if added, else ``False``.
 
@@ -136,37 +135,34 @@ class Enqueue:
 
     queue: str
     id: str
-    payload: JSON = field(default_factory=dict)
+    payload: JSON = EMPTY
     priority: int = 0
     delay_s: float = 0.0
     lease_owner: str | None = None
     lease_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Dequeue:
+class Dequeue(NamedTuple):
     """Remove an item from a queue whether waiting or leased (a cancel). Result: ``True`` if removed."""
 
     queue: str
     id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     """Finish a leased item: it leaves the queue. Fails the whole batch with
     :class:`~podium.errors.LeaseLostError` if the lease is no longer held. Result: ``None``."""
 
     lease: Lease
 
 
-@dataclass(frozen=True, slots=True)
-class Append:
+class Append(NamedTuple):
     """Append a history entry. Result: the :class:`HistoryEntry`."""
 
     subject_id: str
     event: str
     status: str | None = None
-    data: JSON = field(default_factory=dict)
+    data: JSON = EMPTY
 
 
 Op = Put | Delete | Enqueue | Dequeue | Ack | Append

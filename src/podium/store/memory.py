@@ -20,6 +20,7 @@ from podium.store.base import (
     JSON,
     SCHEMA_VERSION,
     Ack,
+    Append,
     Delete,
     Dequeue,
     Enqueue,
@@ -144,70 +145,60 @@ class MemoryStore(Store):
 
     async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         now = self.clock.now()
-        self._check(ops)
+        self._check(ops, now)
         results: builtins.list[Any] = []
+        append = results.append
         for op in ops:
-            if isinstance(op, Put):
+            if isinstance(op, Append):  # the most frequent operations first
+                entry = HistoryEntry(
+                    next(self._seq),
+                    op.subject_id,
+                    op.event,
+                    op.status,
+                    now,
+                    copy_json(op.data) if op.data else {},
+                )
+                self._history.append(entry)
+                self._by_subject.setdefault(op.subject_id, []).append(entry)
+                append(entry)
+            elif isinstance(op, Put):
                 kind = self._records.setdefault(op.kind, {})
                 old = kind.get(op.id)
-                rec = Record(
-                    op.kind,
-                    op.id,
-                    (old.version + 1) if old else 1,
-                    copy_json(op.data),
-                    op.status,
-                    op.group,
-                    old.created_at if old else now,
-                    now,
+                version, created = (old.version + 1, old.created_at) if old else (1, now)
+                kind[op.id] = Record(
+                    op.kind, op.id, version, copy_json(op.data), op.status, op.group, created, now
                 )
-                kind[op.id] = rec
                 # The caller keeps its own object; the store holds the copy made above.
-                results.append(
-                    Record(rec.kind, rec.id, rec.version, op.data, rec.status, rec.group, rec.created_at, now)
-                )
-            elif isinstance(op, Delete):
-                results.append(self._records.get(op.kind, {}).pop(op.id, None) is not None)
+                append(Record(op.kind, op.id, version, op.data, op.status, op.group, created, now))
             elif isinstance(op, Enqueue):
                 q = self._queues.setdefault(op.queue, _Queue())
                 if op.id in q.items:
-                    results.append(None if op.lease_owner else False)
+                    append(None if op.lease_owner else False)
                     continue
-                item = _Item(
-                    op.queue,
-                    op.id,
-                    copy_json(op.payload),
-                    op.priority,
-                    next(self._seq),
-                    now,
-                    now + op.delay_s,
-                )
+                payload = copy_json(op.payload) if op.payload else {}
+                item = _Item(op.queue, op.id, payload, op.priority, next(self._seq), now, now + op.delay_s)
                 q.items[op.id] = item
                 if op.lease_owner:
                     item.leased, item.token, item.owner = True, next(self._fence), op.lease_owner
                     item.attempts, item.due_at = 1, now + op.lease_s
-                    results.append(self._lease(item))
+                    append(self._lease(item))
                 else:
-                    results.append(True)
+                    append(True)
                 q.schedule(item, now)
             elif isinstance(op, Dequeue):
                 queue = self._queues.get(op.queue)
-                results.append(queue is not None and queue.items.pop(op.id, None) is not None)
+                append(queue is not None and queue.items.pop(op.id, None) is not None)
             elif isinstance(op, Ack):
                 self._queues[op.lease.queue].items.pop(op.lease.id)
-                results.append(None)
+                append(None)
             else:
-                entry = HistoryEntry(
-                    next(self._seq), op.subject_id, op.event, op.status, now, copy_json(op.data)
-                )
-                self._history.append(entry)
-                self._by_subject.setdefault(op.subject_id, []).append(entry)
-                results.append(entry)
-        self._notify(notify_queues(ops))
+                append(self._records.get(op.kind, {}).pop(op.id, None) is not None)
+        if self._waiters:
+            self._notify(notify_queues(ops))
         return results
 
-    def _check(self, ops: Sequence[Op]) -> None:
+    def _check(self, ops: Sequence[Op], now: float) -> None:
         """Validate every precondition first, so a failing batch changes nothing."""
-        now = self.clock.now()
         for op in ops:
             if isinstance(op, Put | Delete) and op.expected_version is not None:
                 old = self._records.get(op.kind, {}).get(op.id)

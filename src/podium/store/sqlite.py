@@ -267,7 +267,7 @@ class SQLiteStore(Store):
                         op.id,
                         seq,
                         op.priority,
-                        _dumps(op.payload),
+                        _dumps(op.payload or {}),
                         now + op.lease_s,
                         token,
                         op.lease_owner,
@@ -276,14 +276,14 @@ class SQLiteStore(Store):
                 )
                 if cur.rowcount == 0:
                     return None
-                payload = _loads(_dumps(op.payload))
+                payload = _loads(_dumps(op.payload or {}))
                 return Lease(
                     op.queue, op.id, payload, op.priority, 1, token, op.lease_owner, now + op.lease_s, now
                 )
             cur = conn.execute(
                 "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
                 " attempts, enqueued_at) VALUES (?,?,?,?,?,0,?,0,'',0,?)",
-                (op.queue, op.id, seq, op.priority, _dumps(op.payload), now + op.delay_s, now),
+                (op.queue, op.id, seq, op.priority, _dumps(op.payload or {}), now + op.delay_s, now),
             )
             return cur.rowcount > 0
         if isinstance(op, Dequeue):
@@ -300,7 +300,7 @@ class SQLiteStore(Store):
                 )
             return None
         assert isinstance(op, Append)
-        data = _dumps(op.data)
+        data = _dumps(op.data or {})
         cur = conn.execute(
             "INSERT INTO history(subject_id, event, status, ts, data) VALUES (?,?,?,?,?)",
             (op.subject_id, op.event, op.status, now, data),
