@@ -92,6 +92,11 @@ JOB, TASK, WORKER = "job", "task", "worker"
 Listener = Callable[[EngineEvent], Awaitable[None] | None]
 
 _RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
+# Plain-string statuses for the hot paths (an enum member's ``.value`` is a descriptor call each time).
+_J_PENDING, _J_RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
+_T_QUEUED, _T_RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
+_T_CANCELLED, _T_TIMED_OUT = TaskStatus.CANCELLED.value, TaskStatus.TIMED_OUT.value
+_OPEN_TASK_STR = tuple(s.value for s in OPEN_TASK)
 _MAX_CONFLICT_RETRIES = 20
 _MAX_INLINE = 8  # pure handlers folded into one write, at most (a loop of them still moves step by step)
 _NO_CLIENT = ClientConfig("", "unknown", {})
@@ -117,12 +122,13 @@ class _Plan:
         self.timers: list[tuple[str, float, Any]] = []
         self.cascade: list[str] = []  # child jobs to cancel after commit
 
-    def merge(self, other: _Plan) -> None:
-        """Append ``other``'s ops, events, timers and cascades (applied in the same write)."""
-        self.ops += other.ops
-        self.events += other.events
-        self.timers += other.timers
-        self.cascade += other.cascade
+    def mark(self) -> tuple[int, int, int, int]:
+        """Where the plan stands now, for :meth:`rollback` (a decision tried inside the plan)."""
+        return len(self.ops), len(self.events), len(self.timers), len(self.cascade)
+
+    def rollback(self, mark: tuple[int, int, int, int]) -> None:
+        """Drop everything added since ``mark``."""
+        del self.ops[mark[0] :], self.events[mark[1] :], self.timers[mark[2] :], self.cascade[mark[3] :]
 
 
 class OrchestratorEngine:
@@ -357,7 +363,7 @@ class OrchestratorEngine:
         """Re-arm the timers of tasks left open in the store (after a restart)."""
         after: str | None = None
         while True:
-            page = await self.storage.list(TASK, status=[s.value for s in OPEN_TASK], after=after, limit=500)
+            page = await self.storage.list(TASK, status=_OPEN_TASK_STR, after=after, limit=500)
             for rec in page:
                 self._arm_task_timers(rec)
             if len(page) < 500:
@@ -468,7 +474,7 @@ class OrchestratorEngine:
         if self._started and not self._stopping:
             free = self._free_slots()
             for i, op in enumerate(ops):
-                if not isinstance(op, Enqueue) or op.lease_owner is not None:
+                if type(op) is not Enqueue or op.lease_owner is not None:  # ops are final named tuples
                     continue
                 if op.queue == STEPS_QUEUE:
                     if inline < free:
@@ -483,7 +489,7 @@ class OrchestratorEngine:
                     if worker is not None:
                         pushed.append((i, worker))
         else:
-            wake = any(isinstance(op, Enqueue) and op.queue == STEPS_QUEUE for op in ops)
+            wake = any(type(op) is Enqueue and op.queue == STEPS_QUEUE for op in ops)
         self._reserved += inline
         try:
             results = await self.storage.apply(*ops, durable=durable)
@@ -494,24 +500,25 @@ class OrchestratorEngine:
             for _, worker in pushed:
                 worker.unreserve()
             raise
+        jobs, tasks = self._jobs, self._tasks
         for op, res in zip(ops, results, strict=True):
-            if isinstance(op, Put):
+            if type(op) is Put:
                 if op.kind == JOB:
                     if res.status in TERMINAL_STATUSES:
-                        self._jobs.pop(op.id, None)
+                        jobs.pop(op.id, None)
                         for fut in self._job_waiters.pop(op.id, ()):
                             if not fut.done():
                                 fut.set_result(res)
                     else:
-                        self._jobs[op.id] = res
+                        jobs[op.id] = res
                 elif op.kind == TASK:
                     if res.status in OPEN_TASK:
-                        self._tasks[op.id] = res
+                        tasks[op.id] = res
                     else:
-                        self._tasks.pop(op.id, None)
-            elif isinstance(op, Delete):
+                        tasks.pop(op.id, None)
+            elif type(op) is Delete:
                 self._forget([op.id])
-            elif inline and isinstance(op, Enqueue) and op.lease_owner == self.instance_id:
+            elif inline and type(op) is Enqueue and op.lease_owner == self.instance_id:
                 self._reserved -= 1
                 if isinstance(res, Lease):
                     self._spawn_step(res)
@@ -556,7 +563,7 @@ class OrchestratorEngine:
         if rt:
             d["result_deadline"] = now + rt
             lease_s = max(lease_s, rt + 1.0)
-        ops[j] = Put(TASK, put.id, d, put.expected_version, TaskStatus.RUNNING.value, put.group)
+        ops[j] = Put(TASK, put.id, d, put.expected_version, _T_RUNNING, put.group)
         ops[i] = Enqueue(op.queue, op.id, op.payload, op.priority, 0.0, worker.worker_id, lease_s)
         worker.reserve()
         return worker
@@ -676,24 +683,24 @@ class OrchestratorEngine:
         ):
             if value:
                 data[key] = value
-        created = Append(
-            job_id, "job_created", JobStatus.PENDING.value, {"blueprint": definition.name, "state": state}
-        )
+        created = Append(job_id, "job_created", _J_PENDING, {"blueprint": definition.name, "state": state})
         if inline and definition.states[state].pure:
             now = self.clock.now()
-            vrec = Record(JOB, job_id, 0, data, JobStatus.PENDING.value, definition.name, now, now)
-            sub = _Plan()
-            if await self._inline(sub, vrec, definition, 0):
-                plan.ops.append(created)
-                self._ev(plan, "job_created", job_id, status=JobStatus.PENDING.value, state=state)
-                plan.merge(sub)
+            vrec = Record(JOB, job_id, 0, data, _J_PENDING, definition.name, now, now)
+            mark = plan.mark()
+            if await self._inline(plan, vrec, definition, 0):
+                plan.ops.insert(mark[0], created)  # the job's first entry, before its decision's
+                self._count("job_created")
+                if self._wants("job_created"):
+                    ev = EngineEvent("job_created", job_id, now, _J_PENDING, state)
+                    plan.events.insert(mark[1], ev)
                 return
         plan.ops += [
-            Put(JOB, job_id, data, 0, JobStatus.PENDING.value, definition.name),
+            Put(JOB, job_id, data, 0, _J_PENDING, definition.name),
             Enqueue(STEPS_QUEUE, f"{job_id}.1", {"job_id": job_id, "step": 1}),
             created,
         ]
-        self._ev(plan, "job_created", job_id, status=JobStatus.PENDING.value, state=state)
+        self._ev(plan, "job_created", job_id, status=_J_PENDING, state=state)
 
     async def get_job(self, job_id: str) -> JobView:
         """The job's current status, state, progress, result and error."""
@@ -785,7 +792,8 @@ class OrchestratorEngine:
         by re-reading the store every ``EXECUTOR_POLL_WAIT_S``. A job this instance is running (its record
         is in the cache) is not read first: nothing but that commit can end it sooner than the next re-read.
         """
-        fut: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Record] = loop.create_future()
         self._job_waiters.setdefault(job_id, []).append(fut)
         deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
         read = job_id not in self._jobs
@@ -802,9 +810,16 @@ class OrchestratorEngine:
                         raise TimeoutError(f"job {job_id} did not end within {timeout_s} s")
                     wait = min(wait, left)
                 try:
-                    rec = await self.clock.wait_for(asyncio.shield(fut), wait)
+                    rec = await self.clock.wait_for(fut, wait)
                 except TimeoutError:
+                    # wait_for cancelled the future (no shield: one future fewer per wait); a fresh one
+                    # takes its place among the job's waiters before the store is read again.
                     read = True
+                    mine = self._job_waiters.setdefault(job_id, [])
+                    if fut in mine:
+                        mine.remove(fut)
+                    fut = loop.create_future()
+                    mine.append(fut)
                     continue
                 return self._view(rec)  # the terminal record this instance just committed
         finally:
@@ -873,9 +888,7 @@ class OrchestratorEngine:
         A result that arrives afterwards is recorded and ignored. Cancelling a terminal job raises
         :class:`~podium.engine.errors.JobStateError`.
         """
-        open_tasks = {
-            r.id: r for r in await self.storage.list(TASK, group=job_id, status=[s.value for s in OPEN_TASK])
-        }
+        open_tasks = {r.id: r for r in await self.storage.list(TASK, group=job_id, status=_OPEN_TASK_STR)}
 
         def decide(rec: Record, plan: _Plan) -> None:
             if rec.status in TERMINAL_STATUSES:
@@ -897,10 +910,7 @@ class OrchestratorEngine:
                 if exc.kind == TASK:
                     self._forget(open_tasks)
                     open_tasks = {
-                        r.id: r
-                        for r in await self.storage.list(
-                            TASK, group=job_id, status=[s.value for s in OPEN_TASK]
-                        )
+                        r.id: r for r in await self.storage.list(TASK, group=job_id, status=_OPEN_TASK_STR)
                     }
                     continue
                 raise
@@ -911,7 +921,7 @@ class OrchestratorEngine:
         for t in tasks:
             td = dict(t.data)
             td["finished_at"] = now
-            plan.ops.append(Put(TASK, t.id, td, t.version, TaskStatus.CANCELLED.value, job_id))
+            plan.ops.append(Put(TASK, t.id, td, t.version, _T_CANCELLED, job_id))
             plan.ops.append(Dequeue(td["queue"], f"{t.id}:{td['attempt']}"))
             self._ev(
                 plan,
@@ -1029,16 +1039,17 @@ class OrchestratorEngine:
         extra: dict[str, Any] | None = None,
         event_extra: dict[str, Any] | None = None,
     ) -> None:
-        check_transition(rec.status or JobStatus.PENDING, status)
-        plan.ops.append(Put(JOB, rec.id, data, rec.version, status.value, data["blueprint"]))
-        info = {"state": data["state"], **(extra or {})}
-        plan.ops.append(Append(rec.id, event, status.value, info))
-        if event_extra and self._wants(event):
-            self._ev(
-                plan, event, rec.id, status=status.value, state=data["state"], data={**info, **event_extra}
-            )
-        else:
-            self._ev(plan, event, rec.id, status=status.value, state=data["state"], data=info)
+        sv = str(status)  # a plain string (a StrEnum member's str() is its value)
+        check_transition(rec.status or _J_PENDING, sv)
+        state = data["state"]
+        plan.ops.append(Put(JOB, rec.id, data, rec.version, sv, data["blueprint"]))
+        info = {"state": state, **extra} if extra else {"state": state}
+        plan.ops.append(Append(rec.id, event, sv, info))
+        counts = self.event_counts
+        counts[event] = counts.get(event, 0) + 1
+        if self._wants(event):
+            ev_data = {**info, **event_extra} if event_extra else info
+            plan.events.append(EngineEvent(event, rec.id, self.clock.now(), sv, state, None, ev_data))
 
     def _goto_ops(
         self,
@@ -1078,13 +1089,11 @@ class OrchestratorEngine:
         event_extra = {"result": data.get("result")}
         if data.get("webhook_url"):
             event_extra["webhook_url"] = data["webhook_url"]
-        self._put_job(
-            plan, rec, data, status, f"job_{status.value}", {"error": data.get("error")}, event_extra
-        )
+        self._put_job(plan, rec, data, status, f"job_{status}", {"error": data.get("error")}, event_extra)
         snapshot = {
             "job_id": rec.id,
             "blueprint": data["blueprint"],
-            "status": status.value,
+            "status": str(status),
             "state": data["state"],
             "initial_data": data["initial_data"],
             "state_history": data["state_history"],
@@ -1094,7 +1103,7 @@ class OrchestratorEngine:
             "created_at": rec.created_at,
             "finished_at": now,
         }
-        plan.ops.append(Append(rec.id, "job_archived", status.value, snapshot))
+        plan.ops.append(Append(rec.id, "job_archived", str(status), snapshot))
         if parent is not None:
             self._resume_parent_ops(plan, parent, rec.id, status, data)
 
@@ -1106,7 +1115,7 @@ class OrchestratorEngine:
             return
         outcome = "success" if status == JobStatus.FINISHED else "failure"
         transitions = wait["transitions"]
-        target = transitions.get(status.value) or transitions.get(outcome)
+        target = transitions.get(str(status)) or transitions.get(outcome)
         new = dict(parent.data)
         sh = dict(new["state_history"])
         result = child.get("result")
@@ -1117,7 +1126,7 @@ class OrchestratorEngine:
                 sh[f"{wait['blueprint_name']}_result"] = result
         sh[f"sub_job_{child_id}_result"] = {
             "outcome": outcome,
-            "status": status.value,
+            "status": str(status),
             "final_state": child["state"],
             "result": result,
             "error": child.get("error"),
@@ -1126,7 +1135,7 @@ class OrchestratorEngine:
         if target is None:
             new["error"] = {
                 "code": "CHILD_JOB_FAILED" if outcome == "failure" else "UNHANDLED_STATUS",
-                "message": f"child job {child_id} ended {status.value} and transitions have no {outcome!r}",
+                "message": f"child job {child_id} ended {status} and transitions have no {outcome!r}",
             }
             self._terminal_ops(plan, parent, new, JobStatus.FAILED)
             return
@@ -1344,14 +1353,15 @@ class OrchestratorEngine:
         new["state_history"], new["initial_data"] = ctx.state_history, ctx.initial_data
         if ctx.aggregation_results or "aggregation_results" in new:
             new["aggregation_results"] = ctx.aggregation_results
-        sub = _Plan()
+        mark = plan.mark()
         try:
-            if self._check_events(sub, definition, rec.id, d["state"], actions) is not None:
+            if self._check_events(plan, definition, rec.id, d["state"], actions) is not None:
+                plan.rollback(mark)
                 return False
-            await self._plan_action(sub, rec, new, definition, actions, depth + 1)
+            await self._plan_action(plan, rec, new, definition, actions, depth + 1)
         except (_Fail, ValueError):
+            plan.rollback(mark)
             return False
-        plan.merge(sub)
         return True
 
     async def _advance(
@@ -1375,16 +1385,24 @@ class OrchestratorEngine:
                 virtual["state"], virtual["step"] = target, int(data["step"]) + 1
                 virtual.pop("wait", None)
                 virtual.pop("aggregate", None)
-                check_transition(rec.status or JobStatus.PENDING, JobStatus.RUNNING)
-                vrec = Record(
-                    JOB, rec.id, rec.version, virtual, JobStatus.RUNNING.value, rec.group, rec.created_at
-                )
-                sub = _Plan()
-                if await self._inline(sub, vrec, definition, depth):
-                    info = {"state": target, "from": data["state"], **(extra or {})}
-                    plan.ops.append(Append(rec.id, event, JobStatus.RUNNING.value, info))
-                    self._ev(plan, event, rec.id, status=JobStatus.RUNNING.value, state=target, data=info)
-                    plan.merge(sub)
+                check_transition(rec.status or _J_PENDING, _J_RUNNING)
+                vrec = Record(JOB, rec.id, rec.version, virtual, _J_RUNNING, rec.group, rec.created_at)
+                mark = plan.mark()
+                if await self._inline(plan, vrec, definition, depth):
+                    info = (
+                        {"state": target, "from": data["state"], **extra}
+                        if extra
+                        else {
+                            "state": target,
+                            "from": data["state"],
+                        }
+                    )
+                    # The transition's entry goes before those of the decision taken in its new state.
+                    plan.ops.insert(mark[0], Append(rec.id, event, _J_RUNNING, info))
+                    self._count(event)
+                    if self._wants(event):
+                        ev = EngineEvent(event, rec.id, self.clock.now(), _J_RUNNING, target, None, info)
+                        plan.events.insert(mark[1], ev)
                     return
         self._goto_ops(plan, rec, data, target, event=event, extra=extra)
 
@@ -1621,7 +1639,7 @@ class OrchestratorEngine:
         ):
             if value or (key == "max_retries" and value is not None):
                 data[key] = value
-        plan.ops.append(Put(TASK, task_id, data, 0, TaskStatus.QUEUED.value, job_id))
+        plan.ops.append(Put(TASK, task_id, data, 0, _T_QUEUED, job_id))
         plan.ops.append(
             Enqueue(
                 queue,
@@ -1694,7 +1712,7 @@ class OrchestratorEngine:
         if rt:
             d["result_deadline"] = now + rt
             plan.timers.append((f"r:{task_id}", now + rt, (task_id, attempt, lease.token)))
-        plan.ops.append(Put(TASK, task_id, d, rec.version, TaskStatus.RUNNING.value, d["job_id"]))
+        plan.ops.append(Put(TASK, task_id, d, rec.version, _T_RUNNING, d["job_id"]))
         self._ev(plan, "task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker_id})
         return Task(
             task_id,
@@ -1837,7 +1855,7 @@ class OrchestratorEngine:
             self.timers.cancel(f"r:{task_id}")
             try:
                 await self._commit(
-                    self._single(Put(TASK, task_id, back, rec.version, TaskStatus.QUEUED.value, d["job_id"])),
+                    self._single(Put(TASK, task_id, back, rec.version, _T_QUEUED, d["job_id"])),
                     durable=False,  # the queue already offers it again; a lost record write only looks stale
                 )
             except ConflictError:
@@ -1998,7 +2016,7 @@ class OrchestratorEngine:
 
         def close_task(task_status: TaskStatus) -> None:
             td.update(result=result, finished_at=now, completed_by=worker_id)
-            plan.ops.append(Put(TASK, task_id, td, trec.version, task_status.value, job_id))
+            plan.ops.append(Put(TASK, task_id, td, trec.version, str(task_status), job_id))
             plan.ops.append(item)
 
         if jrec.status in TERMINAL_STATUSES or task_id not in wait.get("pending", ()):
@@ -2048,7 +2066,7 @@ class OrchestratorEngine:
                     last_error=err,
                     dispatch_deadline=now + delay + dt if dt else None,
                 )
-                plan.ops.append(Put(TASK, task_id, td, trec.version, TaskStatus.QUEUED.value, job_id))
+                plan.ops.append(Put(TASK, task_id, td, trec.version, _T_QUEUED, job_id))
                 plan.ops.append(item)
                 plan.ops.append(
                     Enqueue(
@@ -2173,7 +2191,7 @@ class OrchestratorEngine:
                 return
             plan = _Plan()
             td.update(finished_at=self.clock.now(), result={"status": "dispatch_timeout"})
-            plan.ops.append(Put(TASK, task_id, td, trec.version, TaskStatus.TIMED_OUT.value, td["job_id"]))
+            plan.ops.append(Put(TASK, task_id, td, trec.version, _T_TIMED_OUT, td["job_id"]))
             plan.ops.append(Dequeue(td["queue"], f"{task_id}:{attempt}"))
             plan.ops.append(Append(td["job_id"], "task_timeout", "dispatch_timeout", {"task_id": task_id}))
             self._ev(plan, "task_timeout", td["job_id"], task_id=task_id, data={"kind": "dispatch_timeout"})

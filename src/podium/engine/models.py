@@ -60,9 +60,15 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+_ALLOWED_STR: dict[str, frozenset[str]] = {
+    old.value: frozenset(s.value for s in new) for old, new in ALLOWED.items()
+}
+
+
 def check_transition(old: str, new: str) -> None:
     """Raise :class:`ValueError` unless ``old -> new`` is in the table (a bug guard on every change)."""
-    if JobStatus(new) not in ALLOWED[JobStatus(old)]:
+    allowed = _ALLOWED_STR.get(old)  # plain strings: no enum conversions on the hot path
+    if allowed is None or new not in allowed:
         raise ValueError(f"illegal job status transition {old} -> {new}")
 
 
