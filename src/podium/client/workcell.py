@@ -183,8 +183,8 @@ class WorkcellClient:
         wf = self._workflow(response.json())
         if not await_completion:
             return wf
-        return self.await_workflow(
-            wf.workflow_id,
+        return self._await(
+            wf,
             prompt_on_error=prompt_on_error,
             raise_on_failed=raise_on_failed,
             raise_on_cancelled=raise_on_cancelled,
@@ -216,11 +216,33 @@ class WorkcellClient:
         query_frequency: float = 1.0,
     ) -> Workflow:
         """Wait until the workflow ends, showing progress in a terminal."""
+        return self._await(
+            self.query_workflow(workflow_id),
+            prompt_on_error,
+            raise_on_failed,
+            raise_on_cancelled,
+            show_progress=show_progress,
+            timeout_s=timeout_s,
+            query_frequency=query_frequency,
+        )
+
+    def _await(
+        self,
+        wf: Workflow,
+        prompt_on_error: bool = False,
+        raise_on_failed: bool = True,
+        raise_on_cancelled: bool = True,
+        *,
+        show_progress: bool | None = None,
+        timeout_s: float | None = None,
+        query_frequency: float = 1.0,
+    ) -> Workflow:
+        """:meth:`await_workflow` from a workflow already read (a submission's answer)."""
+        workflow_id = wf.workflow_id
         if show_progress is None:
             show_progress = sys.stderr.isatty()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         display = _Progress() if show_progress else None
-        wf = self.query_workflow(workflow_id)
         try:
             while True:
                 if display is not None:

@@ -207,6 +207,8 @@ class WorkcellEngine:
         self.resources = ResourceTable()
         self._resource_versions: dict[str, int] = {}
         self._workflows: dict[str, Workflow] = {}
+        self._definitions: dict[str, dict[str, Any]] = {}
+        """Definitions known to be stored (immutable by id): a submission does not read the store."""
         self._versions: dict[str, int] = {}
         self._held: dict[Claim, str] = {}
         self._flights: dict[str, _Flight] = {}
@@ -754,6 +756,8 @@ class WorkcellEngine:
 
     async def save_definition(self, definition: WorkflowDefinition) -> str:
         """Store a workflow definition; return its id (storing the same id twice keeps the first)."""
+        if definition.workflow_definition_id in self._definitions:
+            return definition.workflow_definition_id
         existing = await self.store.get(DEFINITION_KIND, definition.workflow_definition_id)
         if existing is None:
             await self.store.put(
@@ -763,14 +767,20 @@ class WorkcellEngine:
                 expected_version=0,
                 group=definition.name,
             )
+            self._definitions[definition.workflow_definition_id] = definition.model_dump(mode="json")
+        else:
+            self._definitions[existing.id] = existing.data
         return definition.workflow_definition_id
 
     async def get_definition(self, definition_id: str) -> WorkflowDefinition:
         """A stored definition; :class:`WorkflowNotFoundError` if none."""
-        rec = await self.store.get(DEFINITION_KIND, definition_id)
-        if rec is None:
-            raise WorkflowNotFoundError(f"no workflow definition {definition_id!r}")
-        return WorkflowDefinition.model_validate(rec.data)
+        data = self._definitions.get(definition_id)
+        if data is None:
+            rec = await self.store.get(DEFINITION_KIND, definition_id)
+            if rec is None:
+                raise WorkflowNotFoundError(f"no workflow definition {definition_id!r}")
+            data = self._definitions[definition_id] = rec.data
+        return WorkflowDefinition.model_validate(data)
 
     async def submit(
         self,
@@ -867,11 +877,12 @@ class WorkcellEngine:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def get_workflow(self, workflow_id: str) -> Workflow:
-        """A workflow run (active ones from memory, finished ones from the store)."""
+    async def get_workflow(self, workflow_id: str, *, copy: bool = True) -> Workflow:
+        """A workflow run (active ones from memory, finished ones from the store). ``copy=False`` returns
+        the live object of an active run: read it before the next ``await``, never change it."""
         wf = self._workflows.get(workflow_id)
         if wf is not None:
-            return wf.model_copy(deep=True)
+            return wf.model_copy(deep=True) if copy else wf
         rec = await self.store.get(WORKFLOW_KIND, workflow_id)
         if rec is None:
             raise WorkflowNotFoundError(f"no workflow {workflow_id!r}")

@@ -50,7 +50,11 @@ def _wf(wf: Workflow) -> dict[str, Any]:
 
 
 def _changed(before: Workflow) -> Any:
-    marker = (before.status.model_dump(), [s.status for s in before.steps], before.scheduler_metadata.reasons)
+    marker = (
+        before.status.model_dump(),
+        [s.status for s in before.steps],
+        list(before.scheduler_metadata.reasons),
+    )
 
     def check(w: Workflow) -> bool:
         return (
@@ -205,7 +209,7 @@ def create_app(
     ) -> dict[str, Any]:
         """A workflow run. podium extension: with ``wait_s`` the answer waits until it changes (or ends;
         with ``until=terminal``, only until it ends: a waiter that shows no progress is not woken per step)."""
-        wf = await engine.get_workflow(workflow_id)
+        wf = await engine.get_workflow(workflow_id, copy=False)  # dumped or marked before any await
         if wait_s and not wf.status.terminal:
             check = _changed(wf) if until == "changed" else None
             with contextlib.suppress(TimeoutError):
