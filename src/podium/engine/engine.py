@@ -34,7 +34,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from podium.clock import Clock
+from podium.clock import Clock, SystemClock
 from podium.engine.config import Config
 from podium.engine.context import ActionFactory, ClientConfig, JobContext
 from podium.engine.definition import CORE_PARAMS, HandlerSpec, JobDefinition
@@ -161,7 +161,7 @@ class OrchestratorEngine:
         self.event_counts: dict[str, int] = {}
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
-        self._job_waiters: dict[str, list[asyncio.Future[Record]]] = {}
+        self._job_waiters: dict[str, list[asyncio.Future[Record | None]]] = {}
         self.timers = TimerQueue(self.clock, self._on_timer)
         self._steps: set[asyncio.Task[None]] = set()
         self._reserved = 0  # executor slots promised to steps being committed or taken
@@ -673,16 +673,18 @@ class OrchestratorEngine:
             "initial_data": initial_data,
             "state_history": {},
         }
-        for key, value in (
-            ("client", client_dict),
-            ("webhook_url", webhook_url),
-            ("dispatch_timeout", dispatch_timeout),
-            ("result_timeout", result_timeout),
-            ("parent_job_id", parent_job_id),
-            ("depth", depth),
-        ):
-            if value:
-                data[key] = value
+        if client_dict:
+            data["client"] = client_dict
+        if webhook_url:
+            data["webhook_url"] = webhook_url
+        if dispatch_timeout:
+            data["dispatch_timeout"] = dispatch_timeout
+        if result_timeout:
+            data["result_timeout"] = result_timeout
+        if parent_job_id:
+            data["parent_job_id"] = parent_job_id
+        if depth:
+            data["depth"] = depth
         created = Append(job_id, "job_created", _J_PENDING, {"blueprint": definition.name, "state": state})
         if inline and definition.states[state].pure:
             now = self.clock.now()
@@ -793,10 +795,11 @@ class OrchestratorEngine:
         is in the cache) is not read first: nothing but that commit can end it sooner than the next re-read.
         """
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Record] = loop.create_future()
+        fut: asyncio.Future[Record | None] = loop.create_future()
         self._job_waiters.setdefault(job_id, []).append(fut)
         deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
         read = job_id not in self._jobs
+        on_loop_timer = type(self.clock) is SystemClock
         try:
             while True:
                 if read:
@@ -809,11 +812,22 @@ class OrchestratorEngine:
                     if left <= 0:
                         raise TimeoutError(f"job {job_id} did not end within {timeout_s} s")
                     wait = min(wait, left)
-                try:
-                    rec = await self.clock.wait_for(fut, wait)
-                except TimeoutError:
-                    # wait_for cancelled the future (no shield: one future fewer per wait); a fresh one
-                    # takes its place among the job's waiters before the store is read again.
+                rec: Record | None
+                if on_loop_timer:
+                    # The loop's own timer resolves the future with None (what asyncio.wait_for arms,
+                    # without its extra future and callbacks per wait).
+                    handle = loop.call_later(wait, _time_up, fut)
+                    try:
+                        rec = await fut
+                    finally:
+                        handle.cancel()
+                else:
+                    try:
+                        rec = await self.clock.wait_for(fut, wait)
+                    except TimeoutError:
+                        rec = None  # wait_for cancelled the future
+                if rec is None:
+                    # Timed out: a fresh future takes this one's place before the store is read again.
                     read = True
                     mine = self._job_waiters.setdefault(job_id, [])
                     if fut in mine:
@@ -1629,16 +1643,20 @@ class OrchestratorEngine:
             "state": state,
             "attempt": 1,
         }
-        for key, value in (
-            ("parallel", parallel),
-            ("priority", spec.get("priority", 0)),
-            ("max_retries", spec.get("max_retries")),
-            ("dispatch_timeout", dt),
-            ("result_timeout", spec.get("result_timeout")),
-            ("dispatch_deadline", now + dt if dt else None),
-        ):
-            if value or (key == "max_retries" and value is not None):
-                data[key] = value
+        # Only what is set is stored (readers use .get); plain ifs, no tuple of pairs to build per task.
+        if parallel:
+            data["parallel"] = True
+        get = spec.get
+        if value := get("priority"):
+            data["priority"] = value
+        if (value := get("max_retries")) is not None:
+            data["max_retries"] = value
+        if dt:
+            data["dispatch_timeout"] = dt
+        if value := get("result_timeout"):
+            data["result_timeout"] = value
+        if dt:
+            data["dispatch_deadline"] = now + dt
         plan.ops.append(Put(TASK, task_id, data, 0, _T_QUEUED, job_id))
         plan.ops.append(
             Enqueue(
@@ -2296,6 +2314,12 @@ class OrchestratorEngine:
         worker.attach(self)
         if self._started:
             asyncio.get_running_loop().create_task(worker.start())
+
+
+def _time_up(fut: asyncio.Future[Record | None]) -> None:
+    """A job waiter's poll interval is over: wake it with None (it re-reads the store)."""
+    if not fut.done():
+        fut.set_result(None)
 
 
 class _Fail(Exception):
