@@ -18,7 +18,7 @@ __all__ = ["HttpNodeConnector"]
 
 class HttpNodeConnector:
     """One node over HTTP. Result files are downloaded into a private temporary folder, from which the
-    engine copies them into the data folder."""
+    engine copies them into the data folder (an action's subfolder is made only when it has files)."""
 
     def __init__(
         self,
@@ -51,7 +51,6 @@ class HttpNodeConnector:
         self, call: ActionCall, *, on_acknowledged: Acknowledged | None = None
     ) -> ActionOutcome:
         folder = self._tmp / call.action_id
-        folder.mkdir(parents=True, exist_ok=True)
         outcome = await self.client.run_action(
             call.action_name,
             call.args,
@@ -65,7 +64,6 @@ class HttpNodeConnector:
 
     async def get_action_outcome(self, node_action_id: str, action_name: str) -> ActionOutcome:
         folder = self._tmp / node_action_id
-        folder.mkdir(parents=True, exist_ok=True)
         outcome = await self.client.reconcile(
             node_action_id, action_name=action_name or None, download_dir=folder
         )
@@ -73,7 +71,6 @@ class HttpNodeConnector:
 
     async def await_action(self, node_action_id: str, action_name: str) -> ActionOutcome:
         folder = self._tmp / node_action_id
-        folder.mkdir(parents=True, exist_ok=True)
         outcome = await self.client.reconcile(
             node_action_id, action_name=action_name or None, wait=True, download_dir=folder
         )

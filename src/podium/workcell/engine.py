@@ -842,15 +842,22 @@ class WorkcellEngine:
             if self.is_owner:  # a candidate for the scheduler iteration written with it
                 self._workflows[wf.workflow_id] = wf
 
+        scheduled = False
         async with self._lock:
-            # The submission and its first step's intent (if it can start now): one transaction.
+            # When nothing else waits (a queue of one), the submission and its first step's intent are
+            # one transaction; otherwise the scheduler loop takes it with the others (one iteration for
+            # a burst of submissions).
+            idle = self.is_owner and all(
+                w.status.terminal or k in self._flights for k, w in self._workflows.items()
+            )
             try:
-                await self._write_and_schedule(queue)
+                scheduled = await self._write_and_schedule(queue, schedule=idle)
             except BaseException:
                 if wf.workflow_id not in self._versions:  # not stored: forget it
                     self._workflows.pop(wf.workflow_id, None)
                 raise
-        self.wake()
+        if not scheduled:
+            self.wake()
         return submitted[0]
 
     async def resubmit(self, workflow_id: str) -> Workflow:
@@ -1347,26 +1354,33 @@ class WorkcellEngine:
             await self._record_outcome(flight, outcome, journal)
             self._release(flight)
 
+        scheduled = False
         try:
             async with self._lock:
-                await self._write_and_schedule(record)
+                scheduled = await self._write_and_schedule(record)
         finally:
             self._release(flight)
             self._notify()
-            self.wake()
+            if not scheduled:  # else the iteration just run saw everything this step's end changed
+                self.wake()
 
-    async def _write_and_schedule(self, transition: Callable[[], Awaitable[None]]) -> None:
+    async def _write_and_schedule(
+        self, transition: Callable[[], Awaitable[None]], *, schedule: bool = True
+    ) -> bool:
         """Under ``self._lock``: run ``transition`` (which commits), then a scheduler iteration, and
-        write both in one transaction (see :meth:`_flush`)."""
+        write both in one transaction (see :meth:`_flush`). Returns whether the iteration ran and its
+        starts were written (else the caller wakes the scheduler loop)."""
         self._batch, self._batch_starts = [], []
+        scheduled = False
         try:
             await transition()
-            if self.is_owner and not self._stopping:
+            if schedule and self.is_owner and not self._stopping:
                 try:
                     await self._schedule_locked()
+                    scheduled = True
                 except Exception:
                     log.exception("scheduler iteration failed")
-            await self._flush()
+            return await self._flush() and scheduled
         finally:
             self._batch, self._batch_starts = None, []
 
@@ -1377,14 +1391,14 @@ class WorkcellEngine:
         if self._flights.get(flight.workflow_id) is flight:
             del self._flights[flight.workflow_id]
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         """Write the batched transitions in one transaction, then launch the steps they started. If that
         fails, the started steps are dropped (the scheduler tries them again) and the first transition
         (the step's outcome) is written alone."""
         batch, starts = self._batch or [], self._batch_starts
         self._batch, self._batch_starts = None, []
         if not batch:
-            return
+            return True
         # A record written twice (a workflow whose step ended and whose next step starts) is written
         # once, with the later content and the earlier expected version.
         ops: list[Op] = []
@@ -1421,16 +1435,16 @@ class WorkcellEngine:
             log.warning("batched workcell write failed; writing the step's outcome alone", exc_info=True)
             for flight, _ in starts:
                 self._release(flight)
-            self.wake()
             first, done = batch[0]
             done(await self.store.apply(*first))
-            return
+            return False
         for (_, done), slots in zip(batch, where, strict=True):
             done([results[i] for i in slots])
         for flight, launch in starts:
             # Stopped (or stood down) while writing: the journal's "intent" queues the step again.
             if not self._stopping and self._flights.get(flight.workflow_id) is flight:
                 launch()
+        return True
 
     async def _record_outcome(
         self, flight: _Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
