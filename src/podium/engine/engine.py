@@ -582,7 +582,10 @@ class OrchestratorEngine:
         deadline = d.get("result_deadline")
         if deadline is not None:
             plan.timers.append((f"r:{task_id}", deadline, (task_id, attempt, None)))
-        self._ev(plan, "task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker.worker_id})
+        if self._wants("task_taken"):
+            self._ev(plan, "task_taken", d["job_id"], task_id=task_id, data={"worker_id": worker.worker_id})
+        else:
+            self._count("task_taken")
         worker.deliver(
             Task(
                 task_id,
@@ -2056,14 +2059,18 @@ class OrchestratorEngine:
         plan.ops.append(
             Append(job_id, "task_timeout" if timed_out else "task_completed", status, history_info)
         )
-        self._ev(
-            plan,
-            "task_timeout" if timed_out else "task_completed",
-            job_id,
-            task_id=task_id,
-            status=status,
-            data={"result": result, "attempt": td["attempt"]},
-        )
+        ev_type = "task_timeout" if timed_out else "task_completed"
+        if self._wants(ev_type):
+            self._ev(
+                plan,
+                ev_type,
+                job_id,
+                task_id=task_id,
+                status=status,
+                data={"result": result, "attempt": td["attempt"]},
+            )
+        else:
+            self._count(ev_type)
 
         if code in RETRYABLE_CODES:
             max_retries = td.get("max_retries")
