@@ -91,12 +91,15 @@ RECOVERY_LOCK = "engine:recovery"
 JOB, TASK, WORKER = "job", "task", "worker"
 Listener = Callable[[EngineEvent], Awaitable[None] | None]
 
-_RUNNABLE = (JobStatus.PENDING, JobStatus.RUNNING)
 # Plain-string statuses for the hot paths (an enum member's ``.value`` is a descriptor call each time).
 _J_PENDING, _J_RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
 _T_QUEUED, _T_RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
 _T_CANCELLED, _T_TIMED_OUT = TaskStatus.CANCELLED.value, TaskStatus.TIMED_OUT.value
 _OPEN_TASK_STR = tuple(s.value for s in OPEN_TASK)
+# Status sets of plain strings: a record's status is a str, so these hash and compare without enum calls.
+_RUNNABLE = frozenset({_J_PENDING, _J_RUNNING})
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+_OPEN = frozenset(_OPEN_TASK_STR)
 _MAX_CONFLICT_RETRIES = 20
 _MAX_INLINE = 8  # pure handlers folded into one write, at most (a loop of them still moves step by step)
 _NO_CLIENT = ClientConfig("", "unknown", {})
@@ -438,7 +441,7 @@ class OrchestratorEngine:
         rec = None if fresh else self._jobs.get(job_id)
         if rec is None:
             rec = await self.storage.get(JOB, job_id)
-            if rec is not None and rec.status not in TERMINAL_STATUSES:
+            if rec is not None and rec.status not in _TERMINAL:
                 self._jobs[job_id] = rec
         return rec
 
@@ -446,7 +449,7 @@ class OrchestratorEngine:
         rec = None if fresh else self._tasks.get(task_id)
         if rec is None:
             rec = await self.storage.get(TASK, task_id)
-            if rec is not None and rec.status in OPEN_TASK:
+            if rec is not None and rec.status in _OPEN:
                 self._tasks[task_id] = rec
         return rec
 
@@ -504,7 +507,7 @@ class OrchestratorEngine:
         for op, res in zip(ops, results, strict=True):
             if type(op) is Put:
                 if op.kind == JOB:
-                    if res.status in TERMINAL_STATUSES:
+                    if res.status in _TERMINAL:
                         jobs.pop(op.id, None)
                         for fut in self._job_waiters.pop(op.id, ()):
                             if not fut.done():
@@ -512,7 +515,7 @@ class OrchestratorEngine:
                     else:
                         jobs[op.id] = res
                 elif op.kind == TASK:
-                    if res.status in OPEN_TASK:
+                    if res.status in _OPEN:
                         tasks[op.id] = res
                     else:
                         tasks.pop(op.id, None)
@@ -807,7 +810,7 @@ class OrchestratorEngine:
             while True:
                 if read:
                     view = await self.get_job(job_id)
-                    if view.status in TERMINAL_STATUSES:
+                    if view.status in _TERMINAL:
                         return view
                 wait = self.config.EXECUTOR_POLL_WAIT_S
                 if deadline is not None:
@@ -908,7 +911,7 @@ class OrchestratorEngine:
         open_tasks = {r.id: r for r in await self.storage.list(TASK, group=job_id, status=_OPEN_TASK_STR)}
 
         def decide(rec: Record, plan: _Plan) -> None:
-            if rec.status in TERMINAL_STATUSES:
+            if rec.status in _TERMINAL:
                 raise JobStateError(f"job {job_id} is already {rec.status}")
             data = dict(rec.data)
             data["error"] = {"code": "CANCELLED", "message": reason or "cancelled"}
@@ -992,7 +995,7 @@ class OrchestratorEngine:
         """Pause: a job between steps stops before its next handler; a waiting job pauses when its wait ends."""
 
         def decide(rec: Record, plan: _Plan) -> None:
-            if rec.status in TERMINAL_STATUSES:
+            if rec.status in _TERMINAL:
                 raise JobStateError(f"job {job_id} is already {rec.status}")
             new = dict(rec.data)
             if rec.status in _RUNNABLE:
@@ -1335,14 +1338,17 @@ class OrchestratorEngine:
         )
         return actions, ctx
 
-    async def _inline(self, plan: _Plan, rec: Record, definition: JobDefinition, depth: int) -> bool:
+    async def _inline(
+        self, plan: _Plan, rec: Record, definition: JobDefinition, depth: int, *, throwaway: bool = False
+    ) -> bool:
         """Run the handler of ``rec``'s state now, inside ``plan``'s write, when it is a pure decision
         (:mod:`podium.engine._purity`); True if its decision was added to ``plan``. ``rec`` may be a record
         not written yet (a job being created, a job being moved by this same write): a pure handler has no
         effect outside the job, so running it before that write (or again after a crash) changes nothing,
         and the write holds the transition and the decision together. Anything unusual (an exception, an
         event that fails validation, an invalid action) returns False: the ordinary step runs it again and
-        records what happens."""
+        records what happens. ``throwaway``: ``rec.data`` is the caller's scratch copy, the decision may
+        write into it (the caller falls back on its own data if this returns False)."""
         d = rec.data
         if (
             depth >= _MAX_INLINE
@@ -1366,13 +1372,13 @@ class OrchestratorEngine:
             return False
         if actions.context_updates:
             ctx.initial_data.update(actions.context_updates)
-        new = dict(d)
+        new = d if throwaway else dict(d)
         new["state_history"], new["initial_data"] = ctx.state_history, ctx.initial_data
         if ctx.aggregation_results or "aggregation_results" in new:
             new["aggregation_results"] = ctx.aggregation_results
         mark = plan.mark()
         try:
-            if self._check_events(plan, definition, rec.id, d["state"], actions) is not None:
+            if self._check_events(plan, definition, rec.id, new["state"], actions) is not None:
                 plan.rollback(mark)
                 return False
             await self._plan_action(plan, rec, new, definition, actions, depth + 1)
@@ -1405,7 +1411,7 @@ class OrchestratorEngine:
                 check_transition(rec.status or _J_PENDING, _J_RUNNING)
                 vrec = Record(JOB, rec.id, rec.version, virtual, _J_RUNNING, rec.group, rec.created_at)
                 mark = plan.mark()
-                if await self._inline(plan, vrec, definition, depth):
+                if await self._inline(plan, vrec, definition, depth, throwaway=True):
                     info = (
                         {"state": target, "from": data["state"], **extra}
                         if extra
@@ -1763,7 +1769,7 @@ class OrchestratorEngine:
         claimed: list[tuple[Task, Lease]] = []
         for lease in leases:
             rec = await self._load_task(lease.payload["task_id"])
-            if rec is None or rec.status not in OPEN_TASK or rec.data["attempt"] != lease.payload["attempt"]:
+            if rec is None or rec.status not in _OPEN or rec.data["attempt"] != lease.payload["attempt"]:
                 plan.ops.append(Dequeue(lease.queue, lease.id))  # a stale delivery
                 continue
             claimed.append((self._claim_ops(plan, lease, rec, worker_id), lease))
@@ -1787,7 +1793,7 @@ class OrchestratorEngine:
         task_id, attempt = lease.payload["task_id"], lease.payload["attempt"]
         for _ in range(_MAX_CONFLICT_RETRIES):
             rec = await self._load_task(task_id)
-            if rec is None or rec.status not in OPEN_TASK or rec.data["attempt"] != attempt:
+            if rec is None or rec.status not in _OPEN or rec.data["attempt"] != attempt:
                 await self.storage.apply(Dequeue(lease.queue, lease.id))  # stale delivery
                 return None
             plan = _Plan()
@@ -1809,7 +1815,7 @@ class OrchestratorEngine:
         trec = await self._load_task(task_id)
         if trec is None:
             raise TaskNotFoundError(f"no task {task_id!r}")
-        if trec.status not in OPEN_TASK:
+        if trec.status not in _OPEN:
             return False
         job_id = trec.data["job_id"]
         ok = True
@@ -1817,7 +1823,7 @@ class OrchestratorEngine:
         def decide(rec: Record, plan: _Plan) -> None:
             nonlocal ok
             wait = rec.data.get("wait") or {}
-            if rec.status in TERMINAL_STATUSES or task_id not in wait.get("pending", ()):
+            if rec.status in _TERMINAL or task_id not in wait.get("pending", ()):
                 ok = False
                 return
             new = dict(rec.data)
@@ -1953,7 +1959,7 @@ class OrchestratorEngine:
             ):
                 return "ignored"  # the timer is stale: the task moved on
             job_id = td["job_id"]
-            if trec.status not in OPEN_TASK:
+            if trec.status not in _OPEN:
                 await self._record_ignored(
                     job_id, task_id, f"task is already {trec.status}", result, worker_id
                 )
@@ -2040,7 +2046,7 @@ class OrchestratorEngine:
             plan.ops.append(Put(TASK, task_id, td, trec.version, str(task_status), job_id))
             plan.ops.append(item)
 
-        if jrec.status in TERMINAL_STATUSES or task_id not in wait.get("pending", ()):
+        if jrec.status in _TERMINAL or task_id not in wait.get("pending", ()):
             close_task(TaskStatus.CANCELLED if jrec.status == JobStatus.CANCELLED else TaskStatus.COMPLETED)
             info = {"task_id": task_id, "reason": f"job is {jrec.status}", "result_status": status}
             plan.ops.append(Append(job_id, "result_ignored", None, info))
@@ -2171,9 +2177,7 @@ class OrchestratorEngine:
         others = [t for t in wait.get("pending", ()) if t != task_id]
         if others:
             recs = [
-                r
-                for r in [await self._load_task(t, fresh=True) for t in others]
-                if r and r.status in OPEN_TASK
+                r for r in [await self._load_task(t, fresh=True) for t in others] if r and r.status in _OPEN
             ]
             self._cancel_tasks_ops(plan, jrec.id, recs)
         self._terminal_ops(plan, jrec, new, status, await self._parent_of(new))
@@ -2221,7 +2225,7 @@ class OrchestratorEngine:
             plan.ops.append(Append(td["job_id"], "task_timeout", "dispatch_timeout", {"task_id": task_id}))
             self._ev(plan, "task_timeout", td["job_id"], task_id=task_id, data={"kind": "dispatch_timeout"})
             wait = jrec.data.get("wait") or {}
-            if jrec.status not in TERMINAL_STATUSES and task_id in wait.get("pending", ()):
+            if jrec.status not in _TERMINAL and task_id in wait.get("pending", ()):
                 new = dict(jrec.data)
                 target = (wait.get("transitions") or {}).get("timeout")
                 if target is not None:
