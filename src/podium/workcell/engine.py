@@ -24,7 +24,8 @@ that transaction is on disk.
 
 **Scheduling.** The scheduler (pure, see :mod:`podium.workcell.scheduler`) runs whenever something
 changes (submission, step done, node status change, resource change, resume/retry) and at
-``scheduler_update_interval`` as a safety net. Ready workflows start in priority order as long as their
+``scheduler_update_interval`` as a safety net; at a step's end (and at a submission when nothing else
+waits) it runs right there, and what it starts is written with that transition. Ready workflows start in priority order as long as their
 step's claims (node, locations, containers) are free; each running step holds its claims until it ends.
 Every wait is on the injected :class:`~podium.clock.Clock`.
 
