@@ -642,6 +642,8 @@ class OrchestratorEngine:
         return job_id
 
     def _validated_input(self, definition: JobDefinition, data: Mapping[str, Any]) -> dict[str, Any]:
+        if definition.input_schema is None:
+            return dict(data)  # nothing to validate: one copy, the job's own
         try:
             out = validate_data(definition.input_schema, dict(data))
         except SchemaError as exc:
