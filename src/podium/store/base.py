@@ -104,7 +104,8 @@ class Put(NamedTuple):
     """Create or replace a record.
 
     ``expected_version``: ``None`` writes whatever is there; ``0`` requires that the record does not exist;
-    ``n`` requires the stored version to be ``n``. Result: the new :class:`Record`.
+    ``n`` requires the stored version to be ``n``. Result: the new :class:`Record`, whose ``data`` is the
+    caller's own object (the store keeps its own copy, so changing one never changes the other).
     """
 
     kind: str
