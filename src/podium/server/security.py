@@ -160,19 +160,7 @@ def load_clients_file(path: str | Path) -> list[ClientConfig]:
     clients: list[ClientConfig] = []
     seen: dict[str, str] = {}
     for name, body in data.items():
-        line = _header_line(text, name)
-        if not isinstance(body, dict):
-            raise ConfigError(
-                f"{_where(path, _key_line(text, 0, name))}: client '{name}' must be a table like [{name}] "
-                f"with a token"
-            )
-        token = body.get("token")
-        if not isinstance(token, str) or not token.strip():
-            where = _key_line(text, line, "token") if "token" in body else line
-            raise ConfigError(
-                f"{_where(path, where)}: client '{name}': field 'token' is required and must be a "
-                f"non-empty string"
-            )
+        line, token = _entry_token(path, text, "client", name, body)
         plan = body.get("plan", "default")
         if not isinstance(plan, str) or not plan:
             raise ConfigError(
@@ -208,21 +196,28 @@ def load_workers_file(path: str | Path) -> dict[str, str]:
     text, data = _read_toml(path, "workers")
     out: dict[str, str] = {}
     for worker_id, body in data.items():
-        line = _header_line(text, worker_id)
-        if not isinstance(body, dict):
-            raise ConfigError(
-                f"{_where(path, _key_line(text, 0, worker_id))}: worker '{worker_id}' must be a "
-                f"table like [{worker_id}] with a token"
-            )
-        token = body.get("token")
-        if not isinstance(token, str) or not token.strip():
-            where = _key_line(text, line, "token") if "token" in body else line
-            raise ConfigError(
-                f"{_where(path, where)}: worker '{worker_id}': field 'token' is required and must "
-                f"be a non-empty string"
-            )
+        _, token = _entry_token(path, text, "worker", worker_id, body)
         out[worker_id] = hash_token(token)
     return out
+
+
+def _entry_token(path: Path, text: str, kind: str, name: str, body: Any) -> tuple[int | None, str]:
+    """Check that ``[name]`` in a clients/workers file is a table with a non-empty token; return its
+    header line and the token, or raise ConfigError naming the file, the line and the field."""
+    line = _header_line(text, name)
+    if not isinstance(body, dict):
+        raise ConfigError(
+            f"{_where(path, _key_line(text, 0, name))}: {kind} '{name}' must be a table like [{name}] "
+            f"with a token"
+        )
+    token = body.get("token")
+    if not isinstance(token, str) or not token.strip():
+        where = _key_line(text, line, "token") if "token" in body else line
+        raise ConfigError(
+            f"{_where(path, where)}: {kind} '{name}': field 'token' is required and must be a "
+            f"non-empty string"
+        )
+    return line, token
 
 
 class ClientRegistry:
