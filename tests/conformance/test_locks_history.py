@@ -49,3 +49,15 @@ async def test_history_order_and_queries(store: Store, clock: ManualClock) -> No
     ]
     assert [e.event for e in await store.history("job1", after_seq=job1[0].seq, limit=1)] == ["transition"]
     assert [e.subject_id for e in await store.history(event="finished")] == ["job1"]
+
+
+async def test_append_returns_its_data_and_history_is_not_aliased(store: Store) -> None:
+    data = {"result": {"wells": [1, 2]}}
+    entry = await store.append("job", "finished", status="finished", data=data)
+    assert entry.data == {"result": {"wells": [1, 2]}} and entry.event == "finished"
+    data["result"]["wells"].append(3)
+    [stored] = await store.history("job")
+    assert stored.data == {"result": {"wells": [1, 2]}}
+    stored.data["result"]["wells"].append(4)
+    assert (await store.history("job"))[0].data == {"result": {"wells": [1, 2]}}
+    assert (await store.append("job", "note")).data == {}
