@@ -124,8 +124,12 @@ async def test_long_poll_wakes_when_delayed_item_falls_due(store: Store, clock: 
 
 async def test_long_poll_times_out_empty(store: Store, clock: ManualClock) -> None:
     waiter = asyncio.create_task(store.take("q", owner="w", lease_s=5, wait_s=10))
-    for _ in range(20):
-        await asyncio.sleep(0)
+
+    async def waiting() -> None:  # the take found nothing and armed its long-poll timer on the clock
+        while clock.next_deadline is None:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(waiting(), timeout=5)
     await clock.advance(10)
     assert await asyncio.wait_for(waiter, timeout=5) == []
 

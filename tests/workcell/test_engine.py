@@ -13,6 +13,7 @@ from podium.clock import ManualClock
 from podium.store import MemoryStore, Store
 from podium.store.sqlite import SQLiteStore
 from podium.workcell import (
+    ActionCall,
     ActionStatus,
     InProcessNode,
     ParameterError,
@@ -24,7 +25,7 @@ from podium.workcell import (
     WorkflowValidationError,
     load_workflow_definition,
 )
-from podium.workcell.engine import ACTION_KIND, OWNER_LOCK
+from podium.workcell.engine import ACTION_KIND
 from podium.workcell.scheduler import Claim, WorkcellSnapshot, fifo_decisions
 
 from .conftest import make_nodes
@@ -87,7 +88,12 @@ async def test_runs_steps_with_parameters_locations_and_datapoints(
     assert engine.resources.find("tips").quantity == 9
     assert done.start_time is not None and done.end_time is not None and done.duration_seconds is not None
     history = await engine.store.history(run.workflow_id)
-    assert history[0].event == "submitted" and history[-1].event == "completed"
+    # One history for the run and its job (the same id): the job's transitions beside the workflow's own.
+    events = [h.event for h in history]
+    assert events[0] == "job_created" and "submitted" in events and events[-1] == "completed"
+    assert events.count("task_completed") == 3 and "job_finished" in events
+    job = await engine.jobs.get_job(run.workflow_id)
+    assert job.status == "finished" and job.state == "completed"
 
 
 @pytest.mark.parametrize(
@@ -152,7 +158,7 @@ async def test_feed_forward_value_from_an_earlier_step(
     )
     run = await engine.submit(definition)
     done = await engine.wait_for(run.workflow_id, timeout_s=5)
-    assert done.status.completed, done.steps[1].result
+    assert done.status.completed, done.steps[1].result.errors[0].message  # type: ignore[union-attr]
     assert nodes["lh"].calls[0].args["volume_ul"] == {"mean": 0.5, "wavelength_nm": 600}
     assert done.parameter_values["reading"] == {"mean": 0.5, "wavelength_nm": 600}
 
@@ -372,7 +378,7 @@ async def test_crash_mid_step_resumes_by_reconciling_with_the_node(
     gate.set()
     done = await second.wait_for(run.workflow_id, timeout_s=5)
     # Then the node's result is used, the action was not sent again, and the workflow completes
-    assert done.status.completed
+    assert done.status.completed, done.steps[1].result.errors[0].message  # type: ignore[union-attr]
     assert [c.action_id for c in nodes["lh"].calls] == [action_id]
     assert len(nodes["arm"].calls) == 1
     assert (await second.store.get(ACTION_KIND, action_id)).status == "result"  # type: ignore[union-attr]
@@ -409,41 +415,58 @@ async def test_crash_after_send_with_unknown_outcome_is_not_resent(
     await second.store.close()
 
 
-async def test_step_journaled_as_intent_only_is_queued_again(
+async def test_a_crash_before_the_node_acknowledged_runs_the_step_once_on_the_next_owner(
     workcell: WorkcellDefinition, tmp_path: Path
 ) -> None:
+    # Given a workcell that dies (gives nothing back, its lock and its task leases lapse) while a step's
+    # action is created on the node but not yet acknowledged
     store = MemoryStore()
     nodes = make_nodes()
-    first = await _engine(workcell, store, tmp_path, nodes)
-    await first.start()
-    await first.stop()  # scheduler stopped: we drive the intent by hand, as the store's owner
-    first._started = True
-    first._owner_token = await store.acquire_lock(OWNER_LOCK, first.instance_id, ttl_s=60)
-    run = await first.submit(wf([{"node": "arm", "action": "noop"}]))
-    first.scheduler.snapshot = first.snapshot()
-    first.nodes["arm"] = first.nodes["arm"].model_copy(update={"status": {"ready": True}})
-    wfobj = first._workflows[run.workflow_id]
-    from podium.workcell.scheduler import step_claims
+    arm = nodes["arm"]
+    real = arm.run_action
+    entered = asyncio.Event()
 
-    async def never(*_: Any, **__: Any) -> None:
+    async def stuck(call: ActionCall, **kw: Any) -> Any:
+        entered.set()
         await asyncio.Event().wait()
 
-    first._execute = never  # type: ignore[method-assign]
-    await first._start_step(wfobj, step_claims(wfobj.steps[0]))
-    for f in list(first._flights.values()):
-        assert f.task is not None
-        f.task.cancel()
-    intent = (await first.get_workflow(run.workflow_id)).steps[0].result.action_id  # type: ignore[union-attr]
-    assert (await store.get(ACTION_KIND, intent)).status == "intent"  # type: ignore[union-attr]
-    assert first._owner_token is not None
-    await store.release_lock(OWNER_LOCK, first.instance_id, first._owner_token)  # the process "died"
-    second = await _engine(workcell, store, tmp_path, nodes)
-    await second.start()
-    done = await second.wait_for(run.workflow_id, timeout_s=5)
-    assert (
-        done.status.completed and len(nodes["arm"].calls) == 1 and nodes["arm"].calls[0].action_id != intent
+    settings = WorkcellManagerSettings(
+        scheduler_update_interval=30.0, node_update_interval=30.0, owner_lock_ttl_s=0.4
     )
-    await second.stop()
+    first = WorkcellEngine(
+        workcell, store=store, data_dir=tmp_path, settings=settings, connectors=dict(nodes)
+    )
+    await first.start()
+    arm.run_action = stuck  # type: ignore[method-assign]
+    run = await first.submit(wf([{"node": "arm", "action": "noop"}]))
+    await asyncio.wait_for(entered.wait(), 5)
+    never_sent = (await first.get_workflow(run.workflow_id)).steps[0].result.action_id  # type: ignore[union-attr]
+    assert await store.get(ACTION_KIND, never_sent) is None  # not acknowledged: no journal yet
+    (task,) = await first.jobs.list_tasks(run.workflow_id)  # the step's intent: its task, on record
+    assert task.status == "running"
+
+    async def nothing(*_: Any, **__: Any) -> bool:
+        return False
+
+    first.store.release_lock = nothing  # type: ignore[method-assign]
+    first.jobs.release_task = nothing  # type: ignore[method-assign]
+    await first.stop()
+    arm.run_action = real  # type: ignore[method-assign]
+    # When another process starts on the store: it owns it once the lock lapses, and the step's task comes
+    # back to it once its lease lapses
+    second = WorkcellEngine(
+        workcell, store=store, data_dir=tmp_path, settings=settings, connectors=dict(nodes)
+    )
+    await second.start()
+    try:
+        done = await second.wait_for(run.workflow_id, timeout_s=10)
+        # Then the step ran once, under a new action id, and the task's second attempt completed it
+        assert done.status.completed
+        assert len(arm.calls) == 1 and arm.calls[0].action_id != never_sent
+        (task,) = await second.jobs.list_tasks(run.workflow_id)
+        assert task.status == "completed"
+    finally:
+        await second.stop()
 
 
 async def test_node_poll_on_the_clock_wakes_the_scheduler(

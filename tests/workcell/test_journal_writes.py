@@ -1,5 +1,6 @@
-"""Durable writes per step and the physical-step journal: a step's end and the next step's intent share
-one transaction, "sent" + "acknowledged" one more, and every phase is on disk before it is acted on."""
+"""Durable writes per step and the physical-step journal: a step's end, the job's move and the next step's
+task (its intent) share one transaction, "sent" + "acknowledged" one more, and every phase is on disk before
+it is acted on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from podium.engine.engine import JOB, TASK
 from podium.store import MemoryStore, Op, Put, Store
 from podium.workcell import (
     ActionCall,
@@ -56,32 +58,36 @@ async def test_two_durable_writes_per_step_and_every_phase_journaled(
         done = await engine.wait_for(run.workflow_id, timeout_s=10)
         assert done.status.completed
         writes = list(store.applies)
-        # The definition; the submission with step 0's intent; per step: sent/acknowledged, then its
-        # outcome with the next step's intent.
+        # The definition; the submission (the run's job, its first step's task, the workflow view); per
+        # step: sent/acknowledged, then its outcome with the job's move and the next step's task.
         assert len(writes) == 1 + 1 + 2 * 10, [[type(op).__name__ for op in ops] for ops, _ in writes]
         submission = writes[1][0]
         assert {(o.kind, o.status) for o in submission if isinstance(o, Put)} == {
-            (WORKFLOW_KIND, "running"),
-            (ACTION_KIND, "intent"),
+            (WORKFLOW_KIND, "queued"),
+            (JOB, "waiting_for_worker"),
+            (TASK, "running"),  # dispatched and handed to the workcell's executor in the same write
         }
         assert all(durable for _, durable in writes)
-        # Each step's end shares its transaction with the next step's intent.
+        # Each step's end shares its transaction with the job's move and the next step's task.
         for i in range(9):
             ended = done.steps[i].result.action_id  # type: ignore[union-attr]
-            started = done.steps[i + 1].result.action_id  # type: ignore[union-attr]
             together = [
                 ops
                 for ops, _ in writes
-                if {(o.kind, o.id, o.status) for o in ops if isinstance(o, Put) and o.kind == ACTION_KIND}
-                >= {(ACTION_KIND, ended, "result"), (ACTION_KIND, started, "intent")}
+                if (ACTION_KIND, ended, "result")
+                in {(o.kind, o.id, o.status) for o in ops if isinstance(o, Put) and o.kind == ACTION_KIND}
             ]
             assert len(together) == 1
-            assert sum(1 for o in together[0] if isinstance(o, Put) and o.kind == WORKFLOW_KIND) == 1
+            puts = [(o.kind, o.status) for o in together[0] if isinstance(o, Put)]
+            assert puts.count((WORKFLOW_KIND, "queued")) == 1  # between steps
+            assert (JOB, "waiting_for_worker") in puts  # at the next step's state
+            assert (TASK, "completed") in puts and (TASK, "running") in puts
         for step in done.steps:
             journal = await store.get(ACTION_KIND, step.result.action_id)  # type: ignore[union-attr]
             assert journal is not None and journal.status == "result"
             assert set(journal.data["phases"]) == {"intent", "sent", "acknowledged", "result"}
             assert journal.data["node_action_id"] == step.result.action_id  # type: ignore[union-attr]
+            assert journal.data["task_id"]  # the step's intent: the engine task dispatched before it ran
 
 
 async def test_acknowledged_is_on_disk_before_the_node_starts(
@@ -129,8 +135,8 @@ async def test_crash_after_a_step_ends_queues_the_next_step_again(
     await first.start()
     run = await first.submit(definition)
     await asyncio.wait_for(entered.wait(), 5)
-    intent = (await first.get_workflow(run.workflow_id)).steps[1].result.action_id  # type: ignore[union-attr]
-    assert (await store.get(ACTION_KIND, intent)).status == "intent"  # type: ignore[union-attr]
+    never_acked = (await first.get_workflow(run.workflow_id)).steps[1].result.action_id  # type: ignore[union-attr]
+    assert await store.get(ACTION_KIND, never_acked) is None
     await first.stop()
     # Then a new process queues it again under a new id; the first step is not run twice
     lh.run_action = real  # type: ignore[method-assign]
@@ -140,4 +146,4 @@ async def test_crash_after_a_step_ends_queues_the_next_step_again(
     await second.stop()
     assert done.status.completed
     assert len(nodes["arm"].calls) == 1
-    assert [c.action_id for c in lh.calls] != [intent] and len(lh.calls) == 1
+    assert [c.action_id for c in lh.calls] != [never_acked] and len(lh.calls) == 1

@@ -156,6 +156,8 @@ class OrchestratorEngine:
         self.clock: Clock = storage.clock
         self.instance_id = instance_id or f"{self.config.INSTANCE_ID}:{new_ulid_str()[-8:]}"
         self.blueprints: dict[str, JobDefinition] = {}
+        self._factories: list[tuple[str, Callable[[str], JobDefinition]]] = []
+        self._made: dict[str, JobDefinition] = {}  # definitions built by a factory (not API blueprints)
         self._endpoints: dict[str, str] = {}
         self._jobs: dict[str, Record] = {}  # version-checked cache of job records this instance wrote
         self._tasks: dict[str, Record] = {}
@@ -196,13 +198,31 @@ class OrchestratorEngine:
         if definition.api_endpoint:
             self._endpoints[self._endpoint_key(definition.api_endpoint)] = definition.name
 
+    def register_definition_factory(self, prefix: str, factory: Callable[[str], JobDefinition]) -> None:
+        """Build definitions on first use: a job whose definition name starts with ``prefix`` runs the one
+        ``factory(name)`` returns (built once per name, validated, cached). For definitions generated from
+        data (the workcell's compiled workflows): every instance on a store resolves them, also for jobs
+        another instance created. They are not API blueprints (not listed, no endpoint)."""
+        self._factories.append((prefix, factory))
+
+    def _definition(self, name: str) -> JobDefinition | None:
+        d = self.blueprints.get(name) or self._made.get(name)
+        if d is None:
+            for prefix, factory in self._factories:
+                if name.startswith(prefix):
+                    d = factory(name)
+                    d.validate()
+                    self._made[name] = d
+                    break
+        return d
+
     @staticmethod
     def _endpoint_key(endpoint: str) -> str:
         return "/" + endpoint.strip("/")
 
     def get_definition(self, name_or_endpoint: str) -> JobDefinition:
         """The definition registered under a name or an API endpoint (``/jobs/my_flow``)."""
-        d = self.blueprints.get(name_or_endpoint)
+        d = self._definition(name_or_endpoint)
         if d is None:
             name = self._endpoints.get(self._endpoint_key(name_or_endpoint))
             d = self.blueprints.get(name) if name else None
@@ -562,7 +582,7 @@ class OrchestratorEngine:
         d.update(worker_id=worker.worker_id, taken_at=now)
         d.pop("dispatch_deadline", None)
         rt = d.get("result_timeout")
-        lease_s = self.config.TASK_LEASE_S
+        lease_s = worker.lease_s or self.config.TASK_LEASE_S
         if rt:
             d["result_deadline"] = now + rt
             lease_s = max(lease_s, rt + 1.0)
@@ -616,11 +636,13 @@ class OrchestratorEngine:
         result_timeout: float | None = None,
         client: ClientConfig | Mapping[str, Any] | None = None,
         job_id: str | None = None,
+        extra_ops: Sequence[Op] = (),
     ) -> str:
         """Create a job of a blueprint (by name or API endpoint) and return its id.
 
         ``initial_data`` is validated against the blueprint's ``input_schema``: a mismatch raises
         :class:`~podium.engine.errors.InputValidationError` naming the field, and nothing is written.
+        ``extra_ops`` (the caller's own records of the job, see :meth:`complete_task`) join its first write.
         """
         definition = self.get_definition(blueprint)
         data = self._validated_input(definition, initial_data or {})
@@ -638,6 +660,7 @@ class OrchestratorEngine:
             parent_job_id=None,
             depth=0,
         )
+        plan.ops.extend(extra_ops)
         await self._commit(plan)
         return job_id
 
@@ -880,8 +903,11 @@ class OrchestratorEngine:
 
     # --- job operations ---------------------------------------------------------------------------
 
-    async def _mutate_job(self, job_id: str, decide: Callable[[Record, _Plan], None]) -> Record:
-        """Read-decide-apply with the job's version as guard, retried on conflict."""
+    async def _mutate_job(
+        self, job_id: str, decide: Callable[[Record, _Plan], None], extra_ops: Sequence[Op] = ()
+    ) -> Record:
+        """Read-decide-apply with the job's version as guard, retried on conflict. ``extra_ops`` (a caller's
+        own records, see :meth:`complete_task`) join the write when the decision writes anything."""
         for _ in range(_MAX_CONFLICT_RETRIES):
             rec = await self._load_job(job_id)
             if rec is None:
@@ -889,7 +915,10 @@ class OrchestratorEngine:
             plan = _Plan()
             decide(rec, plan)
             if not plan.ops:
+                if extra_ops:
+                    await self.storage.apply(*extra_ops)
                 return rec
+            plan.ops.extend(extra_ops)
             try:
                 results = await self._commit(plan)
             except ConflictError as exc:
@@ -904,7 +933,9 @@ class OrchestratorEngine:
             return rec
         raise ConflictError(JOB, job_id, None, None)
 
-    async def cancel_job(self, job_id: str, *, reason: str | None = None) -> JobView:
+    async def cancel_job(
+        self, job_id: str, *, reason: str | None = None, extra_ops: Sequence[Op] = ()
+    ) -> JobView:
         """Cancel a job: open tasks are withdrawn (their workers are told), children cancelled too.
 
         A result that arrives afterwards is recorded and ignored. Cancelling a terminal job raises
@@ -926,7 +957,7 @@ class OrchestratorEngine:
 
         for _ in range(_MAX_CONFLICT_RETRIES):
             try:
-                rec = await self._mutate_job(job_id, decide)
+                rec = await self._mutate_job(job_id, decide, extra_ops)
                 return self._view(rec)
             except ConflictError as exc:
                 if exc.kind == TASK:
@@ -993,7 +1024,7 @@ class OrchestratorEngine:
         rec = await self._mutate_job(job_id, decide)
         return self._view(rec)
 
-    async def pause_job(self, job_id: str) -> JobView:
+    async def pause_job(self, job_id: str, *, extra_ops: Sequence[Op] = ()) -> JobView:
         """Pause: a job between steps stops before its next handler; a waiting job pauses when its wait ends."""
 
         def decide(rec: Record, plan: _Plan) -> None:
@@ -1009,9 +1040,9 @@ class OrchestratorEngine:
                 plan.ops.append(Put(JOB, job_id, new, rec.version, rec.status, new["blueprint"]))
                 plan.ops.append(Append(job_id, "pause_requested", rec.status, {}))
 
-        return self._view(await self._mutate_job(job_id, decide))
+        return self._view(await self._mutate_job(job_id, decide, extra_ops))
 
-    async def resume_job(self, job_id: str) -> JobView:
+    async def resume_job(self, job_id: str, *, extra_ops: Sequence[Op] = ()) -> JobView:
         """Resume a paused job (its pending step runs) or withdraw a pause request."""
 
         def decide(rec: Record, plan: _Plan) -> None:
@@ -1029,15 +1060,26 @@ class OrchestratorEngine:
             else:
                 raise JobStateError(f"job {job_id} is {rec.status}, not paused")
 
-        return self._view(await self._mutate_job(job_id, decide))
+        return self._view(await self._mutate_job(job_id, decide, extra_ops))
 
-    async def retry_job(self, job_id: str, *, state: str | None = None) -> JobView:
-        """Run a failed, quarantined or cancelled job again from ``state`` (default: where it stopped)."""
+    async def retry_job(
+        self,
+        job_id: str,
+        *,
+        state: str | None = None,
+        allow_finished: bool = False,
+        extra_ops: Sequence[Op] = (),
+    ) -> JobView:
+        """Run a failed, quarantined or cancelled job again from ``state`` (default: where it stopped);
+        with ``allow_finished`` a finished job too (a workcell workflow run again from a step)."""
+        allowed = {JobStatus.FAILED, JobStatus.QUARANTINED, JobStatus.CANCELLED}
+        if allow_finished:
+            allowed.add(JobStatus.FINISHED)
 
         def decide(rec: Record, plan: _Plan) -> None:
-            if rec.status not in (JobStatus.FAILED, JobStatus.QUARANTINED, JobStatus.CANCELLED):
+            if rec.status not in allowed:
                 raise JobStateError(
-                    f"job {job_id} is {rec.status}; only failed/quarantined/cancelled jobs retry"
+                    f"job {job_id} is {rec.status}; only {'/'.join(sorted(allowed))} jobs retry"
                 )
             definition = self.get_definition(rec.data["blueprint"])
             target = state or rec.data["state"]
@@ -1047,7 +1089,7 @@ class OrchestratorEngine:
             new.update(error=None, result=None, finished_at=None, wait=None, aggregate=False)
             self._goto_ops(plan, rec, new, target, event="job_retried")
 
-        return self._view(await self._mutate_job(job_id, decide))
+        return self._view(await self._mutate_job(job_id, decide, extra_ops))
 
     # --- plan helpers -----------------------------------------------------------------------------
 
@@ -1264,7 +1306,7 @@ class OrchestratorEngine:
             await self._release(lease)  # a stale step (the job moved on, or was cancelled)
             return
         d = rec.data
-        definition = self.blueprints.get(d["blueprint"])
+        definition = self._definition(d["blueprint"])
         error: dict[str, Any] | None = None
         state = d["state"]
         if definition is None:
@@ -1400,7 +1442,7 @@ class OrchestratorEngine:
     ) -> None:
         """:meth:`_goto_ops`, except that a pure handler of ``target`` runs at once and its decision joins this
         write (one write instead of two; see :meth:`_inline`)."""
-        definition = self.blueprints.get(data["blueprint"])
+        definition = self._definition(data["blueprint"])
         if definition is not None and not data.get("pause_requested") and depth < _MAX_INLINE:
             spec = definition.states.get(target)
             if spec is not None and spec.pure:
@@ -1919,11 +1961,15 @@ class OrchestratorEngine:
         *,
         token: int | None = None,
         worker_id: str | None = None,
+        extra_ops: Sequence[Op] = (),
     ) -> str:
         """Submit a task's result. Returns what happened: ``"applied"``, ``"retry"`` (a retryable error, the
         task is queued again), or ``"ignored"`` (duplicate or late: recorded in history, changes nothing).
 
         ``status`` picks the transition; ``error.code`` drives retries/quarantine (see the docs).
+        ``extra_ops`` are the executor's own records of the outcome (the workcell's workflow view, its action
+        journal, datapoints): written in the same transaction as whatever the result leads to, also when it
+        is ignored. A conflict on one of them raises :class:`~podium.errors.ConflictError` and writes nothing.
         """
         err: dict[str, Any] | None
         if error is None:
@@ -1933,7 +1979,9 @@ class OrchestratorEngine:
         else:
             err = dict(error)
         result = {"status": status, "data": dict(data) if data is not None else None, "error": err}
-        return await self._apply_result(task_id, result, source="worker", worker_id=worker_id, token=token)
+        return await self._apply_result(
+            task_id, result, source="worker", worker_id=worker_id, token=token, extra_ops=extra_ops
+        )
 
     async def _apply_result(
         self,
@@ -1946,6 +1994,7 @@ class OrchestratorEngine:
         expect_attempt: int | None = None,
         expect_token: int | None = None,
         expect_status: TaskStatus | None = None,
+        extra_ops: Sequence[Op] = (),
     ) -> str:
         for _ in range(_MAX_CONFLICT_RETRIES):
             trec = await self._load_task(task_id)
@@ -1961,22 +2010,25 @@ class OrchestratorEngine:
             job_id = td["job_id"]
             if trec.status not in _OPEN:
                 await self._record_ignored(
-                    job_id, task_id, f"task is already {trec.status}", result, worker_id
+                    job_id, task_id, f"task is already {trec.status}", result, worker_id, extra_ops
                 )
                 return "ignored"
             if source == "worker":
                 stale = self._stale_delivery(trec, token, worker_id)
                 if stale is not None:
-                    await self._record_ignored(job_id, task_id, stale, result, worker_id)
+                    await self._record_ignored(job_id, task_id, stale, result, worker_id, extra_ops)
                     return "ignored"
             jrec = await self._load_job(job_id)
             if jrec is None:
                 raise JobNotFoundError(f"no job {job_id!r} for task {task_id!r}")
             plan = _Plan()
             outcome = await self._plan_result(plan, jrec, trec, result, source, worker_id)
+            plan.ops.extend(extra_ops)
             try:
                 await self._commit(plan)
             except ConflictError as exc:
+                if exc.kind not in (JOB, TASK):
+                    raise  # one of the caller's own records: retrying cannot help
                 self._forget([exc.id, task_id, job_id])
                 continue
             return outcome
@@ -2006,7 +2058,13 @@ class OrchestratorEngine:
         return None
 
     async def _record_ignored(
-        self, job_id: str, task_id: str, reason: str, result: dict[str, Any], worker_id: str | None
+        self,
+        job_id: str,
+        task_id: str,
+        reason: str,
+        result: dict[str, Any],
+        worker_id: str | None,
+        extra_ops: Sequence[Op] = (),
     ) -> None:
         info = {
             "task_id": task_id,
@@ -2014,7 +2072,7 @@ class OrchestratorEngine:
             "result_status": result.get("status"),
             "worker_id": worker_id,
         }
-        await self.storage.apply(Append(job_id, "result_ignored", None, info))
+        await self.storage.apply(Append(job_id, "result_ignored", None, info), *extra_ops)
         self._count("result_ignored")
         if self._wants("result_ignored"):
             ev = EngineEvent("result_ignored", job_id, self.clock.now(), task_id=task_id, data=info)

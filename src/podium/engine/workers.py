@@ -63,10 +63,13 @@ class InProcessWorker:
         capacity: int = 10,
         skills: Mapping[str, Skill] | None = None,
         poll_wait_s: float = 30.0,
+        lease_s: float | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.capacity = capacity
         self.poll_wait_s = poll_wait_s
+        self.lease_s = lease_s
+        """How long a task stays leased to this worker without news (default ``Config.TASK_LEASE_S``)."""
         self._skills: dict[str, tuple[Skill, tuple[str, ...]]] = {}
         for name, fn in (skills or {}).items():
             self.add_skill(name, fn)
@@ -78,6 +81,7 @@ class InProcessWorker:
         self._slot = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
+        self._starting = False
 
     @property
     def skills(self) -> list[str]:
@@ -140,10 +144,14 @@ class InProcessWorker:
         engine = self._engine
         if engine is None:
             raise RuntimeError("add the worker to an engine first: engine.add_worker(worker)")
-        if self._loop_task is not None and not self._loop_task.done():
-            return
+        if self._starting or (self._loop_task is not None and not self._loop_task.done()):
+            return  # started, or being started by another caller (add_worker schedules a start)
+        self._starting = True
         self._stopping = False
-        await engine.register_worker_record(self.worker_id, self.skills, capacity=self.capacity)
+        try:
+            await engine.register_worker_record(self.worker_id, self.skills, capacity=self.capacity)
+        finally:
+            self._starting = False
         self._unsubscribe = engine.subscribe(self._on_event, types=("task_cancelled", "task_timeout"))
         self._loop_task = asyncio.get_running_loop().create_task(
             self._loop(), name=f"worker-{self.worker_id}"
@@ -197,7 +205,9 @@ class InProcessWorker:
                 await self._slot.wait()
                 continue
             try:
-                tasks = await engine.take_tasks(self.worker_id, skills, limit=free, wait_s=self.poll_wait_s)
+                tasks = await engine.take_tasks(
+                    self.worker_id, skills, limit=free, wait_s=self.poll_wait_s, lease_s=self.lease_s
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -1,33 +1,39 @@
-"""The workcell engine: durable workflow runs on the store, steps on nodes, scheduling on events.
+"""The workcell engine: workflow runs as durable engine jobs, steps on nodes, scheduling on events.
 
-Every transition of a workflow (submitted, step started, step finished, paused, resumed, cancelled,
-retried) is one :meth:`~podium.store.Store.apply`: the workflow record, the action journal entry, the
-datapoints and resource changes it produced, and a history line, all or nothing.
+**One job model.** A workflow run is a job of the :class:`~podium.engine.OrchestratorEngine` (same id),
+compiled by :mod:`podium.workcell.compile`: one state per step, each dispatching one task of type
+``workcell.step``; a step's success moves the job to the next state, anything else fails it. The tasks go
+to this workcell's executor (an in-process worker in the engine's registry, ``workcell:<name>``), which
+holds them until the scheduler starts them on their nodes. Pause, resume, cancel and retry-from-step are
+the engine's job operations (a pause asked while a step runs takes effect at its end, as MADSci's does).
+Beside the job, the run keeps its MADSci-shaped view (:class:`~podium.workcell.workflows.Workflow`, kind
+``workcell.workflow``): it is written in the same transaction as every job transition (the engine's
+``extra_ops``), together with the action journal, datapoints, resource changes and a history line.
 
-**The physical-step journal.** Before a step's action is sent, it gets a ULID ``action_id`` and a journal
-record (kind ``workcell.action``) in phase ``intent``, written with the workflow's "step started"
-transition. The node is then asked to *create* the action (it does nothing with it until it is started);
-once it has, the phases ``sent`` and ``acknowledged`` (with the node's own id for the action) are written
-together, durably, before the action is *started*; ``result`` is written in the same transaction that
-records the outcome. After a crash, :meth:`WorkcellEngine.start` reconciles every step that was running:
-``intent`` (at most created on the node, never started) is simply queued again under a new id;
-``sent``/``acknowledged`` are asked of the node by the id it acknowledged: a finished action's result is
-recorded, a running one is awaited, and an action the node has no record of fails the step with an
-explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). Built-in actions
-(no node) write ``sent`` before they begin.
+**The physical-step journal.** A step's task record is its intent: a stable id, written durably with the
+transition that dispatched it, before anything is sent. When the scheduler starts the step it gets a ULID
+``action_id``; the node is asked to *create* the action (it does nothing with it until it is started);
+once it has, the journal record (kind ``workcell.action``) is written in phases ``sent`` and
+``acknowledged`` (with the node's own id for the action) together with the workflow's "step started",
+durably, before the action is *started*; ``result`` is written in the same transaction that records the
+outcome and moves the job. After a crash or a stop, the step's task is offered to the executor again (at
+once after a clean stop, which gives the tasks back; when its lease lapses after a crash). A step whose
+run says it was acknowledged is reconciled with the node by the id it acknowledged: a finished action's
+result is recorded, a running one is awaited, and an action the node has no record of fails the step with
+an explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). A step that was
+never acknowledged (at most created on the node, never started) simply runs. Built-in actions (no node)
+journal ``sent`` before they begin.
 
-**Writes per step.** A step costs two durable store writes: ``sent``/``acknowledged``, and its end (the
-journal's ``result``, the workflow's next state, datapoints, resource effects, history) in one transaction
-with whatever the scheduler starts next (that step's ``intent`` and "step started"): the next step is
-decided as the previous one ends, with no scheduler wake-up in between, and nothing is sent for it before
-that transaction is on disk.
+**Writes per step.** Two durable store writes: ``sent``/``acknowledged`` with "step started", and the
+step's end: the journal's ``result``, the workflow view, datapoints, resource effects and history, the
+job's move to the next state and the next step's task, in one transaction (the step handler is a pure
+decision, so the engine folds it into that write and hands the task straight to the executor).
 
 **Scheduling.** The scheduler (pure, see :mod:`podium.workcell.scheduler`) runs whenever something
-changes (submission, step done, node status change, resource change, resume/retry) and at
-``scheduler_update_interval`` as a safety net; at a step's end (and at a submission when nothing else
-waits) it runs right there, and what it starts is written with that transition. Ready workflows start in priority order as long as their
-step's claims (node, locations, containers) are free; each running step holds its claims until it ends.
-Every wait is on the injected :class:`~podium.clock.Clock`.
+changes (a step's task arrives, a step ends, a node's status changes, resources change, resume/retry)
+and at ``scheduler_update_interval`` as a safety net. Ready workflows start in priority order as long as
+their step's claims (node, locations, containers) are free; each running step holds its claims until it
+ends. Every wait is on the injected :class:`~podium.clock.Clock`.
 
 **Node status.** A node's status is read only when it is needed. A node running one of this workcell's
 steps is not polled (the action's own status calls track it), and its status is read right after the
@@ -40,13 +46,14 @@ nothing changes. A node that fails ``node_disconnect_after_failures`` polls in a
 
 **One owner per store.** Several workcell processes may share one store (two servers on one SQLite
 file, a standby beside the active one): only the holder of the store lock ``workcell.owner`` (with a
-fencing token that grows with every acquisition, recorded in each action's journal entry) schedules,
-sends actions, recovers and polls nodes; it refreshes the lock every third of ``owner_lock_ttl_s``. The
-others stand by: they answer reads from the store and accept submissions (which the owner picks up
-within ``scheduler_update_interval``), refuse operations that change live state (409), and try to take
-the lock every third of its TTL. A process that takes it over (the owner stopped, or died and its lock
-expired) loads the active workflows, locations and resources afresh and reconciles the steps that were
-in flight through the journal, as after a restart. A process that finds its lock lost stops at once:
+fencing token that grows with every acquisition, recorded in each action's journal entry) runs the
+executor, so only it schedules, sends actions and polls nodes; it refreshes the lock, and the leases of
+the step tasks it holds, every third of ``owner_lock_ttl_s`` (the tasks' lease). The others stand by:
+they answer reads from the store and accept submissions (the owner's executor takes their tasks within
+``scheduler_update_interval``), refuse operations that change live state (409), and try to take the lock
+every third of its TTL. A process that takes it over loads the active workflows, locations and resources
+afresh and starts the executor: the steps the old owner held come back to it as their leases lapse, and
+are reconciled through the journal as after a restart. A process that finds its lock lost stops at once:
 its steps in flight are abandoned to the new owner's reconciliation.
 
 **Workcell admin.** ``pause``/``resume`` and ``lock``/``unlock`` to the whole workcell set its own status
@@ -60,18 +67,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from podium.clock import Clock, system_clock
+from podium.engine.config import Config
+from podium.engine.engine import OrchestratorEngine
+from podium.engine.errors import JobNotFoundError, JobStateError, TaskNotFoundError
+from podium.engine.models import EngineEvent, Task
+from podium.engine.workers import InProcessWorker
+from podium.errors import ConflictError
 from podium.ids import new_ulid_str
 from podium.log import bind_ids
 from podium.store import Append, Op, Put, Store
+from podium.store.base import Lease
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
+from podium.workcell.compile import (
+    DEFINITION_PREFIX,
+    STEP_TASK,
+    build_definition,
+    definition_name,
+    state_name,
+)
 from podium.workcell.datapoints import DataPoint, DatapointRepository
 from podium.workcell.errors import (
     WorkflowNotFoundError,
@@ -139,18 +160,49 @@ Listener = Callable[[str, Workflow], None]
 
 
 class _Flight:
-    """One step in flight: its task, the claims it holds and its journal record's version."""
+    """One step in flight: its engine task, the claims it holds and its journal record's version."""
 
-    __slots__ = ("action_id", "claims", "index", "journal_version", "node_action_id", "task", "workflow_id")
+    __slots__ = (
+        "action_id",
+        "claims",
+        "index",
+        "journal_version",
+        "node_action_id",
+        "runner",
+        "task",
+        "workflow_id",
+    )
 
-    def __init__(self, workflow_id: str, index: int, action_id: str, claims: list[Claim]) -> None:
-        self.workflow_id = workflow_id
+    def __init__(self, task: Task, index: int, action_id: str, claims: list[Claim]) -> None:
+        self.task = task
+        self.workflow_id = task.job_id
         self.index = index
         self.action_id = action_id
         self.claims = claims
-        self.journal_version = 1
+        self.journal_version = 0
         self.node_action_id = action_id
-        self.task: asyncio.Task[None] | None = None
+        self.runner: asyncio.Task[None] | None = None
+
+
+class _StepExecutor(InProcessWorker):
+    """The workcell's executor in the engine's registry: step tasks are handed to the workcell, which holds
+    them until the scheduler starts them (it has no slots to run out of: the nodes are the limit)."""
+
+    def __init__(self, workcell: WorkcellEngine, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
+        super().__init__(worker_id, capacity=1_000_000, poll_wait_s=poll_wait_s, lease_s=lease_s)
+        self.add_skill(STEP_TASK, _held_by_the_workcell)
+        self._workcell = workcell
+
+    def deliver(self, task: Task, lease: Lease | None = None) -> None:
+        self._workcell._on_task(task)
+
+    def _on_event(self, event: EngineEvent) -> None:
+        if event.task_id is not None:
+            self._workcell._on_task_withdrawn(event.task_id)
+
+
+def _held_by_the_workcell() -> None:  # pragma: no cover - _StepExecutor.deliver never runs skills
+    raise AssertionError("workcell step tasks are run by the workcell's scheduler")
 
 
 @dataclass(slots=True)
@@ -181,11 +233,12 @@ class WorkcellEngine:
         connectors: Mapping[str, NodeConnector] | None = None,
         scheduler: AbstractScheduler | None = None,
         own_store: bool = False,
+        engine: OrchestratorEngine | None = None,
     ) -> None:
         self.workcell = workcell
         self.store = store
         self.settings = settings or WorkcellManagerSettings()
-        self.clock: Clock = clock or system_clock
+        self.clock: Clock = clock or (engine.clock if engine is not None else system_clock)
         self.data_dir = Path(data_dir)
         self.datapoints = DatapointRepository(store, self.data_dir)
         self._connector_factory = connector_factory or http_connector
@@ -196,6 +249,12 @@ class WorkcellEngine:
             scheduler = Scheduler() if name == DEFAULT_SCHEDULER else load_scheduler(name)
         self.scheduler = scheduler
         self._own_store = own_store
+        self._own_engine = engine is None
+        self.jobs: OrchestratorEngine = engine or OrchestratorEngine(
+            store, Config(), clock=self.clock, serve_http=False
+        )
+        """The engine the workflow runs are jobs of (given, e.g. shared with the job server, or our own)."""
+        self.jobs.register_definition_factory(DEFINITION_PREFIX, build_definition)
         self.info = WorkcellInfo(
             name=workcell.name, manager_id=workcell.manager_id, description=workcell.description, nodes={}
         )
@@ -213,20 +272,26 @@ class WorkcellEngine:
         self._versions: dict[str, int] = {}
         self._held: dict[Claim, str] = {}
         self._flights: dict[str, _Flight] = {}
+        self._tasks_held: dict[str, Task] = {}
+        """Workflow id -> the step task the executor holds for it (waiting to start, or in flight)."""
         self._not_before: dict[str, float] = {}
         self._lock = asyncio.Lock()
-        self._batch: list[tuple[list[Op], Callable[[list[Any]], None]]] | None = None
-        """While a step ends: the transitions to write in one transaction (see :meth:`_finish_step`)."""
-        self._batch_starts: list[tuple[_Flight, Callable[[], None]]] = []
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._stopping = False
         self.instance_id = new_ulid_str()
         """This process's name as lock owner."""
         self._owner_token: int | None = None
         self._owner_lock = asyncio.Lock()
+        self._executor = _StepExecutor(
+            self,
+            f"workcell:{workcell.name}",
+            lease_s=self.settings.owner_lock_ttl_s,
+            poll_wait_s=self.settings.scheduler_update_interval,
+        )
         self.listeners: list[Listener] = []
         """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
 
@@ -240,12 +305,15 @@ class WorkcellEngine:
         await self.stop()
 
     async def start(self) -> None:
-        """Load state from the store, reach the nodes, reconcile interrupted steps, start scheduling."""
+        """Load state from the store, reach the nodes, start the engine and the executor (which brings back
+        the steps left in flight, to be reconciled), start scheduling."""
         if self._started:
             return
         self._started = True
         self._stopping = False
         await self.store.open()
+        if self._own_engine:
+            await self.jobs.start()
         self._owner_token = await self.store.acquire_lock(
             OWNER_LOCK, self.instance_id, ttl_s=self.settings.owner_lock_ttl_s
         )
@@ -257,7 +325,7 @@ class WorkcellEngine:
         await self.poll_nodes(update_info=True)
         if self.is_owner:
             await self._load_active_workflows()
-            await self._recover()
+            await self._start_executor()
         else:
             log.info("workcell %s: another process owns this store; standing by", self.workcell.name)
         self.status.initializing = False
@@ -267,18 +335,20 @@ class WorkcellEngine:
         self.wake()
 
     async def stop(self) -> None:
-        """Stop scheduling and polling; steps in flight are abandoned (their journal says where they were)."""
+        """Stop scheduling and polling. Steps in flight are abandoned (their journal says where they were)
+        and every step task held is given back, so that the next owner has them at once."""
         if not self._started:
             return
         self._stopping = True
         self._started = False
-        flights = [f.task for f in self._flights.values() if f.task is not None]
-        for task in [*self._tasks, *flights]:
+        flights = [f.runner for f in self._flights.values() if f.runner is not None]
+        for task in [*self._tasks, *flights, *self._background]:
             task.cancel()
-        for task in [*self._tasks, *flights]:
+        for task in [*self._tasks, *flights, *self._background]:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
+        await self._stop_executor(give_back=True)
         self._flights.clear()
         self._held.clear()
         if self._owner_token is not None:
@@ -289,8 +359,27 @@ class WorkcellEngine:
             with contextlib.suppress(Exception):
                 await conn.aclose()
         self._connectors.clear()
+        if self._own_engine:
+            await self.jobs.stop()
         if self._own_store:
             await self.store.close()
+
+    async def _start_executor(self) -> None:
+        self.jobs.add_worker(self._executor)
+        await self._executor.start()
+
+    async def _stop_executor(self, *, give_back: bool) -> None:
+        await self._executor.stop(grace_s=0)
+        held, self._tasks_held = self._tasks_held, {}
+        if give_back:
+            for task in held.values():
+                with contextlib.suppress(TaskNotFoundError, ConflictError):
+                    await self.jobs.release_task(task.task_id, task.token)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def wake(self) -> None:
         """Ask the scheduler to run now (something changed)."""
@@ -316,15 +405,27 @@ class WorkcellEngine:
             )
 
     async def _owner_loop(self) -> None:
-        """Refresh the owner lock (or try to take it) every third of its TTL."""
+        """Refresh the owner lock (or try to take it) and the leases of the step tasks held, every third
+        of the lock's TTL."""
         while not self._stopping:
             await self.clock.sleep(self.settings.owner_lock_ttl_s / 3)
             try:
-                await self.check_ownership()
+                if await self.check_ownership():
+                    await self._extend_task_leases()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("workcell owner lock check failed")
+
+    async def _extend_task_leases(self) -> None:
+        for wf_id, task in list(self._tasks_held.items()):
+            try:
+                kept = await self.jobs.extend_task(task.task_id, task.token, self.settings.owner_lock_ttl_s)
+            except TaskNotFoundError:
+                kept = False
+            if not kept and self._tasks_held.get(wf_id) is task and wf_id not in self._flights:
+                # Withdrawn, or leased elsewhere: it is no longer this executor's to start.
+                del self._tasks_held[wf_id]
 
     async def check_ownership(self) -> bool:
         """Refresh the owner lock if held; take it if free (then load and reconcile everything). Returns
@@ -348,12 +449,13 @@ class WorkcellEngine:
     async def _step_down(self) -> None:
         """Lost the lock: stop every step in flight (the new owner reconciles them) and forget live state."""
         self._owner_token = None
-        flights = [f.task for f in self._flights.values() if f.task is not None]
+        flights = [f.runner for f in self._flights.values() if f.runner is not None]
         for task in flights:
             task.cancel()
         for task in flights:
             with contextlib.suppress(BaseException):
                 await task
+        await self._stop_executor(give_back=False)
         async with self._lock:
             self._flights.clear()
             self._held.clear()
@@ -363,7 +465,8 @@ class WorkcellEngine:
         self._notify()
 
     async def _take_over(self) -> None:
-        """Became the owner while running: read everything afresh and reconcile steps left in flight."""
+        """Became the owner while running: read everything afresh and start the executor (the steps the old
+        owner held come back as their leases lapse, and are reconciled)."""
         async with self._lock:
             self._workflows.clear()
             self._versions.clear()
@@ -373,20 +476,11 @@ class WorkcellEngine:
             await self._load_locations_and_resources()
             await self._load_status()
             await self._load_active_workflows()
-        await self._recover()
+        await self._start_executor()
         for watch in self._watch.values():
             watch.next_poll = self.clock.monotonic()
         self._node_wake.set()
         self.wake()
-
-    async def _adopt_submissions(self) -> None:
-        """Workflows queued through a standby process: take them into the schedule."""
-        for rec in await self._list_all(WORKFLOW_KIND, status=[WorkflowState.QUEUED.value]):
-            if rec.id not in self._workflows:
-                async with self._lock:
-                    if rec.id not in self._workflows and self.is_owner:
-                        self._workflows[rec.id] = Workflow.model_validate(rec.data)
-                        self._versions[rec.id] = rec.version
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -455,6 +549,7 @@ class WorkcellEngine:
     async def _load_active_workflows(self) -> None:
         for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
             wf = Workflow.model_validate(rec.data)
+            wf.status.running = False  # nothing runs until its task comes back to the executor
             self._workflows[wf.workflow_id] = wf
             self._versions[wf.workflow_id] = rec.version
 
@@ -474,44 +569,94 @@ class WorkcellEngine:
                 return out
             after = page[-1].id
 
-    # --- recovery -------------------------------------------------------------------------------
+    # --- step tasks: arrival and recovery ---------------------------------------------------------
 
-    async def _recover(self) -> None:
-        for wf in list(self._workflows.values()):
+    def _on_task(self, task: Task) -> None:
+        """The executor was handed a step's task (just dispatched, or back after a restart/take-over)."""
+        if task.job_id in self._workflows:
+            self._accept(task)
+        else:  # submitted through another process, or not loaded yet: read the run first
+            self._spawn(self._adopt(task), f"adopt-{task.job_id}")
+
+    async def _adopt(self, task: Task) -> None:
+        async with self._lock:
+            if task.job_id not in self._workflows:
+                rec = await self.store.get(WORKFLOW_KIND, task.job_id)
+                if rec is None:
+                    log.error("step task %s names no workflow run %s", task.task_id, task.job_id)
+                    return
+                wf = Workflow.model_validate(rec.data)
+                wf.status.running = False
+                self._workflows[wf.workflow_id] = wf
+                self._versions[wf.workflow_id] = rec.version
+        self._accept(task)
+
+    def _accept(self, task: Task) -> None:
+        wf = self._workflows[task.job_id]
+        index = int(task.params.get("index", -1))
+        if wf.status.terminal or index != wf.status.current_step_index or index >= len(wf.steps):
+            log.warning(
+                "step task %s (step %s) does not match workflow %s (%s, step %s); not run",
+                task.task_id,
+                index,
+                wf.workflow_id,
+                wf.state.value,
+                wf.status.current_step_index,
+            )
+            return
+        current = self._tasks_held.get(wf.workflow_id)
+        self._tasks_held[wf.workflow_id] = task
+        step = wf.steps[index]
+        flight = self._flights.get(wf.workflow_id)
+        if flight is not None:
+            flight.task = task  # the same step, back under a new delivery while it runs here
+            return
+        if (
+            current is None
+            and step.status == ActionStatus.RUNNING
+            and step.result is not None
+            and step.result.action_id
+        ):
+            self._spawn(self._recover_step(wf, task), f"recover-{wf.workflow_id}")
+            return
+        self.wake()
+
+    def _on_task_withdrawn(self, task_id: str) -> None:
+        """The engine cancelled (or timed out) a task: a step not started yet is dropped; one in flight
+        runs to its end and its result is recorded as late."""
+        for wf_id, task in list(self._tasks_held.items()):
+            if task.task_id == task_id and wf_id not in self._flights:
+                del self._tasks_held[wf_id]
+
+    async def _recover_step(self, wf: Workflow, task: Task) -> None:
+        """A step that was acknowledged (or a built-in that began) before a restart or a take-over: ask the
+        node what became of it (see the module docstring), never re-send it blindly."""
+        async with self._lock:
             step = wf.current_step
-            if step is None or step.status != ActionStatus.RUNNING or step.result is None:
-                if wf.status.running:
-                    wf.status.running = False
-                continue
+            if step is None or step.result is None or wf.workflow_id in self._flights:
+                return
             action_id = step.result.action_id
             rec = await self.store.get(ACTION_KIND, action_id)
-            phase = rec.status if rec is not None else "intent"
-            with bind_ids(workflow_id=wf.workflow_id, step_id=step.step_id):
-                if phase == "intent":
-                    # Never sent: queue the step again; a new action id will be journaled when it starts.
-                    step.status = ActionStatus.NOT_STARTED
-                    step.result = None
-                    wf.status.running = False
-                    log.info("recovered step %s: never sent, queued again", step.label)
-                    await self._commit(wf, "step_requeued", {"action_id": action_id, "phase": phase})
-                    continue
-                log.info(
-                    "recovered step %s: phase %s, reconciling action %s with the node",
-                    step.label,
-                    phase,
-                    action_id,
-                )
-                claims = step_claims(step, self.locations)
-                flight = _Flight(wf.workflow_id, wf.status.current_step_index, action_id, claims)
-                flight.journal_version = rec.version if rec is not None else 0
-                flight.node_action_id = str(
-                    (rec.data if rec is not None else {}).get("node_action_id") or action_id
-                )
-                for c in claims:
-                    self._held[c] = wf.workflow_id
-                self._flights[wf.workflow_id] = flight
-                sent = ((rec.data if rec is not None else {}).get("phases") or {}).get("sent")
-                flight.task = asyncio.create_task(self._reconcile(flight, step, str(phase), sent))
+            data = rec.data if rec is not None else {}
+            phase = rec.status if rec is not None else "sent"
+            claims = step_claims(step, self.locations)
+            flight = _Flight(task, wf.status.current_step_index, action_id, claims)
+            flight.journal_version = rec.version if rec is not None else 0
+            flight.node_action_id = str(data.get("node_action_id") or action_id)
+            for c in claims:
+                self._held[c] = wf.workflow_id
+            self._flights[wf.workflow_id] = flight
+            wf.status.running = not wf.status.paused
+            sent = (data.get("phases") or {}).get("sent")
+        with bind_ids(workflow_id=wf.workflow_id, step_id=step.step_id):
+            log.info(
+                "recovered step %s: phase %s, reconciling action %s with the node",
+                step.label,
+                phase,
+                action_id,
+            )
+            flight.runner = asyncio.current_task()
+            await self._reconcile(flight, step, str(phase), sent)
 
     async def _reconcile(self, flight: _Flight, step: Step, phase: str, sent_at: str | None = None) -> None:
         conn = self._connectors.get(str(step.node))
@@ -833,33 +978,25 @@ class WorkcellEngine:
         if not wf.steps:
             wf.status.completed = True
             wf.start_time = wf.end_time = now
-        submitted: list[Workflow] = []
-
-        async def queue() -> None:
-            await self._commit(
+        n = len(wf.steps)
+        async with self._lock:
+            ops, done = self._wf_ops(
                 wf, "submitted", {"definition_id": definition.workflow_definition_id}, extra=ops, new=True
             )
-            submitted.append(wf.model_copy(deep=True))
-            if self.is_owner:  # a candidate for the scheduler iteration written with it
+            if self.is_owner:  # before the write: the first step's task reaches the executor with it
                 self._workflows[wf.workflow_id] = wf
-
-        scheduled = False
-        async with self._lock:
-            # When nothing else waits (a queue of one), the submission and its first step's intent are
-            # one transaction; otherwise the scheduler loop takes it with the others (one iteration for
-            # a burst of submissions).
-            idle = self.is_owner and all(
-                w.status.terminal or k in self._flights for k, w in self._workflows.items()
-            )
             try:
-                scheduled = await self._write_and_schedule(queue, schedule=idle)
+                await self.jobs.create_job(
+                    definition_name(n),
+                    {"task_type": STEP_TASK, "n_steps": n},
+                    job_id=wf.workflow_id,
+                    extra_ops=ops,
+                )
             except BaseException:
-                if wf.workflow_id not in self._versions:  # not stored: forget it
-                    self._workflows.pop(wf.workflow_id, None)
+                self._workflows.pop(wf.workflow_id, None)
                 raise
-        if not scheduled:
-            self.wake()
-        return submitted[0]
+            done()
+            return wf.model_copy(deep=True)
 
     async def resubmit(self, workflow_id: str) -> Workflow:
         """A new run of the same definition with the same parameter values and input files."""
@@ -960,7 +1097,8 @@ class WorkcellEngine:
     # --- operations -----------------------------------------------------------------------------
 
     async def pause(self, workflow_id: str) -> Workflow:
-        """Pause: no further step starts; a step in flight finishes and its result is kept."""
+        """Pause: no further step starts; a step in flight finishes and its result is kept (the job pauses
+        at its end)."""
         self._require_owner("pause a workflow")
         async with self._lock:
             wf = self._active(workflow_id)
@@ -970,7 +1108,7 @@ class WorkcellEngine:
                 )
             wf.status.paused = True
             wf.status.running = False
-            await self._commit(wf, "paused")
+            await self._job_op(wf, "paused", self.jobs.pause_job)
         return wf.model_copy(deep=True)
 
     async def resume(self, workflow_id: str) -> Workflow:
@@ -982,7 +1120,7 @@ class WorkcellEngine:
                 return wf.model_copy(deep=True)
             wf.status.paused = False
             wf.status.running = workflow_id in self._flights
-            await self._commit(wf, "resumed")
+            await self._job_op(wf, "resumed", self.jobs.resume_job)
         self.wake()
         return wf.model_copy(deep=True)
 
@@ -994,22 +1132,27 @@ class WorkcellEngine:
             wf = self._active(workflow_id)
             if wf.status.terminal:
                 return wf.model_copy(deep=True)
-            now = utcnow(self.clock)
-            wf.status.cancelled = True
-            wf.status.running = False
-            step = wf.current_step
-            if step is not None and step.status in (
-                ActionStatus.RUNNING,
-                ActionStatus.NOT_STARTED,
-                ActionStatus.NOT_READY,
-            ):
-                step.status = ActionStatus.CANCELLED
-                if step.start_time and not step.end_time:
-                    step.end_time = now
-                    step.duration = now - step.start_time
-            wf.end_time = now
-            await self._commit(wf, "cancelled")
+            self._mark_cancelled(wf)
+            await self._job_op(wf, "cancelled", self.jobs.cancel_job)
+            if workflow_id not in self._flights:
+                self._tasks_held.pop(workflow_id, None)
         return wf.model_copy(deep=True)
+
+    def _mark_cancelled(self, wf: Workflow) -> None:
+        now = utcnow(self.clock)
+        wf.status.cancelled = True
+        wf.status.running = False
+        step = wf.current_step
+        if step is not None and step.status in (
+            ActionStatus.RUNNING,
+            ActionStatus.NOT_STARTED,
+            ActionStatus.NOT_READY,
+        ):
+            step.status = ActionStatus.CANCELLED
+            if step.start_time and not step.end_time:
+                step.end_time = now
+                step.duration = now - step.start_time
+        wf.end_time = now
 
     async def retry(self, workflow_id: str, index: int = -1) -> Workflow:
         """Run a finished (failed, cancelled or completed) workflow again from step ``index``
@@ -1039,9 +1182,30 @@ class WorkcellEngine:
                 step.start_time = step.end_time = None
                 step.duration = None
             self._workflows[workflow_id] = wf
-            await self._commit(wf, "retried", {"index": index})
+            self._not_before.pop(workflow_id, None)
+
+            async def retry_job(job_id: str, *, extra_ops: list[Op]) -> Any:
+                return await self.jobs.retry_job(
+                    job_id, state=state_name(index), allow_finished=True, extra_ops=extra_ops
+                )
+
+            await self._job_op(wf, "retried", retry_job, {"index": index})
         self.wake()
         return wf.model_copy(deep=True)
+
+    async def _job_op(
+        self, wf: Workflow, event: str, op: Callable[..., Any], data: dict[str, Any] | None = None
+    ) -> None:
+        """An operation on the run's job, with the workflow view written in the same transaction. A job
+        that cannot take it (a pause already in place, a run from before workflows were jobs) still gets
+        the view written."""
+        ops, done = self._wf_ops(wf, event, data)
+        try:
+            await op(wf.workflow_id, extra_ops=ops)
+        except (JobStateError, JobNotFoundError) as exc:
+            log.warning("workflow %s: %s; writing its %s state alone", wf.workflow_id, exc, event)
+            await self.store.apply(*ops)
+        done()
 
     def _active(self, workflow_id: str) -> Workflow:
         wf = self._workflows.get(workflow_id)
@@ -1062,22 +1226,16 @@ class WorkcellEngine:
         )
 
     async def _scheduler_loop(self) -> None:
-        tick = False
         while not self._stopping:
             self._wake.clear()
             try:
-                if tick and self.is_owner:
-                    await self._adopt_submissions()
                 await self.schedule_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scheduler iteration failed")
-            tick = False
-            try:
+            with contextlib.suppress(TimeoutError):
                 await self.clock.wait_for(self._wake.wait(), self.settings.scheduler_update_interval)
-            except TimeoutError:
-                tick = True
 
     async def schedule_once(self) -> int:
         """One scheduler iteration: decide, then start every ready step whose claims are free.
@@ -1085,18 +1243,30 @@ class WorkcellEngine:
         if not self.is_owner:
             return 0
         async with self._lock:
-            started = await self._schedule_locked()
+            started = self._schedule_locked()
         self._notify()
         return started
 
-    async def _schedule_locked(self) -> int:
-        """The body of :meth:`schedule_once`, under ``self._lock``."""
+    def _schedule_locked(self) -> int:
+        """The body of :meth:`schedule_once`, under ``self._lock``: decides and launches, writes nothing
+        (a step's first write is its journal's "sent"/"acknowledged")."""
         started = 0
-        candidates = [
+        waiting = [
             w
             for w in self._workflows.values()
             if not w.status.terminal and w.workflow_id not in self._flights
         ]
+        candidates = [w for w in waiting if w.workflow_id in self._tasks_held]
+        for wf in waiting:
+            if wf.workflow_id not in self._tasks_held:
+                wf.scheduler_metadata = SchedulerMetadata(
+                    ready_to_run=False,
+                    reasons=[
+                        "Workflow is paused"
+                        if wf.status.paused
+                        else "Waiting for the engine to dispatch the step"
+                    ],
+                )
         if not candidates:
             return 0
         self.scheduler.snapshot = self.snapshot()
@@ -1126,16 +1296,14 @@ class WorkcellEngine:
             key=lambda w: (-w.scheduler_metadata.priority, w.workflow_id),
         )
         for wf in ready:
-            if wf.status.paused or wf.status.terminal or wf.workflow_id in self._flights:
+            task = self._tasks_held.get(wf.workflow_id)
+            if wf.status.paused or wf.status.terminal or wf.workflow_id in self._flights or task is None:
                 continue
             if self._not_before.get(wf.workflow_id, 0.0) > now:
                 wf.scheduler_metadata.reasons.append("Waiting before asking a not-ready node again")
                 continue
             step = wf.current_step
             if step is None:
-                wf.status.completed = True
-                wf.end_time = utcnow(self.clock)
-                await self._commit(wf, "completed")
                 continue
             claims = step_claims(step, self.locations)
             busy = [c for c in claims if self._held.get(c, wf.workflow_id) != wf.workflow_id]
@@ -1145,29 +1313,30 @@ class WorkcellEngine:
                     f"{c.describe()} is in use by workflow {self._held[c]}" for c in busy
                 ]
                 continue
-            await self._start_step(wf, claims)
+            self._start_step(wf, claims, task)
             started += 1
         return started
 
-    async def _start_step(self, wf: Workflow, claims: list[Claim]) -> None:
+    def _start_step(self, wf: Workflow, claims: list[Claim], task: Task) -> None:
+        """Take the claims and launch the step (its parameters resolved now, from the run's values)."""
         index = wf.status.current_step_index
         step = wf.steps[index]
         now = utcnow(self.clock)
+        action_id = new_ulid_str()
+        flight = _Flight(task, index, action_id, claims)
+        for c in claims:
+            self._held[c] = wf.workflow_id
+        self._flights[wf.workflow_id] = flight
         try:
             resolved = resolve_step_for_run(wf, step, nodes=self.nodes, locations=self.locations)
         except WorkflowValidationError as exc:
-            step.status = ActionStatus.FAILED
+            step.start_time = now
             step.result = ActionResult(
-                status=ActionStatus.FAILED, errors=[Error.from_exception(exc, at=now)], history_created_at=now
+                action_id=action_id, status=ActionStatus.RUNNING, history_created_at=now
             )
-            step.history.append(step.result)
-            step.start_time = step.end_time = now
-            wf.status.failed = True
-            wf.status.has_started = True
-            wf.end_time = now
-            await self._commit(wf, "failed", {"step_index": index, "error": str(exc)})
+            outcome = ActionOutcome(action_id, ActionStatus.FAILED, [Error.from_exception(exc, at=now)])
+            flight.runner = asyncio.create_task(self._finish_step(flight, outcome), name=f"step-{action_id}")
             return
-        action_id = new_ulid_str()
         resolved = resolved.model_copy(
             update={
                 "step_id": step.step_id,
@@ -1190,6 +1359,8 @@ class WorkcellEngine:
         journal = {
             "action_id": action_id,
             "workflow_id": wf.workflow_id,
+            "task_id": task.task_id,
+            "attempt": task.attempt,
             "step_index": index,
             "step_id": resolved.step_id,
             "node": resolved.node,
@@ -1198,46 +1369,40 @@ class WorkcellEngine:
             "owner": self.instance_id,
             "owner_token": self._owner_token,
         }
-        flight = _Flight(wf.workflow_id, index, action_id, claims)
-        await self._commit(
-            wf,
-            "step_started",
-            {"step_index": index, "action_id": action_id, "node": resolved.node, "action": resolved.action},
-            extra=[
-                Put(
-                    ACTION_KIND, action_id, journal, expected_version=0, status="intent", group=wf.workflow_id
-                )
-            ],
+        flight.runner = asyncio.create_task(
+            self._execute(flight, resolved, journal), name=f"step-{action_id}"
         )
-        for c in claims:
-            self._held[c] = wf.workflow_id
-        self._flights[wf.workflow_id] = flight
-
-        def launch() -> None:
-            flight.task = asyncio.create_task(
-                self._execute(flight, resolved, journal), name=f"step-{action_id}"
-            )
-
-        if self._batch is not None:  # nothing is sent before the intent is on disk
-            self._batch_starts.append((flight, launch))
-        else:
-            launch()
 
     async def _journal(self, flight: _Flight, journal: dict[str, Any], phase: str) -> None:
+        """Write the step's journal in ``phase`` with its "step started": before the action starts."""
+        journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
         journal["phases"][phase] = utcnow(self.clock).isoformat()
-        rec = (
-            await self.store.apply(
-                Put(
-                    ACTION_KIND,
-                    flight.action_id,
-                    journal,
-                    expected_version=flight.journal_version,
-                    status=phase,
-                    group=flight.workflow_id,
-                )
+        async with self._lock:
+            wf = self._workflows.get(flight.workflow_id)
+            put = Put(
+                ACTION_KIND,
+                flight.action_id,
+                journal,
+                expected_version=flight.journal_version,
+                status=phase,
+                group=flight.workflow_id,
             )
-        )[0]
-        flight.journal_version = rec.version
+            if wf is None or flight.journal_version:
+                await self.store.apply(put)
+            else:
+                step = wf.steps[flight.index]
+                await self._commit(
+                    wf,
+                    "step_started",
+                    {
+                        "step_index": flight.index,
+                        "action_id": flight.action_id,
+                        "node": step.node,
+                        "action": step.action,
+                    },
+                    extra=[put],
+                )
+            flight.journal_version += 1
 
     async def _execute(self, flight: _Flight, step: Step, journal: dict[str, Any]) -> None:
         with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
@@ -1347,43 +1512,17 @@ class WorkcellEngine:
     async def _finish_step(
         self, flight: _Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
     ) -> None:
-        """Record a step's outcome and, in the same transaction, start the steps that can start now (the
-        workflow's next step, or another workflow's waiting for this node): a step's end and the next
-        one's intent cost one durable write, and no scheduler wake-up in between."""
-
-        async def record() -> None:
-            await self._record_outcome(flight, outcome, journal)
-            self._release(flight)
-
-        scheduled = False
+        """Record a step's outcome and move the run's job, in one transaction (see :meth:`_record_outcome`);
+        then the claims are free and the scheduler runs."""
         try:
             async with self._lock:
-                scheduled = await self._write_and_schedule(record)
-        finally:
-            self._release(flight)
-            self._notify()
-            if not scheduled:  # else the iteration just run saw everything this step's end changed
-                self.wake()
-
-    async def _write_and_schedule(
-        self, transition: Callable[[], Awaitable[None]], *, schedule: bool = True
-    ) -> bool:
-        """Under ``self._lock``: run ``transition`` (which commits), then a scheduler iteration, and
-        write both in one transaction (see :meth:`_flush`). Returns whether the iteration ran and its
-        starts were written (else the caller wakes the scheduler loop)."""
-        self._batch, self._batch_starts = [], []
-        scheduled = False
-        try:
-            await transition()
-            if schedule and self.is_owner and not self._stopping:
                 try:
-                    await self._schedule_locked()
-                    scheduled = True
-                except Exception:
-                    log.exception("scheduler iteration failed")
-            return await self._flush() and scheduled
+                    await self._record_outcome(flight, outcome, journal)
+                finally:
+                    self._release(flight)
         finally:
-            self._batch, self._batch_starts = None, []
+            self._notify()
+            self.wake()
 
     def _release(self, flight: _Flight) -> None:
         for c in flight.claims:
@@ -1392,65 +1531,15 @@ class WorkcellEngine:
         if self._flights.get(flight.workflow_id) is flight:
             del self._flights[flight.workflow_id]
 
-    async def _flush(self) -> bool:
-        """Write the batched transitions in one transaction, then launch the steps they started. If that
-        fails, the started steps are dropped (the scheduler tries them again) and the first transition
-        (the step's outcome) is written alone."""
-        batch, starts = self._batch or [], self._batch_starts
-        self._batch, self._batch_starts = None, []
-        if not batch:
-            return True
-        # A record written twice (a workflow whose step ended and whose next step starts) is written
-        # once, with the later content and the earlier expected version.
-        ops: list[Op] = []
-        where: list[list[int]] = []
-        puts: dict[tuple[str, str], int] = {}
-        for entry, _ in batch:
-            slots = []
-            for op in entry:
-                key = (op.kind, op.id) if isinstance(op, Put) else None
-                if key is not None and key in puts:
-                    at = puts[key]
-                    earlier = ops[at]
-                    assert isinstance(op, Put) and isinstance(earlier, Put)
-                    ops[at] = Put(
-                        kind=op.kind,
-                        id=op.id,
-                        data=op.data,
-                        expected_version=earlier.expected_version,
-                        status=op.status,
-                        group=op.group,
-                    )
-                else:
-                    at = len(ops)
-                    ops.append(op)
-                    if key is not None:
-                        puts[key] = at
-                slots.append(at)
-            where.append(slots)
-        try:
-            results = await self.store.apply(*ops)
-        except Exception:
-            if len(batch) == 1:
-                raise
-            log.warning("batched workcell write failed; writing the step's outcome alone", exc_info=True)
-            for flight, _ in starts:
-                self._release(flight)
-            first, done = batch[0]
-            done(await self.store.apply(*first))
-            return False
-        for (_, done), slots in zip(batch, where, strict=True):
-            done([results[i] for i in slots])
-        for flight, launch in starts:
-            # Stopped (or stood down) while writing: the journal's "intent" queues the step again.
-            if not self._stopping and self._flights.get(flight.workflow_id) is flight:
-                launch()
-        return True
-
     async def _record_outcome(
         self, flight: _Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
     ) -> None:
+        """Under ``self._lock``: the outcome's records (journal ``result``, the workflow view, datapoints,
+        resource effects, history) go with what it does to the job: ``succeeded`` completes the step's task
+        (the job moves on and the next step's task is dispatched in the same write), a failure fails the
+        job, a cancellation cancels it, a paused node pauses it; ``not_ready`` keeps the task to try again."""
         wf = self._workflows.get(flight.workflow_id)
+        task = flight.task
         now = utcnow(self.clock)
         node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
         if node is not None:
@@ -1506,8 +1595,11 @@ class WorkcellEngine:
                 step.duration = now - step.start_time
         wf.status.running = False
         event = "step_finished"
+        job_op: Callable[..., Any] | None = None
+        held_back = False  # the task stays with the executor: the step runs again
         if cancelled:
             event = "late_result"
+            job_op = self._completer(task, "cancelled", None)
         elif outcome.status == ActionStatus.SUCCEEDED:
             ops += self._apply_effects(step, result, now)
             self._feed_forward(wf, step, flight.index, dps)
@@ -1519,24 +1611,58 @@ class WorkcellEngine:
             else:
                 wf.status.current_step_index = nxt
                 wf.step_index = nxt
+            job_op = self._completer(task, "succeeded", None)
         elif outcome.status == ActionStatus.NOT_READY:
             self._not_before[wf.workflow_id] = self.clock.now() + self.settings.node_update_interval
+            held_back = True
         elif outcome.status == ActionStatus.PAUSED:
             wf.status.paused = True
+            held_back = True
+            job_op = self.jobs.pause_job
         elif outcome.status == ActionStatus.CANCELLED:
             wf.status.cancelled = True
             wf.end_time = now
             event = "cancelled"
+            job_op = self.jobs.cancel_job
         else:
             wf.status.failed = True
             wf.end_time = now
             event = "failed"
-        await self._commit(
-            wf,
-            event,
-            {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value},
-            extra=ops,
-        )
+            message = "; ".join(e.message or "" for e in outcome.errors if e.message) or outcome.status.value
+            job_op = self._completer(
+                task,
+                "failed",
+                {"code": "STEP_FAILED", "message": f"step {step.label} {outcome.status.value}: {message}"},
+            )
+        if not held_back and self._tasks_held.get(wf.workflow_id) is task:
+            del self._tasks_held[wf.workflow_id]
+        data = {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value}
+        if job_op is None:
+            await self._commit(wf, event, data, extra=ops)
+        else:
+            ops, done = self._wf_ops(wf, event, data, extra=ops)
+            try:
+                await job_op(wf.workflow_id, extra_ops=ops)
+            except (JobStateError, JobNotFoundError) as exc:
+                log.warning("workflow %s: %s; recording the step's %s alone", wf.workflow_id, exc, event)
+                await self.store.apply(*ops)
+            done()
+
+    def _completer(self, task: Task, status: str, error: dict[str, Any] | None) -> Callable[..., Any]:
+        """The job operation that submits ``task``'s result (the workflow id is its job's)."""
+
+        async def complete(job_id: str, *, extra_ops: list[Op]) -> Any:
+            return await self.jobs.complete_task(
+                task.task_id,
+                status,
+                None,
+                error,
+                token=task.token,
+                worker_id=self._executor.worker_id,
+                extra_ops=extra_ops,
+            )
+
+        return complete
 
     def _datapoints_for(
         self, wf: Workflow, step: Step, outcome: ActionOutcome, now: datetime
@@ -1636,7 +1762,7 @@ class WorkcellEngine:
 
     # --- committing -----------------------------------------------------------------------------
 
-    async def _commit(
+    def _wf_ops(
         self,
         wf: Workflow,
         event: str,
@@ -1644,8 +1770,9 @@ class WorkcellEngine:
         *,
         extra: list[Op] | None = None,
         new: bool = False,
-    ) -> None:
-        """Write the workflow (with everything that goes with this transition) in one transaction."""
+    ) -> tuple[list[Op], Callable[[], None]]:
+        """The workflow view's write for a transition (with ``extra`` and a history line), and what to do
+        once it is written (by the store directly or inside a job operation of the engine)."""
         state = wf.status.state.value
         expected = 0 if new else self._versions.get(wf.workflow_id)
         ops: list[Op] = [
@@ -1661,11 +1788,15 @@ class WorkcellEngine:
             Append(wf.workflow_id, event, state, data or {}),
         ]
 
-        def done(results: list[Any]) -> None:
-            self._versions[wf.workflow_id] = results[0].version
-            for op, res in zip(ops, results, strict=True):
-                if isinstance(op, Put) and op.kind == RESOURCE_KIND:
-                    self._resource_versions[op.id] = res.version
+        def done() -> None:
+            # Every Put adds one to its record's version: no need to read back what was written.
+            if expected is None:
+                self._versions.pop(wf.workflow_id, None)
+            else:
+                self._versions[wf.workflow_id] = expected + 1
+            for op in ops:
+                if isinstance(op, Put) and op.kind == RESOURCE_KIND and op.expected_version is not None:
+                    self._resource_versions[op.id] = op.expected_version + 1
             if self.is_owner:
                 self._workflows[wf.workflow_id] = wf
             else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow
@@ -1680,10 +1811,20 @@ class WorkcellEngine:
                     log.exception("workcell listener failed on %s", event)
             self._notify()
 
-        if self._batch is not None:  # written by _flush with the rest of the batch
-            self._batch.append((ops, done))
-            return
-        done(await self.store.apply(*ops))
+        return ops, done
+
+    async def _commit(
+        self,
+        wf: Workflow,
+        event: str,
+        data: dict[str, Any] | None = None,
+        *,
+        extra: list[Op] | None = None,
+    ) -> None:
+        """Write the workflow view (with everything that goes with this transition) in one transaction."""
+        ops, done = self._wf_ops(wf, event, data, extra=extra)
+        await self.store.apply(*ops)
+        done()
 
     async def _apply(self, ops: list[Op]) -> None:
         results = await self.store.apply(*ops)
