@@ -1,5 +1,6 @@
-"""MADSci's node-less built-in steps: ``wait`` runs on the workcell's clock; ``transfer`` and unknown
-node-less actions are refused at submission, naming the step."""
+"""MADSci's node-less built-in steps: ``wait`` runs on the workcell's clock; ``transfer`` in a workcell
+without ``transfer_capabilities`` and unknown node-less actions are refused at submission, naming the
+step (planned transfers: test_transfers.py)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ async def test_wait_step_takes_its_time_on_the_clock(workcell: WorkcellDefinitio
     ("step", "message"),
     [
         (
-            {"name": "t", "action": "transfer", "args": {"source": "a", "target": "b"}},
-            "step 't'.*location manager",
+            {"name": "t", "action": "transfer", "args": {"source": "stack", "target": "deck"}},
+            "step 't'.*declares no transfer_capabilities",
         ),
         ({"name": "x", "action": "shake"}, "step 'x'.*not a built-in workcell action"),
         ({"name": "w", "action": "wait"}, "step 'w'.*needs argument 'seconds'"),

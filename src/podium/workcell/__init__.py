@@ -23,7 +23,15 @@ from podium.workcell.errors import (
     WorkflowStateError,
     WorkflowValidationError,
 )
-from podium.workcell.locations import Location, LocationArgument, LocationDefinition
+from podium.workcell.locations import (
+    CapacityCostConfig,
+    Location,
+    LocationArgument,
+    LocationDefinition,
+    LocationTransferCapabilities,
+    TransferStepTemplate,
+    TransferTemplateOverrides,
+)
 from podium.workcell.nodes import ActionCall, ActionOutcome, InProcessNode, NodeConnector
 from podium.workcell.parameters import (
     ParameterFeedForwardFile,
@@ -60,6 +68,7 @@ __all__ = [
     "ActionOutcome",
     "ActionResult",
     "ActionStatus",
+    "CapacityCostConfig",
     "Claim",
     "DataPoint",
     "Error",
@@ -68,6 +77,7 @@ __all__ = [
     "Location",
     "LocationArgument",
     "LocationDefinition",
+    "LocationTransferCapabilities",
     "NoResourceInLocationCondition",
     "NodeConnector",
     "NodeRecord",
@@ -89,6 +99,8 @@ __all__ = [
     "Step",
     "StepDefinition",
     "StepEffect",
+    "TransferStepTemplate",
+    "TransferTemplateOverrides",
     "UnsafePathError",
     "WorkcellDefinition",
     "WorkcellEngine",

@@ -3,6 +3,22 @@
 
 from __future__ import annotations
 
-from podium.wire.workcell._locations import Location, LocationArgument, LocationDefinition
+from podium.wire.workcell._locations import (
+    CapacityCostConfig,
+    Location,
+    LocationArgument,
+    LocationDefinition,
+    LocationTransferCapabilities,
+    TransferStepTemplate,
+    TransferTemplateOverrides,
+)
 
-__all__ = ["Location", "LocationArgument", "LocationDefinition"]
+__all__ = [
+    "CapacityCostConfig",
+    "Location",
+    "LocationArgument",
+    "LocationDefinition",
+    "LocationTransferCapabilities",
+    "TransferStepTemplate",
+    "TransferTemplateOverrides",
+]

@@ -5,7 +5,9 @@ Everything that can be known at submission is checked then, so a bad submission 
 naming the step and nothing is queued: parameters without a value, ``${name}`` references to parameters
 that do not exist, unknown nodes, actions a node does not offer (from its ``/info``), missing required
 arguments, and locations that do not exist or have no representation for the step's node. References to
-feed-forward parameters are left in place and filled in when their step runs.
+feed-forward parameters are left in place and filled in when their step runs. MADSci's node-less
+``transfer`` / ``transfer_resource`` steps are planned here into one node step per hop
+(:mod:`podium.workcell.transfers`), each checked like any other step.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from typing import Any
 
 from podium.ids import new_ulid_str
 from podium.workcell.errors import ParameterError, WorkflowValidationError
-from podium.workcell.locations import Location, LocationArgument
+from podium.workcell.locations import Location, LocationArgument, LocationTransferCapabilities
 from podium.workcell.parameters import ParameterInputJson, find_references, substitute
 from podium.workcell.resources import ResourceTable
+from podium.workcell.transfers import TRANSFER_ACTIONS, expand_transfer
 from podium.workcell.workcell import NodeRecord
 from podium.workcell.workflows import Step, StepDefinition, Workflow, WorkflowDefinition
 
 __all__ = ["BUILTIN_ACTIONS", "build_workflow", "check_parameters", "resolve_step_for_run"]
 
 BUILTIN_ACTIONS = {"wait": ("seconds",)}
-"""MADSci's node-less workcell actions podium runs itself: action -> its required arguments."""
-_NOT_OFFERED = {"transfer", "transfer_resource"}
+"""MADSci's node-less workcell actions podium runs itself: action -> its required arguments
+(``transfer`` and ``transfer_resource`` are planned into node steps at submission instead)."""
 
 _SUBSTITUTED_FIELDS = ("name", "description", "node", "action")
 
@@ -79,8 +82,12 @@ def build_workflow(
     nodes: Mapping[str, NodeRecord],
     locations: Mapping[str, Location],
     resources: ResourceTable | None = None,
+    transfer_capabilities: LocationTransferCapabilities | None = None,
 ) -> Workflow:
-    """A validated :class:`Workflow` run (not yet saved). Raises :class:`WorkflowValidationError`."""
+    """A validated :class:`Workflow` run (not yet saved). Raises :class:`WorkflowValidationError`.
+
+    ``transfer_capabilities`` (the workcell file's) plans ``transfer`` steps; without it they are refused.
+    """
     params = definition.parameters
     deferred = params.feed_forward_keys()
     known = params.key_set()
@@ -88,17 +95,28 @@ def build_workflow(
     for index, sdef in enumerate(definition.steps):
         label = sdef.name or sdef.key or f"#{index} {sdef.action}"
         step = _substituted(sdef, parameter_values, known, label)
-        _validate_step(
-            step,
-            index=index,
-            label=label,
-            deferred=deferred,
-            definition=definition,
-            nodes=nodes,
-            locations=locations,
-            resources=resources,
-        )
-        steps.append(step)
+        expanded = [step]
+        if _is_transfer(step, deferred, label):
+            expanded = expand_transfer(
+                step,
+                label=label,
+                locations=locations,
+                capabilities=transfer_capabilities,
+                resources=resources,
+                earlier=steps,
+            )
+        for one in expanded:
+            _validate_step(
+                one,
+                index=index,
+                label=label,
+                deferred=deferred,
+                definition=definition,
+                nodes=nodes,
+                locations=locations,
+                resources=resources,
+            )
+        steps += expanded
     return Workflow(
         name=definition.name,
         label=definition.name,
@@ -147,6 +165,23 @@ def _substituted(sdef: StepDefinition, values: Mapping[str, Any], known: set[str
 
 def _deferred_refs(value: Any, deferred: set[str]) -> bool:
     return bool(find_references(value) & deferred)
+
+
+def _is_transfer(step: Step, deferred: set[str], label: str) -> bool:
+    """Whether ``step`` is a node-less transfer to plan now; refuses one whose places are feed-forward."""
+    use = step.use_parameters
+    node_deferred = _deferred_refs(step.node, deferred) or bool(use and use.node in deferred)
+    if step.node or node_deferred or step.action not in TRANSFER_ACTIONS:
+        return False
+    for name in TRANSFER_ACTIONS[str(step.action)]:
+        if _deferred_refs(step.args.get(name), deferred) or bool(use and use.args.get(name) in deferred):
+            raise WorkflowValidationError(
+                f"'{name}' of a {step.action} comes from a feed-forward value, but the transfer path is "
+                "planned at submission: give it as an input parameter",
+                step=label,
+                field=f"args.{name}",
+            )
+    return True
 
 
 def _validate_step(
@@ -241,17 +276,10 @@ def _validate_step(
 
 def _validate_builtin(step: Step, label: str, deferred: set[str]) -> None:
     action = str(step.action)
-    if action in _NOT_OFFERED:
-        raise WorkflowValidationError(
-            f"names no node, and the built-in action '{action}' needs MADSci's location manager to plan "
-            "the transfer, which podium does not offer: name the node that does the move",
-            step=label,
-            field="action",
-        )
     if action not in BUILTIN_ACTIONS:
         raise WorkflowValidationError(
             f"names no node, and '{action}' is not a built-in workcell action "
-            f"(built-in: {', '.join(sorted(BUILTIN_ACTIONS))})",
+            f"(built-in: {', '.join(sorted({*BUILTIN_ACTIONS, *TRANSFER_ACTIONS}))})",
             step=label,
             field="node",
         )

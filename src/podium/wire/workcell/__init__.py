@@ -31,7 +31,15 @@ from podium.wire.workcell._errors import (
     WorkflowStateError,
     WorkflowValidationError,
 )
-from podium.wire.workcell._locations import Location, LocationArgument, LocationDefinition
+from podium.wire.workcell._locations import (
+    CapacityCostConfig,
+    Location,
+    LocationArgument,
+    LocationDefinition,
+    LocationTransferCapabilities,
+    TransferStepTemplate,
+    TransferTemplateOverrides,
+)
 from podium.wire.workcell._parameters import (
     ParameterFeedForwardFile,
     ParameterFeedForwardJson,
@@ -75,6 +83,7 @@ __all__ = [
     "CONTAINER_TYPES",
     "ActionResult",
     "ActionStatus",
+    "CapacityCostConfig",
     "Condition",
     "Conditions",
     "DataPoint",
@@ -84,6 +93,7 @@ __all__ = [
     "Location",
     "LocationArgument",
     "LocationDefinition",
+    "LocationTransferCapabilities",
     "NoResourceInLocationCondition",
     "NodeRecord",
     "Operator",
@@ -106,6 +116,8 @@ __all__ = [
     "StepDefinition",
     "StepEffect",
     "StepParameters",
+    "TransferStepTemplate",
+    "TransferTemplateOverrides",
     "UnsafePathError",
     "WorkcellDefinition",
     "WorkcellInfo",

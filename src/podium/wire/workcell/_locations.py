@@ -4,6 +4,11 @@ A :class:`LocationDefinition` carries a ``reference`` (0.7) / ``representations`
 name to that node's representation (coordinates, a deck slot, a string), and optionally a container
 resource attached to the place (``resource_id``, or a ``resource_definition`` created at start-up).
 A step's ``locations`` send each node only its own representation, as a :class:`LocationArgument`.
+
+How plates move between locations is MADSci 0.8's location-manager configuration, kept in the workcell
+file under the same names: :class:`LocationTransferCapabilities` lists :class:`TransferStepTemplate` s
+(a node and the action it moves things with), with per-location overrides and an optional capacity-aware
+cost. A location takes part in transfers when ``allow_transfers`` is true.
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from podium.ids import new_ulid_str
 from podium.wire.workcell._base import InputModel, WorkcellModel
 from podium.wire.workcell._resources import ResourceDefinition
 
-__all__ = ["Location", "LocationArgument", "LocationDefinition"]
+__all__ = [
+    "CapacityCostConfig",
+    "Location",
+    "LocationArgument",
+    "LocationDefinition",
+    "LocationTransferCapabilities",
+    "TransferStepTemplate",
+    "TransferTemplateOverrides",
+]
 
 
 class LocationDefinition(InputModel):
@@ -78,3 +91,46 @@ class LocationArgument(WorkcellModel):
     resource_id: str | None = None
     location_name: str | None = None
     reservation: dict[str, Any] | None = None
+
+
+class TransferStepTemplate(InputModel):
+    """A node that can move a plate between any two locations it has a representation for (MADSci's
+    ``TransferStepTemplate``): each hop of a transfer becomes a step ``action`` on ``node_name`` with the
+    source and target under the given location-argument names."""
+
+    node_name: str
+    action: str
+    source_argument_name: str = "source_location"
+    target_argument_name: str = "target_location"
+    cost_weight: float | None = 1.0
+    """Weight of one hop in the shortest-path search (``None``: 1.0)."""
+    additional_args: dict[str, Any] = Field(default_factory=dict)
+    additional_location_args: dict[str, str] = Field(default_factory=dict)
+    """More location arguments of the hop: argument name -> location name."""
+
+
+class TransferTemplateOverrides(InputModel):
+    """Templates that replace the defaults for some locations (keys: location name or id). A pair
+    override wins over a source override, which wins over a target override."""
+
+    source_overrides: dict[str, list[TransferStepTemplate]] | None = None
+    target_overrides: dict[str, list[TransferStepTemplate]] | None = None
+    pair_overrides: dict[str, dict[str, list[TransferStepTemplate]]] | None = None
+
+
+class CapacityCostConfig(InputModel):
+    """Make hops into fuller targets cost more (quantity, or number of children, over capacity)."""
+
+    enabled: bool = False
+    high_capacity_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    full_capacity_threshold: float = Field(default=1.0, ge=0.0, le=1.0)
+    high_capacity_multiplier: float = Field(default=2.0, ge=1.0)
+    full_capacity_multiplier: float = Field(default=10.0, ge=1.0)
+
+
+class LocationTransferCapabilities(InputModel):
+    """What can move plates, and at what cost (MADSci's ``LocationTransferCapabilities``)."""
+
+    transfer_templates: list[TransferStepTemplate] = Field(default_factory=list)
+    override_transfer_templates: TransferTemplateOverrides | None = None
+    capacity_cost_config: CapacityCostConfig | None = None

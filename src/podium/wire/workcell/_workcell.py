@@ -8,6 +8,9 @@ A workcell file, in the shape MADSci users keep::
       - location_name: deck_1
         representations: {liquidhandler_1: 1, robotarm_1: [0, 0, 0]}   # or `reference` (0.7)
         resource_definition: {resource_name: deck_1_slot, base_type: slot}
+    transfer_capabilities:       # what moves plates (MADSci's location manager setting)
+      transfer_templates: [{node_name: robotarm_1, action: transfer, source_argument_name: source,
+                            target_argument_name: target}]
     resources: [...]             # free-standing resources (podium extension)
     settings: {scheduler_update_interval: 1.0, ...}
 """
@@ -22,7 +25,7 @@ from podium.ids import new_ulid_str
 from podium.tokens import node_entry_url
 from podium.wire.workcell._actions import Error
 from podium.wire.workcell._base import WorkcellModel
-from podium.wire.workcell._locations import LocationDefinition
+from podium.wire.workcell._locations import LocationDefinition, LocationTransferCapabilities
 from podium.wire.workcell._resources import ResourceDefinition
 
 __all__ = [
@@ -45,6 +48,11 @@ class WorkcellDefinition(WorkcellModel):
     nodes: dict[str, str] = Field(default_factory=dict)
     """Node name -> URL; an entry may also be ``{url, token}`` (kept as ``http://podium:<token>@...``)."""
     locations: list[LocationDefinition] = Field(default_factory=list)
+    transfer_capabilities: LocationTransferCapabilities | None = Field(
+        default=None,
+        validation_alias=AliasChoices("transfer_capabilities", "location_transfer_capabilities"),
+    )
+    """How ``transfer`` steps are planned; ``location_transfer_capabilities`` is its MADSci settings key."""
     resources: list[ResourceDefinition] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
 
