@@ -445,11 +445,6 @@ WORKCELL: dict[str, Any] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="WorkcellEngine.submit does not yet pass the workcell's transfer_capabilities to build_workflow "
-    "(engine.py is being rewritten); remove this marker once it does",
-)
 async def test_transfer_steps_run_on_the_sim_arm_and_move_the_plate(tmp_path: Path) -> None:
     from podium.nodes.sim import make_sim_nodes
     from podium.workcell.demo import serve_sim_nodes

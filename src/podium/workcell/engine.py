@@ -954,6 +954,7 @@ class WorkcellEngine:
             nodes=self.nodes,
             locations=self.locations,
             resources=self.resources,
+            transfer_capabilities=self.workcell.transfer_capabilities,
         )
         now = utcnow(self.clock)
         ops: list[Op] = []
