@@ -83,7 +83,7 @@ from podium.errors import ConflictError
 from podium.ids import new_ulid_str
 from podium.log import bind_ids
 from podium.store import Append, Op, Put, Store
-from podium.store.base import Lease
+from podium.store.base import Lease, Record
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
 from podium.workcell.compile import (
@@ -194,7 +194,9 @@ class _StepExecutor(InProcessWorker):
         self._workcell = workcell
 
     def deliver(self, task: Task, lease: Lease | None = None) -> None:
-        self._workcell._on_task(task)
+        # With a lease: dispatched by a write of this process just now. Without: taken from the queue (a
+        # step given back or whose lease lapsed, or one submitted through another process).
+        self._workcell._on_task(task, fresh=lease is not None)
 
     def _on_event(self, event: EngineEvent) -> None:
         if event.task_id is not None:
@@ -571,14 +573,17 @@ class WorkcellEngine:
 
     # --- step tasks: arrival and recovery ---------------------------------------------------------
 
-    def _on_task(self, task: Task) -> None:
-        """The executor was handed a step's task (just dispatched, or back after a restart/take-over)."""
-        if task.job_id in self._workflows:
+    def _on_task(self, task: Task, *, fresh: bool) -> None:
+        """The executor was handed a step's task: just dispatched (``fresh``), or taken from the queue (back
+        after a stop, a crash or a take-over, or submitted through another process)."""
+        if fresh and task.job_id in self._workflows:
             self._accept(task)
-        else:  # submitted through another process, or not loaded yet: read the run first
+        else:
             self._spawn(self._adopt(task), f"adopt-{task.job_id}")
 
     async def _adopt(self, task: Task) -> None:
+        """Read the run if this process does not hold it, and look for the step's journal: a step that was
+        sent before is reconciled with its node, any other runs as usual."""
         async with self._lock:
             if task.job_id not in self._workflows:
                 rec = await self.store.get(WORKFLOW_KIND, task.job_id)
@@ -589,7 +594,17 @@ class WorkcellEngine:
                 wf.status.running = False
                 self._workflows[wf.workflow_id] = wf
                 self._versions[wf.workflow_id] = rec.version
-        self._accept(task)
+            unfinished = [
+                r
+                for r in await self.store.list(
+                    ACTION_KIND, group=task.job_id, status=["sent", "acknowledged"], limit=1000
+                )
+                if r.data.get("task_id") == task.task_id
+            ]
+        if unfinished and task.job_id not in self._flights:
+            await self._recover_step(task, unfinished[-1])
+        else:
+            self._accept(task)
 
     def _accept(self, task: Task) -> None:
         wf = self._workflows[task.job_id]
@@ -604,20 +619,10 @@ class WorkcellEngine:
                 wf.status.current_step_index,
             )
             return
-        current = self._tasks_held.get(wf.workflow_id)
         self._tasks_held[wf.workflow_id] = task
-        step = wf.steps[index]
         flight = self._flights.get(wf.workflow_id)
         if flight is not None:
             flight.task = task  # the same step, back under a new delivery while it runs here
-            return
-        if (
-            current is None
-            and step.status == ActionStatus.RUNNING
-            and step.result is not None
-            and step.result.action_id
-        ):
-            self._spawn(self._recover_step(wf, task), f"recover-{wf.workflow_id}")
             return
         self.wake()
 
@@ -628,35 +633,53 @@ class WorkcellEngine:
             if task.task_id == task_id and wf_id not in self._flights:
                 del self._tasks_held[wf_id]
 
-    async def _recover_step(self, wf: Workflow, task: Task) -> None:
-        """A step that was acknowledged (or a built-in that began) before a restart or a take-over: ask the
-        node what became of it (see the module docstring), never re-send it blindly."""
+    async def _recover_step(self, task: Task, rec: Record) -> None:
+        """A step whose journal says it was sent (acknowledged by its node, or a built-in that began) before a
+        restart or a take-over: ask the node what became of it (see the module docstring), never re-send it
+        blindly."""
+        data = rec.data
         async with self._lock:
-            step = wf.current_step
-            if step is None or step.result is None or wf.workflow_id in self._flights:
+            wf = self._workflows[task.job_id]
+            index = int(data.get("step_index", -1))
+            if wf.workflow_id in self._flights or wf.status.terminal or index != wf.status.current_step_index:
                 return
-            action_id = step.result.action_id
-            rec = await self.store.get(ACTION_KIND, action_id)
-            data = rec.data if rec is not None else {}
-            phase = rec.status if rec is not None else "sent"
+            phases = data.get("phases") or {}
+            started = datetime.fromisoformat(phases["intent"]) if phases.get("intent") else utcnow(self.clock)
+            try:  # the step as it was sent (its parameters resolved), for a built-in to finish
+                base = resolve_step_for_run(wf, wf.steps[index], nodes=self.nodes, locations=self.locations)
+            except WorkflowValidationError:
+                base = wf.steps[index]
+            step = base.model_copy(
+                update={
+                    "step_id": wf.steps[index].step_id,
+                    "history": wf.steps[index].history,
+                    "status": ActionStatus.RUNNING,
+                    "start_time": started,
+                    "result": ActionResult(
+                        action_id=rec.id, status=ActionStatus.RUNNING, history_created_at=started
+                    ),
+                }
+            )
+            wf.steps[index] = step
             claims = step_claims(step, self.locations)
-            flight = _Flight(task, wf.status.current_step_index, action_id, claims)
-            flight.journal_version = rec.version if rec is not None else 0
-            flight.node_action_id = str(data.get("node_action_id") or action_id)
+            flight = _Flight(task, index, rec.id, claims)
+            flight.journal_version = rec.version
+            flight.node_action_id = str(data.get("node_action_id") or rec.id)
             for c in claims:
                 self._held[c] = wf.workflow_id
             self._flights[wf.workflow_id] = flight
+            self._tasks_held[wf.workflow_id] = task
             wf.status.running = not wf.status.paused
-            sent = (data.get("phases") or {}).get("sent")
+            wf.status.has_started = True
         with bind_ids(workflow_id=wf.workflow_id, step_id=step.step_id):
             log.info(
                 "recovered step %s: phase %s, reconciling action %s with the node",
                 step.label,
-                phase,
-                action_id,
+                rec.status,
+                rec.id,
             )
             flight.runner = asyncio.current_task()
-            await self._reconcile(flight, step, str(phase), sent)
+            await self._reconcile(flight, step, str(rec.status), phases.get("sent"))
 
     async def _reconcile(self, flight: _Flight, step: Step, phase: str, sent_at: str | None = None) -> None:
         conn = self._connectors.get(str(step.node))
@@ -997,6 +1020,8 @@ class WorkcellEngine:
                 self._workflows.pop(wf.workflow_id, None)
                 raise
             done()
+            if self.is_owner and not self._stopping:
+                self._schedule_locked()  # its first step's task is here: start it if it can start now
             return wf.model_copy(deep=True)
 
     async def resubmit(self, workflow_id: str) -> Workflow:
@@ -1375,12 +1400,13 @@ class WorkcellEngine:
         )
 
     async def _journal(self, flight: _Flight, journal: dict[str, Any], phase: str) -> None:
-        """Write the step's journal in ``phase`` with its "step started": before the action starts."""
+        """Write the step's journal in ``phase`` (with a "step_started" history line the first time): before
+        the action starts. The workflow view is not rewritten for it (the step's end writes it): recovery
+        finds an interrupted step by its task's journal."""
         journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
         journal["phases"][phase] = utcnow(self.clock).isoformat()
-        async with self._lock:
-            wf = self._workflows.get(flight.workflow_id)
-            put = Put(
+        ops: list[Op] = [
+            Put(
                 ACTION_KIND,
                 flight.action_id,
                 journal,
@@ -1388,22 +1414,12 @@ class WorkcellEngine:
                 status=phase,
                 group=flight.workflow_id,
             )
-            if wf is None or flight.journal_version:
-                await self.store.apply(put)
-            else:
-                step = wf.steps[flight.index]
-                await self._commit(
-                    wf,
-                    "step_started",
-                    {
-                        "step_index": flight.index,
-                        "action_id": flight.action_id,
-                        "node": step.node,
-                        "action": step.action,
-                    },
-                    extra=[put],
-                )
-            flight.journal_version += 1
+        ]
+        if not flight.journal_version:
+            info = {"step_index": flight.index, "action_id": flight.action_id, "task_id": flight.task.task_id}
+            ops.append(Append(flight.workflow_id, "step_started", WorkflowState.RUNNING.value, info))
+        await self.store.apply(*ops)
+        flight.journal_version += 1
 
     async def _execute(self, flight: _Flight, step: Step, journal: dict[str, Any]) -> None:
         with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
@@ -1515,15 +1531,22 @@ class WorkcellEngine:
     ) -> None:
         """Record a step's outcome and move the run's job, in one transaction (see :meth:`_record_outcome`);
         then the claims are free and the scheduler runs."""
+        scheduled = False
         try:
             async with self._lock:
                 try:
                     await self._record_outcome(flight, outcome, journal)
                 finally:
                     self._release(flight)
+                if self.is_owner and not self._stopping:
+                    # The next step's task reached the executor in that write: start what can start now,
+                    # without a round through the scheduler loop.
+                    self._schedule_locked()
+                    scheduled = True
         finally:
             self._notify()
-            self.wake()
+            if not scheduled:
+                self.wake()
 
     def _release(self, flight: _Flight) -> None:
         for c in flight.claims:
