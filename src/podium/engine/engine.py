@@ -35,6 +35,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from podium.clock import Clock, SystemClock
+from podium.engine.chain import CHAIN_PREFIX, build_chain
 from podium.engine.config import Config
 from podium.engine.context import ActionFactory, ClientConfig, JobContext
 from podium.engine.definition import CORE_PARAMS, HandlerSpec, JobDefinition
@@ -158,6 +159,7 @@ class OrchestratorEngine:
         self.blueprints: dict[str, JobDefinition] = {}
         self._factories: list[tuple[str, Callable[[str], JobDefinition]]] = []
         self._made: dict[str, JobDefinition] = {}  # definitions built by a factory (not API blueprints)
+        self.register_definition_factory(CHAIN_PREFIX, build_chain)
         self._endpoints: dict[str, str] = {}
         self._jobs: dict[str, Record] = {}  # version-checked cache of job records this instance wrote
         self._tasks: dict[str, Record] = {}

@@ -1,7 +1,7 @@
 """The workcell engine: workflow runs as durable engine jobs, steps on nodes, scheduling on events.
 
 **One job model.** A workflow run is a job of the :class:`~podium.engine.OrchestratorEngine` (same id),
-compiled by :mod:`podium.workcell.compile`: one state per step, each dispatching one task of type
+compiled onto a task chain (:mod:`podium.engine.chain`): one state per step, each dispatching one task of type
 ``workcell.step``; a step's success moves the job to the next state, anything else fails it. The tasks go
 to this workcell's executor (an in-process worker in the engine's registry, ``workcell:<name>``), which
 holds them until the scheduler starts them on their nodes. Pause, resume, cancel and retry-from-step are
@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from podium.clock import Clock, system_clock
+from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.errors import JobNotFoundError, JobStateError, TaskNotFoundError
@@ -86,13 +87,6 @@ from podium.store import Append, Op, Put, Store
 from podium.store.base import Lease, Record
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
-from podium.workcell.compile import (
-    DEFINITION_PREFIX,
-    STEP_TASK,
-    build_definition,
-    definition_name,
-    state_name,
-)
 from podium.workcell.datapoints import DataPoint, DatapointRepository
 from podium.workcell.errors import (
     WorkflowNotFoundError,
@@ -132,6 +126,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("podium.workcell")
+
+STEP_TASK = "workcell.step"
+"""The task type of a workflow step (one queue per store: a store has one workcell owner)."""
 
 WORKFLOW_KIND = "workcell.workflow"
 DEFINITION_KIND = "workcell.definition"
@@ -256,7 +253,6 @@ class WorkcellEngine:
             store, Config(), clock=self.clock, serve_http=False
         )
         """The engine the workflow runs are jobs of (given, e.g. shared with the job server, or our own)."""
-        self.jobs.register_definition_factory(DEFINITION_PREFIX, build_definition)
         self.info = WorkcellInfo(
             name=workcell.name, manager_id=workcell.manager_id, description=workcell.description, nodes={}
         )
@@ -1011,7 +1007,7 @@ class WorkcellEngine:
                 self._workflows[wf.workflow_id] = wf
             try:
                 await self.jobs.create_job(
-                    definition_name(n),
+                    chain_name(n),
                     {"task_type": STEP_TASK, "n_steps": n},
                     job_id=wf.workflow_id,
                     extra_ops=ops,
