@@ -1216,12 +1216,17 @@ class WorkcellEngine:
         return wf.model_copy(deep=True)
 
     async def _job_op(
-        self, wf: Workflow, event: str, op: Callable[..., Any], data: dict[str, Any] | None = None
+        self,
+        wf: Workflow,
+        event: str,
+        op: Callable[..., Any],
+        data: dict[str, Any] | None = None,
+        *,
+        extra: list[Op] | None = None,
     ) -> None:
-        """An operation on the run's job, with the workflow view written in the same transaction. A job
-        that cannot take it (a pause already in place, a run from before workflows were jobs) still gets
-        the view written."""
-        ops, done = self._wf_ops(wf, event, data)
+        """An operation on the run's job, with the workflow view (and ``extra``) written in the same
+        transaction. A job that cannot take it (say, a pause already in place) still gets the view written."""
+        ops, done = self._wf_ops(wf, event, data, extra=extra)
         try:
             await op(wf.workflow_id, extra_ops=ops)
         except (JobStateError, JobNotFoundError) as exc:
@@ -1660,13 +1665,7 @@ class WorkcellEngine:
         if job_op is None:
             await self._commit(wf, event, data, extra=ops)
         else:
-            ops, done = self._wf_ops(wf, event, data, extra=ops)
-            try:
-                await job_op(wf.workflow_id, extra_ops=ops)
-            except (JobStateError, JobNotFoundError) as exc:
-                log.warning("workflow %s: %s; recording the step's %s alone", wf.workflow_id, exc, event)
-                await self.store.apply(*ops)
-            done()
+            await self._job_op(wf, event, job_op, data, extra=ops)
 
     def _completer(self, task: Task, status: str, error: dict[str, Any] | None) -> Callable[..., Any]:
         """The job operation that submits ``task``'s result (the workflow id is its job's)."""
