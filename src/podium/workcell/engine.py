@@ -19,8 +19,9 @@ durably, before the action is *started*; ``result`` is written in the same trans
 outcome and moves the job. After a crash or a stop, the step's task is offered to the executor again (at
 once after a clean stop, which gives the tasks back; when its lease lapses after a crash). A step whose
 run says it was acknowledged is reconciled with the node by the id it acknowledged: a finished action's
-result is recorded, a running one is awaited, and an action the node has no record of fails the step with
-an explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). A step that was
+result is recorded, a running one is awaited, one the node holds created but never started is sent again
+(a podium node takes it as the same action, by its id) and started, and an action the node has no record of
+fails the step with an explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). A step that was
 never acknowledged (at most created on the node, never started) simply runs. Built-in actions (no node)
 journal ``sent`` before they begin.
 
@@ -675,11 +676,20 @@ class WorkcellEngine:
                 rec.id,
             )
             flight.runner = asyncio.current_task()
-            await self._reconcile(flight, step, str(rec.status), phases.get("sent"))
+            await self._reconcile(flight, step, str(rec.status), phases.get("sent"), journal=dict(data))
 
-    async def _reconcile(self, flight: _Flight, step: Step, phase: str, sent_at: str | None = None) -> None:
+    async def _reconcile(
+        self,
+        flight: _Flight,
+        step: Step,
+        phase: str,
+        sent_at: str | None = None,
+        *,
+        journal: dict[str, Any],
+    ) -> None:
         conn = self._connectors.get(str(step.node))
         outcome: ActionOutcome
+        resend = False
         if not step.node:  # a built-in action: no instrument, so run what is left of it
             elapsed = (
                 (utcnow(self.clock) - datetime.fromisoformat(sent_at)).total_seconds() if sent_at else 0.0
@@ -692,7 +702,11 @@ class WorkcellEngine:
                     f"node {step.node} is no longer in the workcell", step=step.label
                 )
             outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
-            if outcome.status in (ActionStatus.RUNNING, ActionStatus.NOT_STARTED, ActionStatus.PAUSED):
+            if outcome.status == ActionStatus.NOT_STARTED:
+                # Acknowledged, never started (the crash came between the journal's write and the start):
+                # nothing ran, so send it as before (a podium node takes the same id as the same action).
+                resend = True
+            elif outcome.status in (ActionStatus.RUNNING, ActionStatus.PAUSED):
                 outcome = await self._with_timeout(conn.await_action(flight.node_action_id, str(step.action)))
             elif outcome.status == ActionStatus.UNKNOWN:
                 outcome = ActionOutcome(
@@ -723,6 +737,10 @@ class WorkcellEngine:
                     )
                 ],
             )
+        if resend:
+            journal.update(owner=self.instance_id, owner_token=self._owner_token)
+            await self._execute(flight, step, journal)
+            return
         await self._finish_step(flight, outcome)
 
     # --- nodes ----------------------------------------------------------------------------------
