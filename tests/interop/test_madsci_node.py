@@ -124,6 +124,13 @@ async def test_podium_client_drives_an_unmodified_madsci_node(madsci_node: str, 
         seen = await client.reconcile(out.node_action_id, action_name="move", action_id="podium-id")
         assert seen.status is ActionStatus.SUCCEEDED and seen.json_result == out.json_result
 
+        # An action the node holds created and never started (acknowledged before a crash) is started by
+        # the node's id for it, not created again.
+        held = await client.create_action("add", {"a": 4, "b": 5}, action_id=new_ulid_str())
+        out = await client.run_action("add", {"a": 4, "b": 5}, created_as=held, on_created=created.append)
+        assert out.ok and out.json_result == {"sum": 9} and out.node_action_id == held == created[-1]
+        assert (await client.get_action_history(held))[held][-1].status is ActionStatus.SUCCEEDED
+
         # A failing action reports failed with the node's error; the node is then errored until reset.
         out = await client.run_action("broken", {"reason": "bad lamp"})
         assert out.status is ActionStatus.FAILED and out.error_message == "bad lamp"

@@ -410,6 +410,7 @@ class NodeClient:
         refresh_status: bool = True,
         var_args: Sequence[Any] | None = None,
         var_kwargs: Mapping[str, Any] | None = None,
+        created_as: str | None = None,
     ) -> ActionOutcome:
         """Run one action to its end and return its outcome (a failed action is an outcome, not an error).
 
@@ -424,6 +425,9 @@ class NodeClient:
             refresh_status: Read the node's ``/status`` right after the action.
             var_args: Extra positional arguments, for MADSci actions that take ``*args``.
             var_kwargs: Extra keyword arguments, for MADSci actions that take ``**kwargs``.
+            created_as: The node's id of an action it already holds created and not started (acknowledged
+                before a crash): it is not created again, only given its files and started (a duplicate
+                start, say a dead caller's request arriving late, is refused by the node).
 
         Raises:
             NodeUnreachableError: The node did not answer.
@@ -431,7 +435,7 @@ class NodeClient:
             ActionTimeoutError: The action did not end within ``timeout_s``.
         """
         action_id = action_id or new_ulid_str()
-        node_action_id = await self.create_action(
+        node_action_id = created_as or await self.create_action(
             action_name, args, action_id=action_id, var_args=var_args, var_kwargs=var_kwargs
         )
         if on_created is not None:

@@ -59,6 +59,7 @@ class HttpNodeConnector:
             download_dir=folder,
             on_created=on_acknowledged,
             refresh_status=self.refresh_status,
+            created_as=call.created_as,
         )
         return _convert(call.action_id, outcome)
 

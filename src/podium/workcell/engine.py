@@ -19,8 +19,8 @@ durably, before the action is *started*; ``result`` is written in the same trans
 outcome and moves the job. After a crash or a stop, the step's task is offered to the executor again (at
 once after a clean stop, which gives the tasks back; when its lease lapses after a crash). A step whose
 run says it was acknowledged is reconciled with the node by the id it acknowledged: a finished action's
-result is recorded, a running one is awaited, one the node holds created but never started is sent again
-(a podium node takes it as the same action, by its id) and started, and an action the node has no record of
+result is recorded, a running one is awaited, one the node holds created but never started is given its
+files and started by that id (never created twice), and an action the node has no record of
 fails the step with an explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). A step that was
 never acknowledged (at most created on the node, never started) simply runs. Built-in actions (no node)
 journal ``sent`` before they begin.
@@ -704,7 +704,8 @@ class WorkcellEngine:
             outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
             if outcome.status == ActionStatus.NOT_STARTED:
                 # Acknowledged, never started (the crash came between the journal's write and the start):
-                # nothing ran, so send it as before (a podium node takes the same id as the same action).
+                # nothing ran; start that very action, by the id the node gave it (not created again, so a
+                # late start from the dead owner would be refused as a duplicate).
                 resend = True
             elif outcome.status in (ActionStatus.RUNNING, ActionStatus.PAUSED):
                 outcome = await self._with_timeout(conn.await_action(flight.node_action_id, str(step.action)))
@@ -739,7 +740,7 @@ class WorkcellEngine:
             )
         if resend:
             journal.update(owner=self.instance_id, owner_token=self._owner_token)
-            await self._execute(flight, step, journal)
+            await self._execute(flight, step, journal, created=True)
             return
         await self._finish_step(flight, outcome)
 
@@ -1440,7 +1441,11 @@ class WorkcellEngine:
         await self.store.apply(*ops)
         flight.journal_version += 1
 
-    async def _execute(self, flight: _Flight, step: Step, journal: dict[str, Any]) -> None:
+    async def _execute(
+        self, flight: _Flight, step: Step, journal: dict[str, Any], *, created: bool = False
+    ) -> None:
+        """Send the step's action and finish the step with its outcome. ``created``: the node holds the action
+        created already (acknowledged before a restart), so it is only started, by the node's id for it."""
         with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
             if not step.node:
                 journal["request"] = {"args": dict(step.args), "builtin": True}
@@ -1459,7 +1464,13 @@ class WorkcellEngine:
             args = dict(step.args)
             for name, loc in step.locations.items():
                 args[name] = loc.model_dump(mode="json") if isinstance(loc, LocationArgument) else loc
-            call = ActionCall(flight.action_id, str(step.action), args, files)
+            call = ActionCall(
+                flight.action_id,
+                str(step.action),
+                args,
+                files,
+                created_as=flight.node_action_id if created else None,
+            )
             journal["request"] = {"args": args, "files": {k: str(v) for k, v in files.items()}}
 
             async def acknowledged(node_action_id: str) -> None:

@@ -37,6 +37,9 @@ class ActionCall:
     action_name: str
     args: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    created_as: str | None = None
+    """The node already holds this action created, under this id (acknowledged before a crash, never
+    started): send its files and start it by that id instead of creating it again."""
 
 
 @dataclass(slots=True)
@@ -205,7 +208,7 @@ class InProcessNode:
         self, call: ActionCall, *, on_acknowledged: Acknowledged | None = None
     ) -> ActionOutcome:
         self.calls.append(call)
-        task = self.runs.get(call.action_id)
+        task = self.runs.get(call.created_as or call.action_id)
         if task is None:
             # Created: acknowledged (and journaled by the caller) before it starts, like a remote node.
             if on_acknowledged is not None:
