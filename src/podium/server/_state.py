@@ -15,7 +15,8 @@ from prometheus_client.registry import Collector
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
-from podium.server.security import ClientRegistry, QuotaTracker, WorkerTokens
+from podium.server.quotas import QuotaTracker
+from podium.server.security import ClientRegistry, WorkerTokens
 from podium.server.settings import ServerSettings
 from podium.server.webhooks import WebhookSender
 from podium.wire import rxon
@@ -104,7 +105,7 @@ class ServerState:
         self.worker_tokens = WorkerTokens(
             global_token=settings.global_worker_token, path=settings.workers_config_path
         )
-        self.quotas = QuotaTracker(clock=self.clock)
+        self.quotas = QuotaTracker(engine.storage, clock=self.clock)
         self.metrics = Metrics(engine.event_counts)
         self.webhooks = WebhookSender(
             clock=self.clock,
@@ -135,6 +136,7 @@ class ServerState:
         if self._pending_events:
             await asyncio.gather(*self._pending_events, return_exceptions=True)
         await self.webhooks.stop()
+        await self.quotas.close()
         if self.manage_engine:
             await self.engine.stop()
 
