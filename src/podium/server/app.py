@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -35,6 +34,7 @@ from podium.server._state import RemoteWorker, ServerState
 from podium.server.quotas import QuotaExceeded
 from podium.server.security import ClientConfig
 from podium.server.settings import ServerSettings
+from podium.wire import _json as wire_json
 from podium.wire import rxon
 from podium.wire.jobs import (
     ApprovalRequest,
@@ -1030,10 +1030,10 @@ class _Front:
 
     async def _route(self, scope: dict[str, Any], receive: _Receive, template: str) -> tuple[int, Any]:
         st = self.st
-        headers = _headers(scope)
+        raw_headers = scope["headers"]
         if template == rxon.ENDPOINT_TASK_NEXT:
             worker_id = scope["path"][len(self._next_prefix) : -len(_NEXT_SUFFIX)]
-            _auth_worker(st, headers.get("x-worker-id"), headers.get("x-worker-token"), worker_id)
+            _auth_worker(st, *_worker_headers(raw_headers), worker_id)
             query = parse_qs(scope["query_string"].decode("latin-1"))
             poll_s = _query_number(query, "timeout", float, 0.0, None)
             max_tasks = _query_number(query, "max_tasks", int, 1, rxon.MAX_TASKS_PER_CALL)
@@ -1042,15 +1042,13 @@ class _Front:
         if template in (rxon.ENDPOINT_TASK_RESULT, rxon.ENDPOINT_TASK_RESULTS):
             body = _json_object(await _read_body(receive))
             claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None
-            worker_id, token = _auth_worker(
-                st, headers.get("x-worker-id"), headers.get("x-worker-token"), claimed
-            )
+            worker_id, token = _auth_worker(st, *_worker_headers(raw_headers), claimed)
             if template == rxon.ENDPOINT_TASK_RESULT:
                 return 200, await _task_result(st, worker_id, token, body)
             return 200, await _task_results(st, worker_id, token, body)
         # a blueprint's own submission route: authenticate before reading the body; the request and the
         # submission are counted against the client's quotas together
-        client = _auth_client(st, headers.get("x-client-token"))
+        client = _auth_client(st, _header(raw_headers, b"x-client-token"))
         raw = await _read_body(receive)
         try:
             request = CreateJobRequest.model_validate_json(raw)
@@ -1061,12 +1059,26 @@ class _Front:
         return 202, {"job_id": job_id, "status": "accepted"}
 
 
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """One request header (``name`` lower-case; ASGI servers lower-case header names), or ``None``."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
-def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+def _worker_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """``X-Worker-ID`` and ``X-Worker-Token`` of a request, in one pass over its headers."""
+    worker_id = token = None
+    for key, value in headers:
+        if key == b"x-worker-id":
+            worker_id = value.decode("latin-1")
+        elif key == b"x-worker-token":
+            token = value.decode("latin-1")
+    return worker_id, token
+
+
+_dumps = wire_json.dumps
 
 
 async def _read_body(receive: _Receive) -> bytes:
@@ -1087,7 +1099,7 @@ async def _read_body(receive: _Receive) -> bytes:
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = wire_json.loads(raw)
     except ValueError:
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -14,17 +14,19 @@ timeout); an answer of any status is a :class:`Response`.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from podium.wire import _json as wire_json
+
 __all__ = ["HttpClient", "HttpError", "HttpTimeout", "Response"]
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _MAX_HEAD = 64 * 1024
+_ORIGIN_CACHE = 1024
 
 
 class HttpError(Exception):
@@ -43,7 +45,7 @@ class Response:
 
     def json(self) -> Any:
         """The body as JSON (``None`` for an empty body); ``ValueError`` if it is not JSON."""
-        return json.loads(self.content) if self.content else None
+        return wire_json.loads(self.content) if self.content else None
 
     @property
     def text(self) -> str:
@@ -105,6 +107,7 @@ class HttpClient:
         self._headers = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._ssl = ssl_context
         self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._origins: dict[str, tuple[str, str, int, str]] = {}
         self._closed = False
 
     async def __aenter__(self) -> HttpClient:
@@ -156,13 +159,19 @@ class HttpClient:
         """Send one request; ``url`` is absolute or a path under ``base_url``."""
         if self._closed:
             raise HttpError("the client is closed")
-        scheme, host, port, path = _origin(url if "://" in url else self.base_url + url)
+        full = url if "://" in url else self.base_url + url
+        origin = self._origins.get(full)
+        if origin is None:  # a client asks few distinct URLs (its server's routes, webhook URLs)
+            if len(self._origins) >= _ORIGIN_CACHE:
+                self._origins.clear()
+            origin = self._origins[full] = _origin(full)
+        scheme, host, port, path = origin
         if params:
             path = f"{path}{'&' if '?' in path else '?'}{urlencode(params)}"
         body = content
         extra = self._headers
         if json is not None:
-            body = _dumps(json)
+            body = wire_json.dumps(json)
             extra += "Content-Type: application/json\r\n"
         if headers:
             extra += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -221,10 +230,6 @@ class HttpClient:
         except OSError as exc:
             raise HttpError(f"cannot connect to {pool.host}:{pool.port}: {exc}") from None
         return _Conn(reader, writer)
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _nothing_read(exc: BaseException) -> bool:
