@@ -107,6 +107,7 @@ class ServerState:
         )
         self.quotas = QuotaTracker(engine.storage, clock=self.clock)
         self.metrics = Metrics(engine.event_counts)
+        self._webhook_counters: dict[tuple[str, str], Any] = {}
         self.webhooks = WebhookSender(
             clock=self.clock,
             queue_size=settings.webhook_queue_size,
@@ -115,13 +116,19 @@ class ServerState:
             backoff_s=settings.webhook_backoff_s,
             backoff_max_s=settings.webhook_backoff_max_s,
             timeout_s=settings.webhook_timeout_s,
-            on_outcome=lambda event, outcome: self.metrics.webhooks.labels(event, outcome).inc(),
+            on_outcome=self._count_webhook,
         )
         self.workers: dict[str, RemoteWorker] = {}
         self.delivered: dict[str, Task] = {}
         """Tasks handed to remote workers and not yet answered: task id -> the engine's Task (its token)."""
         self._unsubscribe: Any = None
         self._pending_events: set[asyncio.Task[None]] = set()
+
+    def _count_webhook(self, event: str, outcome: str) -> None:
+        counter = self._webhook_counters.get((event, outcome))
+        if counter is None:  # label children cached: .labels() takes a lock and builds a key each time
+            counter = self._webhook_counters[event, outcome] = self.metrics.webhooks.labels(event, outcome)
+        counter.inc()
 
     async def start(self) -> None:
         if self.manage_engine:

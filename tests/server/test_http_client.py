@@ -1,0 +1,99 @@
+"""podium.wire._http.HttpClient (webhooks, worker SDK): timeouts, cancellation, JSON bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from podium.wire import _json as wire_json
+from podium.wire._http import HttpClient, HttpTimeout
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A server that reads requests and never answers; the event is set once a request arrived."""
+    arrived = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            arrived.set()
+            await reader.read()  # until the client hangs up
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", arrived
+    finally:
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+
+
+@contextlib.asynccontextmanager
+async def echo_server() -> AsyncIterator[str]:
+    """A keep-alive server answering each request with its own body."""
+
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                body = await reader.readexactly(length)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+
+
+async def test_no_answer_within_the_timeout_is_http_timeout_and_leaves_the_task_uncancelled() -> None:
+    async with silent_server() as (url, _), HttpClient(url) as http:
+        with pytest.raises(HttpTimeout, match=r"no answer within 0\.05 s"):
+            await http.post("/hook", json={"x": 1}, timeout_s=0.05)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await asyncio.sleep(0)  # no cancellation left pending on this task
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    async with silent_server() as (url, arrived), HttpClient(url) as http:
+        request = asyncio.ensure_future(http.post("/hook", json={}, timeout_s=30))
+        await asyncio.wait_for(arrived.wait(), 5)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+
+
+async def test_json_bodies_round_trip() -> None:
+    body = {"text": "größe ✓", "n": 2**70, "f": 1.5, "nested": [{"a": None}]}
+    async with echo_server() as url, HttpClient(url) as http:
+        response = await http.post("/echo", json=body)
+    assert response.json() == body
+    assert wire_json.dumps({"a": "é"}) == '{"a":"é"}'.encode()
+    with pytest.raises(ValueError):
+        wire_json.loads(b"{not json")
