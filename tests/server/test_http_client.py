@@ -97,3 +97,61 @@ async def test_json_bodies_round_trip() -> None:
     assert wire_json.dumps({"a": "é"}) == '{"a":"é"}'.encode()
     with pytest.raises(ValueError):
         wire_json.loads(b"{not json")
+
+
+@contextlib.asynccontextmanager
+async def scripted_server(*answers: bytes) -> AsyncIterator[str]:
+    """Each connection reads one request and writes the next answer (in pieces, to test reassembly);
+    an answer ending in ``b"<close>"`` closes the connection after it."""
+    queue = list(answers)
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while queue:
+                    await reader.readuntil(b"\r\n\r\n")
+                    answer = queue.pop(0)
+                    close = answer.endswith(b"<close>")
+                    answer = answer.removesuffix(b"<close>")
+                    for i in range(0, len(answer), 7):
+                        writer.write(answer[i : i + 7])
+                        await writer.drain()
+                    if close:
+                        break
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+
+
+async def test_chunked_and_read_to_close_bodies_and_no_body_statuses() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4;ext=1\r\n{"a"\r\n3\r\n:1}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    no_body = b"HTTP/1.1 204 No Content\r\n\r\n"
+    to_close = b'HTTP/1.0 200 OK\r\n\r\n{"b":2}<close>'
+    async with scripted_server(chunked, no_body, to_close) as url, HttpClient(url) as http:
+        first = await http.get("/")
+        second = await http.get("/")  # the same keep-alive connection
+        third = await http.get("/")
+    assert first.json() == {"a": 1} and first.headers["transfer-encoding"] == "chunked"
+    assert second.status_code == 204 and second.content == b""
+    assert third.json() == {"b": 2}
+
+
+async def test_a_keep_alive_connection_closed_by_the_server_is_retried_on_a_new_one() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    # the first connection answers once and closes (without saying so); the retry gets a new one
+    async with scripted_server(ok + b"<close>", ok) as url, HttpClient(url) as http:
+        assert (await http.get("/")).json() == {}
+        assert (await http.get("/")).json() == {}
