@@ -4,71 +4,75 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from podium.wire import _json as wire_json
 from podium.wire._http import HttpClient, HttpTimeout
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
 
 @contextlib.asynccontextmanager
-async def silent_server() -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A server that reads requests and never answers; the event is set once a request arrived."""
-    arrived = asyncio.Event()
+async def serving(handle: Handler) -> AsyncIterator[str]:
+    """Serve ``handle`` per connection on a loopback port; yield the base URL. On exit, close each
+    connection and wait for its handler, so nothing outlives the test's loop."""
     handlers: list[asyncio.Task[None]] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            arrived.set()
-            await reader.read()  # until the client hangs up
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await handle(reader, writer)
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(connection, "127.0.0.1", 0)
     try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", arrived
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
         await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A server that reads requests and never answers; the event is set once a request arrived."""
+    arrived = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.set()
+        await reader.read()  # until the client hangs up
+
+    async with serving(handle) as url:
+        yield url, arrived
 
 
 @contextlib.asynccontextmanager
 async def echo_server() -> AsyncIterator[str]:
     """A keep-alive server answering each request with its own body."""
 
-    handlers: list[asyncio.Task[None]] = []
-
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-                body = await reader.readexactly(length)
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            body = await reader.readexactly(length)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+    async with serving(handle) as url:
+        yield url
 
 
 async def test_no_answer_within_the_timeout_is_http_timeout_and_leaves_the_task_uncancelled() -> None:
@@ -104,33 +108,21 @@ async def scripted_server(*answers: bytes) -> AsyncIterator[str]:
     """Each connection reads one request and writes the next answer (in pieces, to test reassembly);
     an answer ending in ``b"<close>"`` closes the connection after it."""
     queue = list(answers)
-    handlers: list[asyncio.Task[None]] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-                while queue:
-                    await reader.readuntil(b"\r\n\r\n")
-                    answer = queue.pop(0)
-                    close = answer.endswith(b"<close>")
-                    answer = answer.removesuffix(b"<close>")
-                    for i in range(0, len(answer), 7):
-                        writer.write(answer[i : i + 7])
-                        await writer.drain()
-                    if close:
-                        break
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        while queue:
+            await reader.readuntil(b"\r\n\r\n")
+            answer = queue.pop(0)
+            close = answer.endswith(b"<close>")
+            answer = answer.removesuffix(b"<close>")
+            for i in range(0, len(answer), 7):
+                writer.write(answer[i : i + 7])
+                await writer.drain()
+            if close:
+                return
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+    async with serving(handle) as url:
+        yield url
 
 
 async def test_chunked_and_read_to_close_bodies_and_no_body_statuses() -> None:
