@@ -21,6 +21,10 @@ machine running 6 processes, CPU per job is what bounds throughput. Prints a tab
 then the ratios.
 
     python bench/bench_server.py [--quick] [--podium-only] [--workers 4] [--capacity 8] [--jobs N]
+                                 [--quotas]
+
+``--quotas`` gives podium's client a plan with (unreachable) ``requests_per_minute`` and
+``monthly_attempts`` quotas, so every submission pays for its quota count in the store.
 """
 
 from __future__ import annotations
@@ -367,7 +371,20 @@ async def drive(
     }
 
 
-async def run_podium(workers: int, capacity: int, n_latency: int, n_jobs: int) -> dict[str, float]:
+BENCH_CLIENTS = f"""
+[plans.bench]
+requests_per_minute = 1000000000
+monthly_attempts = 1000000000
+
+[bench]
+token = "{CLIENT_TOKEN}"
+plan = "bench"
+"""
+
+
+async def run_podium(
+    workers: int, capacity: int, n_latency: int, n_jobs: int, *, quotas: bool = False
+) -> dict[str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -378,6 +395,10 @@ async def run_podium(workers: int, capacity: int, n_latency: int, n_jobs: int) -
     }
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        if quotas:
+            (Path(tmp) / "clients.toml").write_text(BENCH_CLIENTS)
+            del env["CLIENT_TOKEN"]
+            env["CLIENTS_CONFIG_PATH"] = f"{tmp}/clients.toml"
         (Path(tmp) / "blueprints").mkdir()
         (Path(tmp) / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
         (Path(tmp) / "worker.py").write_text(PODIUM_WORKER)
@@ -475,11 +496,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=None, help="jobs in the throughput run")
+    parser.add_argument("--quotas", action="store_true", help="podium's client has (unreachable) quotas")
     args = parser.parse_args(argv)
     n_latency, n_jobs = (10, 300) if args.quick else (100, 2000)
     n_jobs = args.jobs or n_jobs
     results: dict[str, dict[str, float]] = {}
-    results["podium"] = asyncio.run(run_podium(args.workers, args.capacity, n_latency, n_jobs))
+    results["podium"] = asyncio.run(
+        run_podium(args.workers, args.capacity, n_latency, n_jobs, quotas=args.quotas)
+    )
     if not args.podium_only:
         results["avtomatika"] = asyncio.run(run_avtomatika(args.workers, args.capacity, n_latency, n_jobs))
     rows = [

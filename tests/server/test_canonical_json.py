@@ -22,7 +22,7 @@ def _reference(payload: dict[str, Any]) -> bytes:
 def _value(rng: random.Random, depth: int) -> Any:
     choice = rng.randrange(9 if depth < 3 else 6)
     if choice == 0:
-        return rng.choice(["", "a", "ü ✓", 'q"\\\n\t', "\u2028", "x" * 20])
+        return rng.choice(["", "a", "ü ✓", 'q"\\\n\t', "\u2028", "x" * 20, "\x00\x1f\x7f", "𝄞 ﬀ"])
     if choice == 1:
         return rng.choice([0, -1, 7, 2**70, True, False])
     if choice == 2:
@@ -32,7 +32,8 @@ def _value(rng: random.Random, depth: int) -> Any:
     if choice in (4, 5):
         return rng.random() * 10 ** rng.randrange(-8, 20)
     if choice in (6, 7):
-        return {rng.choice("abcdefgh") + str(i): _value(rng, depth + 1) for i in range(rng.randrange(4))}
+        keys = ["a", "B", "é", "ﬀ", "𝄞", "\x01", "z z", ""]  # sorted by code point, as the reference does
+        return {rng.choice(keys) + str(i): _value(rng, depth + 1) for i in range(rng.randrange(4))}
     return [_value(rng, depth + 1) for _ in range(rng.randrange(4))]
 
 

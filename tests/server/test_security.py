@@ -8,15 +8,15 @@ import pytest
 
 from podium.clock import ManualClock
 from podium.errors import ConfigError
+from podium.server.quotas import QuotaExceeded, QuotaTracker
 from podium.server.security import (
     ClientRegistry,
-    QuotaExceeded,
-    QuotaTracker,
     WorkerTokens,
     hash_token,
     load_clients_file,
     load_workers_file,
 )
+from podium.store import MemoryStore
 
 CLIENTS = """\
 [plans.free]
@@ -114,22 +114,24 @@ def test_client_registry_authenticates_by_token(tmp_path: Path) -> None:
 
 
 async def test_quotas_per_minute_and_per_month(tmp_path: Path) -> None:
-    clock = ManualClock(start=1_700_000_020.0)
+    clock = ManualClock(start=1_700_000_020.0)  # 2023-11-14T22:13:40Z
     clients = {c.name: c for c in load_clients_file(write(tmp_path, "c.toml", CLIENTS))}
     free = clients["client_free"]
-    tracker = QuotaTracker(clock=clock)
-    tracker.check_request(free)
-    tracker.check_request(free)
+    tracker = QuotaTracker(MemoryStore(clock=clock), clock=clock)
+    await tracker.count(free)
+    await tracker.count(free)
     with pytest.raises(QuotaExceeded) as info:
-        tracker.check_request(free)
+        await tracker.count(free)
     assert info.value.quota == "requests_per_minute" and info.value.retry_after_s == 60 - 40
     assert "client 'client_free' (plan 'free')" in info.value.body()["error"]
+    assert info.value.body()["detail"]["resets_at"] == "2023-11-14T22:14:00Z"
     await clock.advance(60)
-    tracker.check_request(free)  # a new minute
-    tracker.check_submission(free)
-    with pytest.raises(QuotaExceeded, match="monthly_attempts"):
-        tracker.check_submission(free)
+    await tracker.count(free, request=False, submission=True)  # a new minute
+    with pytest.raises(QuotaExceeded, match="monthly_attempts limit of 1; resets at 2023-12-01T00:00:00Z"):
+        await tracker.count(free, request=False, submission=True)
+    assert await tracker.usage(free) == {"requests_per_minute": 0, "monthly_attempts": 1}
     await clock.advance(31 * 86400)
-    tracker.check_submission(free)  # a new month
+    await tracker.count(free, submission=True)  # a new month
     for _ in range(100):
-        tracker.check_request(clients["client_premium"])  # unlimited
+        await tracker.count(clients["client_premium"])  # unlimited
+    assert await tracker.store.get("quota", "client_premium") is None  # and never written

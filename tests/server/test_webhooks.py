@@ -10,8 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from podium.engine.models import EngineEvent
+from podium.server import ServerSettings, create_app
 from podium.server.webhooks import WebhookSender
 from podium.wire.jobs import WebhookPayload
+from tests.server.harness import make_engine
 from tests.server.loopback import serve_app
 
 
@@ -126,3 +129,18 @@ async def test_one_dead_receiver_does_not_hold_up_others() -> None:
         assert not slow.accepted
         await asyncio.wait_for(sender.join(), 10)
     assert slow.accepted and len(good.accepted) == 5
+
+
+async def test_job_webhooks_wait_for_room_in_event_order_behind_one_task() -> None:
+    app = create_app(make_engine(), ServerSettings(webhook_queue_size=1), manage_engine=False)
+    st = app.state.podium  # the sender is not started: nothing consumes its queue
+    for job_id in ("a", "b", "c"):
+        st._on_event(EngineEvent("job_finished", job_id, 1.0, "finished", data={"webhook_url": "http://h/x"}))
+    assert st.webhooks._queue.qsize() == 1 and [b["job_id"] for _, b in st._overflow] == ["b", "c"]
+    drainer = st._drainer
+    assert drainer is not None
+    for expected in ("a", "b", "c"):
+        delivery = await asyncio.wait_for(st.webhooks._queue.get(), 5)  # a consumer makes room
+        assert delivery.body["job_id"] == expected
+    await asyncio.wait_for(drainer, 5)
+    assert st._drainer is None and not st._overflow

@@ -12,14 +12,16 @@
 from __future__ import annotations
 
 from podium.server.app import ApiError, create_app, job_path
+from podium.server.quotas import QuotaExceeded, QuotaTracker
 from podium.server.runner import RunningServer, start_server
-from podium.server.security import ClientRegistry, QuotaTracker, WorkerTokens
+from podium.server.security import ClientRegistry, WorkerTokens
 from podium.server.settings import ServerSettings
 from podium.server.webhooks import WebhookSender
 
 __all__ = [
     "ApiError",
     "ClientRegistry",
+    "QuotaExceeded",
     "QuotaTracker",
     "RunningServer",
     "ServerSettings",

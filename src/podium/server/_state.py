@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from prometheus_client.registry import Collector
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
-from podium.server.security import ClientRegistry, QuotaTracker, WorkerTokens
+from podium.server.quotas import QuotaTracker
+from podium.server.security import ClientRegistry, WorkerTokens
 from podium.server.settings import ServerSettings
 from podium.server.webhooks import WebhookSender
 from podium.wire import rxon
@@ -104,8 +106,9 @@ class ServerState:
         self.worker_tokens = WorkerTokens(
             global_token=settings.global_worker_token, path=settings.workers_config_path
         )
-        self.quotas = QuotaTracker(clock=self.clock)
+        self.quotas = QuotaTracker(engine.storage, clock=self.clock)
         self.metrics = Metrics(engine.event_counts)
+        self._webhook_counters: dict[tuple[str, str], Any] = {}
         self.webhooks = WebhookSender(
             clock=self.clock,
             queue_size=settings.webhook_queue_size,
@@ -114,13 +117,21 @@ class ServerState:
             backoff_s=settings.webhook_backoff_s,
             backoff_max_s=settings.webhook_backoff_max_s,
             timeout_s=settings.webhook_timeout_s,
-            on_outcome=lambda event, outcome: self.metrics.webhooks.labels(event, outcome).inc(),
+            on_outcome=self._count_webhook,
         )
         self.workers: dict[str, RemoteWorker] = {}
         self.delivered: dict[str, Task] = {}
         """Tasks handed to remote workers and not yet answered: task id -> the engine's Task (its token)."""
         self._unsubscribe: Any = None
-        self._pending_events: set[asyncio.Task[None]] = set()
+        self._overflow: deque[tuple[str, dict[str, Any]]] = deque()
+        """Webhooks waiting for room in the sender's bounded queue, in event order (one drainer task)."""
+        self._drainer: asyncio.Task[None] | None = None
+
+    def _count_webhook(self, event: str, outcome: str) -> None:
+        counter = self._webhook_counters.get((event, outcome))
+        if counter is None:  # label children cached: .labels() takes a lock and builds a key each time
+            counter = self._webhook_counters[event, outcome] = self.metrics.webhooks.labels(event, outcome)
+        counter.inc()
 
     async def start(self) -> None:
         if self.manage_engine:
@@ -132,11 +143,21 @@ class ServerState:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._pending_events:
-            await asyncio.gather(*self._pending_events, return_exceptions=True)
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
         await self.webhooks.stop()
+        await self.quotas.close()
         if self.manage_engine:
             await self.engine.stop()
+
+    async def _drain_overflow(self) -> None:
+        try:
+            while self._overflow:
+                url, body = self._overflow[0]
+                await self.webhooks.put(url, body)
+                self._overflow.popleft()
+        finally:
+            self._drainer = None
 
     def _on_event(self, event: EngineEvent) -> None:
         if event.type in WEBHOOK_EVENTS:
@@ -154,9 +175,10 @@ class ServerState:
                     "error": data.get("error"),
                     "timestamp": event.ts,
                 }
-                if not self.webhooks.offer(url, body):
-                    task = asyncio.ensure_future(self.webhooks.put(url, body))
-                    self._pending_events.add(task)
-                    task.add_done_callback(self._pending_events.discard)
+                if self._overflow or not self.webhooks.offer(url, body):
+                    # The queue is full: wait for room behind the others (one task for all of them).
+                    self._overflow.append((url, body))
+                    if self._drainer is None:
+                        self._drainer = asyncio.ensure_future(self._drain_overflow())
         elif event.task_id:
             self.delivered.pop(event.task_id, None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -32,8 +31,10 @@ from podium.engine.models import TERMINAL_STATUSES, Task
 from podium.engine.models import JobView as EngineJobView
 from podium.errors import ConfigError, InvalidInputError, NotFoundError
 from podium.server._state import RemoteWorker, ServerState
-from podium.server.security import ClientConfig, QuotaExceeded
+from podium.server.quotas import QuotaExceeded
+from podium.server.security import ClientConfig
 from podium.server.settings import ServerSettings
+from podium.wire import _json as wire_json
 from podium.wire import rxon
 from podium.wire.jobs import (
     ApprovalRequest,
@@ -97,24 +98,32 @@ def _state(request: Request) -> ServerState:
 
 
 def _auth_client(st: ServerState, token: str | None) -> ClientConfig:
-    """Authenticate a client token and count the request against its quotas."""
+    """Authenticate a client token (its request is counted separately, by :func:`_count`)."""
     client = st.clients.authenticate(token)
     if client is None:
         st.metrics.auth_failures.labels("client").inc()
         raise ApiError(401, f"{'missing' if not token else 'invalid'} {rxon.AUTH_HEADER_CLIENT} header")
-    try:
-        st.quotas.check_request(client)
-    except QuotaExceeded as exc:
-        raise _quota_error(st, exc) from None
     return client
 
 
-def _client(request: Request) -> ClientConfig:
+async def _count(
+    st: ServerState, client: ClientConfig, *, request: bool = True, submission: bool = False
+) -> None:
+    """Count a request and/or a job submission against the client's quotas (429 past one)."""
+    try:
+        await st.quotas.count(client, request=request, submission=submission)
+    except QuotaExceeded as exc:
+        raise _quota_error(st, exc) from None
+
+
+async def _client(request: Request) -> ClientConfig:
     """Authenticate the client and count the request against its quotas (once per request)."""
     cached: ClientConfig | None = getattr(request.state, "client", None)
     if cached is not None:
         return cached
-    client = _auth_client(_state(request), request.headers.get(rxon.AUTH_HEADER_CLIENT))
+    st = _state(request)
+    client = _auth_client(st, request.headers.get(rxon.AUTH_HEADER_CLIENT))
+    await _count(st, client)
     request.state.client = client
     return client
 
@@ -126,8 +135,8 @@ def _quota_error(st: ServerState, exc: QuotaExceeded) -> ApiError:
     return ApiError(429, body["error"], field=body["field"], detail=body["detail"], headers=headers)
 
 
-def _admin(request: Request) -> ClientConfig:
-    client = _client(request)
+async def _admin(request: Request) -> ClientConfig:
+    client = await _client(request)
     if not _state(request).clients.may_administer(client):
         raise ApiError(403, f"client '{client.name}' is not an administrator")
     return client
@@ -257,7 +266,7 @@ def _client_router(st: ServerState) -> APIRouter:
         summary="A job's status, state, progress, result",
     )
     async def get_job(job_id: str, request: Request) -> dict[str, Any]:
-        return _job_out(st, await _get_job(st, job_id, _client(request)))
+        return _job_out(st, await _get_job(st, job_id, await _client(request)))
 
     @r.get(
         f"{prefix}/v1/jobs/{{job_id}}/wait",
@@ -267,7 +276,7 @@ def _client_router(st: ServerState) -> APIRouter:
     async def wait_job(
         request: Request, job_id: str, wait_s: float = Query(30.0, ge=0, le=300, alias="timeout")
     ) -> dict[str, Any]:
-        await _get_job(st, job_id, _client(request))
+        await _get_job(st, job_id, await _client(request))
         try:
             view = await st.engine.wait_for_job(job_id, timeout_s=wait_s)
         except TimeoutError:
@@ -276,7 +285,7 @@ def _client_router(st: ServerState) -> APIRouter:
 
     @r.post(f"{prefix}/v1/jobs/{{job_id}}/cancel", response_model=CancelResponse, summary="Cancel a job")
     async def cancel_job(job_id: str, request: Request) -> CancelResponse:
-        await _get_job(st, job_id, _client(request))
+        await _get_job(st, job_id, await _client(request))
         try:
             await st.engine.cancel_job(job_id, reason="cancelled through the API")
         except JobStateError as exc:
@@ -287,14 +296,14 @@ def _client_router(st: ServerState) -> APIRouter:
         f"{prefix}/v1/jobs/{{job_id}}/history", response_model=list[HistoryItem], summary="A job's history"
     )
     async def job_history(job_id: str, request: Request) -> list[HistoryItem]:
-        await _get_job(st, job_id, _client(request))
+        await _get_job(st, job_id, await _client(request))
         entries = await st.engine.job_history(job_id)
         return [HistoryItem(seq=e.seq, event=e.event, status=e.status, ts=e.ts, data=e.data) for e in entries]
 
     async def _resolve(
         request: Request, job_id: str, decision: str, data: dict[str, Any], token: str | None
     ) -> Any:
-        await _get_job(st, job_id, _client(request))
+        await _get_job(st, job_id, await _client(request))
         try:
             await st.engine.resolve_approval(job_id, decision, data, token=token)
         except JobStateError as exc:
@@ -305,17 +314,17 @@ def _client_router(st: ServerState) -> APIRouter:
         f"{prefix}/v1/jobs/{{job_id}}/approval", response_model=ApprovalResponse, summary="Answer an approval"
     )
     async def approval(job_id: str, request: Request, body: ApprovalRequest) -> Any:
-        _client(request)
+        await _client(request)
         return await _resolve(request, job_id, body.decision, body.data, None)
 
     @r.post(f"{prefix}/v1/jobs/{{job_id}}/approve", response_model=ApprovalResponse, summary="Approve a job")
     async def approve(job_id: str, request: Request, data: dict[str, Any] | None = Body(None)) -> Any:
-        _client(request)
+        await _client(request)
         return await _resolve(request, job_id, "approved", data or {}, None)
 
     @r.post(f"{prefix}/v1/jobs/{{job_id}}/reject", response_model=ApprovalResponse, summary="Reject a job")
     async def reject(job_id: str, request: Request, data: dict[str, Any] | None = Body(None)) -> Any:
-        _client(request)
+        await _client(request)
         return await _resolve(request, job_id, "rejected", data or {}, None)
 
     @r.get(f"{prefix}/v1/jobs", response_model=JobList, summary="Jobs, newest first, filtered and paginated")
@@ -326,7 +335,7 @@ def _client_router(st: ServerState) -> APIRouter:
         after: str | None = None,
         limit: int = Query(50, ge=1),
     ) -> dict[str, Any]:
-        client = _client(request)
+        client = await _client(request)
         limit = min(limit, s.max_page_size)
         statuses = [_STATUS_IN.get(x, x) for x in status.split(",")] if status else None
         # A client sees its own jobs (and unowned ones); pages are filled by reading on past the others,
@@ -354,7 +363,7 @@ def _client_router(st: ServerState) -> APIRouter:
 
     @r.get(f"{prefix}/v1/blueprints", summary="Registered blueprints and where to submit their jobs")
     async def list_blueprints(request: Request) -> list[dict[str, Any]]:
-        _client(request)
+        await _client(request)
         return [
             {**d.get_contract(), "path": job_path(d, s.api_prefix)}
             for d in st.engine.blueprints.values()
@@ -365,7 +374,7 @@ def _client_router(st: ServerState) -> APIRouter:
         f"{prefix}/v1/blueprints/{{name}}/graph", response_class=PlainTextResponse, summary="Mermaid graph"
     )
     async def blueprint_graph(name: str, request: Request) -> PlainTextResponse:
-        _client(request)
+        await _client(request)
         try:
             return PlainTextResponse(st.engine.blueprint_graph(name), media_type="text/plain; charset=utf-8")
         except BlueprintNotFoundError:
@@ -373,12 +382,12 @@ def _client_router(st: ServerState) -> APIRouter:
 
     @r.get(f"{prefix}/v1/workers", response_model=list[WorkerView], summary="Registered remote workers")
     async def list_workers(request: Request) -> list[dict[str, Any]]:
-        _client(request)
+        await _client(request)
         return [_worker_out(st, w) for w in st.workers.values()]
 
     @r.post(f"{prefix}/v1/admin/reload-workers", tags=["admin"], summary="Reload workers.toml")
     async def reload_workers(request: Request) -> dict[str, Any]:
-        _admin(request)
+        await _admin(request)
         try:
             count = st.worker_tokens.reload()
         except ConfigError as exc:
@@ -389,7 +398,7 @@ def _client_router(st: ServerState) -> APIRouter:
         f"{prefix}/v1/admin/workers/{{worker_id}}/{{command}}", tags=["admin"], summary="Drain or shut down"
     )
     async def command_worker(worker_id: str, command: str, request: Request) -> dict[str, Any]:
-        _admin(request)
+        await _admin(request)
         if command not in (rxon.COMMAND_DRAIN, rxon.COMMAND_SHUTDOWN):
             raise ApiError(422, f"unknown command {command!r} (drain, shutdown)", field="command")
         worker = st.workers.get(worker_id)
@@ -401,9 +410,11 @@ def _client_router(st: ServerState) -> APIRouter:
     return r
 
 
-async def _create_job(st: ServerState, client: ClientConfig, blueprint: str, body: CreateJobRequest) -> str:
-    """Check the client's submission quotas and create the job; return its id."""
-    active = None
+async def _create_job(
+    st: ServerState, client: ClientConfig, blueprint: str, body: CreateJobRequest, *, counted: bool
+) -> str:
+    """Check the client's submission quotas and create the job; return its id. ``counted``: the request
+    itself was already counted (else it is counted together with the submission, in one write)."""
     if client.quotas.max_active_jobs is not None:
         active = await st.engine.count_jobs(
             status=[
@@ -414,10 +425,13 @@ async def _create_job(st: ServerState, client: ClientConfig, blueprint: str, bod
                 "waiting_for_children",
             ]
         )
-    try:
-        st.quotas.check_submission(client, active_jobs=active)
-    except QuotaExceeded as exc:
-        raise _quota_error(st, exc) from None
+        try:
+            st.quotas.check_active(client, active)
+        except QuotaExceeded as exc:
+            if not counted:
+                await _count(st, client)  # a refused submission is still a request
+            raise _quota_error(st, exc) from None
+    await _count(st, client, request=not counted, submission=True)
     try:
         return await st.engine.create_job(
             blueprint,
@@ -436,7 +450,7 @@ def _create_handler(st: ServerState, name: str | None) -> Callable[..., Awaitabl
     async def create_job(
         request: Request, body: CreateJobRequest, endpoint: str | None = None
     ) -> JSONResponse:
-        client = _client(request)
+        client = await _client(request)
         blueprint = name
         if blueprint is None:  # the generic route: find the blueprint by its endpoint and version
             version = request.path_params.get("version")
@@ -450,7 +464,7 @@ def _create_handler(st: ServerState, name: str | None) -> Callable[..., Awaitabl
             if (definition.api_version or None) != (version or None):
                 raise ApiError(404, f"no blueprint at {request.url.path}")
             blueprint = definition.name
-        job_id = await _create_job(st, client, blueprint, body)
+        job_id = await _create_job(st, client, blueprint, body, counted=True)
         return JSONResponse({"job_id": job_id, "status": "accepted"}, status_code=202)
 
     return create_job
@@ -894,7 +908,7 @@ def _public_router(st: ServerState) -> APIRouter:
             raw = None
         body: dict[str, Any] = raw if isinstance(raw, dict) else {}
         token = token or (body.get("token") if isinstance(body.get("token"), str) else None)
-        client = _client(request) if token is None else None  # without the job's token, a client token
+        client = await _client(request) if token is None else None  # without the job's token, a client token
         if raw is None:
             raise ApiError(400, "the body is not valid JSON")
         decision = body.get("decision")
@@ -1016,10 +1030,10 @@ class _Front:
 
     async def _route(self, scope: dict[str, Any], receive: _Receive, template: str) -> tuple[int, Any]:
         st = self.st
-        headers = _headers(scope)
+        raw_headers = scope["headers"]
         if template == rxon.ENDPOINT_TASK_NEXT:
             worker_id = scope["path"][len(self._next_prefix) : -len(_NEXT_SUFFIX)]
-            _auth_worker(st, headers.get("x-worker-id"), headers.get("x-worker-token"), worker_id)
+            _auth_worker(st, *_worker_headers(raw_headers), worker_id)
             query = parse_qs(scope["query_string"].decode("latin-1"))
             poll_s = _query_number(query, "timeout", float, 0.0, None)
             max_tasks = _query_number(query, "max_tasks", int, 1, rxon.MAX_TASKS_PER_CALL)
@@ -1028,29 +1042,43 @@ class _Front:
         if template in (rxon.ENDPOINT_TASK_RESULT, rxon.ENDPOINT_TASK_RESULTS):
             body = _json_object(await _read_body(receive))
             claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None
-            worker_id, token = _auth_worker(
-                st, headers.get("x-worker-id"), headers.get("x-worker-token"), claimed
-            )
+            worker_id, token = _auth_worker(st, *_worker_headers(raw_headers), claimed)
             if template == rxon.ENDPOINT_TASK_RESULT:
                 return 200, await _task_result(st, worker_id, token, body)
             return 200, await _task_results(st, worker_id, token, body)
-        # a blueprint's own submission route: authenticate before reading the body
-        client = _auth_client(st, headers.get("x-client-token"))
+        # a blueprint's own submission route: authenticate before reading the body; the request and the
+        # submission are counted against the client's quotas together
+        client = _auth_client(st, _header(raw_headers, b"x-client-token"))
         raw = await _read_body(receive)
         try:
             request = CreateJobRequest.model_validate_json(raw)
         except ValidationError as exc:
+            await _count(st, client)
             raise _body_error(exc) from None
-        job_id = await _create_job(st, client, self.job_routes[template], request)
+        job_id = await _create_job(st, client, self.job_routes[template], request, counted=False)
         return 202, {"job_id": job_id, "status": "accepted"}
 
 
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """One request header (``name`` lower-case; ASGI servers lower-case header names), or ``None``."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
-def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+def _worker_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """``X-Worker-ID`` and ``X-Worker-Token`` of a request, in one pass over its headers."""
+    worker_id = token = None
+    for key, value in headers:
+        if key == b"x-worker-id":
+            worker_id = value.decode("latin-1")
+        elif key == b"x-worker-token":
+            token = value.decode("latin-1")
+    return worker_id, token
+
+
+_dumps = wire_json.dumps
 
 
 async def _read_body(receive: _Receive) -> bytes:
@@ -1071,7 +1099,7 @@ async def _read_body(receive: _Receive) -> bytes:
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = wire_json.loads(raw)
     except ValueError:
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):

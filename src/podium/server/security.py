@@ -1,4 +1,5 @@
-"""Tokens and quotas: ``clients.toml``, ``workers.toml``, hashed tokens, constant-time checks, plan quotas.
+"""Tokens and plans: ``clients.toml``, ``workers.toml``, hashed tokens, constant-time checks, plan quotas
+(counted by :mod:`podium.server.quotas`).
 
 ``clients.toml`` (Avtomatika's form, plus optional plan tables)::
 
@@ -32,11 +33,9 @@ import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from podium.clock import Clock, system_clock
 from podium.errors import ConfigError
 from podium.tokens import hash_token  # the one implementation, shared with the workcell and nodes
 
@@ -44,8 +43,6 @@ __all__ = [
     "QUOTA_KEYS",
     "ClientConfig",
     "ClientRegistry",
-    "QuotaExceeded",
-    "QuotaTracker",
     "Quotas",
     "WorkerTokens",
     "hash_token",
@@ -291,68 +288,3 @@ class WorkerTokens:
         if self._global_hash is not None:
             return hmac.compare_digest(self._global_hash, digest)
         return False
-
-
-class QuotaExceeded(Exception):
-    """A client went over a quota of its plan."""
-
-    def __init__(self, client: ClientConfig, quota: str, limit: int, retry_after_s: float | None) -> None:
-        self.client, self.quota, self.limit, self.retry_after_s = client, quota, limit, retry_after_s
-        super().__init__(
-            f"quota exceeded: client '{client.name}' (plan '{client.plan}') "
-            f"reached its {quota} limit of {limit}"
-        )
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": str(self),
-            "field": self.quota,
-            "detail": {
-                "client": self.client.name,
-                "plan": self.client.plan,
-                "quota": self.quota,
-                "limit": self.limit,
-                "retry_after_s": self.retry_after_s,
-            },
-        }
-
-
-class QuotaTracker:
-    """Counts requests (per minute) and job submissions (per calendar month, UTC) for each client.
-
-    Counting lives in this process (one server); a multi-instance deployment keeps it behind the store.
-    """
-
-    def __init__(self, *, clock: Clock | None = None) -> None:
-        self.clock = clock or system_clock
-        self._minute: dict[str, tuple[int, int]] = {}
-        self._month: dict[str, tuple[str, int]] = {}
-
-    def check_request(self, client: ClientConfig) -> None:
-        """Count one API request; raise :class:`QuotaExceeded` past ``requests_per_minute``."""
-        limit = client.quotas.requests_per_minute
-        if limit is None:
-            return
-        now = self.clock.now()
-        window = int(now // 60)
-        start, count = self._minute.get(client.name, (window, 0))
-        if start != window:
-            count = 0
-        if count >= limit:
-            raise QuotaExceeded(client, "requests_per_minute", limit, round((window + 1) * 60 - now, 3))
-        self._minute[client.name] = (window, count + 1)
-
-    def check_submission(self, client: ClientConfig, *, active_jobs: int | None = None) -> None:
-        """Count one job submission against ``monthly_attempts`` and check ``max_active_jobs``."""
-        q = client.quotas
-        if q.max_active_jobs is not None and active_jobs is not None and active_jobs >= q.max_active_jobs:
-            raise QuotaExceeded(client, "max_active_jobs", q.max_active_jobs, None)
-        if q.monthly_attempts is None:
-            return
-        month = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y-%m")
-        current, used = self._month.get(client.name, (month, 0))
-        if current != month:
-            used = 0
-        if used >= q.monthly_attempts:
-            raise QuotaExceeded(client, "monthly_attempts", q.monthly_attempts, None)
-        self._month[client.name] = (month, used + 1)

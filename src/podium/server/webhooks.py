@@ -33,6 +33,9 @@ class Delivery:
     attempts: int = 0
 
 
+_KEEP_OUTCOMES = 1000
+
+
 @dataclass(slots=True)
 class WebhookStats:
     delivered: int = 0
@@ -40,7 +43,8 @@ class WebhookStats:
     dropped: int = 0
     retried: int = 0
     outcomes: list[tuple[str, str, int]] = field(default_factory=list)
-    """``(job_id, outcome, attempts)`` of the last deliveries (bounded), for tests and diagnostics."""
+    """``(job_id, outcome, attempts)`` of the last deliveries (at least the last 1,000, at most 2,000), for
+    tests and diagnostics."""
 
 
 class WebhookSender:
@@ -150,8 +154,10 @@ class WebhookSender:
         return True
 
     def _record(self, body: dict[str, Any], outcome: str, attempts: int) -> None:
-        self.stats.outcomes.append((str(body.get("job_id")), outcome, attempts))
-        del self.stats.outcomes[:-1000]
+        outcomes = self.stats.outcomes
+        outcomes.append((str(body.get("job_id")), outcome, attempts))
+        if len(outcomes) > 2 * _KEEP_OUTCOMES:  # trimmed now and then, not on every delivery
+            del outcomes[:-_KEEP_OUTCOMES]
         if self._on_outcome is not None:
             self._on_outcome(str(body.get("event")), outcome)
 

@@ -49,6 +49,7 @@ import math
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.wire.jsonschema import SchemaViolation, schema_violation
@@ -405,13 +406,20 @@ class EventResponse(BaseModel):
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 
 
+_LEAVES = frozenset({str, int, bool})  # written as they are: no call per leaf
+
+
 def _normalise(value: Any, odd: list[bool]) -> Any:
     """Drop ``None`` members, integral floats to ints; note in ``odd`` any value ``json.dumps`` would write
     differently from :func:`_dump` (a float written with an exponent, a non-JSON type)."""
     if isinstance(value, dict):
-        return {str(k): _normalise(v, odd) for k, v in value.items() if v is not None}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if v is not None:
+                out[k if type(k) is str else str(k)] = v if type(v) in _LEAVES else _normalise(v, odd)
+        return out
     if isinstance(value, list | tuple):
-        return [_normalise(v, odd) for v in value]
+        return [v if type(v) in _LEAVES else _normalise(v, odd) for v in value]
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
@@ -471,8 +479,11 @@ def canonical_json(payload: JSON, *, ignore_fields: tuple[str, ...] = ()) -> byt
     data = _normalise(payload, odd)
     for name in ("security", "_signature", *ignore_fields):
         data.pop(name, None)
-    if not odd:  # only JSON types and plainly written floats: the C encoder writes the same bytes
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if not odd:  # only JSON types and plainly written floats: a C encoder writes the same bytes
+        try:
+            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)  # ~10x the stdlib's speed
+        except TypeError:  # an integer wider than 64 bits
+            return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     out: list[str] = []
     _dump(data, out)
     return "".join(out).encode()
