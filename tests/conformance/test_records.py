@@ -125,3 +125,43 @@ async def test_json_edge_values_round_trip(store: Store) -> None:
     await store.put("job", "edge", data)
     got = await store.get("job", "edge")
     assert got is not None and got.data == data
+
+
+async def test_values_are_held_as_json(store: Store) -> None:
+    # Given data that JSON holds differently (tuples, integer keys)
+    await store.put("job", "a", {"pair": (1, 2), "by_n": {3: "x"}})
+    await store.append("a", "noted", data={"pair": (1, 2)})
+    await store.enqueue("q", "t1", {"pair": (1, 2)})
+    # Then every backend gives back what JSON gives back
+    got = await store.get("job", "a")
+    assert got is not None and got.data == {"pair": [1, 2], "by_n": {"3": "x"}}
+    assert (await store.history("a"))[0].data == {"pair": [1, 2]}
+    assert (await store.take("q", owner="w", lease_s=5))[0].payload == {"pair": [1, 2]}
+
+
+async def test_a_value_json_cannot_hold_fails_the_whole_batch(store: Store) -> None:
+    with pytest.raises(TypeError):
+        await store.apply(
+            Put("job", "b", {"ok": True}),
+            Enqueue("q", "t1", {"x": 1}),
+            Append("b", "noted", data={"bad": {1, 2}}),
+        )
+    assert await store.get("job", "b") is None
+    assert await store.take("q", owner="w", lease_s=10) == []
+    assert await store.history("b") == []
+
+
+async def test_results_carry_the_callers_own_objects(store: Store) -> None:
+    data, payload, note = {"n": [1]}, {"job": "j"}, {"k": [2]}
+    rec, lease, entry = await store.apply(
+        Put("job", "j", data),
+        Enqueue("q", "s1", payload, lease_owner="e", lease_s=5),
+        Append("j", "x", None, note),
+    )
+    assert rec.data is data and lease.payload is payload and entry.data is note
+    # The store kept copies: changing the caller's objects changes nothing stored.
+    data["n"].append(9)
+    note["k"].append(9)
+    got = await store.get("job", "j")
+    assert got is not None and got.data == {"n": [1]}
+    assert (await store.history("j"))[0].data == {"k": [2]}

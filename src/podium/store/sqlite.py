@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from podium.clock import Clock
 from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
 from podium.store import migrate
@@ -39,6 +37,8 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    dump_json,
+    load_json,
     notify_queues,
     status_filter,
 )
@@ -48,13 +48,7 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 
-def _dumps(value: Any) -> str:
-    # orjson: several times faster than the stdlib encoder on the writer thread; non-string keys are
-    # written as strings, as json.dumps does.
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-_loads = orjson.loads
+_dumps, _loads = dump_json, load_json
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
 
@@ -276,9 +270,16 @@ class SQLiteStore(Store):
                 )
                 if cur.rowcount == 0:
                     return None
-                payload = _loads(_dumps(op.payload or {}))
                 return Lease(
-                    op.queue, op.id, payload, op.priority, 1, token, op.lease_owner, now + op.lease_s, now
+                    op.queue,
+                    op.id,
+                    op.payload or {},
+                    op.priority,
+                    1,
+                    token,
+                    op.lease_owner,
+                    now + op.lease_s,
+                    now,
                 )
             cur = conn.execute(
                 "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
@@ -305,7 +306,7 @@ class SQLiteStore(Store):
             "INSERT INTO history(subject_id, event, status, ts, data) VALUES (?,?,?,?,?)",
             (op.subject_id, op.event, op.status, now, data),
         )
-        return HistoryEntry(int(cur.lastrowid or 0), op.subject_id, op.event, op.status, now, _loads(data))
+        return HistoryEntry(int(cur.lastrowid or 0), op.subject_id, op.event, op.status, now, op.data or {})
 
     def _next(self, name: str) -> int:
         """The next value of a counter (fence tokens, queue order); writer thread only, in a batch."""
