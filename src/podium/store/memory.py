@@ -17,7 +17,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from podium.clock import Clock
 from podium.errors import ConflictError, LeaseLostError
@@ -50,40 +50,15 @@ _dumps, _loads = dump_json, load_json
 _EMPTY = "{}"
 
 
-class _Row(NamedTuple):
-    """A record as held: its data encoded."""
-
-    kind: str
-    id: str
-    version: int
-    data: str
-    status: str | None
-    group: str | None
-    created_at: float
-    updated_at: float
-
-    def out(self) -> Record:
-        return Record(
-            self.kind,
-            self.id,
-            self.version,
-            _loads(self.data),
-            self.status,
-            self.group,
-            self.created_at,
-            self.updated_at,
-        )
+# Held rows are plain tuples of strings and numbers, not named tuples: the garbage collector stops tracking
+# such a tuple after its first pass (never a tuple subclass's), so however many jobs the store holds, later
+# collections do not scan them.
+_Row = tuple[str, str, int, str, str | None, str | None, float, float]  # a Record, its data encoded
+_Entry = tuple[int, str, str, str | None, float, str]  # a HistoryEntry, its data encoded
 
 
-class _Entry(NamedTuple):
-    """A history entry as held: its data encoded."""
-
-    seq: int
-    subject_id: str
-    event: str
-    status: str | None
-    ts: float
-    data: str
+def _record(row: _Row) -> Record:
+    return Record(row[0], row[1], row[2], _loads(row[3]), row[4], row[5], row[6], row[7])
 
 
 @dataclass(slots=True)
@@ -185,7 +160,7 @@ class MemoryStore(Store):
         for op, blob in zip(ops, blobs, strict=True):
             if isinstance(op, Append):  # the most frequent operations first
                 seq = next(self._seq)
-                row = _Entry(seq, op.subject_id, op.event, op.status, now, blob or _EMPTY)
+                row: _Entry = (seq, op.subject_id, op.event, op.status, now, blob or _EMPTY)
                 self._history.append(row)
                 subject = self._by_subject.get(op.subject_id)
                 if subject is None:
@@ -199,10 +174,8 @@ class MemoryStore(Store):
                 if table is None:
                     table = records[op.kind] = {}
                 old = table.get(op.id)
-                version, created = (old.version + 1, old.created_at) if old else (1, now)
-                table[op.id] = _Row(
-                    op.kind, op.id, version, blob or _EMPTY, op.status, op.group, created, now
-                )
+                version, created = (old[2] + 1, old[6]) if old else (1, now)
+                table[op.id] = (op.kind, op.id, version, blob or _EMPTY, op.status, op.group, created, now)
                 append(Record(op.kind, op.id, version, op.data, op.status, op.group, created, now))
             elif isinstance(op, Enqueue):
                 q = queues.get(op.queue)
@@ -248,7 +221,7 @@ class MemoryStore(Store):
                 if op.expected_version is not None:
                     table = records.get(op.kind)
                     old = table.get(op.id) if table is not None else None
-                    actual = old.version if old else 0
+                    actual = old[2] if old else 0
                     if actual != op.expected_version:
                         raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
                 append(_dumps(op.data) if isinstance(op, Put) else None)
@@ -272,14 +245,14 @@ class MemoryStore(Store):
     async def get(self, kind: str, id: str) -> Record | None:
         table = self._records.get(kind)
         row = table.get(id) if table is not None else None
-        return row.out() if row is not None else None
+        return _record(row) if row is not None else None
 
     def _match(self, kind: str, status: str | Sequence[str] | None, group: str | None) -> builtins.list[_Row]:
         statuses = status_filter(status)
         return [
             r
             for r in self._records.get(kind, {}).values()
-            if (statuses is None or r.status in statuses) and (group is None or r.group == group)
+            if (statuses is None or r[4] in statuses) and (group is None or r[5] == group)
         ]
 
     async def list(
@@ -292,10 +265,10 @@ class MemoryStore(Store):
         limit: int = 100,
         descending: bool = False,
     ) -> builtins.list[Record]:
-        rows = sorted(self._match(kind, status, group), key=lambda r: r.id, reverse=descending)
+        rows = sorted(self._match(kind, status, group), key=lambda r: r[1], reverse=descending)
         if after is not None:
-            rows = [r for r in rows if (r.id < after if descending else r.id > after)]
-        return [r.out() for r in rows[:limit]]
+            rows = [r for r in rows if (r[1] < after if descending else r[1] > after)]
+        return [_record(r) for r in rows[:limit]]
 
     async def count(
         self, kind: str, *, status: str | Sequence[str] | None = None, group: str | None = None
@@ -425,14 +398,14 @@ class MemoryStore(Store):
         entries = self._history if subject_id is None else self._by_subject.get(subject_id, [])
         for e in entries:
             if (
-                e.seq > after_seq
-                and (subject_id is None or e.subject_id == subject_id)
-                and (event is None or e.event == event)
-                and (status is None or e.status == status)
-                and (since is None or e.ts >= since)
-                and (until is None or e.ts < until)
+                e[0] > after_seq
+                and (subject_id is None or e[1] == subject_id)
+                and (event is None or e[2] == event)
+                and (status is None or e[3] == status)
+                and (since is None or e[4] >= since)
+                and (until is None or e[4] < until)
             ):
-                out.append(HistoryEntry(e.seq, e.subject_id, e.event, e.status, e.ts, _loads(e.data)))
+                out.append(HistoryEntry(e[0], e[1], e[2], e[3], e[4], _loads(e[5])))
                 if len(out) >= limit:
                     break
         return out
