@@ -169,6 +169,8 @@ class OrchestratorEngine:
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
         self._job_waiters: dict[str, list[asyncio.Future[Record | None]]] = {}
+        self._waiter_tick: asyncio.TimerHandle | None = None  # wakes every waiter to re-read (system clock)
+        self._waiter_tick_loop: asyncio.AbstractEventLoop | None = None
         self.timers = TimerQueue(self.clock, self._on_timer)
         self._steps: set[asyncio.Task[None]] = set()
         self._reserved = 0  # executor slots promised to steps being committed or taken
@@ -826,6 +828,8 @@ class OrchestratorEngine:
         Woken by this instance's own commit of the terminal state; a job another instance moves is seen
         by re-reading the store every ``EXECUTOR_POLL_WAIT_S``. A job this instance is running (its record
         is in the cache) is not read first: nothing but that commit can end it sooner than the next re-read.
+        On the system clock one engine-wide timer wakes all waiters without a deadline for that re-read
+        (no timer of its own per waiter: a batch of jobs waited on at once is common).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Record | None] = loop.create_future()
@@ -846,7 +850,10 @@ class OrchestratorEngine:
                         raise TimeoutError(f"job {job_id} did not end within {timeout_s} s")
                     wait = min(wait, left)
                 rec: Record | None
-                if on_loop_timer:
+                if on_loop_timer and deadline is None:
+                    self._arm_waiter_tick(loop)
+                    rec = await fut
+                elif on_loop_timer:
                     # The loop's own timer resolves the future with None (what asyncio.wait_for arms,
                     # without its extra future and callbacks per wait).
                     handle = loop.call_later(wait, _time_up, fut)
@@ -875,6 +882,19 @@ class OrchestratorEngine:
                 waiters.remove(fut)
                 if not waiters:
                     del self._job_waiters[job_id]
+
+    def _arm_waiter_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._waiter_tick is None or self._waiter_tick_loop is not loop:
+            self._waiter_tick_loop = loop
+            self._waiter_tick = loop.call_later(self.config.EXECUTOR_POLL_WAIT_S, self._wake_waiters)
+
+    def _wake_waiters(self) -> None:
+        """The poll interval is over: wake every job waiter with None (each re-reads the store)."""
+        self._waiter_tick = None
+        for futs in self._job_waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def get_archived_job(self, job_id: str) -> dict[str, Any]:
         """The archived snapshot of a finished job plus its events."""
@@ -1798,7 +1818,8 @@ class OrchestratorEngine:
         )
 
     async def _claimed(self, task: Task, lease: Lease, lease_s: float) -> None:
-        self.timers.cancel(f"d:{task.task_id}")
+        if self.timers:
+            self.timers.cancel(f"d:{task.task_id}")
         if task.result_deadline is not None:
             rt = task.result_deadline - self.clock.now()
             if rt > lease_s:
@@ -1812,7 +1833,8 @@ class OrchestratorEngine:
         plan = _Plan()
         claimed: list[tuple[Task, Lease]] = []
         for lease in leases:
-            rec = await self._load_task(lease.payload["task_id"])
+            task_id = lease.payload["task_id"]
+            rec = self._tasks.get(task_id) or await self._load_task(task_id)
             if rec is None or rec.status not in _OPEN or rec.data["attempt"] != lease.payload["attempt"]:
                 plan.ops.append(Dequeue(lease.queue, lease.id))  # a stale delivery
                 continue
@@ -1999,7 +2021,7 @@ class OrchestratorEngine:
         extra_ops: Sequence[Op] = (),
     ) -> str:
         for _ in range(_MAX_CONFLICT_RETRIES):
-            trec = await self._load_task(task_id)
+            trec = self._tasks.get(task_id) or await self._load_task(task_id)
             if trec is None:
                 raise TaskNotFoundError(f"no task {task_id!r}")
             td = trec.data
@@ -2020,7 +2042,7 @@ class OrchestratorEngine:
                 if stale is not None:
                     await self._record_ignored(job_id, task_id, stale, result, worker_id, extra_ops)
                     return "ignored"
-            jrec = await self._load_job(job_id)
+            jrec = self._jobs.get(job_id) or await self._load_job(job_id)
             if jrec is None:
                 raise JobNotFoundError(f"no job {job_id!r} for task {task_id!r}")
             plan = _Plan()
@@ -2098,8 +2120,9 @@ class OrchestratorEngine:
         err = result.get("error") or None
         code = err.get("code") if isinstance(err, dict) else None
         timed_out = source == "timer"
-        self.timers.cancel(f"d:{task_id}")
-        self.timers.cancel(f"r:{task_id}")
+        if self.timers:
+            self.timers.cancel(f"d:{task_id}")
+            self.timers.cancel(f"r:{task_id}")
 
         def close_task(task_status: TaskStatus) -> None:
             td.update(result=result, finished_at=now, completed_by=worker_id)

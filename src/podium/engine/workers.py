@@ -222,25 +222,30 @@ class InProcessWorker:
         self._tasks.pop(key, None)
         self._slot.set()
 
+    @staticmethod
+    def _arguments(engine: OrchestratorEngine, task: Task, params: tuple[str, ...]) -> dict[str, Any]:
+        """The skill's parameters by name (only those it declares are built)."""
+        args: dict[str, Any] = {}
+        for name in params:
+            if name == "progress":
+
+                async def progress(pct: float, message: str | None = None) -> bool:
+                    return await engine.report_progress(task.task_id, pct, message)
+
+                args[name] = progress
+            elif name == "task":
+                args[name] = task
+            else:  # params, task_id, job_id, attempt: fields of the task
+                args[name] = getattr(task, name)
+        return args
+
     async def _execute(self, engine: OrchestratorEngine, task: Task) -> None:
         fn, params = self._skills[task.task_type]
-
-        async def progress(pct: float, message: str | None = None) -> bool:
-            return await engine.report_progress(task.task_id, pct, message)
-
-        available: dict[str, Any] = {
-            "params": task.params,
-            "task": task,
-            "task_id": task.task_id,
-            "job_id": task.job_id,
-            "attempt": task.attempt,
-            "progress": progress,
-        }
         status, data, error = "success", None, None
         try:
             with bind_ids(job_id=task.job_id, task_id=task.task_id, worker_id=self.worker_id):
-                out = fn(**{p: available[p] for p in params})
-                if inspect.isawaitable(out):
+                out = fn(**self._arguments(engine, task, params)) if params else fn()
+                if type(out) is not dict and inspect.isawaitable(out):
                     out = await out
             if isinstance(out, Mapping) and "status" in out:
                 status = str(out["status"])
