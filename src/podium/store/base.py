@@ -399,10 +399,14 @@ def notify_queues(ops: Sequence[Op]) -> set[str]:
     return {op.queue for op in ops if isinstance(op, Enqueue) and not op.lease_owner}
 
 
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+"""The orjson options of :func:`dump_json`: non-string keys are written as strings, as ``json.dumps`` does."""
+
+
 def dump_json(value: Any) -> str:
     """Encode data as every backend holds it: JSON through orjson (several times faster than the stdlib
-    encoder), non-string keys written as strings as ``json.dumps`` does. Values JSON cannot hold fail."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    encoder) with :data:`JSON_OPTIONS`. Values JSON cannot hold fail with ``TypeError``."""
+    return orjson.dumps(value, option=JSON_OPTIONS).decode()
 
 
 load_json = orjson.loads

@@ -15,14 +15,18 @@ from __future__ import annotations
 import builtins
 import heapq
 import itertools
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from podium.clock import Clock
 from podium.errors import ConflictError, LeaseLostError
 from podium.store.base import (
     JSON,
+    JSON_OPTIONS,
     SCHEMA_VERSION,
     Ack,
     Append,
@@ -35,7 +39,6 @@ from podium.store.base import (
     Put,
     Record,
     Store,
-    dump_json,
     load_json,
     notify_queues,
     status_filter,
@@ -44,9 +47,13 @@ from podium.store.base import (
 __all__ = ["MemoryStore"]
 
 
-# Held as str, as dump_json returns it, not as orjson's bytes: those come from a 1 KiB allocation shrunk in
-# place, and holding thousands of them made every write slower than a structural copy of the data.
-_dumps, _loads = dump_json, load_json
+# Data is held as str (orjson's bytes decoded, as dump_json does): holding thousands of the bytes objects
+# themselves (each a 1 KiB allocation shrunk in place) made every write slower than a structural copy of
+# the data. apply() calls orjson itself with dump_json's options (no Python frame in between, once per
+# operation), and builds the named-tuple results with tuple.__new__ (what their _make does, without the
+# Python-level __new__).
+_orjson_dumps, _loads = orjson.dumps, load_json
+_new = tuple.__new__
 _EMPTY = "{}"
 
 
@@ -142,7 +149,8 @@ class MemoryStore(Store):
         self._queues: dict[str, _Queue] = {}
         self._locks: dict[str, tuple[str, int, float]] = {}
         self._history: builtins.list[_Entry] = []
-        self._by_subject: dict[str, builtins.list[_Entry]] = {}
+        # Positions in _history per subject: arrays of integers, which the garbage collector never tracks.
+        self._by_subject: dict[str, array[int]] = {}
         self._fence = itertools.count(1)
         self._seq = itertools.count(1)
 
@@ -157,18 +165,17 @@ class MemoryStore(Store):
         results: builtins.list[Any] = []
         append = results.append
         records, queues = self._records, self._queues
+        history, by_subject = self._history, self._by_subject
         for op, blob in zip(ops, blobs, strict=True):
             if isinstance(op, Append):  # the most frequent operations first
                 seq = next(self._seq)
-                row: _Entry = (seq, op.subject_id, op.event, op.status, now, blob or _EMPTY)
-                self._history.append(row)
-                subject = self._by_subject.get(op.subject_id)
+                subject = by_subject.get(op.subject_id)
                 if subject is None:
-                    self._by_subject[op.subject_id] = [row]
-                else:
-                    subject.append(row)
+                    subject = by_subject[op.subject_id] = array("q")
+                subject.append(len(history))
+                history.append((seq, op.subject_id, op.event, op.status, now, blob or _EMPTY))
                 # The caller keeps its own object; the store holds the encoding made above.
-                append(HistoryEntry(seq, op.subject_id, op.event, op.status, now, op.data or {}))
+                append(_new(HistoryEntry, (seq, op.subject_id, op.event, op.status, now, op.data or {})))
             elif isinstance(op, Put):
                 table = records.get(op.kind)
                 if table is None:
@@ -176,7 +183,7 @@ class MemoryStore(Store):
                 old = table.get(op.id)
                 version, created = (old[2] + 1, old[6]) if old else (1, now)
                 table[op.id] = (op.kind, op.id, version, blob or _EMPTY, op.status, op.group, created, now)
-                append(Record(op.kind, op.id, version, op.data, op.status, op.group, created, now))
+                append(_new(Record, (op.kind, op.id, version, op.data, op.status, op.group, created, now)))
             elif isinstance(op, Enqueue):
                 q = queues.get(op.queue)
                 if q is None:
@@ -215,7 +222,7 @@ class MemoryStore(Store):
         records = self._records
         for op in ops:
             if isinstance(op, Append):
-                append(_dumps(op.data) if op.data else _EMPTY)
+                append(_orjson_dumps(op.data, option=JSON_OPTIONS).decode() if op.data else _EMPTY)
                 continue
             if isinstance(op, (Put, Delete)):
                 if op.expected_version is not None:
@@ -224,9 +231,9 @@ class MemoryStore(Store):
                     actual = old[2] if old else 0
                     if actual != op.expected_version:
                         raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-                append(_dumps(op.data) if isinstance(op, Put) else None)
+                append(_orjson_dumps(op.data, option=JSON_OPTIONS).decode() if isinstance(op, Put) else None)
             elif isinstance(op, Enqueue):
-                append(_dumps(op.payload) if op.payload else _EMPTY)
+                append(_orjson_dumps(op.payload, option=JSON_OPTIONS).decode() if op.payload else _EMPTY)
             else:
                 if isinstance(op, Ack):
                     self._held(op.lease, now)
@@ -395,7 +402,10 @@ class MemoryStore(Store):
         limit: int = 1000,
     ) -> builtins.list[HistoryEntry]:
         out: builtins.list[HistoryEntry] = []
-        entries = self._history if subject_id is None else self._by_subject.get(subject_id, [])
+        if subject_id is None:
+            entries: Iterable[_Entry] = self._history
+        else:
+            entries = map(self._history.__getitem__, self._by_subject.get(subject_id, ()))
         for e in entries:
             if (
                 e[0] > after_seq
