@@ -202,3 +202,25 @@ async def test_conflicts_without_end_are_a_store_error() -> None:
 
     with pytest.raises(Exception, match="kept changing"):
         await QuotaTracker(Busy(clock=clock), clock=clock).count(client(requests_per_minute=1))
+
+
+async def test_max_active_jobs_counts_only_the_clients_own_jobs(tmp_path: Path) -> None:
+    clients = tmp_path / "clients.toml"
+    clients.write_text(
+        "[plans.one]\nmax_active_jobs = 1\n\n"
+        '[small]\ntoken = "small-token"\nplan = "one"\n\n'
+        '[other]\ntoken = "other-token"\nplan = "one"\n'
+    )
+    clock = ManualClock(start=START)
+    async with running_stack(engine_on(MemoryStorage(clock=clock), clock), clients_config_path=clients) as stack:
+        small = httpx.AsyncClient(base_url=stack.url, headers={"X-Client-Token": "small-token"})
+        other = httpx.AsyncClient(base_url=stack.url, headers={"X-Client-Token": "other-token"})
+        async with small, other:
+            # Given a job of "small" still active (no worker takes it)
+            assert (await submit(small)).status_code == 202
+            # Then its second one is refused, naming the quota
+            refused = await submit(small)
+            assert refused.status_code == 429 and refused.json()["field"] == "max_active_jobs"
+            # But another client on the same plan still has its own allowance
+            assert (await submit(other)).status_code == 202
+            assert (await submit(other)).status_code == 429

@@ -785,10 +785,23 @@ class OrchestratorEngine:
         return [self._view(r) for r in recs]
 
     async def count_jobs(
-        self, *, status: str | Sequence[str] | None = None, blueprint: str | None = None
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        blueprint: str | None = None,
+        client: str | None = None,
     ) -> int:
-        """How many jobs match."""
-        return await self.storage.count(JOB, status=status, group=blueprint)
+        """How many jobs match; ``client``: only those created for that API client (by name; this reads the
+        matching records, where the other filters are one count)."""
+        if client is None:
+            return await self.storage.count(JOB, status=status, group=blueprint)
+        n, after = 0, None
+        while True:
+            page = await self.storage.list(JOB, status=status, group=blueprint, after=after, limit=500)
+            n += sum(1 for r in page if (r.data.get("client") or {}).get("token") == client)
+            if len(page) < 500:
+                return n
+            after = page[-1].id
 
     async def job_history(self, job_id: str, *, limit: int = 1000) -> list[HistoryEntry]:
         """Every history entry of the job (transitions, tasks, results), oldest first."""

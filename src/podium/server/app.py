@@ -423,7 +423,8 @@ async def _create_job(
                 "waiting_for_worker",
                 "waiting_for_approval",
                 "waiting_for_children",
-            ]
+            ],
+            client=client.name,
         )
         try:
             st.quotas.check_active(client, active)
