@@ -212,7 +212,9 @@ async def test_max_active_jobs_counts_only_the_clients_own_jobs(tmp_path: Path) 
         '[other]\ntoken = "other-token"\nplan = "one"\n'
     )
     clock = ManualClock(start=START)
-    async with running_stack(engine_on(MemoryStorage(clock=clock), clock), clients_config_path=clients) as stack:
+    async with running_stack(
+        engine_on(MemoryStorage(clock=clock), clock), clients_config_path=clients
+    ) as stack:
         small = httpx.AsyncClient(base_url=stack.url, headers={"X-Client-Token": "small-token"})
         other = httpx.AsyncClient(base_url=stack.url, headers={"X-Client-Token": "other-token"})
         async with small, other:
