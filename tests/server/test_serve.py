@@ -9,13 +9,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_example_server_with_a_remote_worker_process_runs_jobs() -> None:
+def test_example_server_with_a_remote_worker_process_runs_jobs(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "server" / "run.py")],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        cwd=tmp_path,  # its own podium-data/, not one a demo run left here
     )
     lines = out.stdout.splitlines()
     assert sum(" finished -> finished" in line for line in lines) == 3

@@ -186,6 +186,9 @@ class InProcessWorker:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+            if self._engine is not None:  # it was started: the registry says it is gone
+                with contextlib.suppress(Exception):
+                    await self._engine.heartbeat_worker(self.worker_id, status="offline")
 
     def _on_event(self, event: EngineEvent) -> None:
         if event.type in ("task_cancelled", "task_timeout") and self._inflight:

@@ -380,10 +380,26 @@ def _client_router(st: ServerState) -> APIRouter:
         except BlueprintNotFoundError:
             raise ApiError(404, f"blueprint {name!r} not found") from None
 
-    @r.get(f"{prefix}/v1/workers", response_model=list[WorkerView], summary="Registered remote workers")
+    @r.get(
+        f"{prefix}/v1/workers",
+        response_model=list[WorkerView],
+        summary="Registered executors: remote workers, and in-process ones (a workcell's) from the registry",
+    )
     async def list_workers(request: Request) -> list[dict[str, Any]]:
         await _client(request)
-        return [_worker_out(st, w) for w in st.workers.values()]
+        out = [_worker_out(st, w) for w in st.workers.values()]
+        for w in await st.engine.list_workers():
+            if w.kind == "in_process" and w.status != "offline" and w.worker_id not in st.workers:
+                view = WorkerView(
+                    worker_id=w.worker_id,
+                    worker_type=w.kind,
+                    status=w.status,
+                    skills=sorted(w.skills),
+                    capacity=w.capacity,
+                    last_seen=w.last_seen,
+                )
+                out.append(view.model_dump(mode="json"))
+        return out
 
     @r.post(f"{prefix}/v1/admin/reload-workers", tags=["admin"], summary="Reload workers.toml")
     async def reload_workers(request: Request) -> dict[str, Any]:
