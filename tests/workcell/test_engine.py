@@ -231,6 +231,27 @@ async def test_pause_resume_and_cancel(engine: WorkcellEngine, nodes: dict[str, 
     assert len(nodes["lh"].calls) == 1
 
 
+async def test_retry_while_the_cancelled_steps_action_still_runs_waits_for_it(
+    engine: WorkcellEngine, nodes: dict[str, InProcessNode]
+) -> None:
+    # Given a run cancelled while its first step's action runs on the node
+    gate = asyncio.Event()
+    nodes["arm"].gate = gate
+    run = await engine.submit(wf([{"name": "a", "node": "arm", "action": "noop"}]))
+    await engine.wait_for(run.workflow_id, timeout_s=5, until=lambda w: w.status.running)
+    await engine.cancel(run.workflow_id)
+    # When it is retried before that action ends
+    await engine.retry(run.workflow_id)
+    await engine.schedule_once()
+    assert len(nodes["arm"].calls) == 1  # the retried step waits: the node still runs the old action
+    gate.set()
+    # Then the old action's result is kept as late, the retried step runs after it, and the run completes
+    done = await engine.wait_for(run.workflow_id, timeout_s=5)
+    assert done.status.completed and len(nodes["arm"].calls) == 2
+    assert nodes["arm"].calls[0].action_id != nodes["arm"].calls[1].action_id
+    assert (await engine.jobs.get_job(run.workflow_id)).status == "finished"
+
+
 async def test_resubmit_makes_a_new_run_with_the_same_inputs(
     engine: WorkcellEngine, nodes: dict[str, InProcessNode]
 ) -> None:

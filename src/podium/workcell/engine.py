@@ -619,7 +619,10 @@ class WorkcellEngine:
         self._tasks_held[wf.workflow_id] = task
         flight = self._flights.get(wf.workflow_id)
         if flight is not None:
-            flight.task = task  # the same step, back under a new delivery while it runs here
+            if flight.task.task_id == task.task_id:
+                flight.task = task  # the same step, back under a new delivery while it runs here
+            # else: a retried run's new task while the old attempt's action still runs (its late result is
+            # kept in the journal): it starts once that flight has ended and freed the node.
             return
         self.wake()
 
