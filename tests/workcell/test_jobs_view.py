@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -66,3 +67,44 @@ async def test_a_stopped_workcell_executor_is_marked_offline_in_the_registry(
         assert online.status == "online" and online.kind == "in_process"
     record = await store.get("worker", f"workcell:{workcell.name}")
     assert record is not None and record.status == "offline"
+
+
+async def test_a_step_outlasting_its_task_lease_keeps_it_without_a_redelivery(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    # Given step tasks leased for 0.3 s and a step that runs longer on its node
+    store = MemoryStore()
+    nodes = make_nodes()
+    gate = asyncio.Event()
+    nodes["arm"].gate = gate
+    settings = WorkcellManagerSettings(
+        scheduler_update_interval=30.0, node_update_interval=30.0, owner_lock_ttl_s=0.3
+    )
+    async with WorkcellEngine(
+        workcell, store=store, data_dir=tmp_path, settings=settings, connectors=nodes
+    ) as wc:
+        extended = 0
+        extend = wc.jobs.extend_task
+
+        async def counting(task_id: str, token: int, lease_s: float | None = None) -> bool:
+            nonlocal extended
+            kept = await extend(task_id, token, lease_s)
+            extended += kept
+            return kept
+
+        wc.jobs.extend_task = counting  # type: ignore[method-assign]  # a spy: it calls through
+        run = await wc.submit(
+            load_workflow_definition({"name": "long", "steps": [{"node": "arm", "action": "noop"}]})
+        )
+
+        async def leases_renewed() -> None:  # the owner loop renews every 0.1 s: 0.4 s outlasts the lease
+            while extended < 4:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(leases_renewed(), 10)
+        gate.set()
+        done = await wc.wait_for(run.workflow_id, timeout_s=10)
+        # Then the step ran once and its task was never offered again (a re-take would record a token)
+        assert done.status.completed and len(nodes["arm"].calls) == 1
+        (task,) = await store.list("task", group=run.workflow_id)
+        assert task.status == "completed" and task.data["attempt"] == 1 and task.data.get("token") is None
