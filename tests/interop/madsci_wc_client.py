@@ -34,6 +34,10 @@ dp_ids = wf.steps[1].result.datapoints.model_dump()
 summary = wf.get_datapoint("read", "json_result")
 queried = client.query_workflow(wf.workflow_id)
 archived = client.get_archived_workflows(5)
+# podium runs a workflow as an engine job: retry (from a step of a completed run) and resubmit are job
+# operations behind MADSci's own routes.
+retried = client.retry_workflow(wf.workflow_id, index=1, prompt_on_error=False)
+again = client.resubmit_workflow(wf.workflow_id, prompt_on_error=False)
 bad = None
 try:
     client.submit_workflow(
@@ -56,6 +60,13 @@ print(
             "queried_index": queried.status.current_step_index,
             "archived": wf.workflow_id in archived,
             "bad_status": bad,
+            "retried": [
+                retried.workflow_id == wf.workflow_id,
+                retried.status.completed,
+                len(retried.steps[0].history),
+                len(retried.steps[1].history),
+            ],
+            "resubmitted": [again.workflow_id != wf.workflow_id, again.status.completed],
         }
     )
 )

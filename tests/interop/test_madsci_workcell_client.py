@@ -71,5 +71,7 @@ async def test_madsci_workcell_client_against_podium(tmp_path: Path) -> None:
     assert seen["completed"] is True and seen["step_status"] == ["succeeded", "succeeded"]
     assert seen["datapoint_labels"] == ["file", "json_result"]
     assert seen["summary_wells"] == 96
+    # Retried from step 1: step 0 kept its one run, step 1 ran again; resubmitted: a new run, completed.
+    assert seen["retried"] == [True, True, 1, 2] and seen["resubmitted"] == [True, True]
     assert seen["queried_index"] == 1 and seen["archived"] is True
     assert seen["bad_status"] == 422
