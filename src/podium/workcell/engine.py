@@ -604,7 +604,9 @@ class WorkcellEngine:
             self._accept(task)
 
     def _accept(self, task: Task) -> None:
-        wf = self._workflows[task.job_id]
+        wf = self._workflows.get(task.job_id)
+        if wf is None:  # stood down meanwhile: the next owner gets the task
+            return
         index = int(task.params.get("index", -1))
         if wf.status.terminal or index != wf.status.current_step_index or index >= len(wf.steps):
             log.warning(
@@ -639,9 +641,14 @@ class WorkcellEngine:
         blindly."""
         data = rec.data
         async with self._lock:
-            wf = self._workflows[task.job_id]
+            wf = self._workflows.get(task.job_id)
             index = int(data.get("step_index", -1))
-            if wf.workflow_id in self._flights or wf.status.terminal or index != wf.status.current_step_index:
+            if (
+                wf is None
+                or wf.workflow_id in self._flights
+                or wf.status.terminal
+                or index != wf.status.current_step_index
+            ):
                 return
             phases = data.get("phases") or {}
             started = datetime.fromisoformat(phases["intent"]) if phases.get("intent") else utcnow(self.clock)
