@@ -547,10 +547,14 @@ class WorkcellEngine:
 
     async def _load_active_workflows(self) -> None:
         for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
-            wf = Workflow.model_validate(rec.data)
-            wf.status.running = False  # nothing runs until its task comes back to the executor
-            self._workflows[wf.workflow_id] = wf
-            self._versions[wf.workflow_id] = rec.version
+            self._hold_run(rec)
+
+    def _hold_run(self, rec: Record) -> None:
+        """Keep a stored run live in this process (nothing of it runs until its task reaches the executor)."""
+        wf = Workflow.model_validate(rec.data)
+        wf.status.running = False
+        self._workflows[wf.workflow_id] = wf
+        self._versions[wf.workflow_id] = rec.version
 
     async def _load_status(self) -> None:
         rec = await self.store.get(STATUS_KIND, _STATUS_ID)
@@ -587,10 +591,7 @@ class WorkcellEngine:
                 if rec is None:
                     log.error("step task %s names no workflow run %s", task.task_id, task.job_id)
                     return
-                wf = Workflow.model_validate(rec.data)
-                wf.status.running = False
-                self._workflows[wf.workflow_id] = wf
-                self._versions[wf.workflow_id] = rec.version
+                self._hold_run(rec)
             unfinished = [
                 r
                 for r in await self.store.list(
