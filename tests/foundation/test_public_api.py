@@ -8,7 +8,7 @@ import pytest
 
 EXPECTED = {
     "podium.store": [
-        "SCHEMA_VERSION", "Ack", "Append", "Delete", "Dequeue", "Enqueue", "HistoryEntry", "Lease",
+        "SCHEMA_VERSION", "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease",
         "MemoryStore", "Op", "Put", "Record", "SQLiteStore", "Store", "open_store",
     ],
     "podium.clock": ["Clock", "ManualClock", "SystemClock", "system_clock"],

@@ -23,6 +23,7 @@ from podium.store.base import (
     Store,
 )
 from podium.store.memory import MemoryStore
+from podium.store.ownership import FencedOwnership
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,6 +32,7 @@ __all__ = [
     "Delete",
     "Dequeue",
     "Enqueue",
+    "FencedOwnership",
     "HistoryEntry",
     "Lease",
     "MemoryStore",
