@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from podium.clock import Clock, system_clock
-from podium.wire.workcell._base import InputModel, WorkcellModel
+from podium.wire.workcell import InputModel, WorkcellModel
 
 __all__ = ["InputModel", "WorkcellModel", "utcnow"]
 

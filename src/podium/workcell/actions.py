@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from podium.wire.workcell._actions import ActionResult, ActionStatus, Error, OwnershipInfo
+from podium.wire.workcell import ActionResult, ActionStatus, Error, OwnershipInfo
 
 __all__ = ["ActionResult", "ActionStatus", "Error", "OwnershipInfo"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from podium.wire.workcell._conditions import (
+from podium.wire.workcell import (
     Condition,
     Conditions,
     ExpressionCondition,

@@ -14,7 +14,7 @@ from typing import Any
 
 from podium.ids import new_ulid_str
 from podium.store import Put, Store
-from podium.wire.workcell._datapoints import DataPoint
+from podium.wire.workcell import DataPoint
 from podium.workcell.actions import OwnershipInfo
 from podium.workcell.errors import WorkflowNotFoundError
 from podium.workcell.files import safe_filename, safe_join

@@ -16,7 +16,7 @@ so the client raises the same classes).
 
 from __future__ import annotations
 
-from podium.wire.workcell._errors import (
+from podium.wire.workcell import (
     ParameterError,
     UnsafePathError,
     WorkflowNotFoundError,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from podium.wire.workcell._locations import (
+from podium.wire.workcell import (
     CapacityCostConfig,
     Location,
     LocationArgument,

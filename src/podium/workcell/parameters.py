@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podium.wire.workcell._parameters import (
+from podium.wire.workcell import (
     ParameterFeedForwardFile,
     ParameterFeedForwardJson,
     ParameterInputFile,

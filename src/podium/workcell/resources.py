@@ -15,7 +15,7 @@ from typing import Any
 
 from podium.errors import InvalidInputError
 from podium.ids import new_ulid_str
-from podium.wire.workcell._resources import (
+from podium.wire.workcell import (
     CONSUMABLE_TYPES,
     CONTAINER_TYPES,
     Resource,

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from podium.errors import ConfigError
-from podium.wire.workcell._workcell import (
+from podium.wire.workcell import (
     NodeRecord,
     WorkcellDefinition,
     WorkcellInfo,

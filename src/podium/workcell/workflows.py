@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podium.wire.workcell._workflows import (
+from podium.wire.workcell import (
     SchedulerMetadata,
     Step,
     StepDefinition,
