@@ -205,3 +205,57 @@ def test_the_private_check_sees_private_imports(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("from podium.wire._http import HttpClient\nfrom podium.engine.engine import _Plan\n")
     assert private_imports(sample) == {"podium.wire._http", "podium.engine.engine._Plan"}
+
+
+# --- the engine's surface to its siblings -----------------------------------------------------------------
+# Other packages (server, workcell, cli, testing, ...) use the engine through these modules only; its
+# components (core, keys, registry, transitions, retries, jobs, tasks, executor, recovery) are its own business
+# and may be re-cut without touching a sibling.
+ENGINE_SURFACE = {
+    "podium.engine",
+    "podium.engine.engine",
+    "podium.engine.blueprint",
+    "podium.engine.chain",
+    "podium.engine.conditions",
+    "podium.engine.config",
+    "podium.engine.context",
+    "podium.engine.definition",
+    "podium.engine.dispatch",
+    "podium.engine.errors",
+    "podium.engine.models",
+    "podium.engine.workers",
+}
+
+
+def engine_imports(path: Path) -> set[str]:
+    """The ``podium.engine`` modules a file imports (``from podium.engine import x`` counts as the package)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found.update(n for n in names if n == "podium.engine" or n.startswith("podium.engine."))
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_siblings_use_the_engine_surface(path: Path) -> None:
+    relative = str(path.relative_to(SRC))
+    if package_of(relative) == "engine":
+        return
+    bad = {
+        name
+        for name in engine_imports(path)
+        if name not in ENGINE_SURFACE and not name.startswith("podium.engine.storage")
+    }
+    assert not bad, f"{relative} imports engine internals {sorted(bad)}: use {sorted(ENGINE_SURFACE)}"
+
+
+def test_the_surface_check_sees_engine_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text(
+        "from podium.engine.tasks import X\nimport podium.engine.core\nfrom podium.engine import Y\n"
+    )
+    assert engine_imports(sample) == {"podium.engine.tasks", "podium.engine.core", "podium.engine"}
