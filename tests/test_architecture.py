@@ -183,11 +183,7 @@ def package_of(relative: str) -> str:
 
 
 # file -> private names of other packages it still imports (to mend; mending one fails until it leaves here)
-KNOWN_PRIVATE: dict[str, set[str]] = {
-    "server/app.py": {"podium.wire._json"},
-    "server/webhooks.py": {"podium.wire._http"},
-    "worker/_sdk.py": {"podium.wire._http"},
-}
+KNOWN_PRIVATE: dict[str, set[str]] = {}
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))

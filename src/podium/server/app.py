@@ -34,7 +34,7 @@ from podium.server._state import RemoteWorker, ServerState
 from podium.server.quotas import QuotaExceeded
 from podium.server.security import ClientConfig
 from podium.server.settings import ServerSettings
-from podium.wire import _json as wire_json
+from podium.wire import codec as wire_json
 from podium.wire import rxon
 from podium.wire.jobs import (
     ApprovalRequest,
