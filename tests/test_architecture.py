@@ -88,7 +88,6 @@ MAX_METHODS = 50
 RATCHET: dict[str, int] = {
     "engine/engine.py": 2435,
     "flow/core.py": 1486,
-    "server/app.py": 1234,
     "workcell/engine.py": 1985,
 }
 # "module:Class" -> methods it may not grow past, the same way
