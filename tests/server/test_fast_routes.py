@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from podium.engine.models import Task
-from podium.server.app import _task_wire
+from podium.server.routes_worker import task_wire as _task_wire
 from podium.server.webhooks import WebhookSender
 from podium.wire import rxon
 from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, running_stack

@@ -1,4 +1,4 @@
-"""podium.wire._http.HttpClient (webhooks, worker SDK): timeouts, cancellation, JSON bodies."""
+"""podium.wire.http.HttpClient (webhooks, worker SDK): timeouts, cancellation, JSON bodies."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from podium.wire import _json as wire_json
-from podium.wire._http import HttpClient, HttpTimeout
+from podium.wire import codec as wire_json
+from podium.wire.http import HttpClient, HttpTimeout
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -122,6 +122,8 @@ class ServerState:
         self.workers: dict[str, RemoteWorker] = {}
         self.delivered: dict[str, Task] = {}
         """Tasks handed to remote workers and not yet answered: task id -> the engine's Task (its token)."""
+        self.job_routes: dict[str, str] = {}
+        """Each blueprint's own submission path -> the blueprint's name (set by ``create_app``)."""
         self._unsubscribe: Any = None
         self._overflow: deque[tuple[str, dict[str, Any]]] = deque()
         """Webhooks waiting for room in the sender's bounded queue, in event order (one drainer task)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podium.clock import Clock, system_clock
-from podium.wire._http import HttpClient, HttpError
+from podium.wire.http import HttpClient, HttpError
 from podium.wire.jobs import WebhookPayload
 
 __all__ = ["Delivery", "WebhookSender", "WebhookStats"]

@@ -20,7 +20,7 @@ from podium.clock import Clock, system_clock
 from podium.errors import PodiumError
 from podium.ids import new_ulid_str
 from podium.wire import rxon
-from podium.wire._http import HttpClient, HttpError, Response
+from podium.wire.http import HttpClient, HttpError, Response
 
 __all__ = ["TaskContext", "TaskFailed", "Worker", "WorkerAuthError", "WorkerState"]
 

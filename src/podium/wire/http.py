@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from podium.wire import _json as wire_json
+from podium.wire import codec
 
 __all__ = ["HttpClient", "HttpError", "HttpTimeout", "Response"]
 
@@ -46,7 +46,7 @@ class Response:
 
     def json(self) -> Any:
         """The body as JSON (``None`` for an empty body); ``ValueError`` if it is not JSON."""
-        return wire_json.loads(self.content) if self.content else None
+        return codec.loads(self.content) if self.content else None
 
     @property
     def text(self) -> str:
@@ -297,7 +297,7 @@ class HttpClient:
         body = content
         extra = self._headers
         if json is not None:
-            body = wire_json.dumps(json)
+            body = codec.dumps(json)
             extra += "Content-Type: application/json\r\n"
         if headers:
             extra += "".join(f"{k}: {v}\r\n" for k, v in headers.items())

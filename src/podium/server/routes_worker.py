@@ -1,0 +1,444 @@
+"""The worker API (``/_worker``): Avtomatika's RXON protocol: register, heartbeat, deregister, long-poll for
+tasks, results, events.
+
+Owns the worker endpoints (module-level functions reading the app's
+:class:`~podium.server._state.ServerState`), :func:`worker_router`, and the protocol's core steps that the
+fast routes of :mod:`podium.server.app` share with them: :func:`next_tasks`, :func:`take_result`,
+:func:`take_results` and :func:`task_wire`. Errors leave as exceptions for :mod:`podium.server.errors`. It
+must not serve the client API or authenticate clients.
+
+The endpoints carry no docstrings: FastAPI would publish them as OpenAPI descriptions (each route's
+``summary=`` says what it does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from podium.engine.errors import JobNotFoundError, TaskNotFoundError
+from podium.engine.models import Task
+from podium.errors import InvalidInputError, NotFoundError
+from podium.server._state import RemoteWorker, ServerState
+from podium.server.auth import check_signature, request_worker
+from podium.server.errors import ApiError
+from podium.wire import rxon
+from podium.wire.jobs import ErrorBody
+
+__all__ = ["next_tasks", "take_result", "take_results", "task_wire", "worker_router"]
+
+log = logging.getLogger("podium.server")
+
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        raise ApiError(422, f"invalid {model.__name__}: {field}: {err['msg']}", field=field) from None
+
+
+def _claimed(body: dict[str, Any]) -> str | None:
+    """The ``worker_id`` a message names, if it names one."""
+    claimed = body.get("worker_id")
+    return claimed if isinstance(claimed, str) else None
+
+
+# --- registration and heartbeats ------------------------------------------------------------------
+
+
+async def register(request: Request) -> dict[str, Any]:
+    st: ServerState = request.app.state.podium
+    body = await _json_body(request)
+    worker_id, token = request_worker(request, _claimed(body))
+    check_signature(st, body, worker_id, token)
+    reg: rxon.WorkerRegistration = _parse(rxon.WorkerRegistration, body)
+    now = st.clock.now()
+    skills = {s.name: s for s in reg.supported_skills or []}
+    for name in reg.available_skills or []:
+        skills.setdefault(name, rxon.SkillInfo(name=name))
+    caps = reg.capabilities
+    st.workers[worker_id] = RemoteWorker(
+        worker_id=worker_id,
+        worker_type=reg.worker_type,
+        skills=skills,
+        capacity=reg.capacity,
+        registered_at=now,
+        last_seen=now,
+        hot_skills=list(reg.hot_skills or []),
+        cost_per_skill=caps.cost_per_skill if caps else None,
+    )
+    st.metrics.workers.set(len(st.workers))
+    await st.engine.register_worker_record(
+        worker_id,
+        sorted(skills),
+        capacity=reg.capacity or 1,
+        kind="remote",
+        info={"worker_type": reg.worker_type, "hostname": caps.hostname if caps else None},
+    )
+    version = request.headers.get(rxon.PROTOCOL_VERSION_HEADER)
+    warning = (
+        f"protocol version mismatch: server {rxon.PROTOCOL_VERSION}, worker {version}"
+        if version and version != rxon.PROTOCOL_VERSION
+        else None
+    )
+    log.info("worker %s registered: %s", worker_id, sorted(skills), extra={"worker_id": worker_id})
+    return rxon.RegisterResponse(
+        warning=warning, heartbeat_interval_s=st.settings.worker_heartbeat_interval_s
+    ).model_dump(exclude_none=True)
+
+
+async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
+    st: ServerState = request.app.state.podium
+    _, token = request_worker(request, worker_id)
+    body = await _json_body(request) if await request.body() else {}
+    worker = st.workers.get(worker_id)
+    if worker is None:
+        raise ApiError(404, f"worker {worker_id} not found: register again")
+    if body:
+        check_signature(st, body, worker_id, token)
+    hb: rxon.Heartbeat | None = _parse(rxon.Heartbeat, body) if body else None
+    worker.last_seen = st.clock.now()
+    if hb is not None:
+        worker.status = hb.status
+        worker.current_tasks = list(hb.current_tasks or [])
+        if hb.hot_skills is not None:
+            worker.hot_skills = list(hb.hot_skills)
+        for skill in hb.supported_skills or []:
+            worker.skills[skill.name] = skill
+    await st.engine.heartbeat_worker(worker_id, status="offline" if worker.status == "offline" else "online")
+    cancel = []
+    for task_id in worker.current_tasks:
+        with contextlib.suppress(NotFoundError):
+            if await st.engine.is_task_cancelled(task_id):
+                cancel.append(task_id)
+                continue
+            # A task still running here keeps its lease, however long it takes.
+            delivered = st.delivered.get(task_id)
+            if delivered is not None and delivered.worker_id == worker_id:
+                await st.engine.extend_task(task_id, delivered.token)
+    commands, worker.commands = worker.commands, []
+    reply = rxon.HeartbeatResponse(cancel_task_ids=cancel or None, commands=commands or None)
+    return reply.model_dump(mode="json", exclude_none=True)
+
+
+async def deregister(worker_id: str, request: Request) -> dict[str, Any]:
+    st: ServerState = request.app.state.podium
+    request_worker(request, worker_id)
+    if st.workers.pop(worker_id, None) is None:
+        raise ApiError(404, f"worker {worker_id} not found")
+    st.metrics.workers.set(len(st.workers))
+    with contextlib.suppress(NotFoundError):
+        await st.engine.heartbeat_worker(worker_id, status="offline")
+    return {"status": "deregistered", "worker_id": worker_id}
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+async def next_task(
+    worker_id: str,
+    request: Request,
+    poll_s: float = Query(0.0, ge=0, alias="timeout"),
+    available_skills: str | None = None,
+    max_tasks: int | None = Query(None, ge=1, le=rxon.MAX_TASKS_PER_CALL),
+) -> Response:
+    request_worker(request, worker_id)
+    st: ServerState = request.app.state.podium
+    _, payload = await next_tasks(st, worker_id, available_skills, max_tasks, poll_s, request.receive)
+    return Response(status_code=204) if payload is None else JSONResponse(payload)
+
+
+async def task_result(request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    worker_id, token = request_worker(request, _claimed(body))
+    return await take_result(request.app.state.podium, worker_id, token, body)
+
+
+async def task_results(request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    worker_id, token = request_worker(request, _claimed(body))
+    return await take_results(request.app.state.podium, worker_id, token, body)
+
+
+async def worker_event(request: Request) -> dict[str, Any]:
+    st: ServerState = request.app.state.podium
+    body = await _json_body(request)
+    worker_id, token = request_worker(request, _claimed(body))
+    check_signature(st, body, worker_id, token)
+    event: rxon.WorkerEvent = _parse(rxon.WorkerEvent, body)
+    task_id = event.target_task_id or event.origin_task_id
+    if event.event_type == rxon.EVENT_TYPE_PROGRESS and task_id:
+        raw = event.payload.get("progress", 0)
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ApiError(422, "progress must be a number from 0 to 100", field="payload.progress")
+        message = event.payload.get("message")
+        try:
+            await st.engine.report_progress(
+                task_id, float(raw), str(message) if message is not None else None
+            )
+        # the engine names the task and the argument; this names the event's task and where in the body
+        except TaskNotFoundError:
+            raise ApiError(404, f"task {task_id} not found") from None
+        except InvalidInputError as exc:
+            raise ApiError(422, str(exc), field="payload.progress") from None
+    return {"status": "event_accepted"}
+
+
+def worker_router() -> APIRouter:
+    """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
+    r = APIRouter(tags=["workers (RXON)"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+    r.add_api_route(
+        rxon.ENDPOINT_REGISTER,
+        register,
+        methods=["POST"],
+        summary="Register a worker",
+        response_model=rxon.RegisterResponse,
+    )
+    r.add_api_route(
+        rxon.ENDPOINT_HEARTBEAT,
+        heartbeat,
+        methods=["PATCH"],
+        summary="Heartbeat; the answer may carry commands",
+    )
+    r.add_api_route(rxon.ENDPOINT_HEARTBEAT, deregister, methods=["DELETE"], summary="Deregister a worker")
+    r.add_api_route(
+        rxon.ENDPOINT_TASK_NEXT,
+        next_task,
+        methods=["GET"],
+        summary="Long-poll for the next task",
+        responses={204: {}},
+    )
+    r.add_api_route(
+        rxon.ENDPOINT_TASK_RESULT,
+        task_result,
+        methods=["POST"],
+        summary="Submit a task's result",
+        response_model=rxon.ResultResponse,
+    )
+    r.add_api_route(
+        rxon.ENDPOINT_TASK_RESULTS,
+        task_results,
+        methods=["POST"],
+        summary="Submit several results and take the next tasks (podium extension)",
+        response_model=rxon.TaskResultBatchResponse,
+    )
+    r.add_api_route(
+        rxon.ENDPOINT_EVENTS,
+        worker_event,
+        methods=["POST"],
+        summary="Worker events (progress)",
+        response_model=rxon.EventResponse,
+    )
+    return r
+
+
+# --- the protocol's core steps (shared with the fast routes) --------------------------------------
+
+
+def task_wire(task: Task, now: float) -> dict[str, Any]:
+    """``rxon.TaskPayload(...).wire()`` for a task, built directly (a test keeps the two equal)."""
+    out: dict[str, Any] = {
+        "job_id": task.job_id,
+        "task_id": task.task_id,
+        "type": task.task_type,
+        "params": task.params,
+        "priority": float(task.priority),
+    }
+    if task.result_deadline:
+        out["deadline"] = int(task.result_deadline)
+    out["metadata"] = {"attempt": task.attempt}
+    out["timestamp"] = int(now)
+    out["step"] = 0
+    out["depth"] = 0
+    return out
+
+
+async def next_tasks(
+    st: ServerState,
+    worker_id: str,
+    available_skills: str | None,
+    max_tasks: int | None,
+    poll_s: float,
+    receive: Receive | None,
+) -> tuple[int, Any]:
+    """``GET .../tasks/next``: ``(200, TaskPayload)``, or ``(200, {"tasks": [...]})`` when ``max_tasks`` is
+    given (podium extension), or ``(204, None)``. A long poll (``poll_s`` > 0) ends early when ``receive``
+    reports that the worker hung up."""
+    worker = st.workers.get(worker_id)
+    if worker is None:
+        raise ApiError(404, f"worker {worker_id} not found: register again")
+    skills = list(worker.skills)
+    if available_skills is not None:
+        wanted = {x.strip() for x in available_skills.split(",") if x.strip()}
+        skills = [x for x in skills if x in wanted]
+    if not skills:
+        return 204, None
+    now = st.clock.now()
+    worker.last_seen = now
+    limit = max_tasks or 1
+    # Under load a task is waiting: take it without arming the long poll's disconnect watch.
+    tasks = await st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=0)
+    wait_s = min(poll_s, st.settings.worker_poll_timeout_s)
+    if not tasks and wait_s > 0 and receive is not None:
+        tasks = await _take_unless_gone(st, receive, worker_id, skills, limit, wait_s)
+        now = st.clock.now()
+    if not tasks:
+        return 204, None
+    for task in tasks:
+        st.delivered[task.task_id] = task
+    if max_tasks is None:
+        return 200, task_wire(tasks[0], now)
+    return 200, {"tasks": [task_wire(t, now) for t in tasks]}
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _take_unless_gone(
+    st: ServerState, receive: Receive, worker_id: str, skills: list[str], limit: int, wait_s: float
+) -> list[Task]:
+    """Long-poll the engine for tasks, giving up as soon as the worker hangs up."""
+    take = asyncio.ensure_future(st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s))
+    gone = asyncio.ensure_future(_until_disconnected(receive))
+    try:
+        await asyncio.wait({take, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hung_up = gone.done() and not gone.cancelled() and gone.exception() is None
+        gone.cancel()
+        if not take.done():
+            take.cancel()  # the engine gives back whatever it had leased by then
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    try:
+        tasks = await take
+    except asyncio.CancelledError:
+        if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            raise
+        return []
+    if hung_up and tasks:
+        # Leased in the instant the worker left: hand them back now, not when their leases expire.
+        for task in tasks:
+            with contextlib.suppress(NotFoundError):
+                await st.engine.release_task(task.task_id, task.token)
+        return []
+    return tasks
+
+
+async def take_result(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /_worker/tasks/result`` once the worker is authenticated."""
+    check_signature(st, body, worker_id, token)
+    result: rxon.TaskResult = _parse(rxon.TaskResult, body)
+    return await _apply_result(st, worker_id, result)
+
+
+async def take_results(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /_worker/tasks/results`` (podium extension): apply each result as ``tasks/result`` would,
+    then lease up to ``next.max_tasks`` new tasks without waiting."""
+    check_signature(st, body, worker_id, token)
+    batch: rxon.TaskResultBatch = _parse(rxon.TaskResultBatch, body)
+    for i, result in enumerate(batch.results):
+        if result.worker_id is not None and result.worker_id != worker_id:
+            st.metrics.auth_failures.labels("worker").inc()
+            raise ApiError(
+                403, f"worker id mismatch: {result.worker_id} vs {worker_id}", field=f"results.{i}.worker_id"
+            )
+    replies = [await _apply_result(st, worker_id, r) for r in batch.results]
+    tasks: list[dict[str, Any]] = []
+    # A worker the server forgot gets no tasks here; its next poll answers 404 and it registers again.
+    if batch.next is not None and batch.next.max_tasks and worker_id in st.workers:
+        skills = ",".join(batch.next.available_skills) if batch.next.available_skills is not None else None
+        status, payload = await next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
+        if status == 200:
+            tasks = payload["tasks"]
+    return {"results": replies, "tasks": tasks}
+
+
+def _ignored(reason: str) -> dict[str, Any]:
+    """``rxon.ResultResponse(status="ignored", reason=...)`` as sent (built directly on the hot path)."""
+    return {"status": "ignored", "reason": reason}
+
+
+async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> dict[str, Any]:
+    """Apply one result; the :class:`rxon.ResultResponse` to send, as a dict."""
+    # The engine fences results on the delivery's lease token (or, for a task this process did not hand
+    # out, on the worker id): a stale holder's result is recorded and ignored there. The token and the
+    # task type come from what this process delivered; after a restart, from the task record.
+    delivered = st.delivered.get(result.task_id)
+    token: int | None
+    if delivered is not None:
+        task_type, token = delivered.task_type, delivered.token
+    else:
+        try:
+            view = await st.engine.get_task(result.task_id)
+        except TaskNotFoundError:
+            return _ignored(rxon.IGNORED_REASON_NOT_FOUND)
+        task_type, token = view.task_type, None
+    if delivered is not None and delivered.worker_id != worker_id:
+        log.warning(
+            "worker %s sent a result for task %s held by %s",
+            worker_id,
+            result.task_id,
+            delivered.worker_id,
+            extra={"worker_id": worker_id, "task_id": result.task_id},
+        )
+        return _ignored(rxon.IGNORED_REASON_MISMATCH)
+    status, data = result.status, result.data
+    error = result.error.wire() if result.error else None
+    if status == rxon.TASK_STATUS_SUCCESS:
+        worker = st.workers.get(worker_id)
+        skill = worker.skills.get(task_type) if worker else None
+        violation = rxon.schema_violation(data or {}, skill.output_schema if skill else None)
+        if violation is not None:
+            message = (
+                f"contract violation: the result of task {result.task_id} ({task_type}) from worker {worker_id} "
+                f"does not match its declared output schema: {violation}"
+            )
+            log.warning(
+                message, extra={"worker_id": worker_id, "task_id": result.task_id, "job_id": result.job_id}
+            )
+            status = rxon.TASK_STATUS_FAILURE
+            error = {
+                "code": rxon.ERROR_CODE_CONTRACT_VIOLATION,  # the engine quarantines the job
+                "message": message,
+                "details": {"field": violation.path},
+            }
+    elif error is not None and error.get("code") == rxon.ERROR_CODE_CONTRACT_VIOLATION:
+        # The worker caught its own contract violation: say which task, skill and worker in the job's error.
+        error = {
+            **error,
+            "message": f"contract violation reported by worker {worker_id} for task {result.task_id} "
+            f"({task_type}): {error.get('message')}",
+        }
+    try:
+        outcome = await st.engine.complete_task(
+            result.task_id, status, data, error, token=token, worker_id=worker_id
+        )
+    except (TaskNotFoundError, JobNotFoundError):  # not an error to the worker: a result for nothing
+        return _ignored(rxon.IGNORED_REASON_NOT_FOUND)
+    st.delivered.pop(result.task_id, None)
+    if outcome == "ignored":
+        return _ignored(rxon.IGNORED_REASON_STALE)
+    return {"status": "accepted", "message": outcome}
