@@ -15,13 +15,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "podium"
 # package -> podium packages it must never import
 FORBIDDEN = {
     "flow": {"*"},
-    "store": {"engine", "workcell", "server", "worker", "nodes", "client", "flow", "cli"},
-    "engine": {"workcell", "server", "worker", "nodes", "client", "cli"},
-    "workcell": {"server", "worker", "cli"},
-    "worker": {"engine", "store", "workcell", "server", "nodes"},
-    "nodes": {"engine", "store", "workcell", "server", "worker"},
-    "client": {"engine", "store", "workcell", "server", "worker", "nodes"},
-    "wire": {"engine", "store", "workcell", "server", "worker", "nodes", "client", "cli"},
+    "store": {"engine", "workcell", "server", "worker", "nodes", "client", "flow", "cli", "testing"},
+    "engine": {"workcell", "server", "worker", "nodes", "client", "cli", "testing"},
+    "workcell": {"server", "worker", "cli", "testing"},
+    "worker": {"engine", "store", "workcell", "server", "nodes", "testing"},
+    "nodes": {"engine", "store", "workcell", "server", "worker", "testing"},
+    "client": {"engine", "store", "workcell", "server", "worker", "nodes", "testing"},
+    "wire": {"engine", "store", "workcell", "server", "worker", "nodes", "client", "cli", "testing"},
+    # test support over engine/workcell/store/nodes: never the HTTP edge; nothing in src/ imports it
+    "testing": {"server", "cli", "client", "worker", "flow"},
+    "server": {"testing"},
+    "cli": {"testing"},
 }
 # modules that live inside a package but are adapters onto another layer, by design
 ALLOWED = {

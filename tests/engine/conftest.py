@@ -1,18 +1,25 @@
-"""Fixtures for engine tests: an engine on each embedded store, helpers that wait on engine events."""
+"""Fixtures for engine tests: an engine on each embedded store; waiting on it is podium.testing's."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from podium.clock import Clock, ManualClock
-from podium.engine import Config, EngineEvent, OrchestratorEngine
+from podium.engine import OrchestratorEngine
 from podium.engine.storage import MemoryStorage, SQLiteStorage
 from podium.store import Store
+from podium.testing import EngineHarness, EventLog, join, wait_event
+
+__all__ = ["EventLog", "finished", "make_engine", "make_store", "until"]
+
+finished = join
+"""A job's terminal view, real time bound (``podium.testing.join``)."""
+until = wait_event
+"""The next engine event matching a predicate (``podium.testing.wait_event``)."""
 
 
 def make_store(kind: str, tmp_path: Path, clock: Clock | None = None) -> Store:
@@ -22,8 +29,8 @@ def make_store(kind: str, tmp_path: Path, clock: Clock | None = None) -> Store:
 
 
 def make_engine(store: Store, **config: Any) -> OrchestratorEngine:
-    cfg = Config(**{"RETRY_BACKOFF_BASE_S": 0.0, "EXECUTOR_POLL_WAIT_S": 5.0, **config})
-    return OrchestratorEngine(store, cfg, serve_http=False)
+    """An engine on ``store`` with the harness's test settings (``podium.testing.TEST_CONFIG``) over ``config``."""
+    return EngineHarness(store, **config).engine
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -45,49 +52,3 @@ async def manual_store(store_kind: str, tmp_path: Path) -> AsyncIterator[Store]:
     await s.open()
     yield s
     await s.close()
-
-
-async def until(
-    engine: OrchestratorEngine,
-    pred: Callable[[EngineEvent], bool],
-    timeout_s: float = 10.0,
-) -> EngineEvent:
-    """Wait (real time bound) for the first engine event matching ``pred``."""
-    fut: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
-
-    def listener(ev: EngineEvent) -> None:
-        if not fut.done() and pred(ev):
-            fut.set_result(ev)
-
-    unsub = engine.subscribe(listener)
-    try:
-        return await asyncio.wait_for(fut, timeout_s)
-    finally:
-        unsub()
-
-
-async def finished(engine: OrchestratorEngine, job_id: str, timeout_s: float = 10.0) -> Any:
-    return await asyncio.wait_for(engine.wait_for_job(job_id), timeout_s)
-
-
-class EventLog:
-    """Records every engine event from creation on; ``wait`` returns the first (past or future) match."""
-
-    def __init__(self, engine: OrchestratorEngine) -> None:
-        self.events: list[EngineEvent] = []
-        self._waiters: list[tuple[Callable[[EngineEvent], bool], asyncio.Future[EngineEvent]]] = []
-        engine.subscribe(self._on)
-
-    def _on(self, ev: EngineEvent) -> None:
-        self.events.append(ev)
-        for pred, fut in list(self._waiters):
-            if not fut.done() and pred(ev):
-                fut.set_result(ev)
-
-    async def wait(self, pred: Callable[[EngineEvent], bool], timeout_s: float = 10.0) -> EngineEvent:
-        for ev in self.events:
-            if pred(ev):
-                return ev
-        fut: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
-        self._waiters.append((pred, fut))
-        return await asyncio.wait_for(fut, timeout_s)

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 from bench.peervenv import peer_python
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, make_engine, running_stack, watch
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, make_engine, running_stack
 
 from podium.client import AsyncJobClient
 from podium.engine.blueprint import Blueprint
+from podium.testing import watch
 
 pytestmark = pytest.mark.interop
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,31 +10,6 @@ import pytest
 from podium.clock import ManualClock
 from podium.nodes import NodeClient, RestNode
 from podium.nodes.sim import SimNode, make_sim_nodes
-
-T = TypeVar("T")
-
-
-async def drive(clock: ManualClock, aw: Awaitable[T], *, max_steps: int = 20_000) -> T:
-    """Run ``aw`` to completion, moving the manual clock to each pending deadline.
-
-    With no deadline pending, the work is in flight (the event loop, or a thread reading a file): give it
-    a moment of real time instead of moving the clock.
-    """
-    task = asyncio.ensure_future(aw)
-    for _ in range(max_steps):
-        if task.done():
-            return task.result()
-        for _ in range(30):  # let runnable work settle before time moves
-            await asyncio.sleep(0)
-        deadline = clock.next_deadline
-        if task.done():
-            continue
-        if deadline is not None:
-            await clock.set(max(deadline, clock.now()))
-        else:
-            await asyncio.sleep(0.0005)
-    task.cancel()
-    raise AssertionError("did not finish: the clock ran out of steps")
 
 
 @pytest.fixture

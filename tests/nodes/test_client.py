@@ -24,8 +24,7 @@ from podium.nodes import (
     send_admin_command_all,
 )
 from podium.nodes.sim import SimNode
-
-from .conftest import drive
+from podium.testing import drive
 
 
 async def test_read_plate_end_to_end_on_virtual_time(

@@ -13,9 +13,8 @@ import pytest
 from podium.clock import ManualClock
 from podium.ids import new_ulid_str
 from podium.nodes import ActionFailed, ActionFiles, LocationArgument, RestNode, action
+from podium.testing import drive
 from podium.wire.madsci_node import LONG_POLL_HEADER, ActionRequest, NodeInfo, NodeStatus
-
-from .conftest import drive
 
 
 class Outputs(ActionFiles):

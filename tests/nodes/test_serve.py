@@ -10,8 +10,7 @@ import httpx
 from podium.clock import ManualClock
 from podium.nodes import NodeClient, NodeServer, serve_node, serve_nodes
 from podium.nodes.sim import SealerNode, make_sim_nodes, run_sim_nodes
-
-from .conftest import drive
+from podium.testing import drive
 
 
 async def test_sim_cluster_in_threads(tmp_path: Path) -> None:

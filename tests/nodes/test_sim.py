@@ -10,8 +10,7 @@ import pytest
 from podium.clock import ManualClock
 from podium.nodes import ActionStatus
 from podium.nodes.sim import FailurePlan, PlateReaderNode, SimNode, make_sim_nodes
-
-from .conftest import drive
+from podium.testing import drive
 
 ARM_ARGS = {"source": {"representation": "a", "location_name": "A"}, "target": {"representation": "b"}}
 

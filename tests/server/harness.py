@@ -1,18 +1,18 @@
-"""A podium server on a loopback port around a real engine, plus helpers that wait on engine events."""
+"""A podium server on a loopback port around a real engine, plus blueprints the server tests share."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podium.engine import Config, EngineEvent, OrchestratorEngine
+from podium.engine import OrchestratorEngine
 from podium.engine.blueprint import Blueprint
 from podium.engine.storage import MemoryStorage
 from podium.server import RunningServer, ServerSettings, start_server
+from podium.testing import EngineHarness
 
 CLIENT_TOKEN = "client-secret"
 WORKER_TOKEN = "worker-secret"
@@ -82,12 +82,10 @@ class Stack:
 
 
 def make_engine(**config: Any) -> OrchestratorEngine:
-    engine = OrchestratorEngine(
-        MemoryStorage(), Config(**{"RETRY_BACKOFF_BASE_S": 0.0, **config}), serve_http=False
+    harness = EngineHarness(
+        MemoryStorage(), blueprints=[transcode_blueprint(), approval_blueprint()], **config
     )
-    engine.register_blueprint(transcode_blueprint())
-    engine.register_blueprint(approval_blueprint())
-    return engine
+    return harness.engine
 
 
 @contextlib.asynccontextmanager
@@ -110,17 +108,3 @@ async def running_stack(
         yield Stack(engine, server, cfg)
     finally:
         await server.stop()
-
-
-def watch(engine: OrchestratorEngine, pred: Callable[[EngineEvent], bool]) -> asyncio.Future[EngineEvent]:
-    """Start watching now; await the future later (so an event that happens in between is not missed)."""
-    fut: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
-    unsubscribe: Callable[[], None]
-
-    def listener(ev: EngineEvent) -> None:
-        if not fut.done() and pred(ev):
-            fut.set_result(ev)
-            unsubscribe()
-
-    unsubscribe = engine.subscribe(listener)
-    return fut

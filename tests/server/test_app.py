@@ -14,8 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from podium.client import AsyncJobClient, JobClient, JobClientError, QuotaExceededError
+from podium.testing import watch
 from podium.worker import TaskContext, TaskFailed, Worker
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, make_engine, running_stack, watch
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, make_engine, running_stack
 from tests.server.loopback import serve_app
 
 

@@ -18,8 +18,9 @@ from podium.client import AsyncJobClient, JobClientError
 from podium.engine import ActionFactory, Blueprint, OrchestratorEngine
 from podium.engine.config import Config
 from podium.engine.storage import MemoryStorage
+from podium.testing import watch
 from podium.worker import TaskContext, TaskFailed, Worker
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, make_engine, running_stack, watch
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, make_engine, running_stack
 from tests.server.loopback import serve_app
 
 CLIENTS = """\

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from podium.clock import system_clock
 from podium.store import MemoryStore
+from podium.testing import WorkcellHarness
 from podium.workcell import InProcessNode, WorkcellDefinition, WorkcellEngine, WorkcellManagerSettings
 
 WORKCELL: dict[str, Any] = {
@@ -72,8 +74,8 @@ async def engine(
     workcell: WorkcellDefinition, nodes: dict[str, InProcessNode], tmp_path: Path
 ) -> AsyncIterator[WorkcellEngine]:
     settings = WorkcellManagerSettings(scheduler_update_interval=30.0, node_update_interval=30.0)
-    eng = WorkcellEngine(
-        workcell, store=MemoryStore(), data_dir=tmp_path, settings=settings, connectors=dict(nodes)
+    harness = WorkcellHarness(
+        workcell, nodes=nodes, store=MemoryStore(), clock=system_clock, data_dir=tmp_path, settings=settings
     )
-    async with eng:
-        yield eng
+    async with harness:
+        yield harness.workcell
