@@ -153,7 +153,7 @@ async def test_an_approval_token_is_refused_for_a_job_that_has_none(store: Store
             "wait": {k: v for k, v in rec.data["wait"].items() if k != "token"},
         }
         await store.apply(Put("job", job_id, data, rec.version, rec.status, rec.group))
-        engine._forget([job_id])
+        engine.core.forget([job_id])
         for token in ("None", "", "anything"):
             try:
                 await engine.resolve_approval(job_id, "approved", token=token)

@@ -75,7 +75,9 @@ async def test_a_long_handler_keeps_its_step_lease(manual_store: Store) -> None:
         job_id = await engine.create_job("slow")
         for _ in range(10):  # 10 s of clock time: without the heartbeat the lease expires after 3
             await clock.advance(1.0)
-            await settled(lambda: all(le.expires_at > clock.now() + 1.0 for le in engine._held.values()))
+            await settled(
+                lambda: all(le.expires_at > clock.now() + 1.0 for le in engine.executor.held.values())
+            )
         assert await manual_store.take_now([STEPS_QUEUE], owner="thief", lease_s=1, limit=1) == []
         gate.set()
         job = await finished(engine, job_id)

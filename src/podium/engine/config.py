@@ -56,6 +56,10 @@ class Config(PodiumSettings):
     with in-process workers); ``OrchestratorEngine(..., serve_http=False)`` does the same. The server app
     (``podium serve``, ``create_app``) starts its engine without it, so nothing is served twice."""
 
+    HTTP_SERVER: str = "podium.server.embed:serve"
+    """The entry point (``module:attr``) ``start()`` loads by name to serve the HTTP API: an async function
+    taking the started engine and returning the running server (``.url``, ``await .stop()``)."""
+
     # Read by the HTTP API that start() serves (and by `podium serve` where it has no setting of its own).
     API_HOST: str = "0.0.0.0"
     API_PORT: int = 8082

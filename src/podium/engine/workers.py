@@ -156,14 +156,14 @@ class InProcessWorker:
         self._loop_task = asyncio.get_running_loop().create_task(
             self._loop(), name=f"worker-{self.worker_id}"
         )
-        engine._attach_local(self)
+        engine.dispatch.attach(self)
 
     async def stop(self, *, grace_s: float = 30.0) -> None:
         """Stop taking tasks; let running ones finish for ``grace_s``, then cancel them and give their leases
         back so the tasks are offered again at once. Idempotent."""
         self._stopping = True
         if self._engine is not None:
-            self._engine._detach_local(self)
+            self._engine.dispatch.detach(self)
         task, self._loop_task = self._loop_task, None
         if task is not None:
             task.cancel()
@@ -182,7 +182,7 @@ class InProcessWorker:
                 for t in pending:
                     given = tasks.get(runners[t])
                     if given is not None:
-                        await engine._give_back_task(given)
+                        await engine.dispatch.give_back(given)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

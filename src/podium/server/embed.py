@@ -1,17 +1,18 @@
 """The engine's HTTP face for Avtomatika-style embedding: ``await engine.start()`` serves the API.
 
 Avtomatika's ``OrchestratorEngine.start()`` serves its client and worker APIs; podium's does the same by
-running :mod:`podium.server` around the engine. This module is the engine's one adapter onto the server
-layer (listed in ``tests/test_architecture.py``): :meth:`OrchestratorEngine.start` imports it lazily, only
-when it is asked to serve, so in-process use never loads the server.
+running :mod:`podium.server` around the engine. :meth:`OrchestratorEngine.start` loads :func:`serve` by name
+(``Config.HTTP_SERVER``, ``"podium.server.embed:serve"``), only when it is asked to serve, so the engine
+never imports the server and in-process use never loads it. Owns only that adapter: no routes here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from podium.engine.engine import OrchestratorEngine
+from podium.engine.engine import OrchestratorEngine
+from podium.server.runner import start_server
+from podium.server.settings import ServerSettings
 
 __all__ = ["serve"]
 
@@ -22,8 +23,6 @@ async def serve(engine: OrchestratorEngine) -> Any:
     ``DETAILED_API_RESPONSES``, ``WORKER_POLL_TIMEOUT_SECONDS``); other server settings come from the
     environment and settings files as for ``podium serve``. Returns the running server (``.url``,
     ``await .stop()``); the engine stays the caller's to stop."""
-    from podium.server import ServerSettings, start_server
-
     cfg = engine.config
     settings = ServerSettings.load(
         api_host=cfg.API_HOST,

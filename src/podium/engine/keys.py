@@ -1,0 +1,55 @@
+"""Every store name the engine uses: record kinds, queues, the recovery lock, item ids and timer keys.
+
+One spelling each (arq keeps its Redis key names in ``arq/constants.py`` the same way). Owns names only:
+it must not import any other engine module nor hold state.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DISPATCH_TIMER",
+    "HEARTBEAT_TIMER",
+    "JOB",
+    "RECOVERY_LOCK",
+    "RESULT_TIMER",
+    "STEPS_QUEUE",
+    "TASK",
+    "TASK_QUEUE_PREFIX",
+    "WORKER",
+    "step_item",
+    "task_item",
+    "task_queue",
+]
+
+JOB = "job"
+"""Record kind of a job (group: its blueprint's name)."""
+TASK = "task"
+"""Record kind of a task (group: its job's id)."""
+WORKER = "worker"
+"""Record kind of a registered executor (group: its kind)."""
+
+STEPS_QUEUE = "engine:steps"
+"""The queue of job steps the executor runs (item id: :func:`step_item`)."""
+TASK_QUEUE_PREFIX = "task:"
+RECOVERY_LOCK = "engine:recovery"
+"""The store lock whose holder runs recovery (one instance per store)."""
+
+# Timer keys of the engine's TimerQueue: prefix + task id (hot paths write f"{DISPATCH_TIMER}{task_id}").
+DISPATCH_TIMER = "d:"
+RESULT_TIMER = "r:"
+HEARTBEAT_TIMER = "hb"
+
+
+def task_queue(task_type: str) -> str:
+    """The store queue that holds tasks of ``task_type``."""
+    return f"{TASK_QUEUE_PREFIX}{task_type}"
+
+
+def step_item(job_id: str, step: int) -> str:
+    """The id of a job's step in :data:`STEPS_QUEUE`."""
+    return f"{job_id}.{step}"
+
+
+def task_item(task_id: str, attempt: int) -> str:
+    """The id of one attempt of a task in its task queue."""
+    return f"{task_id}:{attempt}"
