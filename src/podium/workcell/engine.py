@@ -69,7 +69,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +94,7 @@ from podium.workcell.errors import (
     WorkflowValidationError,
 )
 from podium.workcell.locations import Location, LocationArgument, LocationDefinition
+from podium.workcell.monitor import NodeMonitor
 from podium.workcell.nodes import ActionCall, ActionOutcome, ConnectorFactory, NodeConnector, http_connector
 from podium.workcell.prepare import build_workflow, check_parameters, resolve_step_for_run
 from podium.workcell.resources import Resource, ResourceDefinition, ResourceError, ResourceTable
@@ -205,19 +205,6 @@ def _held_by_the_workcell() -> None:  # pragma: no cover - _StepExecutor.deliver
     raise AssertionError("workcell step tasks are run by the workcell's scheduler")
 
 
-@dataclass(slots=True)
-class _NodeWatch:
-    """When a node's status is next read, and what the last reads said (see "Node status" above)."""
-
-    next_poll: float = 0.0
-    last_poll: float | None = None
-    idle_s: float = 0.0
-    failures: int = 0
-    info_at: float | None = None
-    fresh: bool = False
-    """The node just ended an action: its next read starts the back-off over."""
-
-
 class WorkcellEngine:
     """Runs a workcell: see the module docstring. Use as an async context manager or start()/stop()."""
 
@@ -241,9 +228,6 @@ class WorkcellEngine:
         self.clock: Clock = clock or (engine.clock if engine is not None else system_clock)
         self.data_dir = Path(data_dir)
         self.datapoints = DatapointRepository(store, self.data_dir)
-        self._connector_factory = connector_factory or http_connector
-        self._given_connectors = dict(connectors or {})
-        self._connectors: dict[str, NodeConnector] = {}
         if scheduler is None:
             name = self.settings.scheduler
             scheduler = Scheduler() if name == DEFAULT_SCHEDULER else load_scheduler(name)
@@ -259,9 +243,6 @@ class WorkcellEngine:
         )
         self.status = WorkcellStatus(initializing=True)
         self.nodes: dict[str, NodeRecord] = {}
-        self._watch: dict[str, _NodeWatch] = {}
-        self._needed: set[str] = set()
-        self._node_wake = asyncio.Event()
         self.locations: dict[str, Location] = {}
         self.resources = ResourceTable()
         self._resource_versions: dict[str, int] = {}
@@ -291,6 +272,20 @@ class WorkcellEngine:
             lease_s=self.settings.owner_lock_ttl_s,
             poll_wait_s=self.settings.scheduler_update_interval,
         )
+        self.monitor = NodeMonitor(
+            settings=self.settings,
+            clock=self.clock,
+            nodes=self.nodes,
+            info=self.info,
+            connector_factory=connector_factory or http_connector,
+            connectors=connectors or {},
+            busy_nodes=self._busy_nodes,
+            is_owner=lambda: self.is_owner,
+            stopping=lambda: self._stopping,
+            wake=self.wake,
+        )
+        """Node monitoring: connectors, status reads and their back-off."""
+        self._connectors = self.monitor.connectors
         self.listeners: list[Listener] = []
         """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
 
@@ -329,7 +324,7 @@ class WorkcellEngine:
             log.info("workcell %s: another process owns this store; standing by", self.workcell.name)
         self.status.initializing = False
         self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="workcell-scheduler"))
-        self._tasks.append(asyncio.create_task(self._node_loop(), name="workcell-nodes"))
+        self._tasks.append(asyncio.create_task(self.monitor.run(), name="workcell-nodes"))
         self._tasks.append(asyncio.create_task(self._owner_loop(), name="workcell-owner"))
         self.wake()
 
@@ -354,10 +349,7 @@ class WorkcellEngine:
             with contextlib.suppress(Exception):
                 await self.store.release_lock(OWNER_LOCK, self.instance_id, self._owner_token)
             self._owner_token = None
-        for conn in self._connectors.values():
-            with contextlib.suppress(Exception):
-                await conn.aclose()
-        self._connectors.clear()
+        await self.monitor.aclose()
         if self._own_engine:
             await self.jobs.stop()
         if self._own_store:
@@ -476,9 +468,7 @@ class WorkcellEngine:
             await self._load_status()
             await self._load_active_workflows()
         await self._start_executor()
-        for watch in self._watch.values():
-            watch.next_poll = self.clock.monotonic()
-        self._node_wake.set()
+        self.monitor.read_all_soon()
         self.wake()
 
     # --- loading --------------------------------------------------------------------------------
@@ -536,14 +526,7 @@ class WorkcellEngine:
         for rec in await self._list_all(NODE_KIND):
             urls.setdefault(rec.id, str(rec.data.get("node_url")))
         for name, url in urls.items():
-            self._register_node(name, url)
-
-    def _register_node(self, name: str, url: str) -> None:
-        self.nodes[name] = NodeRecord(node_url=url)
-        self._watch[name] = _NodeWatch(idle_s=self.settings.node_update_interval)
-        self.info.nodes[name] = url
-        conn = self._given_connectors.get(name)
-        self._connectors[name] = conn if conn is not None else self._connector_factory(name, url)
+            self.monitor.register(name, url)
 
     async def _load_active_workflows(self) -> None:
         for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
@@ -763,125 +746,7 @@ class WorkcellEngine:
     async def poll_nodes(self, *, update_info: bool = False) -> None:
         """Read every node's status now (and info and state when asked or unknown), concurrently; nodes
         running one of this workcell's steps are left alone (the action's own calls track them)."""
-        busy = self._busy_nodes()
-        names = [n for n in self.nodes if n not in busy]
-        await asyncio.gather(*(self._poll_node(n, update_info=update_info) for n in names))
-
-    async def _poll_node(self, name: str, *, update_info: bool = False) -> None:
-        conn = self._connectors.get(name)
-        rec = self.nodes.get(name)
-        watch = self._watch.get(name)
-        if conn is None or rec is None or watch is None:
-            return
-        was_ready = rec.ready
-        now = self.clock.monotonic()
-        failed = False
-        try:
-            status = await self.clock.wait_for(conn.get_status(), 10.0)
-            info, state = rec.info, rec.state
-            due = watch.info_at is None or now - watch.info_at >= self.settings.node_info_update_interval
-            if update_info or info is None or due:
-                info = await self.clock.wait_for(conn.get_info(), 10.0)
-                state = await self.clock.wait_for(conn.get_state(), 10.0)
-                watch.info_at = now
-            new = rec.model_copy(update={"status": status, "info": info, "state": state})
-            watch.failures = 0
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failed = True
-            watch.failures += 1
-            new = rec
-            known = rec.status is not None and not rec.status.get("disconnected")
-            if watch.failures >= self.settings.node_disconnect_after_failures or not known:
-                if known:
-                    log.warning("node %s is disconnected: %s", name, exc, extra={"node": name})
-                err = Error.from_exception(exc, at=utcnow(self.clock)).model_dump(mode="json")
-                new = rec.model_copy(
-                    update={
-                        "status": {
-                            "ready": False,
-                            "errored": True,
-                            "disconnected": True,
-                            "errors": [err],
-                            "description": f"disconnected: {exc}",
-                        }
-                    }
-                )
-        if self.nodes.get(name) is rec:  # not replaced meanwhile (by an action's result or an admin call)
-            self.nodes[name] = new
-            self._plan_poll(name, changed=new.status != rec.status, failed=failed, at=now)
-        if new.ready != was_ready:
-            if new.ready and was_ready is False and rec.status and rec.status.get("disconnected"):
-                log.info("node %s is reachable again", name, extra={"node": name})
-            self.wake()
-
-    def _plan_poll(self, name: str, *, changed: bool, failed: bool = False, at: float | None = None) -> None:
-        """Set when a node's status is next read (see "Node status" in the module docstring)."""
-        watch = self._watch[name]
-        base = self.settings.node_update_interval
-        cap = max(base, self.settings.node_info_update_interval)
-        now = self.clock.monotonic() if at is None else at
-        watch.last_poll = now
-        if failed:
-            # A first failure is checked again soon; after that, back off.
-            interval = min(cap, base * 2 ** max(0, watch.failures - 1))
-        elif changed or watch.fresh or name in self._needed:
-            watch.idle_s = interval = base
-        else:
-            watch.idle_s = interval = min(cap, watch.idle_s * 2)
-        watch.next_poll = now + interval
-        watch.fresh = False
-        self._node_wake.set()
-
-    def _node_status_needed(self, names: set[str]) -> None:
-        """Nodes that queued steps wait for (not ready): read their status every ``node_update_interval``."""
-        base = self.settings.node_update_interval
-        for name in names - self._needed:
-            watch = self._watch.get(name)
-            if watch is not None:
-                since = watch.last_poll if watch.last_poll is not None else self.clock.monotonic()
-                watch.next_poll = min(watch.next_poll, since + base)
-                self._node_wake.set()
-        self._needed = names
-
-    def _node_status_from_action(self, name: str, status: dict[str, Any] | None) -> None:
-        """A node's step ended: take the status the action's result carried, or read it at once."""
-        rec = self.nodes.get(name)
-        watch = self._watch.get(name)
-        if rec is None or watch is None:
-            return
-        if status is None:
-            watch.next_poll = self.clock.monotonic()
-            watch.fresh = True
-            self._node_wake.set()
-            return
-        watch.failures = 0
-        self.nodes[name] = rec.model_copy(update={"status": status})
-        self._plan_poll(name, changed=True)
-
-    async def _node_loop(self) -> None:
-        while not self._stopping:
-            self._node_wake.clear()
-            now = self.clock.monotonic()
-            busy = self._busy_nodes()
-            idle = {n: w for n, w in self._watch.items() if n in self.nodes and n not in busy}
-            if not self.is_owner:  # the owner watches the nodes
-                idle = {}
-            due = [n for n, w in idle.items() if w.next_poll <= now]
-            if due:
-                try:
-                    await asyncio.gather(*(self._poll_node(n) for n in due))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("node status poll failed")
-                    for n in due:  # never spin on a node whose poll broke
-                        self._watch[n].next_poll = max(self._watch[n].next_poll, now + 1.0)
-                continue
-            timeout = max(0.0, min(w.next_poll for w in idle.values()) - now) if idle else None
-            with contextlib.suppress(TimeoutError):
-                await self.clock.wait_for(self._node_wake.wait(), timeout)
+        await self.monitor.poll_all(update_info=update_info)
 
     async def add_node(self, name: str, url: str) -> NodeRecord:
         """Add a node to the workcell (persisted); ValueError if the name is taken."""
@@ -889,8 +754,8 @@ class WorkcellEngine:
         if name in self.nodes:
             raise WorkflowStateError(f"node name {name!r} exists; node names must be unique")
         await self.store.put(NODE_KIND, name, {"node_url": url}, expected_version=0)
-        self._register_node(name, url)
-        await self._poll_node(name, update_info=True)
+        self.monitor.register(name, url)
+        await self.monitor.poll(name, update_info=True)
         self.wake()
         return self.nodes[name]
 
@@ -924,7 +789,7 @@ class WorkcellEngine:
                 self.nodes[name] = rec.model_copy(
                     update={"status": {**rec.status, "errored": False, "errors": []}}
                 )
-        await asyncio.gather(*(self._poll_node(n) for n in names if n not in self._busy_nodes()))
+        await asyncio.gather(*(self.monitor.poll(n) for n in names if n not in self._busy_nodes()))
         self.wake()
         return out
 
@@ -1338,7 +1203,7 @@ class WorkcellEngine:
                 # Whatever a custom scheduler says, a paused or locked workcell starts nothing.
                 wf.scheduler_metadata.ready_to_run = False
                 wf.scheduler_metadata.reasons.append(_held_reason(self.status))
-        self._node_status_needed(
+        self.monitor.status_needed(
             {
                 str(w.current_step.node)
                 for w in candidates
@@ -1608,7 +1473,7 @@ class WorkcellEngine:
         now = utcnow(self.clock)
         node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
         if node is not None:
-            self._node_status_from_action(node, outcome.node_status)
+            self.monitor.status_from_action(node, outcome.node_status)
         if journal is None:
             rec = await self.store.get(ACTION_KIND, flight.action_id)
             journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}
