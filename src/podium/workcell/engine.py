@@ -87,17 +87,18 @@ from podium.store import Append, Op, Put, Store
 from podium.store.base import Lease, Record
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
-from podium.workcell.datapoints import DataPoint, DatapointRepository
+from podium.workcell.datapoints import DatapointRepository
 from podium.workcell.errors import (
     WorkflowNotFoundError,
     WorkflowStateError,
     WorkflowValidationError,
 )
+from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, Listener, RunJournal
 from podium.workcell.locations import Location, LocationArgument, LocationDefinition
 from podium.workcell.monitor import NodeMonitor
 from podium.workcell.nodes import ActionCall, ActionOutcome, ConnectorFactory, NodeConnector, http_connector
 from podium.workcell.prepare import build_workflow, check_parameters, resolve_step_for_run
-from podium.workcell.resources import Resource, ResourceDefinition, ResourceError, ResourceTable
+from podium.workcell.resources import Resource, ResourceDefinition, ResourceTable
 from podium.workcell.scheduler import (
     AbstractScheduler,
     Claim,
@@ -131,10 +132,8 @@ log = logging.getLogger("podium.workcell")
 STEP_TASK = "workcell.step"
 """The task type of a workflow step (one queue per store: a store has one workcell owner)."""
 
-WORKFLOW_KIND = "workcell.workflow"
 DEFINITION_KIND = "workcell.definition"
 ACTION_KIND = "workcell.action"
-RESOURCE_KIND = "workcell.resource"
 LOCATION_KIND = "workcell.location"
 NODE_KIND = "workcell.node"
 STATUS_KIND = "workcell.status"
@@ -153,8 +152,6 @@ _TERMINAL_STATES = [WorkflowState.COMPLETED.value, WorkflowState.FAILED.value, W
 
 FileInput = tuple[str, bytes] | Path
 """A file parameter's value: ``(file name, content)`` or a local path."""
-
-Listener = Callable[[str, Workflow], None]
 
 
 class _Flight:
@@ -257,7 +254,6 @@ class WorkcellEngine:
         self._not_before: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
@@ -288,6 +284,20 @@ class WorkcellEngine:
         self._connectors = self.monitor.connectors
         self.listeners: list[Listener] = []
         """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
+        self.journal = RunJournal(
+            store=store,
+            datapoints=self.datapoints,
+            locations=self.locations,
+            resources=self.resources,
+            workflows=self._workflows,
+            versions=self._versions,
+            resource_versions=self._resource_versions,
+            in_flight=lambda workflow_id: workflow_id in self._flights,
+            not_before=self._not_before,
+            listeners=self.listeners,
+            is_owner=lambda: self.is_owner,
+        )
+        """The run journal: view writes, datapoints, feed-forward, resource effects."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -453,7 +463,7 @@ class WorkcellEngine:
             self._workflows.clear()
             self._versions.clear()
             self._not_before.clear()
-        self._notify()
+        self.journal.notify()
 
     async def _take_over(self) -> None:
         """Became the owner while running: read everything afresh and start the executor (the steps the old
@@ -461,7 +471,7 @@ class WorkcellEngine:
         async with self._lock:
             self._workflows.clear()
             self._versions.clear()
-            self.resources = ResourceTable()
+            self.resources = self.journal.resources = ResourceTable()
             self._resource_versions.clear()
             self.locations.clear()
             await self._load_locations_and_resources()
@@ -492,15 +502,15 @@ class WorkcellEngine:
                 continue  # the owner creates it; a standby reads it when it takes over
             loc, changed = self._location_from_definition(definition, now)
             self.locations[loc.location_name] = loc
-            ops += self._resource_ops(changed)
+            ops += self.journal.resource_ops(changed)
             ops.append(Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0))
         for name, (loc, _) in stored.items():  # locations added through the API earlier
             self.locations[name] = loc
         for rdef in self.workcell.resources:
             if self.is_owner and not self.resources.query(resource_name=rdef.resource_name):
-                ops += self._resource_ops(self.resources.create(rdef, now=now))
+                ops += self.journal.resource_ops(self.resources.create(rdef, now=now))
         if ops:
-            await self._apply(ops)
+            await self.journal.apply(ops)
 
     def _location_from_definition(
         self, definition: LocationDefinition, now: datetime
@@ -809,7 +819,7 @@ class WorkcellEngine:
             "workcell %s: paused=%s locked=%s", self.workcell.name, self.status.paused, self.status.locked
         )
         self.wake()
-        self._notify()
+        self.journal.notify()
         return self.status.model_copy()
 
     # --- definitions and submission ---------------------------------------------------------------
@@ -895,7 +905,7 @@ class WorkcellEngine:
             wf.start_time = wf.end_time = now
         n = len(wf.steps)
         async with self._lock:
-            ops, done = self._wf_ops(
+            ops, done = self.journal.wf_ops(
                 wf, "submitted", {"definition_id": definition.workflow_definition_id}, extra=ops, new=True
             )
             if self.is_owner:  # before the write: the first step's task reaches the executor with it
@@ -988,7 +998,7 @@ class WorkcellEngine:
 
         async def wait() -> Workflow:
             while True:
-                event = self._changed
+                event = self.journal.changed
                 # Look at the live workflow (a deep copy per wake-up costs more than the step itself);
                 # copy only the one returned.
                 live = self._workflows.get(workflow_id)
@@ -1121,7 +1131,7 @@ class WorkcellEngine:
     ) -> None:
         """An operation on the run's job, with the workflow view (and ``extra``) written in the same
         transaction. A job that cannot take it (say, a pause already in place) still gets the view written."""
-        ops, done = self._wf_ops(wf, event, data, extra=extra)
+        ops, done = self.journal.wf_ops(wf, event, data, extra=extra)
         try:
             await op(wf.workflow_id, extra_ops=ops)
         except (JobStateError, JobNotFoundError) as exc:
@@ -1166,7 +1176,7 @@ class WorkcellEngine:
             return 0
         async with self._lock:
             started = self._schedule_locked()
-        self._notify()
+        self.journal.notify()
         return started
 
     def _schedule_locked(self) -> int:
@@ -1450,7 +1460,7 @@ class WorkcellEngine:
                     self._schedule_locked()
                     scheduled = True
         finally:
-            self._notify()
+            self.journal.notify()
             if not scheduled:
                 self.wake()
 
@@ -1505,7 +1515,7 @@ class WorkcellEngine:
             return
         step = current
         ops: list[Op] = [journal_op]
-        ids, dps, dp_ops = self._datapoints_for(wf, step, outcome, now)
+        ids, dps, dp_ops = self.journal.datapoints_for(wf, step, outcome, now)
         ops += dp_ops
         result = ActionResult(
             action_id=flight.action_id,
@@ -1531,8 +1541,8 @@ class WorkcellEngine:
             event = "late_result"
             job_op = self._completer(task, "cancelled", None)
         elif outcome.status == ActionStatus.SUCCEEDED:
-            ops += self._apply_effects(step, result, now)
-            self._feed_forward(wf, step, flight.index, dps)
+            ops += self.journal.apply_effects(step, result, now)
+            self.journal.feed_forward(wf, step, flight.index, dps)
             nxt = flight.index + 1
             if nxt >= len(wf.steps):
                 wf.status.completed = True
@@ -1568,7 +1578,7 @@ class WorkcellEngine:
             del self._tasks_held[wf.workflow_id]
         data = {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value}
         if job_op is None:
-            await self._commit(wf, event, data, extra=ops)
+            await self.journal.commit(wf, event, data, extra=ops)
         else:
             await self._job_op(wf, event, job_op, data, extra=ops)
 
@@ -1588,192 +1598,6 @@ class WorkcellEngine:
 
         return complete
 
-    def _datapoints_for(
-        self, wf: Workflow, step: Step, outcome: ActionOutcome, now: datetime
-    ) -> tuple[dict[str, str | list[str]], list[DataPoint], list[Op]]:
-        ids: dict[str, str | list[str]] = {}
-        dps: list[DataPoint] = []
-        ops: list[Op] = []
-        labels = step.data_labels
-        for key, value in (outcome.datapoints or {}).items():
-            ids[labels.get(key, key)] = value
-        if outcome.json_result is not None:
-            label = labels.get("json_result", "json_result")
-            dp, op = self.datapoints.value_put(
-                outcome.json_result, label=label, at=now, workflow_id=wf.workflow_id, step_id=step.step_id
-            )
-            ids[label] = dp.datapoint_id
-            dps.append(dp)
-            ops.append(op)
-        for key, path in outcome.files.items():
-            label = labels.get(key, key)
-            dp, op = self.datapoints.file_put(
-                Path(path),
-                filename=Path(path).name,
-                label=label,
-                at=now,
-                workflow_id=wf.workflow_id,
-                step_id=step.step_id,
-            )
-            ids[label] = dp.datapoint_id
-            dps.append(dp)
-            ops.append(op)
-        return ids, dps, ops
-
-    def _feed_forward(self, wf: Workflow, step: Step, index: int, dps: list[DataPoint]) -> None:
-        by_label = {dp.label: dp for dp in dps}
-        for param in wf.parameters.feed_forward:
-            dp: DataPoint | None = None
-            if param.step is None:
-                dp = by_label.get(param.label) if param.label else None
-            elif (
-                param.step == index
-                or param.step == step.key
-                or (isinstance(param.step, str) and param.step == step.name)
-            ):
-                if param.label is not None:
-                    dp = by_label.get(param.label)
-                elif len(dps) == 1:
-                    dp = dps[0]
-                elif param.parameter_type == "feed_forward_json":
-                    dp = by_label.get("json_result")
-                else:
-                    dp = next((d for d in dps if d.data_type == "file"), None)
-            if dp is None:
-                continue
-            if param.parameter_type == "feed_forward_json":
-                wf.parameter_values[param.key] = dp.value
-            else:
-                wf.file_input_ids[param.key] = dp.datapoint_id
-
-    def _apply_effects(self, step: Step, result: ActionResult, now: datetime) -> list[Op]:
-        changed: list[Resource] = []
-        for effect in step.effects:
-            try:
-                if effect.kind == "move":
-                    src, dst = self.locations[str(effect.source)], self.locations[str(effect.target)]
-                    if src.resource_id is None or dst.resource_id is None:
-                        raise ResourceError(
-                            f"move {effect.source} -> {effect.target}: both locations need a container"
-                        )
-                    changed += self.resources.move(src.resource_id, dst.resource_id, key=effect.key)
-                elif effect.kind in {"consume", "refill"}:
-                    res = self.resources.find(str(effect.resource))
-                    if res is None:
-                        raise ResourceError(f"no resource {effect.resource}")
-                    qty = float(effect.quantity or 0)
-                    changed += self.resources.change_quantity(
-                        res.resource_id, -qty if effect.kind == "consume" else qty
-                    )
-                else:
-                    res = self.resources.find(str(effect.resource))
-                    if res is None:
-                        raise ResourceError(f"no resource {effect.resource}")
-                    changed += self.resources.set_attribute(res.resource_id, str(effect.field), effect.value)
-            except (ResourceError, KeyError, ValueError) as exc:
-                # The action already happened on the instrument: record the mismatch, do not undo the step.
-                result.errors.append(
-                    Error(
-                        message=f"resource effect {effect.kind} not applied: {exc}",
-                        error_type="ResourceEffectError",
-                        logged_at=now,
-                    )
-                )
-                log.warning("resource effect %s of step %s not applied: %s", effect.kind, step.label, exc)
-        for r in changed:
-            r.updated_at = now
-        return self._resource_ops(changed)
-
-    # --- committing -----------------------------------------------------------------------------
-
-    def _wf_ops(
-        self,
-        wf: Workflow,
-        event: str,
-        data: dict[str, Any] | None = None,
-        *,
-        extra: list[Op] | None = None,
-        new: bool = False,
-    ) -> tuple[list[Op], Callable[[], None]]:
-        """The workflow view's write for a transition (with ``extra`` and a history line), and what to do
-        once it is written (by the store directly or inside a job operation of the engine)."""
-        state = wf.status.state.value
-        expected = 0 if new else self._versions.get(wf.workflow_id)
-        ops: list[Op] = [
-            Put(
-                WORKFLOW_KIND,
-                wf.workflow_id,
-                wf.model_dump(mode="json"),
-                expected_version=expected,
-                status=state,
-                group=wf.workflow_definition_id,
-            ),
-            *(extra or []),
-            Append(wf.workflow_id, event, state, data or {}),
-        ]
-
-        def done() -> None:
-            # Every Put adds one to its record's version: no need to read back what was written.
-            if expected is None:
-                self._versions.pop(wf.workflow_id, None)
-            else:
-                self._versions[wf.workflow_id] = expected + 1
-            for op in ops:
-                if isinstance(op, Put) and op.kind == RESOURCE_KIND and op.expected_version is not None:
-                    self._resource_versions[op.id] = op.expected_version + 1
-            if self.is_owner:
-                self._workflows[wf.workflow_id] = wf
-            else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow
-                self._workflows.pop(wf.workflow_id, None)
-                self._versions.pop(wf.workflow_id, None)
-            if wf.status.terminal and wf.workflow_id not in self._flights:
-                self._not_before.pop(wf.workflow_id, None)
-            for listener in list(self.listeners):
-                try:
-                    listener(event, wf)
-                except Exception:
-                    log.exception("workcell listener failed on %s", event)
-            self._notify()
-
-        return ops, done
-
-    async def _commit(
-        self,
-        wf: Workflow,
-        event: str,
-        data: dict[str, Any] | None = None,
-        *,
-        extra: list[Op] | None = None,
-    ) -> None:
-        """Write the workflow view (with everything that goes with this transition) in one transaction."""
-        ops, done = self._wf_ops(wf, event, data, extra=extra)
-        await self.store.apply(*ops)
-        done()
-
-    async def _apply(self, ops: list[Op]) -> None:
-        results = await self.store.apply(*ops)
-        for op, res in zip(ops, results, strict=True):
-            if isinstance(op, Put) and op.kind == RESOURCE_KIND:
-                self._resource_versions[op.id] = res.version
-
-    def _resource_ops(self, changed: list[Resource]) -> list[Op]:
-        latest: dict[str, Resource] = {r.resource_id: r for r in changed}
-        return [
-            Put(
-                RESOURCE_KIND,
-                r.resource_id,
-                r.model_dump(mode="json"),
-                expected_version=self._resource_versions.get(r.resource_id, 0),
-                status=r.base_type.value,
-                group=r.parent_id,
-            )
-            for r in latest.values()
-        ]
-
-    def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
-
     # --- locations and resources ----------------------------------------------------------------
 
     def get_location(self, ref: str) -> Location:
@@ -1791,9 +1615,9 @@ class WorkcellEngine:
         if definition.location_name in self.locations:
             raise WorkflowStateError(f"location {definition.location_name!r} exists")
         loc, changed = self._location_from_definition(definition, utcnow(self.clock))
-        await self._apply(
+        await self.journal.apply(
             [
-                *self._resource_ops(changed),
+                *self.journal.resource_ops(changed),
                 Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0),
             ]
         )
@@ -1814,7 +1638,7 @@ class WorkcellEngine:
                     if r.created_at is None:
                         r.created_at = now
                     r.updated_at = now
-                await self._apply(self._resource_ops(changed))
+                await self.journal.apply(self.journal.resource_ops(changed))
             except BaseException:
                 self.resources._by_id = backup
                 raise
