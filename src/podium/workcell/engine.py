@@ -84,7 +84,7 @@ from podium.errors import ConflictError
 from podium.ids import new_ulid_str
 from podium.log import bind_ids
 from podium.store import Append, Op, Put, Store
-from podium.store.base import Lease, Record
+from podium.store.base import Lease
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
 from podium.workcell.datapoints import DatapointRepository
@@ -98,6 +98,7 @@ from podium.workcell.locations import Location, LocationArgument, LocationDefini
 from podium.workcell.monitor import NodeMonitor
 from podium.workcell.nodes import ActionCall, ActionOutcome, ConnectorFactory, NodeConnector, http_connector
 from podium.workcell.prepare import build_workflow, check_parameters, resolve_step_for_run
+from podium.workcell.reconcile import ACTION_KIND, Flight, Reconciler
 from podium.workcell.resources import Resource, ResourceDefinition, ResourceTable
 from podium.workcell.scheduler import (
     AbstractScheduler,
@@ -133,7 +134,6 @@ STEP_TASK = "workcell.step"
 """The task type of a workflow step (one queue per store: a store has one workcell owner)."""
 
 DEFINITION_KIND = "workcell.definition"
-ACTION_KIND = "workcell.action"
 LOCATION_KIND = "workcell.location"
 NODE_KIND = "workcell.node"
 STATUS_KIND = "workcell.status"
@@ -154,48 +154,23 @@ FileInput = tuple[str, bytes] | Path
 """A file parameter's value: ``(file name, content)`` or a local path."""
 
 
-class _Flight:
-    """One step in flight: its engine task, the claims it holds and its journal record's version."""
-
-    __slots__ = (
-        "action_id",
-        "claims",
-        "index",
-        "journal_version",
-        "node_action_id",
-        "runner",
-        "task",
-        "workflow_id",
-    )
-
-    def __init__(self, task: Task, index: int, action_id: str, claims: list[Claim]) -> None:
-        self.task = task
-        self.workflow_id = task.job_id
-        self.index = index
-        self.action_id = action_id
-        self.claims = claims
-        self.journal_version = 0
-        self.node_action_id = action_id
-        self.runner: asyncio.Task[None] | None = None
-
-
 class _StepExecutor(InProcessWorker):
     """The workcell's executor in the engine's registry: step tasks are handed to the workcell, which holds
     them until the scheduler starts them (it has no slots to run out of: the nodes are the limit)."""
 
-    def __init__(self, workcell: WorkcellEngine, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
+    def __init__(self, reconciler: Reconciler, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
         super().__init__(worker_id, capacity=1_000_000, poll_wait_s=poll_wait_s, lease_s=lease_s)
         self.add_skill(STEP_TASK, _held_by_the_workcell)
-        self._workcell = workcell
+        self._reconciler = reconciler
 
     def deliver(self, task: Task, lease: Lease | None = None) -> None:
         # With a lease: dispatched by a write of this process just now. Without: taken from the queue (a
         # step given back or whose lease lapsed, or one submitted through another process).
-        self._workcell._on_task(task, fresh=lease is not None)
+        self._reconciler.on_task(task, fresh=lease is not None)
 
     def _on_event(self, event: EngineEvent) -> None:
         if event.task_id is not None:
-            self._workcell._on_task_withdrawn(event.task_id)
+            self._reconciler.on_task_withdrawn(event.task_id)
 
 
 def _held_by_the_workcell() -> None:  # pragma: no cover - _StepExecutor.deliver never runs skills
@@ -248,7 +223,7 @@ class WorkcellEngine:
         """Definitions known to be stored (immutable by id): a submission does not read the store."""
         self._versions: dict[str, int] = {}
         self._held: dict[Claim, str] = {}
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._tasks_held: dict[str, Task] = {}
         """Workflow id -> the step task the executor holds for it (waiting to start, or in flight)."""
         self._not_before: dict[str, float] = {}
@@ -262,12 +237,6 @@ class WorkcellEngine:
         """This process's name as lock owner."""
         self._owner_token: int | None = None
         self._owner_lock = asyncio.Lock()
-        self._executor = _StepExecutor(
-            self,
-            f"workcell:{workcell.name}",
-            lease_s=self.settings.owner_lock_ttl_s,
-            poll_wait_s=self.settings.scheduler_update_interval,
-        )
         self.monitor = NodeMonitor(
             settings=self.settings,
             clock=self.clock,
@@ -298,6 +267,34 @@ class WorkcellEngine:
             is_owner=lambda: self.is_owner,
         )
         """The run journal: view writes, datapoints, feed-forward, resource effects."""
+        self.reconciler = Reconciler(
+            store=store,
+            clock=self.clock,
+            lock=self._lock,
+            workflows=self._workflows,
+            versions=self._versions,
+            flights=self._flights,
+            tasks_held=self._tasks_held,
+            held=self._held,
+            nodes=self.nodes,
+            locations=self.locations,
+            connectors=self._connectors,
+            instance_id=self.instance_id,
+            owner_token=lambda: self._owner_token,
+            spawn=self._spawn,
+            wake=self.wake,
+            finish_step=self._finish_step,
+            builtin=self._builtin,
+            execute=self._execute,
+            with_timeout=self._with_timeout,
+        )
+        """Step-task arrival, adoption and the reconciliation of steps sent before a restart."""
+        self._executor = _StepExecutor(
+            self.reconciler,
+            f"workcell:{workcell.name}",
+            lease_s=self.settings.owner_lock_ttl_s,
+            poll_wait_s=self.settings.scheduler_update_interval,
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -371,7 +368,8 @@ class WorkcellEngine:
 
     async def _stop_executor(self, *, give_back: bool) -> None:
         await self._executor.stop(grace_s=0)
-        held, self._tasks_held = self._tasks_held, {}
+        held = dict(self._tasks_held)
+        self._tasks_held.clear()
         if give_back:
             for task in held.values():
                 with contextlib.suppress(TaskNotFoundError, ConflictError):
@@ -540,14 +538,7 @@ class WorkcellEngine:
 
     async def _load_active_workflows(self) -> None:
         for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
-            self._hold_run(rec)
-
-    def _hold_run(self, rec: Record) -> None:
-        """Keep a stored run live in this process (nothing of it runs until its task reaches the executor)."""
-        wf = Workflow.model_validate(rec.data)
-        wf.status.running = False
-        self._workflows[wf.workflow_id] = wf
-        self._versions[wf.workflow_id] = rec.version
+            self.reconciler.hold_run(rec)
 
     async def _load_status(self) -> None:
         rec = await self.store.get(STATUS_KIND, _STATUS_ID)
@@ -564,189 +555,6 @@ class WorkcellEngine:
             if len(page) < 500:
                 return out
             after = page[-1].id
-
-    # --- step tasks: arrival and recovery ---------------------------------------------------------
-
-    def _on_task(self, task: Task, *, fresh: bool) -> None:
-        """The executor was handed a step's task: just dispatched (``fresh``), or taken from the queue (back
-        after a stop, a crash or a take-over, or submitted through another process)."""
-        if fresh and task.job_id in self._workflows:
-            self._accept(task)
-        else:
-            self._spawn(self._adopt(task), f"adopt-{task.job_id}")
-
-    async def _adopt(self, task: Task) -> None:
-        """Read the run if this process does not hold it, and look for the step's journal: a step that was
-        sent before is reconciled with its node, any other runs as usual."""
-        async with self._lock:
-            if task.job_id not in self._workflows:
-                rec = await self.store.get(WORKFLOW_KIND, task.job_id)
-                if rec is None:
-                    log.error("step task %s names no workflow run %s", task.task_id, task.job_id)
-                    return
-                self._hold_run(rec)
-            unfinished = [
-                r
-                for r in await self.store.list(
-                    ACTION_KIND, group=task.job_id, status=["sent", "acknowledged"], limit=1000
-                )
-                if r.data.get("task_id") == task.task_id
-            ]
-        if unfinished and task.job_id not in self._flights:
-            await self._recover_step(task, unfinished[-1])
-        else:
-            self._accept(task)
-
-    def _accept(self, task: Task) -> None:
-        wf = self._workflows.get(task.job_id)
-        if wf is None:  # stood down meanwhile: the next owner gets the task
-            return
-        index = int(task.params.get("index", -1))
-        if wf.status.terminal or index != wf.status.current_step_index or index >= len(wf.steps):
-            log.warning(
-                "step task %s (step %s) does not match workflow %s (%s, step %s); not run",
-                task.task_id,
-                index,
-                wf.workflow_id,
-                wf.state.value,
-                wf.status.current_step_index,
-            )
-            return
-        self._tasks_held[wf.workflow_id] = task
-        flight = self._flights.get(wf.workflow_id)
-        if flight is not None:
-            if flight.task.task_id == task.task_id:
-                flight.task = task  # the same step, back under a new delivery while it runs here
-            # else: a retried run's new task while the old attempt's action still runs (its late result is
-            # kept in the journal): it starts once that flight has ended and freed the node.
-            return
-        self.wake()
-
-    def _on_task_withdrawn(self, task_id: str) -> None:
-        """The engine cancelled (or timed out) a task: a step not started yet is dropped; one in flight
-        runs to its end and its result is recorded as late."""
-        for wf_id, task in list(self._tasks_held.items()):
-            if task.task_id == task_id and wf_id not in self._flights:
-                del self._tasks_held[wf_id]
-
-    async def _recover_step(self, task: Task, rec: Record) -> None:
-        """A step whose journal says it was sent (acknowledged by its node, or a built-in that began) before a
-        restart or a take-over: ask the node what became of it (see the module docstring), never re-send it
-        blindly."""
-        data = rec.data
-        async with self._lock:
-            wf = self._workflows.get(task.job_id)
-            index = int(data.get("step_index", -1))
-            if (
-                wf is None
-                or wf.workflow_id in self._flights
-                or wf.status.terminal
-                or index != wf.status.current_step_index
-            ):
-                return
-            phases = data.get("phases") or {}
-            started = datetime.fromisoformat(phases["intent"]) if phases.get("intent") else utcnow(self.clock)
-            try:  # the step as it was sent (its parameters resolved), for a built-in to finish
-                base = resolve_step_for_run(wf, wf.steps[index], nodes=self.nodes, locations=self.locations)
-            except WorkflowValidationError:
-                base = wf.steps[index]
-            step = base.model_copy(
-                update={
-                    "step_id": wf.steps[index].step_id,
-                    "history": wf.steps[index].history,
-                    "status": ActionStatus.RUNNING,
-                    "start_time": started,
-                    "result": ActionResult(
-                        action_id=rec.id, status=ActionStatus.RUNNING, history_created_at=started
-                    ),
-                }
-            )
-            wf.steps[index] = step
-            claims = step_claims(step, self.locations)
-            flight = _Flight(task, index, rec.id, claims)
-            flight.journal_version = rec.version
-            flight.node_action_id = str(data.get("node_action_id") or rec.id)
-            for c in claims:
-                self._held[c] = wf.workflow_id
-            self._flights[wf.workflow_id] = flight
-            self._tasks_held[wf.workflow_id] = task
-            wf.status.running = not wf.status.paused
-            wf.status.has_started = True
-        with bind_ids(workflow_id=wf.workflow_id, step_id=step.step_id):
-            log.info(
-                "recovered step %s: phase %s, reconciling action %s with the node",
-                step.label,
-                rec.status,
-                rec.id,
-            )
-            flight.runner = asyncio.current_task()
-            await self._reconcile(flight, step, str(rec.status), phases.get("sent"), journal=dict(data))
-
-    async def _reconcile(
-        self,
-        flight: _Flight,
-        step: Step,
-        phase: str,
-        sent_at: str | None = None,
-        *,
-        journal: dict[str, Any],
-    ) -> None:
-        conn = self._connectors.get(str(step.node))
-        outcome: ActionOutcome
-        resend = False
-        if not step.node:  # a built-in action: no instrument, so run what is left of it
-            elapsed = (
-                (utcnow(self.clock) - datetime.fromisoformat(sent_at)).total_seconds() if sent_at else 0.0
-            )
-            await self._finish_step(flight, await self._builtin(flight, step, elapsed_s=elapsed))
-            return
-        try:
-            if conn is None:
-                raise WorkflowValidationError(
-                    f"node {step.node} is no longer in the workcell", step=step.label
-                )
-            outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
-            if outcome.status == ActionStatus.NOT_STARTED:
-                # Acknowledged, never started (the crash came between the journal's write and the start):
-                # nothing ran; start that very action, by the id the node gave it (not created again, so a
-                # late start from the dead owner would be refused as a duplicate).
-                resend = True
-            elif outcome.status in (ActionStatus.RUNNING, ActionStatus.PAUSED):
-                outcome = await self._with_timeout(conn.await_action(flight.node_action_id, str(step.action)))
-            elif outcome.status == ActionStatus.UNKNOWN:
-                outcome = ActionOutcome(
-                    flight.action_id,
-                    ActionStatus.FAILED,
-                    [
-                        Error(
-                            message=(
-                                f"action {flight.action_id} was {phase} before a restart and node {step.node} "
-                                "has no record of it; it was not sent again (retry the workflow to run it)"
-                            ),
-                            error_type="UnknownOutcome",
-                            logged_at=utcnow(self.clock),
-                        )
-                    ],
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            outcome = ActionOutcome(
-                flight.action_id,
-                ActionStatus.FAILED,
-                [
-                    Error(
-                        message=f"could not reconcile action {flight.action_id} with node {step.node}: {exc}",
-                        error_type="UnknownOutcome",
-                        logged_at=utcnow(self.clock),
-                    )
-                ],
-            )
-        if resend:
-            journal.update(owner=self.instance_id, owner_token=self._owner_token)
-            await self._execute(flight, step, journal, created=True)
-            return
-        await self._finish_step(flight, outcome)
 
     # --- nodes ----------------------------------------------------------------------------------
 
@@ -1255,7 +1063,7 @@ class WorkcellEngine:
         step = wf.steps[index]
         now = utcnow(self.clock)
         action_id = new_ulid_str()
-        flight = _Flight(task, index, action_id, claims)
+        flight = Flight(task, index, action_id, claims)
         for c in claims:
             self._held[c] = wf.workflow_id
         self._flights[wf.workflow_id] = flight
@@ -1305,7 +1113,7 @@ class WorkcellEngine:
             self._execute(flight, resolved, journal), name=f"step-{action_id}"
         )
 
-    async def _journal(self, flight: _Flight, journal: dict[str, Any], phase: str) -> None:
+    async def _journal(self, flight: Flight, journal: dict[str, Any], phase: str) -> None:
         """Write the step's journal in ``phase`` (with a "step_started" history line the first time): before
         the action starts. The workflow view is not rewritten for it (the step's end writes it): recovery
         finds an interrupted step by its task's journal."""
@@ -1328,7 +1136,7 @@ class WorkcellEngine:
         flight.journal_version += 1
 
     async def _execute(
-        self, flight: _Flight, step: Step, journal: dict[str, Any], *, created: bool = False
+        self, flight: Flight, step: Step, journal: dict[str, Any], *, created: bool = False
     ) -> None:
         """Send the step's action and finish the step with its outcome. ``created``: the node holds the action
         created already (acknowledged before a restart), so it is only started, by the node's id for it."""
@@ -1378,7 +1186,7 @@ class WorkcellEngine:
                 outcome = await self._after_transport_error(conn, flight, step, exc)
             await self._finish_step(flight, outcome, journal=journal)
 
-    async def _builtin(self, flight: _Flight, step: Step, *, elapsed_s: float = 0.0) -> ActionOutcome:
+    async def _builtin(self, flight: Flight, step: Step, *, elapsed_s: float = 0.0) -> ActionOutcome:
         """Run one of MADSci's node-less workcell actions (``wait``), on the engine's clock. After a
         restart, ``elapsed_s`` is how long it had already run."""
         try:
@@ -1399,7 +1207,7 @@ class WorkcellEngine:
         return result
 
     async def _after_transport_error(
-        self, conn: NodeConnector, flight: _Flight, step: Step, exc: Exception
+        self, conn: NodeConnector, flight: Flight, step: Step, exc: Exception
     ) -> ActionOutcome:
         """The call failed mid-way: ask the node what became of the action instead of re-sending it."""
         errors = [Error.from_exception(exc, at=utcnow(self.clock))]
@@ -1443,7 +1251,7 @@ class WorkcellEngine:
         return files
 
     async def _finish_step(
-        self, flight: _Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
+        self, flight: Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
     ) -> None:
         """Record a step's outcome and move the run's job, in one transaction (see :meth:`_record_outcome`);
         then the claims are free and the scheduler runs."""
@@ -1464,7 +1272,7 @@ class WorkcellEngine:
             if not scheduled:
                 self.wake()
 
-    def _release(self, flight: _Flight) -> None:
+    def _release(self, flight: Flight) -> None:
         for c in flight.claims:
             if self._held.get(c) == flight.workflow_id:
                 del self._held[c]
@@ -1472,7 +1280,7 @@ class WorkcellEngine:
             del self._flights[flight.workflow_id]
 
     async def _record_outcome(
-        self, flight: _Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
+        self, flight: Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
     ) -> None:
         """Under ``self._lock``: the outcome's records (journal ``result``, the workflow view, datapoints,
         resource effects, history) go with what it does to the job: ``succeeded`` completes the step's task
