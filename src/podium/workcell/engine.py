@@ -77,29 +77,28 @@ from podium.clock import Clock, system_clock
 from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
 from podium.engine.engine import OrchestratorEngine
-from podium.engine.errors import JobNotFoundError, JobStateError, TaskNotFoundError
+from podium.engine.errors import TaskNotFoundError
 from podium.engine.models import EngineEvent, Task
 from podium.engine.workers import InProcessWorker
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str
-from podium.log import bind_ids
-from podium.store import Append, Op, Put, Store
+from podium.store import Op, Put, Store
 from podium.store.base import Lease
 from podium.workcell._base import utcnow
-from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
+from podium.workcell.actions import ActionStatus, OwnershipInfo
 from podium.workcell.datapoints import DatapointRepository
 from podium.workcell.errors import (
     WorkflowNotFoundError,
     WorkflowStateError,
-    WorkflowValidationError,
 )
 from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, Listener, RunJournal
-from podium.workcell.locations import Location, LocationArgument, LocationDefinition
+from podium.workcell.locations import Location, LocationDefinition
 from podium.workcell.monitor import NodeMonitor
-from podium.workcell.nodes import ActionCall, ActionOutcome, ConnectorFactory, NodeConnector, http_connector
-from podium.workcell.prepare import build_workflow, check_parameters, resolve_step_for_run
+from podium.workcell.nodes import ConnectorFactory, NodeConnector, http_connector
+from podium.workcell.prepare import build_workflow, check_parameters
 from podium.workcell.reconcile import ACTION_KIND, Flight, Reconciler
 from podium.workcell.resources import Resource, ResourceDefinition, ResourceTable
+from podium.workcell.runner import StepRunner
 from podium.workcell.scheduler import (
     AbstractScheduler,
     Claim,
@@ -116,7 +115,7 @@ from podium.workcell.workcell import (
     WorkcellState,
     WorkcellStatus,
 )
-from podium.workcell.workflows import SchedulerMetadata, Step, Workflow, WorkflowDefinition, WorkflowState
+from podium.workcell.workflows import SchedulerMetadata, Workflow, WorkflowDefinition, WorkflowState
 
 __all__ = [
     "ACTION_KIND",
@@ -267,6 +266,32 @@ class WorkcellEngine:
             is_owner=lambda: self.is_owner,
         )
         """The run journal: view writes, datapoints, feed-forward, resource effects."""
+        self.runner = StepRunner(
+            store=store,
+            clock=self.clock,
+            settings=self.settings,
+            lock=self._lock,
+            jobs=self.jobs,
+            journal=self.journal,
+            monitor=self.monitor,
+            datapoints=self.datapoints,
+            workflows=self._workflows,
+            flights=self._flights,
+            held=self._held,
+            tasks_held=self._tasks_held,
+            not_before=self._not_before,
+            nodes=self.nodes,
+            locations=self.locations,
+            connectors=self._connectors,
+            instance_id=self.instance_id,
+            worker_id=f"workcell:{workcell.name}",
+            owner_token=lambda: self._owner_token,
+            is_owner=lambda: self.is_owner,
+            stopping=lambda: self._stopping,
+            schedule_locked=self._schedule_locked,
+            wake=self.wake,
+        )
+        """The step runner: a step's start, action, journal phases and recorded outcome."""
         self.reconciler = Reconciler(
             store=store,
             clock=self.clock,
@@ -283,15 +308,15 @@ class WorkcellEngine:
             owner_token=lambda: self._owner_token,
             spawn=self._spawn,
             wake=self.wake,
-            finish_step=self._finish_step,
-            builtin=self._builtin,
-            execute=self._execute,
-            with_timeout=self._with_timeout,
+            finish_step=self.runner.finish_step,
+            builtin=self.runner.builtin,
+            execute=self.runner.execute,
+            with_timeout=self.runner.with_timeout,
         )
         """Step-task arrival, adoption and the reconciliation of steps sent before a restart."""
         self._executor = _StepExecutor(
             self.reconciler,
-            f"workcell:{workcell.name}",
+            self.runner.worker_id,
             lease_s=self.settings.owner_lock_ttl_s,
             poll_wait_s=self.settings.scheduler_update_interval,
         )
@@ -843,7 +868,7 @@ class WorkcellEngine:
                 )
             wf.status.paused = True
             wf.status.running = False
-            await self._job_op(wf, "paused", self.jobs.pause_job)
+            await self.journal.job_op(wf, "paused", self.jobs.pause_job)
         return wf.model_copy(deep=True)
 
     async def resume(self, workflow_id: str) -> Workflow:
@@ -855,7 +880,7 @@ class WorkcellEngine:
                 return wf.model_copy(deep=True)
             wf.status.paused = False
             wf.status.running = workflow_id in self._flights
-            await self._job_op(wf, "resumed", self.jobs.resume_job)
+            await self.journal.job_op(wf, "resumed", self.jobs.resume_job)
         self.wake()
         return wf.model_copy(deep=True)
 
@@ -868,7 +893,7 @@ class WorkcellEngine:
             if wf.status.terminal:
                 return wf.model_copy(deep=True)
             self._mark_cancelled(wf)
-            await self._job_op(wf, "cancelled", self.jobs.cancel_job)
+            await self.journal.job_op(wf, "cancelled", self.jobs.cancel_job)
             if workflow_id not in self._flights:
                 self._tasks_held.pop(workflow_id, None)
         return wf.model_copy(deep=True)
@@ -924,28 +949,9 @@ class WorkcellEngine:
                     job_id, state=state_name(index), allow_finished=True, extra_ops=extra_ops
                 )
 
-            await self._job_op(wf, "retried", retry_job, {"index": index})
+            await self.journal.job_op(wf, "retried", retry_job, {"index": index})
         self.wake()
         return wf.model_copy(deep=True)
-
-    async def _job_op(
-        self,
-        wf: Workflow,
-        event: str,
-        op: Callable[..., Any],
-        data: dict[str, Any] | None = None,
-        *,
-        extra: list[Op] | None = None,
-    ) -> None:
-        """An operation on the run's job, with the workflow view (and ``extra``) written in the same
-        transaction. A job that cannot take it (say, a pause already in place) still gets the view written."""
-        ops, done = self.journal.wf_ops(wf, event, data, extra=extra)
-        try:
-            await op(wf.workflow_id, extra_ops=ops)
-        except (JobStateError, JobNotFoundError) as exc:
-            log.warning("workflow %s: %s; writing its %s state alone", wf.workflow_id, exc, event)
-            await self.store.apply(*ops)
-        done()
 
     def _active(self, workflow_id: str) -> Workflow:
         wf = self._workflows.get(workflow_id)
@@ -1053,358 +1059,9 @@ class WorkcellEngine:
                     f"{c.describe()} is in use by workflow {self._held[c]}" for c in busy
                 ]
                 continue
-            self._start_step(wf, claims, task)
+            self.runner.start_step(wf, claims, task)
             started += 1
         return started
-
-    def _start_step(self, wf: Workflow, claims: list[Claim], task: Task) -> None:
-        """Take the claims and launch the step (its parameters resolved now, from the run's values)."""
-        index = wf.status.current_step_index
-        step = wf.steps[index]
-        now = utcnow(self.clock)
-        action_id = new_ulid_str()
-        flight = Flight(task, index, action_id, claims)
-        for c in claims:
-            self._held[c] = wf.workflow_id
-        self._flights[wf.workflow_id] = flight
-        try:
-            resolved = resolve_step_for_run(wf, step, nodes=self.nodes, locations=self.locations)
-        except WorkflowValidationError as exc:
-            step.start_time = now
-            step.result = ActionResult(
-                action_id=action_id, status=ActionStatus.RUNNING, history_created_at=now
-            )
-            outcome = ActionOutcome(action_id, ActionStatus.FAILED, [Error.from_exception(exc, at=now)])
-            flight.runner = asyncio.create_task(self._finish_step(flight, outcome), name=f"step-{action_id}")
-            return
-        resolved = resolved.model_copy(
-            update={
-                "step_id": step.step_id,
-                "history": step.history,
-                "status": ActionStatus.RUNNING,
-                "start_time": now,
-                "end_time": None,
-                "duration": None,
-                "last_status_update": now,
-                "result": ActionResult(
-                    action_id=action_id, status=ActionStatus.RUNNING, history_created_at=now
-                ),
-            }
-        )
-        wf.steps[index] = resolved
-        wf.status.running = True
-        wf.status.has_started = True
-        if wf.start_time is None:
-            wf.start_time = now
-        journal = {
-            "action_id": action_id,
-            "workflow_id": wf.workflow_id,
-            "task_id": task.task_id,
-            "attempt": task.attempt,
-            "step_index": index,
-            "step_id": resolved.step_id,
-            "node": resolved.node,
-            "action": resolved.action,
-            "phases": {"intent": now.isoformat()},
-            "owner": self.instance_id,
-            "owner_token": self._owner_token,
-        }
-        flight.runner = asyncio.create_task(
-            self._execute(flight, resolved, journal), name=f"step-{action_id}"
-        )
-
-    async def _journal(self, flight: Flight, journal: dict[str, Any], phase: str) -> None:
-        """Write the step's journal in ``phase`` (with a "step_started" history line the first time): before
-        the action starts. The workflow view is not rewritten for it (the step's end writes it): recovery
-        finds an interrupted step by its task's journal."""
-        journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
-        journal["phases"][phase] = utcnow(self.clock).isoformat()
-        ops: list[Op] = [
-            Put(
-                ACTION_KIND,
-                flight.action_id,
-                journal,
-                expected_version=flight.journal_version,
-                status=phase,
-                group=flight.workflow_id,
-            )
-        ]
-        if not flight.journal_version:
-            info = {"step_index": flight.index, "action_id": flight.action_id, "task_id": flight.task.task_id}
-            ops.append(Append(flight.workflow_id, "step_started", WorkflowState.RUNNING.value, info))
-        await self.store.apply(*ops)
-        flight.journal_version += 1
-
-    async def _execute(
-        self, flight: Flight, step: Step, journal: dict[str, Any], *, created: bool = False
-    ) -> None:
-        """Send the step's action and finish the step with its outcome. ``created``: the node holds the action
-        created already (acknowledged before a restart), so it is only started, by the node's id for it."""
-        with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
-            if not step.node:
-                journal["request"] = {"args": dict(step.args), "builtin": True}
-                await self._journal(flight, journal, "sent")
-                await self._finish_step(flight, await self._builtin(flight, step), journal=journal)
-                return
-            conn = self._connectors[str(step.node)]
-            wf = self._workflows[flight.workflow_id]
-            try:
-                files = await self._step_files(wf, step)
-            except Exception as exc:
-                await self._finish_step(
-                    flight, ActionOutcome(flight.action_id, ActionStatus.FAILED, [Error.from_exception(exc)])
-                )
-                return
-            args = dict(step.args)
-            for name, loc in step.locations.items():
-                args[name] = loc.model_dump(mode="json") if isinstance(loc, LocationArgument) else loc
-            call = ActionCall(
-                flight.action_id,
-                str(step.action),
-                args,
-                files,
-                created_as=flight.node_action_id if created else None,
-            )
-            journal["request"] = {"args": args, "files": {k: str(v) for k, v in files.items()}}
-
-            async def acknowledged(node_action_id: str) -> None:
-                # The node has created the action and does nothing with it until it is started (the
-                # connector contract): "sent" and "acknowledged" (with the node's id for the action, by
-                # which recovery asks about it) reach the disk together, in one write, before the start.
-                # A crash before this write leaves "intent": at most an action created and never started
-                # on the node, so queuing the step again cannot run it twice.
-                journal["node_action_id"] = node_action_id
-                flight.node_action_id = node_action_id
-                journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
-                await self._journal(flight, journal, "acknowledged")
-
-            try:
-                outcome = await self._with_timeout(conn.run_action(call, on_acknowledged=acknowledged))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = await self._after_transport_error(conn, flight, step, exc)
-            await self._finish_step(flight, outcome, journal=journal)
-
-    async def _builtin(self, flight: Flight, step: Step, *, elapsed_s: float = 0.0) -> ActionOutcome:
-        """Run one of MADSci's node-less workcell actions (``wait``), on the engine's clock. After a
-        restart, ``elapsed_s`` is how long it had already run."""
-        try:
-            if step.action == "wait":
-                seconds = float(step.args["seconds"])
-                await self.clock.sleep(max(0.0, seconds - elapsed_s))
-                return ActionOutcome(flight.action_id, ActionStatus.SUCCEEDED)
-            raise WorkflowValidationError(
-                f"'{step.action}' is not a built-in workcell action", step=step.label
-            )
-        except (KeyError, TypeError, ValueError, WorkflowValidationError) as exc:
-            return ActionOutcome(
-                flight.action_id, ActionStatus.FAILED, [Error.from_exception(exc, at=utcnow(self.clock))]
-            )
-
-    async def _with_timeout(self, aw: Any) -> ActionOutcome:
-        result: ActionOutcome = await self.clock.wait_for(aw, self.settings.action_timeout_s)
-        return result
-
-    async def _after_transport_error(
-        self, conn: NodeConnector, flight: Flight, step: Step, exc: Exception
-    ) -> ActionOutcome:
-        """The call failed mid-way: ask the node what became of the action instead of re-sending it."""
-        errors = [Error.from_exception(exc, at=utcnow(self.clock))]
-        for _ in range(self.settings.get_action_result_retries):
-            try:
-                outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
-            except asyncio.CancelledError:
-                raise
-            except Exception as again:
-                errors.append(Error.from_exception(again, at=utcnow(self.clock)))
-                await self.clock.sleep(min(self.settings.node_update_interval, 1.0))
-                continue
-            if outcome.status.is_terminal:
-                outcome.errors = errors + outcome.errors
-                return outcome
-            if outcome.status in (ActionStatus.RUNNING, ActionStatus.NOT_STARTED, ActionStatus.PAUSED):
-                try:
-                    return await self._with_timeout(
-                        conn.await_action(flight.node_action_id, str(step.action))
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as again:
-                    errors.append(Error.from_exception(again, at=utcnow(self.clock)))
-                    continue
-            break  # unknown to the node: it never got the action
-        return ActionOutcome(
-            flight.action_id, ActionStatus.FAILED if len(errors) == 1 else ActionStatus.UNKNOWN, errors
-        )
-
-    async def _step_files(self, wf: Workflow, step: Step) -> dict[str, Path]:
-        files: dict[str, Path] = {}
-        for arg, ref in step.files.items():
-            key = ref if isinstance(ref, str) else ref.key
-            dp_id = wf.file_input_ids.get(key)
-            if dp_id is None:
-                raise WorkflowValidationError(
-                    f"file parameter '{key}' has no file yet", step=step.label, field="files"
-                )
-            files[arg] = self.datapoints.file_path(await self.datapoints.get(dp_id))
-        return files
-
-    async def _finish_step(
-        self, flight: Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
-    ) -> None:
-        """Record a step's outcome and move the run's job, in one transaction (see :meth:`_record_outcome`);
-        then the claims are free and the scheduler runs."""
-        scheduled = False
-        try:
-            async with self._lock:
-                try:
-                    await self._record_outcome(flight, outcome, journal)
-                finally:
-                    self._release(flight)
-                if self.is_owner and not self._stopping:
-                    # The next step's task reached the executor in that write: start what can start now,
-                    # without a round through the scheduler loop.
-                    self._schedule_locked()
-                    scheduled = True
-        finally:
-            self.journal.notify()
-            if not scheduled:
-                self.wake()
-
-    def _release(self, flight: Flight) -> None:
-        for c in flight.claims:
-            if self._held.get(c) == flight.workflow_id:
-                del self._held[c]
-        if self._flights.get(flight.workflow_id) is flight:
-            del self._flights[flight.workflow_id]
-
-    async def _record_outcome(
-        self, flight: Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
-    ) -> None:
-        """Under ``self._lock``: the outcome's records (journal ``result``, the workflow view, datapoints,
-        resource effects, history) go with what it does to the job: ``succeeded`` completes the step's task
-        (the job moves on and the next step's task is dispatched in the same write), a failure fails the
-        job, a cancellation cancels it, a paused node pauses it; ``not_ready`` keeps the task to try again."""
-        wf = self._workflows.get(flight.workflow_id)
-        task = flight.task
-        now = utcnow(self.clock)
-        node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
-        if node is not None:
-            self.monitor.status_from_action(node, outcome.node_status)
-        if journal is None:
-            rec = await self.store.get(ACTION_KIND, flight.action_id)
-            journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}
-            journal.setdefault("phases", {})
-        journal["phases"]["result"] = now.isoformat()
-        journal["status"] = outcome.status.value
-        journal_op = Put(
-            ACTION_KIND,
-            flight.action_id,
-            journal,
-            expected_version=flight.journal_version or None,
-            status="result",
-            group=flight.workflow_id,
-        )
-        current = wf.steps[flight.index] if wf is not None and flight.index < len(wf.steps) else None
-        if (
-            wf is None
-            or current is None
-            or current.result is None
-            or current.result.action_id != flight.action_id
-        ):
-            # The workflow moved on (retried, cleared): keep the outcome in the journal only.
-            await self.store.apply(
-                journal_op,
-                Append(
-                    flight.workflow_id, "late_result", outcome.status.value, {"action_id": flight.action_id}
-                ),
-            )
-            return
-        step = current
-        ops: list[Op] = [journal_op]
-        ids, dps, dp_ops = self.journal.datapoints_for(wf, step, outcome, now)
-        ops += dp_ops
-        result = ActionResult(
-            action_id=flight.action_id,
-            status=outcome.status,
-            errors=outcome.errors,
-            datapoints=ids or None,
-            history_created_at=now,
-        )
-        step.result = result
-        step.history.append(result)
-        step.last_status_update = now
-        cancelled = wf.status.cancelled
-        if not cancelled:
-            step.status = outcome.status
-            step.end_time = now
-            if step.start_time is not None:
-                step.duration = now - step.start_time
-        wf.status.running = False
-        event = "step_finished"
-        job_op: Callable[..., Any] | None = None
-        held_back = False  # the task stays with the executor: the step runs again
-        if cancelled:
-            event = "late_result"
-            job_op = self._completer(task, "cancelled", None)
-        elif outcome.status == ActionStatus.SUCCEEDED:
-            ops += self.journal.apply_effects(step, result, now)
-            self.journal.feed_forward(wf, step, flight.index, dps)
-            nxt = flight.index + 1
-            if nxt >= len(wf.steps):
-                wf.status.completed = True
-                wf.end_time = now
-                event = "completed"
-            else:
-                wf.status.current_step_index = nxt
-                wf.step_index = nxt
-            job_op = self._completer(task, "succeeded", None)
-        elif outcome.status == ActionStatus.NOT_READY:
-            self._not_before[wf.workflow_id] = self.clock.now() + self.settings.node_update_interval
-            held_back = True
-        elif outcome.status == ActionStatus.PAUSED:
-            wf.status.paused = True
-            held_back = True
-            job_op = self.jobs.pause_job
-        elif outcome.status == ActionStatus.CANCELLED:
-            wf.status.cancelled = True
-            wf.end_time = now
-            event = "cancelled"
-            job_op = self.jobs.cancel_job
-        else:
-            wf.status.failed = True
-            wf.end_time = now
-            event = "failed"
-            message = "; ".join(e.message or "" for e in outcome.errors if e.message) or outcome.status.value
-            job_op = self._completer(
-                task,
-                "failed",
-                {"code": "STEP_FAILED", "message": f"step {step.label} {outcome.status.value}: {message}"},
-            )
-        if not held_back and self._tasks_held.get(wf.workflow_id) is task:
-            del self._tasks_held[wf.workflow_id]
-        data = {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value}
-        if job_op is None:
-            await self.journal.commit(wf, event, data, extra=ops)
-        else:
-            await self._job_op(wf, event, job_op, data, extra=ops)
-
-    def _completer(self, task: Task, status: str, error: dict[str, Any] | None) -> Callable[..., Any]:
-        """The job operation that submits ``task``'s result (the workflow id is its job's)."""
-
-        async def complete(job_id: str, *, extra_ops: list[Op]) -> Any:
-            return await self.jobs.complete_task(
-                task.task_id,
-                status,
-                None,
-                error,
-                token=task.token,
-                worker_id=self._executor.worker_id,
-                extra_ops=extra_ops,
-            )
-
-        return complete
 
     # --- locations and resources ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from podium.engine.errors import JobNotFoundError, JobStateError
 from podium.store import Append, Op, Put, Store
 from podium.workcell.actions import ActionResult, Error
 from podium.workcell.datapoints import DataPoint, DatapointRepository
@@ -256,3 +257,22 @@ class RunJournal:
         """Wake everything waiting on :attr:`changed` (and give the next waiters a fresh event)."""
         event, self.changed = self.changed, asyncio.Event()
         event.set()
+
+    async def job_op(
+        self,
+        wf: Workflow,
+        event: str,
+        op: Callable[..., Any],
+        data: dict[str, Any] | None = None,
+        *,
+        extra: list[Op] | None = None,
+    ) -> None:
+        """An operation on the run's job, with the workflow view (and ``extra``) written in the same
+        transaction. A job that cannot take it (say, a pause already in place) still gets the view written."""
+        ops, done = self.wf_ops(wf, event, data, extra=extra)
+        try:
+            await op(wf.workflow_id, extra_ops=ops)
+        except (JobStateError, JobNotFoundError) as exc:
+            log.warning("workflow %s: %s; writing its %s state alone", wf.workflow_id, exc, event)
+            await self.store.apply(*ops)
+        done()
