@@ -89,13 +89,12 @@ RATCHET: dict[str, int] = {
     "engine/engine.py": 2435,
     "flow/core.py": 1486,
     "server/app.py": 1234,
-    "workcell/engine.py": 1139,
+    "workcell/engine.py": 1072,
 }
 # "module:Class" -> methods it may not grow past, the same way
 CLASS_RATCHET: dict[str, int] = {
     "engine/engine.py:OrchestratorEngine": 107,
     "flow/core.py:Flow": 52,
-    "workcell/engine.py:WorkcellEngine": 56,
 }
 
 

@@ -69,7 +69,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +91,7 @@ from podium.workcell.errors import (
     WorkflowStateError,
 )
 from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, Listener, RunJournal
+from podium.workcell.loading import LOCATION_KIND, NODE_KIND, STATUS_ID, STATUS_KIND, StateLoader
 from podium.workcell.locations import Location, LocationDefinition
 from podium.workcell.monitor import NodeMonitor
 from podium.workcell.nodes import ConnectorFactory, NodeConnector, http_connector
@@ -133,10 +133,6 @@ STEP_TASK = "workcell.step"
 """The task type of a workflow step (one queue per store: a store has one workcell owner)."""
 
 DEFINITION_KIND = "workcell.definition"
-LOCATION_KIND = "workcell.location"
-NODE_KIND = "workcell.node"
-STATUS_KIND = "workcell.status"
-_STATUS_ID = "workcell"
 OWNER_LOCK = "workcell.owner"
 WORKCELL_COMMANDS = {
     "pause": ("paused", True),
@@ -314,6 +310,20 @@ class WorkcellEngine:
             with_timeout=self.runner.with_timeout,
         )
         """Step-task arrival, adoption and the reconciliation of steps sent before a restart."""
+        self.loader = StateLoader(
+            store=store,
+            clock=self.clock,
+            workcell=workcell,
+            settings=self.settings,
+            workcell_status=self.status,
+            locations=self.locations,
+            resource_versions=self._resource_versions,
+            journal=self.journal,
+            monitor=self.monitor,
+            reconciler=self.reconciler,
+            is_owner=lambda: self.is_owner,
+        )
+        """Reads the stored state at start-up and on a take-over."""
         self._executor = _StepExecutor(
             self.reconciler,
             self.runner.worker_id,
@@ -343,14 +353,14 @@ class WorkcellEngine:
         self._owner_token = await self.store.acquire_lock(
             OWNER_LOCK, self.instance_id, ttl_s=self.settings.owner_lock_ttl_s
         )
-        await self._load_locations_and_resources()
-        await self._load_nodes()
-        await self._load_status()
+        await self.loader.locations_and_resources(self.resources)
+        await self.loader.nodes()
+        await self.loader.status()
         if self.settings.cold_start_delay:
             await self.clock.sleep(self.settings.cold_start_delay)
         await self.poll_nodes(update_info=True)
         if self.is_owner:
-            await self._load_active_workflows()
+            await self.loader.active_workflows()
             await self._start_executor()
         else:
             log.info("workcell %s: another process owns this store; standing by", self.workcell.name)
@@ -497,89 +507,12 @@ class WorkcellEngine:
             self.resources = self.journal.resources = ResourceTable()
             self._resource_versions.clear()
             self.locations.clear()
-            await self._load_locations_and_resources()
-            await self._load_status()
-            await self._load_active_workflows()
+            await self.loader.locations_and_resources(self.resources)
+            await self.loader.status()
+            await self.loader.active_workflows()
         await self._start_executor()
         self.monitor.read_all_soon()
         self.wake()
-
-    # --- loading --------------------------------------------------------------------------------
-
-    async def _load_locations_and_resources(self) -> None:
-        for rec in await self._list_all(RESOURCE_KIND):
-            res = Resource.model_validate(rec.data)
-            self.resources._by_id[res.resource_id] = res
-            self._resource_versions[res.resource_id] = rec.version
-        stored = {
-            Location.model_validate(r.data).location_name: (Location.model_validate(r.data), r.version)
-            for r in await self._list_all(LOCATION_KIND)
-        }
-        ops: list[Op] = []
-        now = utcnow(self.clock)
-        for definition in self.workcell.locations:
-            if definition.location_name in stored:
-                self.locations[definition.location_name] = stored.pop(definition.location_name)[0]
-                continue
-            if not self.is_owner:
-                continue  # the owner creates it; a standby reads it when it takes over
-            loc, changed = self._location_from_definition(definition, now)
-            self.locations[loc.location_name] = loc
-            ops += self.journal.resource_ops(changed)
-            ops.append(Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0))
-        for name, (loc, _) in stored.items():  # locations added through the API earlier
-            self.locations[name] = loc
-        for rdef in self.workcell.resources:
-            if self.is_owner and not self.resources.query(resource_name=rdef.resource_name):
-                ops += self.journal.resource_ops(self.resources.create(rdef, now=now))
-        if ops:
-            await self.journal.apply(ops)
-
-    def _location_from_definition(
-        self, definition: LocationDefinition, now: datetime
-    ) -> tuple[Location, list[Resource]]:
-        changed: list[Resource] = []
-        resource_id = definition.resource_id
-        if definition.resource_definition is not None:
-            changed = self.resources.create(definition.resource_definition, now=now)
-            resource_id = changed[0].resource_id
-        loc = Location(
-            location_name=definition.location_name,
-            location_id=definition.location_id,
-            description=definition.description,
-            representations=dict(definition.representations),
-            resource_id=resource_id,
-            allow_transfers=definition.allow_transfers,
-        )
-        return loc, changed
-
-    async def _load_nodes(self) -> None:
-        urls = dict(self.workcell.nodes)
-        urls.update(self.settings.nodes)
-        for rec in await self._list_all(NODE_KIND):
-            urls.setdefault(rec.id, str(rec.data.get("node_url")))
-        for name, url in urls.items():
-            self.monitor.register(name, url)
-
-    async def _load_active_workflows(self) -> None:
-        for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
-            self.reconciler.hold_run(rec)
-
-    async def _load_status(self) -> None:
-        rec = await self.store.get(STATUS_KIND, _STATUS_ID)
-        if rec is not None:
-            for field in ("paused", "locked"):
-                setattr(self.status, field, bool(rec.data.get(field, False)))
-
-    async def _list_all(self, kind: str, *, status: list[str] | None = None) -> list[Any]:
-        out: list[Any] = []
-        after: str | None = None
-        while True:
-            page = await self.store.list(kind, status=status, after=after, limit=500)
-            out += page
-            if len(page) < 500:
-                return out
-            after = page[-1].id
 
     # --- nodes ----------------------------------------------------------------------------------
 
@@ -647,7 +580,7 @@ class WorkcellEngine:
         if locked is not None:
             self.status.locked = locked
         doc = {"paused": self.status.paused, "locked": self.status.locked}
-        await self.store.put(STATUS_KIND, _STATUS_ID, doc)
+        await self.store.put(STATUS_KIND, STATUS_ID, doc)
         log.info(
             "workcell %s: paused=%s locked=%s", self.workcell.name, self.status.paused, self.status.locked
         )
@@ -1079,7 +1012,7 @@ class WorkcellEngine:
         self._require_owner("add a location")
         if definition.location_name in self.locations:
             raise WorkflowStateError(f"location {definition.location_name!r} exists")
-        loc, changed = self._location_from_definition(definition, utcnow(self.clock))
+        loc, changed = self.loader.location_from_definition(self.resources, definition, utcnow(self.clock))
         await self.journal.apply(
             [
                 *self.journal.resource_ops(changed),
