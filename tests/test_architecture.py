@@ -88,12 +88,11 @@ MAX_LINES = 1000
 MAX_METHODS = 50
 RATCHET: dict[str, int] = {
     "flow/core.py": 1486,
-    "workcell/engine.py": 1985,
+    "workcell/engine.py": 1072,
 }
 # "module:Class" -> methods it may not grow past, the same way
 CLASS_RATCHET: dict[str, int] = {
     "flow/core.py:Flow": 52,
-    "workcell/engine.py:WorkcellEngine": 89,
 }
 
 

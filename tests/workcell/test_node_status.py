@@ -210,7 +210,7 @@ async def test_workcell_pause_and_lock_hold_every_step(
     again = WorkcellEngine(
         engine.workcell, store=engine.store, data_dir=tmp_path, clock=clock, connectors=dict(nodes)
     )
-    await again._load_status()
+    await again.loader.status()
     assert again.status.locked and not again.status.paused
     await engine.admin("unlock")
     done = await asyncio.wait_for(engine.wait_for(run.workflow_id), 5)

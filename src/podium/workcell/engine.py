@@ -69,8 +69,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,26 +76,29 @@ from podium.clock import Clock, system_clock
 from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
 from podium.engine.engine import OrchestratorEngine
-from podium.engine.errors import JobNotFoundError, JobStateError, TaskNotFoundError
+from podium.engine.errors import TaskNotFoundError
 from podium.engine.models import EngineEvent, Task
 from podium.engine.workers import InProcessWorker
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str
-from podium.log import bind_ids
-from podium.store import Append, Op, Put, Store
-from podium.store.base import Lease, Record
+from podium.store import Op, Put, Store
+from podium.store.base import Lease
 from podium.workcell._base import utcnow
-from podium.workcell.actions import ActionResult, ActionStatus, Error, OwnershipInfo
-from podium.workcell.datapoints import DataPoint, DatapointRepository
+from podium.workcell.actions import ActionStatus, OwnershipInfo
+from podium.workcell.datapoints import DatapointRepository
 from podium.workcell.errors import (
     WorkflowNotFoundError,
     WorkflowStateError,
-    WorkflowValidationError,
 )
-from podium.workcell.locations import Location, LocationArgument, LocationDefinition
-from podium.workcell.nodes import ActionCall, ActionOutcome, ConnectorFactory, NodeConnector, http_connector
-from podium.workcell.prepare import build_workflow, check_parameters, resolve_step_for_run
-from podium.workcell.resources import Resource, ResourceDefinition, ResourceError, ResourceTable
+from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, Listener, RunJournal
+from podium.workcell.loading import LOCATION_KIND, NODE_KIND, STATUS_ID, STATUS_KIND, StateLoader
+from podium.workcell.locations import Location, LocationDefinition
+from podium.workcell.monitor import NodeMonitor
+from podium.workcell.nodes import ConnectorFactory, NodeConnector, http_connector
+from podium.workcell.prepare import build_workflow, check_parameters
+from podium.workcell.reconcile import ACTION_KIND, Flight, Reconciler
+from podium.workcell.resources import Resource, ResourceDefinition, ResourceTable
+from podium.workcell.runner import StepRunner
 from podium.workcell.scheduler import (
     AbstractScheduler,
     Claim,
@@ -114,7 +115,7 @@ from podium.workcell.workcell import (
     WorkcellState,
     WorkcellStatus,
 )
-from podium.workcell.workflows import SchedulerMetadata, Step, Workflow, WorkflowDefinition, WorkflowState
+from podium.workcell.workflows import SchedulerMetadata, Workflow, WorkflowDefinition, WorkflowState
 
 __all__ = [
     "ACTION_KIND",
@@ -131,14 +132,7 @@ log = logging.getLogger("podium.workcell")
 STEP_TASK = "workcell.step"
 """The task type of a workflow step (one queue per store: a store has one workcell owner)."""
 
-WORKFLOW_KIND = "workcell.workflow"
 DEFINITION_KIND = "workcell.definition"
-ACTION_KIND = "workcell.action"
-RESOURCE_KIND = "workcell.resource"
-LOCATION_KIND = "workcell.location"
-NODE_KIND = "workcell.node"
-STATUS_KIND = "workcell.status"
-_STATUS_ID = "workcell"
 OWNER_LOCK = "workcell.owner"
 WORKCELL_COMMANDS = {
     "pause": ("paused", True),
@@ -154,68 +148,28 @@ _TERMINAL_STATES = [WorkflowState.COMPLETED.value, WorkflowState.FAILED.value, W
 FileInput = tuple[str, bytes] | Path
 """A file parameter's value: ``(file name, content)`` or a local path."""
 
-Listener = Callable[[str, Workflow], None]
-
-
-class _Flight:
-    """One step in flight: its engine task, the claims it holds and its journal record's version."""
-
-    __slots__ = (
-        "action_id",
-        "claims",
-        "index",
-        "journal_version",
-        "node_action_id",
-        "runner",
-        "task",
-        "workflow_id",
-    )
-
-    def __init__(self, task: Task, index: int, action_id: str, claims: list[Claim]) -> None:
-        self.task = task
-        self.workflow_id = task.job_id
-        self.index = index
-        self.action_id = action_id
-        self.claims = claims
-        self.journal_version = 0
-        self.node_action_id = action_id
-        self.runner: asyncio.Task[None] | None = None
-
 
 class _StepExecutor(InProcessWorker):
     """The workcell's executor in the engine's registry: step tasks are handed to the workcell, which holds
     them until the scheduler starts them (it has no slots to run out of: the nodes are the limit)."""
 
-    def __init__(self, workcell: WorkcellEngine, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
+    def __init__(self, reconciler: Reconciler, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
         super().__init__(worker_id, capacity=1_000_000, poll_wait_s=poll_wait_s, lease_s=lease_s)
         self.add_skill(STEP_TASK, _held_by_the_workcell)
-        self._workcell = workcell
+        self._reconciler = reconciler
 
     def deliver(self, task: Task, lease: Lease | None = None) -> None:
         # With a lease: dispatched by a write of this process just now. Without: taken from the queue (a
         # step given back or whose lease lapsed, or one submitted through another process).
-        self._workcell._on_task(task, fresh=lease is not None)
+        self._reconciler.on_task(task, fresh=lease is not None)
 
     def _on_event(self, event: EngineEvent) -> None:
         if event.task_id is not None:
-            self._workcell._on_task_withdrawn(event.task_id)
+            self._reconciler.on_task_withdrawn(event.task_id)
 
 
 def _held_by_the_workcell() -> None:  # pragma: no cover - _StepExecutor.deliver never runs skills
     raise AssertionError("workcell step tasks are run by the workcell's scheduler")
-
-
-@dataclass(slots=True)
-class _NodeWatch:
-    """When a node's status is next read, and what the last reads said (see "Node status" above)."""
-
-    next_poll: float = 0.0
-    last_poll: float | None = None
-    idle_s: float = 0.0
-    failures: int = 0
-    info_at: float | None = None
-    fresh: bool = False
-    """The node just ended an action: its next read starts the back-off over."""
 
 
 class WorkcellEngine:
@@ -241,9 +195,6 @@ class WorkcellEngine:
         self.clock: Clock = clock or (engine.clock if engine is not None else system_clock)
         self.data_dir = Path(data_dir)
         self.datapoints = DatapointRepository(store, self.data_dir)
-        self._connector_factory = connector_factory or http_connector
-        self._given_connectors = dict(connectors or {})
-        self._connectors: dict[str, NodeConnector] = {}
         if scheduler is None:
             name = self.settings.scheduler
             scheduler = Scheduler() if name == DEFAULT_SCHEDULER else load_scheduler(name)
@@ -259,9 +210,6 @@ class WorkcellEngine:
         )
         self.status = WorkcellStatus(initializing=True)
         self.nodes: dict[str, NodeRecord] = {}
-        self._watch: dict[str, _NodeWatch] = {}
-        self._needed: set[str] = set()
-        self._node_wake = asyncio.Event()
         self.locations: dict[str, Location] = {}
         self.resources = ResourceTable()
         self._resource_versions: dict[str, int] = {}
@@ -270,13 +218,12 @@ class WorkcellEngine:
         """Definitions known to be stored (immutable by id): a submission does not read the store."""
         self._versions: dict[str, int] = {}
         self._held: dict[Claim, str] = {}
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._tasks_held: dict[str, Task] = {}
         """Workflow id -> the step task the executor holds for it (waiting to start, or in flight)."""
         self._not_before: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
@@ -285,14 +232,104 @@ class WorkcellEngine:
         """This process's name as lock owner."""
         self._owner_token: int | None = None
         self._owner_lock = asyncio.Lock()
+        self.monitor = NodeMonitor(
+            settings=self.settings,
+            clock=self.clock,
+            nodes=self.nodes,
+            info=self.info,
+            connector_factory=connector_factory or http_connector,
+            connectors=connectors or {},
+            busy_nodes=self._busy_nodes,
+            is_owner=lambda: self.is_owner,
+            stopping=lambda: self._stopping,
+            wake=self.wake,
+        )
+        """Node monitoring: connectors, status reads and their back-off."""
+        self._connectors = self.monitor.connectors
+        self.listeners: list[Listener] = []
+        """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
+        self.journal = RunJournal(
+            store=store,
+            datapoints=self.datapoints,
+            locations=self.locations,
+            resources=self.resources,
+            workflows=self._workflows,
+            versions=self._versions,
+            resource_versions=self._resource_versions,
+            in_flight=lambda workflow_id: workflow_id in self._flights,
+            not_before=self._not_before,
+            listeners=self.listeners,
+            is_owner=lambda: self.is_owner,
+        )
+        """The run journal: view writes, datapoints, feed-forward, resource effects."""
+        self.runner = StepRunner(
+            store=store,
+            clock=self.clock,
+            settings=self.settings,
+            lock=self._lock,
+            jobs=self.jobs,
+            journal=self.journal,
+            monitor=self.monitor,
+            datapoints=self.datapoints,
+            workflows=self._workflows,
+            flights=self._flights,
+            held=self._held,
+            tasks_held=self._tasks_held,
+            not_before=self._not_before,
+            nodes=self.nodes,
+            locations=self.locations,
+            connectors=self._connectors,
+            instance_id=self.instance_id,
+            worker_id=f"workcell:{workcell.name}",
+            owner_token=lambda: self._owner_token,
+            is_owner=lambda: self.is_owner,
+            stopping=lambda: self._stopping,
+            schedule_locked=self._schedule_locked,
+            wake=self.wake,
+        )
+        """The step runner: a step's start, action, journal phases and recorded outcome."""
+        self.reconciler = Reconciler(
+            store=store,
+            clock=self.clock,
+            lock=self._lock,
+            workflows=self._workflows,
+            versions=self._versions,
+            flights=self._flights,
+            tasks_held=self._tasks_held,
+            held=self._held,
+            nodes=self.nodes,
+            locations=self.locations,
+            connectors=self._connectors,
+            instance_id=self.instance_id,
+            owner_token=lambda: self._owner_token,
+            spawn=self._spawn,
+            wake=self.wake,
+            finish_step=self.runner.finish_step,
+            builtin=self.runner.builtin,
+            execute=self.runner.execute,
+            with_timeout=self.runner.with_timeout,
+        )
+        """Step-task arrival, adoption and the reconciliation of steps sent before a restart."""
+        self.loader = StateLoader(
+            store=store,
+            clock=self.clock,
+            workcell=workcell,
+            settings=self.settings,
+            workcell_status=self.status,
+            locations=self.locations,
+            resource_versions=self._resource_versions,
+            journal=self.journal,
+            monitor=self.monitor,
+            reconciler=self.reconciler,
+            is_owner=lambda: self.is_owner,
+        )
+        """Reads the stored state at start-up and on a take-over."""
         self._executor = _StepExecutor(
-            self,
-            f"workcell:{workcell.name}",
+            self.reconciler,
+            self.runner.worker_id,
             lease_s=self.settings.owner_lock_ttl_s,
             poll_wait_s=self.settings.scheduler_update_interval,
         )
-        self.listeners: list[Listener] = []
-        """Called with ``(event, workflow)`` after every committed transition (metrics, progress, SSE)."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -316,20 +353,20 @@ class WorkcellEngine:
         self._owner_token = await self.store.acquire_lock(
             OWNER_LOCK, self.instance_id, ttl_s=self.settings.owner_lock_ttl_s
         )
-        await self._load_locations_and_resources()
-        await self._load_nodes()
-        await self._load_status()
+        await self.loader.locations_and_resources(self.resources)
+        await self.loader.nodes()
+        await self.loader.status()
         if self.settings.cold_start_delay:
             await self.clock.sleep(self.settings.cold_start_delay)
         await self.poll_nodes(update_info=True)
         if self.is_owner:
-            await self._load_active_workflows()
+            await self.loader.active_workflows()
             await self._start_executor()
         else:
             log.info("workcell %s: another process owns this store; standing by", self.workcell.name)
         self.status.initializing = False
         self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="workcell-scheduler"))
-        self._tasks.append(asyncio.create_task(self._node_loop(), name="workcell-nodes"))
+        self._tasks.append(asyncio.create_task(self.monitor.run(), name="workcell-nodes"))
         self._tasks.append(asyncio.create_task(self._owner_loop(), name="workcell-owner"))
         self.wake()
 
@@ -354,10 +391,7 @@ class WorkcellEngine:
             with contextlib.suppress(Exception):
                 await self.store.release_lock(OWNER_LOCK, self.instance_id, self._owner_token)
             self._owner_token = None
-        for conn in self._connectors.values():
-            with contextlib.suppress(Exception):
-                await conn.aclose()
-        self._connectors.clear()
+        await self.monitor.aclose()
         if self._own_engine:
             await self.jobs.stop()
         if self._own_store:
@@ -369,7 +403,8 @@ class WorkcellEngine:
 
     async def _stop_executor(self, *, give_back: bool) -> None:
         await self._executor.stop(grace_s=0)
-        held, self._tasks_held = self._tasks_held, {}
+        held = dict(self._tasks_held)
+        self._tasks_held.clear()
         if give_back:
             for task in held.values():
                 with contextlib.suppress(TaskNotFoundError, ConflictError):
@@ -461,7 +496,7 @@ class WorkcellEngine:
             self._workflows.clear()
             self._versions.clear()
             self._not_before.clear()
-        self._notify()
+        self.journal.notify()
 
     async def _take_over(self) -> None:
         """Became the owner while running: read everything afresh and start the executor (the steps the old
@@ -469,291 +504,15 @@ class WorkcellEngine:
         async with self._lock:
             self._workflows.clear()
             self._versions.clear()
-            self.resources = ResourceTable()
+            self.resources = self.journal.resources = ResourceTable()
             self._resource_versions.clear()
             self.locations.clear()
-            await self._load_locations_and_resources()
-            await self._load_status()
-            await self._load_active_workflows()
+            await self.loader.locations_and_resources(self.resources)
+            await self.loader.status()
+            await self.loader.active_workflows()
         await self._start_executor()
-        for watch in self._watch.values():
-            watch.next_poll = self.clock.monotonic()
-        self._node_wake.set()
+        self.monitor.read_all_soon()
         self.wake()
-
-    # --- loading --------------------------------------------------------------------------------
-
-    async def _load_locations_and_resources(self) -> None:
-        for rec in await self._list_all(RESOURCE_KIND):
-            res = Resource.model_validate(rec.data)
-            self.resources._by_id[res.resource_id] = res
-            self._resource_versions[res.resource_id] = rec.version
-        stored = {
-            Location.model_validate(r.data).location_name: (Location.model_validate(r.data), r.version)
-            for r in await self._list_all(LOCATION_KIND)
-        }
-        ops: list[Op] = []
-        now = utcnow(self.clock)
-        for definition in self.workcell.locations:
-            if definition.location_name in stored:
-                self.locations[definition.location_name] = stored.pop(definition.location_name)[0]
-                continue
-            if not self.is_owner:
-                continue  # the owner creates it; a standby reads it when it takes over
-            loc, changed = self._location_from_definition(definition, now)
-            self.locations[loc.location_name] = loc
-            ops += self._resource_ops(changed)
-            ops.append(Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0))
-        for name, (loc, _) in stored.items():  # locations added through the API earlier
-            self.locations[name] = loc
-        for rdef in self.workcell.resources:
-            if self.is_owner and not self.resources.query(resource_name=rdef.resource_name):
-                ops += self._resource_ops(self.resources.create(rdef, now=now))
-        if ops:
-            await self._apply(ops)
-
-    def _location_from_definition(
-        self, definition: LocationDefinition, now: datetime
-    ) -> tuple[Location, list[Resource]]:
-        changed: list[Resource] = []
-        resource_id = definition.resource_id
-        if definition.resource_definition is not None:
-            changed = self.resources.create(definition.resource_definition, now=now)
-            resource_id = changed[0].resource_id
-        loc = Location(
-            location_name=definition.location_name,
-            location_id=definition.location_id,
-            description=definition.description,
-            representations=dict(definition.representations),
-            resource_id=resource_id,
-            allow_transfers=definition.allow_transfers,
-        )
-        return loc, changed
-
-    async def _load_nodes(self) -> None:
-        urls = dict(self.workcell.nodes)
-        urls.update(self.settings.nodes)
-        for rec in await self._list_all(NODE_KIND):
-            urls.setdefault(rec.id, str(rec.data.get("node_url")))
-        for name, url in urls.items():
-            self._register_node(name, url)
-
-    def _register_node(self, name: str, url: str) -> None:
-        self.nodes[name] = NodeRecord(node_url=url)
-        self._watch[name] = _NodeWatch(idle_s=self.settings.node_update_interval)
-        self.info.nodes[name] = url
-        conn = self._given_connectors.get(name)
-        self._connectors[name] = conn if conn is not None else self._connector_factory(name, url)
-
-    async def _load_active_workflows(self) -> None:
-        for rec in await self._list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
-            self._hold_run(rec)
-
-    def _hold_run(self, rec: Record) -> None:
-        """Keep a stored run live in this process (nothing of it runs until its task reaches the executor)."""
-        wf = Workflow.model_validate(rec.data)
-        wf.status.running = False
-        self._workflows[wf.workflow_id] = wf
-        self._versions[wf.workflow_id] = rec.version
-
-    async def _load_status(self) -> None:
-        rec = await self.store.get(STATUS_KIND, _STATUS_ID)
-        if rec is not None:
-            for field in ("paused", "locked"):
-                setattr(self.status, field, bool(rec.data.get(field, False)))
-
-    async def _list_all(self, kind: str, *, status: list[str] | None = None) -> list[Any]:
-        out: list[Any] = []
-        after: str | None = None
-        while True:
-            page = await self.store.list(kind, status=status, after=after, limit=500)
-            out += page
-            if len(page) < 500:
-                return out
-            after = page[-1].id
-
-    # --- step tasks: arrival and recovery ---------------------------------------------------------
-
-    def _on_task(self, task: Task, *, fresh: bool) -> None:
-        """The executor was handed a step's task: just dispatched (``fresh``), or taken from the queue (back
-        after a stop, a crash or a take-over, or submitted through another process)."""
-        if fresh and task.job_id in self._workflows:
-            self._accept(task)
-        else:
-            self._spawn(self._adopt(task), f"adopt-{task.job_id}")
-
-    async def _adopt(self, task: Task) -> None:
-        """Read the run if this process does not hold it, and look for the step's journal: a step that was
-        sent before is reconciled with its node, any other runs as usual."""
-        async with self._lock:
-            if task.job_id not in self._workflows:
-                rec = await self.store.get(WORKFLOW_KIND, task.job_id)
-                if rec is None:
-                    log.error("step task %s names no workflow run %s", task.task_id, task.job_id)
-                    return
-                self._hold_run(rec)
-            unfinished = [
-                r
-                for r in await self.store.list(
-                    ACTION_KIND, group=task.job_id, status=["sent", "acknowledged"], limit=1000
-                )
-                if r.data.get("task_id") == task.task_id
-            ]
-        if unfinished and task.job_id not in self._flights:
-            await self._recover_step(task, unfinished[-1])
-        else:
-            self._accept(task)
-
-    def _accept(self, task: Task) -> None:
-        wf = self._workflows.get(task.job_id)
-        if wf is None:  # stood down meanwhile: the next owner gets the task
-            return
-        index = int(task.params.get("index", -1))
-        if wf.status.terminal or index != wf.status.current_step_index or index >= len(wf.steps):
-            log.warning(
-                "step task %s (step %s) does not match workflow %s (%s, step %s); not run",
-                task.task_id,
-                index,
-                wf.workflow_id,
-                wf.state.value,
-                wf.status.current_step_index,
-            )
-            return
-        self._tasks_held[wf.workflow_id] = task
-        flight = self._flights.get(wf.workflow_id)
-        if flight is not None:
-            if flight.task.task_id == task.task_id:
-                flight.task = task  # the same step, back under a new delivery while it runs here
-            # else: a retried run's new task while the old attempt's action still runs (its late result is
-            # kept in the journal): it starts once that flight has ended and freed the node.
-            return
-        self.wake()
-
-    def _on_task_withdrawn(self, task_id: str) -> None:
-        """The engine cancelled (or timed out) a task: a step not started yet is dropped; one in flight
-        runs to its end and its result is recorded as late."""
-        for wf_id, task in list(self._tasks_held.items()):
-            if task.task_id == task_id and wf_id not in self._flights:
-                del self._tasks_held[wf_id]
-
-    async def _recover_step(self, task: Task, rec: Record) -> None:
-        """A step whose journal says it was sent (acknowledged by its node, or a built-in that began) before a
-        restart or a take-over: ask the node what became of it (see the module docstring), never re-send it
-        blindly."""
-        data = rec.data
-        async with self._lock:
-            wf = self._workflows.get(task.job_id)
-            index = int(data.get("step_index", -1))
-            if (
-                wf is None
-                or wf.workflow_id in self._flights
-                or wf.status.terminal
-                or index != wf.status.current_step_index
-            ):
-                return
-            phases = data.get("phases") or {}
-            started = datetime.fromisoformat(phases["intent"]) if phases.get("intent") else utcnow(self.clock)
-            try:  # the step as it was sent (its parameters resolved), for a built-in to finish
-                base = resolve_step_for_run(wf, wf.steps[index], nodes=self.nodes, locations=self.locations)
-            except WorkflowValidationError:
-                base = wf.steps[index]
-            step = base.model_copy(
-                update={
-                    "step_id": wf.steps[index].step_id,
-                    "history": wf.steps[index].history,
-                    "status": ActionStatus.RUNNING,
-                    "start_time": started,
-                    "result": ActionResult(
-                        action_id=rec.id, status=ActionStatus.RUNNING, history_created_at=started
-                    ),
-                }
-            )
-            wf.steps[index] = step
-            claims = step_claims(step, self.locations)
-            flight = _Flight(task, index, rec.id, claims)
-            flight.journal_version = rec.version
-            flight.node_action_id = str(data.get("node_action_id") or rec.id)
-            for c in claims:
-                self._held[c] = wf.workflow_id
-            self._flights[wf.workflow_id] = flight
-            self._tasks_held[wf.workflow_id] = task
-            wf.status.running = not wf.status.paused
-            wf.status.has_started = True
-        with bind_ids(workflow_id=wf.workflow_id, step_id=step.step_id):
-            log.info(
-                "recovered step %s: phase %s, reconciling action %s with the node",
-                step.label,
-                rec.status,
-                rec.id,
-            )
-            flight.runner = asyncio.current_task()
-            await self._reconcile(flight, step, str(rec.status), phases.get("sent"), journal=dict(data))
-
-    async def _reconcile(
-        self,
-        flight: _Flight,
-        step: Step,
-        phase: str,
-        sent_at: str | None = None,
-        *,
-        journal: dict[str, Any],
-    ) -> None:
-        conn = self._connectors.get(str(step.node))
-        outcome: ActionOutcome
-        resend = False
-        if not step.node:  # a built-in action: no instrument, so run what is left of it
-            elapsed = (
-                (utcnow(self.clock) - datetime.fromisoformat(sent_at)).total_seconds() if sent_at else 0.0
-            )
-            await self._finish_step(flight, await self._builtin(flight, step, elapsed_s=elapsed))
-            return
-        try:
-            if conn is None:
-                raise WorkflowValidationError(
-                    f"node {step.node} is no longer in the workcell", step=step.label
-                )
-            outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
-            if outcome.status == ActionStatus.NOT_STARTED:
-                # Acknowledged, never started (the crash came between the journal's write and the start):
-                # nothing ran; start that very action, by the id the node gave it (not created again, so a
-                # late start from the dead owner would be refused as a duplicate).
-                resend = True
-            elif outcome.status in (ActionStatus.RUNNING, ActionStatus.PAUSED):
-                outcome = await self._with_timeout(conn.await_action(flight.node_action_id, str(step.action)))
-            elif outcome.status == ActionStatus.UNKNOWN:
-                outcome = ActionOutcome(
-                    flight.action_id,
-                    ActionStatus.FAILED,
-                    [
-                        Error(
-                            message=(
-                                f"action {flight.action_id} was {phase} before a restart and node {step.node} "
-                                "has no record of it; it was not sent again (retry the workflow to run it)"
-                            ),
-                            error_type="UnknownOutcome",
-                            logged_at=utcnow(self.clock),
-                        )
-                    ],
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            outcome = ActionOutcome(
-                flight.action_id,
-                ActionStatus.FAILED,
-                [
-                    Error(
-                        message=f"could not reconcile action {flight.action_id} with node {step.node}: {exc}",
-                        error_type="UnknownOutcome",
-                        logged_at=utcnow(self.clock),
-                    )
-                ],
-            )
-        if resend:
-            journal.update(owner=self.instance_id, owner_token=self._owner_token)
-            await self._execute(flight, step, journal, created=True)
-            return
-        await self._finish_step(flight, outcome)
 
     # --- nodes ----------------------------------------------------------------------------------
 
@@ -763,125 +522,7 @@ class WorkcellEngine:
     async def poll_nodes(self, *, update_info: bool = False) -> None:
         """Read every node's status now (and info and state when asked or unknown), concurrently; nodes
         running one of this workcell's steps are left alone (the action's own calls track them)."""
-        busy = self._busy_nodes()
-        names = [n for n in self.nodes if n not in busy]
-        await asyncio.gather(*(self._poll_node(n, update_info=update_info) for n in names))
-
-    async def _poll_node(self, name: str, *, update_info: bool = False) -> None:
-        conn = self._connectors.get(name)
-        rec = self.nodes.get(name)
-        watch = self._watch.get(name)
-        if conn is None or rec is None or watch is None:
-            return
-        was_ready = rec.ready
-        now = self.clock.monotonic()
-        failed = False
-        try:
-            status = await self.clock.wait_for(conn.get_status(), 10.0)
-            info, state = rec.info, rec.state
-            due = watch.info_at is None or now - watch.info_at >= self.settings.node_info_update_interval
-            if update_info or info is None or due:
-                info = await self.clock.wait_for(conn.get_info(), 10.0)
-                state = await self.clock.wait_for(conn.get_state(), 10.0)
-                watch.info_at = now
-            new = rec.model_copy(update={"status": status, "info": info, "state": state})
-            watch.failures = 0
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failed = True
-            watch.failures += 1
-            new = rec
-            known = rec.status is not None and not rec.status.get("disconnected")
-            if watch.failures >= self.settings.node_disconnect_after_failures or not known:
-                if known:
-                    log.warning("node %s is disconnected: %s", name, exc, extra={"node": name})
-                err = Error.from_exception(exc, at=utcnow(self.clock)).model_dump(mode="json")
-                new = rec.model_copy(
-                    update={
-                        "status": {
-                            "ready": False,
-                            "errored": True,
-                            "disconnected": True,
-                            "errors": [err],
-                            "description": f"disconnected: {exc}",
-                        }
-                    }
-                )
-        if self.nodes.get(name) is rec:  # not replaced meanwhile (by an action's result or an admin call)
-            self.nodes[name] = new
-            self._plan_poll(name, changed=new.status != rec.status, failed=failed, at=now)
-        if new.ready != was_ready:
-            if new.ready and was_ready is False and rec.status and rec.status.get("disconnected"):
-                log.info("node %s is reachable again", name, extra={"node": name})
-            self.wake()
-
-    def _plan_poll(self, name: str, *, changed: bool, failed: bool = False, at: float | None = None) -> None:
-        """Set when a node's status is next read (see "Node status" in the module docstring)."""
-        watch = self._watch[name]
-        base = self.settings.node_update_interval
-        cap = max(base, self.settings.node_info_update_interval)
-        now = self.clock.monotonic() if at is None else at
-        watch.last_poll = now
-        if failed:
-            # A first failure is checked again soon; after that, back off.
-            interval = min(cap, base * 2 ** max(0, watch.failures - 1))
-        elif changed or watch.fresh or name in self._needed:
-            watch.idle_s = interval = base
-        else:
-            watch.idle_s = interval = min(cap, watch.idle_s * 2)
-        watch.next_poll = now + interval
-        watch.fresh = False
-        self._node_wake.set()
-
-    def _node_status_needed(self, names: set[str]) -> None:
-        """Nodes that queued steps wait for (not ready): read their status every ``node_update_interval``."""
-        base = self.settings.node_update_interval
-        for name in names - self._needed:
-            watch = self._watch.get(name)
-            if watch is not None:
-                since = watch.last_poll if watch.last_poll is not None else self.clock.monotonic()
-                watch.next_poll = min(watch.next_poll, since + base)
-                self._node_wake.set()
-        self._needed = names
-
-    def _node_status_from_action(self, name: str, status: dict[str, Any] | None) -> None:
-        """A node's step ended: take the status the action's result carried, or read it at once."""
-        rec = self.nodes.get(name)
-        watch = self._watch.get(name)
-        if rec is None or watch is None:
-            return
-        if status is None:
-            watch.next_poll = self.clock.monotonic()
-            watch.fresh = True
-            self._node_wake.set()
-            return
-        watch.failures = 0
-        self.nodes[name] = rec.model_copy(update={"status": status})
-        self._plan_poll(name, changed=True)
-
-    async def _node_loop(self) -> None:
-        while not self._stopping:
-            self._node_wake.clear()
-            now = self.clock.monotonic()
-            busy = self._busy_nodes()
-            idle = {n: w for n, w in self._watch.items() if n in self.nodes and n not in busy}
-            if not self.is_owner:  # the owner watches the nodes
-                idle = {}
-            due = [n for n, w in idle.items() if w.next_poll <= now]
-            if due:
-                try:
-                    await asyncio.gather(*(self._poll_node(n) for n in due))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("node status poll failed")
-                    for n in due:  # never spin on a node whose poll broke
-                        self._watch[n].next_poll = max(self._watch[n].next_poll, now + 1.0)
-                continue
-            timeout = max(0.0, min(w.next_poll for w in idle.values()) - now) if idle else None
-            with contextlib.suppress(TimeoutError):
-                await self.clock.wait_for(self._node_wake.wait(), timeout)
+        await self.monitor.poll_all(update_info=update_info)
 
     async def add_node(self, name: str, url: str) -> NodeRecord:
         """Add a node to the workcell (persisted); ValueError if the name is taken."""
@@ -889,8 +530,8 @@ class WorkcellEngine:
         if name in self.nodes:
             raise WorkflowStateError(f"node name {name!r} exists; node names must be unique")
         await self.store.put(NODE_KIND, name, {"node_url": url}, expected_version=0)
-        self._register_node(name, url)
-        await self._poll_node(name, update_info=True)
+        self.monitor.register(name, url)
+        await self.monitor.poll(name, update_info=True)
         self.wake()
         return self.nodes[name]
 
@@ -924,7 +565,7 @@ class WorkcellEngine:
                 self.nodes[name] = rec.model_copy(
                     update={"status": {**rec.status, "errored": False, "errors": []}}
                 )
-        await asyncio.gather(*(self._poll_node(n) for n in names if n not in self._busy_nodes()))
+        await asyncio.gather(*(self.monitor.poll(n) for n in names if n not in self._busy_nodes()))
         self.wake()
         return out
 
@@ -939,12 +580,12 @@ class WorkcellEngine:
         if locked is not None:
             self.status.locked = locked
         doc = {"paused": self.status.paused, "locked": self.status.locked}
-        await self.store.put(STATUS_KIND, _STATUS_ID, doc)
+        await self.store.put(STATUS_KIND, STATUS_ID, doc)
         log.info(
             "workcell %s: paused=%s locked=%s", self.workcell.name, self.status.paused, self.status.locked
         )
         self.wake()
-        self._notify()
+        self.journal.notify()
         return self.status.model_copy()
 
     # --- definitions and submission ---------------------------------------------------------------
@@ -1030,7 +671,7 @@ class WorkcellEngine:
             wf.start_time = wf.end_time = now
         n = len(wf.steps)
         async with self._lock:
-            ops, done = self._wf_ops(
+            ops, done = self.journal.wf_ops(
                 wf, "submitted", {"definition_id": definition.workflow_definition_id}, extra=ops, new=True
             )
             if self.is_owner:  # before the write: the first step's task reaches the executor with it
@@ -1123,7 +764,7 @@ class WorkcellEngine:
 
         async def wait() -> Workflow:
             while True:
-                event = self._changed
+                event = self.journal.changed
                 # Look at the live workflow (a deep copy per wake-up costs more than the step itself);
                 # copy only the one returned.
                 live = self._workflows.get(workflow_id)
@@ -1160,7 +801,7 @@ class WorkcellEngine:
                 )
             wf.status.paused = True
             wf.status.running = False
-            await self._job_op(wf, "paused", self.jobs.pause_job)
+            await self.journal.job_op(wf, "paused", self.jobs.pause_job)
         return wf.model_copy(deep=True)
 
     async def resume(self, workflow_id: str) -> Workflow:
@@ -1172,7 +813,7 @@ class WorkcellEngine:
                 return wf.model_copy(deep=True)
             wf.status.paused = False
             wf.status.running = workflow_id in self._flights
-            await self._job_op(wf, "resumed", self.jobs.resume_job)
+            await self.journal.job_op(wf, "resumed", self.jobs.resume_job)
         self.wake()
         return wf.model_copy(deep=True)
 
@@ -1185,7 +826,7 @@ class WorkcellEngine:
             if wf.status.terminal:
                 return wf.model_copy(deep=True)
             self._mark_cancelled(wf)
-            await self._job_op(wf, "cancelled", self.jobs.cancel_job)
+            await self.journal.job_op(wf, "cancelled", self.jobs.cancel_job)
             if workflow_id not in self._flights:
                 self._tasks_held.pop(workflow_id, None)
         return wf.model_copy(deep=True)
@@ -1241,28 +882,9 @@ class WorkcellEngine:
                     job_id, state=state_name(index), allow_finished=True, extra_ops=extra_ops
                 )
 
-            await self._job_op(wf, "retried", retry_job, {"index": index})
+            await self.journal.job_op(wf, "retried", retry_job, {"index": index})
         self.wake()
         return wf.model_copy(deep=True)
-
-    async def _job_op(
-        self,
-        wf: Workflow,
-        event: str,
-        op: Callable[..., Any],
-        data: dict[str, Any] | None = None,
-        *,
-        extra: list[Op] | None = None,
-    ) -> None:
-        """An operation on the run's job, with the workflow view (and ``extra``) written in the same
-        transaction. A job that cannot take it (say, a pause already in place) still gets the view written."""
-        ops, done = self._wf_ops(wf, event, data, extra=extra)
-        try:
-            await op(wf.workflow_id, extra_ops=ops)
-        except (JobStateError, JobNotFoundError) as exc:
-            log.warning("workflow %s: %s; writing its %s state alone", wf.workflow_id, exc, event)
-            await self.store.apply(*ops)
-        done()
 
     def _active(self, workflow_id: str) -> Workflow:
         wf = self._workflows.get(workflow_id)
@@ -1301,7 +923,7 @@ class WorkcellEngine:
             return 0
         async with self._lock:
             started = self._schedule_locked()
-        self._notify()
+        self.journal.notify()
         return started
 
     def _schedule_locked(self) -> int:
@@ -1338,7 +960,7 @@ class WorkcellEngine:
                 # Whatever a custom scheduler says, a paused or locked workcell starts nothing.
                 wf.scheduler_metadata.ready_to_run = False
                 wf.scheduler_metadata.reasons.append(_held_reason(self.status))
-        self._node_status_needed(
+        self.monitor.status_needed(
             {
                 str(w.current_step.node)
                 for w in candidates
@@ -1370,544 +992,9 @@ class WorkcellEngine:
                     f"{c.describe()} is in use by workflow {self._held[c]}" for c in busy
                 ]
                 continue
-            self._start_step(wf, claims, task)
+            self.runner.start_step(wf, claims, task)
             started += 1
         return started
-
-    def _start_step(self, wf: Workflow, claims: list[Claim], task: Task) -> None:
-        """Take the claims and launch the step (its parameters resolved now, from the run's values)."""
-        index = wf.status.current_step_index
-        step = wf.steps[index]
-        now = utcnow(self.clock)
-        action_id = new_ulid_str()
-        flight = _Flight(task, index, action_id, claims)
-        for c in claims:
-            self._held[c] = wf.workflow_id
-        self._flights[wf.workflow_id] = flight
-        try:
-            resolved = resolve_step_for_run(wf, step, nodes=self.nodes, locations=self.locations)
-        except WorkflowValidationError as exc:
-            step.start_time = now
-            step.result = ActionResult(
-                action_id=action_id, status=ActionStatus.RUNNING, history_created_at=now
-            )
-            outcome = ActionOutcome(action_id, ActionStatus.FAILED, [Error.from_exception(exc, at=now)])
-            flight.runner = asyncio.create_task(self._finish_step(flight, outcome), name=f"step-{action_id}")
-            return
-        resolved = resolved.model_copy(
-            update={
-                "step_id": step.step_id,
-                "history": step.history,
-                "status": ActionStatus.RUNNING,
-                "start_time": now,
-                "end_time": None,
-                "duration": None,
-                "last_status_update": now,
-                "result": ActionResult(
-                    action_id=action_id, status=ActionStatus.RUNNING, history_created_at=now
-                ),
-            }
-        )
-        wf.steps[index] = resolved
-        wf.status.running = True
-        wf.status.has_started = True
-        if wf.start_time is None:
-            wf.start_time = now
-        journal = {
-            "action_id": action_id,
-            "workflow_id": wf.workflow_id,
-            "task_id": task.task_id,
-            "attempt": task.attempt,
-            "step_index": index,
-            "step_id": resolved.step_id,
-            "node": resolved.node,
-            "action": resolved.action,
-            "phases": {"intent": now.isoformat()},
-            "owner": self.instance_id,
-            "owner_token": self._owner_token,
-        }
-        flight.runner = asyncio.create_task(
-            self._execute(flight, resolved, journal), name=f"step-{action_id}"
-        )
-
-    async def _journal(self, flight: _Flight, journal: dict[str, Any], phase: str) -> None:
-        """Write the step's journal in ``phase`` (with a "step_started" history line the first time): before
-        the action starts. The workflow view is not rewritten for it (the step's end writes it): recovery
-        finds an interrupted step by its task's journal."""
-        journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
-        journal["phases"][phase] = utcnow(self.clock).isoformat()
-        ops: list[Op] = [
-            Put(
-                ACTION_KIND,
-                flight.action_id,
-                journal,
-                expected_version=flight.journal_version,
-                status=phase,
-                group=flight.workflow_id,
-            )
-        ]
-        if not flight.journal_version:
-            info = {"step_index": flight.index, "action_id": flight.action_id, "task_id": flight.task.task_id}
-            ops.append(Append(flight.workflow_id, "step_started", WorkflowState.RUNNING.value, info))
-        await self.store.apply(*ops)
-        flight.journal_version += 1
-
-    async def _execute(
-        self, flight: _Flight, step: Step, journal: dict[str, Any], *, created: bool = False
-    ) -> None:
-        """Send the step's action and finish the step with its outcome. ``created``: the node holds the action
-        created already (acknowledged before a restart), so it is only started, by the node's id for it."""
-        with bind_ids(workflow_id=flight.workflow_id, step_id=step.step_id, node=step.node):
-            if not step.node:
-                journal["request"] = {"args": dict(step.args), "builtin": True}
-                await self._journal(flight, journal, "sent")
-                await self._finish_step(flight, await self._builtin(flight, step), journal=journal)
-                return
-            conn = self._connectors[str(step.node)]
-            wf = self._workflows[flight.workflow_id]
-            try:
-                files = await self._step_files(wf, step)
-            except Exception as exc:
-                await self._finish_step(
-                    flight, ActionOutcome(flight.action_id, ActionStatus.FAILED, [Error.from_exception(exc)])
-                )
-                return
-            args = dict(step.args)
-            for name, loc in step.locations.items():
-                args[name] = loc.model_dump(mode="json") if isinstance(loc, LocationArgument) else loc
-            call = ActionCall(
-                flight.action_id,
-                str(step.action),
-                args,
-                files,
-                created_as=flight.node_action_id if created else None,
-            )
-            journal["request"] = {"args": args, "files": {k: str(v) for k, v in files.items()}}
-
-            async def acknowledged(node_action_id: str) -> None:
-                # The node has created the action and does nothing with it until it is started (the
-                # connector contract): "sent" and "acknowledged" (with the node's id for the action, by
-                # which recovery asks about it) reach the disk together, in one write, before the start.
-                # A crash before this write leaves "intent": at most an action created and never started
-                # on the node, so queuing the step again cannot run it twice.
-                journal["node_action_id"] = node_action_id
-                flight.node_action_id = node_action_id
-                journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
-                await self._journal(flight, journal, "acknowledged")
-
-            try:
-                outcome = await self._with_timeout(conn.run_action(call, on_acknowledged=acknowledged))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = await self._after_transport_error(conn, flight, step, exc)
-            await self._finish_step(flight, outcome, journal=journal)
-
-    async def _builtin(self, flight: _Flight, step: Step, *, elapsed_s: float = 0.0) -> ActionOutcome:
-        """Run one of MADSci's node-less workcell actions (``wait``), on the engine's clock. After a
-        restart, ``elapsed_s`` is how long it had already run."""
-        try:
-            if step.action == "wait":
-                seconds = float(step.args["seconds"])
-                await self.clock.sleep(max(0.0, seconds - elapsed_s))
-                return ActionOutcome(flight.action_id, ActionStatus.SUCCEEDED)
-            raise WorkflowValidationError(
-                f"'{step.action}' is not a built-in workcell action", step=step.label
-            )
-        except (KeyError, TypeError, ValueError, WorkflowValidationError) as exc:
-            return ActionOutcome(
-                flight.action_id, ActionStatus.FAILED, [Error.from_exception(exc, at=utcnow(self.clock))]
-            )
-
-    async def _with_timeout(self, aw: Any) -> ActionOutcome:
-        result: ActionOutcome = await self.clock.wait_for(aw, self.settings.action_timeout_s)
-        return result
-
-    async def _after_transport_error(
-        self, conn: NodeConnector, flight: _Flight, step: Step, exc: Exception
-    ) -> ActionOutcome:
-        """The call failed mid-way: ask the node what became of the action instead of re-sending it."""
-        errors = [Error.from_exception(exc, at=utcnow(self.clock))]
-        for _ in range(self.settings.get_action_result_retries):
-            try:
-                outcome = await conn.get_action_outcome(flight.node_action_id, str(step.action))
-            except asyncio.CancelledError:
-                raise
-            except Exception as again:
-                errors.append(Error.from_exception(again, at=utcnow(self.clock)))
-                await self.clock.sleep(min(self.settings.node_update_interval, 1.0))
-                continue
-            if outcome.status.is_terminal:
-                outcome.errors = errors + outcome.errors
-                return outcome
-            if outcome.status in (ActionStatus.RUNNING, ActionStatus.NOT_STARTED, ActionStatus.PAUSED):
-                try:
-                    return await self._with_timeout(
-                        conn.await_action(flight.node_action_id, str(step.action))
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as again:
-                    errors.append(Error.from_exception(again, at=utcnow(self.clock)))
-                    continue
-            break  # unknown to the node: it never got the action
-        return ActionOutcome(
-            flight.action_id, ActionStatus.FAILED if len(errors) == 1 else ActionStatus.UNKNOWN, errors
-        )
-
-    async def _step_files(self, wf: Workflow, step: Step) -> dict[str, Path]:
-        files: dict[str, Path] = {}
-        for arg, ref in step.files.items():
-            key = ref if isinstance(ref, str) else ref.key
-            dp_id = wf.file_input_ids.get(key)
-            if dp_id is None:
-                raise WorkflowValidationError(
-                    f"file parameter '{key}' has no file yet", step=step.label, field="files"
-                )
-            files[arg] = self.datapoints.file_path(await self.datapoints.get(dp_id))
-        return files
-
-    async def _finish_step(
-        self, flight: _Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
-    ) -> None:
-        """Record a step's outcome and move the run's job, in one transaction (see :meth:`_record_outcome`);
-        then the claims are free and the scheduler runs."""
-        scheduled = False
-        try:
-            async with self._lock:
-                try:
-                    await self._record_outcome(flight, outcome, journal)
-                finally:
-                    self._release(flight)
-                if self.is_owner and not self._stopping:
-                    # The next step's task reached the executor in that write: start what can start now,
-                    # without a round through the scheduler loop.
-                    self._schedule_locked()
-                    scheduled = True
-        finally:
-            self._notify()
-            if not scheduled:
-                self.wake()
-
-    def _release(self, flight: _Flight) -> None:
-        for c in flight.claims:
-            if self._held.get(c) == flight.workflow_id:
-                del self._held[c]
-        if self._flights.get(flight.workflow_id) is flight:
-            del self._flights[flight.workflow_id]
-
-    async def _record_outcome(
-        self, flight: _Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
-    ) -> None:
-        """Under ``self._lock``: the outcome's records (journal ``result``, the workflow view, datapoints,
-        resource effects, history) go with what it does to the job: ``succeeded`` completes the step's task
-        (the job moves on and the next step's task is dispatched in the same write), a failure fails the
-        job, a cancellation cancels it, a paused node pauses it; ``not_ready`` keeps the task to try again."""
-        wf = self._workflows.get(flight.workflow_id)
-        task = flight.task
-        now = utcnow(self.clock)
-        node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
-        if node is not None:
-            self._node_status_from_action(node, outcome.node_status)
-        if journal is None:
-            rec = await self.store.get(ACTION_KIND, flight.action_id)
-            journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}
-            journal.setdefault("phases", {})
-        journal["phases"]["result"] = now.isoformat()
-        journal["status"] = outcome.status.value
-        journal_op = Put(
-            ACTION_KIND,
-            flight.action_id,
-            journal,
-            expected_version=flight.journal_version or None,
-            status="result",
-            group=flight.workflow_id,
-        )
-        current = wf.steps[flight.index] if wf is not None and flight.index < len(wf.steps) else None
-        if (
-            wf is None
-            or current is None
-            or current.result is None
-            or current.result.action_id != flight.action_id
-        ):
-            # The workflow moved on (retried, cleared): keep the outcome in the journal only.
-            await self.store.apply(
-                journal_op,
-                Append(
-                    flight.workflow_id, "late_result", outcome.status.value, {"action_id": flight.action_id}
-                ),
-            )
-            return
-        step = current
-        ops: list[Op] = [journal_op]
-        ids, dps, dp_ops = self._datapoints_for(wf, step, outcome, now)
-        ops += dp_ops
-        result = ActionResult(
-            action_id=flight.action_id,
-            status=outcome.status,
-            errors=outcome.errors,
-            datapoints=ids or None,
-            history_created_at=now,
-        )
-        step.result = result
-        step.history.append(result)
-        step.last_status_update = now
-        cancelled = wf.status.cancelled
-        if not cancelled:
-            step.status = outcome.status
-            step.end_time = now
-            if step.start_time is not None:
-                step.duration = now - step.start_time
-        wf.status.running = False
-        event = "step_finished"
-        job_op: Callable[..., Any] | None = None
-        held_back = False  # the task stays with the executor: the step runs again
-        if cancelled:
-            event = "late_result"
-            job_op = self._completer(task, "cancelled", None)
-        elif outcome.status == ActionStatus.SUCCEEDED:
-            ops += self._apply_effects(step, result, now)
-            self._feed_forward(wf, step, flight.index, dps)
-            nxt = flight.index + 1
-            if nxt >= len(wf.steps):
-                wf.status.completed = True
-                wf.end_time = now
-                event = "completed"
-            else:
-                wf.status.current_step_index = nxt
-                wf.step_index = nxt
-            job_op = self._completer(task, "succeeded", None)
-        elif outcome.status == ActionStatus.NOT_READY:
-            self._not_before[wf.workflow_id] = self.clock.now() + self.settings.node_update_interval
-            held_back = True
-        elif outcome.status == ActionStatus.PAUSED:
-            wf.status.paused = True
-            held_back = True
-            job_op = self.jobs.pause_job
-        elif outcome.status == ActionStatus.CANCELLED:
-            wf.status.cancelled = True
-            wf.end_time = now
-            event = "cancelled"
-            job_op = self.jobs.cancel_job
-        else:
-            wf.status.failed = True
-            wf.end_time = now
-            event = "failed"
-            message = "; ".join(e.message or "" for e in outcome.errors if e.message) or outcome.status.value
-            job_op = self._completer(
-                task,
-                "failed",
-                {"code": "STEP_FAILED", "message": f"step {step.label} {outcome.status.value}: {message}"},
-            )
-        if not held_back and self._tasks_held.get(wf.workflow_id) is task:
-            del self._tasks_held[wf.workflow_id]
-        data = {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value}
-        if job_op is None:
-            await self._commit(wf, event, data, extra=ops)
-        else:
-            await self._job_op(wf, event, job_op, data, extra=ops)
-
-    def _completer(self, task: Task, status: str, error: dict[str, Any] | None) -> Callable[..., Any]:
-        """The job operation that submits ``task``'s result (the workflow id is its job's)."""
-
-        async def complete(job_id: str, *, extra_ops: list[Op]) -> Any:
-            return await self.jobs.complete_task(
-                task.task_id,
-                status,
-                None,
-                error,
-                token=task.token,
-                worker_id=self._executor.worker_id,
-                extra_ops=extra_ops,
-            )
-
-        return complete
-
-    def _datapoints_for(
-        self, wf: Workflow, step: Step, outcome: ActionOutcome, now: datetime
-    ) -> tuple[dict[str, str | list[str]], list[DataPoint], list[Op]]:
-        ids: dict[str, str | list[str]] = {}
-        dps: list[DataPoint] = []
-        ops: list[Op] = []
-        labels = step.data_labels
-        for key, value in (outcome.datapoints or {}).items():
-            ids[labels.get(key, key)] = value
-        if outcome.json_result is not None:
-            label = labels.get("json_result", "json_result")
-            dp, op = self.datapoints.value_put(
-                outcome.json_result, label=label, at=now, workflow_id=wf.workflow_id, step_id=step.step_id
-            )
-            ids[label] = dp.datapoint_id
-            dps.append(dp)
-            ops.append(op)
-        for key, path in outcome.files.items():
-            label = labels.get(key, key)
-            dp, op = self.datapoints.file_put(
-                Path(path),
-                filename=Path(path).name,
-                label=label,
-                at=now,
-                workflow_id=wf.workflow_id,
-                step_id=step.step_id,
-            )
-            ids[label] = dp.datapoint_id
-            dps.append(dp)
-            ops.append(op)
-        return ids, dps, ops
-
-    def _feed_forward(self, wf: Workflow, step: Step, index: int, dps: list[DataPoint]) -> None:
-        by_label = {dp.label: dp for dp in dps}
-        for param in wf.parameters.feed_forward:
-            dp: DataPoint | None = None
-            if param.step is None:
-                dp = by_label.get(param.label) if param.label else None
-            elif (
-                param.step == index
-                or param.step == step.key
-                or (isinstance(param.step, str) and param.step == step.name)
-            ):
-                if param.label is not None:
-                    dp = by_label.get(param.label)
-                elif len(dps) == 1:
-                    dp = dps[0]
-                elif param.parameter_type == "feed_forward_json":
-                    dp = by_label.get("json_result")
-                else:
-                    dp = next((d for d in dps if d.data_type == "file"), None)
-            if dp is None:
-                continue
-            if param.parameter_type == "feed_forward_json":
-                wf.parameter_values[param.key] = dp.value
-            else:
-                wf.file_input_ids[param.key] = dp.datapoint_id
-
-    def _apply_effects(self, step: Step, result: ActionResult, now: datetime) -> list[Op]:
-        changed: list[Resource] = []
-        for effect in step.effects:
-            try:
-                if effect.kind == "move":
-                    src, dst = self.locations[str(effect.source)], self.locations[str(effect.target)]
-                    if src.resource_id is None or dst.resource_id is None:
-                        raise ResourceError(
-                            f"move {effect.source} -> {effect.target}: both locations need a container"
-                        )
-                    changed += self.resources.move(src.resource_id, dst.resource_id, key=effect.key)
-                elif effect.kind in {"consume", "refill"}:
-                    res = self.resources.find(str(effect.resource))
-                    if res is None:
-                        raise ResourceError(f"no resource {effect.resource}")
-                    qty = float(effect.quantity or 0)
-                    changed += self.resources.change_quantity(
-                        res.resource_id, -qty if effect.kind == "consume" else qty
-                    )
-                else:
-                    res = self.resources.find(str(effect.resource))
-                    if res is None:
-                        raise ResourceError(f"no resource {effect.resource}")
-                    changed += self.resources.set_attribute(res.resource_id, str(effect.field), effect.value)
-            except (ResourceError, KeyError, ValueError) as exc:
-                # The action already happened on the instrument: record the mismatch, do not undo the step.
-                result.errors.append(
-                    Error(
-                        message=f"resource effect {effect.kind} not applied: {exc}",
-                        error_type="ResourceEffectError",
-                        logged_at=now,
-                    )
-                )
-                log.warning("resource effect %s of step %s not applied: %s", effect.kind, step.label, exc)
-        for r in changed:
-            r.updated_at = now
-        return self._resource_ops(changed)
-
-    # --- committing -----------------------------------------------------------------------------
-
-    def _wf_ops(
-        self,
-        wf: Workflow,
-        event: str,
-        data: dict[str, Any] | None = None,
-        *,
-        extra: list[Op] | None = None,
-        new: bool = False,
-    ) -> tuple[list[Op], Callable[[], None]]:
-        """The workflow view's write for a transition (with ``extra`` and a history line), and what to do
-        once it is written (by the store directly or inside a job operation of the engine)."""
-        state = wf.status.state.value
-        expected = 0 if new else self._versions.get(wf.workflow_id)
-        ops: list[Op] = [
-            Put(
-                WORKFLOW_KIND,
-                wf.workflow_id,
-                wf.model_dump(mode="json"),
-                expected_version=expected,
-                status=state,
-                group=wf.workflow_definition_id,
-            ),
-            *(extra or []),
-            Append(wf.workflow_id, event, state, data or {}),
-        ]
-
-        def done() -> None:
-            # Every Put adds one to its record's version: no need to read back what was written.
-            if expected is None:
-                self._versions.pop(wf.workflow_id, None)
-            else:
-                self._versions[wf.workflow_id] = expected + 1
-            for op in ops:
-                if isinstance(op, Put) and op.kind == RESOURCE_KIND and op.expected_version is not None:
-                    self._resource_versions[op.id] = op.expected_version + 1
-            if self.is_owner:
-                self._workflows[wf.workflow_id] = wf
-            else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow
-                self._workflows.pop(wf.workflow_id, None)
-                self._versions.pop(wf.workflow_id, None)
-            if wf.status.terminal and wf.workflow_id not in self._flights:
-                self._not_before.pop(wf.workflow_id, None)
-            for listener in list(self.listeners):
-                try:
-                    listener(event, wf)
-                except Exception:
-                    log.exception("workcell listener failed on %s", event)
-            self._notify()
-
-        return ops, done
-
-    async def _commit(
-        self,
-        wf: Workflow,
-        event: str,
-        data: dict[str, Any] | None = None,
-        *,
-        extra: list[Op] | None = None,
-    ) -> None:
-        """Write the workflow view (with everything that goes with this transition) in one transaction."""
-        ops, done = self._wf_ops(wf, event, data, extra=extra)
-        await self.store.apply(*ops)
-        done()
-
-    async def _apply(self, ops: list[Op]) -> None:
-        results = await self.store.apply(*ops)
-        for op, res in zip(ops, results, strict=True):
-            if isinstance(op, Put) and op.kind == RESOURCE_KIND:
-                self._resource_versions[op.id] = res.version
-
-    def _resource_ops(self, changed: list[Resource]) -> list[Op]:
-        latest: dict[str, Resource] = {r.resource_id: r for r in changed}
-        return [
-            Put(
-                RESOURCE_KIND,
-                r.resource_id,
-                r.model_dump(mode="json"),
-                expected_version=self._resource_versions.get(r.resource_id, 0),
-                status=r.base_type.value,
-                group=r.parent_id,
-            )
-            for r in latest.values()
-        ]
-
-    def _notify(self) -> None:
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
 
     # --- locations and resources ----------------------------------------------------------------
 
@@ -1925,10 +1012,10 @@ class WorkcellEngine:
         self._require_owner("add a location")
         if definition.location_name in self.locations:
             raise WorkflowStateError(f"location {definition.location_name!r} exists")
-        loc, changed = self._location_from_definition(definition, utcnow(self.clock))
-        await self._apply(
+        loc, changed = self.loader.location_from_definition(self.resources, definition, utcnow(self.clock))
+        await self.journal.apply(
             [
-                *self._resource_ops(changed),
+                *self.journal.resource_ops(changed),
                 Put(LOCATION_KIND, loc.location_id, loc.model_dump(mode="json"), expected_version=0),
             ]
         )
@@ -1949,7 +1036,7 @@ class WorkcellEngine:
                     if r.created_at is None:
                         r.created_at = now
                     r.updated_at = now
-                await self._apply(self._resource_ops(changed))
+                await self.journal.apply(self.journal.resource_ops(changed))
             except BaseException:
                 self.resources._by_id = backup
                 raise
