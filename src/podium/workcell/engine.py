@@ -81,7 +81,7 @@ from podium.engine.models import EngineEvent, Task
 from podium.engine.workers import InProcessWorker
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str
-from podium.store import Op, Put, Store
+from podium.store import FencedOwnership, Op, Put, Store
 from podium.store.base import Lease
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionStatus, OwnershipInfo
@@ -230,8 +230,17 @@ class WorkcellEngine:
         self._stopping = False
         self.instance_id = new_ulid_str()
         """This process's name as lock owner."""
-        self._owner_token: int | None = None
-        self._owner_lock = asyncio.Lock()
+        self.ownership = FencedOwnership(
+            self.store,
+            OWNER_LOCK,
+            self.instance_id,
+            ttl_s=self.settings.owner_lock_ttl_s,
+            clock=self.clock,
+            on_acquired=self._take_over,
+            on_lost=self._step_down,
+            on_held=self._extend_task_leases,
+            label=f"workcell {self.workcell.name}",
+        )
         self.monitor = NodeMonitor(
             settings=self.settings,
             clock=self.clock,
@@ -281,7 +290,7 @@ class WorkcellEngine:
             connectors=self._connectors,
             instance_id=self.instance_id,
             worker_id=f"workcell:{workcell.name}",
-            owner_token=lambda: self._owner_token,
+            owner_token=lambda: self.ownership.token,
             is_owner=lambda: self.is_owner,
             stopping=lambda: self._stopping,
             schedule_locked=self._schedule_locked,
@@ -301,7 +310,7 @@ class WorkcellEngine:
             locations=self.locations,
             connectors=self._connectors,
             instance_id=self.instance_id,
-            owner_token=lambda: self._owner_token,
+            owner_token=lambda: self.ownership.token,
             spawn=self._spawn,
             wake=self.wake,
             finish_step=self.runner.finish_step,
@@ -350,9 +359,7 @@ class WorkcellEngine:
         await self.store.open()
         if self._own_engine:
             await self.jobs.start()
-        self._owner_token = await self.store.acquire_lock(
-            OWNER_LOCK, self.instance_id, ttl_s=self.settings.owner_lock_ttl_s
-        )
+        await self.ownership.acquire()
         await self.loader.locations_and_resources(self.resources)
         await self.loader.nodes()
         await self.loader.status()
@@ -367,7 +374,7 @@ class WorkcellEngine:
         self.status.initializing = False
         self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="workcell-scheduler"))
         self._tasks.append(asyncio.create_task(self.monitor.run(), name="workcell-nodes"))
-        self._tasks.append(asyncio.create_task(self._owner_loop(), name="workcell-owner"))
+        self._tasks.append(asyncio.create_task(self.ownership.run(), name="workcell-owner"))
         self.wake()
 
     async def stop(self) -> None:
@@ -387,10 +394,7 @@ class WorkcellEngine:
         await self._stop_executor(give_back=True)
         self._flights.clear()
         self._held.clear()
-        if self._owner_token is not None:
-            with contextlib.suppress(Exception):
-                await self.store.release_lock(OWNER_LOCK, self.instance_id, self._owner_token)
-            self._owner_token = None
+        await self.ownership.release()
         await self.monitor.aclose()
         if self._own_engine:
             await self.jobs.stop()
@@ -424,12 +428,12 @@ class WorkcellEngine:
     @property
     def is_owner(self) -> bool:
         """Whether this process holds the store lock that lets it schedule and send actions."""
-        return self._owner_token is not None
+        return self.ownership.is_owner
 
     @property
     def owner_token(self) -> int | None:
         """The fencing token of this process's ownership (``None`` while standing by)."""
-        return self._owner_token
+        return self.ownership.token
 
     def _require_owner(self, what: str) -> None:
         if not self.is_owner:
@@ -437,19 +441,6 @@ class WorkcellEngine:
                 f"cannot {what}: this workcell process is standing by (another process on the same store "
                 "schedules); send it to that one"
             )
-
-    async def _owner_loop(self) -> None:
-        """Refresh the owner lock (or try to take it) and the leases of the step tasks held, every third
-        of the lock's TTL."""
-        while not self._stopping:
-            await self.clock.sleep(self.settings.owner_lock_ttl_s / 3)
-            try:
-                if await self.check_ownership():
-                    await self._extend_task_leases()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("workcell owner lock check failed")
 
     async def _extend_task_leases(self) -> None:
         for wf_id, task in list(self._tasks_held.items()):
@@ -464,25 +455,10 @@ class WorkcellEngine:
     async def check_ownership(self) -> bool:
         """Refresh the owner lock if held; take it if free (then load and reconcile everything). Returns
         whether this process owns the store now."""
-        async with self._owner_lock:
-            ttl = self.settings.owner_lock_ttl_s
-            if self._owner_token is not None:
-                if await self.store.refresh_lock(OWNER_LOCK, self.instance_id, self._owner_token, ttl_s=ttl):
-                    return True
-                log.warning("workcell %s: lost the owner lock; standing by", self.workcell.name)
-                await self._step_down()
-                return False
-            token = await self.store.acquire_lock(OWNER_LOCK, self.instance_id, ttl_s=ttl)
-            if token is None:
-                return False
-            self._owner_token = token
-            log.info("workcell %s: took the owner lock (token %s)", self.workcell.name, token)
-            await self._take_over()
-            return True
+        return await self.ownership.check()
 
     async def _step_down(self) -> None:
         """Lost the lock: stop every step in flight (the new owner reconciles them) and forget live state."""
-        self._owner_token = None
         flights = [f.runner for f in self._flights.values() if f.runner is not None]
         for task in flights:
             task.cancel()
@@ -498,7 +474,7 @@ class WorkcellEngine:
             self._not_before.clear()
         self.journal.notify()
 
-    async def _take_over(self) -> None:
+    async def _take_over(self, token: int) -> None:
         """Became the owner while running: read everything afresh and start the executor (the steps the old
         owner held come back as their leases lapse, and are reconciled)."""
         async with self._lock:
@@ -1028,7 +1004,7 @@ class WorkcellEngine:
         scheduler re-evaluates conditions right after. The change raises to refuse (nothing is kept)."""
         self._require_owner("change resources")
         async with self._lock:
-            backup = dict(self.resources._by_id)
+            backup = self.resources.snapshot()
             try:
                 changed = change(self.resources)
                 now = utcnow(self.clock)
@@ -1038,7 +1014,7 @@ class WorkcellEngine:
                     r.updated_at = now
                 await self.journal.apply(self.journal.resource_ops(changed))
             except BaseException:
-                self.resources._by_id = backup
+                self.resources.restore(backup)
                 raise
         self.wake()
         return changed

@@ -67,7 +67,7 @@ class StateLoader:
         configured ones not stored yet."""
         for rec in await self.list_all(RESOURCE_KIND):
             res = Resource.model_validate(rec.data)
-            resources._by_id[res.resource_id] = res
+            resources.load(res)
             self.resource_versions[res.resource_id] = rec.version
         stored = {
             Location.model_validate(r.data).location_name: (Location.model_validate(r.data), r.version)

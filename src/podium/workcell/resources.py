@@ -48,6 +48,21 @@ class ResourceTable:
     def __init__(self, resources: Iterable[Resource] = ()) -> None:
         self._by_id: dict[str, Resource] = {r.resource_id: r for r in resources}
 
+    # --- loading and undo ------------------------------------------------------------------------
+
+    def load(self, resource: Resource) -> None:
+        """Put a stored resource back as it was (start-up loading: no parent or capacity checks, since its
+        parent may come later in the listing)."""
+        self._by_id[resource.resource_id] = resource
+
+    def snapshot(self) -> dict[str, Resource]:
+        """The table's entries now, for :meth:`restore` if a change is refused."""
+        return dict(self._by_id)
+
+    def restore(self, snapshot: dict[str, Resource]) -> None:
+        """Put the entries of a :meth:`snapshot` back."""
+        self._by_id = dict(snapshot)
+
     # --- reading --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
