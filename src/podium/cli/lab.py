@@ -275,7 +275,9 @@ def nodes(
     with one_line_errors(url), _client(url, token) as client:
         found = client.get_nodes()
     if as_json:
-        print_json({name: {**n.model_dump(mode="json"), "condition": node_state(n)} for name, n in found.items()})
+        print_json(
+            {name: {**n.model_dump(mode="json"), "condition": node_state(n)} for name, n in found.items()}
+        )
         return
     rows = [
         [name, node_state(n), _current_action(n), n.status_description, n.node_url]
@@ -302,7 +304,11 @@ def node(
             answer = client.send_admin_command(command, name)
         record = client.get_node(name)
     if as_json:
-        doc: dict[str, Any] = {"node": name, **record.model_dump(mode="json"), "condition": node_state(record)}
+        doc: dict[str, Any] = {
+            "node": name,
+            **record.model_dump(mode="json"),
+            "condition": node_state(record),
+        }
         if command is not None:
             doc["answer"] = answer
         print_json(doc)
