@@ -25,6 +25,19 @@ FORBIDDEN = {
     # test support over engine/workcell/store/nodes: never the HTTP edge; nothing in src/ imports it
     "testing": {"server", "cli", "client", "worker", "flow"},
     "server": {"testing"},
+    # the dashboard is an HTTP edge below both apps: they pass it what it reads
+    "dashboard": {
+        "store",
+        "engine",
+        "workcell",
+        "server",
+        "worker",
+        "nodes",
+        "client",
+        "flow",
+        "cli",
+        "testing",
+    },
     "cli": {"testing"},
 }
 # modules that live inside a package but are adapters onto another layer, by design

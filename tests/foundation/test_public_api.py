@@ -58,6 +58,9 @@ EXPECTED = {
         "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode", "SIM_NODE_TYPES", "SealerNode",
         "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
     ],
+    "podium.dashboard": [
+        "DASHBOARD_PATHS", "MAX_DEFINITION_BYTES", "mount_jobs_dashboard", "mount_workcell_dashboard"
+    ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",
         "WebhookSender", "WorkerTokens", "create_app", "job_path", "start_server"

@@ -71,7 +71,11 @@ def serve(
         typer.echo("workcell API tokens: from the settings (WORKCELL_API_TOKENS / api_token_hashes)")
     extra = [token] if token else None
     application = create_app(engine, api_tokens=extra)
-    configs = [uvicorn.Config(application, host=host, port=port, log_level="info", lifespan="on")]
+    configs = [  # an open event stream (a dashboard) must not hold a stopping server for long
+        uvicorn.Config(
+            application, host=host, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=5
+        )
+    ]
     if data_port is not None:
         data_app = create_app(engine, manage_engine=False, api_tokens=extra)
         configs.append(

@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
 from podium.clock import Clock
+from podium.dashboard import DASHBOARD_PATHS, mount_workcell_dashboard
 from podium.errors import ConfigError, InvalidInputError, NotFoundError
 from podium.tokens import DOCS_PATHS, TokenGuard, TokenSet, new_token, redact_url, url_with_token
 from podium.workcell.actions import OwnershipInfo
@@ -41,7 +42,7 @@ from podium.workcell.workflows import Workflow, WorkflowDefinition
 
 __all__ = ["PUBLIC_PATHS", "build_engine", "create_app", "serve_asgi", "serve_workcell"]
 
-PUBLIC_PATHS = frozenset({"/health", *DOCS_PATHS})
+PUBLIC_PATHS = frozenset({"/health", *DOCS_PATHS, *DASHBOARD_PATHS})
 """Routes that answer without a token."""
 
 
@@ -399,6 +400,8 @@ def create_app(
         )
         return {dp.datapoint_id: dp.to_json() for dp in found}
 
+    mount_workcell_dashboard(app, engine, definition_model=WorkflowDefinition)
+
     return app
 
 
@@ -466,7 +469,11 @@ async def serve_asgi(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", log_config=None))
+    # An open event stream (a dashboard) must not hold a stopping server for long.
+    config = uvicorn.Config(
+        app, log_level=log_level, lifespan="on", log_config=None, timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="workcell-asgi-server")
     try:
         while not server.started:
