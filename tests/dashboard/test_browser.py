@@ -5,6 +5,7 @@ state highlighted, the token stays out of the URL, and the page fits a phone scr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,17 @@ import pytest
 
 from podium.clock import system_clock
 from podium.engine import InProcessWorker
+from podium.flow import Node, NodePolicy, create
 from podium.nodes import serve_nodes
 from podium.nodes.sim import make_sim_nodes
 from podium.store import MemoryStore
+from podium.store.flow_state import StoreStateStore
 from podium.testing import EngineHarness, join
 from podium.tokens import split_url_token
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
 from podium.workcell.demo import DEMO_DIR
 from podium.workcell.server import serve_workcell
+from tests.flow.helpers import identity, msg
 from tests.server.harness import CLIENT_TOKEN, running_stack, transcode_blueprint
 
 WAIT_MS = 15_000
@@ -199,5 +203,22 @@ async def test_job_page_draws_the_graph_with_the_current_state(browser: Any, sho
         await page.wait_for_function("document.querySelectorAll('[data-testid=job-row]').length === 0")
         await page.select_option("[data-testid=filter-status]", "")
         await page.wait_for_selector(f"[data-testid=job-row][data-job='{done}']")
+        # A flow that keeps its trace on the server's store is looked up by its trace id
+        state = StoreStateStore(stack.engine.storage)
+        flow = create(Node(identity, name="echo", policy=NodePolicy(validate="none")).to(), state_store=state)
+        flow.run()
+        try:
+            message = msg({"q": "plate"})
+            await flow.emit(message)
+            await asyncio.wait_for(flow.fetch(), 5)
+        finally:
+            await flow.stop()
+        await page.fill("[data-testid=trace-id]", message.trace_id)
+        await page.click("text=Show trace")
+        await page.wait_for_selector("[data-testid=trace-event]")
+        assert "echo" in await page.inner_text("#trace")
+        await page.fill("[data-testid=trace-id]", "no-such-trace")
+        await page.click("text=Show trace")
+        await page.wait_for_selector("[data-testid=trace-note]:text('no events')")
         await page.screenshot(path=str(shots / "dashboard-jobs.png"), full_page=True)
         await page.context.close()  # its event stream ends before the server stops

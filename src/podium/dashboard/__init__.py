@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any, Protocol
 
@@ -256,10 +256,16 @@ def mount_workcell_dashboard(app: FastAPI, engine: _Workcell, *, definition_mode
 
 
 def mount_jobs_dashboard(
-    app: FastAPI, engine: _Engine, *, auth: Callable[..., Any], api_prefix: str = "api"
+    app: FastAPI,
+    engine: _Engine,
+    *,
+    auth: Callable[..., Any],
+    api_prefix: str = "api",
+    traces: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> None:
     """Add the dashboard and the job event stream (``GET /<api_prefix>/v1/events``, behind the ``auth``
-    dependency, the client routes' own) to the jobs server's app."""
+    dependency, the client routes' own) to the jobs server's app; with ``traces`` (a flow trace's events by
+    trace id, from the StateStore flows write to), also ``GET /<api_prefix>/v1/flows/traces/{trace_id}``."""
     _add_assets(app, "jobs", "podium jobs")
 
     async def events() -> StreamingResponse:
@@ -298,3 +304,23 @@ def mount_jobs_dashboard(
         dependencies=[Depends(auth)],
         response_class=StreamingResponse,
     )
+    if traces is not None:
+        read_trace = traces
+
+        async def trace(trace_id: str) -> list[dict[str, Any]]:
+            """A flow trace's events, oldest first (404 when the StateStore has none)."""
+            if not 0 < len(trace_id) <= 200:
+                raise HTTPException(422, "trace_id: 1 to 200 characters")
+            events = await read_trace(trace_id)
+            if not events:
+                raise HTTPException(404, f"no events of flow trace {trace_id!r}")
+            return events
+
+        app.add_api_route(
+            f"{prefix}/v1/flows/traces/{{trace_id}}",
+            trace,
+            methods=["GET"],
+            summary="A flow trace's events (from the flows' StateStore)",
+            tags=["flows"],
+            dependencies=[Depends(auth)],
+        )

@@ -286,6 +286,33 @@ def create_app(
         }
         app.include_router(client_router(settings))
         add_blueprint_routes(app, st)
-        mount_jobs_dashboard(app, engine, auth=request_client, api_prefix=settings.api_prefix)
+        mount_jobs_dashboard(
+            app,
+            engine,
+            auth=request_client,
+            api_prefix=settings.api_prefix,
+            traces=_trace_reader(engine),
+        )
     app.front = _Front(app._fastapi, st)
     return app
+
+
+def _trace_reader(engine: OrchestratorEngine) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
+    """Flow traces kept on the engine's store (flows given ``StoreStateStore(store)`` write them there)."""
+    from podium.store.flow_state import StoreStateStore
+
+    state = StoreStateStore(engine.storage)
+
+    async def read(trace_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "ts": e.ts,
+                "kind": e.kind,
+                "node_name": e.node_name,
+                "node_id": e.node_id,
+                "payload": dict(e.payload),
+            }
+            for e in await state.load_history(trace_id)
+        ]
+
+    return read

@@ -309,11 +309,28 @@ function jobsPage() {
   const list = h("tbody", { id: "jobs" });
   const detail = h("div", { id: "job", class: "card", hidden: true, "data-testid": "job-detail" });
   const workers = h("tbody", { id: "workers" });
+  const traceId = h("input", { placeholder: "trace id", "aria-label": "flow trace id", "data-testid": "trace-id" });
+  const trace = h("tbody", { id: "trace" });
+  const traceNote = h("div", { class: "muted", "data-testid": "trace-note" });
+  const traceForm = h("form", { class: "filters" }, traceId, h("button", { type: "submit" }, "Show trace"));
+  traceForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    trace.replaceChildren();
+    try {
+      const events = await api(`${API}/flows/traces/${encodeURIComponent(traceId.value.trim())}`);
+      traceNote.textContent = `${events.length} events`;
+      const t0 = events.length ? events[0].ts : 0;
+      trace.replaceChildren(...events.map((e) => h("tr", { "data-testid": "trace-event" }, h("td", {}, `+${((e.ts - t0) * 1000).toFixed(1)} ms`),
+        h("td", {}, e.kind), h("td", {}, e.node_name || ""), h("td", { class: "muted" }, JSON.stringify(e.payload).slice(0, 160)))));
+    } catch (e) { traceNote.textContent = e.message; }
+  });
   main.replaceChildren(
     h("section", {}, h("h2", {}, "Jobs"), h("div", { class: "filters" }, status, blueprint),
       h("table", {}, h("thead", {}, h("tr", {}, ["job", "blueprint", "status", "state", "created"].map((c) => h("th", { class: c === "created" ? "hide-narrow" : "" }, c)))), list)),
     h("section", {}, h("h2", {}, "Job"), detail),
-    h("section", {}, h("h2", {}, "Workers"), h("table", {}, h("thead", {}, h("tr", {}, ["worker", "status", "skills", "load", "reputation", "heartbeat"].map((c) => h("th", {}, c)))), workers)));
+    h("section", {}, h("h2", {}, "Workers"), h("table", {}, h("thead", {}, h("tr", {}, ["worker", "status", "skills", "load", "reputation", "heartbeat"].map((c) => h("th", {}, c)))), workers)),
+    h("section", {}, h("h2", {}, "Flow traces"), traceForm, traceNote,
+      h("table", {}, h("thead", {}, h("tr", {}, ["at", "event", "node", "payload"].map((c) => h("th", {}, c)))), trace)));
   let openJob = null;
 
   async function loadJobs() {
