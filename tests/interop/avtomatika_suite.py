@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EXPECTED_FAILURES", "GROUPS", "SuiteResult", "run_suite", "suite_dir"]
+__all__ = ["EXPECTED_FAILURES", "GROUPS", "INTERNALS", "SuiteResult", "run_suite", "suite_dir"]
 
 PACKAGE = "avtomatika"
 VERSION = "1.0b30"
@@ -49,8 +49,29 @@ GROUPS: dict[str, dict[str, int]] = {
 """Group -> test file -> number of tests in it (as collected with Avtomatika itself): a file that cannot even
 be imported on podium counts as that many failures, not as one."""
 
-EXPECTED_FAILURES: dict[str, str] = {}
-"""Test id -> why it fails on podium. Anything failing that is not listed here fails the interop test."""
+INTERNALS: dict[str, str] = {
+    "tests/test_engine.py::test_setup_history_storage_postgres": "calls the private engine._setup_history_storage",
+    "tests/test_engine.py::test_setup_history_storage_unsupported_scheme": "calls the private _setup_history_storage",
+    "tests/test_engine.py::test_setup_history_storage_initialization_failure": "calls the private _setup_history_storage",
+}
+"""Tests in the public-API files that exercise private internals: run and reported as group ``internals``."""
+
+EXPECTED_FAILURES: dict[str, str] = {
+    "tests/test_blueprint_conditions.py::test_render_graph_with_filename": (
+        "renders a PNG with Graphviz's `dot` program, which this machine lacks (fails on Avtomatika too)"
+    ),
+    "tests/test_engine.py::test_setup_history_storage_postgres": (
+        "private engine._setup_history_storage(): podium keeps job history in its own store, no second database"
+    ),
+    "tests/test_engine.py::test_setup_history_storage_unsupported_scheme": (
+        "private engine._setup_history_storage() and engine.history_storage (see the one above)"
+    ),
+    "tests/test_engine.py::test_setup_history_storage_initialization_failure": (
+        "private engine._setup_history_storage() (see the one above)"
+    ),
+}
+"""Test id -> why it fails on podium (also in docs/engine.md). A failing test not listed here fails
+``tests/interop/test_avtomatika_suite.py``; a listed one that passes (``dot`` installed) is fine."""
 
 
 def peer_src_root() -> Path:
@@ -100,9 +121,14 @@ class SuiteResult:
     groups: dict[str, list[str]] = field(default_factory=dict)
 
     def counts(self, group: str) -> tuple[int, int]:
-        """(passed, total) of a group; total is the number of tests the group's files hold."""
+        """(passed, total) of a group; total is the number of tests the group's files hold (a file that does
+        not import counts all its tests as failed)."""
         ids = self.groups[group]
-        return sum(self.outcomes[i] == "passed" for i in ids), sum(GROUPS[group].values())
+        passed = sum(self.outcomes[i] == "passed" for i in ids)
+        if group == "internals":
+            return passed, len(INTERNALS)
+        moved = sum(1 for i in INTERNALS if i.split("::")[0] in GROUPS[group])
+        return passed, sum(GROUPS[group].values()) - moved
 
     def failing(self, group: str) -> list[str]:
         return [i for i in self.groups[group] if self.outcomes[i] != "passed"]
@@ -131,7 +157,7 @@ def _parse_junit(path: Path, result: SuiteResult, group: str) -> None:
                 outcome, message = "skipped", (child.get("message") or "")[:200]
         result.outcomes[node] = outcome
         result.messages[node] = message
-        result.groups.setdefault(group, []).append(node)
+        result.groups.setdefault("internals" if node in INTERNALS else group, []).append(node)
 
 
 def run_suite(groups: list[str] | None = None, *, timeout_s: float = 240) -> SuiteResult:

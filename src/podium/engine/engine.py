@@ -44,6 +44,7 @@ from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
 from podium.engine.dispatch import Dispatch
 from podium.engine.executor import Executor
+from podium.engine.history import StoreHistoryStorage
 from podium.engine.jobs import Jobs
 from podium.engine.keys import JOB, RECOVERY_LOCK, STEPS_QUEUE, TASK, WORKER, task_queue
 from podium.engine.models import JobView, Task, TaskView, WorkerView
@@ -155,6 +156,21 @@ class OrchestratorEngine:
     def load_blueprints(self, directory: str | Path) -> list[str]:
         """Import every ``.py`` file in ``directory`` and register each Blueprint/definition it defines."""
         return self.registry.load_blueprints(directory)
+
+    def setup(self) -> None:
+        """Load the blueprints of ``Config.BLUEPRINTS_DIR`` now (``start()`` does it too; Avtomatika's name)."""
+        if self.config.BLUEPRINTS_DIR:
+            self.load_blueprints(self.config.BLUEPRINTS_DIR)
+
+    @property
+    def history_storage(self) -> StoreHistoryStorage:
+        """Avtomatika's history reading calls, answered from this engine's store (see ``podium.engine.history``)."""
+        return StoreHistoryStorage(self)
+
+    @property
+    def blueprint_contracts(self) -> dict[str, dict[str, Any]]:
+        """Name -> public contract (``get_contract()``) of every registered blueprint."""
+        return {name: d.get_contract() for name, d in self.blueprints.items()}
 
     def blueprint_graph(self, name: str) -> str:
         """The definition's state graph as Mermaid text."""

@@ -180,7 +180,7 @@ class ActionPlanner:
         # Both callers checked that the state is pure (every handler of it); the one found is checked again.
         actions, ctx = context(rec.id, d, definition)
         try:
-            handler = definition.find_handler(d["state"], ctx, aggregate=bool(d.get("aggregate")))
+            handler = definition.find_spec(d["state"], ctx, aggregate=bool(d.get("aggregate")))
             if handler is None or not handler.pure:
                 return False
             result = handler.fn(**inject(handler, ctx))
@@ -289,7 +289,10 @@ class ActionPlanner:
                     new["result"] = sh[state]
                 elif sh:
                     new["result"] = sh[next(reversed(sh))]
-                tr.terminal_ops(plan, rec, new, JobStatus.FINISHED, await self.parent_of(new))
+                status = JobStatus.FINISHED
+                if self.config.AVTOMATIKA_END_STATES and state != "finished":
+                    status = JobStatus.FAILED  # Avtomatika 1.0b30: only "finished" finishes
+                tr.terminal_ops(plan, rec, new, status, await self.parent_of(new))
                 return
             raise Fail(
                 "NO_ACTION", f"the handler of state {state!r} chose no next step and it is not an end state"
@@ -325,6 +328,9 @@ class ActionPlanner:
             target = spec_["aggregate_into"]
             if target not in definition.states:
                 raise Fail("UNKNOWN_STATE", f"dispatch_parallel aggregate_into {target!r} is not a state")
+            for i, t in enumerate(spec_["tasks"]):
+                if not t["task_type"]:
+                    raise Fail("INVALID_TASK", f"dispatch_parallel(): tasks[{i}] has no 'type'")
             ids = [tr.task_ops(plan, job_id, state, t, parallel=True) for t in spec_["tasks"]]
             new["wait"] = {"kind": "parallel", "tasks": ids, "pending": list(ids), "aggregate_into": target}
             new["aggregation_results"] = {}
