@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from podium.engine.conditions import Condition, F, FilterExpr, parse_condition
+from podium.engine.datastore import as_data_store
 from podium.engine.definition import JobDefinition, static_targets
 from podium.engine.errors import BlueprintError
 
@@ -113,14 +114,15 @@ class Blueprint(JobDefinition):
             api_endpoint=api_endpoint,
             api_version=api_version,
             input_schema=input_schema,
-            data_stores=data_stores,
+            data_stores={k: as_data_store(v) for k, v in (data_stores or {}).items()},
         )
 
     def add_data_store(self, name: str, initial_data: Any) -> None:
-        """Add a named data store handlers can ask for through ``data_stores``."""
+        """Add a named data store handlers reach as ``data_stores.<name>`` (a mapping becomes an
+        :class:`~podium.engine.datastore.AsyncDictStore`: ``await data_stores.<name>.get(key)``)."""
         if name in self.data_stores:
             raise BlueprintError(f"Data store with name '{name}' already exists.")
-        self.data_stores[name] = initial_data
+        self.data_stores[name] = as_data_store(initial_data)
 
     def handler(
         self,

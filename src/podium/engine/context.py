@@ -23,6 +23,11 @@ class ClientConfig(NamedTuple):
     plan: str = "unknown"
     params: dict[str, Any] = {}
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The client's whole entry of ``clients.toml`` as one dict (``token``, ``plan`` and its own fields)."""
+        return {"token": self.token, "plan": self.plan, **self.params}
+
 
 class JobContext(NamedTuple):
     """The job as a handler sees it (Avtomatika's field names)."""

@@ -51,7 +51,10 @@ class _Strict(BaseModel):
 
 
 class CreateJobRequest(_Strict):
-    """``POST /api/{version}/jobs/{endpoint}``. Timeouts are seconds."""
+    """``POST /api/{version}/jobs/{endpoint}``. Timeouts are seconds. Other top-level fields are ignored, as
+    Avtomatika ignores them (its clients send e.g. ``client_request_id``); the known ones are type-checked."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     initial_data: JSON = Field(default_factory=dict)
     webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
