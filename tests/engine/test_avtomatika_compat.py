@@ -195,3 +195,30 @@ async def test_end_state_rule_switch(strict: bool, end_name: str, status: str) -
     async with EngineHarness(blueprints=[end_bp(end_name)], AVTOMATIKA_END_STATES=strict) as h:
         job = await h.join(await h.create_job(f"ends_{end_name}"))
     assert job.status == status
+
+
+async def test_awaitable_data_stores_and_client_config() -> None:
+    bp = Blueprint("stores", data_stores={"cache": {"hits": 1}})
+    bp.add_data_store("counters", {})
+    seen: dict[str, Any] = {}
+
+    @bp.handler(is_start=True)
+    async def start(data_stores: Any, client: Any, actions: ActionFactory) -> None:
+        hits = await data_stores.cache.get("hits")
+        await data_stores.cache.set("hits", hits + 1)
+        await data_stores.counters.set("runs", 1)
+        seen.update(
+            config=client.config, hits=data_stores.cache["hits"], missing=await data_stores.cache.get("x")
+        )
+        actions.go_to("end")
+
+    @bp.handler(is_end=True)
+    async def end() -> None: ...
+
+    async with EngineHarness(blueprints=[bp]) as h:
+        job_id = await h.engine.create_job(
+            "stores", {}, client={"token": "t", "plan": "pro", "params": {"lang": "en"}}
+        )
+        assert (await h.join(job_id)).status == "finished"
+    assert seen == {"config": {"token": "t", "plan": "pro", "lang": "en"}, "hits": 2, "missing": None}
+    assert bp.data_stores["cache"] == {"hits": 2}
