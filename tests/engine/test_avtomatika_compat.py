@@ -222,3 +222,20 @@ async def test_awaitable_data_stores_and_client_config() -> None:
         assert (await h.join(job_id)).status == "finished"
     assert seen == {"config": {"token": "t", "plan": "pro", "lang": "en"}, "hits": 2, "missing": None}
     assert bp.data_stores["cache"] == {"hits": 2}
+
+
+def test_a_foreign_filter_with_resolve_is_accepted() -> None:
+    class Foreign:  # the shape of fast_filter.F / magic_filter.F imported directly
+        def resolve(self, obj: Any) -> bool:
+            return bool(obj.initial_data.get("go"))
+
+    bp = Blueprint("foreign")
+
+    @bp.handler("step", Foreign())
+    async def go(actions: ActionFactory) -> None: ...
+
+    @bp.handler("step")
+    async def stay(actions: ActionFactory) -> None: ...
+
+    assert bp.find_handler("step", ctx(initial_data={"go": 1})) is go
+    assert bp.find_handler("step", ctx(initial_data={})) is stay

@@ -38,6 +38,11 @@ def _placeholder() -> None:
     return None
 
 
+def _foreign_filter(arg: Any) -> bool:
+    """A filter object of another library (``fast_filter.F`` imported directly): it has ``resolve``."""
+    return not isinstance(arg, str) and not isinstance(arg, type) and callable(getattr(arg, "resolve", None))
+
+
 class ConditionalHandler:
     """A handler used only when its condition holds (Avtomatika's ``ConditionalHandler``)."""
 
@@ -138,7 +143,7 @@ class Blueprint(JobDefinition):
         if len(args) > 2:
             raise TypeError(f"handler() takes at most 2 positional arguments, got {len(args)}")
         for i, arg in enumerate(args):
-            if isinstance(arg, FilterExpr) or (i == 1 and isinstance(arg, str)):
+            if isinstance(arg, FilterExpr) or (i == 1 and isinstance(arg, str)) or _foreign_filter(arg):
                 cond = parse_condition(arg)
             elif isinstance(arg, str):
                 state = arg

@@ -282,10 +282,16 @@ class _Parser:
         return resolve
 
 
-def parse_condition(expression: str | FilterExpr) -> FilterExpr:
-    """Parse an expression string (or accept an ``F`` filter) into a :class:`FilterExpr`."""
+def parse_condition(expression: str | FilterExpr | Any) -> FilterExpr:
+    """Parse an expression string (or accept an ``F`` filter) into a :class:`FilterExpr`.
+
+    A filter object of another library with a ``resolve(context)`` method (``fast_filter.F`` imported
+    directly, ``magic_filter.F``) is accepted too and called as it is: its own evaluation applies."""
     if isinstance(expression, FilterExpr):
         return expression
+    resolve = getattr(expression, "resolve", None)
+    if not isinstance(expression, str) and callable(resolve):
+        return FilterExpr(resolve, repr(expression))
     if not isinstance(expression, str):
         raise TypeError(f"a condition is a string or an F filter, not {type(expression).__name__}")
     return FilterExpr(_Parser(expression).parse(), expression)
