@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -22,6 +23,7 @@ from bench.peervenv import peer_python
 from tests.interop.avtomatika_suite import suite_dir
 
 from podium.client import AsyncJobClient
+from podium.engine.scheduler import load_schedules_from_file
 
 pytestmark = pytest.mark.interop
 
@@ -74,6 +76,20 @@ async def wait_for_worker(jobs: AsyncJobClient, worker_id: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"worker {worker_id} did not register")
+
+
+def test_readme_schedules_toml_loads(tmp_path: Path) -> None:
+    readme = (suite_dir() / "README.md").read_text()
+    block = re.search(r"```toml\n(# schedules.toml example.*?)```", readme, re.S)
+    assert block is not None
+    (tmp_path / "schedules.toml").write_text(block.group(1))
+    (job,) = load_schedules_from_file(tmp_path / "schedules.toml")
+    assert (job.name, job.blueprint, job.daily_at, job.dispatch_timeout) == (
+        "nightly_backup",
+        "backup_flow",
+        "02:00",
+        60,
+    )
 
 
 async def test_readme_quick_start_and_cookbook_run_unchanged(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ from podium.engine.planner import ActionPlanner
 from podium.engine.recovery import Recovery
 from podium.engine.registry import Registry
 from podium.engine.retries import RetryPolicy
+from podium.engine.scheduler import Scheduler, load_scheduler
 from podium.engine.tasks import Tasks
 from podium.engine.transitions import Transitions
 from podium.engine.workers import InProcessWorker
@@ -127,6 +128,8 @@ class OrchestratorEngine:
         self.event_counts: dict[str, int] = core.event_counts
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
+        self.scheduler: Scheduler | None = None
+        """The ``schedules.toml`` scheduler (``Config.SCHEDULES_CONFIG_PATH``) while started."""
         self._started = False
 
     async def _cancel_child(self, job_id: str, reason: str) -> None:
@@ -188,9 +191,10 @@ class OrchestratorEngine:
             return
         core = self.core
         core.stopping = False
-        await self.storage.open()
         if self.config.BLUEPRINTS_DIR:
             self.load_blueprints(self.config.BLUEPRINTS_DIR)
+        scheduler = load_scheduler(self)  # a bad schedules.toml fails start() before anything runs
+        await self.storage.open()
         serve: HttpServe | None = None
         if self.serve_http if serve_http is None else serve_http:
             serve = load_entry_point("HTTP_SERVER", self.config.HTTP_SERVER)
@@ -200,6 +204,9 @@ class OrchestratorEngine:
         self._started = core.started = True
         for worker in list(self.dispatch.workers.values()):
             await worker.start()
+        if scheduler is not None:
+            self.scheduler = scheduler
+            scheduler.start()
         if serve is not None:
             try:
                 self._http = await serve(self)
@@ -220,6 +227,9 @@ class OrchestratorEngine:
         http, self._http = self._http, None
         if http is not None:
             await http.stop()
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.stop()
         self.core.stopping = True
         await self.executor.stop()
         await self.recovery.stop(release=False)
