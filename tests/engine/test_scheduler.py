@@ -139,3 +139,19 @@ async def test_an_unknown_blueprint_in_schedules_fails_start(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"\[x\] blueprint: no blueprint named 'nope'"):
         async with EngineHarness(blueprints=[ticker()], SCHEDULES_CONFIG_PATH=str(path)):
             pass
+
+
+async def test_an_instance_keeps_only_its_two_latest_slot_locks(tmp_path: Path) -> None:
+    path = write(tmp_path, '[fast]\nblueprint = "tick"\ninterval_seconds = 10\n')
+    clock = ManualClock(1_000_000.0)
+    async with EngineHarness(blueprints=[ticker()], clock=clock, SCHEDULES_CONFIG_PATH=str(path)) as h:
+        await h.advance(0)  # the start-up slot
+        for _ in range(5):
+            await h.advance(10)
+        assert await h.engine.count_jobs() == 6
+        held = [
+            await h.store.acquire_lock(f"schedule:fast:{int(t)}", "probe", ttl_s=1)
+            for t in range(1_000_000, 1_000_060, 10)
+        ]
+        # slots 1_000_000 .. 1_000_030 were released (the probe takes them), the last two are still held
+        assert [token is not None for token in held] == [True, True, True, True, False, False]

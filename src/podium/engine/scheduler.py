@@ -153,6 +153,7 @@ class Scheduler:
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"TZ: unknown time zone {engine.config.TZ!r}") from None
         self._task: asyncio.Task[None] | None = None
+        self._held: dict[str, list[tuple[str, int]]] = {}  # schedule -> the slot locks this instance holds
 
     def first_due(self, job: ScheduledJobConfig, now: float) -> float:
         """When ``job`` fires first after start-up at ``now``: the current interval slot, or the next
@@ -170,8 +171,18 @@ class Scheduler:
     async def fire(self, job: ScheduledJobConfig, slot: float) -> str | None:
         """Create the job of ``slot`` unless another instance did; return its id (``None`` if not created)."""
         lock = f"schedule:{job.name}:{int(slot)}"
-        if await self.engine.storage.acquire_lock(lock, self.engine.instance_id, ttl_s=_LOCK_TTL_S) is None:
+        store, owner = self.engine.storage, self.engine.instance_id
+        ttl_s = job.interval_seconds * 3 + 60.0 if job.interval_seconds else _LOCK_TTL_S
+        token = await store.acquire_lock(lock, owner, ttl_s=ttl_s)
+        if token is None:
             return None
+        # Keep the locks of this slot and the one before (another instance may still be about to try them);
+        # release older ones so that the store does not keep one lock per firing for ever.
+        held = self._held.setdefault(job.name, [])
+        held.append((lock, token))
+        while len(held) > 2:
+            old, old_token = held.pop(0)
+            await store.release_lock(old, owner, old_token)
         try:
             job_id = await self.engine.create_job(
                 job.blueprint,
@@ -185,12 +196,13 @@ class Scheduler:
         log.info("scheduled job %r created job %s", job.name, job_id, extra={"job_id": job_id})
         return str(job_id)
 
-    async def run(self) -> None:
-        """Fire every schedule when due, until cancelled."""
+    async def run(self, started_at: float | None = None) -> None:
+        """Fire every schedule when due (counted from ``started_at``, default now), until cancelled."""
         if not self.schedules:
             return
         clock = self.engine.clock
-        due = {job.name: self.first_due(job, clock.now()) for job in self.schedules}
+        now = clock.now() if started_at is None else started_at
+        due = {job.name: self.first_due(job, now) for job in self.schedules}
         by_name = {job.name: job for job in self.schedules}
         while True:
             now = clock.now()
@@ -203,7 +215,10 @@ class Scheduler:
     def start(self) -> None:
         """Run :meth:`run` in the background (idempotent)."""
         if self._task is None and self.schedules:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="podium-scheduler")
+            started_at = (
+                self.engine.clock.now()
+            )  # the start-up slot is the one of start(), not of the first run
+            self._task = asyncio.get_running_loop().create_task(self.run(started_at), name="podium-scheduler")
 
     async def stop(self) -> None:
         """Stop firing (idempotent)."""
