@@ -239,3 +239,28 @@ def test_a_foreign_filter_with_resolve_is_accepted() -> None:
 
     assert bp.find_handler("step", ctx(initial_data={"go": 1})) is go
     assert bp.find_handler("step", ctx(initial_data={})) is stay
+
+
+async def test_job_policy_limits_the_skills_of_the_job_and_its_children() -> None:
+    bp = Blueprint("guarded")
+    seen: list[Any] = []
+
+    @bp.handler(is_start=True)
+    async def start(initial_data: dict[str, Any], policy: Any, actions: ActionFactory) -> None:
+        seen.append(policy)
+        if initial_data.get("child"):
+            actions.run_blueprint("guarded", {}, {"success": "end"})
+        else:
+            actions.dispatch_task("forbidden", {}, {"success": "end"})
+
+    @bp.handler(is_end=True)
+    async def end() -> None: ...
+
+    async with EngineHarness(blueprints=[bp]) as h:
+        policy = {"allowed_skills": ["ok"]}
+        job = await h.join(await h.engine.create_job("guarded", {}, policy=policy))
+        assert job.status == "failed" and job.error is not None
+        assert "not permitted by job policy" in job.error["message"]
+        parent = await h.join(await h.engine.create_job("guarded", {"child": True}, policy=policy))
+        assert parent.status == "failed"  # the child ran under the same policy, failed, and so did the parent
+    assert seen == [policy, policy, policy]

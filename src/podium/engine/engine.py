@@ -288,12 +288,15 @@ class OrchestratorEngine:
         client: ClientConfig | Mapping[str, Any] | None = None,
         job_id: str | None = None,
         extra_ops: Sequence[Op] = (),
+        policy: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a job of a blueprint (by name or API endpoint) and return its id.
 
         ``initial_data`` is validated against the blueprint's ``input_schema``: a mismatch raises
         :class:`~podium.engine.errors.InputValidationError` naming the field, and nothing is written.
         ``extra_ops`` (the caller's own records of the job, see :meth:`complete_task`) join its first write.
+        ``policy`` (Avtomatika's job policy): ``allowed_skills`` limits the task types its handlers (and its
+        child jobs') may dispatch; handlers see it as ``policy``.
         """
         return await self.jobs.create_job(
             blueprint,
@@ -304,6 +307,7 @@ class OrchestratorEngine:
             client=client,
             job_id=job_id,
             extra_ops=extra_ops,
+            policy=policy,
         )
 
     async def get_job(self, job_id: str) -> JobView:

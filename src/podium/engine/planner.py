@@ -61,7 +61,8 @@ def inject(handler: HandlerSpec, ctx: JobContext) -> dict[str, Any]:
 
 def context(job_id: str, d: Mapping[str, Any], definition: JobDefinition) -> tuple[ActionFactory, JobContext]:
     """The actions and the context a handler of the job's current state sees (copies of its data)."""
-    actions = ActionFactory(job_id, d.get("dispatch_timeout"), d.get("result_timeout"))
+    policy = d.get("policy")
+    actions = ActionFactory(job_id, d.get("dispatch_timeout"), d.get("result_timeout"), policy=policy)
     client = d.get("client")
     agg = d.get("aggregation_results")
     ctx = JobContext(
@@ -76,6 +77,7 @@ def context(job_id: str, d: Mapping[str, Any], definition: JobDefinition) -> tup
         data_stores=SimpleNamespace(**definition.data_stores) if definition.data_stores else None,
         aggregation_results=dict(agg) if agg else {},
         webhook_url=d.get("webhook_url"),
+        policy=dict(policy) if policy else None,
     )
     return actions, ctx
 
@@ -109,6 +111,7 @@ class ActionPlanner:
         parent_job_id: str | None,
         depth: int,
         inline: bool = True,
+        policy: Mapping[str, Any] | None = None,
     ) -> None:
         """Plan a new job: its record, history and first step; when the start handler is a pure decision, the
         step runs now and the job is written as it stands after it (one write, see :meth:`inline`)."""
@@ -138,6 +141,8 @@ class ActionPlanner:
             data["parent_job_id"] = parent_job_id
         if depth:
             data["depth"] = depth
+        if policy:
+            data["policy"] = dict(policy)
         created = Append(job_id, "job_created", J_PENDING, {"blueprint": definition.name, "state": state})
         if inline and definition.states[state].pure:
             now = self.clock.now()
@@ -386,6 +391,7 @@ class ActionPlanner:
             client=new.get("client"),
             parent_job_id=rec.id,
             depth=depth,
+            policy=new.get("policy"),  # a child job is held to its parent's policy
             inline=False,  # the parent starts waiting for the child in this write: let it start after
         )
         new["wait"] = {

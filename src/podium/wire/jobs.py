@@ -62,9 +62,10 @@ class CreateJobRequest(_Strict):
     result_timeout: float | None = Field(default=None, gt=0)
     metadata: JSON | None = None
     priority: int | None = None
+    policy: JSON | None = None
+    """Avtomatika's job policy: ``allowed_skills`` limits the task types the job may dispatch."""
     # Accepted for Avtomatika clients; podium does not act on them yet.
     security: JSON | None = None
-    policy: JSON | None = None
     max_transitions: int | None = Field(default=None, ge=1)
 
 
