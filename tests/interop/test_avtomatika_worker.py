@@ -28,6 +28,7 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = ["avtomatika-worker==1.0b20"]
+PEER_VENVS = [("avtomatika-worker", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 
 
 def single_task_blueprint(name: str, task_type: str) -> Blueprint:
