@@ -28,6 +28,8 @@ from podium.engine.scheduler import load_schedules_from_file
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
+REQUIREMENTS = ["avtomatika-worker==1.0b20"]
+PEER_VENVS = [("avtomatika-worker", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 CLIENT_TOKEN = "my-secret-client-token"  # the README quick start's tokens
 WORKER_TOKEN = "my-secret-worker-token"
 
@@ -94,7 +96,7 @@ def test_readme_schedules_toml_loads(tmp_path: Path) -> None:
 
 async def test_readme_quick_start_and_cookbook_run_unchanged(tmp_path: Path) -> None:
     readme = (await asyncio.to_thread(suite_dir)) / "README.md"
-    worker_python = await asyncio.to_thread(peer_python, "avtomatika-worker", ["avtomatika-worker==1.0b20"])
+    worker_python = await asyncio.to_thread(peer_python, "avtomatika-worker", REQUIREMENTS)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = {
