@@ -54,9 +54,10 @@ CORE_PARAMS = frozenset(
 _NO_DEFAULT = inspect.Parameter.empty
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class HandlerSpec:
-    """One handler function with its analysed parameters and optional condition."""
+    """One handler function with its analysed parameters and optional condition (equal only to itself: a
+    condition's ``==`` builds a filter expression, it does not compare)."""
 
     state: str
     fn: Callable[..., Any]
