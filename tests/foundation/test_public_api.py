@@ -21,9 +21,10 @@ EXPECTED = {
         "ExpressionError", "F", "FastF", "FilterExpr", "HandlerDecorator", "HandlerSpec", "InProcessWorker",
         "InputValidationError", "JobContext", "JobDefinition", "JobNotFoundError", "JobStateError", "JobStatus",
         "JobView", "MemoryStorage", "OrchestratorEngine", "QUARANTINE_CODES", "RETRYABLE_CODES", "STEPS_QUEUE",
-        "StateSpec", "StorageBackend", "TERMINAL_STATUSES", "Task", "TaskError", "TaskNotFoundError", "TaskStatus",
+        "SkillNotAllowedError", "StateSpec", "StorageBackend", "TERMINAL_STATUSES", "Task", "TaskError", "TaskNotFoundError", "TaskStatus",
         "TaskView", "TimerQueue", "WorkerView", "parse_condition", "task_queue"
     ],
+    "podium.engine.history": ["NoOpHistoryStorage", "StoreHistoryStorage"],
     "podium.engine.storage": ["MemoryStorage", "SQLiteStorage", "StorageBackend"],
     "podium.errors": [
         "ConfigError", "ConflictError", "InvalidInputError", "LeaseLostError", "LockLostError",

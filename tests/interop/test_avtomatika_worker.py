@@ -105,7 +105,12 @@ async def test_unmodified_avtomatika_worker_runs_podium_jobs(tmp_path: Path) -> 
     async with running_stack(interop_engine()) as stack:
         async with avtomatika_worker(stack, "avto-1", tmp_path / "worker.log"):
             workers = stack.server.app.state.podium.workers
-            assert set(workers["avto-1"].skills) == {"video_transcoding", "strict_output", "slow"}
+            assert set(workers["avto-1"].skills) == {
+                "video_transcoding",
+                "strict_output",
+                "file_analysis",
+                "slow",
+            }
             progress = watch(stack.engine, lambda e: e.type == "task_progress")
             async with AsyncJobClient(stack.url, token=CLIENT_TOKEN) as jobs:
                 ids = [await jobs.submit("transcode", {"path": f"/in/{i}"}) for i in range(5)]

@@ -44,6 +44,7 @@ from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
 from podium.engine.dispatch import Dispatch
 from podium.engine.executor import Executor
+from podium.engine.history import StoreHistoryStorage
 from podium.engine.jobs import Jobs
 from podium.engine.keys import JOB, RECOVERY_LOCK, STEPS_QUEUE, TASK, WORKER, task_queue
 from podium.engine.models import JobView, Task, TaskView, WorkerView
@@ -51,6 +52,7 @@ from podium.engine.planner import ActionPlanner
 from podium.engine.recovery import Recovery
 from podium.engine.registry import Registry
 from podium.engine.retries import RetryPolicy
+from podium.engine.scheduler import Scheduler, load_scheduler
 from podium.engine.tasks import Tasks
 from podium.engine.transitions import Transitions
 from podium.engine.workers import InProcessWorker
@@ -126,6 +128,8 @@ class OrchestratorEngine:
         self.event_counts: dict[str, int] = core.event_counts
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
+        self.scheduler: Scheduler | None = None
+        """The ``schedules.toml`` scheduler (``Config.SCHEDULES_CONFIG_PATH``) while started."""
         self._started = False
 
     async def _cancel_child(self, job_id: str, reason: str) -> None:
@@ -156,6 +160,21 @@ class OrchestratorEngine:
         """Import every ``.py`` file in ``directory`` and register each Blueprint/definition it defines."""
         return self.registry.load_blueprints(directory)
 
+    def setup(self) -> None:
+        """Load the blueprints of ``Config.BLUEPRINTS_DIR`` now (``start()`` does it too; Avtomatika's name)."""
+        if self.config.BLUEPRINTS_DIR:
+            self.load_blueprints(self.config.BLUEPRINTS_DIR)
+
+    @property
+    def history_storage(self) -> StoreHistoryStorage:
+        """Avtomatika's history reading calls, answered from this engine's store (see ``podium.engine.history``)."""
+        return StoreHistoryStorage(self)
+
+    @property
+    def blueprint_contracts(self) -> dict[str, dict[str, Any]]:
+        """Name -> public contract (``get_contract()``) of every registered blueprint."""
+        return {name: d.get_contract() for name, d in self.blueprints.items()}
+
     def blueprint_graph(self, name: str) -> str:
         """The definition's state graph as Mermaid text."""
         return self.registry.blueprint_graph(name)
@@ -172,9 +191,10 @@ class OrchestratorEngine:
             return
         core = self.core
         core.stopping = False
-        await self.storage.open()
         if self.config.BLUEPRINTS_DIR:
             self.load_blueprints(self.config.BLUEPRINTS_DIR)
+        scheduler = load_scheduler(self)  # a bad schedules.toml fails start() before anything runs
+        await self.storage.open()
         serve: HttpServe | None = None
         if self.serve_http if serve_http is None else serve_http:
             serve = load_entry_point("HTTP_SERVER", self.config.HTTP_SERVER)
@@ -184,6 +204,9 @@ class OrchestratorEngine:
         self._started = core.started = True
         for worker in list(self.dispatch.workers.values()):
             await worker.start()
+        if scheduler is not None:
+            self.scheduler = scheduler
+            scheduler.start()
         if serve is not None:
             try:
                 self._http = await serve(self)
@@ -204,6 +227,9 @@ class OrchestratorEngine:
         http, self._http = self._http, None
         if http is not None:
             await http.stop()
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.stop()
         self.core.stopping = True
         await self.executor.stop()
         await self.recovery.stop(release=False)
@@ -262,12 +288,15 @@ class OrchestratorEngine:
         client: ClientConfig | Mapping[str, Any] | None = None,
         job_id: str | None = None,
         extra_ops: Sequence[Op] = (),
+        policy: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a job of a blueprint (by name or API endpoint) and return its id.
 
         ``initial_data`` is validated against the blueprint's ``input_schema``: a mismatch raises
         :class:`~podium.engine.errors.InputValidationError` naming the field, and nothing is written.
         ``extra_ops`` (the caller's own records of the job, see :meth:`complete_task`) join its first write.
+        ``policy`` (Avtomatika's job policy): ``allowed_skills`` limits the task types its handlers (and its
+        child jobs') may dispatch; handlers see it as ``policy``.
         """
         return await self.jobs.create_job(
             blueprint,
@@ -278,6 +307,7 @@ class OrchestratorEngine:
             client=client,
             job_id=job_id,
             extra_ops=extra_ops,
+            policy=policy,
         )
 
     async def get_job(self, job_id: str) -> JobView:

@@ -187,7 +187,7 @@ class Executor:
                     "message": f"more than {self.config.MAX_TRANSITIONS_PER_JOB} transitions: a loop in the blueprint?",
                 }
             else:
-                handler = definition.find_handler(state, ctx, aggregate=bool(d.get("aggregate")))
+                handler = definition.find_spec(state, ctx, aggregate=bool(d.get("aggregate")))
                 if handler is None:
                     error = {
                         "code": "NO_HANDLER",
