@@ -43,7 +43,7 @@ EXPECTED = {
     ],
     "podium.flow.planner": [
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
-        "Trajectory", "TrajectoryStep", "TrajectorySummary"
+        "ScriptedLLM", "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
     "podium.ids": ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
