@@ -136,6 +136,21 @@ class _EdgeQueue:
                 raise
         self.put_nowait(item)
 
+    async def wait_for_space(self) -> None:
+        """Wait until a ``put_nowait`` would not raise ``QueueFull`` (nothing is reserved)."""
+        while 0 < self.maxsize <= self._count:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                with suppress(ValueError):
+                    self._putters.remove(waiter)
+                if not self.full() and not waiter.cancelled():
+                    _wake_one(self._putters)
+                raise
+
     def _release(self) -> None:
         self._count -= 1
         if self._putters:

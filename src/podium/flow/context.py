@@ -29,7 +29,6 @@ class Context:
         "_outgoing",
         "_owner",
         "_runtime",
-        "_stream_seq",
         "_traces",
     )
 
@@ -39,7 +38,6 @@ class Context:
         self._outgoing: dict[Node | Endpoint, Floe] = {}
         self._out_floes: tuple[Floe, ...] = ()
         self._buffer: deque[Any] = deque()
-        self._stream_seq: dict[str, int] = {}
         self._runtime = runtime
         self._traces: TraceRuntime | None = None if runtime is None else runtime._traces
         self._inbox = _Inbox()
@@ -113,14 +111,21 @@ class Context:
     ) -> StreamChunk:
         """Emit a :class:`StreamChunk` that inherits headers, trace id, deadline and meta from ``parent``.
 
-        Sequence numbers count from 0 per ``stream_id`` (default: the parent's trace id) unless ``seq`` is
-        given; ``done=True`` ends the stream and resets its counter. Returns the emitted chunk.
+        Sequence numbers count from 0 per ``stream_id`` (default: the parent's trace id) across the whole
+        flow, whoever emits into the stream, unless ``seq`` is given (the count then goes on from it);
+        ``done=True`` ends the stream and resets its counter. Returns the emitted chunk.
         """
         runtime = self._require_runtime()
         sid = stream_id or parent.trace_id
-        first_chunk = sid not in self._stream_seq
-        next_seq = self._stream_seq.get(sid, -1) + 1 if seq is None else seq
-        self._stream_seq[sid] = next_seq
+        counters = runtime.stream_seq
+        if sid in counters:
+            await runtime.await_trace_capacity(sid, offset=1)
+        floes = self._out_floes if to is None else self._resolve_targets(to, self._outgoing)
+        while (full := next((floe for floe in floes if floe.queue.full()), None)) is not None:
+            await full.queue.wait_for_space()
+        # From here on nothing awaits: the number is taken and the chunk queued at once, so every emitter
+        # into the stream (nodes, OpenSea) gets the next number and none is lost to a cancelled send.
+        next_seq = counters.get(sid, -1) + 1 if seq is None else seq
         chunk = StreamChunk(
             stream_id=sid, seq=next_seq, text=text, done=done, meta=dict(meta) if meta else {}
         )
@@ -131,11 +136,12 @@ class Context:
             deadline_s=parent.deadline_s,
             meta=dict(parent.meta),
         )
-        if not first_chunk:
-            await runtime.await_trace_capacity(sid, offset=1)
-        await self.emit(message, to=to)
+        for floe in floes:
+            runtime.send_to_floe_nowait(floe, message)
         if done:
-            self._stream_seq.pop(sid, None)
+            counters.pop(sid, None)
+        else:
+            counters[sid] = next_seq
         return chunk
 
     def fetch_nowait(self, from_: Target = None) -> Any:

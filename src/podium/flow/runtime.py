@@ -48,7 +48,7 @@ class TraceListener(Protocol):
 class Worker:
     """The worker task of one node and the trace it is running right now."""
 
-    __slots__ = ("cancel_pending", "context", "node", "task", "trace_id", "unwound")
+    __slots__ = ("cancel_pending", "context", "invoking", "node", "task", "trace_id", "unwound")
 
     def __init__(self, node: Node, context: Context) -> None:
         self.node = node
@@ -57,6 +57,7 @@ class Worker:
         self.trace_id: Any = None
         self.cancel_pending = False
         self.unwound: asyncio.Future[None] | None = None
+        self.invoking = False
 
 
 class TraceRuntime:
@@ -92,6 +93,7 @@ class TraceRuntime:
         self.trace_listeners: list[TraceListener] = []
         self.latest_wm_hops: dict[str, int] = {}
         self.bus_tasks: set[asyncio.Task[None]] = set()
+        self.stream_seq: dict[str, int] = {}  # stream id -> the last sequence number sent
 
     def attach(self, contexts: dict[Node | Endpoint, Context]) -> None:
         """Bind the graph's contexts (built after this runtime, since each context sends through it)."""
@@ -459,8 +461,9 @@ class TraceRuntime:
         return bool(self.middlewares) or self.state_store is not None or _log_enabled(level)
 
     def trace_inflight(self, trace_id: Any) -> int:
-        running = sum(1 for worker in self.workers if worker.trace_id == trace_id)
-        return running + len(self.external_tasks.get(trace_id, ()))
+        """Node invocations of ``trace_id`` running now (PenguiFlow's count: not the event's own node
+        before or after its call, nor external tasks)."""
+        return sum(1 for worker in self.workers if worker.invoking and worker.trace_id == trace_id)
 
     async def emit_event(
         self,

@@ -137,7 +137,7 @@ class NodeWorkers:
 
             worker.trace_id = trace_id
             try:
-                await self._execute(spec, node, context, message, trace_id)
+                await self._execute(spec, worker, message, trace_id)
             except TraceCancelled:
                 await self._trace_cancelled_event(node, context, trace_id)
             except asyncio.CancelledError:
@@ -148,6 +148,7 @@ class NodeWorkers:
                 await self._trace_cancelled_event(node, context, trace_id)
             finally:
                 worker.trace_id = None
+                worker.invoking = False
                 if worker.cancel_pending:
                     worker.cancel_pending = False
                     task = worker.task
@@ -189,10 +190,14 @@ class NodeWorkers:
         await self._traces.emit_to_rookery(message.model_copy(update={"payload": payload}), source=node)
         await self._traces.finalize_message(message)
 
-    async def _execute(
-        self, spec: NodeSpec, node: Node, context: Context, message: Any, trace_id: Any
-    ) -> None:
-        """Run ``message`` through ``node`` with the node's policy: validation, timeout, retries."""
+    async def _execute(self, spec: NodeSpec, worker: Worker, message: Any, trace_id: Any) -> None:
+        """Run ``message`` through the worker's node with the node's policy: validation, timeout, retries.
+
+        ``worker.invoking`` is true while the node's function (with its validation) runs: what a FlowEvent
+        counts as the trace's in-flight invocations, as PenguiFlow does.
+        """
+        node = worker.node
+        context = worker.context
         func = spec.func
         adapter_in = spec.adapter_in
         adapter_out = spec.adapter_out
@@ -212,6 +217,7 @@ class NodeWorkers:
                 )
             start = _clock.monotonic()
             try:
+                worker.invoking = True
                 payload = message if adapter_in is None else adapter_in.validate_python(message)
                 if timeout_s is None:
                     result = await func(payload, context)
@@ -222,6 +228,7 @@ class NodeWorkers:
                         result = await func(payload, context)
                         if result is not None and adapter_out is not None:
                             result = adapter_out.validate_python(result)
+                worker.invoking = False
                 if result is not None:
                     if spec.expects_message and not isinstance(result, Message):
                         warnings.warn(
@@ -246,6 +253,7 @@ class NodeWorkers:
             except (TraceCancelled, asyncio.CancelledError):
                 raise
             except Exception as exc:
+                worker.invoking = False
                 latency = (_clock.monotonic() - start) * 1000
                 timed_out = isinstance(exc, TimeoutError)
                 exc_info: ExcInfo = (type(exc), exc, exc.__traceback__)

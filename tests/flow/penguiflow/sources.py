@@ -38,4 +38,7 @@ def penguiflow_source(*, timeout_s: float = 300) -> Path:
                 for name in ("tests", "examples", "pyproject.toml"):
                     (extracted / name).rename(target / name)
             done.write_text(VERSION)
+        policy = target / "examples" / "routing_policy" / "policy.json"
+        if not policy.exists():  # the example reads it, the sdist does not ship it: tenant -> route
+            policy.write_text('{"marketing": "marketing", "support": "support"}\n')
     return target
