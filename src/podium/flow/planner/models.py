@@ -90,6 +90,11 @@ class TrajectoryStep:
     observation: Any | None = None
     error: str | None = None
     failure: Mapping[str, Any] | None = None
+    # the (action, observation) messages the LLM is shown for this step, rendered once: a step does not
+    # change after it joins a trajectory, and every later prompt repeats it
+    rendered: tuple[dict[str, str], dict[str, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def serialise_observation(self) -> Any:
         if isinstance(self.observation, BaseModel):
@@ -113,6 +118,8 @@ class Trajectory:
     summary: TrajectorySummary | None = None
     hint_state: dict[str, Any] = field(default_factory=dict)
     resume_user_input: str | None = None
+    # (query, context_meta, rendered user prompt), reused while neither changes
+    rendered_query: tuple[str, Any, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_history(self) -> list[dict[str, Any]]:
         return [step.dump() for step in self.steps]

@@ -334,12 +334,12 @@ class ReactPlanner:
         record_hint_progress(self._planning_hints, node, trajectory)
 
     def _context(self, trajectory: Trajectory) -> PlannerContext:
-        async def on_pause(reason: PlannerPauseReason, payload: dict[str, Any]) -> PlannerPause:
-            if not self._pause_enabled:
-                raise RuntimeError("Pause/resume is disabled for this planner")
-            return self._new_pause(reason, payload)
+        return PlannerContext(trajectory.context_meta, self._on_pause)
 
-        return PlannerContext(trajectory.context_meta, on_pause)
+    async def _on_pause(self, reason: PlannerPauseReason, payload: dict[str, Any]) -> PlannerPause:
+        if not self._pause_enabled:
+            raise RuntimeError("Pause/resume is disabled for this planner")
+        return self._new_pause(reason, payload)
 
     def _finish(
         self,
@@ -361,17 +361,31 @@ class ReactPlanner:
     # -- prompts and history --------------------------------------------------------------------------------
 
     @staticmethod
-    def _exchange(step: TrajectoryStep) -> list[dict[str, str]]:
-        action = json.dumps(step.action.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
-        observation = prompts.render_observation(
-            observation=step.serialise_observation(), error=step.error, failure=step.failure
-        )
-        return [{"role": "assistant", "content": action}, {"role": "user", "content": observation}]
+    def _exchange(step: TrajectoryStep) -> tuple[dict[str, str], dict[str, str]]:
+        """The step as the LLM sees it: its action, then what came of it (rendered once per step)."""
+        if step.rendered is None:
+            action = json.dumps(step.action.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
+            observation = prompts.render_observation(
+                observation=step.serialise_observation(), error=step.error, failure=step.failure
+            )
+            step.rendered = (
+                {"role": "assistant", "content": action},
+                {"role": "user", "content": observation},
+            )
+        return step.rendered
+
+    @staticmethod
+    def _user_prompt(trajectory: Trajectory) -> str:
+        cached = trajectory.rendered_query
+        if cached is None or cached[0] != trajectory.query or cached[1] is not trajectory.context_meta:
+            text = prompts.build_user_prompt(trajectory.query, trajectory.context_meta)
+            cached = trajectory.rendered_query = (trajectory.query, trajectory.context_meta, text)
+        return cached[2]
 
     async def _build_messages(self, trajectory: Trajectory) -> list[dict[str, str]]:
         head = [
             {"role": "system", "content": self._system_prompt},
-            {"role": "user", "content": prompts.build_user_prompt(trajectory.query, trajectory.context_meta)},
+            {"role": "user", "content": self._user_prompt(trajectory)},
         ]
         tail = []
         if trajectory.resume_user_input:
