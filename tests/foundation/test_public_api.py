@@ -41,6 +41,9 @@ EXPECTED = {
         "format_sse_event", "join_k", "log_flow_events", "map_concurrent", "predicate_router", "stream_flow",
         "testkit", "tool", "union_router"
     ],
+    "podium.flow.a2a": [
+        "A2AAgentCard", "A2AMessagePayload", "A2AServerAdapter", "A2ASkill", "A2ATaskCancelRequest", "create_a2a_app"
+    ],
     "podium.flow.planner": [
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
         "ScriptedLLM", "Trajectory", "TrajectoryStep", "TrajectorySummary"

@@ -94,6 +94,7 @@ class TraceRuntime:
         self.latest_wm_hops: dict[str, int] = {}
         self.bus_tasks: set[asyncio.Task[None]] = set()
         self.stream_seq: dict[str, int] = {}  # stream id -> the last sequence number sent
+        self.untraced: dict[int, Any] | None = None  # see track_untraced_results
 
     def attach(self, contexts: dict[Node | Endpoint, Context]) -> None:
         """Bind the graph's contexts (built after this runtime, since each context sends through it)."""
@@ -318,11 +319,33 @@ class TraceRuntime:
         if listener not in self.trace_listeners:
             self.trace_listeners.append(listener)
 
+    def track_untraced_results(self) -> dict[int, Any]:
+        """Start remembering the trace of results that reach Rookery without a trace id of their own.
+
+        A node may return a bare payload (a dict, a model) rather than a :class:`Message`; whoever serves
+        traces at Rookery (the A2A adapter) looks up ``id(item) -> trace_id`` here, popping the entry.
+        """
+        if self.untraced is None:
+            self.untraced = {}
+        return self.untraced
+
+    def tag_untraced(self, floe_target: Any, item: Any, trace_id: Any = None) -> None:
+        """Remember which trace ``item`` (no trace id of its own) belongs to, when it is bound for Rookery."""
+        if self.untraced is None or floe_target is not ROOKERY:
+            return
+        if trace_id is None:
+            worker = self.worker_for_current_task()
+            trace_id = None if worker is None else worker.trace_id
+        if trace_id is not None:
+            self.untraced[id(item)] = trace_id
+
     async def send_to_floe(self, floe: Floe, message: Any) -> None:
         trace_id = trace_of(message)
         if trace_id is not None:
             counts = self.trace_counts
             counts[trace_id] = counts.get(trace_id, 0) + 1
+        elif self.untraced is not None:
+            self.tag_untraced(floe.target, message)
         if self.message_bus is not None:
             await self.publish_to_bus(floe.source, floe.target, message)
         queue = floe.queue
@@ -336,6 +359,8 @@ class TraceRuntime:
         if queue.full():
             raise asyncio.QueueFull
         self.on_message_enqueued(message)
+        if self.untraced is not None and trace_of(message) is None:
+            self.tag_untraced(floe.target, message)
         if self.message_bus is not None:
             self.schedule_bus_publish(floe.source, floe.target, message)
         queue.put_nowait(message)
@@ -402,6 +427,8 @@ class TraceRuntime:
             await self.send_to_floe(floe, message)
         else:
             self.on_message_enqueued(message)
+            if self.untraced is not None and trace_of(message) is None:
+                self.tag_untraced(ROOKERY, message)
             if self.message_bus is not None:
                 await self.publish_to_bus(source, ROOKERY, message)
             self.rookery._buffer.append(message)

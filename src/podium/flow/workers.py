@@ -308,6 +308,9 @@ class NodeWorkers:
         trace_id = trace_of(result)
         counts = traces.trace_counts
         bus = traces.message_bus
+        if trace_id is None and traces.untraced is not None:
+            for floe in context._out_floes:
+                traces.tag_untraced(floe.target, result, trace_of(incoming))
         for floe in context._out_floes:
             if trace_id is not None:
                 counts[trace_id] = counts.get(trace_id, 0) + 1
