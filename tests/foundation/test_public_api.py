@@ -42,7 +42,8 @@ EXPECTED = {
         "testkit", "tool", "union_router"
     ],
     "podium.flow.a2a": [
-        "A2AAgentCard", "A2AMessagePayload", "A2AServerAdapter", "A2ASkill", "A2ATaskCancelRequest", "create_a2a_app"
+        "A2AAgentCard", "A2AClientError", "A2AHttpTransport", "A2AMessagePayload", "A2AServerAdapter", "A2ASkill",
+        "A2ATaskCancelRequest", "create_a2a_app"
     ],
     "podium.flow.planner": [
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",

@@ -11,7 +11,8 @@ the flow emits errors to Rookery); a cancelled trace ends it as ``cancelled``.
 
 ``create_a2a_app(adapter)`` builds the FastAPI app: ``GET /agent`` (the agent card), ``POST /message/send``,
 ``POST /message/stream`` (SSE: ``status``, ``chunk`` per stream chunk, ``artifact``, ``done``; ``error``
-before ``done`` on failure or cancellation), ``POST /tasks/cancel``. Request errors go through one
+before ``done`` on failure or cancellation; a caller that disconnects mid-stream cancels the trace),
+``POST /tasks/cancel``. Request errors go through one
 exception handler (:class:`A2ARequestError` -> its status); bodies that do not validate get FastAPI's 422.
 """
 
@@ -177,6 +178,7 @@ class A2AServerAdapter:
         self._pending: dict[str, list[Any]] = {}  # results of traces whose request is not listening yet
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
+        self._abandoned: set[asyncio.Task[bool]] = set()  # cancels of traces whose stream was dropped
         traces = getattr(flow, "_traces", None)
         self._untraced: dict[int, Any] = traces.track_untraced_results() if traces is not None else {}
         if hasattr(flow, "add_middleware"):
@@ -347,6 +349,7 @@ class A2AServerAdapter:
 
     async def _events(self, message: Message, task_id: str, context_id: str) -> AsyncIterator[bytes]:
         ids = {"taskId": task_id, "contextId": context_id}
+        finished = False
         try:
             await self._flow.emit(message, to=self._target)
             yield _sse("status", {"status": "accepted", **ids})
@@ -358,17 +361,29 @@ class A2AServerAdapter:
                     meta.setdefault("contextId", context_id)
                     yield format_sse_event(item.model_copy(update={"meta": meta})).encode()
                     continue
+                finished = True
                 yield _sse("artifact", {**ids, "output": _jsonable(item)})
                 break
         except TraceCancelled:
+            finished = True
             yield _sse("error", {**ids, "code": "TRACE_CANCELLED", "message": "Trace cancelled"})
         except _FailedError as failed:
+            finished = True
             yield _sse("error", {**failed.payload, **ids})
         except A2ARequestError as exc:
+            finished = True
             yield _sse("error", {**ids, "code": "UNAVAILABLE", "message": exc.detail})
         finally:
             self._close(task_id, message.trace_id)
+            if not finished and self._started:
+                # the caller went away mid-stream: nobody will read the result, so the trace stops too
+                self._abandon(message.trace_id)
         yield _sse("done", ids)
+
+    def _abandon(self, trace_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._flow.cancel(trace_id))
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
 
 class _FailedError(Exception):
