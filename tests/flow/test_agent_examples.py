@@ -11,6 +11,11 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "agents"
 
 EXPECTED = {
+    "a2a_remote.py": [
+        "partial #0: reading sea ice at Cape Crozier",
+        "partial #1: model run complete",
+        "answer: {'site': 'Cape Crozier', 'ice_cover': 0.82}",
+    ],
     "minimal_planner.py": [
         "triage: {'intent': 'colony-size'}",
         "field_notes: {'documents': ['colony-size: 1,200 breeding pairs counted in 2024']}",
