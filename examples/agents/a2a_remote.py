@@ -38,7 +38,9 @@ async def main() -> None:
     app = create_a2a_app(
         A2AServerAdapter(flow_b, agent_card=card, agent_url="http://ice.example"), include_docs=False
     )
-    sock = socket.socket()
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # IPPROTO_TCP: asyncio sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -42,7 +42,9 @@ def main() -> None:
     app = create_a2a_app(
         A2AServerAdapter(flow, agent_card=card, agent_url="http://census.test"), include_docs=False
     )
-    sock = socket.socket()
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # IPPROTO_TCP: asyncio sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
