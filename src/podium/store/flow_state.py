@@ -27,7 +27,7 @@ from podium.flow.bus import BusEnvelope
 from podium.flow.state import RemoteBinding, StoredEvent
 from podium.store.base import Store
 
-__all__ = ["StoreMessageBus", "StoreStateStore", "bus_queue", "trace_subject"]
+__all__ = ["StoreMessageBus", "StoreStateStore", "bus_queue", "from_env", "trace_subject"]
 
 BINDING_KIND = "flow_remote_binding"
 PLANNER_KIND = "flow_planner_pause"
@@ -128,6 +128,22 @@ class StoreStateStore:
         """The paused planner run saved under ``token`` (in this process or an earlier one), or ``None``."""
         record = await self.store.get(PLANNER_KIND, token)
         return None if record is None else dict(record.data)
+
+
+async def from_env() -> StoreStateStore:
+    """The StateStore on the store at ``$PODIUM_FLOW_STATE_URL`` (opened), for the trace tools::
+
+        PODIUM_FLOW_STATE_URL=sqlite:///var/podium.db \\
+            python -m podium.flow.admin history TRACE --state-store podium.store.flow_state:from_env
+    """
+    from podium.store import open_store
+
+    url = os.environ.get("PODIUM_FLOW_STATE_URL")
+    if not url:
+        raise ValueError("PODIUM_FLOW_STATE_URL is not set (for example sqlite:///var/podium.db)")
+    store = open_store(url)
+    await store.open()
+    return StoreStateStore(store)
 
 
 class StoreMessageBus:
