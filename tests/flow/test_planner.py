@@ -185,3 +185,25 @@ async def test_concurrent_runs_of_one_planner_keep_their_own_pauses() -> None:
     assert isinstance(first, PlannerPause) and isinstance(second, PlannerPause)
     assert {first.payload["topic"], second.payload["topic"]} == {"a", "b"}
     assert first.resume_token != second.resume_token
+
+
+async def test_a_branch_timing_out_with_asyncio_timeout_fails_alone() -> None:
+    @tool(desc="gives up after a moment")
+    async def impatient(args: Topic, ctx: Any) -> Docs:
+        async with asyncio.timeout(0.01):  # needs its own task: the timeout cancels current_task()
+            await asyncio.Event().wait()
+        return Docs(docs=[])
+
+    registry = ModelRegistry()
+    registry.register("impatient", Topic, Docs)
+    registry.register("wiki", Topic, Docs)
+    plan = {
+        "thought": "both",
+        "plan": [{"node": "impatient", "args": {"topic": "a"}}, {"node": "wiki", "args": {"topic": "b"}}],
+    }
+    nodes = [Node(impatient, name="impatient"), Node(wiki, name="wiki")]
+    planner = ReactPlanner(llm_client=ScriptedLLM([plan, FINISH]), catalog=build_catalog(nodes, registry))
+    result = await asyncio.wait_for(planner.run("q"), 5)
+    branches = result.metadata["steps"][0]["observation"]["branches"]  # type: ignore[union-attr]
+    assert branches[0]["failure"]["error_code"] == "TimeoutError"
+    assert branches[1]["observation"] == {"docs": ["wiki on b"]}

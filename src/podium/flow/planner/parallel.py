@@ -75,6 +75,8 @@ class ParallelPlan:
             return None, None
 
         ctx = self._make_ctx(trajectory)
+        # one task per branch, as gather does: a tool that uses asyncio.timeout() or current_task() needs its
+        # own task (running the first step eagerly, as 3.12's eager tasks do, would hand it the planner's)
         outcomes = await asyncio.gather(*(run_tool(spec, args, ctx) for spec, args in entries))
         branches: list[dict[str, Any]] = []
         successes: list[Any] = []
@@ -147,8 +149,9 @@ class ParallelPlan:
             "success_count": len(successes),
             "failure_count": len(failures),
         }
+        fields = spec.args_model.model_fields
         for name in _JOIN_FILLS:
-            if name in spec.args_model.model_fields and name not in template:
+            if name in fields and name not in template:
                 template[name] = fills[name]
         try:
             args = spec.args_model.model_validate(template)
