@@ -99,13 +99,9 @@ def test_the_check_sees_imports() -> None:
 # leaves the list.
 MAX_LINES = 1000
 MAX_METHODS = 50
-RATCHET: dict[str, int] = {
-    "flow/core.py": 1486,
-}
+RATCHET: dict[str, int] = {}
 # "module:Class" -> methods it may not grow past, the same way
-CLASS_RATCHET: dict[str, int] = {
-    "flow/core.py:Flow": 52,
-}
+CLASS_RATCHET: dict[str, int] = {}
 
 
 def _modules() -> list[Path]:

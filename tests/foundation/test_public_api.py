@@ -42,9 +42,13 @@ EXPECTED = {
         "format_sse_event", "join_k", "log_flow_events", "map_concurrent", "predicate_router", "stream_flow",
         "testkit", "tool", "union_router"
     ],
+    "podium.flow.a2a": [
+        "A2AAgentCard", "A2AClientError", "A2AHttpTransport", "A2AMessagePayload", "A2AServerAdapter", "A2ASkill",
+        "A2ATaskCancelRequest", "create_a2a_app"
+    ],
     "podium.flow.planner": [
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
-        "Trajectory", "TrajectoryStep", "TrajectorySummary"
+        "ScriptedLLM", "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
     "podium.ids": ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
