@@ -56,7 +56,9 @@ EXPECTED = {
     ],
     "podium.nodes.sim": [
         "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode", "SIM_NODE_TYPES", "SealerNode",
-        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
+        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes", "AdvancedExampleNode",
+        "EXAMPLE_LAB_NODE_TYPES", "ExampleLiquidHandlerNode", "ExamplePlateReaderNode", "ExampleRobotArmNode",
+        "make_example_lab_nodes"
     ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",

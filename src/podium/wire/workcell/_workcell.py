@@ -73,24 +73,30 @@ class WorkcellDefinition(WorkcellModel):
         # from it, named after the location. MADSci tolerates a template no one registered yet (a node
         # registers it when it starts); podium has no such later registration, so it makes the location
         # the generic one-place container MADSci would register for it, and says so.
-        templates = {t.template_name: t for t in [LOCATION_CONTAINER_TEMPLATE, *self.resource_templates]}
         for index, loc in enumerate(self.locations):
-            if loc.resource_template_name is None or loc.resource_id or loc.resource_definition:
-                continue
-            template = templates.get(loc.resource_template_name)
-            if template is None:
-                log.warning(
-                    "location %s: resource template %r is not defined here; using %r",
-                    loc.location_name,
-                    loc.resource_template_name,
-                    LOCATION_CONTAINER_TEMPLATE.template_name,
-                )
-                template = LOCATION_CONTAINER_TEMPLATE
             try:
-                loc.resource_definition = template.make(loc.location_name, loc.resource_template_overrides)
+                loc.resource_definition = self.template_resource(loc)
             except ValueError as exc:
                 raise ValueError(f"locations.{index} ({loc.location_name}): {exc}") from None
         return self
+
+    def template_resource(self, loc: LocationDefinition) -> ResourceDefinition | None:
+        """The container resource ``loc`` gets: its ``resource_definition``, else one made from its
+        ``resource_template_name`` (None without either, or with a ``resource_id``). ValueError naming the
+        template when the overrides do not make a valid resource."""
+        if loc.resource_template_name is None or loc.resource_id or loc.resource_definition:
+            return loc.resource_definition
+        templates = {t.template_name: t for t in [LOCATION_CONTAINER_TEMPLATE, *self.resource_templates]}
+        template = templates.get(loc.resource_template_name)
+        if template is None:
+            log.warning(
+                "location %s: resource template %r is not defined here; using %r",
+                loc.location_name,
+                loc.resource_template_name,
+                LOCATION_CONTAINER_TEMPLATE.template_name,
+            )
+            template = LOCATION_CONTAINER_TEMPLATE
+        return template.make(loc.location_name, loc.resource_template_overrides)
 
     @field_validator("nodes", mode="before")
     @classmethod
