@@ -20,7 +20,10 @@ EXPECTED = {
         "EXAMPLE_LAB_NODE_TYPES", "ExampleLiquidHandlerNode", "ExamplePlateReaderNode", "ExampleRobotArmNode",
         "make_example_lab_nodes",
     ],
-    "podium.nodes.client": ["ActionOutcome", "FileArg", "NodeClient", "send_admin_command_all"],
+    "podium.nodes.client": [
+        "ActionOutcome", "FileArg", "NodeClient", "PollPlan", "estimate_end_s", "expected_end_s",
+        "send_admin_command_all",
+    ],
     "podium.nodes.errors": [
         "ActionTimeoutError", "NodeError", "NodeProtocolError", "NodeRateLimitedError", "NodeRequestError",
         "NodeUnreachableError",
