@@ -22,8 +22,13 @@ is a separate server process driven over HTTP by its own client:
   fewer queued workflows than podium (the counts are in the output), and makespans are compared per
   workflow.
 
-Run: ``python bench/bench_workcell.py`` (~4 min; a table, then one JSON line), ``--quick`` (smaller),
-``--podium-only`` (no MADSci venv, no Redis).
+Then the same comparison on unmodified MADSci 0.8.1 nodes (``madsci.node_module`` at its defaults,
+``bench/madsci_noop_node.py``, in the peer venv): podium's per-step time over the node's own floor (create +
+start, measured between the runs) on SQLite and on the memory store, a ``hold(1 s)`` workflow, the requests
+the node answered per action (its access log), and MADSci's manager on the same nodes; a second report.
+
+Run: ``python bench/bench_workcell.py`` (~10 min; tables, then one JSON line each), ``--quick`` (smaller),
+``--podium-only`` (no MADSci venv, no Redis), ``--madsci-nodes-only`` (only the MADSci-node workloads).
 """
 
 from __future__ import annotations
@@ -771,6 +776,12 @@ def main(argv: list[str] | None = None) -> None:
             "quick": quick,
         },
     )
+    if not args.podium_only:
+        # The same comparison on unmodified MADSci nodes (their SDK, its 0.5 s start), a second report.
+        try:
+            report_madsci_nodes(quick=quick, madsci=True)
+        except Exception as exc:  # report what failed instead of a figure
+            print(f"# workloads on unmodified MADSci nodes not run: {type(exc).__name__}: {exc}")
 
 
 def report_madsci_nodes(*, quick: bool, madsci: bool) -> dict[str, Any]:
