@@ -61,7 +61,9 @@ EXPECTED = {
     ],
     "podium.nodes.sim": [
         "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode", "SIM_NODE_TYPES", "SealerNode",
-        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
+        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes", "AdvancedExampleNode",
+        "EXAMPLE_LAB_NODE_TYPES", "ExampleLiquidHandlerNode", "ExamplePlateReaderNode", "ExampleRobotArmNode",
+        "make_example_lab_nodes"
     ],
     "podium.dashboard": [
         "DASHBOARD_PATHS", "MAX_DEFINITION_BYTES", "mount_jobs_dashboard", "mount_workcell_dashboard"
@@ -90,8 +92,8 @@ EXPECTED = {
         "NodeRecord", "Operator", "OwnershipInfo", "ParameterError", "ParameterFeedForwardFile",
         "ParameterFeedForwardJson", "ParameterInputFile", "ParameterInputJson", "ParameterTypes",
         "ParsedExpression", "Resource", "ResourceChildFieldCheckCondition", "ResourceDefinition",
-        "ResourceFieldCheckCondition", "ResourceInLocationCondition", "ResourceType", "SchedulerMetadata", "Step",
-        "StepDefinition", "StepEffect", "StepParameters", "TransferStepTemplate", "TransferTemplateOverrides",
+        "ResourceFieldCheckCondition", "ResourceInLocationCondition", "ResourceTemplate", "ResourceType",
+        "LOCATION_CONTAINER_TEMPLATE", "SchedulerMetadata", "Step", "StepDefinition", "StepEffect", "StepParameters", "TransferStepTemplate", "TransferTemplateOverrides",
         "UnsafePathError", "WorkcellDefinition", "WorkcellInfo", "WorkcellModel", "WorkcellState", "WorkcellStatus",
         "Workflow", "WorkflowDefinition", "WorkflowMetadata", "WorkflowNotFoundError", "WorkflowParameters",
         "WorkflowState", "WorkflowStateError", "WorkflowStatus", "WorkflowValidationError", "coerce_parameter",
