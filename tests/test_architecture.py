@@ -24,6 +24,8 @@ FORBIDDEN = {
     "wire": {"engine", "store", "workcell", "server", "worker", "nodes", "client", "cli", "testing"},
     # test support over engine/workcell/store/nodes: never the HTTP edge; nothing in src/ imports it
     "testing": {"server", "cli", "client", "worker", "flow"},
+    # operations (scheduler, rate limits, metrics) over the engine and store; the server and the CLI use it
+    "ops": {"server", "cli", "worker", "nodes", "client", "testing"},
     "server": {"testing"},
     "cli": {"testing"},
 }

@@ -7,11 +7,12 @@ ordering by id is ordering by creation.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 
-__all__ = ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"]
+__all__ = ["derived_ulid_str", "is_ulid", "new_ulid_str", "ulid_timestamp_ms"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
@@ -39,6 +40,15 @@ def new_ulid_str() -> str:
             candidate = _last + 1
         _last = candidate
     return _encode(candidate)
+
+
+def derived_ulid_str(ts_ms: int, key: str) -> str:
+    """A ULID for ``ts_ms`` whose random part is a hash of ``key``: the same arguments give the same ULID
+    everywhere (an idempotency key that still sorts by time, e.g. a schedule's occurrence)."""
+    if not 0 <= ts_ms < 1 << 48:
+        raise ValueError(f"ts_ms out of the ULID range: {ts_ms!r}")
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
+    return _encode((ts_ms << _RANDOM_BITS) | digest)
 
 
 def ulid_timestamp_ms(value: str) -> int:

@@ -45,7 +45,7 @@ EXPECTED = {
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
         "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
-    "podium.ids": ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
+    "podium.ids": ["derived_ulid_str", "is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
     "podium.nodes": [
         "ActionFailed", "ActionFiles", "ActionOutcome", "ActionRequest", "ActionResult", "ActionStatus",
@@ -58,6 +58,9 @@ EXPECTED = {
         "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode", "SIM_NODE_TYPES", "SealerNode",
         "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
     ],
+    "podium.ops": [
+        "MissedPolicy", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "WorkflowSubmit", "load_schedules"
+    ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",
         "WebhookSender", "WorkerTokens", "create_app", "job_path", "start_server"
@@ -67,6 +70,7 @@ EXPECTED = {
         "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease", "MemoryStore",
         "Op", "Put", "Record", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
     ],
+    "podium.tomlfile": ["header_line", "key_line", "read_toml", "where"],
     "podium.testing": [
         "EngineHarness", "EventLog", "WorkcellHarness", "drive", "join", "settle", "wait_event", "watch"
     ],

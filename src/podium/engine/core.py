@@ -98,6 +98,8 @@ class EngineCore:
         self.job_waiters: dict[str, list[asyncio.Future[Record | None]]] = {}
         self.timers = TimerQueue(clock, self._on_timer)
         self.on_timer: Callable[[str, Any], Awaitable[None]] | None = None
+        self.timer_routes: dict[str, Callable[[str, Any], Awaitable[None]]] = {}
+        """Timer-key prefixes (two characters) whose timers go to another component (the scheduler)."""
         # The executor's slots: commit leases new steps straight to this instance while some are free.
         self.steps: set[asyncio.Task[None]] = set()
         self.reserved = 0  # executor slots promised to steps being committed or taken
@@ -126,7 +128,10 @@ class EngineCore:
         )
 
     async def _on_timer(self, key: str, payload: Any) -> None:
-        if self.on_timer is not None:
+        route = self.timer_routes.get(key[:2]) if self.timer_routes else None
+        if route is not None:
+            await route(key, payload)
+        elif self.on_timer is not None:
             await self.on_timer(key, payload)
 
     def free_slots(self) -> int:

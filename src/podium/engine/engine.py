@@ -45,7 +45,7 @@ from podium.engine.definition import JobDefinition
 from podium.engine.dispatch import Dispatch
 from podium.engine.executor import Executor
 from podium.engine.jobs import Jobs
-from podium.engine.keys import JOB, RECOVERY_LOCK, STEPS_QUEUE, TASK, WORKER, task_queue
+from podium.engine.keys import JOB, RECOVERY_LOCK, SCHEDULE_TIMER, STEPS_QUEUE, TASK, WORKER, task_queue
 from podium.engine.models import JobView, Task, TaskView, WorkerView
 from podium.engine.planner import ActionPlanner
 from podium.engine.recovery import Recovery
@@ -61,6 +61,7 @@ from podium.store.base import HistoryEntry, Op, Store
 __all__ = [
     "JOB",
     "RECOVERY_LOCK",
+    "SCHEDULE_TIMER",
     "STEPS_QUEUE",
     "TASK",
     "WORKER",
@@ -240,6 +241,14 @@ class OrchestratorEngine:
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(main())
+
+    def route_timers(self, prefix: str, callback: Callable[[str, Any], Awaitable[None]]) -> None:
+        """Send the engine timers whose key starts with ``prefix`` (two characters, see
+        :mod:`podium.engine.keys`) to ``callback(key, payload)``: components beside the engine (the
+        scheduler) arm their deadlines on :attr:`timers`, the engine's one timer structure."""
+        if len(prefix) != 2:
+            raise ValueError(f"a timer prefix is two characters, got {prefix!r}")
+        self.core.timer_routes[prefix] = callback
 
     # --- events -----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
+from podium.ops import Scheduler
 from podium.server.quotas import QuotaTracker
 from podium.server.security import ClientRegistry, WorkerTokens
 from podium.server.settings import ServerSettings
@@ -107,6 +108,9 @@ class ServerState:
             global_token=settings.global_worker_token, path=settings.workers_config_path
         )
         self.quotas = QuotaTracker(engine.storage, clock=self.clock)
+        path = settings.schedules_config_path
+        self.scheduler: Scheduler | None = Scheduler.from_file(engine, path) if path is not None else None
+        """The native scheduler (``SCHEDULES_CONFIG_PATH``), started and stopped with the app."""
         self.metrics = Metrics(engine.event_counts)
         self._webhook_counters: dict[tuple[str, str], Any] = {}
         self.webhooks = WebhookSender(
@@ -140,8 +144,12 @@ class ServerState:
             await self.engine.start(serve_http=False)  # this app is the HTTP face
         await self.webhooks.start()
         self._unsubscribe = self.engine.subscribe(self._on_event, types=_SUBSCRIBED)
+        if self.scheduler is not None:
+            await self.scheduler.start()
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -24,6 +24,7 @@ from podium.server._state import ServerState
 from podium.server.auth import authenticate_client, authenticate_worker
 from podium.server.errors import ApiError, answer, body_error, install_error_handlers
 from podium.server.routes_client import add_blueprint_routes, client_router, job_path, submit_job
+from podium.server.routes_ops import ops_router
 from podium.server.routes_public import public_router
 from podium.server.routes_worker import next_tasks, take_result, take_results, worker_router
 from podium.server.settings import ServerSettings
@@ -284,6 +285,7 @@ def create_app(
             job_path(d, settings.api_prefix): d.name for d in engine.blueprints.values() if d.api_endpoint
         }
         app.include_router(client_router(settings))
+        app.include_router(ops_router(settings))
         add_blueprint_routes(app, st)
     app.front = _Front(app._fastapi, st)
     return app

@@ -49,6 +49,9 @@ class ServerSettings(PodiumSettings):
     webhook_backoff_max_s: float = Field(default=60.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
+    schedules_config_path: Path | None = None
+    """``schedules.toml`` of the native scheduler (Avtomatika's ``SCHEDULES_CONFIG_PATH``)."""
+
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     """How long a stopping server lets open requests (long polls) finish."""
 

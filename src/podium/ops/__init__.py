@@ -1,0 +1,18 @@
+"""Operations: the native scheduler (``schedules.toml``), rate limits, metrics.
+
+- :mod:`podium.ops.schedules`: the file, validated strictly, and when each schedule is due (croniter, zoneinfo).
+- :mod:`podium.ops.scheduler`: :class:`Scheduler`, running them on an engine once per occurrence.
+"""
+
+from podium.ops.scheduler import SCHEDULE_KIND, SCHEDULER_LOCK, Scheduler, WorkflowSubmit
+from podium.ops.schedules import MissedPolicy, Schedule, load_schedules
+
+__all__ = [
+    "SCHEDULER_LOCK",
+    "SCHEDULE_KIND",
+    "MissedPolicy",
+    "Schedule",
+    "Scheduler",
+    "WorkflowSubmit",
+    "load_schedules",
+]
