@@ -59,7 +59,8 @@ EXPECTED = {
         "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
     ],
     "podium.ops": [
-        "MissedPolicy", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "WorkflowSubmit", "load_schedules"
+        "MissedPolicy", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "WorkflowSubmit", "load_schedules",
+        "workcell_submit"
     ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",

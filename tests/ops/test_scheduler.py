@@ -13,9 +13,11 @@ from podium.clock import ManualClock
 from podium.engine import ActionFactory, Blueprint
 from podium.errors import ConfigError
 from podium.ids import ulid_timestamp_ms
-from podium.ops import SCHEDULE_KIND, Scheduler, load_schedules
+from podium.ops import SCHEDULE_KIND, Scheduler, load_schedules, workcell_submit
 from podium.store import MemoryStore
-from podium.testing import EngineHarness
+from podium.testing import EngineHarness, WorkcellHarness, settle
+from podium.wire.workcell import WorkflowDefinition
+from tests.testing.test_harness import WORKFLOW
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3600.0
@@ -258,3 +260,29 @@ async def test_an_unknown_blueprint_or_a_workflow_without_workcell_stops_start_u
             Scheduler(h.engine, schedules[:1])
         with pytest.raises(ConfigError, match=rf"^{path}:5: schedule 'w' runs workflow 'wf'"):
             Scheduler(h.engine, schedules[1:])
+
+
+async def test_a_workflow_schedule_starts_workcell_runs_once_per_occurrence(tmp_path: Path) -> None:
+    async with WorkcellHarness(seed=3, clock=ManualClock(1_800_000_000.0)) as h:
+        definition_id = await h.workcell.save_definition(WorkflowDefinition.model_validate(WORKFLOW))
+        text = f'[seal]\nworkflow = "{definition_id}"\ninterval_seconds = 3600\n'
+        engine = h.workcell.jobs
+        s = Scheduler(
+            engine,
+            load_schedules(schedules_file(tmp_path, text)),
+            submit_workflow=workcell_submit(h.workcell),
+        )
+        await s.start()
+        await settle(h.manual_clock)
+        (entry,) = await s.describe()
+        run = await h.join(entry["last_job_id"])
+        assert run.status.completed, run.status.description
+        assert run.workflow_id == s.job_id(s.schedules["seal"], 1_800_000_000.0)
+        # The same occurrence again: the run exists, nothing new starts
+        rec = await h.store.get(SCHEDULE_KIND, "seal")
+        assert rec is not None
+        stale = rec._replace(version=rec.version - 1)
+        await s._fire(s.schedules["seal"], 1_800_000_000.0, stale)
+        assert len(await h.workcell.archived_workflows(10)) + len(h.workcell.active_workflows()) == 1
+        assert s.triggered == {"workflow:" + definition_id: 1}
+        await s.stop()

@@ -4,7 +4,7 @@
 - :mod:`podium.ops.scheduler`: :class:`Scheduler`, running them on an engine once per occurrence.
 """
 
-from podium.ops.scheduler import SCHEDULE_KIND, SCHEDULER_LOCK, Scheduler, WorkflowSubmit
+from podium.ops.scheduler import SCHEDULE_KIND, SCHEDULER_LOCK, Scheduler, WorkflowSubmit, workcell_submit
 from podium.ops.schedules import MissedPolicy, Schedule, load_schedules
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "Scheduler",
     "WorkflowSubmit",
     "load_schedules",
+    "workcell_submit",
 ]

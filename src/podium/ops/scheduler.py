@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podium.engine.engine import SCHEDULE_TIMER, OrchestratorEngine
 from podium.engine.errors import BlueprintNotFoundError
@@ -32,7 +32,10 @@ from podium.ids import derived_ulid_str
 from podium.ops.schedules import MissedPolicy, Schedule, load_schedules
 from podium.store import FencedOwnership, Op, Put, Record
 
-__all__ = ["SCHEDULER_LOCK", "SCHEDULE_KIND", "Scheduler", "WorkflowSubmit"]
+if TYPE_CHECKING:
+    from podium.workcell import WorkcellEngine
+
+__all__ = ["SCHEDULER_LOCK", "SCHEDULE_KIND", "Scheduler", "WorkflowSubmit", "workcell_submit"]
 
 log = logging.getLogger("podium.ops.scheduler")
 
@@ -45,6 +48,17 @@ WorkflowSubmit = Callable[[str, dict[str, Any], str, Sequence[Op]], Awaitable[st
 """Start a workcell workflow: ``(workflow, inputs, run_id, extra_ops) -> run_id``; ``extra_ops`` must join the
 run's first write, and a second start with the same ``run_id`` must raise
 :class:`~podium.errors.ConflictError`."""
+
+
+def workcell_submit(workcell: WorkcellEngine) -> WorkflowSubmit:
+    """Start runs of a workcell's stored workflow definitions (``workflow`` = the definition's id) for a
+    :class:`Scheduler` on the workcell's engine (``workcell.jobs``); the run id is the occurrence's key."""
+
+    async def submit(workflow: str, inputs: dict[str, Any], run_id: str, extra_ops: Sequence[Op]) -> str:
+        run = await workcell.submit(workflow, json_inputs=inputs, workflow_id=run_id, extra_ops=extra_ops)
+        return run.workflow_id
+
+    return submit
 
 
 def _iso(ts: float | None) -> str | None:
