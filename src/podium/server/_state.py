@@ -18,6 +18,7 @@ from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
 from podium.ops import Scheduler
 from podium.server.quotas import QuotaTracker
+from podium.server.ratelimit import limiter_from_settings
 from podium.server.security import ClientRegistry, WorkerTokens
 from podium.server.settings import ServerSettings
 from podium.server.webhooks import WebhookSender
@@ -70,6 +71,12 @@ class Metrics:
         self.auth_failures = Counter(
             "podium_auth_failures_total", "Refused credentials", ["kind"], registry=self.registry
         )
+        self.ratelimit_blocked = Counter(
+            "orchestrator_ratelimit_blocked_total",
+            "Requests refused by the rate limiter (Avtomatika's name)",
+            ["kind", "op_class"],
+            registry=self.registry,
+        )
         self.quota_blocked = Counter(
             "podium_quota_blocked_total", "Requests refused by a quota", ["quota"], registry=self.registry
         )
@@ -108,6 +115,8 @@ class ServerState:
             global_token=settings.global_worker_token, path=settings.workers_config_path
         )
         self.quotas = QuotaTracker(engine.storage, clock=self.clock)
+        self.rate_limiter = limiter_from_settings(engine.storage, settings, self.clock)
+        """Counts requests per client/worker and operation class (``RATE_LIMITING_ENABLED``), else ``None``."""
         path = settings.schedules_config_path
         self.scheduler: Scheduler | None = Scheduler.from_file(engine, path) if path is not None else None
         """The native scheduler (``SCHEDULES_CONFIG_PATH``), started and stopped with the app."""
