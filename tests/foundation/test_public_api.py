@@ -59,7 +59,7 @@ EXPECTED = {
         "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
     ],
     "podium.ops": [
-        "MissedPolicy", "RateLimited", "RateLimiter", "RateLimits", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "WorkflowSubmit", "load_schedules",
+        "EngineMetrics", "MissedPolicy", "RateLimited", "RateLimiter", "RateLimits", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "WorkflowSubmit", "load_schedules",
         "workcell_submit"
     ],
     "podium.server": [

@@ -127,6 +127,8 @@ class OrchestratorEngine:
         self.event_counts: dict[str, int] = core.event_counts
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
+        self.commit_stats = core.commit_stats
+        """Latency of this instance's store writes (every engine decision is one), for metrics."""
         self._started = False
 
     async def _cancel_child(self, job_id: str, reason: str) -> None:

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
-from podium.ops import Scheduler
+from podium.ops import EngineMetrics, Scheduler
 from podium.server.quotas import QuotaTracker
 from podium.server.ratelimit import limiter_from_settings
 from podium.server.security import ClientRegistry, WorkerTokens
@@ -44,6 +44,31 @@ class _EngineEvents(Collector):
         family = CounterMetricFamily("podium_engine_events", "Engine events", labels=["type"])
         for type_, count in sorted(self.counts.items()):
             family.add_metric([type_], count)
+        yield family
+
+
+class _Workers(Collector):
+    """``orchestrator_active_workers`` and ``podium_workers{status}``: the remote workers this server knows, by
+    status (``offline`` when not heard from within ``worker_timeout_s``), read when scraped."""
+
+    def __init__(self, st: ServerState) -> None:
+        self.st = st
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        st = self.st
+        now, timeout = st.clock.now(), st.settings.worker_timeout_s
+        counts: dict[str, int] = {}
+        for w in list(st.workers.values()):
+            status = "offline" if now - w.last_seen > timeout else w.status
+            counts[status] = counts.get(status, 0) + 1
+        active = GaugeMetricFamily(
+            "orchestrator_active_workers", "Workers heard from within worker_timeout_s"
+        )
+        active.add_metric([], sum(n for status, n in counts.items() if status != "offline"))
+        yield active
+        family = GaugeMetricFamily("podium_workers", "Remote workers by status", labels=["status"])
+        for status, n in sorted(counts.items()):
+            family.add_metric([status], n)
         yield family
 
 
@@ -121,6 +146,9 @@ class ServerState:
         self.scheduler: Scheduler | None = Scheduler.from_file(engine, path) if path is not None else None
         """The native scheduler (``SCHEDULES_CONFIG_PATH``), started and stopped with the app."""
         self.metrics = Metrics(engine.event_counts)
+        self.metrics.registry.register(_Workers(self))
+        self.engine_metrics = EngineMetrics(self.metrics.registry)
+        """Jobs, tasks, queues, store latency: from the engine's events (subscribed while the app runs)."""
         self._webhook_counters: dict[tuple[str, str], Any] = {}
         self.webhooks = WebhookSender(
             clock=self.clock,
@@ -153,12 +181,15 @@ class ServerState:
             await self.engine.start(serve_http=False)  # this app is the HTTP face
         await self.webhooks.start()
         self._unsubscribe = self.engine.subscribe(self._on_event, types=_SUBSCRIBED)
+        self.engine_metrics.attach(self.engine)
         if self.scheduler is not None:
+            self.engine_metrics.attach_scheduler(self.scheduler)
             await self.scheduler.start()
 
     async def stop(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
+        self.engine_metrics.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
