@@ -59,8 +59,8 @@ EXPECTED = {
         "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
     ],
     "podium.ops": [
-        "EngineMetrics", "MissedPolicy", "RateLimited", "RateLimiter", "RateLimits", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "WorkflowSubmit", "load_schedules",
-        "workcell_submit"
+        "EngineMetrics", "MissedPolicy", "RateLimited", "RateLimiter", "RateLimits", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "Tracing", "WorkflowSubmit",
+        "load_schedules", "traceparent", "workcell_submit"
     ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
-from podium.ops import EngineMetrics, Scheduler
+from podium.ops import EngineMetrics, Scheduler, Tracing
 from podium.server.quotas import QuotaTracker
 from podium.server.ratelimit import limiter_from_settings
 from podium.server.security import ClientRegistry, WorkerTokens
@@ -128,7 +128,14 @@ class RemoteWorker:
 class ServerState:
     """Everything the routes share. Built by :func:`podium.server.create_app`."""
 
-    def __init__(self, engine: OrchestratorEngine, settings: ServerSettings, *, manage_engine: bool) -> None:
+    def __init__(
+        self,
+        engine: OrchestratorEngine,
+        settings: ServerSettings,
+        *,
+        manage_engine: bool,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.clock: Clock = engine.clock
@@ -147,6 +154,8 @@ class ServerState:
         """The native scheduler (``SCHEDULES_CONFIG_PATH``), started and stopped with the app."""
         self.metrics = Metrics(engine.event_counts)
         self.metrics.registry.register(_Workers(self))
+        self.tracing = tracing
+        """Spans of jobs, states and tasks (extra ``otel``); remote workers get each task's traceparent."""
         self.engine_metrics = EngineMetrics(self.metrics.registry)
         """Jobs, tasks, queues, store latency: from the engine's events (subscribed while the app runs)."""
         self._webhook_counters: dict[tuple[str, str], Any] = {}
@@ -182,6 +191,8 @@ class ServerState:
         await self.webhooks.start()
         self._unsubscribe = self.engine.subscribe(self._on_event, types=_SUBSCRIBED)
         self.engine_metrics.attach(self.engine)
+        if self.tracing is not None:
+            self.tracing.attach(self.engine)
         if self.scheduler is not None:
             self.engine_metrics.attach_scheduler(self.scheduler)
             await self.scheduler.start()
@@ -190,6 +201,8 @@ class ServerState:
         if self.scheduler is not None:
             await self.scheduler.stop()
         self.engine_metrics.close()
+        if self.tracing is not None:
+            self.tracing.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from podium.engine.engine import OrchestratorEngine
+from podium.ops import Tracing
 from podium.ops.ratelimit import RateLimited
 from podium.server._state import ServerState
 from podium.server.auth import authenticate_client, authenticate_worker
@@ -268,14 +269,17 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     manage_engine: bool = True,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the ASGI app around ``engine``.
 
     With ``manage_engine`` (the default) the app's lifespan starts and stops the engine. Raises
-    :class:`~podium.errors.ConfigError` for a bad ``clients.toml``/``workers.toml``, before serving anything.
+    :class:`~podium.errors.ConfigError` for a bad ``clients.toml``/``workers.toml``/``schedules.toml``, before
+    serving anything. ``tracing`` (:class:`podium.ops.Tracing`, extra ``otel``): spans of jobs, states and
+    tasks, and a W3C ``traceparent`` in each task handed to a remote worker.
     """
     settings = settings or ServerSettings.load()
-    st = ServerState(engine, settings, manage_engine=manage_engine)
+    st = ServerState(engine, settings, manage_engine=manage_engine, tracing=tracing)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
