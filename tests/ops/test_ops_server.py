@@ -67,3 +67,27 @@ def test_serve_refuses_a_bad_schedules_file_naming_file_and_line(tmp_path: Path)
     )
     assert out.returncode == 2, out.stderr
     assert f"{bad}:3: schedule 'nightly': field 'daily_at' must be a time 'HH:MM'" in out.stderr
+
+
+async def test_workcell_serve_runs_workflow_schedules_with_its_app(tmp_path: Path) -> None:
+    from podium.cli.workcell import _run_schedules
+    from podium.ops import Scheduler, workcell_submit
+    from podium.testing import WorkcellHarness, settle
+    from podium.wire.workcell import WorkflowDefinition
+    from podium.workcell.server import create_app as workcell_app
+    from tests.testing.test_harness import WORKFLOW
+
+    async with WorkcellHarness(seed=3, clock=ManualClock(1_800_000_000.0)) as h:
+        definition_id = await h.workcell.save_definition(WorkflowDefinition.model_validate(WORKFLOW))
+        path = tmp_path / "schedules.toml"
+        path.write_text(f'[seal]\nworkflow = "{definition_id}"\ninterval_seconds = 3600\n')
+        scheduler = Scheduler.from_file(h.workcell.jobs, path, submit_workflow=workcell_submit(h.workcell))
+        app = workcell_app(h.workcell, manage_engine=False, api_tokens=["t"])
+        _run_schedules(app, scheduler)
+        async with app.router.lifespan_context(app):
+            await settle(h.manual_clock)
+            assert scheduler.is_owner
+            (entry,) = await scheduler.describe()
+            run = await h.join(entry["last_job_id"])
+            assert run.status.completed
+        assert not scheduler.is_owner  # stopped with the app
