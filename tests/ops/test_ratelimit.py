@@ -146,3 +146,20 @@ async def test_the_server_answers_429_with_retry_after_and_counts_it() -> None:
                 assert (await http.get("/api/v1/jobs/nope", headers=client)).status_code == 404
         finally:
             await app.state.podium.stop()
+
+
+def test_avtomatika_environment_names_configure_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from podium.server.ratelimit import limiter_from_settings
+
+    assert limiter_from_settings(MemoryStore(), ServerSettings(), None) is None  # off unless asked
+    for name, value in {
+        "RATE_LIMITING_ENABLED": "true",
+        "RATE_LIMIT_LIMIT": "7",
+        "RATE_LIMIT_POLL_LIMIT": "3",
+        "RATE_LIMIT_HEARTBEAT_LIMIT": "9",
+        "RATE_LIMIT_PERIOD": "30",
+    }.items():
+        monkeypatch.setenv(name, value)
+    limiter = limiter_from_settings(MemoryStore(), ServerSettings(), None)
+    assert limiter is not None
+    assert limiter.limits == RateLimits(limit=7, heartbeat_limit=9, poll_limit=3, period_s=30.0)
