@@ -17,6 +17,9 @@ Span tree of one job::
 A workflow run is a job of the workcell's engine: its steps are spans ``step <node>.<action>`` under it.
 Flow nodes: ``node <name>`` spans in a trace derived from the flow's trace id.
 
+An instance traces the jobs it saw created (with several instances on one store, a job another instance
+created and this one finished has no span here), and keeps at most 100,000 open jobs and tasks in memory.
+
 ``opentelemetry-sdk`` is imported when :class:`Tracing` is built: ``pip install 'podium[otel]'``.
 """
 
