@@ -45,7 +45,10 @@ EXPECTED = {
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
         "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
-    "podium.ids": ["derived_ulid_str", "is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
+    "podium.ids": [
+        "derived_ulid_str", "is_ulid", "new_ulid_str", "span_id_of", "trace_id_of", "traceparent_of",
+        "ulid_timestamp_ms"
+    ],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
     "podium.nodes": [
         "ActionFailed", "ActionFiles", "ActionOutcome", "ActionRequest", "ActionResult", "ActionStatus",

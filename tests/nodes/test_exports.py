@@ -18,7 +18,7 @@ EXPECTED = {
         "SIM_NODE_TYPES", "WELLS_96", "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode",
         "SealerNode", "SimNode", "asgi_clients", "make_sim_nodes", "run_sim_nodes",
     ],
-    "podium.nodes.client": ["ActionOutcome", "FileArg", "NodeClient", "send_admin_command_all"],
+    "podium.nodes.client": ["ActionOutcome", "FileArg", "NodeClient", "request_headers", "send_admin_command_all"],
     "podium.nodes.errors": [
         "ActionTimeoutError", "NodeError", "NodeProtocolError", "NodeRateLimitedError", "NodeRequestError",
         "NodeUnreachableError",

@@ -3,6 +3,7 @@ exported to the SDK's in-memory exporter; remote workers get each task's W3C tra
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -158,3 +159,56 @@ async def test_flow_nodes_are_spans() -> None:
     spans = exporter.get_finished_spans()
     assert sorted(s.name for s in spans) == ["node exclaim", "node upper"]
     assert len({s.context.trace_id for s in spans}) == 1
+
+
+async def test_nodes_get_the_traceparent_of_their_step_span(tmp_path: Path) -> None:
+    import httpx as _httpx
+
+    from podium.clock import ManualClock
+    from podium.ids import traceparent_of
+    from podium.nodes import NodeClient
+    from podium.nodes.sim import make_sim_nodes
+    from podium.workcell._http_nodes import HttpNodeConnector
+
+    seen: list[tuple[str, str | None]] = []
+
+    def capture(app: Any) -> Any:
+        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/action/"):
+                headers = dict(scope["headers"])
+                tp = headers.get(b"traceparent")
+                seen.append((scope["path"].split("/")[2], tp.decode() if tp else None))
+            await app(scope, receive, send)
+
+        return asgi
+
+    clock = ManualClock()
+    sims = make_sim_nodes(clock=clock, seed=3, work_dir=tmp_path / "nodes")
+    connectors = {}
+    for name, node in sims.items():
+        node.ensure_started()
+        transport = _httpx.ASGITransport(app=capture(node.create_app()))  # type: ignore[arg-type]
+        client = NodeClient(f"http://{name}", transport=transport, clock=clock)
+        connectors[name] = HttpNodeConnector(name, f"http://{name}", client=client, clock=clock)
+    t, exporter = tracing()
+    try:
+        async with WorkcellHarness(nodes=connectors, clock=clock, data_dir=tmp_path / "wc") as h:
+            t.attach(h.workcell.jobs)
+            t.attach_workcell(h.workcell)
+            run = await h.submit(WORKFLOW)
+            done = await h.join(run.workflow_id)
+            assert done.status.completed, done.status.description
+            t.close()
+    finally:
+        for node in sims.values():
+            await node.aclose()
+    wf = run.workflow_id
+    expected = {
+        "transfer": traceparent_of(wf, f"step:{wf}:0"),
+        "seal": traceparent_of(wf, f"step:{wf}:1"),
+    }
+    # every action request (create, start) carries its step's traceparent
+    assert len(seen) >= 4 and set(seen) == set(expected.items())
+    steps = {s.name: s for s in exporter.get_finished_spans() if s.name.startswith("step ")}
+    seal = steps["step sealer_1.seal"]
+    assert expected["seal"] == f"00-{seal.context.trace_id:032x}-{seal.context.span_id:016x}-01"

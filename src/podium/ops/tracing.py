@@ -26,14 +26,13 @@ created and this one finished has no span here), and keeps at most 100,000 open 
 from __future__ import annotations
 
 import contextvars
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent
 from podium.errors import MissingDependencyError
-from podium.ids import is_ulid
+from podium.ids import span_id_of, trace_id_of, traceparent_of
 
 if TYPE_CHECKING:
     from podium.workcell import WorkcellEngine
@@ -65,22 +64,17 @@ _next_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextV
 
 def trace_id(key: str) -> int:
     """The trace id of a job (its ULID's 128 bits) or of anything else (a hash of ``key``)."""
-    if is_ulid(key):
-        n = 0
-        for c in key.upper():
-            n = (n << 5) | "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(c)
-        return n & ((1 << 128) - 1) or 1
-    return int.from_bytes(hashlib.sha256(f"trace:{key}".encode()).digest()[:16], "big") or 1
+    return trace_id_of(key)
 
 
 def span_id(key: str) -> int:
     """The span id of ``key`` (``job:<id>``, ``task:<id>``, ...): 64 bits of its hash, never 0."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") or 1
+    return span_id_of(key)
 
 
 def traceparent(job_id: str, task_id: str) -> str:
     """The W3C ``traceparent`` naming a task's span (sampled), for a remote worker's ``tracing_context``."""
-    return f"00-{trace_id(job_id):032x}-{span_id(f'task:{task_id}'):016x}-01"
+    return traceparent_of(job_id, f"task:{task_id}")
 
 
 def _sdk() -> Any:
