@@ -141,6 +141,14 @@ async def test_the_server_answers_429_with_retry_after_and_counts_it() -> None:
                 metrics = (await http.get("/_public/metrics")).text
                 assert 'orchestrator_ratelimit_blocked_total{kind="worker",op_class="poll"} 3.0' in metrics
                 assert 'orchestrator_ratelimit_blocked_total{kind="client",op_class="other"} 2.0' in metrics
+                # the 429 and its body are in the OpenAPI schema of the routes it can answer
+                spec = (await http.get("/_public/openapi.json")).json()
+                for path, method in (
+                    ("/_worker/workers/{worker_id}/tasks/next", "get"),
+                    ("/api/v1/jobs/{job_id}", "get"),
+                ):
+                    answer = spec["paths"][path][method]["responses"]["429"]
+                    assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
                 # the next window grants again
                 await clock.advance(60)
                 assert (await http.get("/api/v1/jobs/nope", headers=client)).status_code == 404

@@ -207,7 +207,10 @@ async def worker_event(request: Request) -> dict[str, Any]:
 
 def worker_router() -> APIRouter:
     """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
-    r = APIRouter(tags=["workers (RXON)"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+    r = APIRouter(
+        tags=["workers (RXON)"],
+        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+    )
     r.add_api_route(
         rxon.ENDPOINT_REGISTER,
         register,
