@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from podium.errors import ConfigError, MissingDependencyError
+from podium.errors import ConfigError, MissingDependencyError, StoreError
 
 __all__ = [
     "BACKUP_FORMAT",
@@ -39,6 +39,7 @@ __all__ = [
     "run_sync",
     "upgrade",
     "upgrade_command",
+    "where",
 ]
 
 T = TypeVar("T")
@@ -119,13 +120,22 @@ def import_asyncpg() -> Any:
 async def connect(target: PostgresTarget, *, create_schema: bool = False) -> Any:
     """One connection with podium's ``search_path`` (creating the schema first if asked)."""
     asyncpg = import_asyncpg()
-    if create_schema and target.schema:
-        conn = await asyncpg.connect(target.dsn)
-        try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
-        finally:
-            await conn.close()
-    return await asyncpg.connect(target.dsn, server_settings=target.server_settings())
+    try:
+        if create_schema and target.schema:
+            conn = await asyncpg.connect(target.dsn)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
+            finally:
+                await conn.close()
+        return await asyncpg.connect(target.dsn, server_settings=target.server_settings())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"cannot connect to PostgreSQL at {where(target)}: {exc}") from exc
+
+
+def where(target: PostgresTarget) -> str:
+    """``host:port/database`` of a target, without user or password (for messages and logs)."""
+    parts = urlsplit(target.dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 async def current_version(conn: Any) -> str | None:
