@@ -127,3 +127,48 @@ def test_url_options() -> None:
         parse_url("postgresql://h/db?schema=x;drop")
     with pytest.raises(ConfigError, match="pool_size="):
         parse_url("postgresql://h/db?pool_size=1")
+
+
+async def test_a_batch_that_loses_an_insert_race_reruns_call_by_call(make_store: StoreFactory) -> None:
+    import asyncpg
+
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:  # one writer: calls batch
+        # Given another session that has inserted job/x and not committed yet
+        other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
+        try:
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "INSERT INTO records(kind, id, version, data, created_at, updated_at)"
+                " VALUES ('job', 'x', 1, '{\"by\": \"other\"}', 0, 0)"
+            )
+            # When one batch creates y0, x and y2 (its insert of x waits for the other session)
+            batch = asyncio.gather(
+                *(
+                    store.apply(Put("job", name, {"by": "batch"}, expected_version=0), Append(name, "made"))
+                    for name in ("y0", "x", "y2")
+                ),
+                return_exceptions=True,
+            )
+
+            async def insert_waits() -> None:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'podium'"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+                )
+                while not (await store._fetch(query))[0][0]:  # (`other` would see one snapshot of it)
+                    await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
+
+            await asyncio.wait_for(insert_waits(), timeout=20)
+            await tx.commit()
+            y0, x, y2 = await asyncio.wait_for(batch, timeout=20)
+        finally:
+            await other.close()
+        # Then the batch ran again call by call: only the create of x failed, and changed nothing
+        assert isinstance(x, ConflictError) and x.actual == 1
+        assert isinstance(y0, list) and isinstance(y2, list)
+        got = await store.get("job", "x")
+        assert got is not None and got.data == {"by": "other"}
+        assert {e.subject_id for e in await store.history(event="made")} == {"y0", "y2"}

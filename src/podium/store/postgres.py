@@ -47,6 +47,7 @@ from podium.store.base import (
     notify_queues,
     status_filter,
 )
+from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch
 
 __all__ = ["PostgresStore"]
 
@@ -94,6 +95,39 @@ _TAKE = (
 _TAKE_ONE = _TAKE.format(queues="$1")
 _TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
 _RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+# Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
+# locking overlapping rows wait for each other instead of deadlocking.
+_KEYS = "(SELECT * FROM unnest($1::text[], $2::text[]))"
+_LOCK_RECORDS = f"SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN {_KEYS} ORDER BY kind, id FOR UPDATE"
+_LOCK_ITEMS = (
+    f"SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN {_KEYS} ORDER BY queue, id"
+    " FOR UPDATE"
+)
+_RECORD_ROWS = "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[])"
+_DELETE_RECORDS = f"DELETE FROM records WHERE (kind, id) IN {_KEYS}"
+_UPDATE_RECORDS = (
+    "UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_RECORD_ROWS}"
+    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id"
+)
+_INSERT_RECORDS = (
+    f"INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_RECORD_ROWS}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind"
+)
+_DELETE_ITEMS = f"DELETE FROM queue WHERE (queue, id) IN {_KEYS}"
+_INSERT_ITEMS = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " SELECT u.queue, u.id, nextval('podium_seq'), u.priority, u.payload, u.leased, u.due_at,"
+    " CASE WHEN u.leased = 1 THEN nextval('podium_fence') ELSE 0 END, u.owner, u.leased, u.enqueued_at"
+    " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::float8[], $7::text[],"
+    " $8::float8[]) AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO history(subject_id, event, status, ts, data)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) RETURNING seq"
+)
+_ATTEMPTS = 3
 
 
 class _Call:
@@ -119,6 +153,7 @@ class PostgresStore(Store):
         clock: Clock | None = None,
         schema: str | None = None,
         pool_size: int | None = None,
+        group_commit: bool = True,
     ) -> None:
         super().__init__(clock=clock)
         target = pg_admin.parse_url(url)
@@ -132,7 +167,9 @@ class PostgresStore(Store):
         self._tasks: set[asyncio.Task[None]] = set()
         # Writers leave a connection free for takes and reads.
         self._max_writers = max(1, self.target.pool_size - 2)
+        self.group_commit = group_commit
         self._errors: tuple[type[BaseException], ...] = ()
+        self._retry: tuple[type[BaseException], ...] = ()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -141,6 +178,7 @@ class PostgresStore(Store):
             return
         asyncpg = pg_admin.import_asyncpg()
         self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+        self._retry = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
         conn = await pg_admin.connect(self.target, create_schema=True)
         try:
             found = await pg_admin.current_version(conn)
@@ -204,6 +242,12 @@ class PostgresStore(Store):
         pool = self._require_pool()
         # Encode first: a value JSON cannot hold fails the call before any round trip.
         call = _Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
+        if not self.group_commit:  # one transaction per call, each on a connection of its own
+            async with pool.acquire() as conn:
+                await self._commit(conn, [call])
+            results = await call.future
+            self._notify(notify_queues(ops))
+            return results
         self._pending.append(call)
         if self._writers < self._max_writers:
             self._writers += 1
@@ -237,55 +281,127 @@ class PostgresStore(Store):
             self._writers -= 1
 
     async def _commit(self, conn: Any, batch: builtins.list[_Call]) -> None:
+        """One transaction for ``batch``: planned as array statements when it holds several calls (see
+        :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future."""
         begin = (
             "BEGIN" if any(call.durable for call in batch) else "BEGIN; SET LOCAL synchronous_commit TO OFF"
         )
-        outcomes: builtins.list[tuple[_Call, Any, BaseException | None]] = []
-        queues: set[str] = set()
-        single = len(batch) == 1
-        try:
-            await conn.execute(begin if single else begin + "; SAVEPOINT call")
-            for i, call in enumerate(batch):
-                if i:
-                    await conn.execute("RELEASE SAVEPOINT call; SAVEPOINT call")
-                try:
-                    results = [
-                        await self._op(conn, op, blob, call.now)
-                        for op, blob in zip(call.ops, call.blobs, strict=True)
-                    ]
-                except (ConflictError, LeaseLostError) as refused:
-                    await conn.execute("ROLLBACK" if single else "ROLLBACK TO SAVEPOINT call")
-                    outcomes.append((call, None, refused))
-                else:
-                    outcomes.append((call, results, None))
-                    queues |= notify_queues(call.ops)
-            if not single or outcomes[0][2] is None:
+        outcomes: builtins.list[Any] = []
+        batched = len(batch) > 1
+        for attempt in range(_ATTEMPTS):
+            try:
+                await conn.execute(begin)
+                if batched:
+                    try:
+                        outcomes, queues = await self._run_planned(conn, batch)
+                    except Fallback:
+                        await conn.execute(f"ROLLBACK; {begin}")
+                        batched = False
+                if not batched:
+                    outcomes, queues = await self._run_each(conn, batch)
                 if queues:
                     await conn.execute(
                         "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q", self.channel, sorted(queues)
                     )
-                await conn.execute("COMMIT")
-        except BaseException as exc:
-            if not conn.is_closed() and conn.is_in_transaction():
-                try:
-                    await conn.execute("ROLLBACK")
-                except self._errors:
-                    pass
-            failure = exc if isinstance(exc, self._errors) else None
-            error = StoreError(f"PostgreSQL commit failed: {exc}")
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(error)
-            if failure is None:
-                raise
-            return
-        for call, results, refusal in outcomes:
+                if conn.is_in_transaction():  # a single refused call has rolled back already
+                    await conn.execute("COMMIT")
+                break
+            except BaseException as exc:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    try:
+                        await conn.execute("ROLLBACK")
+                    except self._errors:
+                        pass
+                if isinstance(exc, self._retry) and attempt + 1 < _ATTEMPTS:
+                    continue  # a deadlock with another instance: PostgreSQL rolled one of us back
+                error = StoreError(f"PostgreSQL commit failed: {exc}")
+                for call in batch:
+                    if not call.future.done():
+                        call.future.set_exception(error)
+                if not isinstance(exc, self._errors):
+                    raise
+                return
+        for call, outcome in zip(batch, outcomes, strict=True):
             if call.future.done():
                 continue
-            if refusal is not None:
-                call.future.set_exception(refusal)
+            if isinstance(outcome, BaseException):
+                call.future.set_exception(outcome)
             else:
-                call.future.set_result(results)
+                call.future.set_result(outcome)
+
+    async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
+        """Each call in turn, inside its own savepoint when there are several."""
+        outcomes: builtins.list[Any] = []
+        queues: set[str] = set()
+        single = len(batch) == 1
+        for call in batch:
+            if not single:
+                await conn.execute("SAVEPOINT call")
+            try:
+                results = [
+                    await self._op(conn, op, blob, call.now)
+                    for op, blob in zip(call.ops, call.blobs, strict=True)
+                ]
+            except (ConflictError, LeaseLostError) as refused:
+                await conn.execute(
+                    "ROLLBACK" if single else "ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call"
+                )
+                outcomes.append(refused)
+            else:
+                if not single:
+                    await conn.execute("RELEASE SAVEPOINT call")
+                outcomes.append(results)
+                queues |= notify_queues(call.ops)
+        return outcomes, queues
+
+    async def _run_planned(
+        self, conn: Any, batch: builtins.list[_Call]
+    ) -> tuple[builtins.list[Any], set[str]]:
+        """Read and lock the touched rows, plan the batch, write its net effect in a few array statements."""
+        rec_keys: dict[tuple[str, str], None] = {}
+        q_keys: dict[tuple[str, str], None] = {}
+        for call in batch:
+            for op in call.ops:
+                if isinstance(op, (Put, Delete)):
+                    rec_keys[(op.kind, op.id)] = None
+                elif isinstance(op, (Enqueue, Dequeue)):
+                    q_keys[(op.queue, op.id)] = None
+                elif isinstance(op, Ack):
+                    q_keys[(op.lease.queue, op.lease.id)] = None
+        records: dict[tuple[str, str], RecordRow] = {}
+        items: dict[tuple[str, str], HeldRow] = {}
+        if rec_keys:
+            kinds, ids = zip(*rec_keys, strict=True)
+            for row in await conn.fetch(_LOCK_RECORDS, kinds, ids):
+                records[(row[0], row[1])] = RecordRow(row[2], row[3])
+        if q_keys:
+            names, ids = zip(*q_keys, strict=True)
+            for row in await conn.fetch(_LOCK_ITEMS, names, ids):
+                items[(row[0], row[1])] = HeldRow(bool(row[2]), row[3], row[4])
+        plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
+        if plan.record_deletes:
+            await conn.execute(_DELETE_RECORDS, *_columns(plan.record_deletes, 2))
+        if plan.record_updates:
+            await conn.execute(_UPDATE_RECORDS, *_columns(plan.record_updates, 8))
+        if plan.record_inserts:
+            inserted = await conn.fetch(_INSERT_RECORDS, *_columns(plan.record_inserts, 8))
+            if len(inserted) != len(plan.record_inserts):
+                raise Fallback("another instance created one of these records first")
+        if plan.queue_deletes:
+            await conn.execute(_DELETE_ITEMS, *_columns(plan.queue_deletes, 2))
+        if plan.queue_inserts:
+            rows = [
+                (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
+                for i in plan.queue_inserts
+            ]
+            inserted = await conn.fetch(_INSERT_ITEMS, *_columns(rows, 8))
+            if len(inserted) != len(rows):
+                raise Fallback("another instance enqueued one of these items first")
+            plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
+        if plan.appends:
+            seqs = await conn.fetch(_INSERT_HISTORY, *_columns([row for _, _, row in plan.appends], 5))
+            plan.fill_seqs([r[0] for r in seqs])
+        return plan.outcomes, plan.queues_to_notify
 
     async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
         if isinstance(op, Append):
@@ -540,6 +656,11 @@ class PostgresStore(Store):
             *args,
         )
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> builtins.list[builtins.list[Any]]:
+    """Rows as ``width`` column lists (the arrays an ``unnest`` statement takes)."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _encode(op: Op) -> str | None:
