@@ -172,3 +172,26 @@ async def test_a_batch_that_loses_an_insert_race_reruns_call_by_call(make_store:
         got = await store.get("job", "x")
         assert got is not None and got.data == {"by": "other"}
         assert {e.subject_id for e in await store.history(event="made")} == {"y0", "y2"}
+
+
+async def test_takers_still_wake_after_the_listen_connection_is_cut(
+    make_store: StoreFactory, clock: ManualClock
+) -> None:
+    async with make_store() as a, make_store() as b:
+        assert isinstance(a, PostgresStore) and isinstance(b, PostgresStore)
+        # Given the server cuts the first instance's LISTEN connection
+        old = a._listener
+        assert old is not None
+        await b._fetch("SELECT pg_terminate_backend($1)", old.get_server_pid())
+
+        async def listening_again() -> None:
+            while a._listener is None or a._listener is old:
+                await asyncio.sleep(0.01)  # the reconnect is another connection's work: nothing to wait on
+
+        await asyncio.wait_for(listening_again(), timeout=20)
+        # Then a taker on it still wakes at once on an enqueue from the other instance
+        waiter = asyncio.create_task(a.take("q", owner="w", lease_s=5, wait_s=60))
+        while clock.next_deadline is None:
+            await asyncio.sleep(0.001)
+        await b.enqueue("q", "t", {})
+        assert [lease.id for lease in await asyncio.wait_for(waiter, timeout=10)] == ["t"]

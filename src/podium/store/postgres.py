@@ -165,6 +165,7 @@ class PostgresStore(Store):
         self._pending: deque[_Call] = deque()
         self._writers = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._relisten_task: asyncio.Task[None] | None = None
         # Writers leave a connection free for takes and reads.
         self._max_writers = max(1, self.target.pool_size - 2)
         self.group_commit = group_commit
@@ -194,8 +195,7 @@ class PostgresStore(Store):
         except BaseException:
             await conn.close()
             raise
-        self._listener = conn
-        await conn.add_listener(self.channel, self._on_notify)
+        await self._listen(conn)
         self._pool = await asyncpg.create_pool(
             self.target.dsn,
             min_size=1,
@@ -213,12 +213,48 @@ class PostgresStore(Store):
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._notify([payload])
 
+    async def _listen(self, conn: Any) -> None:
+        self._listener = conn
+        await conn.add_listener(self.channel, self._on_notify)
+        conn.add_termination_listener(self._on_listener_lost)
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        """The LISTEN connection died (a server restart, a network cut): listen again in the background."""
+        if self._pool is None or conn is not self._listener:
+            return  # closing
+        self._listener = None
+        self._relisten_task = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        delay_s = 0.1
+        while self._pool is not None:
+            try:
+                conn = await pg_admin.connect(self.target)
+            except StoreError as exc:
+                log.warning("PostgreSQL LISTEN connection lost; retrying in %.1f s: %s", delay_s, exc)
+                await self.clock.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            if self._pool is None:
+                await conn.close()
+                return
+            await self._listen(conn)
+            # Notifications sent while no one listened are lost: every local taker looks again.
+            self._notify(builtins.list(self._waiters))
+            log.info("PostgreSQL LISTEN connection restored")
+            return
+
     async def close(self) -> None:
         pool, listener = self._pool, self._listener
         if pool is None:
             return
         self._pool = self._listener = None
-        if listener is not None:
+        if self._relisten_task is not None:
+            self._relisten_task.cancel()
+            self._relisten_task = None
+        # Writes in flight finish (their callers are waiting on them) before the pool closes.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if listener is not None and not listener.is_closed():
             try:
                 await listener.remove_listener(self.channel, self._on_notify)
             finally:
