@@ -195,3 +195,15 @@ async def test_takers_still_wake_after_the_listen_connection_is_cut(
             await asyncio.sleep(0.001)
         await b.enqueue("q", "t", {})
         assert [lease.id for lease in await asyncio.wait_for(waiter, timeout=10)] == ["t"]
+
+
+async def test_instances_starting_together_on_a_new_schema_create_it_once(make_store: StoreFactory) -> None:
+    stores = [make_store() for _ in range(3)]
+    await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), timeout=50)
+    try:
+        assert [await s.schema_version() for s in stores] == ["0001"] * 3
+        await stores[0].put("job", "a", {})
+        assert await stores[2].get("job", "a") is not None
+    finally:
+        for s in stores:
+            await s.close()

@@ -125,6 +125,8 @@ async def connect(target: PostgresTarget, *, create_schema: bool = False) -> Any
             conn = await asyncpg.connect(target.dsn)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # another instance created it at the same moment (IF NOT EXISTS does not cover a race)
             finally:
                 await conn.close()
         return await asyncpg.connect(target.dsn, server_settings=target.server_settings())

@@ -128,6 +128,7 @@ _INSERT_HISTORY = (
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) RETURNING seq"
 )
 _ATTEMPTS = 3
+_PLAN_FROM_OPS = 4
 
 
 class _Call:
@@ -184,12 +185,20 @@ class PostgresStore(Store):
         try:
             found = await pg_admin.current_version(conn)
             if found is None:
-                if await pg_admin.has_tables(conn):
-                    raise SchemaMismatchError(None, SCHEMA_VERSION, pg_admin.upgrade_command(self.url))
-                await conn.close()
-                await asyncio.to_thread(pg_admin.upgrade, self._target_url())
-                conn = await pg_admin.connect(self.target)
-                found = await pg_admin.current_version(conn)
+                # Instances starting together on a new schema: one creates it, the others wait for it.
+                lock = f"podium-migrate:{self.target.schema or 'public'}"
+                await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+                try:
+                    found = await pg_admin.current_version(conn)
+                    if found is None:
+                        if await pg_admin.has_tables(conn):
+                            raise SchemaMismatchError(
+                                None, SCHEMA_VERSION, pg_admin.upgrade_command(self.url)
+                            )
+                        await asyncio.to_thread(pg_admin.upgrade, self._target_url())
+                        found = await pg_admin.current_version(conn)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
             if found != SCHEMA_VERSION:
                 raise SchemaMismatchError(found, SCHEMA_VERSION, pg_admin.upgrade_command(self.url))
         except BaseException:
@@ -323,7 +332,9 @@ class PostgresStore(Store):
             "BEGIN" if any(call.durable for call in batch) else "BEGIN; SET LOCAL synchronous_commit TO OFF"
         )
         outcomes: builtins.list[Any] = []
-        batched = len(batch) > 1
+        # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
+        # round trips only for a lone call of a few operations.
+        batched = len(batch) > 1 or len(batch[0].ops) > _PLAN_FROM_OPS
         for attempt in range(_ATTEMPTS):
             try:
                 await conn.execute(begin)
