@@ -167,6 +167,7 @@ class PostgresStore(Store):
         self._writers = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._relisten_task: asyncio.Task[None] | None = None
+        self._own_pids: set[int] = set()  # server pids of this store's pool connections
         # Writers leave a connection free for takes and reads.
         self._max_writers = max(1, self.target.pool_size - 2)
         self.group_commit = group_commit
@@ -210,6 +211,7 @@ class PostgresStore(Store):
             min_size=1,
             max_size=self.target.pool_size,
             server_settings=self.target.server_settings(),
+            init=self._init_connection,
         )
 
     def _target_url(self) -> str:
@@ -219,8 +221,15 @@ class PostgresStore(Store):
         joiner = "&" if "?" in self.target.dsn else "?"
         return f"{self.target.dsn}{joiner}schema={self.target.schema}"
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._notify([payload])
+    async def _init_connection(self, conn: Any) -> None:
+        """Each new pool connection: remember its server pid while it lives (pids are reused after)."""
+        pid = conn.get_server_pid()
+        self._own_pids.add(pid)
+        conn.add_termination_listener(lambda _conn: self._own_pids.discard(pid))
+
+    def _on_notify(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        if pid not in self._own_pids:  # our own commits woke our takers already
+            self._notify([payload])
 
     async def _listen(self, conn: Any) -> None:
         self._listener = conn
