@@ -14,7 +14,7 @@ PostgreSQL server.
 Not yet here (issue #22): the HTTP work with unmodified avtomatika-worker processes, several instances,
 Redis. Prints a table and ratios, then one JSON line.
 
-    python bench/bench_scale.py [--quick] [--podium-only] [--dsn postgresql://postgres@127.0.0.1:5432/test]
+    python bench/bench_scale.py [--quick] [--podium-only] [--repeat N] [--dsn postgresql://...]
 """
 
 from __future__ import annotations
@@ -252,20 +252,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
     parser.add_argument("--podium-only", action="store_true", help="skip procrastinate and pgqueuer")
     parser.add_argument("--dsn", default=DSN, help="PostgreSQL server (a database podium may add schemas to)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per configuration; the best throughput is kept (a shared box)",
+    )
     args = parser.parse_args(argv)
     n_latency, n_jobs = (20, 200) if args.quick else (200, 2000)
 
+    def best(run: Any, *run_args: Any) -> dict[str, float]:
+        results = [run(*run_args) for _ in range(max(1, args.repeat))]
+        return max(results, key=lambda r: r["jobs_s"])
+
     rows: dict[str, dict[str, float]] = {}
-    for workers in (1, 4):
-        rows[f"podium-sqlite/{workers}w"] = podium_on_sqlite(n_latency, n_jobs, workers)
-        rows[f"podium-postgres/{workers}w"] = podium_on_postgres(args.dsn, n_latency, n_jobs, workers)
+    for w in (1, 4):
+        rows[f"podium-sqlite/{w}w"] = best(podium_on_sqlite, n_latency, n_jobs, w)
+        rows[f"podium-postgres/{w}w"] = best(podium_on_postgres, args.dsn, n_latency, n_jobs, w)
     if not args.podium_only:
-        for concurrency in (1, 4):
-            rows[f"procrastinate/{concurrency}w"] = peer_run(
-                "procrastinate", PROCRASTINATE_REQ, PROCRASTINATE_SCRIPT, args.dsn, n_jobs, concurrency
+        for w in (1, 4):
+            rows[f"procrastinate/{w}w"] = best(
+                peer_run, "procrastinate", PROCRASTINATE_REQ, PROCRASTINATE_SCRIPT, args.dsn, n_jobs, w
             )
-            rows[f"pgqueuer/{concurrency}w"] = peer_run(
-                "pgqueuer", PGQUEUER_REQ, PGQUEUER_SCRIPT, args.dsn, n_jobs, concurrency
+            rows[f"pgqueuer/{w}w"] = best(
+                peer_run, "pgqueuer", PGQUEUER_REQ, PGQUEUER_SCRIPT, args.dsn, n_jobs, w
             )
     ratios: dict[str, float] = {}
     for w in (1, 4):
@@ -278,7 +288,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [name, r.get("p50_ms", float("nan")), r.get("p99_ms", float("nan")), r["jobs_s"]]
         for name, r in rows.items()
     ]
-    figures = {"rows": rows, "ratios": ratios, "n_jobs": n_jobs, "n_latency": n_latency}
+    figures = {
+        "rows": rows,
+        "ratios": ratios,
+        "n_jobs": n_jobs,
+        "n_latency": n_latency,
+        "repeat": args.repeat,
+    }
     report("scale", ["system/workers", "p50 ms", "p99 ms", "jobs/s"], table_rows, figures)
     for key, value in ratios.items():
         print(f"{key}: {value:.2f}x")

@@ -218,3 +218,50 @@ async def test_a_workcell_workflow_runs_on_postgres(pg_url: str, tmp_path: Path)
         done = await h.join(run.workflow_id, timeout_s=50)
         assert done.status.completed, done.status.description
         assert [s.status.value for s in done.steps] == ["succeeded", "succeeded"]
+
+
+async def test_two_engines_share_one_postgres_store(pg_url: str) -> None:
+    from podium.engine import Config, OrchestratorEngine
+
+    bp = Blueprint("one")
+
+    @bp.handler(is_start=True)
+    async def start(initial_data: dict[str, Any], actions: ActionFactory) -> None:
+        actions.dispatch_task("work", {"n": initial_data["n"]}, transitions={"success": "end"})
+
+    @bp.handler(is_end=True)
+    async def end() -> None: ...
+
+    ran: list[tuple[str, int]] = []
+
+    def worker(name: str) -> InProcessWorker:
+        async def work(params: dict[str, Any], attempt: int) -> dict[str, Any]:
+            ran.append((name, params["n"]))
+            return {"status": "success", "data": {}}
+
+        return InProcessWorker(name, skills={"work": work}, capacity=10)
+
+    # Given two engines (as two podium processes would be) on one PostgreSQL schema
+    async with PostgresStore(pg_url) as a_store, PostgresStore(pg_url) as b_store:
+        engines = []
+        for name, store in (("a", a_store), ("b", b_store)):
+            engine = OrchestratorEngine(store, Config(), serve_http=False)
+            engine.register_blueprint(bp)
+            engine.add_worker(worker(name))
+            engines.append(engine)
+        a, b = engines
+        async with a, b:
+            # When both create jobs at once
+            a_ids, b_ids = await asyncio.gather(
+                asyncio.gather(*(a.create_job("one", {"n": n}) for n in range(0, 40, 2))),
+                asyncio.gather(*(b.create_job("one", {"n": n}) for n in range(1, 40, 2))),
+            )
+            # Then every job finishes, and each engine reads the other's jobs
+            views = await asyncio.wait_for(
+                asyncio.gather(*(a.wait_for_job(j) for j in a_ids), *(b.wait_for_job(j) for j in b_ids)),
+                timeout=50,
+            )
+            assert (await a.get_job(b_ids[0])).status == "finished"
+            assert (await b.get_job(a_ids[-1])).status == "finished"
+    assert all(v.status == "finished" for v in views)
+    assert sorted(n for _, n in ran) == list(range(40))  # each task ran once
