@@ -295,9 +295,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_latency": n_latency,
         "repeat": args.repeat,
     }
-    report("scale", ["system/workers", "p50 ms", "p99 ms", "jobs/s"], table_rows, figures)
     for key, value in ratios.items():
         print(f"{key}: {value:.2f}x")
+    report("scale", ["system/workers", "p50 ms", "p99 ms", "jobs/s"], table_rows, figures)
     return figures
 
 
