@@ -40,8 +40,10 @@ def worker() -> InProcessWorker:
     return w
 
 
-def config() -> Config:
-    return Config(JOB_LEASE_S=1.0, TASK_LEASE_S=1.0, EXECUTOR_MAX_CONCURRENT_JOBS=32)
+def config(**overrides: Any) -> Config:
+    return Config(
+        **{"JOB_LEASE_S": 1.0, "TASK_LEASE_S": 1.0, "EXECUTOR_MAX_CONCURRENT_JOBS": 32, **overrides}
+    )
 
 
 def store(target: str) -> Store:

@@ -31,7 +31,8 @@ async def test_sigkill_mid_flight_then_recover_on_postgres(postgres_dsn: str, tm
         await drop_pg_schema(url)
 
 
-async def crash_then_recover(db: str, tmp_path: Path) -> None:
+async def kill_mid_flight(db: str, tmp_path: Path) -> None:
+    """Run crash_child on ``db`` and SIGKILL it once a third of its tasks completed."""
     log = tmp_path / "child.log"
     with (
         log.open("w") as err,
@@ -53,6 +54,10 @@ async def crash_then_recover(db: str, tmp_path: Path) -> None:
             if child.poll() is None:
                 child.kill()
     assert child.returncode == -signal.SIGKILL
+
+
+async def crash_then_recover(db: str, tmp_path: Path) -> None:
+    await kill_mid_flight(db, tmp_path)
 
     store = crash_child.store(db)
     engine = OrchestratorEngine(store, crash_child.config(), serve_http=False)
