@@ -207,3 +207,59 @@ async def test_instances_starting_together_on_a_new_schema_create_it_once(make_s
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_write_cut_off_by_the_server_fails_cleanly_and_the_next_one_works(
+    make_store: StoreFactory,
+) -> None:
+    import asyncpg
+
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
+        try:
+            # Given a write waiting on a row another session holds
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "INSERT INTO records(kind, id, version, data, created_at, updated_at)"
+                " VALUES ('job', 'x', 1, '{}', 0, 0)"
+            )
+            write = asyncio.ensure_future(
+                store.apply(Put("job", "x", {}, expected_version=0), Append("x", "made"))
+            )
+            query = (
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'podium'"
+                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+            )
+
+            async def waiting_pid() -> int:
+                while not (rows := await store._fetch(query)):
+                    await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
+                return int(rows[0][0])
+
+            pid = await asyncio.wait_for(waiting_pid(), timeout=20)
+            # When the server terminates that connection mid-transaction
+            await store._fetch("SELECT pg_terminate_backend($1)", pid)
+            # Then the call fails with a StoreError, nothing of it is written, and the next call works
+            with pytest.raises(StoreError):
+                await asyncio.wait_for(write, timeout=20)
+            await tx.rollback()
+        finally:
+            await other.close()
+        assert await store.get("job", "x") is None and await store.history("x") == []
+        await store.apply(Put("job", "x", {"again": True}, expected_version=0), Append("x", "made"))
+        got = await store.get("job", "x")
+        assert got is not None and got.data == {"again": True}
+
+
+async def test_without_group_commit_each_call_is_its_own_transaction(make_store: StoreFactory) -> None:
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, group_commit=False) as store:
+        await store.put("job", "a", {}, expected_version=0)
+        results = await asyncio.gather(
+            *(store.put("job", "a", {"n": n}, expected_version=1) for n in range(5)), return_exceptions=True
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))

@@ -297,8 +297,11 @@ class PostgresStore(Store):
         # Encode first: a value JSON cannot hold fails the call before any round trip.
         call = _Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
         if not self.group_commit:  # one transaction per call, each on a connection of its own
-            async with pool.acquire() as conn:
-                await self._commit(conn, [call])
+            try:
+                async with pool.acquire() as conn:
+                    await self._commit(conn, [call])
+            except self._errors as exc:
+                self._fail([call], exc)
             results = await call.future
             self._notify(notify_queues(ops))
             return results
@@ -314,29 +317,39 @@ class PostgresStore(Store):
 
     async def _write(self, pool: Any) -> None:
         """Commit everything pending, one transaction per batch, until nothing is left."""
+        batch: builtins.list[_Call] = []
         try:
             # Calls can arrive while the connection goes back to the pool: look again after that, and
             # stop only when the check and the exit happen with no await in between.
             while self._pending:
-                async with pool.acquire() as conn:
-                    while self._pending:
-                        batch = builtins.list(self._pending)
-                        self._pending.clear()
-                        await self._commit(conn, batch)
+                try:
+                    async with pool.acquire() as conn:
+                        while self._pending:
+                            batch = builtins.list(self._pending)
+                            self._pending.clear()
+                            if not await self._commit(conn, batch):
+                                break  # the connection failed: the next batch gets another
+                except self._errors as exc:  # no connection to be had (or to give back)
+                    self._fail([*batch, *self._pending], exc)
+                    self._pending.clear()
         except BaseException as exc:
-            failure = StoreError(f"PostgreSQL connection failed: {exc}")
-            for call in self._pending:
-                if not call.future.done():
-                    call.future.set_exception(failure)
+            self._fail([*batch, *self._pending], exc)
             self._pending.clear()
-            if not isinstance(exc, (*self._errors, StoreError)):
-                raise
+            raise
         finally:
             self._writers -= 1
 
-    async def _commit(self, conn: Any, batch: builtins.list[_Call]) -> None:
+    @staticmethod
+    def _fail(calls: builtins.list[_Call], exc: BaseException) -> None:
+        failure = StoreError(f"PostgreSQL connection failed: {exc}")
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(failure)
+
+    async def _commit(self, conn: Any, batch: builtins.list[_Call]) -> bool:
         """One transaction for ``batch``: planned as array statements when it holds several calls (see
-        :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future."""
+        :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future. ``False``:
+        the connection failed (the calls got a StoreError)."""
         begin = (
             "BEGIN" if any(call.durable for call in batch) else "BEGIN; SET LOCAL synchronous_commit TO OFF"
         )
@@ -363,11 +376,11 @@ class PostgresStore(Store):
                     await conn.execute("COMMIT")
                 break
             except BaseException as exc:
-                if not conn.is_closed() and conn.is_in_transaction():
-                    try:
+                try:  # (a connection the server cut is no longer ours to ask: the pool took it back)
+                    if not conn.is_closed() and conn.is_in_transaction():
                         await conn.execute("ROLLBACK")
-                    except self._errors:
-                        pass
+                except self._errors:
+                    pass
                 if isinstance(exc, self._retry) and attempt + 1 < _ATTEMPTS:
                     continue  # a deadlock with another instance: PostgreSQL rolled one of us back
                 error = StoreError(f"PostgreSQL commit failed: {exc}")
@@ -376,7 +389,7 @@ class PostgresStore(Store):
                         call.future.set_exception(error)
                 if not isinstance(exc, self._errors):
                     raise
-                return
+                return False
         for call, outcome in zip(batch, outcomes, strict=True):
             if call.future.done():
                 continue
@@ -384,6 +397,7 @@ class PostgresStore(Store):
                 call.future.set_exception(outcome)
             else:
                 call.future.set_result(outcome)
+        return True
 
     async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
         """Each call in turn, inside its own savepoint when there are several."""
