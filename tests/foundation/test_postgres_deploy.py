@@ -147,6 +147,52 @@ async def test_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
             server.stdout.close()
 
 
+async def test_workcell_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    port = _free_port()
+    args = [
+        "workcell",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "wc"),
+        "--store-url",
+        pg_url,
+    ]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "podium", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(400):
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+                await asyncio.sleep(0.05)  # waiting for another process to listen: nothing to wait on
+            else:
+                pytest.fail("podium workcell serve did not answer /health")
+        # The workcell keeps its state in the PostgreSQL schema
+        async with PostgresStore(pg_url) as store:
+            assert await store.schema_version() == "0001"
+            assert (await store._fetch("SELECT count(*) FROM records"))[0][0] > 0
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+
+
 async def test_serve_refuses_a_postgres_schema_at_another_version(pg_url: str, tmp_path: Path) -> None:
     await asyncio.to_thread(pg_admin.upgrade, pg_url)
     async with PostgresStore(pg_url) as store:
