@@ -143,7 +143,8 @@ class _Call:
 
 class PostgresStore(Store):
     """See the module docstring. ``url``: ``postgresql://user@host:port/db`` with podium's options
-    ``?schema=NAME&pool_size=N`` (:mod:`podium.store.pg_admin`); keywords override them."""
+    ``?schema=NAME&pool_size=N`` (:mod:`podium.store.pg_admin`); keywords override them.
+    ``group_commit=False`` gives every call its own transaction and connection (for comparison)."""
 
     name = "postgres"
 
