@@ -1,11 +1,12 @@
 """One fixture over every backend: each test in this folder runs against each store.
 
-Redis and PostgreSQL join the list when their backends land; they will use the ``redis_url`` /
-``postgres_dsn`` fixtures (skip locally, fail in CI when the service is missing).
+Redis and PostgreSQL use the ``redis_url`` / ``postgres_dsn`` fixtures (skip locally, fail in CI when the
+service is missing). Each PostgreSQL test gets its own schema, dropped afterwards.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from podium.clock import ManualClock
 from podium.store import MemoryStore, Store
 from podium.store.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 StoreFactory = Callable[[], Store]
 
@@ -31,15 +32,40 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_store(backend: str, tmp_path: Path, clock: ManualClock) -> StoreFactory:
+async def make_store(
+    backend: str, tmp_path: Path, clock: ManualClock, request: pytest.FixtureRequest
+) -> AsyncIterator[StoreFactory]:
     """Build a new (unopened) store of the backend, on the same data each time (for reopen tests)."""
+    pg_url = ""
+    if backend == "postgres":
+        pg_url = f"{request.getfixturevalue('postgres_dsn')}?schema=podium_t_{uuid.uuid4().hex[:12]}"
 
     def make() -> Store:
         if backend == "memory":
             return MemoryStore(clock=clock)
+        if backend == "postgres":
+            from podium.store.postgres import PostgresStore
+
+            return PostgresStore(pg_url, clock=clock)
         return SQLiteStore(tmp_path / "podium.db", clock=clock)
 
-    return make
+    yield make
+    if pg_url:
+        await drop_pg_schema(pg_url)
+
+
+async def drop_pg_schema(url: str) -> None:
+    """Drop the PostgreSQL schema a test's store URL names."""
+    import asyncpg
+
+    from podium.store import pg_admin
+
+    target = pg_admin.parse_url(url)
+    conn = await asyncpg.connect(target.dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

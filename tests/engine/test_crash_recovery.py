@@ -1,5 +1,5 @@
-"""SIGKILL an engine on sqlite with many jobs in flight; a new engine on the same file finishes every job,
-applying each task's result exactly once."""
+"""SIGKILL an engine on sqlite (or PostgreSQL) with many jobs in flight; a new engine on the same store
+finishes every job, applying each task's result exactly once."""
 
 from __future__ import annotations
 
@@ -12,14 +12,27 @@ import sys
 from pathlib import Path
 
 from podium.engine import OrchestratorEngine
-from podium.engine.storage import SQLiteStorage
 from tests.engine import crash_child
 
 N = 150
 
 
 async def test_sigkill_mid_flight_then_recover(tmp_path: Path) -> None:
-    db = tmp_path / "crash.db"
+    await crash_then_recover(str(tmp_path / "crash.db"), tmp_path)
+
+
+async def test_sigkill_mid_flight_then_recover_on_postgres(postgres_dsn: str, tmp_path: Path) -> None:
+    from tests.conformance.conftest import drop_pg_schema
+
+    url = f"{postgres_dsn}?schema=podium_t_crash_{os.getpid()}"
+    try:
+        await crash_then_recover(url, tmp_path)
+    finally:
+        await drop_pg_schema(url)
+
+
+async def kill_mid_flight(db: str, tmp_path: Path) -> None:
+    """Run crash_child on ``db`` and SIGKILL it once a third of its tasks completed."""
     log = tmp_path / "child.log"
     with (
         log.open("w") as err,
@@ -42,7 +55,11 @@ async def test_sigkill_mid_flight_then_recover(tmp_path: Path) -> None:
                 child.kill()
     assert child.returncode == -signal.SIGKILL
 
-    store = SQLiteStorage(db, synchronous="NORMAL")
+
+async def crash_then_recover(db: str, tmp_path: Path) -> None:
+    await kill_mid_flight(db, tmp_path)
+
+    store = crash_child.store(db)
     engine = OrchestratorEngine(store, crash_child.config(), serve_http=False)
     engine.register_blueprint(crash_child.blueprint())
     engine.add_worker(crash_child.worker())

@@ -35,7 +35,13 @@ def _storage(url: str) -> Any:
         return SQLiteStorage(sqlite_path(url))
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
-    raise ConfigError(f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db)")
+    if url.startswith(("postgresql:", "postgres:")):
+        from podium.store import open_store
+
+        return open_store(url)
+    raise ConfigError(
+        f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, postgresql://...)"
+    )
 
 
 async def run_server(
@@ -97,7 +103,8 @@ def command(
     storage: str | None = typer.Option(
         None,
         "--storage",
-        help="memory:// or sqlite:///path/to/podium.db (default: PODIUM_STORE_URL, SQLite).",
+        help="memory://, sqlite:///path/to/podium.db or postgresql://user@host/db?schema=podium"
+        " (default: PODIUM_STORE_URL, SQLite).",
     ),
     clients: Path | None = typer.Option(None, "--clients", help="clients.toml (CLIENTS_CONFIG_PATH)."),
     workers: Path | None = typer.Option(None, "--workers", help="workers.toml (WORKERS_CONFIG_PATH)."),

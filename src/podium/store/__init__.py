@@ -1,8 +1,9 @@
 """podium.store: the storage protocol and its backends.
 
-``open_store(url)`` picks a backend from a URL: ``memory://`` or ``sqlite:///path/to/podium.db`` (the
-embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``). Redis and PostgreSQL
-backends arrive in a later release behind the same :class:`Store` contract.
+``open_store(url)`` picks a backend from a URL: ``memory://``, ``sqlite:///path/to/podium.db`` (the
+embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``) or
+``postgresql://user@host:5432/db?schema=podium`` (several instances on one database; ``pip install
+'podium[postgres]'``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "Lease",
     "MemoryStore",
     "Op",
+    "PostgresStore",
     "Put",
     "Record",
     "SQLiteStore",
@@ -50,19 +52,29 @@ def __getattr__(name: str) -> object:
         from podium.store.sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "PostgresStore":
+        from podium.store.postgres import PostgresStore
+
+        return PostgresStore
     raise AttributeError(name)
 
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:
-    """Build (not yet open) the store a URL names: ``memory://`` or ``sqlite:///path``."""
+    """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path`` or ``postgresql://...``."""
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
     if url.startswith("sqlite:"):
         from podium.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url), clock=clock)
+    if url.startswith(("postgresql:", "postgres:")):
+        from podium.store.postgres import PostgresStore
+
+        return PostgresStore(url, clock=clock)
     scheme = url.split(":", 1)[0]
-    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}: use memory:// or sqlite:///path")
+    raise ValueError(
+        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///path or postgresql://..."
+    )
 
 
 def sqlite_path(url: str) -> str:
