@@ -25,6 +25,19 @@ FORBIDDEN = {
     # test support over engine/workcell/store/nodes: never the HTTP edge; nothing in src/ imports it
     "testing": {"server", "cli", "client", "worker", "flow"},
     "server": {"testing"},
+    # the dashboard is an HTTP edge below both apps: they pass it what it reads
+    "dashboard": {
+        "store",
+        "engine",
+        "workcell",
+        "server",
+        "worker",
+        "nodes",
+        "client",
+        "flow",
+        "cli",
+        "testing",
+    },
     "cli": {"testing"},
 }
 # modules that live inside a package but are adapters onto another layer, by design
@@ -86,13 +99,9 @@ def test_the_check_sees_imports() -> None:
 # leaves the list.
 MAX_LINES = 1000
 MAX_METHODS = 50
-RATCHET: dict[str, int] = {
-    "flow/core.py": 1486,
-}
+RATCHET: dict[str, int] = {}
 # "module:Class" -> methods it may not grow past, the same way
-CLASS_RATCHET: dict[str, int] = {
-    "flow/core.py:Flow": 52,
-}
+CLASS_RATCHET: dict[str, int] = {}
 
 
 def _modules() -> list[Path]:

@@ -42,9 +42,13 @@ EXPECTED = {
         "format_sse_event", "join_k", "log_flow_events", "map_concurrent", "predicate_router", "stream_flow",
         "testkit", "tool", "union_router"
     ],
+    "podium.flow.a2a": [
+        "A2AAgentCard", "A2AClientError", "A2AHttpTransport", "A2AMessagePayload", "A2AServerAdapter", "A2ASkill",
+        "A2ATaskCancelRequest", "create_a2a_app"
+    ],
     "podium.flow.planner": [
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
-        "Trajectory", "TrajectoryStep", "TrajectorySummary"
+        "ScriptedLLM", "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
     "podium.ids": ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
@@ -57,7 +61,12 @@ EXPECTED = {
     ],
     "podium.nodes.sim": [
         "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode", "SIM_NODE_TYPES", "SealerNode",
-        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
+        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes", "AdvancedExampleNode",
+        "EXAMPLE_LAB_NODE_TYPES", "ExampleLiquidHandlerNode", "ExamplePlateReaderNode", "ExampleRobotArmNode",
+        "make_example_lab_nodes"
+    ],
+    "podium.dashboard": [
+        "DASHBOARD_PATHS", "MAX_DEFINITION_BYTES", "mount_jobs_dashboard", "mount_workcell_dashboard"
     ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",
@@ -83,8 +92,8 @@ EXPECTED = {
         "NodeRecord", "Operator", "OwnershipInfo", "ParameterError", "ParameterFeedForwardFile",
         "ParameterFeedForwardJson", "ParameterInputFile", "ParameterInputJson", "ParameterTypes",
         "ParsedExpression", "Resource", "ResourceChildFieldCheckCondition", "ResourceDefinition",
-        "ResourceFieldCheckCondition", "ResourceInLocationCondition", "ResourceType", "SchedulerMetadata", "Step",
-        "StepDefinition", "StepEffect", "StepParameters", "TransferStepTemplate", "TransferTemplateOverrides",
+        "ResourceFieldCheckCondition", "ResourceInLocationCondition", "ResourceTemplate", "ResourceType",
+        "LOCATION_CONTAINER_TEMPLATE", "SchedulerMetadata", "Step", "StepDefinition", "StepEffect", "StepParameters", "TransferStepTemplate", "TransferTemplateOverrides",
         "UnsafePathError", "WorkcellDefinition", "WorkcellInfo", "WorkcellModel", "WorkcellState", "WorkcellStatus",
         "Workflow", "WorkflowDefinition", "WorkflowMetadata", "WorkflowNotFoundError", "WorkflowParameters",
         "WorkflowState", "WorkflowStateError", "WorkflowStatus", "WorkflowValidationError", "coerce_parameter",

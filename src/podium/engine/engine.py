@@ -44,6 +44,7 @@ from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
 from podium.engine.dispatch import Dispatch
 from podium.engine.executor import Executor
+from podium.engine.files import JOB_END_EVENTS, JobFiles
 from podium.engine.history import StoreHistoryStorage
 from podium.engine.jobs import Jobs
 from podium.engine.keys import JOB, RECOVERY_LOCK, STEPS_QUEUE, TASK, WORKER, task_queue
@@ -114,6 +115,9 @@ class OrchestratorEngine:
         self.jobs = Jobs(core, self.registry, self.transitions, self.planner)
         self.tasks = Tasks(core, self.jobs, self.transitions, self.planner, RetryPolicy(self.config))
         self.executor = Executor(core, self.registry, self.transitions, self.planner)
+        self.files = JobFiles(core)
+        """A job's files on S3 (``task_files``), when ``Config.S3_*`` is set."""
+        self.executor.files = self.files
         self.dispatch = Dispatch(core)
         self.dispatch.tasks = self.tasks
         self.recovery = Recovery(core, self.tasks, self.planner, self.executor)
@@ -131,6 +135,7 @@ class OrchestratorEngine:
         self.scheduler: Scheduler | None = None
         """The ``schedules.toml`` scheduler (``Config.SCHEDULES_CONFIG_PATH``) while started."""
         self._started = False
+        self._unsubscribe_files: Callable[[], None] | None = None
 
     async def _cancel_child(self, job_id: str, reason: str) -> None:
         await self.jobs.cancel_job(job_id, reason=reason)
@@ -202,6 +207,8 @@ class OrchestratorEngine:
         self.timers.start()
         self.executor.start()
         self._started = core.started = True
+        if self.files.enabled and self.config.S3_AUTO_CLEANUP:
+            self._unsubscribe_files = core.subscribe(self.files.on_event, types=JOB_END_EVENTS)
         for worker in list(self.dispatch.workers.values()):
             await worker.start()
         if scheduler is not None:
@@ -240,6 +247,10 @@ class OrchestratorEngine:
         )
         await self.timers.stop()
         await self.recovery.release()
+        if self._unsubscribe_files is not None:
+            self._unsubscribe_files()
+            self._unsubscribe_files = None
+        await self.files.drain()
         self._started = self.core.started = False
 
     @property

@@ -19,6 +19,7 @@ from podium.engine.context import ActionFactory
 from podium.engine.core import MAX_CONFLICT_RETRIES, RUNNABLE, EngineCore, Plan
 from podium.engine.definition import JobDefinition
 from podium.engine.errors import ActionError
+from podium.engine.files import JobFiles
 from podium.engine.keys import HEARTBEAT_TIMER, JOB, STEPS_QUEUE
 from podium.engine.models import JobStatus
 from podium.engine.planner import ActionPlanner, Fail, MissingParam, context, inject
@@ -47,6 +48,7 @@ class Executor:
         self.transitions = transitions
         self.planner = planner
         self.held: dict[str, Lease] = {}  # step leases of running handlers (kept alive by the heartbeat)
+        self.files: JobFiles | None = None  # set by the engine: a job's files on S3 for ``task_files``
         self._heartbeat_armed = False
         self._task: asyncio.Task[None] | None = None
 
@@ -204,6 +206,8 @@ class Executor:
                         "message": f"no handler of {definition.name!r} fits state {state!r} (no condition matched)",
                     }
                 else:
+                    if self.files is not None and any(name == "task_files" for name, _ in handler.params):
+                        ctx = ctx._replace(task_files=self.files.for_job(job_id))
                     try:
                         with bind_ids(job_id=ctx.job_id):  # the handler's own log lines name the job
                             result = handler.fn(**inject(handler, ctx))

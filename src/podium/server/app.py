@@ -19,9 +19,10 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from podium.dashboard import mount_jobs_dashboard
 from podium.engine.engine import OrchestratorEngine
 from podium.server._state import ServerState
-from podium.server.auth import authenticate_client, authenticate_worker
+from podium.server.auth import authenticate_client, authenticate_worker, request_client
 from podium.server.errors import ApiError, answer, body_error, install_error_handlers
 from podium.server.routes_client import add_blueprint_routes, client_router, job_path, submit_job
 from podium.server.routes_public import public_router
@@ -285,5 +286,33 @@ def create_app(
         }
         app.include_router(client_router(settings))
         add_blueprint_routes(app, st)
+        mount_jobs_dashboard(
+            app,
+            engine,
+            auth=request_client,
+            api_prefix=settings.api_prefix,
+            traces=_trace_reader(engine),
+        )
     app.front = _Front(app._fastapi, st)
     return app
+
+
+def _trace_reader(engine: OrchestratorEngine) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
+    """Flow traces kept on the engine's store (flows given ``StoreStateStore(store)`` write them there)."""
+    from podium.store.flow_state import StoreStateStore
+
+    state = StoreStateStore(engine.storage)
+
+    async def read(trace_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "ts": e.ts,
+                "kind": e.kind,
+                "node_name": e.node_name,
+                "node_id": e.node_id,
+                "payload": dict(e.payload),
+            }
+            for e in await state.load_history(trace_id)
+        ]
+
+    return read

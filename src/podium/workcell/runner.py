@@ -328,7 +328,9 @@ class StepRunner:
         now = utcnow(self.clock)
         node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
         if node is not None:
-            self.monitor.status_from_action(node, outcome.node_status)
+            self.monitor.status_from_action(
+                node, outcome.node_status, succeeded=outcome.status is ActionStatus.SUCCEEDED
+            )
         if journal is None:
             rec = await self.store.get(ACTION_KIND, flight.action_id)
             journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}
