@@ -45,9 +45,13 @@ class JobFiles:
             self.blobs, job_id, self.core.config.TASK_FILES_DIR, on_event=partial(self._audit, job_id)
         )
 
-    async def _audit(self, job_id: str, operation: str, uri: str, local: str, metadata: dict[str, Any]) -> None:
+    async def _audit(
+        self, job_id: str, operation: str, uri: str, local: str, metadata: dict[str, Any]
+    ) -> None:
         await self.core.storage.append(
-            job_id, "s3_operation", data={"operation": operation, "s3_uri": uri, "local_path": local, **metadata}
+            job_id,
+            "s3_operation",
+            data={"operation": operation, "s3_uri": uri, "local_path": local, **metadata},
         )
 
     def on_event(self, event: EngineEvent) -> None:

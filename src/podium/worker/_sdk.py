@@ -219,7 +219,9 @@ class Worker:
         settings = s3 if s3 is not None else S3Settings.from_config(_S3Environment())
         self._blobs = BlobStore(settings) if settings is not None else None
         self.task_files_dir = Path(
-            task_files_dir or os.environ.get("TASK_FILES_DIR") or Path(tempfile.gettempdir()) / "podium-task-files"
+            task_files_dir
+            or os.environ.get("TASK_FILES_DIR")
+            or Path(tempfile.gettempdir()) / "podium-task-files"
         )
         self._executing = 0
         """Handlers running now: ``capacity - _executing - _reserved`` slots are free."""
