@@ -21,10 +21,11 @@ machine running 6 processes, CPU per job is what bounds throughput. Prints a tab
 then the ratios.
 
     python bench/bench_server.py [--quick] [--podium-only] [--workers 4] [--capacity 8] [--jobs N]
-                                 [--quotas]
+                                 [--quotas] [--ratelimits]
 
 ``--quotas`` gives podium's client a plan with (unreachable) ``requests_per_minute`` and
-``monthly_attempts`` quotas, so every submission pays for its quota count in the store.
+``monthly_attempts`` quotas, so every submission pays for its quota count in the store. ``--ratelimits`` turns
+podium's rate limiter on (``RATE_LIMITING_ENABLED``) with unreachable limits: every request pays for its count.
 """
 
 from __future__ import annotations
@@ -383,7 +384,13 @@ plan = "bench"
 
 
 async def run_podium(
-    workers: int, capacity: int, n_latency: int, n_jobs: int, *, quotas: bool = False
+    workers: int,
+    capacity: int,
+    n_latency: int,
+    n_jobs: int,
+    *,
+    quotas: bool = False,
+    ratelimits: bool = False,
 ) -> dict[str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -395,6 +402,9 @@ async def run_podium(
     }
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        if ratelimits:
+            limits = {"RATE_LIMIT_LIMIT", "RATE_LIMIT_POLL_LIMIT", "RATE_LIMIT_HEARTBEAT_LIMIT"}
+            env |= {"RATE_LIMITING_ENABLED": "true", **dict.fromkeys(limits, "1000000000")}
         if quotas:
             (Path(tmp) / "clients.toml").write_text(BENCH_CLIENTS)
             del env["CLIENT_TOKEN"]
@@ -497,12 +507,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=None, help="jobs in the throughput run")
     parser.add_argument("--quotas", action="store_true", help="podium's client has (unreachable) quotas")
+    parser.add_argument(
+        "--ratelimits", action="store_true", help="podium's rate limiter on (unreachable limits)"
+    )
     args = parser.parse_args(argv)
     n_latency, n_jobs = (10, 300) if args.quick else (100, 2000)
     n_jobs = args.jobs or n_jobs
     results: dict[str, dict[str, float]] = {}
     results["podium"] = asyncio.run(
-        run_podium(args.workers, args.capacity, n_latency, n_jobs, quotas=args.quotas)
+        run_podium(
+            args.workers, args.capacity, n_latency, n_jobs, quotas=args.quotas, ratelimits=args.ratelimits
+        )
     )
     if not args.podium_only:
         results["avtomatika"] = asyncio.run(run_avtomatika(args.workers, args.capacity, n_latency, n_jobs))

@@ -50,7 +50,10 @@ EXPECTED = {
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
         "ScriptedLLM", "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
-    "podium.ids": ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
+    "podium.ids": [
+        "derived_ulid_str", "is_ulid", "new_ulid_str", "span_id_of", "trace_id_of", "traceparent_of",
+        "ulid_timestamp_ms"
+    ],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
     "podium.nodes": [
         "ActionFailed", "ActionFiles", "ActionOutcome", "ActionRequest", "ActionResult", "ActionStatus",
@@ -68,6 +71,10 @@ EXPECTED = {
     "podium.dashboard": [
         "DASHBOARD_PATHS", "MAX_DEFINITION_BYTES", "mount_jobs_dashboard", "mount_workcell_dashboard"
     ],
+    "podium.ops": [
+        "EngineMetrics", "MissedPolicy", "RateLimited", "RateLimiter", "RateLimits", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "Tracing", "WorkflowSubmit",
+        "load_schedules", "traceparent", "workcell_submit"
+    ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",
         "WebhookSender", "WorkerTokens", "create_app", "job_path", "start_server"
@@ -77,6 +84,7 @@ EXPECTED = {
         "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease", "MemoryStore",
         "Op", "Put", "Record", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
     ],
+    "podium.tomlfile": ["header_line", "key_line", "read_toml", "where"],
     "podium.testing": [
         "EngineHarness", "EventLog", "WorkcellHarness", "drive", "join", "settle", "wait_event", "watch"
     ],

@@ -22,7 +22,7 @@ EXPECTED = {
     ],
     "podium.nodes.client": [
         "ActionOutcome", "FileArg", "NodeClient", "PollPlan", "estimate_end_s", "expected_end_s",
-        "send_admin_command_all",
+        "request_headers", "send_admin_command_all",
     ],
     "podium.nodes.errors": [
         "ActionTimeoutError", "NodeError", "NodeProtocolError", "NodeRateLimitedError", "NodeRequestError",

@@ -47,6 +47,10 @@ def serve(
     store_url: Annotated[
         str | None, typer.Option(help="Store URL (default sqlite in the data folder).")
     ] = None,
+    schedules: Annotated[
+        Path | None,
+        typer.Option(help="schedules.toml: run stored workflows (workflow = <definition id>) on a schedule."),
+    ] = None,
 ) -> None:
     """Serve the workcell manager: ``podium workcell serve --port 8005 --workcell workcell.yaml``, or
     ``--settings settings.yaml`` for a MADSci 0.8 lab's own settings."""
@@ -62,6 +66,11 @@ def serve(
         store_url=store_url,
         server_url=f"http://{host}:{port}",
     )
+    scheduler = None
+    if schedules is not None:  # checked before anything is written or served: a bad file stops here
+        from podium.ops import Scheduler, workcell_submit
+
+        scheduler = Scheduler.from_file(engine.jobs, schedules, submit_workflow=workcell_submit(engine))
     token: str | None = None
     announced = []
     if not engine.settings.api_token_hashes:
@@ -85,6 +94,8 @@ def serve(
         typer.echo("workcell API tokens: from the settings (WORKCELL_API_TOKENS / api_token_hashes)")
     extra = [token] if token else None
     application = create_app(engine, api_tokens=extra)
+    if scheduler is not None:
+        _run_schedules(application, scheduler)
     configs = [  # an open event stream (a dashboard) must not hold a stopping server for long
         uvicorn.Config(
             application, host=host, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=5
@@ -105,6 +116,24 @@ def serve(
     finally:
         for path in announced:
             path.unlink(missing_ok=True)
+
+
+def _run_schedules(application: Any, scheduler: Any) -> None:
+    """Run the scheduler while the app serves (started once the app's lifespan started the workcell)."""
+    import contextlib
+
+    inner = application.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> Any:
+        async with inner(app_):
+            await scheduler.start()
+            try:
+                yield
+            finally:
+                await scheduler.stop()
+
+    application.router.lifespan_context = lifespan
 
 
 @app.command()

@@ -47,13 +47,13 @@ from podium.engine.executor import Executor
 from podium.engine.files import JOB_END_EVENTS, JobFiles
 from podium.engine.history import StoreHistoryStorage
 from podium.engine.jobs import Jobs
-from podium.engine.keys import JOB, RECOVERY_LOCK, STEPS_QUEUE, TASK, WORKER, task_queue
+from podium.engine.keys import JOB, RECOVERY_LOCK, SCHEDULE_TIMER, STEPS_QUEUE, TASK, WORKER, task_queue
 from podium.engine.models import JobView, Task, TaskView, WorkerView
 from podium.engine.planner import ActionPlanner
 from podium.engine.recovery import Recovery
 from podium.engine.registry import Registry
 from podium.engine.retries import RetryPolicy
-from podium.engine.scheduler import Scheduler, load_scheduler
+from podium.engine.scheduler import ScheduleRunner, load_scheduler
 from podium.engine.tasks import Tasks
 from podium.engine.transitions import Transitions
 from podium.engine.workers import InProcessWorker
@@ -64,6 +64,7 @@ from podium.store.base import HistoryEntry, Op, Store
 __all__ = [
     "JOB",
     "RECOVERY_LOCK",
+    "SCHEDULE_TIMER",
     "STEPS_QUEUE",
     "TASK",
     "WORKER",
@@ -132,8 +133,11 @@ class OrchestratorEngine:
         self.event_counts: dict[str, int] = core.event_counts
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
-        self.scheduler: Scheduler | None = None
-        """The ``schedules.toml`` scheduler (``Config.SCHEDULES_CONFIG_PATH``) while started."""
+        self.commit_stats = core.commit_stats
+        """Latency of this instance's store writes (every engine decision is one), for metrics."""
+        self.scheduler: ScheduleRunner | None = None
+        """The native scheduler (:mod:`podium.ops`), started and stopped with the engine: the one a server
+        gives it (``podium serve --schedules``), else the one of ``Config.SCHEDULES_CONFIG_PATH``."""
         self._started = False
         self._unsubscribe_files: Callable[[], None] | None = None
 
@@ -198,7 +202,8 @@ class OrchestratorEngine:
         core.stopping = False
         if self.config.BLUEPRINTS_DIR:
             self.load_blueprints(self.config.BLUEPRINTS_DIR)
-        scheduler = load_scheduler(self)  # a bad schedules.toml fails start() before anything runs
+        if self.scheduler is None:  # a bad schedules.toml fails start() before anything runs
+            self.scheduler = load_scheduler(self)
         await self.storage.open()
         serve: HttpServe | None = None
         if self.serve_http if serve_http is None else serve_http:
@@ -211,9 +216,8 @@ class OrchestratorEngine:
             self._unsubscribe_files = core.subscribe(self.files.on_event, types=JOB_END_EVENTS)
         for worker in list(self.dispatch.workers.values()):
             await worker.start()
-        if scheduler is not None:
-            self.scheduler = scheduler
-            scheduler.start()
+        if self.scheduler is not None:
+            await self.scheduler.start()
         if serve is not None:
             try:
                 self._http = await serve(self)
@@ -234,9 +238,8 @@ class OrchestratorEngine:
         http, self._http = self._http, None
         if http is not None:
             await http.stop()
-        scheduler, self.scheduler = self.scheduler, None
-        if scheduler is not None:
-            await scheduler.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         self.core.stopping = True
         await self.executor.stop()
         await self.recovery.stop(release=False)
@@ -277,6 +280,14 @@ class OrchestratorEngine:
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(main())
+
+    def route_timers(self, prefix: str, callback: Callable[[str, Any], Awaitable[None]]) -> None:
+        """Send the engine timers whose key starts with ``prefix`` (two characters, see
+        :mod:`podium.engine.keys`) to ``callback(key, payload)``: components beside the engine (the
+        scheduler) arm their deadlines on :attr:`timers`, the engine's one timer structure."""
+        if len(prefix) != 2:
+            raise ValueError(f"a timer prefix is two characters, got {prefix!r}")
+        self.core.timer_routes[prefix] = callback
 
     # --- events -----------------------------------------------------------------------------------
 

@@ -152,7 +152,9 @@ class ActionPlanner:
                 plan.ops.insert(mark[0], created)  # the job's first entry, before its decision's
                 self.core.count("job_created")
                 if self.core.wants("job_created"):
-                    ev = EngineEvent("job_created", job_id, now, J_PENDING, state)
+                    ev = EngineEvent(
+                        "job_created", job_id, now, J_PENDING, state, data={"blueprint": definition.name}
+                    )
                     plan.events.insert(mark[1], ev)
                 return
         plan.ops += [
@@ -160,7 +162,9 @@ class ActionPlanner:
             Enqueue(STEPS_QUEUE, f"{job_id}.1", {"job_id": job_id, "step": 1}),
             created,
         ]
-        self.core.ev(plan, "job_created", job_id, status=J_PENDING, state=state)
+        self.core.ev(
+            plan, "job_created", job_id, status=J_PENDING, state=state, data={"blueprint": definition.name}
+        )
 
     async def inline(
         self, plan: Plan, rec: Record, definition: JobDefinition, depth: int, *, throwaway: bool = False

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import inspect
 import io
 import logging
 import zipfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -68,8 +70,25 @@ __all__ = [
     "PollPlan",
     "estimate_end_s",
     "expected_end_s",
+    "request_headers",
     "send_admin_command_all",
 ]
+
+_EXTRA_HEADERS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "podium_node_request_headers", default=None
+)
+
+
+@contextlib.contextmanager
+def request_headers(headers: Mapping[str, str]) -> Iterator[None]:
+    """Send ``headers`` with every request a :class:`NodeClient` makes inside this block (in this task and
+    the tasks it starts): the workcell passes each step's W3C ``traceparent`` to the node this way."""
+    token = _EXTRA_HEADERS.set(headers)
+    try:
+        yield
+    finally:
+        _EXTRA_HEADERS.reset(token)
+
 
 logger = logging.getLogger("podium.nodes.client")
 
@@ -698,6 +717,9 @@ class NodeClient:
         # A request that never reached the node (connect error) is always safe to send again; one that
         # may have reached it is only retried when it is a read (GET), unless told otherwise.
         retry_read = method == "GET" if retry_read is None else retry_read
+        extra = _EXTRA_HEADERS.get()
+        if extra:
+            kwargs["headers"] = {**extra, **kwargs["headers"]} if kwargs.get("headers") else extra
         attempt, rate_waited = 0, 0.0
         timeout = self.timeout_s + extra_timeout_s
         while True:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -529,12 +529,13 @@ class WorkcellEngine:
         file_inputs: Mapping[str, FileInput] | None = None,
         file_input_paths: Mapping[str, str] | None = None,
         ownership: OwnershipInfo | None = None,
+        workflow_id: str | None = None,
+        extra_ops: Sequence[Op] = (),
     ) -> Workflow:
-        """Validate and queue a run of ``definition`` (a definition, or the id of a stored one).
-
-        Raises :class:`WorkflowValidationError` (naming the step and field) and queues nothing when the
-        run could not start: missing parameters, unknown nodes, actions or locations.
-        """
+        """Validate and queue a run of ``definition`` (a definition, or the id of a stored one); ``workflow_id``
+        (an idempotency key: a second run with it raises ConflictError) and ``extra_ops`` join its first write.
+        Raises :class:`WorkflowValidationError` (naming the step and field) and queues nothing when the run
+        could not start: missing parameters, unknown nodes, actions or locations."""
         if isinstance(definition, str):
             definition = await self.get_definition(definition)
         else:
@@ -549,8 +550,7 @@ class WorkcellEngine:
             resources=self.resources,
             transfer_capabilities=self.workcell.transfer_capabilities,
         )
-        now = utcnow(self.clock)
-        ops: list[Op] = []
+        wf.workflow_id, now, ops = workflow_id or wf.workflow_id, utcnow(self.clock), list(extra_ops)
         paths = dict(file_input_paths or {})
         for key, value in files.items():
             if isinstance(value, Path):
