@@ -36,4 +36,5 @@ def test_metrics_scrape() -> None:
 
 
 def test_every_example_is_tested() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.py")} == {"scheduled_job", "metrics_scrape"}
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == {"scheduled_job", "metrics_scrape", "s3_round_trip"}
+    # s3_round_trip runs in tests/blobs/test_example.py (it needs the s3 extra and moto)
