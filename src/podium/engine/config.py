@@ -83,6 +83,16 @@ class Config(PodiumSettings):
     as ``finished``; any other end state (``end``, ``done``, ...) ends it as ``failed``. podium's default
     (``False``) finishes a job in whichever state is marked ``is_end=True``, as Avtomatika's docs describe."""
 
+    # S3 payload offloading (``task_files``, podium.engine.files), as Avtomatika's.
+    S3_ENDPOINT_URL: str = ""
+    S3_ACCESS_KEY: str = ""
+    S3_SECRET_KEY: str = ""
+    S3_REGION: str = "us-east-1"
+    S3_DEFAULT_BUCKET: str = "avtomatika-payloads"
+    S3_MAX_CONCURRENCY: int = 100
+    S3_AUTO_CLEANUP: bool = True
+    TASK_FILES_DIR: str = "/tmp/avtomatika-payloads"
+
     # Accepted so that an Avtomatika configuration loads unchanged, and not used: each is listed with the
     # reason in docs/engine.md ("Differences from Avtomatika"). podium's own settings cover what applies.
     REDIS_HOST: str = ""
@@ -101,7 +111,6 @@ class Config(PodiumSettings):
     TLS_KEY_PATH: str = ""
     TLS_CA_PATH: str = ""
     TLS_REQUIRE_CLIENT_CERT: bool = False
-    TASK_FILES_DIR: str = "/tmp/avtomatika-payloads"
     WORKER_HEALTH_CHECK_INTERVAL_SECONDS: int = 600
     WATCHER_INTERVAL_SECONDS: int = 20
     WATCHER_LIMIT: int = 500
@@ -109,13 +118,6 @@ class Config(PodiumSettings):
     REPUTATION_PENALTY_TASK_FAILURE: float = 0.05
     REPUTATION_REWARD_SUCCESS: float = 0.001
     REPUTATION_MIN_THRESHOLD: float = 0.3
-    S3_ENDPOINT_URL: str = ""
-    S3_ACCESS_KEY: str = ""
-    S3_SECRET_KEY: str = ""
-    S3_REGION: str = "us-east-1"
-    S3_DEFAULT_BUCKET: str = "avtomatika-payloads"
-    S3_MAX_CONCURRENCY: int = 100
-    S3_AUTO_CLEANUP: bool = True
     RATE_LIMIT_LIMIT: int = 100
     RATE_LIMIT_PERIOD: int = 60
     RATE_LIMIT_HEARTBEAT_LIMIT: int = 120

@@ -88,10 +88,20 @@ class Executor:
             core.step_wake.clear()
             core.reserved += free  # so that steps committed meanwhile do not also claim these slots
             try:
-                try:
-                    leases = await self.storage.take_now(
+                take = asyncio.ensure_future(
+                    self.storage.take_now(
                         [STEPS_QUEUE], owner=core.instance_id, lease_s=self.config.JOB_LEASE_S, limit=free
                     )
+                )
+                try:
+                    leases = await asyncio.shield(take)
+                except asyncio.CancelledError:
+                    # stop() came during the take, which may still commit (SQLite runs it on a thread):
+                    # give back what it took, or those steps would wait out JOB_LEASE_S on every instance
+                    with contextlib.suppress(Exception):
+                        for lease in await take:
+                            await self.storage.nack(lease)
+                    raise
                 finally:
                     core.reserved -= free
                 if not leases:
