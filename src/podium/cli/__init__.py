@@ -1,7 +1,8 @@
 """The ``podium`` command line.
 
 Sub-commands live in modules of this package, each exposing ``app`` (a typer app) or ``command``:
-``db`` (schema versions), ``demo``, and -- when installed with their packages -- ``serve`` and ``workcell``.
+``db`` (schema versions), ``demo``, ``flow`` (trace history and replay), and -- when installed with their
+packages -- ``serve`` and ``workcell``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ app = typer.Typer(
 )
 
 # (module, name): a sub-app registered as a group, or a module-level `command` registered as a command.
-_SUBCOMMANDS = [("db", "db"), ("demo", "demo"), ("serve", "serve"), ("workcell", "workcell")]
+_SUBCOMMANDS = [
+    ("db", "db"),
+    ("demo", "demo"),
+    ("flow", "flow"),
+    ("serve", "serve"),
+    ("workcell", "workcell"),
+]
 
 
 @app.command()
