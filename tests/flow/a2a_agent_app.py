@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 
 from podium.flow import Message, Node, NodePolicy, create
-from podium.flow.a2a import A2AAgentCard, A2AServerAdapter, create_a2a_app
+from podium.flow.a2a import A2AAgentCard, A2AServerAdapter, A2ASkill, create_a2a_app
 
 MARKERS = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
 
@@ -38,13 +38,16 @@ async def census(message: Message, ctx: Any) -> dict[str, Any]:
 
 def main() -> None:
     flow = create(Node(census, name="census", policy=NodePolicy(validate="none")).to())
-    card = A2AAgentCard(name="census agent", description="counts penguin nests")
-    app = create_a2a_app(
-        A2AServerAdapter(flow, agent_card=card, agent_url="http://census.test"), include_docs=False
+    card = A2AAgentCard(
+        name="census agent",
+        description="counts penguin nests",
+        skills=[A2ASkill(name="census", description="nests")],
     )
-    sock = socket.socket(
-        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
-    )  # IPPROTO_TCP: asyncio sets TCP_NODELAY
+    adapter = A2AServerAdapter(
+        flow, agent_card=card, agent_url="http://census.test", default_headers={"tenant": "a2a"}
+    )
+    app = create_a2a_app(adapter, include_docs=False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -130,3 +130,41 @@ async def test_bad_requests_get_a_4xx_naming_the_problem(
     assert no_payload.status_code == 422 and "payload" in no_payload.text
     no_task = await client.post("/tasks/cancel", json={})
     assert no_task.status_code == 422 and "taskId" in no_task.text
+
+
+async def test_json_rpc_binding_answers_errors_as_json_rpc_errors(
+    served: tuple[httpx.AsyncClient, StoreStateStore],
+) -> None:
+    client, _state = served
+    card = (await client.get("/.well-known/agent-card.json")).json()
+    assert card["supportedInterfaces"][0]["protocolBinding"] == "JSONRPC"
+    assert card["skills"] == [{"id": "census", "name": "census", "description": "counts nests", "tags": []}]
+
+    async def call(body: object) -> dict[str, Any]:
+        response = await client.post("/", content=body if isinstance(body, bytes) else json.dumps(body))
+        assert response.status_code == 200
+        reply: dict[str, Any] = response.json()
+        return reply
+
+    part = {"data": {"q": "emperor"}}
+    meta = {"headers": {"tenant": "acme"}}
+    send = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendMessage",
+        "params": {"message": {"parts": [part], "metadata": meta}},
+    }
+    ok = await call(send)
+    assert ok["id"] == 1 and ok["result"]["message"]["parts"] == [{"data": {"answer": "EMPEROR"}}]
+    assert (await call(b"{not json"))["error"]["code"] == -32700
+    assert (await call({"id": 2, "method": "SendMessage"}))["error"]["code"] == -32600
+    assert (await call({"jsonrpc": "2.0", "id": 3, "method": "Nope"}))["error"]["code"] == -32601
+    no_parts = {"jsonrpc": "2.0", "id": 4, "method": "SendMessage", "params": {"message": {"parts": []}}}
+    assert (await call(no_parts))["error"] == {
+        "code": -32602,
+        "message": "params.message.parts: at least one part is required",
+    }
+    no_tenant = {"jsonrpc": "2.0", "id": 5, "method": "SendMessage", "params": {"message": {"parts": [part]}}}
+    assert (await call(no_tenant))["error"]["code"] == -32602
+    unknown_task = {"jsonrpc": "2.0", "id": 6, "method": "CancelTask", "params": {"id": "nope"}}
+    assert (await call(unknown_task))["error"]["code"] == -32001

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -151,3 +152,22 @@ async def test_a_remote_failure_is_a_node_failure_here(
         and "A2AClientError" in error.message
     )
     assert issubclass(A2AClientError, RuntimeError)
+
+
+def test_the_official_a2a_sdk_client_discovers_and_calls_the_agent(agent: tuple[str, Path]) -> None:
+    from bench.peervenv import peer_python
+
+    url, _markers = agent
+    python = peer_python("a2a-sdk", ["a2a-sdk==1.3.0"])
+    done = subprocess.run(
+        [str(python), str(ROOT / "tests" / "flow" / "a2a_sdk_client.py"), url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    card, reply, error = (json.loads(line) for line in done.stdout.splitlines())
+    assert card == {"card": "census agent", "skills": ["census"], "binding": "JSONRPC"}
+    message = reply["message"]
+    assert message["role"] == "ROLE_AGENT" and message["taskId"]
+    assert message["parts"] == [{"data": {"colony": "ross", "pairs": 1200.0, "tenant": "a2a"}}]
+    assert error["error"] == "InternalError" and "raised TypeError" in error["text"]

@@ -19,6 +19,7 @@ from tests.flow.helpers import identity, msg
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = "podium.store.flow_state:from_env"
+PODIUM = [sys.executable, "-c", "from podium.cli import main; main()"]  # the `podium` console script
 
 
 @pytest.fixture
@@ -80,3 +81,21 @@ def test_a_bad_state_store_spec_is_a_clear_error(capsys: pytest.CaptureFixture[s
     assert "has no attribute 'nothing'" in capsys.readouterr().err
     assert main(["history", "t", "--state-store", "podium.store.flow_state:trace_subject"]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+async def test_podium_flow_history_and_replay_read_the_store(stored_trace: tuple[str, str]) -> None:
+    url, trace_id = stored_trace
+    admin = await asyncio.to_thread(run, url, "history", trace_id, "--state-store", SPEC)
+    command = [*PODIUM, "flow", "history", trace_id, "--store", url]
+    ours = await asyncio.to_thread(
+        subprocess.run, command, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert ours.returncode == 0 and ours.stdout == admin.stdout  # the same lines as penguiflow-admin's
+    as_json = [*PODIUM, "flow", "history", trace_id, "--store", url, "--json"]
+    array = await asyncio.to_thread(
+        subprocess.run, as_json, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(array.stdout) == [json.loads(line) for line in admin.stdout.splitlines()]
+    replay = [*PODIUM, "flow", "replay", trace_id, "--store", url, "--tail", "1"]
+    lines = (await asyncio.to_thread(subprocess.run, replay, cwd=ROOT, capture_output=True, text=True)).stdout
+    assert lines.splitlines()[0] == f"# replay trace={trace_id} events=1"

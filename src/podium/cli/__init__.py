@@ -4,7 +4,7 @@ Sub-commands live in modules of this package. Each exposes ``app`` (a typer grou
 command), ``commands`` (top-level commands by name) or ``groups`` (typer groups by name): ``db`` (schema
 versions), ``demo``, ``serve``, ``workcell``, the daily commands of :mod:`podium.cli.lab` (``submit``,
 ``workflows``, ``nodes``, ...) and :mod:`podium.cli.jobs` (``jobs``, ``job``, ``workers``, ``blueprint graph``),
-and ``flow``. Exit codes: :mod:`podium.cli._output`.
+and ``flow`` (viz, trace history and replay). Exit codes: :mod:`podium.cli._output`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _clock
 from ._edges import OPEN_SEA, ROOKERY, Endpoint, Floe, trace_of
 from .bus import BusEnvelope, MessageBus
+from .errors import FlowError
 from .metrics import FlowEvent
 from .middlewares import Middleware
 from .node import Node
@@ -95,6 +96,8 @@ class TraceRuntime:
         self.bus_tasks: set[asyncio.Task[None]] = set()
         self.stream_seq: dict[str, int] = {}  # stream id -> the last sequence number sent
         self.untraced: dict[int, Any] | None = None  # see track_untraced_results
+        # told of every FlowError as a node fails for good (no FlowEvent needed: the A2A adapter ends the task)
+        self.failure_listeners: list[Callable[[FlowError], None]] = []
 
     def attach(self, contexts: dict[Node | Endpoint, Context]) -> None:
         """Bind the graph's contexts (built after this runtime, since each context sends through it)."""

@@ -387,6 +387,8 @@ class NodeWorkers:
             message=message,
             metadata=metadata,
         )
+        for listener in self._traces.failure_listeners:
+            listener(flow_error)
         if self._traces.observed(logging.ERROR):
             await self._traces.emit_event(
                 event="node_failed",

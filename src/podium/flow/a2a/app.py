@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from .jsonrpc import agent_card_v1, handle_jsonrpc
 from .server import A2AMessagePayload, A2ARequestError, A2AServerAdapter, A2ATaskCancelRequest
 
 __all__ = ["build_app"]
@@ -40,13 +41,26 @@ async def cancel_task(request: Request, payload: A2ATaskCancelRequest) -> dict[s
     return await _adapter(request).cancel(payload)
 
 
+async def agent_card(request: Request) -> dict[str, Any]:
+    return agent_card_v1(_adapter(request), str(request.base_url))
+
+
+async def jsonrpc(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    return await handle_jsonrpc(_adapter(request), body)
+
+
 async def request_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, A2ARequestError)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
 
 def build_app(adapter: A2AServerAdapter, *, include_docs: bool = True) -> FastAPI:
-    """The app serving ``adapter``: ``GET /agent``, ``POST /message/send|stream``, ``POST /tasks/cancel``."""
+    """The app serving ``adapter``: ``GET /agent``, ``POST /message/send|stream``, ``POST /tasks/cancel``;
+    and for A2A clients ``GET /.well-known/agent-card.json`` and JSON-RPC at ``POST /``."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -71,4 +85,7 @@ def build_app(adapter: A2AServerAdapter, *, include_docs: bool = True) -> FastAP
     app.add_api_route("/message/send", message_send, methods=["POST"])
     app.add_api_route("/message/stream", message_stream, methods=["POST"])
     app.add_api_route("/tasks/cancel", cancel_task, methods=["POST"])
+    # the A2A protocol's own binding, for official A2A clients (jsonrpc.py)
+    app.add_api_route("/.well-known/agent-card.json", agent_card, methods=["GET"])
+    app.add_api_route("/", jsonrpc, methods=["POST"])
     return app

@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._edges import trace_of
 from ..errors import FlowError, TraceCancelled
-from ..metrics import FlowEvent
 from ..state import RemoteBinding
 from ..streaming import format_sse_event
 from ..types import Headers, Message, StreamChunk
@@ -112,15 +111,6 @@ class A2ARequestError(Exception):
         self.detail = detail
 
 
-class _Failed:
-    """A node of the trace failed for good (seen as a ``node_failed`` event)."""
-
-    __slots__ = ("payload",)
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self.payload = payload
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Message):
         return {
@@ -175,14 +165,13 @@ class A2AServerAdapter:
         self._started = False
         self._tasks: dict[str, tuple[str, str]] = {}  # task id -> (trace id, context id)
         self._queues: dict[str, asyncio.Queue[Any]] = {}  # trace id -> what reaches its request
-        self._pending: dict[str, list[Any]] = {}  # results of traces whose request is not listening yet
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._abandoned: set[asyncio.Task[bool]] = set()  # cancels of traces whose stream was dropped
         traces = getattr(flow, "_traces", None)
         self._untraced: dict[int, Any] = traces.track_untraced_results() if traces is not None else {}
-        if hasattr(flow, "add_middleware"):
-            flow.add_middleware(self._on_event)
+        if traces is not None:
+            traces.failure_listeners.append(self._on_failure)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -210,7 +199,6 @@ class A2AServerAdapter:
         queues = list(self._queues.values())
         self._watchers.clear()
         self._queues.clear()
-        self._pending.clear()
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -287,8 +275,6 @@ class A2AServerAdapter:
         self._tasks[task_id] = (trace_id, context_id)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queues[trace_id] = queue
-        for item in self._pending.pop(trace_id, ()):
-            queue.put_nowait(item)
         self._watchers[trace_id] = asyncio.create_task(self._watch_cancel(trace_id, queue))
         binding = RemoteBinding(
             trace_id=trace_id, context_id=context_id, task_id=task_id, agent_url=self.agent_url
@@ -299,7 +285,6 @@ class A2AServerAdapter:
     def _close(self, task_id: str, trace_id: str) -> None:
         self._tasks.pop(task_id, None)
         self._queues.pop(trace_id, None)
-        self._pending.pop(trace_id, None)
         watcher = self._watchers.pop(trace_id, None)
         if watcher is not None:
             watcher.cancel()
@@ -318,19 +303,16 @@ class A2AServerAdapter:
             payload = item.to_payload()
             payload.setdefault("trace_id", trace_id)
             raise _FailedError(payload)
-        if isinstance(item, _Failed):
-            raise _FailedError(item.payload)
         return item.payload if isinstance(item, Message) else item
 
     async def _watch_cancel(self, trace_id: str, queue: asyncio.Queue[Any]) -> None:
         await self._flow.ensure_trace_event(trace_id).wait()
         queue.put_nowait(TraceCancelled(trace_id))
 
-    async def _on_event(self, event: FlowEvent) -> None:
-        if event.event_type == "node_failed" and event.trace_id in self._queues:
-            payload = dict(event.extra.get("flow_error") or {"message": event.extra.get("exception")})
-            payload.setdefault("trace_id", event.trace_id)
-            self._queues[event.trace_id].put_nowait(_Failed(payload))
+    def _on_failure(self, error: FlowError) -> None:
+        queue = self._queues.get(error.trace_id) if error.trace_id is not None else None
+        if queue is not None:
+            queue.put_nowait(error)
 
     async def _dispatch(self) -> None:
         """Route everything that reaches Rookery to the request of its trace."""
@@ -339,12 +321,10 @@ class A2AServerAdapter:
             trace_id = trace_of(item)
             if trace_id is None:
                 trace_id = self._untraced.pop(id(item), None)
-            if trace_id is None:
-                continue  # nobody asked for it: a result of a trace this adapter did not start
-            queue = self._queues.get(trace_id)
-            if queue is None:
-                self._pending.setdefault(trace_id, []).append(item)
-            else:
+            queue = self._queues.get(trace_id) if trace_id is not None else None
+            # A request's queue exists before its message is emitted, so an item without one belongs to a
+            # request that has already been answered (a second result, an error already reported): dropped.
+            if queue is not None:
                 queue.put_nowait(item)
 
     async def _events(self, message: Message, task_id: str, context_id: str) -> AsyncIterator[bytes]:
