@@ -86,10 +86,8 @@ from podium.store.base import Lease
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionStatus, OwnershipInfo
 from podium.workcell.datapoints import DatapointRepository
-from podium.workcell.errors import (
-    WorkflowNotFoundError,
-    WorkflowStateError,
-)
+from podium.workcell.errors import WorkflowNotFoundError, WorkflowStateError
+from podium.workcell.inputs import check_name, check_node_url
 from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, Listener, RunJournal
 from podium.workcell.loading import LOCATION_KIND, NODE_KIND, STATUS_ID, STATUS_KIND, StateLoader
 from podium.workcell.locations import Location, LocationDefinition
@@ -415,8 +413,7 @@ class WorkcellEngine:
                     await self.jobs.release_task(task.task_id, task.token)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
-        self._background.add(task)
+        self._background.add(task := asyncio.create_task(coro, name=name))
         task.add_done_callback(self._background.discard)
 
     def wake(self) -> None:
@@ -501,7 +498,10 @@ class WorkcellEngine:
         await self.monitor.poll_all(update_info=update_info)
 
     async def add_node(self, name: str, url: str) -> NodeRecord:
-        """Add a node to the workcell (persisted); ValueError if the name is taken."""
+        """Add a node to the workcell (persisted). InvalidInputError for a name or URL that cannot serve
+        (nothing kept); WorkflowStateError if the name is taken."""
+        check_name(name, field="node_name")
+        check_node_url(url, field="node_url")
         self._require_owner("add a node")
         if name in self.nodes:
             raise WorkflowStateError(f"node name {name!r} exists; node names must be unique")
