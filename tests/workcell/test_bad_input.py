@@ -140,6 +140,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
     ("definition-50mb", "POST", "/workflow_definition", {"content": b"x" * FIFTY_MB, "headers": {"content-type": "application/json"}}, 413, None),
     ("definition-streamed", "POST", "/workflow_definition", {"content": "stream", "headers": {"content-type": "application/json"}}, 413, None),
     ("location-50mb", "POST", "/location", {"content": b"x" * FIFTY_MB, "headers": {"content-type": "application/json"}}, 413, None),
+    ("definition-bigint", "POST", "/workflow_definition", {"json": {"name": "x", "steps": [{"node": "liquidhandler_1", "action": "aspirate", "args": {"volume_ul": 2**70}}]}}, 422, "volume_ul"),
     ("definition-invalid", "POST", "/workflow_definition", {"json": {"name": "x", "steps": "none"}}, 422, "steps"),
     ("json-inputs-nan", "POST", "/workflow", {"data": {"workflow_definition_id": "bad_args", "json_inputs": '{"v": NaN}'}}, 422, "json_inputs"),
 ]  # fmt: skip

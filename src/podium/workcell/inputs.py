@@ -22,6 +22,7 @@ __all__ = [
     "NODE_URL_SCHEMES",
     "check_file_input_paths",
     "check_finite",
+    "check_json_value",
     "check_name",
     "check_node_url",
 ]
@@ -36,6 +37,8 @@ NODE_URL_SCHEMES = frozenset({"http", "https", "inprocess"})
 """``inprocess://name`` names a node the engine was given in-process (tests, demos)."""
 
 _FORBIDDEN_IN_NAMES = frozenset('/\\?#%"<>')
+_INT64 = (-(2**63), 2**63 - 1)
+MAX_JSON_DEPTH = 64
 
 
 def check_name(value: str, *, field: str, max_chars: int = MAX_NAME_CHARS) -> str:
@@ -96,3 +99,24 @@ def check_file_input_paths(paths: dict[str, str], *, field: str = "file_input_pa
                 f"file name is longer than {MAX_FILE_NAME_BYTES} bytes", field=f"{field}.{key}"
             )
     return paths
+
+
+def check_json_value(value: object, *, field: str) -> None:
+    """A JSON value the store keeps exactly: integers within 64 bits (as MADSci's MongoDB), finite numbers,
+    nesting at most :data:`MAX_JSON_DEPTH` deep. The error names the path (``body.steps.0.args.x``)."""
+    stack: list[tuple[object, str, int]] = [(value, field, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidInputError(f"is nested deeper than {MAX_JSON_DEPTH} levels", field=path)
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int):
+            if not _INT64[0] <= item <= _INT64[1]:
+                raise InvalidInputError(f"{item} is outside the 64-bit integer range", field=path)
+        elif isinstance(item, float):
+            check_finite(item, field=path)
+        elif isinstance(item, dict):
+            stack += [(v, f"{path}.{k}", depth + 1) for k, v in item.items()]
+        elif isinstance(item, list | tuple):
+            stack += [(v, f"{path}.{i}", depth + 1) for i, v in enumerate(item)]

@@ -25,19 +25,25 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from podium.clock import Clock
-from podium.errors import ConfigError, InvalidInputError, NotFoundError
+from podium.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, PodiumError
 from podium.tokens import DOCS_PATHS, TokenGuard, TokenSet, new_token, redact_url, url_with_token
 from podium.workcell.actions import OwnershipInfo
 from podium.workcell.engine import FileInput, WorkcellEngine
 from podium.workcell.errors import WorkflowStateError
 from podium.workcell.files import safe_filename
-from podium.workcell.inputs import MAX_NAME_CHARS, check_file_input_paths, check_finite, check_name
+from podium.workcell.inputs import (
+    MAX_NAME_CHARS,
+    check_file_input_paths,
+    check_finite,
+    check_json_value,
+    check_name,
+)
 from podium.workcell.locations import LocationDefinition
 from podium.workcell.resources import ResourceDefinition
 from podium.workcell.settings import WorkcellManagerSettings
@@ -74,6 +80,7 @@ class ErrorBody(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be read (not JSON, not UTF-8, a broken form)"},
     401: {"model": ErrorBody, "description": "No valid API token"},
     404: {"model": ErrorBody, "description": "No such workflow, node, location, resource or datapoint"},
     409: {"model": ErrorBody, "description": "Not allowed in the current state"},
@@ -197,8 +204,12 @@ def create_app(
     api_tokens: TokenSet | Iterable[str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_wait_s: float = 60.0,
 ) -> FastAPI:
     """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the engine.
+
+    ``max_body_bytes``/``max_upload_bytes`` limit request bodies (413 above); ``max_wait_s`` caps how long
+    one long poll (``GET /workflow/{id}?wait_s=``) is held.
 
     ``api_tokens`` (tokens or a :class:`~podium.tokens.TokenSet`) add to the engine settings' tokens;
     with none at all this raises :class:`~podium.errors.ConfigError` (``podium workcell serve`` and
@@ -238,7 +249,8 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(WorkflowStateError)
-    async def _conflict(_: Request, exc: WorkflowStateError) -> JSONResponse:
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: PodiumError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     # --- workcell and nodes ---------------------------------------------------------------------
@@ -330,7 +342,7 @@ def create_app(
         if wait_s and not wf.status.terminal:
             check = _changed(wf) if until == "changed" else None
             with contextlib.suppress(TimeoutError):
-                wf = await engine.wait_for(workflow_id, timeout_s=wait_s, until=check)
+                wf = await engine.wait_for(workflow_id, timeout_s=min(wait_s, max_wait_s), until=check)
         return _wf(wf)
 
     @app.post("/workflow/{workflow_id}/pause")
@@ -361,12 +373,9 @@ def create_app(
         return _wf(await engine.resubmit(workflow_id))
 
     @app.post("/workflow_definition")
-    async def submit_definition(body: Annotated[dict[str, Any], Body()]) -> str:
+    async def submit_definition(definition: WorkflowDefinition) -> str:
         """Store a workflow definition; answer its id (a JSON string)."""
-        try:
-            definition = WorkflowDefinition.model_validate(body)
-        except ValidationError as exc:
-            raise _body_error(exc, "body") from None
+        check_json_value(definition.model_dump(mode="json"), field="body")
         return await engine.save_definition(definition)
 
     @app.get("/workflow_definition/{definition_id}")
@@ -386,6 +395,7 @@ def create_app(
         inputs = _json_object(json_inputs, "json_inputs")
         paths = {k: str(v) for k, v in _json_object(file_input_paths, "file_input_paths").items()}
         check_file_input_paths(paths)
+        check_json_value(inputs, field="json_inputs")
         owner = OwnershipInfo()
         if ownership_info:
             try:
@@ -425,12 +435,11 @@ def create_app(
         return doc
 
     @app.post("/location")
-    async def add_location(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    async def add_location(definition: LocationDefinition) -> dict[str, Any]:
         """Add a location."""
-        try:
-            definition = LocationDefinition.model_validate(body)
-        except ValidationError as exc:
-            raise _body_error(exc, "body") from None
+        check_name(definition.location_name, field="location_name")
+        check_name(definition.location_id, field="location_id")
+        check_json_value(definition.model_dump(mode="json"), field="body")
         return (await engine.add_location(definition)).to_json()
 
     @app.get("/resources")
@@ -456,13 +465,10 @@ def create_app(
 
     @app.post("/resource")
     async def create_resource(
-        body: Annotated[dict[str, Any], Body()], parent: str | None = None, key: str | None = None
+        definition: ResourceDefinition, parent: str | None = None, key: str | None = None
     ) -> list[dict[str, Any]]:
         """Create a resource from a definition, optionally inside a container (id, name or location)."""
-        try:
-            definition = ResourceDefinition.model_validate(body)
-        except ValidationError as exc:
-            raise _body_error(exc, "body") from None
+        check_json_value(definition.model_dump(mode="json"), field="body")
         return [
             r.model_dump(mode="json")
             for r in await engine.create_resource(definition, parent=parent, key=key)
