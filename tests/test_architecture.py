@@ -88,7 +88,7 @@ MAX_LINES = 1000
 MAX_METHODS = 50
 RATCHET: dict[str, int] = {
     "flow/core.py": 1486,
-    "workcell/engine.py": 1048,
+    "workcell/engine.py": 1035,
 }
 # "module:Class" -> methods it may not grow past, the same way
 CLASS_RATCHET: dict[str, int] = {
