@@ -49,7 +49,8 @@ def argument_type_error(value: Any, argument_type: str | None) -> str | None:
         return None
     if _fits(value, parsed):
         return None
-    return f"must be {argument_type}, not {_json_kind(value)} {_short(value)}"
+    shown = "" if value is None else f" {_short(value)}"
+    return f"must be {argument_type}, not {_json_kind(value)}{shown}"
 
 
 def _short(value: Any) -> str:
