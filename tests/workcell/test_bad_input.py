@@ -7,9 +7,11 @@ started on the same folder: it must load, and the store and the folder must be e
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -101,10 +103,9 @@ async def node_url(tmp_path: Path) -> AsyncIterator[str]:
         yield urls["liquidhandler_1"]
 
 
-@pytest.fixture
-async def seeded(tmp_path: Path, node_url: str) -> dict[str, str]:
-    """A data folder holding two definitions and a consumable; their ids."""
-    async with workcell_server(tmp_path / "data", node_url) as (http, _):
+async def _seed(data_dir: Path) -> dict[str, str]:
+    """Two definitions and a consumable in a new data folder; the definitions' ids."""
+    async with workcell_server(data_dir, "http://127.0.0.1:9") as (http, _):
         ids = {
             "with_file": (await http.post("/workflow_definition", json=WITH_FILE)).json(),
             "bad_args": (await http.post("/workflow_definition", json=BAD_ARGS)).json(),
@@ -112,6 +113,20 @@ async def seeded(tmp_path: Path, node_url: str) -> dict[str, str]:
         tips = {"resource_name": "tips", "base_type": "discrete_consumable", "quantity": 10, "capacity": 96}
         assert (await http.post("/resource", json=tips)).status_code == 200
     return ids
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """One seeded data folder per module (its own event loop); each test works on a copy."""
+    folder = tmp_path_factory.mktemp("seeded") / "data"
+    return folder, asyncio.run(_seed(folder))
+
+
+@pytest.fixture
+def seeded(template: tuple[Path, dict[str, str]], tmp_path: Path) -> dict[str, str]:
+    """A copy of the seeded data folder at ``tmp_path/data``; the definitions' ids."""
+    shutil.copytree(template[0], tmp_path / "data")
+    return template[1]
 
 
 def _chunks(total: int, size: int = 1024 * 1024) -> Any:
