@@ -160,8 +160,8 @@ async def fuzz(
                     cmd += ["--max-time", str(int(max_time_s))]
                 env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
                 proc = await asyncio.create_subprocess_exec(
-                    *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-                )
+                    *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=work
+                )  # in the scratch folder: schemathesis keeps its cache (.schemathesis/) in the working folder
                 out, _ = await proc.communicate()
                 text = out.decode(errors="replace")
                 if echo:
