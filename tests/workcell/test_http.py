@@ -43,7 +43,9 @@ async def test_rest_api_with_sim_nodes_and_client(tmp_path: Path) -> None:
             bad = {"name": "bad", "steps": [{"name": "Fly", "node": "robotarm_1", "action": "fly"}]}
             def_id = (await http.post("/workflow_definition", json=bad)).json()
             r = await http.post("/workflow", data={"workflow_definition_id": def_id})
-            assert r.status_code == 422 and "step 'Fly'" in r.json()["detail"] and r.json()["step"] == "Fly"
+            [err] = r.json()["detail"]
+            assert r.status_code == 422 and "step 'Fly'" in err["msg"] and err["step"] == "Fly"
+            assert err["loc"] == ["steps", "Fly", "action"]
             assert (await http.get("/workflows/active")).json() == {}
             missing = {
                 "name": "p",
@@ -52,7 +54,7 @@ async def test_rest_api_with_sim_nodes_and_client(tmp_path: Path) -> None:
             }
             def_id = (await http.post("/workflow_definition", json=missing)).json()
             r = await http.post("/workflow", data={"workflow_definition_id": def_id})
-            assert r.status_code == 422 and "'v'" in r.json()["detail"]
+            assert r.status_code == 422 and "'v'" in r.json()["detail"][0]["msg"]
             assert (await http.get("/workflow/01ARZ3NDEKTSV4RRFFQ69G5FAV")).status_code == 404
             nodes_doc = (await http.get("/nodes")).json()
             assert nodes_doc["platereader_1"]["info"]["actions"]["read_plate"]["name"] == "read_plate"
@@ -140,7 +142,7 @@ async def test_openapi_and_asgi(tmp_path: Path) -> None:
                 "/workflow_definition",
                 json={"name": "x", "steps": [{"node": "robotarm_1", "action": "home", "args": [1]}]},
             )
-            assert r.status_code == 422 and "args" in r.json()["detail"]
+            assert r.status_code == 422 and "args" in r.json()["detail"][0]["loc"]
             # ... while a field podium does not know is kept, as MADSci 0.8.1 accepts it (`comment:` in
             # MADSci's example lab).
             r = await http.post(

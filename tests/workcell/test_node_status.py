@@ -195,7 +195,9 @@ async def test_unreachable_node_is_disconnected_backs_off_and_recovers(
     waiting = await asyncio.wait_for(
         engine.wait_for(run.workflow_id, until=lambda w: bool(w.scheduler_metadata.reasons)), 5
     )
-    assert waiting.scheduler_metadata.reasons == ["Node a not ready: disconnected"]
+    assert waiting.scheduler_metadata.reasons == [
+        "Node a is disconnected (no answer from inprocess://a: a does not answer); waiting for it"
+    ]
     await run_for(clock, 30)
     failures = [t for t in nodes["a"].times() if t >= 3.0]
     # Checked again 1 s after the first failure; then, as the step starts waiting for it, 1 s after the

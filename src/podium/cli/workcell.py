@@ -276,6 +276,41 @@ def admin(
             typer.echo(json.dumps(answer))
 
 
+@app.command("node")
+def node_command(
+    name: Annotated[str, typer.Argument(help="The node's name in the workcell.")],
+    command: Annotated[
+        str | None,
+        typer.Argument(help="reset, lock, unlock, pause, resume, cancel, safety_stop (omit: show the node)."),
+    ] = None,
+    url: Annotated[str, _URL] = "http://localhost:8005",
+    token: Annotated[str | None, _TOKEN] = None,
+) -> None:
+    """Show one node's state, or act on it: ``podium workcell node sealer_1 reset`` clears an errored
+    node (``unlock`` a locked one, ``resume`` a paused one); workflows waiting on it then go on."""
+    from podium.client.workcell import WorkcellClient, WorkcellClientError
+    from podium.workcell.scheduler import node_reason
+
+    with WorkcellClient(url, token=token) as client:
+        try:
+            refused = False
+            if command is not None:
+                answer = client.send_admin_command(command, name)
+                refused = isinstance(answer, dict) and answer.get("success") is False
+                errors = "; ".join(str(e.get("message", e)) for e in (answer or {}).get("errors") or [])
+                typer.echo(
+                    f"{name} {command}: {'refused' if refused else 'done'}"
+                    + (f" ({errors})" if errors else "")
+                )
+            record = client.get_node(name)
+        except WorkcellClientError as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"{name}: ready" if record.ready else node_reason(name, record))
+        if refused:
+            raise typer.Exit(1)
+
+
 def _pairs(items: list[str] | None, *, parse: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:

@@ -55,6 +55,8 @@ class WorkcellClientError(PodiumError):
 
     def __init__(self, status_code: int, detail: Any) -> None:
         self.status_code, self.detail = status_code, detail
+        if isinstance(detail, list):  # a 422's list of errors: their messages
+            detail = "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in detail)
         super().__init__(f"HTTP {status_code}: {detail}")
 
 

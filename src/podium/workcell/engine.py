@@ -38,11 +38,10 @@ from podium.ids import new_ulid_str
 from podium.store import FencedOwnership, Op, Put, Store
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionStatus, OwnershipInfo
+from podium.workcell.admin import NodeAdmin
 from podium.workcell.datapoints import DatapointRepository
-from podium.workcell.errors import (
-    WorkflowNotFoundError,
-    WorkflowStateError,
-)
+from podium.workcell.errors import WorkflowNotFoundError, WorkflowStateError
+from podium.workcell.inputs import check_name, check_node_url
 from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, Listener, RunJournal
 from podium.workcell.loading import LOCATION_KIND, NODE_KIND, STATUS_ID, STATUS_KIND, StateLoader
 from podium.workcell.locations import Location, LocationDefinition
@@ -59,6 +58,7 @@ from podium.workcell.scheduler import (
     WorkcellSnapshot,
     load_scheduler,
     step_claims,
+    waiting_for,
 )
 from podium.workcell.settings import DEFAULT_SCHEDULER, WorkcellManagerSettings
 from podium.workcell.workcell import (
@@ -84,13 +84,6 @@ log = logging.getLogger("podium.workcell")
 
 DEFINITION_KIND = "workcell.definition"
 OWNER_LOCK = "workcell.owner"
-WORKCELL_COMMANDS = {
-    "pause": ("paused", True),
-    "resume": ("paused", False),
-    "lock": ("locked", True),
-    "unlock": ("locked", False),
-}
-"""Admin commands that change the workcell's own status: command -> (status field, value)."""
 
 _ACTIVE_STATES = [WorkflowState.QUEUED.value, WorkflowState.RUNNING.value, WorkflowState.PAUSED.value]
 _TERMINAL_STATES = [WorkflowState.COMPLETED.value, WorkflowState.FAILED.value, WorkflowState.CANCELLED.value]
@@ -260,6 +253,15 @@ class WorkcellEngine:
             is_owner=lambda: self.is_owner,
         )
         """Reads the stored state at start-up and on a take-over."""
+        self.node_admin = NodeAdmin(
+            nodes=self.nodes,
+            connector=self.connector,
+            monitor=self.monitor,
+            busy_nodes=self._busy_nodes,
+            set_workcell_status=self.set_workcell_status,
+            wake=self.wake,
+        )
+        """Operator commands to the nodes and the workcell."""
         self._executor = StepExecutor(
             self.reconciler,
             self.runner.worker_id,
@@ -342,8 +344,7 @@ class WorkcellEngine:
                     await self.jobs.release_task(task.task_id, task.token)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
-        self._background.add(task)
+        self._background.add(task := asyncio.create_task(coro, name=name))
         task.add_done_callback(self._background.discard)
 
     def wake(self) -> None:
@@ -428,7 +429,10 @@ class WorkcellEngine:
         await self.monitor.poll_all(update_info=update_info)
 
     async def add_node(self, name: str, url: str) -> NodeRecord:
-        """Add a node to the workcell (persisted); ValueError if the name is taken."""
+        """Add a node to the workcell (persisted). InvalidInputError for a name or URL that cannot serve
+        (nothing kept); WorkflowStateError if the name is taken."""
+        check_name(name, field="node_name")
+        check_node_url(url, field="node_url")
         self._require_owner("add a node")
         if name in self.nodes:
             raise WorkflowStateError(f"node name {name!r} exists; node names must be unique")
@@ -446,31 +450,8 @@ class WorkcellEngine:
             raise WorkflowNotFoundError(f"no node {name!r} in the workcell") from None
 
     async def admin(self, command: str, node: str | None = None) -> list[dict[str, Any]]:
-        """An admin command to one node, or to the whole workcell: ``pause``/``resume`` and
-        ``lock``/``unlock`` set the workcell's own status (nothing starts while it is paused or locked),
-        and every command goes on to each node that offers it. Returns the nodes' answers."""
-        if node is None and command in WORKCELL_COMMANDS:
-            await self.set_workcell_status(**{WORKCELL_COMMANDS[command][0]: WORKCELL_COMMANDS[command][1]})
-        names = [node] if node is not None else list(self.nodes)
-        out = []
-        for name in names:
-            conn = self.connector(name)
-            rec = self.nodes[name]
-            offered = ((rec.info or {}).get("capabilities") or {}).get("admin_commands")
-            if node is None and offered is not None and command not in offered:
-                continue
-            if node is not None and offered is not None and command not in offered:
-                raise WorkflowStateError(
-                    f"node {name} cannot perform admin command {command!r} (it offers {offered})"
-                )
-            out.append(await conn.send_admin_command(command))
-            if command == "reset" and rec.status:
-                self.nodes[name] = rec.model_copy(
-                    update={"status": {**rec.status, "errored": False, "errors": []}}
-                )
-        await asyncio.gather(*(self.monitor.poll(n) for n in names if n not in self._busy_nodes()))
-        self.wake()
-        return out
+        """An admin command to one node, or to the whole workcell (see :mod:`podium.workcell.admin`)."""
+        return await self.node_admin.send(command, node)
 
     async def set_workcell_status(
         self, *, paused: bool | None = None, locked: bool | None = None
@@ -831,7 +812,13 @@ class WorkcellEngine:
 
     def _schedule_locked(self) -> int:
         """The body of :meth:`schedule_once`, under ``self._lock``: decides and launches, writes nothing
-        (a step's first write is its journal's "sent"/"acknowledged")."""
+        (a step's first write is its journal's "sent"/"acknowledged"); each waiting run says why."""
+        started = self._decide_and_start()
+        for wf in self._workflows.values():
+            wf.status.waiting_for = waiting_for(wf)
+        return started
+
+    def _decide_and_start(self) -> int:
         started = 0
         waiting = [
             w

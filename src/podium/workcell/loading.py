@@ -3,18 +3,26 @@
 Owns reading what the store holds at start-up or on a take-over (and the owner's creating the configured
 locations and resources not stored yet). It must not run or schedule anything: active runs are handed to the
 reconciler, nodes to the monitor.
+
+Loading is tolerant: a stored record that does not read (written by an older release, before the checks
+of :mod:`podium.workcell.inputs` existed, or damaged) is skipped with a warning naming its kind and id, so
+no record can keep the workcell from starting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from podium.clock import Clock
-from podium.errors import InvalidInputError
-from podium.store import Op, Put, Store
+from podium.errors import InvalidInputError, PodiumError
+from podium.store import Op, Put, Record, Store
 from podium.workcell._base import utcnow
+from podium.workcell.inputs import check_name, check_node_url
 from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, RunJournal
 from podium.workcell.locations import Location, LocationDefinition
 from podium.workcell.monitor import NodeMonitor
@@ -30,6 +38,8 @@ LOCATION_KIND = "workcell.location"
 NODE_KIND = "workcell.node"
 STATUS_KIND = "workcell.status"
 STATUS_ID = "workcell"
+log = logging.getLogger("podium.workcell")
+_M = TypeVar("_M", bound=BaseModel)
 _ACTIVE_STATES = [WorkflowState.QUEUED.value, WorkflowState.RUNNING.value, WorkflowState.PAUSED.value]
 
 
@@ -66,13 +76,12 @@ class StateLoader:
     async def locations_and_resources(self, resources: ResourceTable) -> None:
         """Read the stored resources and locations into ``resources``/the locations; the owner creates the
         configured ones not stored yet."""
-        for rec in await self.list_all(RESOURCE_KIND):
-            res = Resource.model_validate(rec.data)
+        for rec, res in _readable(await self.list_all(RESOURCE_KIND), Resource):
             resources.load(res)
             self.resource_versions[res.resource_id] = rec.version
         stored = {
-            Location.model_validate(r.data).location_name: (Location.model_validate(r.data), r.version)
-            for r in await self.list_all(LOCATION_KIND)
+            loc.location_name: (loc, rec.version)
+            for rec, loc in _readable(await self.list_all(LOCATION_KIND), Location)
         }
         ops: list[Op] = []
         now = utcnow(self.clock)
@@ -124,12 +133,22 @@ class StateLoader:
         for rec in await self.list_all(NODE_KIND):
             urls.setdefault(rec.id, str(rec.data.get("node_url")))
         for name, url in urls.items():
-            self.monitor.register(name, url)
+            try:
+                check_name(name, field="node_name")
+                check_node_url(url, field="node_url")
+                self.monitor.register(name, url)
+            except (PodiumError, ValueError, OSError) as exc:
+                log.warning("workcell: node %r (%s) is skipped: %s", name, url, exc)
+                self.monitor.nodes.pop(name, None)
+                self.monitor.info.nodes.pop(name, None)
 
     async def active_workflows(self) -> None:
         """Hold every stored active run live (through the reconciler)."""
         for rec in await self.list_all(WORKFLOW_KIND, status=_ACTIVE_STATES):
-            self.reconciler.hold_run(rec)
+            try:
+                self.reconciler.hold_run(rec)
+            except (PodiumError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+                log.warning("workcell: stored workflow %s is skipped: %s", rec.id, exc)
 
     async def status(self) -> None:
         """Read the workcell's stored paused/locked status."""
@@ -148,3 +167,12 @@ class StateLoader:
             if len(page) < 500:
                 return out
             after = page[-1].id
+
+
+def _readable(records: list[Record], model: type[_M]) -> Iterator[tuple[Record, _M]]:
+    """Each record with its data read as ``model``; one that does not read is logged and skipped."""
+    for rec in records:
+        try:
+            yield rec, model.model_validate(rec.data)
+        except ValueError as exc:
+            log.warning("workcell: stored %s %s is skipped: %s", rec.kind, rec.id, exc)

@@ -4,7 +4,8 @@ feed-forward values (when a step is about to run).
 Everything that can be known at submission is checked then, so a bad submission is refused with an error
 naming the step and nothing is queued: parameters without a value, ``${name}`` references to parameters
 that do not exist, unknown nodes, actions a node does not offer (from its ``/info``), missing required
-arguments, and locations that do not exist or have no representation for the step's node. References to
+arguments, arguments whose value does not fit the type the node declares (:mod:`podium.workcell.argtypes`),
+and locations that do not exist or have no representation for the step's node. References to
 feed-forward parameters are left in place and filled in when their step runs. MADSci's node-less
 ``transfer`` / ``transfer_resource`` steps are planned here into one node step per hop
 (:mod:`podium.workcell.transfers`), each checked like any other step.
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from podium.ids import new_ulid_str
+from podium.workcell.argtypes import argument_type_error
 from podium.workcell.errors import ParameterError, WorkflowValidationError
 from podium.workcell.locations import Location, LocationArgument, LocationTransferCapabilities
 from podium.workcell.parameters import ParameterInputJson, find_references, substitute
@@ -250,6 +252,7 @@ def _validate_step(
             )
     if action_def is not None:
         _check_required(step, action_def, label, deferred)
+        _check_types(step, action_def, label, deferred)
     for effect in step.effects:
         for name in (effect.source, effect.target):
             if name is not None and name not in locations and not _deferred_refs(name, deferred):
@@ -323,6 +326,25 @@ def _check_required(step: Step, action_def: Mapping[str, Any], label: str, defer
                     step=label,
                     field=kind,
                 )
+
+
+def _check_types(step: Step, action_def: Mapping[str, Any], label: str, deferred: set[str]) -> None:
+    """Each argument given a value here (not a feed-forward one) fits the type the node declares."""
+    later = set(step.use_parameters.args) if step.use_parameters is not None else set()
+    declared = _named(action_def.get("args"))
+    for name, value in step.args.items():
+        arg = declared.get(name)
+        if arg is None or name in later or _deferred_refs(value, deferred):
+            continue
+        if value is None and not arg.get("required"):
+            continue  # MADSci declares ``Optional[float] = None`` as ``float``, not required
+        why = argument_type_error(value, arg.get("argument_type"))
+        if why is not None:
+            raise WorkflowValidationError(
+                f"argument '{name}' of action '{step.action}' on node '{step.node}' {why}",
+                step=label,
+                field=f"args.{name}",
+            )
 
 
 def resolve_step_for_run(

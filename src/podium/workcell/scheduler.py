@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from podium.errors import ConfigError
+from podium.tokens import redact_url
 from podium.workcell.conditions import evaluate
 from podium.workcell.locations import Location, LocationArgument
 from podium.workcell.resources import ResourceTable
@@ -32,7 +33,9 @@ __all__ = [
     "effect_reasons",
     "fifo_decisions",
     "load_scheduler",
+    "node_reason",
     "step_claims",
+    "waiting_for",
 ]
 
 
@@ -104,7 +107,7 @@ def fifo_decisions(workflows: Sequence[Workflow], snapshot: WorkcellSnapshot) ->
                 if node is None:
                     reasons.append(f"Node {step.node} not found")
                 elif not node.ready:
-                    reasons.append(f"Node {step.node} not ready: {node.status_description}")
+                    reasons.append(node_reason(step.node, node))
             claims = step_claims(step, snapshot.locations)
             for claim in claims:
                 holder = taken.get(claim)
@@ -118,6 +121,55 @@ def fifo_decisions(workflows: Sequence[Workflow], snapshot: WorkcellSnapshot) ->
                     taken[claim] = wf.workflow_id
         out[wf.workflow_id] = SchedulerMetadata(ready_to_run=not reasons, priority=-rank, reasons=reasons)
     return out
+
+
+_OPERATOR_ACTIONS = (
+    ("errored", "errored", "reset"),
+    ("stopped", "stopped", "reset"),
+    ("locked", "locked", "unlock"),
+    ("paused", "paused", "resume"),
+)
+"""A node state that waits for an operator: (status flag, word, the admin command that clears it)."""
+
+
+def node_reason(name: str, node: NodeRecord) -> str:
+    """Why a step waits for ``node``, naming its state and, where an operator must act, the command
+    (``POST /admin/{command}/{name}``, ``podium workcell node {name} {command}``)."""
+    status = node.status
+    if status is None:
+        return f"Node {name} status unknown (not read yet)"
+    errors = "; ".join(
+        str(e.get("message") or e.get("error_type") or e) if isinstance(e, dict) else str(e)
+        for e in (status.get("errors") or [])[-3:]
+    )
+    if status.get("disconnected"):
+        why = f": {errors}" if errors else ""
+        return (
+            f"Node {name} is disconnected (no answer from {redact_url(node.node_url)}{why}); waiting for it"
+        )
+    for flag, word, command in _OPERATOR_ACTIONS:
+        if status.get(flag):
+            why = f" ({errors})" if errors and flag in ("errored", "stopped") else ""
+            return (
+                f"Node {name} is {word}{why}: an operator {command}s it "
+                f"(POST /admin/{command}/{name}, or `podium workcell node {name} {command}`)"
+            )
+    if status.get("busy") or status.get("running_actions"):
+        running = ", ".join(sorted(str(a) for a in status.get("running_actions") or []))
+        return f"Node {name} is busy" + (f" (running {running})" if running else "")
+    if status.get("initializing"):
+        return f"Node {name} is initializing"
+    if status.get("waiting_for_config"):
+        return f"Node {name} is waiting for configuration: {sorted(status['waiting_for_config'])}"
+    return f"Node {name} not ready: {node.status_description}"
+
+
+def waiting_for(wf: Workflow) -> str | None:
+    """What a queued run waits for (its scheduler reasons), or ``None`` when it is not waiting."""
+    status = wf.status
+    if status.terminal or status.running or status.paused or wf.scheduler_metadata.ready_to_run:
+        return None
+    return "; ".join(wf.scheduler_metadata.reasons) or None
 
 
 def effect_reasons(step: Step, snapshot: WorkcellSnapshot) -> list[str]:

@@ -5,8 +5,11 @@
 data routes (``GET /datapoint/{id}``, ``/datapoint/{id}/value``, ``/datapoints``) answer MADSci's
 ``DataClient`` too, so ``DATA_SERVER_URL`` may point at the same server (or at ``--data-port``).
 
-Errors are JSON ``{"detail": ...}``: 422 for a submission that cannot run (naming the step and field,
-nothing queued), 404 for unknown ids, 409 for an operation the workflow's status does not allow.
+Errors are JSON ``{"detail": ...}``. 422 answers FastAPI's list of errors, ``{"detail": [{"loc", "msg",
+"type", "field", "step"}]}``, for any input refused (a submission that cannot run names its step and field;
+nothing is queued or written); 404 for unknown ids, 409 for an operation the workflow's status does not
+allow, 413 for a body over the route's limit (:data:`MAX_BODY_BYTES`, :data:`MAX_UPLOAD_BYTES` for the
+multipart run submission); the OpenAPI document declares them all.
 
 Tokens: every route but the public ones (:data:`PUBLIC_PATHS`: ``/health`` and the docs) needs one of the
 workcell's API tokens (``Authorization: Bearer``, Basic auth from ``http://podium:<token>@host:8005``, or
@@ -22,28 +25,145 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from podium.clock import Clock
 from podium.dashboard import DASHBOARD_PATHS, mount_workcell_dashboard
-from podium.errors import ConfigError, InvalidInputError, NotFoundError
+from podium.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, PodiumError
 from podium.tokens import DOCS_PATHS, TokenGuard, TokenSet, new_token, redact_url, url_with_token
 from podium.workcell.actions import OwnershipInfo
 from podium.workcell.engine import FileInput, WorkcellEngine
-from podium.workcell.errors import WorkflowStateError, WorkflowValidationError
+from podium.workcell.errors import WorkflowStateError
 from podium.workcell.files import safe_filename
+from podium.workcell.inputs import (
+    MAX_NAME_CHARS,
+    check_file_input_paths,
+    check_finite,
+    check_json_value,
+    check_name,
+)
 from podium.workcell.locations import LocationDefinition
 from podium.workcell.resources import ResourceDefinition
 from podium.workcell.settings import WorkcellManagerSettings
 from podium.workcell.workcell import load_workcell
 from podium.workcell.workflows import Workflow, WorkflowDefinition
 
-__all__ = ["PUBLIC_PATHS", "build_engine", "create_app", "serve_asgi", "serve_workcell"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_LIST_NUMBER",
+    "MAX_UPLOAD_BYTES",
+    "PUBLIC_PATHS",
+    "BodyLimit",
+    "build_engine",
+    "create_app",
+    "serve_asgi",
+    "serve_workcell",
+]
 
 PUBLIC_PATHS = frozenset({"/health", *DOCS_PATHS, *DASHBOARD_PATHS})
 """Routes that answer without a token."""
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""The largest request body a route takes (413 above), but the run submission's."""
+MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
+"""The largest ``POST /workflow`` body (a multipart form that carries the run's input files)."""
+MAX_LIST_NUMBER = 10_000
+"""The most records one listing (``number=``) answers."""
+_UPLOAD_ROUTES = frozenset({"/workflow"})
+
+
+class ErrorBody(BaseModel):
+    """An error answer: ``detail`` says what went wrong."""
+
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be read (not JSON, not UTF-8, a broken form)"},
+    401: {"model": ErrorBody, "description": "No valid API token"},
+    404: {"model": ErrorBody, "description": "No such workflow, node, location, resource or datapoint"},
+    409: {"model": ErrorBody, "description": "Not allowed in the current state"},
+    413: {"model": ErrorBody, "description": "The request body is too large"},
+}
+"""Every route may answer these (the token guard and the one error table below)."""
+
+
+class BodyLimit:
+    """Pure-ASGI middleware: a request whose body is over the route's limit is answered 413 without the
+    route seeing it (by its ``Content-Length``, or once the streamed body passes the limit: the route is
+    then told the client left, and whatever it answers is replaced by the 413)."""
+
+    def __init__(
+        self, app: Any, *, default_bytes: int, upload_bytes: int, upload_paths: frozenset[str]
+    ) -> None:
+        self.app, self.default_bytes, self.upload_bytes = app, default_bytes, upload_bytes
+        self.upload_paths = upload_paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_bytes if scope.get("path") in self.upload_paths else self.default_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen = 0
+        over = started = False
+
+        async def counted() -> Any:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Any) -> None:
+            nonlocal started
+            if not over:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _too_large(send, limit)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"detail": f"the request body is larger than {limit} bytes"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _invalid(exc: InvalidInputError) -> JSONResponse:
+    """FastAPI's 422 shape for podium's own refusals: ``loc`` is the step (if any) then the field path."""
+    step = getattr(exc, "step", None)
+    loc = [*(["steps", step] if step is not None else []), *(exc.field.split(".") if exc.field else [])]
+    kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in type(exc).__name__).lstrip("_")
+    item = {"loc": loc or ["body"], "msg": str(exc), "type": kind, "field": exc.field, "step": step}
+    return JSONResponse({"detail": [item]}, status_code=422)
+
+
+def _body_error(exc: ValidationError, *where: str) -> RequestValidationError:
+    """A pydantic error in a body (or a form field's JSON) as FastAPI reports a request's."""
+    return RequestValidationError(
+        [
+            {"loc": (*where, *e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+    )
 
 
 def _wf(wf: Workflow) -> dict[str, Any]:
@@ -83,8 +203,14 @@ def create_app(
     *,
     manage_engine: bool = True,
     api_tokens: TokenSet | Iterable[str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_wait_s: float = 60.0,
 ) -> FastAPI:
     """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the engine.
+
+    ``max_body_bytes``/``max_upload_bytes`` limit request bodies (413 above); ``max_wait_s`` caps how long
+    one long poll (``GET /workflow/{id}?wait_s=``) is held.
 
     ``api_tokens`` (tokens or a :class:`~podium.tokens.TokenSet`) add to the engine settings' tokens;
     with none at all this raises :class:`~podium.errors.ConfigError` (``podium workcell serve`` and
@@ -108,24 +234,24 @@ def create_app(
             if manage_engine:
                 await engine.stop()
 
-    app = FastAPI(title=f"podium workcell: {engine.workcell.name}", lifespan=lifespan)
+    app = FastAPI(title=f"podium workcell: {engine.workcell.name}", lifespan=lifespan, responses=_ERRORS)
     app.state.engine = engine
+    app.add_middleware(
+        BodyLimit, default_bytes=max_body_bytes, upload_bytes=max_upload_bytes, upload_paths=_UPLOAD_ROUTES
+    )
     app.add_middleware(TokenGuard, tokens=tokens, public=PUBLIC_PATHS, what="the workcell")
-
-    @app.exception_handler(WorkflowValidationError)
-    async def _invalid(_: Request, exc: WorkflowValidationError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "step": exc.step, "field": exc.field}, status_code=422)
 
     @app.exception_handler(InvalidInputError)
     async def _bad(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+        return _invalid(exc)
 
     @app.exception_handler(NotFoundError)
     async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(WorkflowStateError)
-    async def _conflict(_: Request, exc: WorkflowStateError) -> JSONResponse:
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: PodiumError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     # --- workcell and nodes ---------------------------------------------------------------------
@@ -165,7 +291,10 @@ def create_app(
         return _redact(node.model_dump(mode="json"))  # type: ignore[no-any-return]
 
     @app.post("/node")
-    async def add_node(node_name: str, node_url: str) -> dict[str, Any]:
+    async def add_node(
+        node_name: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS)],
+        node_url: Annotated[str, Query(min_length=1, max_length=2048)],
+    ) -> dict[str, Any]:
         """Add a node (query parameters ``node_name`` and ``node_url``, as MADSci's client sends them)."""
         return _redact((await engine.add_node(node_name, node_url)).model_dump(mode="json"))  # type: ignore[no-any-return]
 
@@ -188,7 +317,7 @@ def create_app(
         return {w.workflow_id: _wf(w) for w in engine.active_workflows()}
 
     @app.get("/workflows/archived")
-    async def archived(number: int = 20) -> dict[str, Any]:
+    async def archived(number: Annotated[int, Query(ge=0, le=MAX_LIST_NUMBER)] = 20) -> dict[str, Any]:
         """The newest finished workflows, by id."""
         return {w.workflow_id: _wf(w) for w in await engine.archived_workflows(number)}
 
@@ -214,7 +343,7 @@ def create_app(
         if wait_s and not wf.status.terminal:
             check = _changed(wf) if until == "changed" else None
             with contextlib.suppress(TimeoutError):
-                wf = await engine.wait_for(workflow_id, timeout_s=wait_s, until=check)
+                wf = await engine.wait_for(workflow_id, timeout_s=min(wait_s, max_wait_s), until=check)
         return _wf(wf)
 
     @app.post("/workflow/{workflow_id}/pause")
@@ -233,7 +362,9 @@ def create_app(
         return _wf(await engine.cancel(workflow_id))
 
     @app.post("/workflow/{workflow_id}/retry")
-    async def retry(workflow_id: str, index: int = -1) -> dict[str, Any]:
+    async def retry(
+        workflow_id: str, index: Annotated[int, Query(ge=-1, le=MAX_LIST_NUMBER)] = -1
+    ) -> dict[str, Any]:
         """Run a finished workflow again from step ``index`` (default: where it stopped)."""
         return _wf(await engine.retry(workflow_id, index))
 
@@ -243,12 +374,9 @@ def create_app(
         return _wf(await engine.resubmit(workflow_id))
 
     @app.post("/workflow_definition")
-    async def submit_definition(body: Annotated[dict[str, Any], Body()]) -> str:
+    async def submit_definition(definition: WorkflowDefinition) -> str:
         """Store a workflow definition; answer its id (a JSON string)."""
-        try:
-            definition = WorkflowDefinition.model_validate(body)
-        except ValidationError as exc:
-            raise HTTPException(422, _explain(exc)) from None
+        check_json_value(definition.model_dump(mode="json"), field="body")
         return await engine.save_definition(definition)
 
     @app.get("/workflow_definition/{definition_id}")
@@ -267,16 +395,18 @@ def create_app(
         """Start a run of a stored definition (multipart form, as MADSci's client sends it)."""
         inputs = _json_object(json_inputs, "json_inputs")
         paths = {k: str(v) for k, v in _json_object(file_input_paths, "file_input_paths").items()}
+        check_file_input_paths(paths)
+        check_json_value(inputs, field="json_inputs")
         owner = OwnershipInfo()
         if ownership_info:
             try:
                 owner = OwnershipInfo.model_validate_json(ownership_info)
             except ValidationError as exc:
-                raise HTTPException(422, f"ownership_info: {_explain(exc)}") from None
+                raise _body_error(exc, "body", "ownership_info") from None
         uploads: dict[str, FileInput] = {}
         for upload in files or []:
             # MADSci's client names each uploaded part after its parameter key.
-            key = upload.filename or ""
+            key = check_name(upload.filename or "", field="files")
             content = await upload.read()
             name = safe_filename(paths.get(key, key).replace("\\", "/").rsplit("/", 1)[-1] or key)
             uploads[key] = (name, content)
@@ -306,12 +436,11 @@ def create_app(
         return doc
 
     @app.post("/location")
-    async def add_location(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    async def add_location(definition: LocationDefinition) -> dict[str, Any]:
         """Add a location."""
-        try:
-            definition = LocationDefinition.model_validate(body)
-        except ValidationError as exc:
-            raise HTTPException(422, _explain(exc)) from None
+        check_name(definition.location_name, field="location_name")
+        check_name(definition.location_id, field="location_id")
+        check_json_value(definition.model_dump(mode="json"), field="body")
         return (await engine.add_location(definition)).to_json()
 
     @app.get("/resources")
@@ -337,13 +466,10 @@ def create_app(
 
     @app.post("/resource")
     async def create_resource(
-        body: Annotated[dict[str, Any], Body()], parent: str | None = None, key: str | None = None
+        definition: ResourceDefinition, parent: str | None = None, key: str | None = None
     ) -> list[dict[str, Any]]:
         """Create a resource from a definition, optionally inside a container (id, name or location)."""
-        try:
-            definition = ResourceDefinition.model_validate(body)
-        except ValidationError as exc:
-            raise HTTPException(422, _explain(exc)) from None
+        check_json_value(definition.model_dump(mode="json"), field="body")
         return [
             r.model_dump(mode="json")
             for r in await engine.create_resource(definition, parent=parent, key=key)
@@ -368,8 +494,11 @@ def create_app(
         ]
 
     @app.post("/resource/{ref}/quantity")
-    async def change_quantity(ref: str, delta: float) -> list[dict[str, Any]]:
-        """Add ``delta`` to a consumable's quantity (negative to use some)."""
+    async def change_quantity(
+        ref: str, delta: Annotated[float, Query(allow_inf_nan=False)]
+    ) -> list[dict[str, Any]]:
+        """Add ``delta`` (a finite number) to a consumable's quantity (negative to use some)."""
+        check_finite(delta, field="delta")
         rid = engine.resolve_container(ref)
         return [
             r.model_dump(mode="json")
@@ -393,7 +522,9 @@ def create_app(
         return FileResponse(path, filename=path.name)
 
     @app.get("/datapoints")
-    async def datapoints(number: int = 100, workflow_id: str | None = None) -> dict[str, Any]:
+    async def datapoints(
+        number: Annotated[int, Query(ge=0, le=MAX_LIST_NUMBER)] = 100, workflow_id: str | None = None
+    ) -> dict[str, Any]:
         """The newest datapoints (or those of one workflow), by id."""
         found = await (
             engine.datapoints.for_workflow(workflow_id) if workflow_id else engine.datapoints.latest(number)
@@ -405,20 +536,20 @@ def create_app(
     return app
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _json_object(text: str | None, field: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HTTPException(422, f"{field}: not JSON ({exc.msg})") from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise HTTPException(422, f"{field}: must be a JSON object with string keys")
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"not JSON ({getattr(exc, 'msg', exc)})", field=field) from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("must be a JSON object", field=field)
     return value
-
-
-def _explain(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def build_engine(

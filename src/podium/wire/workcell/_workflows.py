@@ -297,12 +297,16 @@ class WorkflowStatus(WorkcellModel):
     cancelled: bool = False
     running: bool = False
     has_started: bool = False
+    waiting_for: str | None = None
+    """podium extension: what a queued run waits for (its scheduler's reasons, naming a node and its
+    state), shown in :attr:`description`; ``None`` when it is not waiting."""
 
     def reset(self, step_index: int = 0) -> None:
         """Back to queued at ``step_index``."""
         self.current_step_index = step_index
         self.paused = self.completed = self.failed = self.cancelled = self.running = False
         self.has_started = False
+        self.waiting_for = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -349,6 +353,8 @@ class WorkflowStatus(WorkcellModel):
             return f"Paused on step {i}"
         if self.running:
             return f"Running step {i}"
+        if self.waiting_for:
+            return f"Queued on step {i}: {self.waiting_for}"
         return f"Queued on step {i}"
 
     @property

@@ -1,0 +1,234 @@
+"""Fuzz the workcell API with schemathesis: every operation of its OpenAPI, with a valid token.
+
+Serves a workcell (SQLite data folder, the simulated instruments over HTTP, a stored definition, a
+finished and a queued workflow, a consumable) on a loopback port and runs ``schemathesis run`` against
+it with the checks ``not_a_server_error``, ``status_code_conformance`` and
+``response_schema_conformance``. Prints the schemathesis summary, then one JSON line: requests sent,
+server errors (5xx), schema violations, and the failures by check and operation.
+
+    python bench/fuzz_workcell.py --max-examples 20 --seed 1     # what CI runs (tests/workcell/test_fuzz.py)
+    python bench/fuzz_workcell.py --max-examples 1000 --seed 7   # longer, by hand
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
+TOKEN = "fuzz-token-0123456789"
+
+
+def _schemathesis() -> str:
+    exe = Path(sys.executable).with_name("schemathesis")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("schemathesis") or shutil.which("st")
+    if found is None:
+        raise SystemExit("schemathesis is not installed: pip install -e '.[dev]'")
+    return found
+
+
+async def _seed(url: str) -> dict[str, list[str]]:
+    """Something for the routes to find: a definition, a finished run, a consumable. Returns the names and
+    ids the fuzzer should try in path parameters, by dictionary."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        definition = {
+            "name": "fuzz",
+            "parameters": [{"key": "volume", "default": 10}],
+            "steps": [
+                {"name": "home", "key": "home", "node": "robotarm_1", "action": "home"},
+                {
+                    "name": "aspirate",
+                    "node": "liquidhandler_1",
+                    "action": "aspirate",
+                    "args": {"volume_ul": 5},
+                },
+            ],
+        }
+        def_id = (await http.post("/workflow_definition", json=definition)).json()
+        r = await http.post("/workflow", data={"workflow_definition_id": def_id})
+        r.raise_for_status()
+        await http.get(f"/workflow/{r.json()['workflow_id']}", params={"wait_s": 10, "until": "terminal"})
+        tips = {"resource_name": "tips", "base_type": "discrete_consumable", "quantity": 10, "capacity": 96}
+        (await http.post("/resource", json=tips)).raise_for_status()
+        return {
+            "nodes": sorted((await http.get("/nodes")).json()),
+            "workflows": [r.json()["workflow_id"]],
+            "definitions": [def_id],
+            "resources": ["tips", *[loc["location_name"] for loc in (await http.get("/locations")).json()]],
+            "datapoints": sorted((await http.get("/datapoints")).json()) or ["none"],
+            "commands": ["reset", "lock", "unlock", "pause", "resume", "cancel"],
+        }
+
+
+_PATH_PARAMETERS = {
+    "node_name": "nodes",
+    "node": "nodes",
+    "workflow_id": "workflows",
+    "definition_id": "definitions",
+    "ref": "resources",
+    "container": "resources",
+    "datapoint_id": "datapoints",
+    "command": "commands",
+}
+
+
+def _config(values: dict[str, list[str]]) -> str:
+    """A schemathesis config: half of the path parameters are names and ids that exist."""
+    lines = []
+    for name, entries in values.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(entries)}", ""]
+    lines.append("[parameters]")
+    for param, dictionary in _PATH_PARAMETERS.items():
+        lines.append(f'"path.{param}" = {{ dictionary = "{dictionary}", probability = 0.5 }}')
+    return "\n".join(lines) + "\n"
+
+
+async def fuzz(
+    *,
+    max_examples: int,
+    seed: int,
+    workers: int = 1,
+    max_time_s: float | None = None,
+    phases: str = "examples,coverage,fuzzing",
+    echo: bool = True,
+) -> dict[str, Any]:
+    """Serve a workcell, run schemathesis against it, return the figures."""
+    from podium.nodes import serve_nodes
+    from podium.nodes.sim import make_sim_nodes
+    from podium.workcell.server import build_engine, create_app, serve_asgi
+
+    work = Path(tempfile.mkdtemp(prefix="podium-fuzz-"))
+    try:
+        nodes = make_sim_nodes(default_duration_s=0.0, work_dir=work / "nodes")
+        async with serve_nodes(nodes) as urls:
+            engine = build_engine(
+                None,
+                data_dir=work / "data",
+                nodes=dict(urls),
+                scheduler_update_interval=5.0,
+                node_update_interval=5.0,
+            )
+            # Long polls (wait_s up to 60 s) are held 0.2 s at most: the fuzzer tries many.
+            app = create_app(engine, api_tokens=[TOKEN], max_wait_s=0.2)
+            async with serve_asgi(app) as url:
+                config = work / "schemathesis.toml"
+                config.write_text(_config(await _seed(url)), encoding="utf-8")
+                report = work / "report"
+                cmd = [
+                    _schemathesis(),
+                    "--config-file",
+                    str(config),
+                    "run",
+                    f"{url}/openapi.json",
+                    "--checks",
+                    CHECKS,
+                    "--max-examples",
+                    str(max_examples),
+                    "--seed",
+                    str(seed),
+                    "--phases",
+                    phases,
+                    "--workers",
+                    str(workers),
+                    "-H",
+                    f"Authorization: Bearer {TOKEN}",
+                    "--report",
+                    "ndjson",
+                    "--report-dir",
+                    str(report),
+                    "--no-color",
+                    "--suppress-health-check",
+                    "all",
+                    "--request-timeout",
+                    "70",
+                    "--continue-on-failure",
+                ]
+                if max_time_s is not None:
+                    cmd += ["--max-time", str(int(max_time_s))]
+                env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=work
+                )  # in the scratch folder: schemathesis keeps its cache (.schemathesis/) in the working folder
+                out, _ = await proc.communicate()
+                text = out.decode(errors="replace")
+                if echo:
+                    print(text)
+                figures = _figures(report, text)
+                if os.environ.get("FUZZ_KEEP_REPORT"):
+                    shutil.copytree(report, os.environ["FUZZ_KEEP_REPORT"], dirs_exist_ok=True)
+                figures["exit_code"] = proc.returncode
+                return figures
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _figures(report_dir: Path, text: str) -> dict[str, Any]:
+    """Requests, 5xx and schema violations from the NDJSON event stream (one recorder per scenario)."""
+    requests = server_errors = 0
+    failures: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    for path in report_dir.glob("*.ndjson"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            recorder = (json.loads(line).get("ScenarioFinished") or {}).get("recorder") or {}
+            for interaction in (recorder.get("interactions") or {}).values():
+                response = interaction.get("response")
+                if response is None:
+                    continue
+                requests += 1
+                code = int(response.get("status_code", 0))
+                statuses[f"{code // 100}xx"] += 1
+                server_errors += code >= 500
+            for results in (recorder.get("checks") or {}).values():
+                for check in results:
+                    if check.get("status") == "failure":
+                        failures[f"{check.get('name')}: {recorder.get('label')}"] += 1
+    violations = sum(n for k, n in failures.items() if not k.startswith("not_a_server_error"))
+    return {
+        "requests": requests,
+        "server_errors": server_errors,
+        "schema_violations": violations,
+        "statuses": dict(sorted(statuses.items())),
+        "failures": dict(failures.most_common(20)),
+        "summary_tail": text.strip().splitlines()[-12:],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--max-examples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--max-time", type=float, default=None, help="seconds for fuzzing and stateful phases"
+    )
+    parser.add_argument("--phases", default="examples,coverage,fuzzing")
+    args = parser.parse_args()
+    figures = asyncio.run(
+        fuzz(
+            max_examples=args.max_examples,
+            seed=args.seed,
+            workers=args.workers,
+            max_time_s=args.max_time,
+            phases=args.phases,
+        )
+    )
+    print(json.dumps({"bench": "fuzz_workcell", **{k: v for k, v in figures.items() if k != "summary_tail"}}))
+
+
+if __name__ == "__main__":
+    main()
