@@ -24,9 +24,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import resources
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
@@ -165,6 +166,22 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 # --- workcell ---------------------------------------------------------------------------------------
 
 
+class _Problem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class _Refusal(BaseModel):
+    """A refused submission, in FastAPI's validation-error shape: what is wrong, and where."""
+
+    detail: list[_Problem]
+
+
+def _refused(kind: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body",), "msg": message, "type": kind}])
+
+
 def _node_fingerprint(engine: _Workcell) -> str:
     return json.dumps({k: v.status for k, v in engine.nodes.items()}, sort_keys=True, default=str)
 
@@ -222,16 +239,18 @@ def mount_workcell_dashboard(app: FastAPI, engine: _Workcell, *, definition_mode
         try:
             doc = yaml.safe_load(text.decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise HTTPException(422, f"workflow YAML: {exc}") from None
+            raise _refused("yaml_syntax", f"workflow YAML: {exc}") from None
         if not isinstance(doc, dict):
-            raise HTTPException(422, "workflow YAML: expected a mapping with name and steps")
+            raise _refused("yaml_shape", "workflow YAML: expected a mapping with name and steps")
         try:
             definition = definition_model.model_validate(doc)
         except ValidationError as exc:
-            where = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-            )
-            raise HTTPException(422, f"workflow YAML: {where}") from None
+            raise RequestValidationError(
+                [
+                    {"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors(include_url=False, include_context=False, include_input=False)
+                ]
+            ) from None
         return await engine.save_definition(definition)
 
     app.add_api_route(
@@ -246,6 +265,7 @@ def mount_workcell_dashboard(app: FastAPI, engine: _Workcell, *, definition_mode
         submit_yaml,
         methods=["POST"],
         summary="Store a workflow definition sent as YAML text; answers its id",
+        responses={422: {"model": _Refusal, "description": "The YAML does not read or is not a workflow"}},
         openapi_extra={
             "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}, "required": True}
         },
@@ -307,10 +327,10 @@ def mount_jobs_dashboard(
     if traces is not None:
         read_trace = traces
 
-        async def trace(trace_id: str) -> list[dict[str, Any]]:
+        async def trace(
+            trace_id: Annotated[str, Path(min_length=1, max_length=200)],
+        ) -> list[dict[str, Any]]:
             """A flow trace's events, oldest first (404 when the StateStore has none)."""
-            if not 0 < len(trace_id) <= 200:
-                raise HTTPException(422, "trace_id: 1 to 200 characters")
             events = await read_trace(trace_id)
             if not events:
                 raise HTTPException(404, f"no events of flow trace {trace_id!r}")

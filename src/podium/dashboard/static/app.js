@@ -56,7 +56,9 @@ async function api(path, options = {}) {
   const type = res.headers.get("content-type") || "";
   const body = type.includes("json") ? await res.json() : await res.text();
   if (!res.ok) {
-    const detail = typeof body === "object" ? (body.detail || body.error || JSON.stringify(body)) : body;
+    let detail = typeof body === "object" ? (body.detail || body.error || JSON.stringify(body)) : body;
+    if (Array.isArray(detail)) // FastAPI's validation errors: say where, and what
+      detail = detail.map((d) => [(d.loc || []).filter((p) => p !== "body").join("."), d.msg].filter(Boolean).join(": ")).join("; ");
     throw new ApiError(res.status, typeof detail === "string" ? detail : JSON.stringify(detail));
   }
   return body;
