@@ -1,7 +1,7 @@
 """One fixture over every backend: each test in this folder runs against each store.
 
-Redis and PostgreSQL join the list when their backends land; they will use the ``redis_url`` /
-``postgres_dsn`` fixtures (skip locally, fail in CI when the service is missing).
+Redis runs on the real server through the ``redis_url`` fixture (skip locally, fail in CI when it is
+missing), each test under its own key prefix, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from podium.clock import ManualClock
-from podium.store import MemoryStore, Store
+from podium.store import MemoryStore, Store, open_store
 from podium.store.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 StoreFactory = Callable[[], Store]
 
@@ -31,15 +31,24 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_store(backend: str, tmp_path: Path, clock: ManualClock) -> StoreFactory:
+async def make_store(
+    backend: str, tmp_path: Path, clock: ManualClock, request: pytest.FixtureRequest
+) -> AsyncIterator[StoreFactory]:
     """Build a new (unopened) store of the backend, on the same data each time (for reopen tests)."""
+    if backend == "redis":
+        # Each test its own key prefix on the real server, deleted afterwards.
+        from tests.conformance.redis_support import redis_prefix
+
+        async with redis_prefix(request.getfixturevalue("redis_url")) as url:
+            yield lambda: open_store(url, clock=clock)
+        return
 
     def make() -> Store:
         if backend == "memory":
             return MemoryStore(clock=clock)
         return SQLiteStore(tmp_path / "podium.db", clock=clock)
 
-    return make
+    yield make
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ EXPECTED = {
     "podium.settings": ["CoreSettings", "PodiumSettings", "SettingsConfigDict", "settings_files"],
     "podium.store": [
         "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease", "MemoryStore",
-        "Op", "Put", "Record", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
+        "Op", "Put", "Record", "RedisStore", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
     ],
     "podium.testing": [
         "EngineHarness", "EventLog", "WorkcellHarness", "drive", "join", "settle", "wait_event", "watch"

@@ -1,8 +1,8 @@
 """podium.store: the storage protocol and its backends.
 
 ``open_store(url)`` picks a backend from a URL: ``memory://`` or ``sqlite:///path/to/podium.db`` (the
-embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``). Redis and PostgreSQL
-backends arrive in a later release behind the same :class:`Store` contract.
+embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``) or
+``redis://host:port/db?prefix=name`` (several instances on one Redis; ``pip install 'podium[redis]'``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ __all__ = [
     "Op",
     "Put",
     "Record",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "open_store",
@@ -50,19 +51,30 @@ def __getattr__(name: str) -> object:
         from podium.store.sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "RedisStore":
+        from podium.store.redis import RedisStore
+
+        return RedisStore
     raise AttributeError(name)
 
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:
-    """Build (not yet open) the store a URL names: ``memory://`` or ``sqlite:///path``."""
+    """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path`` or
+    ``redis://host:port/db?prefix=name``."""
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
     if url.startswith("sqlite:"):
         from podium.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url), clock=clock)
+    if url.startswith(("redis:", "rediss:")):
+        from podium.store.redis import RedisStore
+
+        return RedisStore(url, clock=clock)
     scheme = url.split(":", 1)[0]
-    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}: use memory:// or sqlite:///path")
+    raise ValueError(
+        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///path or redis://host:port/db"
+    )
 
 
 def sqlite_path(url: str) -> str:
