@@ -24,7 +24,7 @@ EXPECTED = {
         "StateSpec", "StorageBackend", "TERMINAL_STATUSES", "Task", "TaskError", "TaskNotFoundError", "TaskStatus",
         "TaskView", "TimerQueue", "WorkerView", "parse_condition", "task_queue"
     ],
-    "podium.engine.storage": ["MemoryStorage", "SQLiteStorage", "StorageBackend"],
+    "podium.engine.storage": ["MemoryStorage", "RedisStorage", "SQLiteStorage", "StorageBackend"],
     "podium.errors": [
         "ConfigError", "ConflictError", "InvalidInputError", "LeaseLostError", "LockLostError",
         "MissingDependencyError", "NotFoundError", "PodiumError", "SchemaMismatchError", "StoreError"

@@ -25,7 +25,8 @@ log = logging.getLogger("podium.server")
 
 
 def _storage(url: str) -> Any:
-    """The engine's storage for a store URL (``memory://`` or ``sqlite:///path``), as ``open_store`` reads it."""
+    """The engine's storage for a store URL (``memory://``, ``sqlite:///path`` or ``redis://host:port/db``),
+    as ``open_store`` reads it."""
     from podium.engine.storage import MemoryStorage, SQLiteStorage
     from podium.store import sqlite_path
 
@@ -35,7 +36,16 @@ def _storage(url: str) -> Any:
         return SQLiteStorage(sqlite_path(url))
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
-    raise ConfigError(f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db)")
+    if url.startswith(("redis:", "rediss:")):
+        from podium.engine.storage import RedisStorage
+
+        try:
+            return RedisStorage(url)
+        except ValueError as exc:
+            raise ConfigError(f"--storage: {exc}") from None
+    raise ConfigError(
+        f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, redis://host:port/db)"
+    )
 
 
 async def run_server(
@@ -97,7 +107,8 @@ def command(
     storage: str | None = typer.Option(
         None,
         "--storage",
-        help="memory:// or sqlite:///path/to/podium.db (default: PODIUM_STORE_URL, SQLite).",
+        help="memory://, sqlite:///path/to/podium.db or redis://host:port/db?prefix=name"
+        " (default: PODIUM_STORE_URL, SQLite).",
     ),
     clients: Path | None = typer.Option(None, "--clients", help="clients.toml (CLIENTS_CONFIG_PATH)."),
     workers: Path | None = typer.Option(None, "--workers", help="workers.toml (WORKERS_CONFIG_PATH)."),

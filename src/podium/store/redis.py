@@ -108,14 +108,21 @@ def redis_settings(url: str) -> tuple[str, str]:
 
 
 class RedisStore(Store):
-    """See the module docstring. ``url`` is ``redis://host:port/db`` with an optional ``?prefix=name``;
-    ``prefix`` (if given) overrides the URL's."""
+    """See the module docstring. ``url`` is ``redis://host:port/db`` with an optional ``?prefix=name``, or
+    a ``redis.asyncio.Redis`` client (Avtomatika's ``RedisStorage(client)``: the store opens its own
+    connections with the client's settings); ``prefix`` (if given) overrides the URL's."""
 
     name = "redis"
 
-    def __init__(self, url: str, *, clock: Clock | None = None, prefix: str | None = None) -> None:
+    def __init__(self, url: str | Any, *, clock: Clock | None = None, prefix: str | None = None) -> None:
         super().__init__(clock=clock)
-        self.url, url_prefix = redis_settings(url)
+        self._given: Any = None
+        if isinstance(url, str):
+            self.url, url_prefix = redis_settings(url)
+        else:
+            self._given, url_prefix = url, DEFAULT_PREFIX + ":"
+            kwargs = url.connection_pool.connection_kwargs
+            self.url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
         self.prefix = url_prefix if prefix is None else (prefix if prefix.endswith(":") else prefix + ":")
         self.channel = self.prefix + "wake"
         self._tag = os.urandom(8).hex()  # tells this store's own wake-ups from other instances'
@@ -133,7 +140,17 @@ class RedisStore(Store):
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - the extra is installed in dev
             raise MissingDependencyError("redis", "redis") from exc
-        client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        client: Any  # redis-py's command methods are typed for both its sync and async clients
+        if self._given is None:
+            client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        else:  # the caller's settings, with the decoding the scripts' replies need
+            pool = self._given.connection_pool
+            client = aioredis.Redis.from_pool(
+                aioredis.ConnectionPool(
+                    connection_class=pool.connection_class,
+                    **{**pool.connection_kwargs, "decode_responses": True},
+                )
+            )
         try:
             await client.hsetnx(self.prefix + "meta", "layout", LAYOUT_VERSION)  # a new deployment
             found = str(await client.hget(self.prefix + "meta", "layout"))
@@ -162,6 +179,7 @@ class RedisStore(Store):
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
 
     async def close(self) -> None:
+
         if self._client is None:
             return
         client, pubsub, listener = self._client, self._pubsub, self._listener
@@ -178,13 +196,13 @@ class RedisStore(Store):
         """Wake local takers on the queues other instances announce (this store's own are woken in place)."""
         while True:
             try:
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None or message.get("type") != "message":
                         continue
                     tag, _, queue = message["data"].partition(" ")
                     if tag != self._tag:
                         self._notify((queue,))
-                return  # unsubscribed: the store is closing
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the driver gave up reconnecting: try again shortly
