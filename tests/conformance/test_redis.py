@@ -223,3 +223,20 @@ async def test_a_call_cancelled_in_flight_is_cancelled(url: str) -> None:
             done, _ = await asyncio.wait({task}, timeout=5)
             assert done and task.cancelled(), f"the cancel after {n} loop turns was swallowed"
         assert await store.take_now(["q"], owner="w", lease_s=5, limit=1) == []  # the store still answers
+
+
+async def test_avtomatika_style_storage_from_a_client(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from podium.engine.storage import RedisStorage
+
+    server, prefix = redis_settings(url)
+    client = aioredis.Redis.from_url(server)  # bytes replies: the store opens its own decoding connections
+    try:
+        async with RedisStorage(client, prefix=prefix, clock=ManualClock()) as storage:
+            await storage.put("job", "j", {"n": 1}, status="pending")
+            got = await storage.get("job", "j")
+            assert got is not None and got.data == {"n": 1} and got.status == "pending"
+        assert await client.exists(prefix + "meta") == 1  # the caller's client still works, on the same keys
+    finally:
+        await client.aclose()

@@ -67,7 +67,7 @@ LAYOUT_VERSION = f"redis-1/{SCHEMA_VERSION}"
 """The key layout this code reads and writes, kept in ``<prefix>:meta``; another one refuses to open."""
 
 LISTEN_RETRY_S = 1.0
-"""How long the wake-up listener waits before subscribing again after losing Redis."""
+"""The longest pause between the wake-up listener's attempts to reach Redis again (the driver's backoff)."""
 
 _dumps, _loads = orjson.dumps, load_json
 
@@ -128,6 +128,7 @@ class RedisStore(Store):
         self._tag = os.urandom(8).hex()  # tells this store's own wake-ups from other instances'
         self._client: Any = None
         self._pubsub: Any = None
+        self._listener_client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._scripts: dict[str, Any] = {}
 
@@ -136,21 +137,10 @@ class RedisStore(Store):
     async def open(self) -> None:
         if self._client is not None:
             return
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - the extra is installed in dev
-            raise MissingDependencyError("redis", "redis") from exc
-        client: Any  # redis-py's command methods are typed for both its sync and async clients
-        if self._given is None:
-            client = aioredis.Redis.from_url(self.url, decode_responses=True)
-        else:  # the caller's settings, with the decoding the scripts' replies need
-            pool = self._given.connection_pool
-            client = aioredis.Redis.from_pool(
-                aioredis.ConnectionPool(
-                    connection_class=pool.connection_class,
-                    **{**pool.connection_kwargs, "decode_responses": True},
-                )
-            )
+        client = self._connect()
+        # The listener's own connection: the driver reconnects it (and subscribes again) for as long as
+        # Redis is away, with its backoff, while store calls on the other connections fail at once.
+        listener = self._connect(reconnect_forever=True)
         try:
             await client.hsetnx(self.prefix + "meta", "layout", LAYOUT_VERSION)  # a new deployment
             found = str(await client.hget(self.prefix + "meta", "layout"))
@@ -158,58 +148,75 @@ class RedisStore(Store):
                 raise SchemaMismatchError(
                     found, LAYOUT_VERSION, f"a new prefix (?prefix=...) or deleting the keys {self.prefix}*"
                 )
-            pubsub = client.pubsub()
+            pubsub = listener.pubsub()
             await pubsub.subscribe(self.channel)
             # Wait until Redis confirms the subscription, so no wake-up published after open() is missed.
-            while True:
-                message = await pubsub.get_message(timeout=5.0)
-                if message is None:
-                    raise StoreError(
-                        f"Redis at {self.url} did not confirm the subscription to {self.channel}"
-                    )
-                if message["type"] == "subscribe":
-                    break
+            message = await pubsub.get_message(timeout=5.0)
+            if message is None or message["type"] != "subscribe":
+                raise StoreError(f"Redis at {self.url} did not confirm the subscription to {self.channel}")
         except Exception as exc:
             await client.aclose()
+            await listener.aclose()
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open the Redis store at {self.url}: {exc}") from exc
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in redis_lua.__all__}
-        self._client, self._pubsub = client, pubsub
+        self._client, self._pubsub, self._listener_client = client, pubsub, listener
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
 
-    async def close(self) -> None:
+    def _connect(self, *, reconnect_forever: bool = False) -> Any:
+        """A client (redis-py's command methods are typed for its sync and async clients alike: ``Any``)."""
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import ExponentialBackoff
+        except ImportError as exc:
+            raise MissingDependencyError("redis", "redis") from exc
+        if self._given is None:
+            pool = aioredis.ConnectionPool.from_url(self.url, decode_responses=True)
+        else:  # the caller's settings, with the decoding the scripts' replies need
+            pool = self._given.connection_pool
+        kwargs = {**pool.connection_kwargs, "decode_responses": True}
+        if reconnect_forever:
+            kwargs["retry"] = Retry(ExponentialBackoff(cap=LISTEN_RETRY_S, base=0.01), -1)
+        return aioredis.Redis.from_pool(
+            aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
 
+    async def close(self) -> None:
         if self._client is None:
             return
         client, pubsub, listener = self._client, self._pubsub, self._listener
-        self._client = self._pubsub = self._listener = None
+        listener_client = self._listener_client
+        self._client = self._pubsub = self._listener = self._listener_client = None
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
         with contextlib.suppress(Exception):
             await pubsub.aclose()
+        await listener_client.aclose()
         await client.aclose()
 
     async def _listen(self, pubsub: Any) -> None:
         """Wake local takers on the queues other instances announce (this store's own are woken in place)."""
-        while True:
-            try:
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is None or message.get("type") != "message":
-                        continue
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # Subscribed again after a reconnect: wake-ups published meanwhile were lost, so every
+                    # local taker looks again.
+                    self._notify(builtins.list(self._waiters))
+                elif message["type"] == "message":
                     tag, _, queue = message["data"].partition(" ")
                     if tag != self._tag:
                         self._notify((queue,))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the driver gave up reconnecting: try again shortly
-                log.warning("Redis wake-up listener on %s: %s; reconnecting", self.channel, exc)
-                await self.clock.sleep(LISTEN_RETRY_S)
-                # Wake-ups published meanwhile were lost: every local taker looks again.
-                self._notify(builtins.list(self._waiters))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # not a lost connection (the driver handles those): takers wake at their deadlines
+            log.exception("the Redis wake-up listener on %s stopped", self.channel)
 
     async def schema_version(self) -> str | None:
         return SCHEMA_VERSION if self._client is not None else None
