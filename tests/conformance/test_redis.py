@@ -14,6 +14,7 @@ import pytest
 from podium.clock import ManualClock
 from podium.errors import ConflictError, LeaseLostError, MissingDependencyError, SchemaMismatchError
 from podium.store import Enqueue, Put, Store, open_store
+from podium.store import redis as redis_module
 from podium.store.redis import RedisStore, redis_settings
 from tests.conformance import redis_holder
 from tests.conformance.redis_support import redis_prefix
@@ -240,3 +241,22 @@ async def test_avtomatika_style_storage_from_a_client(url: str) -> None:
         assert await client.exists(prefix + "meta") == 1  # the caller's client still works, on the same keys
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("pipelines", [1, 4])
+async def test_concurrent_calls_share_round_trips_and_none_is_left_behind(
+    url: str, pipelines: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Calls arrive while batches are in flight and just as a batch finishes (a call queued between a
+    # sender's last look and its exit once waited forever): each wave yields a different number of turns.
+    monkeypatch.setattr(redis_module, "PIPELINES", pipelines)
+    async with open_store(url, clock=ManualClock()) as store:
+        await store.put("job", "j", {"n": 1})
+        for wave in range(30):
+            calls = [asyncio.ensure_future(store.get("job", "j")) for _ in range(wave % 7 + 1)]
+            for _ in range(wave % 5):
+                await asyncio.sleep(0)
+            calls += [asyncio.ensure_future(store.put("job", f"k{wave}", {"w": wave}))]
+            results = await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
+            assert all(r is not None and r.data == {"n": 1} for r in results[:-1])
+        assert await store.count("job") == 31
