@@ -15,7 +15,7 @@ from podium.clock import ManualClock
 from podium.store import MemoryStore, Store, open_store
 from podium.store.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "redis+sqlite-history"]
 
 StoreFactory = Callable[[], Store]
 
@@ -35,11 +35,14 @@ async def make_store(
     backend: str, tmp_path: Path, clock: ManualClock, request: pytest.FixtureRequest
 ) -> AsyncIterator[StoreFactory]:
     """Build a new (unopened) store of the backend, on the same data each time (for reopen tests)."""
-    if backend == "redis":
-        # Each test its own key prefix on the real server, deleted afterwards.
+    if backend.startswith("redis"):
+        # Each test its own key prefix on the real server, deleted afterwards; the split deployment keeps
+        # its history in a SQLite file.
         from tests.conformance.redis_support import redis_prefix
 
         async with redis_prefix(request.getfixturevalue("redis_url")) as url:
+            if backend == "redis+sqlite-history":
+                url += f"&history=sqlite:///{tmp_path / 'history.db'}"
             yield lambda: open_store(url, clock=clock)
         return
 

@@ -260,3 +260,31 @@ async def test_concurrent_calls_share_round_trips_and_none_is_left_behind(
             results = await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
             assert all(r is not None and r.data == {"n": 1} for r in results[:-1])
         assert await store.count("job") == 31
+
+
+def test_a_history_argument_makes_a_split_store() -> None:
+    from podium.store.split import SplitStore, split_history_url
+
+    url = "redis://h:6379/0?prefix=lab&history=sqlite:///data/history.db"
+    assert split_history_url(url) == ("redis://h:6379/0?prefix=lab", "sqlite:///data/history.db")
+    assert split_history_url("redis://h/0?prefix=lab") == ("redis://h/0?prefix=lab", None)
+    store = open_store(url)
+    assert isinstance(store, SplitStore) and isinstance(store.state, RedisStore)
+    assert store.history_store.name == "sqlite" and store.state.prefix == "lab:"
+    with pytest.raises(ValueError, match="history= names no store URL"):
+        open_store("redis://h/0?history=")
+
+
+async def test_a_split_store_keeps_history_out_of_redis(url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from podium.store import Append, Put
+    from podium.store.sqlite import SQLiteStore
+
+    history_db = tmp_path / "history.db"
+    async with open_store(f"{url}&history=sqlite:///{history_db}", clock=ManualClock()) as store:
+        await store.apply(Put("job", "j", {"n": 1}, status="running"), Append("j", "created", "pending"))
+        async with open_store(url) as redis_only:  # the state store alone: the record, no history
+            assert (await redis_only.get("job", "j")) is not None and await redis_only.history() == []
+    async with SQLiteStore(history_db) as sqlite:
+        assert [(e.subject_id, e.event, e.status) for e in await sqlite.history()] == [
+            ("j", "created", "pending")
+        ]

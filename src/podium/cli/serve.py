@@ -30,19 +30,19 @@ def _storage(url: str) -> Any:
     from podium.engine.storage import MemoryStorage, SQLiteStorage
     from podium.store import sqlite_path
 
+    if url.startswith(("redis:", "rediss:")) or "history=" in url:
+        from podium.store import open_store
+
+        try:
+            return open_store(url)  # RedisStorage's store, or a split one (history=<store URL>)
+        except ValueError as exc:
+            raise ConfigError(f"--storage: {exc}") from None
     if url in ("memory", "memory://"):
         return MemoryStorage()
     if url.startswith("sqlite:"):
         return SQLiteStorage(sqlite_path(url))
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
-    if url.startswith(("redis:", "rediss:")):
-        from podium.engine.storage import RedisStorage
-
-        try:
-            return RedisStorage(url)
-        except ValueError as exc:
-            raise ConfigError(f"--storage: {exc}") from None
     raise ConfigError(
         f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, redis://host:port/db)"
     )

@@ -60,7 +60,14 @@ def __getattr__(name: str) -> object:
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:
     """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path`` or
-    ``redis://host:port/db?prefix=name``."""
+    ``redis://host:port/db?prefix=name``; a ``history=<store URL>`` argument keeps the history in that
+    other store (a split deployment, :class:`~podium.store.split.SplitStore`)."""
+    if "history=" in url:  # a split deployment: state in one store, history in another
+        from podium.store.split import SplitStore, split_history_url
+
+        state_url, history_url = split_history_url(url)
+        if history_url is not None:
+            return SplitStore(open_store(state_url, clock=clock), open_store(history_url, clock=clock))
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
     if url.startswith("sqlite:"):
