@@ -1,6 +1,7 @@
-"""Child process for test_crash_recovery: runs an engine on a sqlite file until it is SIGKILLed.
+"""Child process for test_crash_recovery: runs an engine on a sqlite file (or a redis:// store) until it is
+SIGKILLed.
 
-Usage: python crash_child.py DB_PATH N_JOBS — creates N jobs, runs them, prints READY after a third of the
+Usage: python crash_child.py DB_PATH|STORE_URL N_JOBS — creates N jobs, runs them, prints READY after a third of the
 tasks completed, and keeps running (the parent kills it mid-flight).
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from podium.engine import ActionFactory, Blueprint, Config, EngineEvent, InProcessWorker, OrchestratorEngine
 from podium.engine.storage import SQLiteStorage
+from podium.store import Store, open_store
 
 
 def blueprint() -> Blueprint:
@@ -42,8 +44,15 @@ def config() -> Config:
     return Config(JOB_LEASE_S=1.0, TASK_LEASE_S=1.0, EXECUTOR_MAX_CONCURRENT_JOBS=32)
 
 
+def storage(target: str) -> Store:
+    """A SQLite file (``synchronous=NORMAL``), or the store a ``redis://`` URL names."""
+    if target.startswith("redis"):
+        return open_store(target)
+    return SQLiteStorage(target, synchronous="NORMAL")
+
+
 async def main(path: str, n: int) -> None:
-    engine = OrchestratorEngine(SQLiteStorage(path, synchronous="NORMAL"), config(), serve_http=False)
+    engine = OrchestratorEngine(storage(path), config(), serve_http=False)
     engine.register_blueprint(blueprint())
     engine.add_worker(worker())
     done = 0

@@ -9,22 +9,36 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from podium.engine import OrchestratorEngine
-from podium.engine.storage import SQLiteStorage
 from tests.engine import crash_child
 
 N = 150
 
 
-async def test_sigkill_mid_flight_then_recover(tmp_path: Path) -> None:
-    db = tmp_path / "crash.db"
+@pytest.fixture(params=["sqlite", "redis"])
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A SQLite file, or a key prefix of the test's own on the real Redis (deleted afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "crash.db")
+        return
+    from tests.conformance.redis_support import redis_prefix
+
+    async with redis_prefix(request.getfixturevalue("redis_url")) as url:
+        yield url
+
+
+async def test_sigkill_mid_flight_then_recover(tmp_path: Path, target: str) -> None:
+    db = target
     log = tmp_path / "child.log"
     with (
         log.open("w") as err,
         subprocess.Popen(
-            [sys.executable, crash_child.__file__, str(db), str(N)],
+            [sys.executable, crash_child.__file__, db, str(N)],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -42,7 +56,7 @@ async def test_sigkill_mid_flight_then_recover(tmp_path: Path) -> None:
                 child.kill()
     assert child.returncode == -signal.SIGKILL
 
-    store = SQLiteStorage(db, synchronous="NORMAL")
+    store = crash_child.storage(db)
     engine = OrchestratorEngine(store, crash_child.config(), serve_http=False)
     engine.register_blueprint(crash_child.blueprint())
     engine.add_worker(crash_child.worker())
