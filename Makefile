@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test chromium lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,11 +20,17 @@ demo: $(STAMP)
 	$(BIN)/podium demo
 
 ## Install the test dependencies, then lint, type-check and run the whole suite.
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The dashboard's browser tests use Debian's Chromium; install it where we may (root with apt-get).
+chromium:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "no /usr/bin/chromium: the dashboard's browser tests will skip (or fail with PODIUM_REQUIRE_SERVICES=1)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -21,10 +21,11 @@ machine running 6 processes, CPU per job is what bounds throughput. Prints a tab
 then the ratios.
 
     python bench/bench_server.py [--quick] [--podium-only] [--workers 4] [--capacity 8] [--jobs N]
-                                 [--quotas] [--storage redis://127.0.0.1:6379/0]
+                                 [--quotas] [--ratelimits] [--storage redis://127.0.0.1:6379/0]
 
 ``--quotas`` gives podium's client a plan with (unreachable) ``requests_per_minute`` and
-``monthly_attempts`` quotas, so every submission pays for its quota count in the store.
+``monthly_attempts`` quotas, so every submission pays for its quota count in the store. ``--ratelimits`` turns
+podium's rate limiter on (``RATE_LIMITING_ENABLED``) with unreachable limits: every request pays for its count.
 """
 
 from __future__ import annotations
@@ -389,6 +390,7 @@ async def run_podium(
     n_jobs: int,
     *,
     quotas: bool = False,
+    ratelimits: bool = False,
     storage: str = "memory://",
 ) -> dict[str, float]:
     port = free_port()
@@ -401,6 +403,9 @@ async def run_podium(
     }
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        if ratelimits:
+            limits = {"RATE_LIMIT_LIMIT", "RATE_LIMIT_POLL_LIMIT", "RATE_LIMIT_HEARTBEAT_LIMIT"}
+            env |= {"RATE_LIMITING_ENABLED": "true", **dict.fromkeys(limits, "1000000000")}
         if quotas:
             (Path(tmp) / "clients.toml").write_text(BENCH_CLIENTS)
             del env["CLIENT_TOKEN"]
@@ -504,6 +509,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int, default=None, help="jobs in the throughput run")
     parser.add_argument("--quotas", action="store_true", help="podium's client has (unreachable) quotas")
     parser.add_argument(
+        "--ratelimits", action="store_true", help="podium's rate limiter on (unreachable limits)"
+    )
+    parser.add_argument(
         "--storage",
         default="memory://",
         help="podium's store URL (a redis:// one gets a key prefix of its own, deleted after the run)",
@@ -519,7 +527,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         storage += f"{'&' if '?' in storage else '?'}prefix=podium-bench-{new_ulid_str()}"
     try:
         results["podium"] = asyncio.run(
-            run_podium(args.workers, args.capacity, n_latency, n_jobs, quotas=args.quotas, storage=storage)
+            run_podium(
+                args.workers,
+                args.capacity,
+                n_latency,
+                n_jobs,
+                quotas=args.quotas,
+                ratelimits=args.ratelimits,
+                storage=storage,
+            )
         )
     finally:
         if storage.startswith("redis"):

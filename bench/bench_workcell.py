@@ -22,8 +22,13 @@ is a separate server process driven over HTTP by its own client:
   fewer queued workflows than podium (the counts are in the output), and makespans are compared per
   workflow.
 
-Run: ``python bench/bench_workcell.py`` (~4 min; a table, then one JSON line), ``--quick`` (smaller),
-``--podium-only`` (no MADSci venv, no Redis).
+Then the same comparison on unmodified MADSci 0.8.1 nodes (``madsci.node_module`` at its defaults,
+``bench/madsci_noop_node.py``, in the peer venv): podium's per-step time over the node's own floor (create +
+start, measured between the runs) on SQLite and on the memory store, a ``hold(1 s)`` workflow, the requests
+the node answered per action (its access log), and MADSci's manager on the same nodes; a second report.
+
+Run: ``python bench/bench_workcell.py`` (~10 min; tables, then one JSON line each), ``--quick`` (smaller),
+``--podium-only`` (no MADSci venv, no Redis), ``--madsci-nodes-only`` (only the MADSci-node workloads).
 """
 
 from __future__ import annotations
@@ -306,7 +311,7 @@ def figures(
         "queued_completed": completed,
         "queued_submit_s": submit_s,
         "makespan_s": makespan,
-        "makespan_per_workflow_ms": makespan / queued * 1000,
+        "makespan_per_workflow_ms": makespan / queued * 1000 if queued else None,
     }
 
 
@@ -396,6 +401,7 @@ def run_madsci(
                         "node_url": urls["robotarm_1"],
                         "ten_reps": config["ten_reps"],
                         "queued": config["queued"],
+                        "round_trip": config.get("round_trip", True),
                     }
                     done = subprocess.run(
                         [python, str(HERE / "madsci_wc_driver.py"), json.dumps(driver)],
@@ -416,14 +422,203 @@ def run_madsci(
                     **figures(
                         rtt=res["node_round_trip_s"],
                         ten_runs=res["ten_step_runs_s"],
-                        queued=res["queued"],
-                        submit_s=res["submit_s"],
-                        makespan=res["makespan_s"],
-                        completed=res["queued_completed"],
+                        queued=res.get("queued", 0),
+                        submit_s=res.get("submit_s", 0.0),
+                        makespan=res.get("makespan_s", 0.0),
+                        completed=res.get("queued_completed", 0),
                     ),
                 }
     finally:
         flush_redis_db(db)
+    return out
+
+
+# --- unmodified MADSci nodes ------------------------------------------------------------------------
+
+MADSCI_NODE_REQUIREMENTS = [
+    "madsci.client==0.8.1",
+    "madsci.node_module==0.8.1",
+    "pydantic==2.12.5",
+    "packaging",
+]
+
+
+@contextlib.contextmanager
+def madsci_nodes(tmp: Path, names: tuple[str, ...]) -> Iterator[dict[str, tuple[str, Path]]]:
+    """Unmodified MADSci 0.8.1 nodes (``bench/madsci_noop_node.py``, MADSci's default settings) in the peer
+    venv, one process each; yields name -> (url, access log). Stopped afterwards."""
+    from bench.peervenv import peer_python
+
+    python = str(peer_python("madsci-node", MADSCI_NODE_REQUIREMENTS))
+    tmp.mkdir(parents=True, exist_ok=True)
+    procs, out = [], {}
+    try:
+        for name in names:
+            port = free_port()
+            log = tmp / f"{name}.log"
+            with log.open("wb") as fh:
+                procs.append(
+                    subprocess.Popen(
+                        [python, str(HERE / "madsci_noop_node.py"), str(port), name],
+                        cwd=tmp,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    )
+                )
+            out[name] = (f"http://127.0.0.1:{port}", log)
+        deadline = time.monotonic() + 90
+        with httpx.Client(timeout=2.0) as http:
+            for url, _ in out.values():
+                while True:
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        if http.get(f"{url}/status").json().get("ready"):
+                            break
+                    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                        raise RuntimeError(f"MADSci node at {url} did not come up (logs in {tmp})")
+                    time.sleep(0.1)  # a process starting up: nothing to wait on but its port
+        yield out
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def node_requests(log: Path) -> dict[str, int]:
+    """Requests a MADSci node answered so far, by kind, from its access log."""
+    counts: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if '"' not in line or "HTTP/1.1" not in line:
+            continue
+        method, path = line.split('"')[1].split()[:2]
+        parts = path.split("?")[0].strip("/").split("/")
+        kind = f"{method} /{parts[0]}" if parts[0] != "action" else f"{method} action/{parts[-1]}"
+        if parts[0] == "action" and len(parts) == 2:
+            kind = f"{method} action (create)"
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def diff_counts(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+async def madsci_node_floor(url: str, action: str, args: dict[str, Any], n: int) -> tuple[list[float], float]:
+    """The node's own floor for one action: create + start (+ result polls) with podium's client, nothing
+    else; seconds per action and requests per action."""
+    async with NodeClient(url) as client:
+        for _ in range(2):
+            await client.run_action(action, args, refresh_status=False)
+        sent, times = client.requests_sent, []
+        for _ in range(n):
+            t = time.perf_counter()
+            await client.run_action(action, args, refresh_status=False)
+            times.append(time.perf_counter() - t)
+        return times, (client.requests_sent - sent) / n
+
+
+def podium_workloads(
+    client: WorkcellClient,
+    urls: dict[str, str],
+    arm_log: Path,
+    workloads: tuple[tuple[str, dict[str, Any], int], ...],
+    reps: int,
+) -> dict[str, Any]:
+    """Each workload (label, step, steps) on robotarm_1, ``reps`` times, the node's floor measured before
+    each run; figures by label."""
+    out: dict[str, Any] = {}
+    for label, step, n_steps in workloads:
+        definition = {
+            "name": label,
+            "steps": [{"name": f"s{i}", "node": "robotarm_1", **step} for i in range(n_steps)],
+        }
+        def_id = client.submit_workflow_definition(definition)
+        client.submit_workflow(def_id, show_progress=False, timeout_s=120)  # warm-up, learns
+        steps: list[float] = []
+        floors: list[float] = []
+        floor_requests: list[float] = []
+        counts: dict[str, int] = {}
+        for _ in range(reps):
+            times, sent = asyncio.run(
+                madsci_node_floor(urls["robotarm_1"], step["action"], step.get("args", {}), 4)
+            )
+            floors += times
+            floor_requests.append(sent)
+            before = node_requests(arm_log)
+            wf = client.submit_workflow(def_id, show_progress=False, timeout_s=120)
+            assert wf.status.completed, wf.status
+            for k, v in diff_counts(node_requests(arm_log), before).items():
+                counts[k] = counts.get(k, 0) + v
+            steps += step_times(wf)[1:]  # from one step's end to the next: no submission in it
+        actions = reps * n_steps
+        floor = statistics.median(floors)
+        out[label] = {
+            "floor_ms": floor * 1000,
+            "floor_requests_per_action": statistics.mean(floor_requests),
+            "per_step_p50_ms": percentile(steps, 0.5) * 1000,
+            "per_step_p99_ms": percentile(steps, 0.99) * 1000,
+            "overhead_p50_ms": (percentile(steps, 0.5) - floor) * 1000,
+            "overhead_p99_ms": (percentile(steps, 0.99) - floor) * 1000,
+            "overhead_mean_ms": (statistics.mean(steps) - statistics.mean(floors)) * 1000,
+            "requests_per_action": sum(counts.values()) / actions,
+            "requests_by_kind_per_action": {k: v / actions for k, v in counts.items()},
+            "samples": len(steps),
+        }
+    return out
+
+
+def run_podium_on_madsci_nodes(tmp: Path, *, reps: int, hold_s: float, madsci: bool) -> dict[str, Any]:
+    """10-step no-op and 5-step ``hold`` workflows on unmodified MADSci nodes: podium's per-step time over
+    the node's own floor (measured between the workflow runs, so both see the same machine load), and the
+    requests the node answered per action; MADSci's manager on the same nodes (``madsci``), no-op only."""
+    names = ("robotarm_1", "liquidhandler_1", "platereader_1")
+    with madsci_nodes(tmp / "nodes", names) as nodes:
+        urls = {n: u for n, (u, _) in nodes.items()}
+        arm_log = nodes["robotarm_1"][1]
+        workcell = tmp / "workcell.yaml"
+        workcell.write_text(yaml.safe_dump({"name": "bench", "nodes": urls}))
+        out: dict[str, Any] = {"hold_s": hold_s}
+        for store, workloads in (
+            (
+                None,
+                (
+                    ("noop", {"action": "home"}, 10),
+                    ("hold", {"action": "hold", "args": {"seconds": hold_s}}, 5),
+                ),
+            ),
+            ("memory://", (("noop_memory_store", {"action": "home"}, 10),)),
+        ):
+            port = free_port()
+            argv = [sys.executable, "-m", "podium", "workcell", "serve", "--port", str(port)]
+            argv += ["--workcell", str(workcell), "--data-dir", str(tmp / f"data-{port}")]
+            argv += ["--store-url", store] if store else []
+            with (
+                server_process(argv, f"http://127.0.0.1:{port}", tmp / f"podium-{port}.log", cwd=tmp) as url,
+                WorkcellClient(url, working_directory=tmp) as client,
+            ):
+                out |= podium_workloads(client, urls, arm_log, workloads, reps)
+        if madsci:
+            config = {
+                "label": "madsci_nodes",
+                "settings": {"scheduler_update_interval": 0.2, "node_update_interval": 0.2},
+                "ten_reps": 2,
+                "queued": 0,
+                "round_trip": False,
+            }
+            before = node_requests(arm_log)
+            fig = run_madsci(tmp / "madsci", urls, [config], [])["madsci_nodes"]
+            counts = diff_counts(node_requests(arm_log), before)
+            out["madsci"] = {
+                "per_step_ms": fig["per_step_ms"],
+                "overhead_ms": fig["per_step_ms"] - out["noop"]["floor_ms"],
+                "requests_per_action": sum(counts.values()) / 20,
+                "requests_by_kind_per_action": {k: v / 20 for k, v in counts.items()},
+            }
     return out
 
 
@@ -437,7 +632,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--madsci-interval", type=float, default=0.2, help="MADSci's short scheduler interval"
     )
+    parser.add_argument(
+        "--madsci-nodes-only",
+        action="store_true",
+        help="only the workloads on unmodified MADSci nodes (podium and MADSci's manager)",
+    )
     args = parser.parse_args(argv)
+    if args.madsci_nodes_only:
+        report_madsci_nodes(quick=args.quick, madsci=not args.podium_only)
+        return
     quick = args.quick
     podium_queued = 20 if quick else 100
     configs = [
@@ -573,6 +776,53 @@ def main(argv: list[str] | None = None) -> None:
             "quick": quick,
         },
     )
+    if not args.podium_only:
+        # The same comparison on unmodified MADSci nodes (their SDK, its 0.5 s start), a second report.
+        try:
+            report_madsci_nodes(quick=quick, madsci=True)
+        except Exception as exc:  # report what failed instead of a figure
+            print(f"# workloads on unmodified MADSci nodes not run: {type(exc).__name__}: {exc}")
+
+
+def report_madsci_nodes(*, quick: bool, madsci: bool) -> dict[str, Any]:
+    """Run and print the workloads on unmodified MADSci nodes; return their figures."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        fig = run_podium_on_madsci_nodes(Path(tmp_name), reps=2 if quick else 5, hold_s=1.0, madsci=madsci)
+    noop, hold = fig["noop"], fig["hold"]
+    rows: list[list[Any]] = [
+        ["node floor, no-op action (ms; create + start)", noop["floor_ms"], "", ""],
+        ["  requests per action (floor)", noop["floor_requests_per_action"], "", ""],
+        ["podium per step p50 / p99 (ms)", noop["per_step_p50_ms"], noop["per_step_p99_ms"], ""],
+        ["podium overhead over the floor p50 / p99 / mean (ms)", noop["overhead_p50_ms"], noop["overhead_p99_ms"],
+         noop["overhead_mean_ms"]],
+        ["podium node requests per action (all kinds)", noop["requests_per_action"], "", ""],
+        ["  same, memory store: overhead p50 / p99 / mean (ms)", fig["noop_memory_store"]["overhead_p50_ms"],
+         fig["noop_memory_store"]["overhead_p99_ms"], fig["noop_memory_store"]["overhead_mean_ms"]],
+        [f"node floor, hold({fig['hold_s']:g} s) (ms; same polling)", hold["floor_ms"], "", ""],
+        ["  requests per action (floor)", hold["floor_requests_per_action"], "", ""],
+        ["podium hold per step p50 / p99 (ms)", hold["per_step_p50_ms"], hold["per_step_p99_ms"], ""],
+        ["podium hold overhead p50 / p99 / mean (ms)", hold["overhead_p50_ms"], hold["overhead_p99_ms"],
+         hold["overhead_mean_ms"]],
+        ["podium hold node requests per action", hold["requests_per_action"], "", ""],
+    ]  # fmt: skip
+    if "madsci" in fig:
+        m = fig["madsci"]
+        rows += [
+            ["MADSci manager per step, no-op (ms; interval 0.2 s)", m["per_step_ms"], "", ""],
+            ["MADSci overhead over the floor (ms)", m["overhead_ms"], "", ""],
+            ["MADSci node requests per action", m["requests_per_action"], "", ""],
+        ]
+    print(
+        "# unmodified MADSci 0.8.1 nodes (madsci.node_module, default settings; its SDK sleeps 0.5 s in every "
+        "start); podium: `podium workcell serve` on SQLite (synchronous=FULL: each step writes its journal twice, "
+        "acknowledged before the start and the result, each an fsync) and, for comparison, on the memory store; "
+        "per step from the manager's own step end times; floor = podium's NodeClient create + start "
+        "(+ result polls for hold), nothing else, same nodes, same run; requests counted from the node's "
+        "access log (every kind, status polls included); "
+        f"by kind, no-op: {noop['requests_by_kind_per_action']}; hold: {hold['requests_by_kind_per_action']}"
+    )
+    report("workcell_madsci_nodes", ["metric", "value", "", ""], rows, fig)
+    return fig
 
 
 if __name__ == "__main__":

@@ -39,6 +39,30 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"skip: no {name}: {message}")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the peers' venvs that the collected tests name in their module's ``PEER_VENVS`` before any test
+    runs: on a fresh machine a build takes minutes, which must not count against one test's timeout. A build
+    that fails here is left for the test itself to repeat and report."""
+    wanted: dict[tuple[str, tuple[str, ...]], None] = {}
+    for item in session.items:
+        for name, requirements in getattr(getattr(item, "module", None), "PEER_VENVS", ()):
+            wanted[(name, tuple(requirements))] = None
+    if not wanted:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.peervenv import peer_python
+
+    def build(key: tuple[str, tuple[str, ...]]) -> None:
+        try:
+            peer_python(key[0], list(key[1]))
+        except Exception as exc:  # reported by the test that needs it
+            print(f"\nbuilding the peer venv {key[0]} failed: {exc}", file=sys.stderr)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(build, wanted))
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))

@@ -24,12 +24,29 @@ FORBIDDEN = {
     "wire": {"engine", "store", "workcell", "server", "worker", "nodes", "client", "cli", "testing"},
     # test support over engine/workcell/store/nodes: never the HTTP edge; nothing in src/ imports it
     "testing": {"server", "cli", "client", "worker", "flow"},
+    # operations (scheduler, rate limits, metrics) over the engine and store; the server and the CLI use it
+    "ops": {"server", "cli", "worker", "nodes", "client", "testing"},
     "server": {"testing"},
+    # the dashboard is an HTTP edge below both apps: they pass it what it reads
+    "dashboard": {
+        "store",
+        "engine",
+        "workcell",
+        "server",
+        "worker",
+        "nodes",
+        "client",
+        "flow",
+        "cli",
+        "testing",
+    },
     "cli": {"testing"},
 }
 # modules that live inside a package but are adapters onto another layer, by design
 ALLOWED = {
     "store/flow_state.py": {"flow"},
+    # Avtomatika's scheduler names, over podium.ops (imported inside functions: ops builds on the engine)
+    "engine/scheduler.py": {"ops"},
 }
 # known violations still to mend; strict xfail, so mending one makes its test fail until it leaves this list
 KNOWN_VIOLATIONS: set[str] = set()
@@ -86,14 +103,9 @@ def test_the_check_sees_imports() -> None:
 # leaves the list.
 MAX_LINES = 1000
 MAX_METHODS = 50
-RATCHET: dict[str, int] = {
-    "flow/core.py": 1486,
-    "workcell/engine.py": 1048,
-}
+RATCHET: dict[str, int] = {}
 # "module:Class" -> methods it may not grow past, the same way
-CLASS_RATCHET: dict[str, int] = {
-    "flow/core.py:Flow": 52,
-}
+CLASS_RATCHET: dict[str, int] = {}
 
 
 def _modules() -> list[Path]:

@@ -7,11 +7,20 @@ ordering by id is ordering by creation.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 
-__all__ = ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"]
+__all__ = [
+    "derived_ulid_str",
+    "is_ulid",
+    "new_ulid_str",
+    "span_id_of",
+    "trace_id_of",
+    "traceparent_of",
+    "ulid_timestamp_ms",
+]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
@@ -39,6 +48,36 @@ def new_ulid_str() -> str:
             candidate = _last + 1
         _last = candidate
     return _encode(candidate)
+
+
+def derived_ulid_str(ts_ms: int, key: str) -> str:
+    """A ULID for ``ts_ms`` whose random part is a hash of ``key``: the same arguments give the same ULID
+    everywhere (an idempotency key that still sorts by time, e.g. a schedule's occurrence)."""
+    if not 0 <= ts_ms < 1 << 48:
+        raise ValueError(f"ts_ms out of the ULID range: {ts_ms!r}")
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
+    return _encode((ts_ms << _RANDOM_BITS) | digest)
+
+
+def trace_id_of(key: str) -> int:
+    """A W3C trace id (128 bits) for ``key``: a ULID's own bits (a job's trace is named by its id), else a hash."""
+    if is_ulid(key):
+        n = 0
+        for c in key.upper():
+            n = (n << 5) | _DECODE[c]
+        return n & ((1 << 128) - 1) or 1
+    return int.from_bytes(hashlib.sha256(f"trace:{key}".encode()).digest()[:16], "big") or 1
+
+
+def span_id_of(key: str) -> int:
+    """A W3C span id (64 bits, never 0) for ``key`` (``job:<id>``, ``task:<id>``, ``step:<run>:<index>``)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") or 1
+
+
+def traceparent_of(trace_key: str, span_key: str) -> str:
+    """The W3C ``traceparent`` (sampled) naming the span ``span_key`` in the trace ``trace_key``: the same
+    everywhere, so a span can be named (and parented across processes) without a tracer."""
+    return f"00-{trace_id_of(trace_key):032x}-{span_id_of(span_key):016x}-01"
 
 
 def ulid_timestamp_ms(value: str) -> int:

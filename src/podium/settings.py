@@ -10,7 +10,9 @@ file stem in ``component``::
 Sources, highest priority first: keyword arguments, environment variables (with the prefix), then files
 in the settings directory (the working directory unless ``settings_dir`` is given), each component file
 beating the shared one: ``<component>.env``, ``.env``, ``<component>.settings.toml``, ``settings.toml``,
-``<component>.settings.yaml``, ``settings.yaml``, ``<component>.settings.json``, ``settings.json``.
+``<component>.settings.yaml``, ``settings.yaml``, ``<component>.settings.json``, ``settings.json``. A file
+named with ``settings_file`` comes before all of them. As in MADSci 0.8's shared ``settings.yaml``, a key
+in a file may carry the component's prefix (``workcell_nodes`` for ``nodes``); the bare key wins.
 
 :meth:`PodiumSettings.load` is the one way to build settings at start-up: a malformed file or an invalid
 value raises :class:`~podium.errors.ConfigError` naming the file (or environment variable) and the field,
@@ -100,7 +102,14 @@ class _FileSource(PydanticBaseSettingsSource):
             fields[name.lower()] = name
             if isinstance(info.alias, str):
                 fields[info.alias.lower()] = info.alias
-        self.data = {fields.get(k.lower(), k): v for k, v in data.items() if k.lower() in fields}
+        prefix = str(settings_cls.model_config.get("env_prefix") or "").lower()
+        self.data: dict[str, Any] = {}
+        for key, value in data.items():
+            low = key.lower()
+            if prefix and low.startswith(prefix) and low[len(prefix) :] in fields:
+                self.data.setdefault(fields[low[len(prefix) :]], value)  # a bare key beats it (below)
+            elif low in fields:
+                self.data[fields[low]] = value
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self.data.get(field_name), field_name, False
@@ -128,15 +137,26 @@ class PodiumSettings(BaseSettings):
         return (init_settings, env_settings, *files)
 
     @classmethod
-    def load(cls, *, settings_dir: str | Path | None = None, **overrides: Any) -> Self:
-        """Build the settings from every source; raise ConfigError naming the source and field on error."""
+    def load(
+        cls,
+        *,
+        settings_dir: str | Path | None = None,
+        settings_file: str | Path | None = None,
+        **overrides: Any,
+    ) -> Self:
+        """Build the settings from every source; raise ConfigError naming the source and field on error.
+
+        ``settings_file`` names one more file (YAML, TOML, JSON or .env), read before the directory's.
+        """
         directory = Path(settings_dir) if settings_dir is not None else Path.cwd()
         prefix = str(cls.model_config.get("env_prefix") or "")
-        sources = [
-            _FileSource(cls, path, _read_file(path, prefix))
-            for path in settings_files(cls.component, directory)
-            if path.is_file()
-        ]
+        paths = settings_files(cls.component, directory)
+        if settings_file is not None:
+            first = Path(settings_file).expanduser()
+            if not first.is_file():
+                raise ConfigError(f"{first}: no such settings file")
+            paths = [first, *(p for p in paths if p.resolve() != first.resolve())]
+        sources = [_FileSource(cls, path, _read_file(path, prefix)) for path in paths if path.is_file()]
         cls._podium_file_sources = tuple(sources)  # type: ignore[attr-defined]
         try:
             return cls(**overrides)

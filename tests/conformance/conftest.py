@@ -1,11 +1,13 @@
 """One fixture over every backend: each test in this folder runs against each store.
 
-Redis runs on the real server through the ``redis_url`` fixture (skip locally, fail in CI when it is
-missing), each test under its own key prefix, deleted afterwards.
+Redis and PostgreSQL use the ``redis_url`` / ``postgres_dsn`` fixtures (skip locally, fail in CI when the
+service is missing). Each PostgreSQL test gets its own schema, dropped afterwards; each Redis test its own
+key prefix, deleted afterwards (``redis+sqlite-history``: state on Redis, history in a SQLite file).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from podium.clock import ManualClock
 from podium.store import MemoryStore, Store, open_store
 from podium.store.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite", "redis", "redis+sqlite-history"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis", "redis+sqlite-history"]
 
 StoreFactory = Callable[[], Store]
 
@@ -45,13 +47,36 @@ async def make_store(
                 url += f"&history=sqlite:///{tmp_path / 'history.db'}"
             yield lambda: open_store(url, clock=clock)
         return
+    pg_url = ""
+    if backend == "postgres":
+        pg_url = f"{request.getfixturevalue('postgres_dsn')}?schema=podium_t_{uuid.uuid4().hex[:12]}"
 
     def make() -> Store:
         if backend == "memory":
             return MemoryStore(clock=clock)
+        if backend == "postgres":
+            from podium.store.postgres import PostgresStore
+
+            return PostgresStore(pg_url, clock=clock)
         return SQLiteStore(tmp_path / "podium.db", clock=clock)
 
     yield make
+    if pg_url:
+        await drop_pg_schema(pg_url)
+
+
+async def drop_pg_schema(url: str) -> None:
+    """Drop the PostgreSQL schema a test's store URL names."""
+    import asyncpg
+
+    from podium.store import pg_admin
+
+    target = pg_admin.parse_url(url)
+    conn = await asyncpg.connect(target.dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

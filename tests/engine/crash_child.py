@@ -1,5 +1,5 @@
-"""Child process for test_crash_recovery: runs an engine on a sqlite file (or a redis:// store) until it is
-SIGKILLed.
+"""Child process for test_crash_recovery: runs an engine on a sqlite file (or a store URL such as
+``postgresql://...``) until it is SIGKILLed.
 
 Usage: python crash_child.py DB_PATH|STORE_URL N_JOBS — creates N jobs, runs them, prints READY after a third of the
 tasks completed, and keeps running (the parent kills it mid-flight).
@@ -40,19 +40,19 @@ def worker() -> InProcessWorker:
     return w
 
 
-def config() -> Config:
-    return Config(JOB_LEASE_S=1.0, TASK_LEASE_S=1.0, EXECUTOR_MAX_CONCURRENT_JOBS=32)
+def config(**overrides: Any) -> Config:
+    return Config(
+        **{"JOB_LEASE_S": 1.0, "TASK_LEASE_S": 1.0, "EXECUTOR_MAX_CONCURRENT_JOBS": 32, **overrides}
+    )
 
 
-def storage(target: str) -> Store:
-    """A SQLite file (``synchronous=NORMAL``), or the store a ``redis://`` URL names."""
-    if target.startswith("redis"):
-        return open_store(target)
-    return SQLiteStorage(target, synchronous="NORMAL")
+def store(target: str) -> Store:
+    """A sqlite file path, or any store URL."""
+    return open_store(target) if "://" in target else SQLiteStorage(target, synchronous="NORMAL")
 
 
 async def main(path: str, n: int) -> None:
-    engine = OrchestratorEngine(storage(path), config(), serve_http=False)
+    engine = OrchestratorEngine(store(path), config(), serve_http=False)
     engine.register_blueprint(blueprint())
     engine.add_worker(worker())
     done = 0

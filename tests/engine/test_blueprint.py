@@ -79,7 +79,7 @@ def test_dangling_transition_and_missing_start_fail_registration() -> None:
 
     with pytest.raises(BlueprintError, match="'nowhere'"):
         eng.register_blueprint(bp)
-    with pytest.raises(BlueprintError, match="no start state"):
+    with pytest.raises(BlueprintError, match="must have exactly one start state"):
         eng.register_blueprint(Blueprint("empty"))
 
 

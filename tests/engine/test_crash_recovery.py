@@ -1,5 +1,5 @@
-"""SIGKILL an engine on sqlite with many jobs in flight; a new engine on the same file finishes every job,
-applying each task's result exactly once."""
+"""SIGKILL an engine on sqlite (or PostgreSQL) with many jobs in flight; a new engine on the same store
+finishes every job, applying each task's result exactly once."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from podium.engine import OrchestratorEngine
 from tests.engine import crash_child
@@ -20,25 +17,27 @@ from tests.engine import crash_child
 N = 150
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A SQLite file, or a key prefix of the test's own on the real Redis (deleted afterwards)."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "crash.db")
-        return
-    from tests.conformance.redis_support import redis_prefix
-
-    async with redis_prefix(request.getfixturevalue("redis_url")) as url:
-        yield url
+async def test_sigkill_mid_flight_then_recover(tmp_path: Path) -> None:
+    await crash_then_recover(str(tmp_path / "crash.db"), tmp_path)
 
 
-async def test_sigkill_mid_flight_then_recover(tmp_path: Path, target: str) -> None:
-    db = target
+async def test_sigkill_mid_flight_then_recover_on_postgres(postgres_dsn: str, tmp_path: Path) -> None:
+    from tests.conformance.conftest import drop_pg_schema
+
+    url = f"{postgres_dsn}?schema=podium_t_crash_{os.getpid()}"
+    try:
+        await crash_then_recover(url, tmp_path)
+    finally:
+        await drop_pg_schema(url)
+
+
+async def kill_mid_flight(db: str, tmp_path: Path) -> None:
+    """Run crash_child on ``db`` and SIGKILL it once a third of its tasks completed."""
     log = tmp_path / "child.log"
     with (
         log.open("w") as err,
         subprocess.Popen(
-            [sys.executable, crash_child.__file__, db, str(N)],
+            [sys.executable, crash_child.__file__, str(db), str(N)],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -56,7 +55,11 @@ async def test_sigkill_mid_flight_then_recover(tmp_path: Path, target: str) -> N
                 child.kill()
     assert child.returncode == -signal.SIGKILL
 
-    store = crash_child.storage(db)
+
+async def crash_then_recover(db: str, tmp_path: Path) -> None:
+    await kill_mid_flight(db, tmp_path)
+
+    store = crash_child.store(db)
     engine = OrchestratorEngine(store, crash_child.config(), serve_http=False)
     engine.register_blueprint(crash_child.blueprint())
     engine.add_worker(crash_child.worker())
@@ -77,3 +80,10 @@ async def test_sigkill_mid_flight_then_recover(tmp_path: Path, target: str) -> N
             assert len(tasks) == 2 and all(t.status == "completed" for t in tasks)
             assert completed == {t.task_id: 1 for t in tasks}  # each result applied once
     await store.close()
+
+
+async def test_sigkill_mid_flight_then_recover_on_redis(redis_url: str, tmp_path: Path) -> None:
+    from tests.conformance.redis_support import redis_prefix
+
+    async with redis_prefix(redis_url) as url:
+        await crash_then_recover(url, tmp_path)

@@ -157,6 +157,6 @@ async def test_stop_gives_back_unfinished_work_at_once(store_kind: str, tmp_path
     second.register_blueprint(bp)
     second.add_worker(InProcessWorker("w2", skills={"work": lambda: {"ok": True}}))
     async with second:  # leases were given back: no 300 s wait
-        views = [await finished(second, j, timeout_s=5) for j in (step_job, task_job)]
+        views = [await finished(second, j, timeout_s=20) for j in (step_job, task_job)]
     assert [v.status for v in views] == ["finished", "finished"]
     await store.close()

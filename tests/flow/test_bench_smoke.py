@@ -28,3 +28,47 @@ def test_bench_flow_quick_podium_only_runs_and_reports() -> None:
         assert podium[key] > 0, key
     assert podium["memory"]["bytes_per_10k"] > 0
     assert 0 < podium["import_ms"] < podium["import_first_use_ms"]
+
+
+def test_bench_planner_podium_only_runs_and_reports() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_planner.py"),
+            "--podium-only",
+            "--runs",
+            "2",
+            "--rounds",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["results"]) == {"podium"}
+    assert report["results"]["podium"]["sequential_us_per_step"] > 0
+    assert report["results"]["podium"]["parallel_us_per_call"] > 0
+
+
+def test_bench_a2a_podium_only_runs_and_reports() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_a2a.py"),
+            "--podium-only",
+            "--requests",
+            "20",
+            "--rounds",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["results"]) == {"podium"} and report["results"]["podium"]["p50_ms"] > 0

@@ -172,3 +172,45 @@ async def test_message_bus_sees_every_edge_crossing() -> None:
     }
     assert first.meta == {"k": 1} and isinstance(first.payload, Message)
     assert len(bus.envelopes) == 6
+
+
+async def test_trace_inflight_counts_the_invocations_running_as_penguiflow_does() -> None:
+    from podium.flow import Node, NodePolicy, create
+    from tests.flow.helpers import EventLog, msg
+
+    # Given a fan-out where "slow" is still running when "fast" starts and finishes
+    release = asyncio.Event()
+
+    async def slow(message: Any, _ctx: Any) -> Any:
+        await release.wait()
+        return message
+
+    async def fast(message: Any, _ctx: Any) -> Any:
+        return message
+
+    async def split(message: Any, _ctx: Any) -> Any:
+        return message
+
+    log = EventLog()
+    none = NodePolicy(validate="none")
+    start, a, b = (
+        Node(split, name="split", policy=none),
+        Node(slow, name="slow", policy=none),
+        Node(fast, name="fast", policy=none),
+    )
+    flow = create(start.to(a, b), middlewares=[log])
+    flow.run()
+    try:
+        await flow.emit(msg("x"))
+        first = await asyncio.wait_for(flow.fetch(), 1)
+        release.set()
+        await asyncio.wait_for(flow.fetch(), 1)
+    finally:
+        await flow.stop()
+    inflight = {
+        (e.event_type, e.node_name): e.trace_inflight for e in log.events if e.trace_id == first.trace_id
+    }
+    # Then an event counts the other invocations of its trace, never its own node before or after the call
+    assert inflight[("node_start", "split")] == 0 and inflight[("node_success", "split")] == 0
+    assert inflight[("node_start", "fast")] == 1 and inflight[("node_success", "fast")] == 1
+    assert inflight[("node_success", "slow")] == 0

@@ -145,3 +145,33 @@ async def test_stream_flow_and_emit_stream_events() -> None:
         ("", 2, True),
     ]
     assert items[-1] == "final"
+
+
+async def test_one_stream_fed_by_several_nodes_and_the_outside_counts_once_without_gaps() -> None:
+    # Given two nodes that both write into the stream "shared" while the caller writes into it too
+    async def writer(message: Message, ctx: Context) -> Message | None:
+        if isinstance(message.payload, StreamChunk):
+            return message  # a chunk the caller sent: passed on as it is
+        for index in range(5):
+            await ctx.emit_chunk(parent=message, text=f"{ctx.owner.name}{index}", stream_id="shared")  # type: ignore[union-attr]
+        return None
+
+    a, b = Node(writer, name="a", policy=NONE), Node(writer, name="b", policy=NONE)
+    flow = create(a.to(), b.to(), queue_maxsize=2)  # small edges: writers wait on backpressure meanwhile
+    flow.run()
+    try:
+        parent = msg("go")
+        await flow.emit(parent)
+
+        async def outside() -> None:
+            for index in range(5):
+                await flow.emit_chunk(parent=parent, text=f"out{index}", stream_id="shared", to=a)
+
+        sender = asyncio.create_task(outside())
+        chunks = [(await asyncio.wait_for(flow.fetch(), 1)).payload for _ in range(15)]
+        await sender
+    finally:
+        await flow.stop()
+    # Then the 15 chunks carry 0..14 between them, each number once
+    assert sorted(chunk.seq for chunk in chunks) == list(range(15))
+    assert {chunk.text[:-1] for chunk in chunks} == {"a", "b", "out"}

@@ -20,4 +20,8 @@ def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "finished" in result.stdout.lower() or "completed" in result.stdout.lower()
+    # While it runs it says where its dashboard is (the token beside the address, never in it)
+    line = next(ln for ln in result.stderr.splitlines() if ln.startswith("dashboard: "))
+    address = line.split()[1]
+    assert address.startswith("http://127.0.0.1:") and address.endswith("/dashboard") and "@" not in address
     assert migrate.current_version(data / "podium.db") == SCHEMA_VERSION

@@ -21,9 +21,10 @@ EXPECTED = {
         "ExpressionError", "F", "FastF", "FilterExpr", "HandlerDecorator", "HandlerSpec", "InProcessWorker",
         "InputValidationError", "JobContext", "JobDefinition", "JobNotFoundError", "JobStateError", "JobStatus",
         "JobView", "MemoryStorage", "OrchestratorEngine", "QUARANTINE_CODES", "RETRYABLE_CODES", "STEPS_QUEUE",
-        "StateSpec", "StorageBackend", "TERMINAL_STATUSES", "Task", "TaskError", "TaskNotFoundError", "TaskStatus",
+        "SkillNotAllowedError", "StateSpec", "StorageBackend", "TERMINAL_STATUSES", "Task", "TaskError", "TaskNotFoundError", "TaskStatus",
         "TaskView", "TimerQueue", "WorkerView", "parse_condition", "task_queue"
     ],
+    "podium.engine.history": ["NoOpHistoryStorage", "StoreHistoryStorage"],
     "podium.engine.storage": ["MemoryStorage", "RedisStorage", "SQLiteStorage", "StorageBackend"],
     "podium.errors": [
         "ConfigError", "ConflictError", "InvalidInputError", "LeaseLostError", "LockLostError",
@@ -41,11 +42,18 @@ EXPECTED = {
         "format_sse_event", "join_k", "log_flow_events", "map_concurrent", "predicate_router", "stream_flow",
         "testkit", "tool", "union_router"
     ],
+    "podium.flow.a2a": [
+        "A2AAgentCard", "A2AClientError", "A2AHttpTransport", "A2AMessagePayload", "A2AServerAdapter", "A2ASkill",
+        "A2ATaskCancelRequest", "create_a2a_app"
+    ],
     "podium.flow.planner": [
         "ParallelCall", "ParallelJoin", "PlannerAction", "PlannerFinish", "PlannerPause", "ReactPlanner",
-        "Trajectory", "TrajectoryStep", "TrajectorySummary"
+        "ScriptedLLM", "Trajectory", "TrajectoryStep", "TrajectorySummary"
     ],
-    "podium.ids": ["is_ulid", "new_ulid_str", "ulid_timestamp_ms"],
+    "podium.ids": [
+        "derived_ulid_str", "is_ulid", "new_ulid_str", "span_id_of", "trace_id_of", "traceparent_of",
+        "ulid_timestamp_ms"
+    ],
     "podium.log": ["ID_FIELDS", "JsonFormatter", "TextFormatter", "bind_ids", "configure_logging", "get_logger"],
     "podium.nodes": [
         "ActionFailed", "ActionFiles", "ActionOutcome", "ActionRequest", "ActionResult", "ActionStatus",
@@ -56,7 +64,16 @@ EXPECTED = {
     ],
     "podium.nodes.sim": [
         "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode", "SIM_NODE_TYPES", "SealerNode",
-        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes"
+        "SimNode", "WELLS_96", "asgi_clients", "make_sim_nodes", "run_sim_nodes", "AdvancedExampleNode",
+        "EXAMPLE_LAB_NODE_TYPES", "ExampleLiquidHandlerNode", "ExamplePlateReaderNode", "ExampleRobotArmNode",
+        "make_example_lab_nodes"
+    ],
+    "podium.dashboard": [
+        "DASHBOARD_PATHS", "MAX_DEFINITION_BYTES", "mount_jobs_dashboard", "mount_workcell_dashboard"
+    ],
+    "podium.ops": [
+        "EngineMetrics", "MissedPolicy", "RateLimited", "RateLimiter", "RateLimits", "SCHEDULER_LOCK", "SCHEDULE_KIND", "Schedule", "Scheduler", "Tracing", "WorkflowSubmit",
+        "load_schedules", "traceparent", "workcell_submit"
     ],
     "podium.server": [
         "ApiError", "ClientRegistry", "QuotaExceeded", "QuotaTracker", "RunningServer", "ServerSettings",
@@ -65,8 +82,9 @@ EXPECTED = {
     "podium.settings": ["CoreSettings", "PodiumSettings", "SettingsConfigDict", "settings_files"],
     "podium.store": [
         "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease", "MemoryStore",
-        "Op", "Put", "Record", "RedisStore", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
+        "Op", "PostgresStore", "Put", "Record", "RedisStore", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
     ],
+    "podium.tomlfile": ["header_line", "key_line", "read_toml", "where"],
     "podium.testing": [
         "EngineHarness", "EventLog", "WorkcellHarness", "drive", "join", "settle", "wait_event", "watch"
     ],
@@ -82,8 +100,8 @@ EXPECTED = {
         "NodeRecord", "Operator", "OwnershipInfo", "ParameterError", "ParameterFeedForwardFile",
         "ParameterFeedForwardJson", "ParameterInputFile", "ParameterInputJson", "ParameterTypes",
         "ParsedExpression", "Resource", "ResourceChildFieldCheckCondition", "ResourceDefinition",
-        "ResourceFieldCheckCondition", "ResourceInLocationCondition", "ResourceType", "SchedulerMetadata", "Step",
-        "StepDefinition", "StepEffect", "StepParameters", "TransferStepTemplate", "TransferTemplateOverrides",
+        "ResourceFieldCheckCondition", "ResourceInLocationCondition", "ResourceTemplate", "ResourceType",
+        "LOCATION_CONTAINER_TEMPLATE", "SchedulerMetadata", "Step", "StepDefinition", "StepEffect", "StepParameters", "TransferStepTemplate", "TransferTemplateOverrides",
         "UnsafePathError", "WorkcellDefinition", "WorkcellInfo", "WorkcellModel", "WorkcellState", "WorkcellStatus",
         "Workflow", "WorkflowDefinition", "WorkflowMetadata", "WorkflowNotFoundError", "WorkflowParameters",
         "WorkflowState", "WorkflowStateError", "WorkflowStatus", "WorkflowValidationError", "coerce_parameter",

@@ -6,6 +6,7 @@ timing variables). Skills:
 
 - ``video_transcoding``: reports progress, returns ``{"output_path", "duration"}``;
 - ``strict_output``: declares an output schema and returns data that breaks it when asked to;
+- ``file_analysis``: the README's fan-out recipe's skill, returns ``{"file", "words"}``;
 - ``slow``: waits until cancelled (to test cancellation through heartbeats).
 """
 
@@ -19,7 +20,8 @@ worker = Worker(worker_type="interop-worker", max_concurrent_tasks=4)
 @worker.skill("video_transcoding")
 async def transcode(params, send_progress, task_id, job_id):
     await send_progress(task_id, job_id, 50, "half way")
-    return {"status": "success", "data": {"output_path": params["path"] + ".mp4", "duration": 95}}
+    path = params.get("path") or params.get("input_path")  # the README's recipe sends input_path
+    return {"status": "success", "data": {"output_path": path + ".mp4", "duration": 95}}
 
 
 @worker.skill(
@@ -28,6 +30,11 @@ async def transcode(params, send_progress, task_id, job_id):
 )
 async def strict_output(params):
     return {"status": "success", "data": {"count": params.get("count", "not a number")}}
+
+
+@worker.skill("file_analysis")
+async def file_analysis(params):
+    return {"status": "success", "data": {"file": params["file"], "words": len(params["file"])}}
 
 
 @worker.skill("slow")

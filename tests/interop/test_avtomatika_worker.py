@@ -28,6 +28,7 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = ["avtomatika-worker==1.0b20"]
+PEER_VENVS = [("avtomatika-worker", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 
 
 def single_task_blueprint(name: str, task_type: str) -> Blueprint:
@@ -104,7 +105,12 @@ async def test_unmodified_avtomatika_worker_runs_podium_jobs(tmp_path: Path) -> 
     async with running_stack(interop_engine()) as stack:
         async with avtomatika_worker(stack, "avto-1", tmp_path / "worker.log"):
             workers = stack.server.app.state.podium.workers
-            assert set(workers["avto-1"].skills) == {"video_transcoding", "strict_output", "slow"}
+            assert set(workers["avto-1"].skills) == {
+                "video_transcoding",
+                "strict_output",
+                "file_analysis",
+                "slow",
+            }
             progress = watch(stack.engine, lambda e: e.type == "task_progress")
             async with AsyncJobClient(stack.url, token=CLIENT_TOKEN) as jobs:
                 ids = [await jobs.submit("transcode", {"path": f"/in/{i}"}) for i in range(5)]

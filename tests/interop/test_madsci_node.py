@@ -30,6 +30,7 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = ["madsci.client==0.8.1", "madsci.node_module==0.8.1", "pydantic==2.12.5", "packaging"]
+PEER_VENVS = [("madsci-node", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

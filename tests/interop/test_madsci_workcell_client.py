@@ -28,6 +28,7 @@ MADSCI_WC = [
     "pydantic==2.12.5",
     "packaging",
 ]
+PEER_VENVS = [("madsci-wc", MADSCI_WC)]  # built before the tests run (tests/conftest.py)
 
 
 async def test_madsci_workcell_client_against_podium(tmp_path: Path) -> None:

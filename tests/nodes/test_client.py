@@ -23,6 +23,7 @@ from podium.nodes import (
     NodeUnreachableError,
     send_admin_command_all,
 )
+from podium.nodes.client import PollPlan, estimate_end_s, expected_end_s
 from podium.nodes.sim import SimNode
 from podium.testing import drive
 
@@ -142,12 +143,18 @@ async def test_admin_to_all_nodes(sim: dict[str, SimNode], client_for: Any) -> N
 
 
 class FakeMadsciNode:
-    """A MADSci-like node behind httpx.MockTransport: no long-poll, its own ids, optional 429s."""
+    """A MADSci-like node behind httpx.MockTransport: no long-poll, its own ids, optional 429s; an action
+    runs ``duration_s`` of the clock after its start (0: it has ended by the time the start answers)."""
 
-    def __init__(self, *, running_polls: int = 3, rate_limited: int = 0) -> None:
-        self.running_polls, self.rate_limited = running_polls, rate_limited
+    def __init__(self, clock: ManualClock, *, duration_s: float = 0.0, rate_limited: int = 0) -> None:
+        self.clock, self.duration_s, self.rate_limited = clock, duration_s, rate_limited
         self.calls: list[str] = []
         self.node_id = new_ulid_str()
+        self.ends_at: float | None = None
+
+    def status(self) -> str:
+        assert self.ends_at is not None
+        return "succeeded" if self.clock.monotonic() >= self.ends_at else "running"
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -155,41 +162,79 @@ class FakeMadsciNode:
         if self.rate_limited:
             self.rate_limited -= 1
             return httpx.Response(429, headers={"Retry-After": "2"}, json={"detail": "Rate limit exceeded"})
-        if request.method == "POST" and path == "/action/add":
+        if request.method == "POST" and path.startswith("/action/add") and path.count("/") == 2:
             body = json.loads(request.content)
             assert body["args"] == {"a": 1}
+            self.node_id = new_ulid_str()
             return httpx.Response(200, json={"action_id": self.node_id})
         if path.endswith("/start"):
-            return httpx.Response(200, json={"action_id": self.node_id, "status": "running", "files": None})
+            self.ends_at = self.clock.monotonic() + self.duration_s
+            return httpx.Response(
+                200, json={"action_id": self.node_id, "status": self.status(), "files": None}
+            )
         if path == "/status":
             return httpx.Response(200, json={"busy": False})
         if path.endswith("/status"):
-            assert "wait_s" in request.url.params
-            if self.running_polls:
-                self.running_polls -= 1
-                return httpx.Response(200, json="running")
-            return httpx.Response(200, json="succeeded")
+            return httpx.Response(200, json=self.status())
         if path.endswith("/result"):
+            done = self.status() == "succeeded"
             return httpx.Response(
-                200, json={"action_id": self.node_id, "status": "succeeded", "json_result": 2, "files": None}
+                200,
+                json={
+                    "action_id": self.node_id,
+                    "status": self.status(),
+                    "json_result": 2 if done else None,
+                    "files": None,
+                },
             )
         return httpx.Response(404, json={"detail": "Not Found"})
 
 
-async def test_polls_a_node_without_long_poll_with_growing_backoff(clock: ManualClock) -> None:
-    fake = FakeMadsciNode(running_polls=4)
+async def test_a_madsci_action_that_ends_within_its_start_costs_two_requests(clock: ManualClock) -> None:
+    fake = FakeMadsciNode(clock)
     async with NodeClient("http://madsci", transport=httpx.MockTransport(fake), clock=clock) as client:
-        outcome = await drive(clock, client.run_action("add", {"a": 1}))
-    assert outcome.ok and outcome.json_result == 2
-    assert outcome.node_action_id == fake.node_id != outcome.action_id
-    assert [c for c in fake.calls if c.endswith("/status") and "/action/" in c] == [
-        f"GET /action/add/{fake.node_id}/status"
-    ] * 5
-    assert clock.monotonic() == pytest.approx(0.02 + 0.04 + 0.08 + 0.16)
+        outcome = await drive(clock, client.run_action("add", {"a": 1}, refresh_status=False))
+    assert outcome.ok and outcome.node_action_id == fake.node_id != outcome.action_id
+    assert len(fake.calls) == 2 and fake.calls[1].endswith("/start")
+
+
+async def test_polls_a_node_without_long_poll_near_the_learned_end(clock: ManualClock) -> None:
+    fake = FakeMadsciNode(clock, duration_s=1.0)
+    runs: list[tuple[int, float]] = []
+    async with NodeClient("http://madsci", transport=httpx.MockTransport(fake), clock=clock) as client:
+        for _ in range(6):
+            sent = len(fake.calls)
+            outcome = await drive(clock, client.run_action("add", {"a": 1}, refresh_status=False))
+            assert outcome.ok and outcome.json_result == 2
+            assert fake.ends_at is not None
+            runs.append((len(fake.calls) - sent, clock.monotonic() - fake.ends_at))
+    # The first run knows nothing: one status probe (the node does not hold it), then the result is polled
+    # on a growing backoff (20, 40, 80 ... ms), and the end is seen late.
+    first_requests, first_late = runs[0]
+    assert fake.calls[2].endswith("/status") and all(
+        c.endswith("/result") for c in fake.calls[3:first_requests]
+    )
+    assert first_late > 0.1
+    # Once the duration is learned, nothing is sent before the end is near, and it is seen within a few ms
+    # with create + start + at most 3 result polls.
+    for requests, late in runs[-2:]:
+        assert requests <= 5 and late < 0.01, runs
+
+
+def test_poll_plan_waits_for_the_expected_end_then_polls_tightly() -> None:
+    plan = PollPlan(started_at=10.0, expected_s=2.0, initial_s=0.02, factor=2.0, max_s=1.0, tight_s=0.004)
+    assert plan.next_delay_s(10.5) == pytest.approx(1.5)
+    assert [round(plan.next_delay_s(12.0), 4) for _ in range(3)] == [0.004, 0.006, 0.009]
+    blind = PollPlan(started_at=0.0, expected_s=None, initial_s=0.02, factor=2.0, max_s=0.05, tight_s=0.004)
+    assert [blind.next_delay_s(0.0) for _ in range(3)] == [0.02, 0.04, 0.05]
+    assert estimate_end_s(0.99, 1.0, tight_s=0.004) == (pytest.approx(0.995), True)
+    assert estimate_end_s(0.6, 1.2, tight_s=0.004) == (0.6, False)
+    assert expected_end_s([(0.6, False), (1.01, True), (0.99, True)]) == 0.99
+    assert expected_end_s([(0.6, False), (0.8, False)]) == 0.8
 
 
 async def test_waits_out_429_retry_after(clock: ManualClock) -> None:
-    fake = FakeMadsciNode(running_polls=0, rate_limited=2)
+    fake = FakeMadsciNode(clock, rate_limited=2)
     transport = httpx.MockTransport(fake)
     async with NodeClient(
         "http://madsci", transport=transport, clock=clock, max_rate_limit_wait_s=10

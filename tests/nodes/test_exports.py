@@ -16,9 +16,14 @@ EXPECTED = {
     ],
     "podium.nodes.sim": [
         "SIM_NODE_TYPES", "WELLS_96", "FailurePlan", "LiquidHandlerNode", "PlateReaderNode", "RobotArmNode",
-        "SealerNode", "SimNode", "asgi_clients", "make_sim_nodes", "run_sim_nodes",
+        "SealerNode", "SimNode", "asgi_clients", "make_sim_nodes", "run_sim_nodes", "AdvancedExampleNode",
+        "EXAMPLE_LAB_NODE_TYPES", "ExampleLiquidHandlerNode", "ExamplePlateReaderNode", "ExampleRobotArmNode",
+        "make_example_lab_nodes",
     ],
-    "podium.nodes.client": ["ActionOutcome", "FileArg", "NodeClient", "send_admin_command_all"],
+    "podium.nodes.client": [
+        "ActionOutcome", "FileArg", "NodeClient", "PollPlan", "estimate_end_s", "expected_end_s",
+        "request_headers", "send_admin_command_all",
+    ],
     "podium.nodes.errors": [
         "ActionTimeoutError", "NodeError", "NodeProtocolError", "NodeRateLimitedError", "NodeRequestError",
         "NodeUnreachableError",

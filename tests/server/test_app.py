@@ -79,11 +79,33 @@ async def test_invalid_initial_data_is_422_naming_the_field_and_creates_nothing(
             "/api/v1/jobs/transcode", json={"initial_data": {"path": "p", "size": -1}}, headers=headers
         )
         assert r.status_code == 422 and r.json()["field"] == "initial_data.size"
-        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {}, "bogus": 1}, headers=headers)
-        assert r.status_code == 422 and r.json()["field"] == "bogus"
+        r = await http.post(
+            "/api/v1/jobs/transcode", json={"initial_data": {}, "dispatch_timeout": "x"}, headers=headers
+        )
+        assert r.status_code == 422 and r.json()["field"] == "dispatch_timeout"
         assert await stack.engine.count_jobs() == 0
         r = await http.post("/api/v1/jobs/nope", json={"initial_data": {}}, headers=headers)
         assert r.status_code == 404
+        # a top-level field podium does not know is ignored, as Avtomatika ignores it
+        body = {"initial_data": {"path": "p", "size": 1}, "client_request_id": "r-1"}
+        r = await http.post("/api/v1/jobs/transcode", json=body, headers=headers)
+        assert r.status_code == 202
+        job = await stack.engine.get_job(r.json()["job_id"])
+        assert job.initial_data == {"path": "p", "size": 1}
+
+
+async def test_a_job_policy_is_honoured_and_its_size_bounded() -> None:
+    async with running_stack() as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        headers = {"X-Client-Token": CLIENT_TOKEN}
+        body = {"initial_data": {"path": "p"}, "policy": {"allowed_skills": ["other"]}}
+        r = await http.post("/api/v1/jobs/transcode", json=body, headers=headers)
+        assert r.status_code == 202
+        job = await stack.engine.wait_for_job(r.json()["job_id"], timeout_s=10)
+        assert job.status == "failed" and "video_transcoding" in str(job.error)
+        big = {"initial_data": {"path": "p"}, "policy": {"allowed_skills": ["x" * 5000]}}
+        r = await http.post("/api/v1/jobs/transcode", json=big, headers=headers)
+        assert r.status_code == 422 and r.json()["field"] == "policy"
+        assert await stack.engine.count_jobs() == 1
 
 
 async def test_cancel_list_and_graph() -> None:

@@ -135,10 +135,20 @@ async def test_openapi_and_asgi(tmp_path: Path) -> None:
                 "/admin/{command}/{node}",
             ]:
                 assert route in paths, route
+            # A field of the wrong shape is refused, naming it ...
             r = await http.post(
                 "/workflow_definition",
-                json={"name": "x", "steps": [{"node": "robotarm_1", "action": "home", "bogus": 1}]},
+                json={"name": "x", "steps": [{"node": "robotarm_1", "action": "home", "args": [1]}]},
             )
-            assert r.status_code == 422 and "bogus" in r.json()["detail"]
+            assert r.status_code == 422 and "args" in r.json()["detail"]
+            # ... while a field podium does not know is kept, as MADSci 0.8.1 accepts it (`comment:` in
+            # MADSci's example lab).
+            r = await http.post(
+                "/workflow_definition",
+                json={"name": "x", "steps": [{"node": "robotarm_1", "action": "home", "comment": "hi"}]},
+            )
+            assert r.status_code == 200
+            stored = (await http.get(f"/workflow_definition/{r.json()}")).json()
+            assert stored["steps"][0]["comment"] == "hi"
     finally:
         await engine.stop()

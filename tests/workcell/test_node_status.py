@@ -24,11 +24,15 @@ from podium.workcell import (
 T0 = 1_700_000_000.0
 
 
+def _boom() -> None:
+    raise RuntimeError("the instrument jammed")
+
+
 class CountingNode(InProcessNode):
     """An in-process node that records when each status/info/state request came (virtual time)."""
 
     def __init__(self, name: str, clock: ManualClock, **kw: Any) -> None:
-        super().__init__(name, {"noop": lambda: None}, clock=clock, **kw)
+        super().__init__(name, {"noop": lambda: None, "boom": _boom}, clock=clock, **kw)
         self.requests: list[tuple[str, float]] = []
         self.down = False
 
@@ -110,7 +114,7 @@ async def test_idle_nodes_are_polled_with_back_off(
     assert engine.nodes["a"].ready
 
 
-async def test_a_node_running_a_step_is_not_polled_and_is_read_right_after(
+async def test_a_node_running_a_step_is_not_polled_and_is_read_again_a_little_after(
     cell: tuple[WorkcellEngine, dict[str, CountingNode]], clock: ManualClock
 ) -> None:
     engine, nodes = cell
@@ -127,11 +131,28 @@ async def test_a_node_running_a_step_is_not_polled_and_is_read_right_after(
     node.gate.set()
     await asyncio.wait_for(engine.wait_for(run.workflow_id), 5)
     await settle()
-    # One status read right after the action (this connector's result carries no node status) ...
-    assert node.times()[before:] == [30.0]
+    # The action succeeded: the node keeps the status it had (no request on the step's way out, which a
+    # MADSci node would answer at the cost of the next step), read again after node_update_interval ...
+    assert node.times()[before:] == []
     # ... then the usual back-off.
     await run_for(clock, 10)
-    assert gaps(node.times()[before:]) == [1.0, 2.0, 4.0]
+    assert node.times()[before:] == [31.0, 33.0, 37.0]
+
+
+async def test_after_a_failed_action_the_node_is_read_at_once(
+    cell: tuple[WorkcellEngine, dict[str, CountingNode]], clock: ManualClock
+) -> None:
+    engine, nodes = cell
+    await run_for(clock, 20)
+    before = len(nodes["a"].times())
+    run = await engine.submit(
+        load_workflow_definition({"name": "w", "steps": [{"node": "a", "action": "boom"}]})
+    )
+    done = await asyncio.wait_for(engine.wait_for(run.workflow_id), 5)
+    await settle()
+    assert done.status.failed
+    # The node may be errored now: its status is read straight away, not at the next back-off tick.
+    assert nodes["a"].times()[before:] == [20.0]
 
 
 async def test_a_node_a_step_waits_for_is_polled_every_interval_until_ready(

@@ -493,3 +493,32 @@ async def test_transfer_steps_run_on_the_sim_arm_and_move_the_plate(tmp_path: Pa
             assert [r.resource_name for r in engine.resources.children(deck.resource_id)] == ["assay_plate"]
             stack = engine.get_location("plate_stack")
             assert stack.resource_id is not None and engine.resources.children(stack.resource_id) == []
+
+
+def test_a_step_calling_a_transfer_action_directly_moves_the_plate_too() -> None:
+    # MADSci's example_workflow calls robotarm_1.transfer with locations source/target; MADSci's node moves
+    # the plate in MADSci's resource manager, podium's workcell records the same move.
+    held = {
+        "a": loc("a", {"arm": 1}, resource_id="r_a"),
+        "b": loc("b", {"arm": 2}, resource_id="r_b"),
+        "bare": loc("bare", {"arm": 3}),
+    }
+    step = {"name": "t", "node": "arm", "action": "transfer"}
+    run = build(
+        [
+            {**step, "locations": {"source": "a", "target": "b"}},
+            {**step, "locations": {"source": "a", "target": "bare"}},
+            {
+                **step,
+                "locations": {"source": "a", "target": "b"},
+                "effects": [{"set": {"resource": "x", "field": "lid", "value": 1}}],
+            },
+        ],
+        locations=held,
+        nodes=nodes("arm"),
+        transfer_capabilities=caps(ARM),
+    )
+    first, no_container, own = run.steps
+    assert [(e.kind, e.source, e.target) for e in first.effects] == [("move", "a", "b")]
+    assert no_container.effects == []
+    assert [e.kind for e in own.effects] == ["set"]

@@ -1,7 +1,10 @@
 """The ``podium`` command line.
 
-Sub-commands live in modules of this package, each exposing ``app`` (a typer app) or ``command``:
-``db`` (schema versions), ``demo``, and -- when installed with their packages -- ``serve`` and ``workcell``.
+Sub-commands live in modules of this package. Each exposes ``app`` (a typer group), ``command`` (one
+command), ``commands`` (top-level commands by name) or ``groups`` (typer groups by name): ``db`` (schema
+versions), ``demo``, ``serve``, ``workcell``, the daily commands of :mod:`podium.cli.lab` (``submit``,
+``workflows``, ``nodes``, ...) and :mod:`podium.cli.jobs` (``jobs``, ``job``, ``workers``, ``blueprint graph``),
+and ``flow`` (viz, trace history and replay). Exit codes: :mod:`podium.cli._output`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ app = typer.Typer(
 )
 
 # (module, name): a sub-app registered as a group, or a module-level `command` registered as a command.
-_SUBCOMMANDS = [("db", "db"), ("demo", "demo"), ("serve", "serve"), ("workcell", "workcell")]
+_SUBCOMMANDS = [
+    ("db", "db"),
+    ("demo", "demo"),
+    ("serve", "serve"),
+    ("workcell", "workcell"),
+    ("lab", ""),
+    ("jobs", ""),
+    ("flow", "flow"),
+]
 
 
 @app.command()
@@ -41,6 +52,10 @@ def _register() -> None:
         if importlib.util.find_spec(qualified) is None:
             continue
         module = importlib.import_module(qualified)
+        for command_name, function in getattr(module, "commands", {}).items():
+            app.command(name=command_name)(function)
+        for group_name, group in getattr(module, "groups", {}).items():
+            app.add_typer(group, name=group_name)
         if hasattr(module, "app"):
             app.add_typer(module.app, name=name)
         elif hasattr(module, "command"):

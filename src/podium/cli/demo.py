@@ -20,6 +20,9 @@ __all__ = ["command"]
 
 def command(
     data_dir: Path = typer.Option(None, "--data-dir", help="Folder for the SQLite store and data files."),
+    stay_open: bool = typer.Option(
+        False, "--stay-open", help="Keep serving the dashboard after the run, until Ctrl-C."
+    ),
 ) -> None:
     """Run podium's main job end to end on SQLite with simulated instruments and workers."""
     settings = CoreSettings.load()
@@ -27,4 +30,7 @@ def command(
     folder.mkdir(parents=True, exist_ok=True)
     from podium.workcell.demo import report, run_demo
 
-    report(asyncio.run(run_demo(folder)), folder)
+    try:
+        report(asyncio.run(run_demo(folder, stay_open=stay_open)), folder)
+    except KeyboardInterrupt:
+        pass

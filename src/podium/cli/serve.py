@@ -3,7 +3,7 @@
 Settings come from :class:`podium.server.ServerSettings` (environment: ``API_HOST``, ``API_PORT``,
 ``CLIENT_TOKEN``, ``CLIENTS_CONFIG_PATH``, ``GLOBAL_WORKER_TOKEN``, ``WORKERS_CONFIG_PATH``,
 ``ENABLE_CLIENT_API``, ...; files ``server.settings.toml``/``settings.toml``); options override them.
-A malformed ``clients.toml``/``workers.toml`` stops the start with the file and the line.
+A malformed ``clients.toml``/``workers.toml``/``schedules.toml`` stops the start with the file and the line.
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ def _storage(url: str) -> Any:
         return SQLiteStorage(sqlite_path(url))
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from podium.store import open_store
+
+        return open_store(url)
     raise ConfigError(
-        f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, redis://host:port/db)"
+        f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, postgresql://..., redis://host:port/db)"
     )
 
 
@@ -107,12 +111,16 @@ def command(
     storage: str | None = typer.Option(
         None,
         "--storage",
-        help="memory://, sqlite:///path/to/podium.db or redis://host:port/db?prefix=name"
+        help="memory://, sqlite:///path/to/podium.db, postgresql://user@host/db?schema=podium"
+        " or redis://host:port/db?prefix=name"
         " (default: PODIUM_STORE_URL, SQLite).",
     ),
     clients: Path | None = typer.Option(None, "--clients", help="clients.toml (CLIENTS_CONFIG_PATH)."),
     workers: Path | None = typer.Option(None, "--workers", help="workers.toml (WORKERS_CONFIG_PATH)."),
     settings_dir: Path | None = typer.Option(None, "--settings-dir", help="Where settings files are read."),
+    schedules: Path | None = typer.Option(
+        None, "--schedules", help="schedules.toml of the native scheduler (SCHEDULES_CONFIG_PATH)."
+    ),
 ) -> None:
     """Serve the podium API: jobs, remote workers (RXON), health, metrics and docs."""
     from podium.log import configure_logging
@@ -123,6 +131,7 @@ def command(
         "api_port": port,
         "clients_config_path": clients,
         "workers_config_path": workers,
+        "schedules_config_path": schedules,
     }
     from podium.settings import CoreSettings
 

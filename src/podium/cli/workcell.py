@@ -29,6 +29,15 @@ def serve(
     workcell: Annotated[
         Path | None, typer.Option("--workcell", "-w", help="The workcell file (YAML).")
     ] = None,
+    settings: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            "-s",
+            help="A MADSci 0.8 lab's settings.yaml: its workcell_nodes, location_locations, "
+            "location_transfer_capabilities and resource_default_templates make the workcell.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the workcell API.")] = 8005,
     data_port: Annotated[int | None, typer.Option(help="Also serve the data routes on this port.")] = None,
@@ -38,16 +47,30 @@ def serve(
     store_url: Annotated[
         str | None, typer.Option(help="Store URL (default sqlite in the data folder).")
     ] = None,
+    schedules: Annotated[
+        Path | None,
+        typer.Option(help="schedules.toml: run stored workflows (workflow = <definition id>) on a schedule."),
+    ] = None,
 ) -> None:
-    """Serve the workcell manager: ``podium workcell serve --port 8005 --workcell workcell.yaml``."""
+    """Serve the workcell manager: ``podium workcell serve --port 8005 --workcell workcell.yaml``, or
+    ``--settings settings.yaml`` for a MADSci 0.8 lab's own settings."""
     import uvicorn
 
     from podium.tokens import local_token_file, new_token, read_token_file, write_token_file
     from podium.workcell.server import build_engine, create_app
 
     engine = build_engine(
-        workcell, data_dir=data_dir, store_url=store_url, server_url=f"http://{host}:{port}"
+        workcell,
+        settings_file=settings,
+        data_dir=data_dir,
+        store_url=store_url,
+        server_url=f"http://{host}:{port}",
     )
+    scheduler = None
+    if schedules is not None:  # checked before anything is written or served: a bad file stops here
+        from podium.ops import Scheduler, workcell_submit
+
+        scheduler = Scheduler.from_file(engine.jobs, schedules, submit_workflow=workcell_submit(engine))
     token: str | None = None
     announced = []
     if not engine.settings.api_token_hashes:
@@ -71,7 +94,13 @@ def serve(
         typer.echo("workcell API tokens: from the settings (WORKCELL_API_TOKENS / api_token_hashes)")
     extra = [token] if token else None
     application = create_app(engine, api_tokens=extra)
-    configs = [uvicorn.Config(application, host=host, port=port, log_level="info", lifespan="on")]
+    if scheduler is not None:
+        _run_schedules(application, scheduler)
+    configs = [  # an open event stream (a dashboard) must not hold a stopping server for long
+        uvicorn.Config(
+            application, host=host, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=5
+        )
+    ]
     if data_port is not None:
         data_app = create_app(engine, manage_engine=False, api_tokens=extra)
         configs.append(
@@ -87,6 +116,24 @@ def serve(
     finally:
         for path in announced:
             path.unlink(missing_ok=True)
+
+
+def _run_schedules(application: Any, scheduler: Any) -> None:
+    """Run the scheduler while the app serves (started once the app's lifespan started the workcell)."""
+    import contextlib
+
+    inner = application.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> Any:
+        async with inner(app_):
+            await scheduler.start()
+            try:
+                yield
+            finally:
+                await scheduler.stop()
+
+    application.router.lifespan_context = lifespan
 
 
 @app.command()

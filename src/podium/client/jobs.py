@@ -147,6 +147,9 @@ class _Requests:
             params["after"] = after
         return _Req("GET", self._v1("/jobs"), params=params)
 
+    def blueprint_graph(self, name: str) -> _Req:
+        return _Req("GET", self._v1(f"/blueprints/{name}/graph"))
+
     def workers(self) -> _Req:
         return _Req("GET", self._v1("/workers"))
 
@@ -248,6 +251,10 @@ class AsyncJobClient:
     async def workers(self) -> builtins.list[WorkerView]:
         return [WorkerView.model_validate(w) for w in await self._do(self._r.workers())]
 
+    async def blueprint_graph(self, name: str) -> str:
+        """The blueprint's state machine as Mermaid text."""
+        return str(await self._do(self._r.blueprint_graph(name)))
+
 
 class JobClient:
     """Blocking client of the job API (the same methods as :class:`AsyncJobClient`)."""
@@ -336,3 +343,7 @@ class JobClient:
 
     def workers(self) -> builtins.list[WorkerView]:
         return [WorkerView.model_validate(w) for w in self._do(self._r.workers())]
+
+    def blueprint_graph(self, name: str) -> str:
+        """The blueprint's state machine as Mermaid text."""
+        return str(self._do(self._r.blueprint_graph(name)))

@@ -9,7 +9,7 @@ The Python API the server builds on is documented in ``docs/engine.md``.
 from __future__ import annotations
 
 from podium.engine.blueprint import Blueprint, HandlerDecorator
-from podium.engine.conditions import Condition, F, FilterExpr, parse_condition
+from podium.engine.conditions import Condition, F, FastF, FilterExpr, parse_condition
 from podium.engine.config import Config
 from podium.engine.context import ActionFactory, ClientConfig, JobContext
 from podium.engine.definition import CORE_PARAMS, HandlerSpec, JobDefinition, StateSpec
@@ -24,6 +24,7 @@ from podium.engine.errors import (
     InputValidationError,
     JobNotFoundError,
     JobStateError,
+    SkillNotAllowedError,
     TaskNotFoundError,
 )
 from podium.engine.models import (
@@ -42,8 +43,6 @@ from podium.engine.models import (
 from podium.engine.storage import MemoryStorage, StorageBackend
 from podium.engine.timers import TimerQueue
 from podium.engine.workers import InProcessWorker, TaskError
-
-FastF = FilterExpr
 
 __all__ = [
     "CORE_PARAMS",
@@ -79,6 +78,7 @@ __all__ = [
     "JobView",
     "MemoryStorage",
     "OrchestratorEngine",
+    "SkillNotAllowedError",
     "StateSpec",
     "StorageBackend",
     "Task",

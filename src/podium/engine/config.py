@@ -73,3 +73,56 @@ class Config(PodiumSettings):
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: str = "json"
     TZ: str = "UTC"
+    CLIENT_API_PREFIX: str = "api"
+    """The client API lives under ``/<CLIENT_API_PREFIX>/v1/...`` (honoured by the server ``start()`` serves)."""
+    ENABLE_CLIENT_API: bool = True
+    """Serve the client API at all (honoured)."""
+
+    AVTOMATIKA_END_STATES: bool = False
+    """Avtomatika 1.0b30's exact end-of-job rule: only an end state literally named ``finished`` ends the job
+    as ``finished``; any other end state (``end``, ``done``, ...) ends it as ``failed``. podium's default
+    (``False``) finishes a job in whichever state is marked ``is_end=True``, as Avtomatika's docs describe."""
+
+    # S3 payload offloading (``task_files``, podium.engine.files), as Avtomatika's.
+    S3_ENDPOINT_URL: str = ""
+    S3_ACCESS_KEY: str = ""
+    S3_SECRET_KEY: str = ""
+    S3_REGION: str = "us-east-1"
+    S3_DEFAULT_BUCKET: str = "avtomatika-payloads"
+    S3_MAX_CONCURRENCY: int = 100
+    S3_AUTO_CLEANUP: bool = True
+    TASK_FILES_DIR: str = "/tmp/avtomatika-payloads"
+
+    # Accepted so that an Avtomatika configuration loads unchanged, and not used: each is listed with the
+    # reason in docs/engine.md ("Differences from Avtomatika"). podium's own settings cover what applies.
+    REDIS_HOST: str = ""
+    REDIS_PORT: int = 6379
+    REDIS_DB: int = 0
+    REDIS_STREAM_BLOCK_MS: int = 5000
+    REDIS_ENCRYPTION_KEY: str | None = None
+    POSTGRES_DSN: str = ""
+    HISTORY_DATABASE_URI: str = ""
+    ENVIRONMENT: str = "production"
+    ORCHESTRATOR_SECRET_KEY: str = ""
+    AUDIT_SALT: str = "default_audit_salt"
+    WORKER_AUTH_MODE: str = "mixed"
+    TLS_ENABLED: bool = False
+    TLS_CERT_PATH: str = ""
+    TLS_KEY_PATH: str = ""
+    TLS_CA_PATH: str = ""
+    TLS_REQUIRE_CLIENT_CERT: bool = False
+    WORKER_HEALTH_CHECK_INTERVAL_SECONDS: int = 600
+    WATCHER_INTERVAL_SECONDS: int = 20
+    WATCHER_LIMIT: int = 500
+    REPUTATION_PENALTY_CONTRACT_VIOLATION: float = 0.2
+    REPUTATION_PENALTY_TASK_FAILURE: float = 0.05
+    REPUTATION_REWARD_SUCCESS: float = 0.001
+    REPUTATION_MIN_THRESHOLD: float = 0.3
+    RATE_LIMIT_LIMIT: int = 100
+    RATE_LIMIT_PERIOD: int = 60
+    RATE_LIMIT_HEARTBEAT_LIMIT: int = 120
+    RATE_LIMIT_POLL_LIMIT: int = 60
+    DISPATCHER_SOFT_LIMIT: int = 3
+    DISPATCHER_MAX_CANDIDATES: int = 50
+    WORK_STEALING_ENABLED: bool = True
+    MAX_POLICY_SIZE_BYTES: int = 4096

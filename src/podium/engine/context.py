@@ -1,15 +1,17 @@
 """What a handler sees: :class:`JobContext` and the :class:`ActionFactory` (``actions``).
 
 A handler calls at most one action (``go_to``, ``dispatch_task``, ``dispatch_parallel``,
-``await_human_approval``, ``run_blueprint``); a second one raises :class:`~podium.engine.errors.ActionError`.
-``send_event`` may be called any number of times beside it.
+``await_human_approval``, ``run_blueprint``); a second one raises :class:`~podium.engine.errors.ActionError`
+(a ``RuntimeError``, with Avtomatika's message). ``send_event`` may be called any number of times beside it.
+A job ``policy`` with ``allowed_skills`` refuses other task types with
+:class:`~podium.engine.errors.SkillNotAllowedError` (a ``PermissionError``), as Avtomatika does.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from podium.engine.errors import ActionError
+from podium.engine.errors import ActionError, SkillNotAllowedError
 
 __all__ = ["ActionFactory", "ClientConfig", "JobContext"]
 
@@ -20,6 +22,11 @@ class ClientConfig(NamedTuple):
     token: str = ""
     plan: str = "unknown"
     params: dict[str, Any] = {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The client's whole entry of ``clients.toml`` as one dict (``token``, ``plan`` and its own fields)."""
+        return {"token": self.token, "plan": self.plan, **self.params}
 
 
 class JobContext(NamedTuple):
@@ -53,6 +60,7 @@ class ActionFactory:
         "_default_dispatch_timeout",
         "_default_result_timeout",
         "_job_id",
+        "_policy",
         "action",
         "context_updates",
         "events",
@@ -63,8 +71,10 @@ class ActionFactory:
         job_id: str,
         default_dispatch_timeout: float | None = None,
         default_result_timeout: float | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> None:
         self._job_id = job_id
+        self._policy = policy or {}
         self._default_dispatch_timeout = default_dispatch_timeout
         self._default_result_timeout = default_result_timeout
         self.action: tuple[str, dict[str, Any]] | None = None
@@ -74,10 +84,17 @@ class ActionFactory:
     def _set(self, kind: str, spec: dict[str, Any]) -> None:
         if self.action is not None:
             raise ActionError(
-                f"job {self._job_id}: a handler may call one action, but it called {self.action[0]}() "
-                f"and then {kind}()"
+                "Cannot set multiple actions in the same step. "
+                f"(job {self._job_id}: a handler may call one action; it called {self.action[0]}() and then {kind}())"
             )
         self.action = (kind, spec)
+
+    def _check_allowed(self, task_type: Any) -> None:
+        allowed = self._policy.get("allowed_skills")
+        if allowed is not None and task_type and task_type not in allowed:
+            raise SkillNotAllowedError(
+                f"Task type '{task_type}' is not permitted by job policy. Allowed skills: {allowed}"
+            )
 
     # --- the actions ---------------------------------------------------------------------------
 
@@ -114,6 +131,7 @@ class ActionFactory:
             raise ActionError(
                 f"dispatch_task({task_type!r}) needs transitions, e.g. {{'success': 'next_state'}}"
             )
+        self._check_allowed(task_type)
         self._set(
             "dispatch_task",
             {
@@ -134,15 +152,16 @@ class ActionFactory:
     def dispatch_parallel(self, tasks: list[dict[str, Any]], aggregate_into: str) -> None:
         """Send several tasks at once; when all have results the job moves to ``aggregate_into``.
 
-        Each task is ``{"task_type" (or "type"): ..., "params": {...}}`` with optional timeouts/priority.
+        Each task is ``{"type" (or "task_type"): ..., "params": {...}}`` with optional timeouts/priority.
+        A task without a type is accepted here, as Avtomatika does, and fails the job when it is planned
+        (error ``INVALID_TASK`` naming the task's index).
         """
         if not tasks:
             raise ActionError("dispatch_parallel() needs at least one task")
         specs = []
-        for i, task in enumerate(tasks):
+        for task in tasks:
             task_type = task.get("task_type") or task.get("type")
-            if not task_type:
-                raise ActionError(f"dispatch_parallel(): tasks[{i}] has no 'task_type'")
+            self._check_allowed(task_type)
             specs.append(
                 {
                     "task_type": task_type,
@@ -194,17 +213,15 @@ class ActionFactory:
 
         The child's result is merged into the parent's ``state_history`` (its dict keys, or under
         ``"<blueprint_name>_result"``), and the full outcome is kept under ``"sub_job_<id>_result"``.
+        Without a transition for the child's outcome (``transitions={}``, which Avtomatika accepts), the
+        parent fails with ``UNHANDLED_STATUS`` / ``CHILD_JOB_FAILED`` when the child ends.
         """
-        if not transitions:
-            raise ActionError(
-                "run_blueprint() needs transitions, e.g. {'success': 'next', 'failure': 'failed_state'}"
-            )
         self._set(
             "run_blueprint",
             {
                 "blueprint_name": blueprint_name,
                 "initial_data": dict(initial_data or {}),
-                "transitions": dict(transitions),
+                "transitions": dict(transitions or {}),
                 "dispatch_timeout": dispatch_timeout,
                 "result_timeout": result_timeout,
             },
@@ -228,4 +245,22 @@ class ActionFactory:
     @property
     def task_to_dispatch(self) -> dict[str, Any] | None:
         """The ``dispatch_task`` spec, if that was the action."""
-        return self.action[1] if self.action and self.action[0] == "dispatch_task" else None
+        return self._spec("dispatch_task")
+
+    @property
+    def sub_blueprint_to_run(self) -> dict[str, Any] | None:
+        """The ``run_blueprint`` spec, if that was the action."""
+        return self._spec("run_blueprint")
+
+    @property
+    def parallel_tasks_to_dispatch(self) -> dict[str, Any] | None:
+        """The ``dispatch_parallel`` spec (``tasks``, ``aggregate_into``), if that was the action."""
+        return self._spec("dispatch_parallel")
+
+    @property
+    def pending_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """The events ``send_event`` recorded, in order."""
+        return self.events
+
+    def _spec(self, kind: str) -> dict[str, Any] | None:
+        return self.action[1] if self.action is not None and self.action[0] == kind else None

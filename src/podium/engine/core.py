@@ -10,9 +10,11 @@ call the executor and the dispatch component through the public hooks :meth:`Eng
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +30,13 @@ if TYPE_CHECKING:
     from podium.engine.dispatch import Dispatch
 
 __all__ = [
+    "COMMIT_BUCKETS",
     "MAX_CONFLICT_RETRIES",
     "OPEN",
     "OPEN_TASK_STR",
     "RUNNABLE",
     "TERMINAL",
+    "CommitStats",
     "EngineCore",
     "Listener",
     "Plan",
@@ -52,6 +56,27 @@ RUNNABLE = frozenset({J_PENDING, J_RUNNING})
 TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 OPEN = frozenset(OPEN_TASK_STR)
 MAX_CONFLICT_RETRIES = 20
+
+
+COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Upper bounds (seconds) of the store-commit latency buckets (a last, unbounded one follows)."""
+
+
+class CommitStats:
+    """How long the engine's store writes take: a count, a sum and bucket counts (read by metrics)."""
+
+    __slots__ = ("buckets", "count", "total_s")
+    bounds = COMMIT_BUCKETS
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total_s = 0.0
+        self.buckets = [0] * (len(COMMIT_BUCKETS) + 1)
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total_s += seconds
+        self.buckets[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
 
 
 class Plan:
@@ -95,9 +120,12 @@ class EngineCore:
         self.listeners: list[tuple[Listener, frozenset[str] | None]] = []
         self.wanted: frozenset[str] | None = frozenset()  # event types someone listens to (None: all)
         self.event_counts: dict[str, int] = {}
+        self.commit_stats = CommitStats()
         self.job_waiters: dict[str, list[asyncio.Future[Record | None]]] = {}
         self.timers = TimerQueue(clock, self._on_timer)
         self.on_timer: Callable[[str, Any], Awaitable[None]] | None = None
+        self.timer_routes: dict[str, Callable[[str, Any], Awaitable[None]]] = {}
+        """Timer-key prefixes (two characters) whose timers go to another component (the scheduler)."""
         # The executor's slots: commit leases new steps straight to this instance while some are free.
         self.steps: set[asyncio.Task[None]] = set()
         self.reserved = 0  # executor slots promised to steps being committed or taken
@@ -126,7 +154,10 @@ class EngineCore:
         )
 
     async def _on_timer(self, key: str, payload: Any) -> None:
-        if self.on_timer is not None:
+        route = self.timer_routes.get(key[:2]) if self.timer_routes else None
+        if route is not None:
+            await route(key, payload)
+        elif self.on_timer is not None:
             await self.on_timer(key, payload)
 
     def free_slots(self) -> int:
@@ -250,6 +281,7 @@ class EngineCore:
         else:
             wake = any(type(op) is Enqueue and op.queue == STEPS_QUEUE for op in ops)
         self.reserved += inline
+        started = time.perf_counter()
         try:
             results = await self.storage.apply(*ops, durable=durable)
         except BaseException:
@@ -259,6 +291,7 @@ class EngineCore:
             for _, worker in pushed:
                 worker.unreserve()
             raise
+        self.commit_stats.observe(time.perf_counter() - started)
         jobs, tasks = self.jobs, self.tasks
         for op, res in zip(ops, results, strict=True):
             if type(op) is Put:

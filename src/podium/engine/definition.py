@@ -54,9 +54,10 @@ CORE_PARAMS = frozenset(
 _NO_DEFAULT = inspect.Parameter.empty
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class HandlerSpec:
-    """One handler function with its analysed parameters and optional condition."""
+    """One handler function with its analysed parameters and optional condition (equal only to itself: a
+    condition's ``==`` builds a filter expression, it does not compare)."""
 
     state: str
     fn: Callable[..., Any]
@@ -184,20 +185,18 @@ class JobDefinition:
             hs = HandlerSpec.build(name, handler, cond)
             if aggregator:
                 if spec.aggregator is not None:
-                    raise BlueprintError(f"{self.name}: aggregator for state {name!r} is already registered")
+                    raise BlueprintError(f"Aggregator for state '{name}' is already registered.")
                 spec.aggregator = hs
             elif cond is not None:
                 spec.conditional.append(hs)
             else:
                 if spec.default is not None:
-                    raise BlueprintError(
-                        f"{self.name}: default handler for state {name!r} is already registered"
-                    )
+                    raise BlueprintError(f"Default handler for state '{name}' is already registered.")
                 spec.default = hs
         if is_start:
             if self.start_state is not None and self.start_state != name:
                 raise BlueprintError(
-                    f"{self.name}: already has a start state {self.start_state!r}; cannot add {name!r}"
+                    f"Blueprint '{self.name}' already has a start state: '{self.start_state}'."
                 )
             self.start_state = name
             spec.is_start = True
@@ -222,7 +221,7 @@ class JobDefinition:
         """Names of the end states."""
         return {s.name for s in self.states.values() if s.is_end}
 
-    def find_handler(self, state: str, context: Any, *, aggregate: bool = False) -> HandlerSpec | None:
+    def find_spec(self, state: str, context: Any, *, aggregate: bool = False) -> HandlerSpec | None:
         """The handler to run for ``state``: the aggregator after a fan-in, else the first matching condition,
         else the default (``None`` if nothing fits)."""
         spec = self.states.get(state)
@@ -250,7 +249,9 @@ class JobDefinition:
     def validate(self) -> None:
         """Check the definition as a whole; raise :class:`BlueprintError` naming the problem."""
         if self.start_state is None:
-            raise BlueprintError(f"{self.name}: no start state (use is_start=True on one handler)")
+            raise BlueprintError(
+                f"Blueprint '{self.name}' must have exactly one start state. (use is_start=True on one handler)"
+            )
         for name, spec in self.states.items():
             if spec.default is None and spec.aggregator is None and not spec.conditional:
                 raise BlueprintError(f"{self.name}: state {name!r} has no handler")
@@ -258,7 +259,8 @@ class JobDefinition:
             for target in targets:
                 if target not in self.states:
                     raise BlueprintError(
-                        f"{self.name}: state {source!r} leads to {target!r}, which is not a state of this blueprint"
+                        f"Blueprint '{self.name}' has a dangling transition: "
+                        f"state '{source}' leads to non-existent state '{target}'."
                     )
         for name, schema in self.events_schema.items():
             from podium.engine.schema import schema_to_json
@@ -293,7 +295,7 @@ class JobDefinition:
             "handlers": [n for n, s in self.states.items() if s.default is not None or s.conditional],
             "aggregators": [n for n, s in self.states.items() if s.aggregator is not None],
             "conditional_handlers": [
-                {"state": hs.state, "condition": hs.condition.source if hs.condition else None}
+                {"state": hs.state, "condition": hs.condition.source if hs.condition is not None else None}
                 for s in self.states.values()
                 for hs in s.conditional
             ],
@@ -304,29 +306,47 @@ class JobDefinition:
 
 def _static_targets(fn: Callable[..., Any]) -> set[str]:
     """State names an action call in ``fn``'s source names literally (best effort)."""
+    return static_targets(fn)[0]
+
+
+def static_targets(fn: Callable[..., Any]) -> tuple[set[str], bool]:
+    """State names an action call in ``fn``'s source names literally, and whether that list is complete
+    (``False`` when the source cannot be read or a target is computed at run time, ``go_to(name)``)."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):
-        return set()
+        return set(), False
     out: set[str] = set()
+    complete = True
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         attr = node.func.attr
-        if attr == "go_to" and node.args and isinstance(node.args[0], ast.Constant):
-            out.add(str(node.args[0].value))
+        if attr == "go_to":
+            if node.args and isinstance(node.args[0], ast.Constant):
+                out.add(str(node.args[0].value))
+            else:
+                complete = False
         elif attr in ("dispatch_task", "await_human_approval", "run_blueprint"):
             values = [k.value for k in node.keywords if k.arg == "transitions"]
-            pos = {"dispatch_task": 2, "await_human_approval": 2, "run_blueprint": 2}[attr]
-            if len(node.args) > pos:
-                values.append(node.args[pos])
+            if len(node.args) > 2:
+                values.append(node.args[2])
             for v in values:
                 if isinstance(v, ast.Dict):
-                    out.update(str(x.value) for x in v.values if isinstance(x, ast.Constant))
+                    for x in v.values:
+                        if isinstance(x, ast.Constant):
+                            out.add(str(x.value))
+                        else:
+                            complete = False
+                else:
+                    complete = False
         elif attr == "dispatch_parallel":
-            for k in node.keywords:
-                if k.arg == "aggregate_into" and isinstance(k.value, ast.Constant):
-                    out.add(str(k.value.value))
-            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                out.add(str(node.args[1].value))
-    return out
+            targets = [k.value for k in node.keywords if k.arg == "aggregate_into"]
+            if len(node.args) > 1:
+                targets.append(node.args[1])
+            for t in targets:
+                if isinstance(t, ast.Constant):
+                    out.add(str(t.value))
+                else:
+                    complete = False
+    return out, complete

@@ -44,13 +44,16 @@ from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
 from podium.engine.dispatch import Dispatch
 from podium.engine.executor import Executor
+from podium.engine.files import JOB_END_EVENTS, JobFiles
+from podium.engine.history import StoreHistoryStorage
 from podium.engine.jobs import Jobs
-from podium.engine.keys import JOB, RECOVERY_LOCK, STEPS_QUEUE, TASK, WORKER, task_queue
+from podium.engine.keys import JOB, RECOVERY_LOCK, SCHEDULE_TIMER, STEPS_QUEUE, TASK, WORKER, task_queue
 from podium.engine.models import JobView, Task, TaskView, WorkerView
 from podium.engine.planner import ActionPlanner
 from podium.engine.recovery import Recovery
 from podium.engine.registry import Registry
 from podium.engine.retries import RetryPolicy
+from podium.engine.scheduler import ScheduleRunner, load_scheduler
 from podium.engine.tasks import Tasks
 from podium.engine.transitions import Transitions
 from podium.engine.workers import InProcessWorker
@@ -61,6 +64,7 @@ from podium.store.base import HistoryEntry, Op, Store
 __all__ = [
     "JOB",
     "RECOVERY_LOCK",
+    "SCHEDULE_TIMER",
     "STEPS_QUEUE",
     "TASK",
     "WORKER",
@@ -112,6 +116,9 @@ class OrchestratorEngine:
         self.jobs = Jobs(core, self.registry, self.transitions, self.planner)
         self.tasks = Tasks(core, self.jobs, self.transitions, self.planner, RetryPolicy(self.config))
         self.executor = Executor(core, self.registry, self.transitions, self.planner)
+        self.files = JobFiles(core)
+        """A job's files on S3 (``task_files``), when ``Config.S3_*`` is set."""
+        self.executor.files = self.files
         self.dispatch = Dispatch(core)
         self.dispatch.tasks = self.tasks
         self.recovery = Recovery(core, self.tasks, self.planner, self.executor)
@@ -126,7 +133,13 @@ class OrchestratorEngine:
         self.event_counts: dict[str, int] = core.event_counts
         """How many events of each type this instance has emitted (whether or not anyone listens): for
         metrics, at the cost of one dict update per event instead of a subscription to every type."""
+        self.commit_stats = core.commit_stats
+        """Latency of this instance's store writes (every engine decision is one), for metrics."""
+        self.scheduler: ScheduleRunner | None = None
+        """The native scheduler (:mod:`podium.ops`), started and stopped with the engine: the one a server
+        gives it (``podium serve --schedules``), else the one of ``Config.SCHEDULES_CONFIG_PATH``."""
         self._started = False
+        self._unsubscribe_files: Callable[[], None] | None = None
 
     async def _cancel_child(self, job_id: str, reason: str) -> None:
         await self.jobs.cancel_job(job_id, reason=reason)
@@ -156,6 +169,21 @@ class OrchestratorEngine:
         """Import every ``.py`` file in ``directory`` and register each Blueprint/definition it defines."""
         return self.registry.load_blueprints(directory)
 
+    def setup(self) -> None:
+        """Load the blueprints of ``Config.BLUEPRINTS_DIR`` now (``start()`` does it too; Avtomatika's name)."""
+        if self.config.BLUEPRINTS_DIR:
+            self.load_blueprints(self.config.BLUEPRINTS_DIR)
+
+    @property
+    def history_storage(self) -> StoreHistoryStorage:
+        """Avtomatika's history reading calls, answered from this engine's store (see ``podium.engine.history``)."""
+        return StoreHistoryStorage(self)
+
+    @property
+    def blueprint_contracts(self) -> dict[str, dict[str, Any]]:
+        """Name -> public contract (``get_contract()``) of every registered blueprint."""
+        return {name: d.get_contract() for name, d in self.blueprints.items()}
+
     def blueprint_graph(self, name: str) -> str:
         """The definition's state graph as Mermaid text."""
         return self.registry.blueprint_graph(name)
@@ -172,9 +200,11 @@ class OrchestratorEngine:
             return
         core = self.core
         core.stopping = False
-        await self.storage.open()
         if self.config.BLUEPRINTS_DIR:
             self.load_blueprints(self.config.BLUEPRINTS_DIR)
+        if self.scheduler is None:  # a bad schedules.toml fails start() before anything runs
+            self.scheduler = load_scheduler(self)
+        await self.storage.open()
         serve: HttpServe | None = None
         if self.serve_http if serve_http is None else serve_http:
             serve = load_entry_point("HTTP_SERVER", self.config.HTTP_SERVER)
@@ -182,8 +212,12 @@ class OrchestratorEngine:
         self.timers.start()
         self.executor.start()
         self._started = core.started = True
+        if self.files.enabled and self.config.S3_AUTO_CLEANUP:
+            self._unsubscribe_files = core.subscribe(self.files.on_event, types=JOB_END_EVENTS)
         for worker in list(self.dispatch.workers.values()):
             await worker.start()
+        if self.scheduler is not None:
+            await self.scheduler.start()
         if serve is not None:
             try:
                 self._http = await serve(self)
@@ -204,6 +238,8 @@ class OrchestratorEngine:
         http, self._http = self._http, None
         if http is not None:
             await http.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         self.core.stopping = True
         await self.executor.stop()
         await self.recovery.stop(release=False)
@@ -214,6 +250,10 @@ class OrchestratorEngine:
         )
         await self.timers.stop()
         await self.recovery.release()
+        if self._unsubscribe_files is not None:
+            self._unsubscribe_files()
+            self._unsubscribe_files = None
+        await self.files.drain()
         self._started = self.core.started = False
 
     @property
@@ -241,6 +281,14 @@ class OrchestratorEngine:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(main())
 
+    def route_timers(self, prefix: str, callback: Callable[[str, Any], Awaitable[None]]) -> None:
+        """Send the engine timers whose key starts with ``prefix`` (two characters, see
+        :mod:`podium.engine.keys`) to ``callback(key, payload)``: components beside the engine (the
+        scheduler) arm their deadlines on :attr:`timers`, the engine's one timer structure."""
+        if len(prefix) != 2:
+            raise ValueError(f"a timer prefix is two characters, got {prefix!r}")
+        self.core.timer_routes[prefix] = callback
+
     # --- events -----------------------------------------------------------------------------------
 
     def subscribe(self, listener: Listener, *, types: Iterable[str] | None = None) -> Callable[[], None]:
@@ -262,12 +310,15 @@ class OrchestratorEngine:
         client: ClientConfig | Mapping[str, Any] | None = None,
         job_id: str | None = None,
         extra_ops: Sequence[Op] = (),
+        policy: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a job of a blueprint (by name or API endpoint) and return its id.
 
         ``initial_data`` is validated against the blueprint's ``input_schema``: a mismatch raises
         :class:`~podium.engine.errors.InputValidationError` naming the field, and nothing is written.
         ``extra_ops`` (the caller's own records of the job, see :meth:`complete_task`) join its first write.
+        ``policy`` (Avtomatika's job policy): ``allowed_skills`` limits the task types its handlers (and its
+        child jobs') may dispatch; handlers see it as ``policy``.
         """
         return await self.jobs.create_job(
             blueprint,
@@ -278,6 +329,7 @@ class OrchestratorEngine:
             client=client,
             job_id=job_id,
             extra_ops=extra_ops,
+            policy=policy,
         )
 
     async def get_job(self, job_id: str) -> JobView:

@@ -7,6 +7,7 @@
         ├── BlueprintError              a blueprint or definition is malformed (at registration)
         │   └── ExpressionError         a ``.when()`` condition does not parse (carries ``position``)
         ├── ActionError                 a handler misused ``actions`` (two actions, bad arguments)
+        │   └── SkillNotAllowedError    a task type the job's ``policy`` (``allowed_skills``) refuses
         ├── EventValidationError        ``send_event`` data does not match the declared schema
         └── JobStateError               the operation does not fit the job's status (approve a running job)
     NotFoundError
@@ -29,6 +30,7 @@ __all__ = [
     "InputValidationError",
     "JobNotFoundError",
     "JobStateError",
+    "SkillNotAllowedError",
     "TaskNotFoundError",
 ]
 
@@ -52,6 +54,10 @@ class ExpressionError(BlueprintError):
 
 class ActionError(EngineError, RuntimeError):
     """A handler used ``actions`` wrongly (for example two actions in one handler)."""
+
+
+class SkillNotAllowedError(ActionError, PermissionError):
+    """A task type outside the job policy's ``allowed_skills`` (a ``PermissionError``, as in Avtomatika)."""
 
 
 class EventValidationError(EngineError):

@@ -19,6 +19,7 @@ from podium.engine.context import ActionFactory
 from podium.engine.core import MAX_CONFLICT_RETRIES, RUNNABLE, EngineCore, Plan
 from podium.engine.definition import JobDefinition
 from podium.engine.errors import ActionError
+from podium.engine.files import JobFiles
 from podium.engine.keys import HEARTBEAT_TIMER, JOB, STEPS_QUEUE
 from podium.engine.models import JobStatus
 from podium.engine.planner import ActionPlanner, Fail, MissingParam, context, inject
@@ -47,6 +48,7 @@ class Executor:
         self.transitions = transitions
         self.planner = planner
         self.held: dict[str, Lease] = {}  # step leases of running handlers (kept alive by the heartbeat)
+        self.files: JobFiles | None = None  # set by the engine: a job's files on S3 for ``task_files``
         self._heartbeat_armed = False
         self._task: asyncio.Task[None] | None = None
 
@@ -86,10 +88,20 @@ class Executor:
             core.step_wake.clear()
             core.reserved += free  # so that steps committed meanwhile do not also claim these slots
             try:
-                try:
-                    leases = await self.storage.take_now(
+                take = asyncio.ensure_future(
+                    self.storage.take_now(
                         [STEPS_QUEUE], owner=core.instance_id, lease_s=self.config.JOB_LEASE_S, limit=free
                     )
+                )
+                try:
+                    leases = await asyncio.shield(take)
+                except asyncio.CancelledError:
+                    # stop() came during the take, which may still commit (SQLite runs it on a thread):
+                    # give back what it took, or those steps would wait out JOB_LEASE_S on every instance
+                    with contextlib.suppress(Exception):
+                        for lease in await take:
+                            await self.storage.nack(lease)
+                    raise
                 finally:
                     core.reserved -= free
                 if not leases:
@@ -187,13 +199,15 @@ class Executor:
                     "message": f"more than {self.config.MAX_TRANSITIONS_PER_JOB} transitions: a loop in the blueprint?",
                 }
             else:
-                handler = definition.find_handler(state, ctx, aggregate=bool(d.get("aggregate")))
+                handler = definition.find_spec(state, ctx, aggregate=bool(d.get("aggregate")))
                 if handler is None:
                     error = {
                         "code": "NO_HANDLER",
                         "message": f"no handler of {definition.name!r} fits state {state!r} (no condition matched)",
                     }
                 else:
+                    if self.files is not None and any(name == "task_files" for name, _ in handler.params):
+                        ctx = ctx._replace(task_files=self.files.for_job(job_id))
                     try:
                         with bind_ids(job_id=ctx.job_id):  # the handler's own log lines name the job
                             result = handler.fn(**inject(handler, ctx))

@@ -103,6 +103,7 @@ class Jobs:
         client: ClientConfig | Mapping[str, Any] | None = None,
         job_id: str | None = None,
         extra_ops: Sequence[Op] = (),
+        policy: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a job of a blueprint (by name or API endpoint) and return its id.
 
@@ -125,6 +126,7 @@ class Jobs:
             client=client,
             parent_job_id=None,
             depth=0,
+            policy=policy,
         )
         plan.ops.extend(extra_ops)
         await self.core.commit(plan)

@@ -12,6 +12,7 @@ __all__ = [
     "JOB",
     "RECOVERY_LOCK",
     "RESULT_TIMER",
+    "SCHEDULE_TIMER",
     "STEPS_QUEUE",
     "TASK",
     "TASK_QUEUE_PREFIX",
@@ -38,6 +39,8 @@ RECOVERY_LOCK = "engine:recovery"
 DISPATCH_TIMER = "d:"
 RESULT_TIMER = "r:"
 HEARTBEAT_TIMER = "hb"
+SCHEDULE_TIMER = "s:"
+"""Timer keys of schedules (prefix + schedule name), routed to the scheduler that arms them."""
 
 
 def task_queue(task_type: str) -> str:

@@ -61,7 +61,8 @@ def inject(handler: HandlerSpec, ctx: JobContext) -> dict[str, Any]:
 
 def context(job_id: str, d: Mapping[str, Any], definition: JobDefinition) -> tuple[ActionFactory, JobContext]:
     """The actions and the context a handler of the job's current state sees (copies of its data)."""
-    actions = ActionFactory(job_id, d.get("dispatch_timeout"), d.get("result_timeout"))
+    policy = d.get("policy")
+    actions = ActionFactory(job_id, d.get("dispatch_timeout"), d.get("result_timeout"), policy=policy)
     client = d.get("client")
     agg = d.get("aggregation_results")
     ctx = JobContext(
@@ -76,6 +77,7 @@ def context(job_id: str, d: Mapping[str, Any], definition: JobDefinition) -> tup
         data_stores=SimpleNamespace(**definition.data_stores) if definition.data_stores else None,
         aggregation_results=dict(agg) if agg else {},
         webhook_url=d.get("webhook_url"),
+        policy=dict(policy) if policy else None,
     )
     return actions, ctx
 
@@ -109,6 +111,7 @@ class ActionPlanner:
         parent_job_id: str | None,
         depth: int,
         inline: bool = True,
+        policy: Mapping[str, Any] | None = None,
     ) -> None:
         """Plan a new job: its record, history and first step; when the start handler is a pure decision, the
         step runs now and the job is written as it stands after it (one write, see :meth:`inline`)."""
@@ -138,6 +141,8 @@ class ActionPlanner:
             data["parent_job_id"] = parent_job_id
         if depth:
             data["depth"] = depth
+        if policy:
+            data["policy"] = dict(policy)
         created = Append(job_id, "job_created", J_PENDING, {"blueprint": definition.name, "state": state})
         if inline and definition.states[state].pure:
             now = self.clock.now()
@@ -147,7 +152,9 @@ class ActionPlanner:
                 plan.ops.insert(mark[0], created)  # the job's first entry, before its decision's
                 self.core.count("job_created")
                 if self.core.wants("job_created"):
-                    ev = EngineEvent("job_created", job_id, now, J_PENDING, state)
+                    ev = EngineEvent(
+                        "job_created", job_id, now, J_PENDING, state, data={"blueprint": definition.name}
+                    )
                     plan.events.insert(mark[1], ev)
                 return
         plan.ops += [
@@ -155,7 +162,9 @@ class ActionPlanner:
             Enqueue(STEPS_QUEUE, f"{job_id}.1", {"job_id": job_id, "step": 1}),
             created,
         ]
-        self.core.ev(plan, "job_created", job_id, status=J_PENDING, state=state)
+        self.core.ev(
+            plan, "job_created", job_id, status=J_PENDING, state=state, data={"blueprint": definition.name}
+        )
 
     async def inline(
         self, plan: Plan, rec: Record, definition: JobDefinition, depth: int, *, throwaway: bool = False
@@ -180,7 +189,7 @@ class ActionPlanner:
         # Both callers checked that the state is pure (every handler of it); the one found is checked again.
         actions, ctx = context(rec.id, d, definition)
         try:
-            handler = definition.find_handler(d["state"], ctx, aggregate=bool(d.get("aggregate")))
+            handler = definition.find_spec(d["state"], ctx, aggregate=bool(d.get("aggregate")))
             if handler is None or not handler.pure:
                 return False
             result = handler.fn(**inject(handler, ctx))
@@ -289,7 +298,10 @@ class ActionPlanner:
                     new["result"] = sh[state]
                 elif sh:
                     new["result"] = sh[next(reversed(sh))]
-                tr.terminal_ops(plan, rec, new, JobStatus.FINISHED, await self.parent_of(new))
+                status = JobStatus.FINISHED
+                if self.config.AVTOMATIKA_END_STATES and state != "finished":
+                    status = JobStatus.FAILED  # Avtomatika 1.0b30: only "finished" finishes
+                tr.terminal_ops(plan, rec, new, status, await self.parent_of(new))
                 return
             raise Fail(
                 "NO_ACTION", f"the handler of state {state!r} chose no next step and it is not an end state"
@@ -325,6 +337,9 @@ class ActionPlanner:
             target = spec_["aggregate_into"]
             if target not in definition.states:
                 raise Fail("UNKNOWN_STATE", f"dispatch_parallel aggregate_into {target!r} is not a state")
+            for i, t in enumerate(spec_["tasks"]):
+                if not t["task_type"]:
+                    raise Fail("INVALID_TASK", f"dispatch_parallel(): tasks[{i}] has no 'type'")
             ids = [tr.task_ops(plan, job_id, state, t, parallel=True) for t in spec_["tasks"]]
             new["wait"] = {"kind": "parallel", "tasks": ids, "pending": list(ids), "aggregate_into": target}
             new["aggregation_results"] = {}
@@ -380,6 +395,7 @@ class ActionPlanner:
             client=new.get("client"),
             parent_job_id=rec.id,
             depth=depth,
+            policy=new.get("policy"),  # a child job is held to its parent's policy
             inline=False,  # the parent starts waiting for the child in this write: let it start after
         )
         new["wait"] = {

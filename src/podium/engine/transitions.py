@@ -87,7 +87,11 @@ class Transitions:
         data["finished_at"] = now
         data.pop("wait", None)
         # The event (not the history entry) also carries what a webhook needs, so no listener reads the job.
-        event_extra = {"result": data.get("result")}
+        event_extra = {
+            "result": data.get("result"),
+            "blueprint": data["blueprint"],
+            "created_at": rec.created_at,
+        }
         if data.get("webhook_url"):
             event_extra["webhook_url"] = data["webhook_url"]
         self.put_job(plan, rec, data, status, f"job_{status}", {"error": data.get("error")}, event_extra)

@@ -8,6 +8,7 @@ stores provide durable ones (``podium.store.flow_state``).
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class InMemoryStateStore:
     def __init__(self) -> None:
         self._events: defaultdict[str | None, list[StoredEvent]] = defaultdict(list)
         self.bindings: list[RemoteBinding] = []
+        self._planner_state: dict[str, dict[str, Any]] = {}
 
     async def save_event(self, event: StoredEvent) -> None:
         self._events[event.trace_id].append(event)
@@ -89,3 +91,12 @@ class InMemoryStateStore:
     async def load_bindings(self, trace_id: str) -> Sequence[RemoteBinding]:
         """Return the remote bindings saved for ``trace_id``."""
         return [binding for binding in self.bindings if binding.trace_id == trace_id]
+
+    async def save_planner_state(self, token: str, payload: Mapping[str, Any]) -> None:
+        """Keep a paused planner run under its resume token (a copy: later changes do not leak in)."""
+        self._planner_state[token] = copy.deepcopy(dict(payload))
+
+    async def load_planner_state(self, token: str) -> dict[str, Any] | None:
+        """The paused planner run saved under ``token``, or ``None``."""
+        payload = self._planner_state.get(token)
+        return None if payload is None else copy.deepcopy(payload)

@@ -2,10 +2,15 @@
 
 :meth:`NodeClient.run_action` runs one action end to end: create -> upload files -> start -> wait for a
 terminal status -> result -> download output files. Waiting is frugal: a podium node holds a status
-request until the action ends (``?wait_s=``, the long-poll extension); any other node is polled with a
-short growing backoff (20 ms, x2, capped at ``poll_max_s``), and a 429 answer is waited out for its
-``Retry-After``. MADSci's nodes rate-limit clients (100 requests a minute by default), so nothing here polls
-more than it must.
+request until the action ends (``?wait_s=``, the long-poll extension). Any other node (MADSci's) is asked
+for the action's result, which carries its status, so the request that sees the end is the one that brings
+the result; when to ask is learned per action name (:class:`PollPlan`): with no history, a short growing
+backoff (20 ms, x2, capped at ``poll_max_s``); once an action of that name has been seen to end, nothing is
+sent until the shortest recent duration has passed, then a few tight polls (``poll_tight_s``) catch the end
+within milliseconds, before the backoff resumes. A 429 answer is waited out for its ``Retry-After``.
+MADSci's nodes rate-limit clients (100 requests a minute and 50 a second by default, loopback exempt), so
+nothing here polls more than it must: a MADSci action that ends while the node holds the start request
+(its SDK waits 0.5 s there) costs two requests, create and start.
 
 Each action carries podium's own id (a ULID chosen before anything is sent) and the node's id for it: a
 podium node adopts podium's id, a MADSci node makes its own, handed to ``on_created`` before the action is
@@ -17,12 +22,15 @@ started.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import contextvars
 import inspect
 import io
 import logging
 import zipfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -55,7 +63,32 @@ from podium.wire.madsci_node import (
     NodeStatus,
 )
 
-__all__ = ["ActionOutcome", "FileArg", "NodeClient", "send_admin_command_all"]
+__all__ = [
+    "ActionOutcome",
+    "FileArg",
+    "NodeClient",
+    "PollPlan",
+    "estimate_end_s",
+    "expected_end_s",
+    "request_headers",
+    "send_admin_command_all",
+]
+
+_EXTRA_HEADERS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "podium_node_request_headers", default=None
+)
+
+
+@contextlib.contextmanager
+def request_headers(headers: Mapping[str, str]) -> Iterator[None]:
+    """Send ``headers`` with every request a :class:`NodeClient` makes inside this block (in this task and
+    the tasks it starts): the workcell passes each step's W3C ``traceparent`` to the node this way."""
+    token = _EXTRA_HEADERS.set(headers)
+    try:
+        yield
+    finally:
+        _EXTRA_HEADERS.reset(token)
+
 
 logger = logging.getLogger("podium.nodes.client")
 
@@ -108,10 +141,60 @@ class ActionOutcome:
 
 
 @dataclass
-class _Poll:
-    delay_s: float
-    unknown_seen: int = 0
-    requests: int = field(default=0)
+class PollPlan:
+    """When to ask a node that does not long-poll whether an action has ended (a pure schedule).
+
+    ``expected_s`` is when actions of this name lately ended (seconds from the start request), or None.
+    Before it, the next poll waits for it; from it, polls ``tight_s`` apart, the gap growing by half each
+    time (so a run that ends later than expected is still caught within a third of its lateness); with no
+    expectation, a backoff from ``initial_s``, times ``factor``. Every gap is capped at ``max_s``.
+    """
+
+    started_at: float
+    expected_s: float | None
+    initial_s: float
+    factor: float
+    max_s: float
+    tight_s: float
+    _gap_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._gap_s = self.initial_s if self.expected_s is None else self.tight_s
+
+    def next_delay_s(self, now: float) -> float:
+        """Seconds to wait before the next poll, at ``now`` (after a poll that saw the action running)."""
+        if self.expected_s is not None:
+            until = self.started_at + self.expected_s - now
+            if until > 0:
+                return min(until, self.max_s) if until > self.max_s * 4 else until
+            delay = self._gap_s
+            self._gap_s = min(self._gap_s * 1.5, self.max_s)
+            return delay
+        delay = self._gap_s
+        self._gap_s = min(self._gap_s * self.factor, self.max_s)
+        return delay
+
+
+def estimate_end_s(
+    last_running_s: float | None, seen_ended_s: float, *, tight_s: float
+) -> tuple[float, bool]:
+    """When an action ended (seconds from its start request), from the last poll that saw it running and
+    the first that saw it ended, and whether that is precise: the midpoint when the two were at most a few
+    tight gaps apart, else the earliest it can have ended (a bound the next run's polls start from)."""
+    if last_running_s is None:
+        return seen_ended_s, False
+    gap = seen_ended_s - last_running_s
+    if gap <= 3 * tight_s:
+        return last_running_s + gap / 2, True
+    return last_running_s, False
+
+
+def expected_end_s(recent: Sequence[tuple[float, bool]]) -> float | None:
+    """The end to poll for next: the earliest precise recent end, else the latest bound seen."""
+    precise = [s for s, ok in recent if ok]
+    if precise:
+        return min(precise)
+    return max((s for s, _ in recent), default=None)
 
 
 class NodeClient:
@@ -127,6 +210,8 @@ class NodeClient:
         poll_initial_s: First backoff when the node does not long-poll.
         poll_factor: Backoff growth per poll.
         poll_max_s: Longest backoff between two status polls.
+        poll_tight_s: First gap between the polls from an action's expected end (see :class:`PollPlan`).
+        history: How many recent durations per action name the expected end is taken from.
         long_poll_s: How long a podium node may hold one status request.
         max_rate_limit_wait_s: Give up (``NodeRateLimitedError``) after waiting this long on 429s.
         retries: Extra attempts for a request that could not be sent (connection refused) or, for
@@ -144,6 +229,8 @@ class NodeClient:
         poll_initial_s: float = 0.02,
         poll_factor: float = 2.0,
         poll_max_s: float = 1.0,
+        poll_tight_s: float = 0.003,
+        history: int = 5,
         long_poll_s: float = 5.0,
         max_rate_limit_wait_s: float = 120.0,
         retries: int = 2,
@@ -154,6 +241,11 @@ class NodeClient:
         self.clock = clock
         self.timeout_s = timeout_s
         self.poll_initial_s, self.poll_factor, self.poll_max_s = poll_initial_s, poll_factor, poll_max_s
+        self.poll_tight_s = poll_tight_s
+        self._history = max(1, history)
+        self._durations: dict[str, collections.deque[tuple[float, bool]]] = {}
+        self._long_polls: bool | None = None
+        """Whether the node holds status requests (learned from its first answer)."""
         self.long_poll_s = long_poll_s
         self.max_rate_limit_wait_s = max_rate_limit_wait_s
         self.retries = retries
@@ -316,40 +408,107 @@ class NodeClient:
         *,
         action_name: str | None = None,
         timeout_s: float | None = None,
+        started_at: float | None = None,
+        running_at: float | None = None,
     ) -> ActionResult:
         """Wait until the action is terminal (or lost: ``unknown`` several times); return its result.
+
+        ``started_at`` (the clock's monotonic time of the start request) lets a node that does not long-poll
+        be polled on the action's learned schedule (see the module docstring); ``running_at`` is when the
+        node last said the action was running (its answer to the start).
 
         Raises:
             ActionTimeoutError: Not terminal within ``timeout_s``; the action may still be running.
         """
         deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
-        poll = _Poll(delay_s=self.poll_initial_s)
+        if self._long_polls is not False:
+            result = await self._wait_held(node_action_id, action_name, deadline, timeout_s)
+            if result is not None:
+                return result
+        return await self._wait_polled(
+            node_action_id, action_name, deadline, timeout_s, started_at, running_at
+        )
+
+    async def _wait_held(
+        self, node_action_id: str, action_name: str | None, deadline: float | None, timeout_s: float | None
+    ) -> ActionResult | None:
+        """Wait on a node that holds status requests; None as soon as it shows it does not."""
+        unknown_seen = 0
         while True:
             wait_s = self.long_poll_s
             if deadline is not None:
                 wait_s = min(wait_s, max(0.0, deadline - self.clock.monotonic()))
             status, held = await self._status(node_action_id, action_name, wait_s or None)
-            poll.requests += 1
+            if not held and not status.is_terminal:
+                self._long_polls = False
+                return None
+            self._long_polls = self._long_polls or held
             if status.is_terminal:
                 break
-            poll.unknown_seen = poll.unknown_seen + 1 if status is ActionStatus.UNKNOWN else 0
-            if poll.unknown_seen >= _UNKNOWN_LIMIT:
+            unknown_seen = unknown_seen + 1 if status is ActionStatus.UNKNOWN else 0
+            if unknown_seen >= _UNKNOWN_LIMIT:
                 logger.warning("action %s is unknown to node %s", node_action_id, self.url)
                 break
-            if deadline is not None and self.clock.monotonic() >= deadline:
-                raise ActionTimeoutError(
-                    f"action {node_action_id} still {status.value} after {timeout_s} s",
-                    url=self.url,
-                    action_id=node_action_id,
-                    last_status=status.value,
-                )
-            if not held:
-                delay = poll.delay_s
-                if deadline is not None:
-                    delay = min(delay, max(0.0, deadline - self.clock.monotonic()))
-                await self.clock.sleep(delay)
-                poll.delay_s = min(poll.delay_s * self.poll_factor, self.poll_max_s)
+            self._check_deadline(node_action_id, status, deadline, timeout_s)
         return await self.get_action_result(node_action_id, action_name=action_name)
+
+    async def _wait_polled(
+        self,
+        node_action_id: str,
+        action_name: str | None,
+        deadline: float | None,
+        timeout_s: float | None,
+        started_at: float | None,
+        running_at: float | None,
+    ) -> ActionResult:
+        """Poll the action's result (it carries the status) on the learned schedule."""
+        key = action_name or ""
+        recent = self._durations.get(key)
+        origin = self.clock.monotonic() if started_at is None else started_at
+        plan = PollPlan(
+            started_at=origin,
+            expected_s=expected_end_s(recent) if recent and started_at is not None else None,
+            initial_s=self.poll_initial_s,
+            factor=self.poll_factor,
+            max_s=self.poll_max_s,
+            tight_s=self.poll_tight_s,
+        )
+        unknown_seen = 0
+        last_running = running_at
+        while True:
+            delay = plan.next_delay_s(self.clock.monotonic())
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - self.clock.monotonic()))
+            if delay > 0:
+                await self.clock.sleep(delay)
+            asked = self.clock.monotonic()
+            result = await self.get_action_result(node_action_id, action_name=action_name)
+            if result.status.is_terminal:
+                if started_at is not None:
+                    ended = estimate_end_s(
+                        None if last_running is None else last_running - origin,
+                        asked - origin,
+                        tight_s=self.poll_tight_s,
+                    )
+                    self._durations.setdefault(key, collections.deque(maxlen=self._history)).append(ended)
+                return result
+            last_running = asked
+            unknown_seen = unknown_seen + 1 if result.status is ActionStatus.UNKNOWN else 0
+            if unknown_seen >= _UNKNOWN_LIMIT:
+                logger.warning("action %s is unknown to node %s", node_action_id, self.url)
+                return result
+            self._check_deadline(node_action_id, result.status, deadline, timeout_s)
+
+    def _check_deadline(
+        self, node_action_id: str, status: ActionStatus, deadline: float | None, timeout_s: float | None
+    ) -> None:
+        if deadline is not None and self.clock.monotonic() >= deadline:
+            raise ActionTimeoutError(
+                f"action {node_action_id} still {status.value} after {timeout_s} s",
+                url=self.url,
+                action_id=node_action_id,
+                last_status=status.value,
+            )
 
     async def download_files(
         self,
@@ -445,9 +604,16 @@ class NodeClient:
         if files:
             await self.upload_files(action_name, node_action_id, files)
         wait_s = self.long_poll_s if timeout_s is None else min(self.long_poll_s, timeout_s)
+        started_at = self.clock.monotonic()
         result, status_after = await self._start(action_name, node_action_id, wait_s)
         if not result.status.is_terminal:
-            result = await self.wait_for_action(node_action_id, action_name=action_name, timeout_s=timeout_s)
+            result = await self.wait_for_action(
+                node_action_id,
+                action_name=action_name,
+                timeout_s=timeout_s,
+                started_at=started_at,
+                running_at=self.clock.monotonic(),
+            )
             status_after = None
         return await self._outcome(
             action_id, node_action_id, action_name, result, download_dir, refresh_status, status_after
@@ -551,6 +717,9 @@ class NodeClient:
         # A request that never reached the node (connect error) is always safe to send again; one that
         # may have reached it is only retried when it is a read (GET), unless told otherwise.
         retry_read = method == "GET" if retry_read is None else retry_read
+        extra = _EXTRA_HEADERS.get()
+        if extra:
+            kwargs["headers"] = {**extra, **kwargs["headers"]} if kwargs.get("headers") else extra
         attempt, rate_waited = 0, 0.0
         timeout = self.timeout_s + extra_timeout_s
         while True:

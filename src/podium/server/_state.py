@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent, Task
+from podium.ops import EngineMetrics, Scheduler, Tracing
 from podium.server.quotas import QuotaTracker
+from podium.server.ratelimit import limiter_from_settings
 from podium.server.security import ClientRegistry, WorkerTokens
 from podium.server.settings import ServerSettings
 from podium.server.webhooks import WebhookSender
@@ -45,6 +47,31 @@ class _EngineEvents(Collector):
         yield family
 
 
+class _Workers(Collector):
+    """``orchestrator_active_workers`` and ``podium_workers{status}``: the remote workers this server knows, by
+    status (``offline`` when not heard from within ``worker_timeout_s``), read when scraped."""
+
+    def __init__(self, st: ServerState) -> None:
+        self.st = st
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        st = self.st
+        now, timeout = st.clock.now(), st.settings.worker_timeout_s
+        counts: dict[str, int] = {}
+        for w in list(st.workers.values()):
+            status = "offline" if now - w.last_seen > timeout else w.status
+            counts[status] = counts.get(status, 0) + 1
+        active = GaugeMetricFamily(
+            "orchestrator_active_workers", "Workers heard from within worker_timeout_s"
+        )
+        active.add_metric([], sum(n for status, n in counts.items() if status != "offline"))
+        yield active
+        family = GaugeMetricFamily("podium_workers", "Remote workers by status", labels=["status"])
+        for status, n in sorted(counts.items()):
+            family.add_metric([status], n)
+        yield family
+
+
 class Metrics:
     """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
 
@@ -68,6 +95,12 @@ class Metrics:
         )
         self.auth_failures = Counter(
             "podium_auth_failures_total", "Refused credentials", ["kind"], registry=self.registry
+        )
+        self.ratelimit_blocked = Counter(
+            "orchestrator_ratelimit_blocked_total",
+            "Requests refused by the rate limiter (Avtomatika's name)",
+            ["kind", "op_class"],
+            registry=self.registry,
         )
         self.quota_blocked = Counter(
             "podium_quota_blocked_total", "Requests refused by a quota", ["quota"], registry=self.registry
@@ -95,7 +128,14 @@ class RemoteWorker:
 class ServerState:
     """Everything the routes share. Built by :func:`podium.server.create_app`."""
 
-    def __init__(self, engine: OrchestratorEngine, settings: ServerSettings, *, manage_engine: bool) -> None:
+    def __init__(
+        self,
+        engine: OrchestratorEngine,
+        settings: ServerSettings,
+        *,
+        manage_engine: bool,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.clock: Clock = engine.clock
@@ -107,7 +147,20 @@ class ServerState:
             global_token=settings.global_worker_token, path=settings.workers_config_path
         )
         self.quotas = QuotaTracker(engine.storage, clock=self.clock)
+        self.rate_limiter = limiter_from_settings(engine.storage, settings, self.clock)
+        """Counts requests per client/worker and operation class (``RATE_LIMITING_ENABLED``), else ``None``."""
+        path = settings.schedules_config_path
+        self.scheduler: Scheduler | None = Scheduler.from_file(engine, path) if path is not None else None
+        """The native scheduler (``podium serve --schedules``, else the engine's ``SCHEDULES_CONFIG_PATH``). It is
+        the engine's (``engine.scheduler``), started and stopped with it: one scheduler, never two."""
+        if self.scheduler is not None:
+            engine.scheduler = self.scheduler
         self.metrics = Metrics(engine.event_counts)
+        self.metrics.registry.register(_Workers(self))
+        self.tracing = tracing
+        """Spans of jobs, states and tasks (extra ``otel``); remote workers get each task's traceparent."""
+        self.engine_metrics = EngineMetrics(self.metrics.registry)
+        """Jobs, tasks, queues, store latency: from the engine's events (subscribed while the app runs)."""
         self._webhook_counters: dict[tuple[str, str], Any] = {}
         self.webhooks = WebhookSender(
             clock=self.clock,
@@ -137,11 +190,25 @@ class ServerState:
 
     async def start(self) -> None:
         if self.manage_engine:
-            await self.engine.start(serve_http=False)  # this app is the HTTP face
+            await self.engine.start(serve_http=False)  # this app is the HTTP face (and starts the scheduler)
+        elif self.scheduler is not None:
+            await self.scheduler.start()  # the engine was started before it was given this scheduler
+        if self.scheduler is None and isinstance(self.engine.scheduler, Scheduler):
+            self.scheduler = self.engine.scheduler  # the engine's own, from Config.SCHEDULES_CONFIG_PATH
         await self.webhooks.start()
         self._unsubscribe = self.engine.subscribe(self._on_event, types=_SUBSCRIBED)
+        self.engine_metrics.attach(self.engine)
+        if self.tracing is not None:
+            self.tracing.attach(self.engine)
+        if self.scheduler is not None:
+            self.engine_metrics.attach_scheduler(self.scheduler)
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        self.engine_metrics.close()
+        if self.tracing is not None:
+            self.tracing.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

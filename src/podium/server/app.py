@@ -19,11 +19,16 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from podium.dashboard import mount_jobs_dashboard
 from podium.engine.engine import OrchestratorEngine
+from podium.ops import Tracing
+from podium.ops.ratelimit import RateLimited
 from podium.server._state import ServerState
-from podium.server.auth import authenticate_client, authenticate_worker
+from podium.server.auth import authenticate_client, authenticate_worker, request_client
 from podium.server.errors import ApiError, answer, body_error, install_error_handlers
+from podium.server.ratelimit import check_request
 from podium.server.routes_client import add_blueprint_routes, client_router, job_path, submit_job
+from podium.server.routes_ops import ops_router
 from podium.server.routes_public import public_router
 from podium.server.routes_worker import next_tasks, take_result, take_results, worker_router
 from podium.server.settings import ServerSettings
@@ -72,6 +77,15 @@ class _Front:
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
+        if self.st.rate_limiter is not None:
+            try:
+                await check_request(self.st, self.st.rate_limiter, scope)
+            except RateLimited as exc:
+                status = await self._reply(scope, send, exc)
+                self.observe(method, "rate-limited", status, time.perf_counter() - started)
+                return
+            except Exception:  # the store failing: let the request through, as Avtomatika does
+                log.exception("rate limiter failed; request let through")
         template: str | None = None
         if method == "POST":
             if (
@@ -105,6 +119,21 @@ class _Front:
             self.observe(
                 method, getattr(route, "path", "unmatched"), status_holder[0], time.perf_counter() - started
             )
+
+    async def _reply(self, scope: dict[str, Any], send: _Send, exc: Exception) -> int:
+        """Answer ``exc`` by the app's error table before any route ran (a request over its rate limit)."""
+        error = answer(self.st, exc)
+        if error is None:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            error = ApiError(500, "internal server error")
+        body = codec.dumps(error.body.model_dump(exclude_none=True))
+        headers = [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+        headers += [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS]
+        if scope["path"].startswith(rxon.WORKER_API_PREFIX):
+            headers.append(_VERSION_HEADER)
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return error.status
 
     async def _serve(self, scope: dict[str, Any], receive: _Receive, send: _Send, template: str) -> int:
         worker_route = template.startswith(rxon.WORKER_API_PREFIX)
@@ -241,14 +270,17 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     manage_engine: bool = True,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the ASGI app around ``engine``.
 
     With ``manage_engine`` (the default) the app's lifespan starts and stops the engine. Raises
-    :class:`~podium.errors.ConfigError` for a bad ``clients.toml``/``workers.toml``, before serving anything.
+    :class:`~podium.errors.ConfigError` for a bad ``clients.toml``/``workers.toml``/``schedules.toml``, before
+    serving anything. ``tracing`` (:class:`podium.ops.Tracing`, extra ``otel``): spans of jobs, states and
+    tasks, and a W3C ``traceparent`` in each task handed to a remote worker.
     """
     settings = settings or ServerSettings.load()
-    st = ServerState(engine, settings, manage_engine=manage_engine)
+    st = ServerState(engine, settings, manage_engine=manage_engine, tracing=tracing)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -284,6 +316,35 @@ def create_app(
             job_path(d, settings.api_prefix): d.name for d in engine.blueprints.values() if d.api_endpoint
         }
         app.include_router(client_router(settings))
+        app.include_router(ops_router(settings))
         add_blueprint_routes(app, st)
+        mount_jobs_dashboard(
+            app,
+            engine,
+            auth=request_client,
+            api_prefix=settings.api_prefix,
+            traces=_trace_reader(engine),
+        )
     app.front = _Front(app._fastapi, st)
     return app
+
+
+def _trace_reader(engine: OrchestratorEngine) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
+    """Flow traces kept on the engine's store (flows given ``StoreStateStore(store)`` write them there)."""
+    from podium.store.flow_state import StoreStateStore
+
+    state = StoreStateStore(engine.storage)
+
+    async def read(trace_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "ts": e.ts,
+                "kind": e.kind,
+                "node_name": e.node_name,
+                "node_id": e.node_id,
+                "payload": dict(e.payload),
+            }
+            for e in await state.load_history(trace_id)
+        ]
+
+    return read

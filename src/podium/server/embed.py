@@ -20,7 +20,7 @@ __all__ = ["serve"]
 async def serve(engine: OrchestratorEngine) -> Any:
     """Serve the HTTP API around the started ``engine`` with the settings its :class:`Config` carries
     (``API_HOST``, ``API_PORT``, ``CLIENT_TOKEN``, ``GLOBAL_WORKER_TOKEN``, ``*_CONFIG_PATH``,
-    ``DETAILED_API_RESPONSES``, ``WORKER_POLL_TIMEOUT_SECONDS``); other server settings come from the
+    ``DETAILED_API_RESPONSES``, ``WORKER_POLL_TIMEOUT_SECONDS``, ``CLIENT_API_PREFIX``, ``ENABLE_CLIENT_API``); other server settings come from the
     environment and settings files as for ``podium serve``. Returns the running server (``.url``,
     ``await .stop()``); the engine stays the caller's to stop."""
     cfg = engine.config
@@ -32,6 +32,8 @@ async def serve(engine: OrchestratorEngine) -> Any:
         clients_config_path=cfg.CLIENTS_CONFIG_PATH or None,
         workers_config_path=cfg.WORKERS_CONFIG_PATH or None,
         detailed_api_responses=cfg.DETAILED_API_RESPONSES,
+        api_prefix=cfg.CLIENT_API_PREFIX.strip("/") or "api",
+        enable_client_api=cfg.ENABLE_CLIENT_API,
         worker_poll_timeout_s=min(cfg.WORKER_POLL_TIMEOUT_SECONDS, 300.0),
     )
     return await start_server(engine, settings, manage_engine=False)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from podium.engine.errors import JobStateError
 from podium.errors import ConfigError
+from podium.ops.ratelimit import RateLimited
 from podium.server._state import ServerState
 from podium.server.quotas import QuotaExceeded
 from podium.wire.jobs import ErrorBody
@@ -62,6 +63,14 @@ def _quota(st: ServerState, exc: QuotaExceeded) -> ApiError:
     return ApiError(429, body["error"], field=body["field"], detail=body["detail"], headers=headers)
 
 
+def _rate_limited(st: ServerState, exc: RateLimited) -> ApiError:
+    """429 with ``Retry-After`` (seconds until the window ends), counted in orchestrator_ratelimit_blocked_total."""
+    st.metrics.ratelimit_blocked.labels(exc.kind, exc.op_class).inc()
+    body = exc.body()
+    headers = {"Retry-After": str(max(1, int(exc.retry_after_s + 0.999)))}
+    return ApiError(429, body["error"], field=body["field"], detail=body["detail"], headers=headers)
+
+
 def _job_state(_: ServerState, exc: JobStateError) -> ApiError:
     """409: the job's status does not allow it; 403 for a wrong approval token; an unknown approval decision
     names the ``decision`` field."""
@@ -87,6 +96,7 @@ Rule = Callable[[ServerState, Any], ApiError]
 ERRORS: dict[type[Exception], Rule] = {
     ApiError: _as_is,
     QuotaExceeded: _quota,
+    RateLimited: _rate_limited,
     JobStateError: _job_state,
     ConfigError: _config,
     RequestValidationError: _invalid_request,

@@ -12,6 +12,7 @@ The endpoints carry no docstrings: FastAPI would publish them as OpenAPI descrip
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
@@ -383,6 +384,12 @@ async def submit_job(
 ) -> str:
     """Check the client's submission quotas and create the job; return its id. ``counted``: the request
     itself was already counted (else it is counted together with the submission, in one write)."""
+    if body.policy is not None:
+        limit = st.engine.config.MAX_POLICY_SIZE_BYTES
+        if len(json.dumps(body.policy, separators=(",", ":"))) > limit:
+            raise ApiError(
+                422, f"policy is larger than MAX_POLICY_SIZE_BYTES ({limit} bytes)", field="policy"
+            )
     if client.quotas.max_active_jobs is not None:
         active = await st.engine.count_jobs(status=_ACTIVE, client=client.name)
         try:
@@ -400,6 +407,7 @@ async def submit_job(
             dispatch_timeout=body.dispatch_timeout,
             result_timeout=body.result_timeout,
             client=EngineClient(token=client.name, plan=client.plan, params=dict(client.params)),
+            policy=body.policy,
         )
     except InputValidationError as exc:  # the engine names the field inside initial_data; this, the body's
         field = f"initial_data.{exc.field}" if exc.field else "initial_data"

@@ -207,7 +207,10 @@ async def worker_event(request: Request) -> dict[str, Any]:
 
 def worker_router() -> APIRouter:
     """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
-    r = APIRouter(tags=["workers (RXON)"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+    r = APIRouter(
+        tags=["workers (RXON)"],
+        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+    )
     r.add_api_route(
         rxon.ENDPOINT_REGISTER,
         register,
@@ -307,9 +310,11 @@ async def next_tasks(
         return 204, None
     for task in tasks:
         st.delivered[task.task_id] = task
-    if max_tasks is None:
-        return 200, task_wire(tasks[0], now)
-    return 200, {"tasks": [task_wire(t, now) for t in tasks]}
+    wires = [task_wire(t, now) for t in tasks]
+    if st.tracing is not None:  # the task's span, named from its ids (podium.ops.tracing)
+        for wire in wires:
+            wire["tracing_context"] = {"traceparent": st.tracing.traceparent(wire["job_id"], wire["task_id"])}
+    return 200, wires[0] if max_tasks is None else {"tasks": wires}
 
 
 async def _until_disconnected(receive: Receive) -> None:

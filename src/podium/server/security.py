@@ -28,9 +28,7 @@ and compared with :func:`hmac.compare_digest`.
 from __future__ import annotations
 
 import hmac
-import re
 import threading
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,10 @@ from typing import Any
 
 from podium.errors import ConfigError
 from podium.tokens import hash_token  # the one implementation, shared with the workcell and nodes
+from podium.tomlfile import header_line as _header_line
+from podium.tomlfile import key_line as _key_line
+from podium.tomlfile import read_toml as _read_toml
+from podium.tomlfile import where as _where
 
 __all__ = [
     "QUOTA_KEYS",
@@ -77,47 +79,6 @@ class ClientConfig:
     def public(self) -> dict[str, Any]:
         """What handlers and job records may see of the client (never the token)."""
         return {"name": self.name, "plan": self.plan, **dict(self.params)}
-
-
-def _header_line(text: str, name: str, parent: str | None = None) -> int | None:
-    key = re.escape(name)
-    quoted = f"(?:{key}|\"{key}\"|'{key}')"
-    prefix = rf"{re.escape(parent)}\s*\.\s*" if parent else ""
-    pattern = re.compile(rf"^[ \t]*\[[ \t]*{prefix}{quoted}[ \t]*\]", re.MULTILINE)
-    match = pattern.search(text)
-    return text.count("\n", 0, match.start()) + 1 if match else None
-
-
-def _key_line(text: str, table_line: int | None, key: str) -> int | None:
-    if table_line is None:
-        return None
-    lines = text.splitlines()
-    for i in range(table_line, len(lines)):
-        stripped = lines[i].strip()
-        if stripped.startswith("["):
-            break
-        if re.match(rf"{re.escape(key)}\s*=", stripped):
-            return i + 1
-    return table_line
-
-
-def _where(path: Path, line: int | None) -> str:
-    return f"{path}:{line}" if line else str(path)
-
-
-def _read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what} file: {exc}") from None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise ConfigError(f"{_where(path, line)}: invalid TOML in {what} file: {exc}") from None
 
 
 def _quota_value(path: Path, text: str, table_line: int | None, owner: str, key: str, value: Any) -> int:

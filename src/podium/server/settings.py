@@ -49,6 +49,18 @@ class ServerSettings(PodiumSettings):
     webhook_backoff_max_s: float = Field(default=60.0, ge=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
+    rate_limiting_enabled: bool = False
+    """Avtomatika's ``RATE_LIMITING_ENABLED`` (on by default there). Off by default here: podium's workers batch
+    results and poll far more than 100 requests a minute each; turn it on for servers open to untrusted
+    clients. Limits are per client / per worker and operation class, per ``rate_limit_period`` seconds."""
+    rate_limit_limit: int = Field(default=100, ge=1)
+    rate_limit_heartbeat_limit: int = Field(default=120, ge=1)
+    rate_limit_poll_limit: int = Field(default=60, ge=1)
+    rate_limit_period: float = Field(default=60.0, gt=0)
+
+    schedules_config_path: Path | None = None
+    """``schedules.toml`` of the native scheduler (Avtomatika's ``SCHEDULES_CONFIG_PATH``)."""
+
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     """How long a stopping server lets open requests (long polls) finish."""
 

@@ -1,8 +1,11 @@
 """podium.store: the storage protocol and its backends.
 
-``open_store(url)`` picks a backend from a URL: ``memory://`` or ``sqlite:///path/to/podium.db`` (the
-embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``) or
-``redis://host:port/db?prefix=name`` (several instances on one Redis; ``pip install 'podium[redis]'``).
+``open_store(url)`` picks a backend from a URL: ``memory://``, ``sqlite:///path/to/podium.db`` (the
+embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``),
+``postgresql://user@host:5432/db?schema=podium`` (several instances on one database; ``pip install
+'podium[postgres]'``) or ``redis://host:port/db?prefix=name`` (several instances on one Redis; ``pip install
+'podium[redis]'``). A ``history=<store URL>`` argument keeps the history in another store (a split
+deployment: :class:`~podium.store.split.SplitStore`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "Lease",
     "MemoryStore",
     "Op",
+    "PostgresStore",
     "Put",
     "Record",
     "RedisStore",
@@ -55,11 +59,15 @@ def __getattr__(name: str) -> object:
         from podium.store.redis import RedisStore
 
         return RedisStore
+    if name == "PostgresStore":
+        from podium.store.postgres import PostgresStore
+
+        return PostgresStore
     raise AttributeError(name)
 
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:
-    """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path`` or
+    """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path``, ``postgresql://...`` or
     ``redis://host:port/db?prefix=name``; a ``history=<store URL>`` argument keeps the history in that
     other store (a split deployment, :class:`~podium.store.split.SplitStore`)."""
     if "history=" in url:  # a split deployment: state in one store, history in another
@@ -74,13 +82,18 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
         from podium.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url), clock=clock)
+    if url.startswith(("postgresql:", "postgres:")):
+        from podium.store.postgres import PostgresStore
+
+        return PostgresStore(url, clock=clock)
     if url.startswith(("redis:", "rediss:")):
         from podium.store.redis import RedisStore
 
         return RedisStore(url, clock=clock)
     scheme = url.split(":", 1)[0]
     raise ValueError(
-        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///path or redis://host:port/db"
+        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///path, postgresql://..."
+        " or redis://host:port/db"
     )
 
 

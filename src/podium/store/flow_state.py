@@ -5,7 +5,8 @@ the same contract):
 
 - :class:`StoreStateStore` keeps a flow's events as history entries (subject ``flow-trace:<trace_id>``),
   so ``flow.load_history(trace_id)`` reads them back in order, and remote bindings as records of kind
-  ``flow_remote_binding`` grouped by trace id;
+  ``flow_remote_binding`` grouped by trace id, and paused ReactPlanner runs as records of kind
+  ``flow_planner_pause`` keyed by resume token (so a resume works after a restart);
 - :class:`StoreMessageBus` enqueues every envelope on the queue ``flow-bus:<target node>``, where remote
   workers ``take`` them with leases like any other podium queue item.
 
@@ -26,9 +27,10 @@ from podium.flow.bus import BusEnvelope
 from podium.flow.state import RemoteBinding, StoredEvent
 from podium.store.base import Store
 
-__all__ = ["StoreMessageBus", "StoreStateStore", "bus_queue", "trace_subject"]
+__all__ = ["StoreMessageBus", "StoreStateStore", "bus_queue", "from_env", "trace_subject"]
 
 BINDING_KIND = "flow_remote_binding"
+PLANNER_KIND = "flow_planner_pause"
 
 
 def trace_subject(trace_id: str | None) -> str:
@@ -117,6 +119,31 @@ class StoreStateStore:
             RemoteBinding(**{k: r.data[k] for k in ("trace_id", "context_id", "task_id", "agent_url")})
             for r in records
         ]
+
+    async def save_planner_state(self, token: str, payload: Mapping[str, Any]) -> None:
+        """Keep a paused ReactPlanner run (its trajectory and budgets) under its resume token."""
+        await self.store.put(PLANNER_KIND, token, jsonable(dict(payload)))
+
+    async def load_planner_state(self, token: str) -> dict[str, Any] | None:
+        """The paused planner run saved under ``token`` (in this process or an earlier one), or ``None``."""
+        record = await self.store.get(PLANNER_KIND, token)
+        return None if record is None else dict(record.data)
+
+
+async def from_env() -> StoreStateStore:
+    """The StateStore on the store at ``$PODIUM_FLOW_STATE_URL`` (opened), for the trace tools::
+
+        PODIUM_FLOW_STATE_URL=sqlite:///var/podium.db \\
+            python -m podium.flow.admin history TRACE --state-store podium.store.flow_state:from_env
+    """
+    from podium.store import open_store
+
+    url = os.environ.get("PODIUM_FLOW_STATE_URL")
+    if not url:
+        raise ValueError("PODIUM_FLOW_STATE_URL is not set (for example sqlite:///var/podium.db)")
+    store = open_store(url)
+    await store.open()
+    return StoreStateStore(store)
 
 
 class StoreMessageBus:

@@ -51,7 +51,10 @@ class _Strict(BaseModel):
 
 
 class CreateJobRequest(_Strict):
-    """``POST /api/{version}/jobs/{endpoint}``. Timeouts are seconds."""
+    """``POST /api/{version}/jobs/{endpoint}``. Timeouts are seconds. Other top-level fields are ignored, as
+    Avtomatika ignores them (its clients send e.g. ``client_request_id``); the known ones are type-checked."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     initial_data: JSON = Field(default_factory=dict)
     webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
@@ -59,9 +62,10 @@ class CreateJobRequest(_Strict):
     result_timeout: float | None = Field(default=None, gt=0)
     metadata: JSON | None = None
     priority: int | None = None
+    policy: JSON | None = None
+    """Avtomatika's job policy: ``allowed_skills`` limits the task types the job may dispatch."""
     # Accepted for Avtomatika clients; podium does not act on them yet.
     security: JSON | None = None
-    policy: JSON | None = None
     max_transitions: int | None = Field(default=None, ge=1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,10 +16,18 @@ from podium.workcell.nodes import Acknowledged, ActionCall, ActionOutcome
 
 __all__ = ["HttpNodeConnector"]
 
+log = logging.getLogger("podium.workcell")
+
 
 class HttpNodeConnector:
     """One node over HTTP. Result files are downloaded into a private temporary folder, from which the
-    engine copies them into the data folder (an action's subfolder is made only when it has files)."""
+    engine copies them into the data folder (an action's subfolder is made only when it has files).
+
+    The node's status after an action: a podium node sends it with the action's end; another node is
+    asked (``/status``) only when the action did not succeed (the node may be errored, paused, ...). After a
+    success the workcell keeps the status it had and reads it again on its usual schedule, so a MADSci
+    node's step costs no request beyond its own create and start (and result polls when it runs long).
+    """
 
     def __init__(
         self,
@@ -58,10 +67,16 @@ class HttpNodeConnector:
             action_id=call.action_id,
             download_dir=folder,
             on_created=on_acknowledged,
-            refresh_status=self.refresh_status,
+            refresh_status=False,
             created_as=call.created_as,
         )
-        return _convert(call.action_id, outcome)
+        converted = _convert(call.action_id, outcome)
+        if self.refresh_status and converted.node_status is None and not outcome.ok:
+            try:
+                converted.node_status = await self.get_status()
+            except Exception as exc:  # the workcell reads it again soon; the outcome stands
+                log.warning("status of node %s after action %s: %s", self.name, call.action_id, exc)
+        return converted
 
     async def get_action_outcome(self, node_action_id: str, action_name: str) -> ActionOutcome:
         folder = self._tmp / node_action_id

@@ -1,66 +1,21 @@
-"""The workcell engine: workflow runs as durable engine jobs, steps on nodes, scheduling on events.
+"""The workcell engine: a facade over the components that run workflows on instrument nodes.
 
-**One job model.** A workflow run is a job of the :class:`~podium.engine.OrchestratorEngine` (same id),
-compiled onto a task chain (:mod:`podium.engine.chain`): one state per step, each dispatching one task of type
-``workcell.step``; a step's success moves the job to the next state, anything else fails it. The tasks go
-to this workcell's executor (an in-process worker in the engine's registry, ``workcell:<name>``), which
-holds them until the scheduler starts them on their nodes. Pause, resume, cancel and retry-from-step are
-the engine's job operations (a pause asked while a step runs takes effect at its end, as MADSci's does).
-Beside the job, the run keeps its MADSci-shaped view (:class:`~podium.workcell.workflows.Workflow`, kind
-``workcell.workflow``): it is written in the same transaction as every job transition (the engine's
-``extra_ops``), together with the action journal, datapoints, resource changes and a history line.
+A workflow run is a job of the :class:`~podium.engine.OrchestratorEngine` (same id) on a task chain: one
+state per step, each step a ``workcell.step`` task that this workcell's executor (``workcell:<name>``) holds
+until the scheduler starts it on its node. Pause, resume, cancel and retry-from-step are the engine's job
+operations. The parts, each in its module:
 
-**The physical-step journal.** A step's task record is its intent: a stable id, written durably with the
-transition that dispatched it, before anything is sent. When the scheduler starts the step it gets a ULID
-``action_id``; the node is asked to *create* the action (it does nothing with it until it is started);
-once it has, the journal record (kind ``workcell.action``) is written in phases ``sent`` and
-``acknowledged`` (with the node's own id for the action) together with the workflow's "step started",
-durably, before the action is *started*; ``result`` is written in the same transaction that records the
-outcome and moves the job. After a crash or a stop, the step's task is offered to the executor again (at
-once after a clean stop, which gives the tasks back; when its lease lapses after a crash). A step whose
-run says it was acknowledged is reconciled with the node by the id it acknowledged: a finished action's
-result is recorded, a running one is awaited, one the node holds created but never started is given its
-files and started by that id (never created twice), and an action the node has no record of
-fails the step with an explanation: it is never re-sent blindly (``retry`` does that, on an operator's word). A step that was
-never acknowledged (at most created on the node, never started) simply runs. Built-in actions (no node)
-journal ``sent`` before they begin.
+- :class:`~podium.workcell.runner.StepRunner` starts a step, journals it and records its outcome;
+- :class:`~podium.workcell.journal.RunJournal` writes the run's view, datapoints, resource effects and history
+  in the same transaction as each job transition;
+- :class:`~podium.workcell.reconcile.Reconciler` adopts step tasks and reconciles steps left in flight;
+- :class:`~podium.workcell.monitor.NodeMonitor` reads node status only when needed;
+- :class:`~podium.workcell.loading.StateLoader` loads the stored state at start and on take-over;
+- the scheduler (:mod:`podium.workcell.scheduler`, pure) decides; this class launches what it decides.
 
-**Writes per step.** Two durable store writes: ``sent``/``acknowledged`` with "step started", and the
-step's end: the journal's ``result``, the workflow view, datapoints, resource effects and history, the
-job's move to the next state and the next step's task, in one transaction (the step handler is a pure
-decision, so the engine folds it into that write and hands the task straight to the executor).
-
-**Scheduling.** The scheduler (pure, see :mod:`podium.workcell.scheduler`) runs whenever something
-changes (a step's task arrives, a step ends, a node's status changes, resources change, resume/retry)
-and at ``scheduler_update_interval`` as a safety net. Ready workflows start in priority order as long as
-their step's claims (node, locations, containers) are free; each running step holds its claims until it
-ends. Every wait is on the injected :class:`~podium.clock.Clock`.
-
-**Node status.** A node's status is read only when it is needed. A node running one of this workcell's
-steps is not polled (the action's own status calls track it), and its status is read right after the
-action (from the action's result where the connector has it, else by one ``/status`` call). A node that
-a queued step is waiting for (not ready) is polled every ``node_update_interval``; any other node is
-polled at an interval that doubles from ``node_update_interval`` up to ``node_info_update_interval`` while
-nothing changes. A node that fails ``node_disconnect_after_failures`` polls in a row is marked
-``disconnected`` (polled with the same back-off) and recovers on its first answer. ``/info`` and
-``/state`` are read at start and every ``node_info_update_interval``.
-
-**One owner per store.** Several workcell processes may share one store (two servers on one SQLite
-file, a standby beside the active one): only the holder of the store lock ``workcell.owner`` (with a
-fencing token that grows with every acquisition, recorded in each action's journal entry) runs the
-executor, so only it schedules, sends actions and polls nodes; it refreshes the lock, and the leases of
-the step tasks it holds, every third of ``owner_lock_ttl_s`` (the tasks' lease). The others stand by:
-they answer reads from the store and accept submissions (the owner's executor takes their tasks within
-``scheduler_update_interval``), refuse operations that change live state (409), and try to take the lock
-every third of its TTL. A process that takes it over loads the active workflows, locations and resources
-afresh and starts the executor: the steps the old owner held come back to it as their leases lapse, and
-are reconciled through the journal as after a restart. A process that finds its lock lost stops at once:
-its steps in flight are abandoned to the new owner's reconciliation.
-
-**Workcell admin.** ``pause``/``resume`` and ``lock``/``unlock`` to the whole workcell set its own status
-(persisted; nothing starts while it is paused or locked, steps in flight finish) and are forwarded to
-every node that offers the command; other commands (``reset``, ``shutdown``, ``cancel``, ...) are only
-forwarded.
+One process per store owns the work (:class:`~podium.store.FencedOwnership` on ``workcell.owner``); the others
+stand by. The durability rules (two durable writes per step, the physical-step journal), the scheduling, the
+node polling, the ownership and the admin commands are described in ``docs/workcell.md``.
 """
 
 from __future__ import annotations
@@ -68,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +32,10 @@ from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.errors import TaskNotFoundError
-from podium.engine.models import EngineEvent, Task
-from podium.engine.workers import InProcessWorker
+from podium.engine.models import Task
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str
 from podium.store import FencedOwnership, Op, Put, Store
-from podium.store.base import Lease
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionStatus, OwnershipInfo
 from podium.workcell.datapoints import DatapointRepository
@@ -96,7 +49,7 @@ from podium.workcell.locations import Location, LocationDefinition
 from podium.workcell.monitor import NodeMonitor
 from podium.workcell.nodes import ConnectorFactory, NodeConnector, http_connector
 from podium.workcell.prepare import build_workflow, check_parameters
-from podium.workcell.reconcile import ACTION_KIND, Flight, Reconciler
+from podium.workcell.reconcile import ACTION_KIND, STEP_TASK, Flight, Reconciler, StepExecutor
 from podium.workcell.resources import Resource, ResourceDefinition, ResourceTable
 from podium.workcell.runner import StepRunner
 from podium.workcell.scheduler import (
@@ -129,9 +82,6 @@ __all__ = [
 
 log = logging.getLogger("podium.workcell")
 
-STEP_TASK = "workcell.step"
-"""The task type of a workflow step (one queue per store: a store has one workcell owner)."""
-
 DEFINITION_KIND = "workcell.definition"
 OWNER_LOCK = "workcell.owner"
 WORKCELL_COMMANDS = {
@@ -147,29 +97,6 @@ _TERMINAL_STATES = [WorkflowState.COMPLETED.value, WorkflowState.FAILED.value, W
 
 FileInput = tuple[str, bytes] | Path
 """A file parameter's value: ``(file name, content)`` or a local path."""
-
-
-class _StepExecutor(InProcessWorker):
-    """The workcell's executor in the engine's registry: step tasks are handed to the workcell, which holds
-    them until the scheduler starts them (it has no slots to run out of: the nodes are the limit)."""
-
-    def __init__(self, reconciler: Reconciler, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
-        super().__init__(worker_id, capacity=1_000_000, poll_wait_s=poll_wait_s, lease_s=lease_s)
-        self.add_skill(STEP_TASK, _held_by_the_workcell)
-        self._reconciler = reconciler
-
-    def deliver(self, task: Task, lease: Lease | None = None) -> None:
-        # With a lease: dispatched by a write of this process just now. Without: taken from the queue (a
-        # step given back or whose lease lapsed, or one submitted through another process).
-        self._reconciler.on_task(task, fresh=lease is not None)
-
-    def _on_event(self, event: EngineEvent) -> None:
-        if event.task_id is not None:
-            self._reconciler.on_task_withdrawn(event.task_id)
-
-
-def _held_by_the_workcell() -> None:  # pragma: no cover - _StepExecutor.deliver never runs skills
-    raise AssertionError("workcell step tasks are run by the workcell's scheduler")
 
 
 class WorkcellEngine:
@@ -333,7 +260,7 @@ class WorkcellEngine:
             is_owner=lambda: self.is_owner,
         )
         """Reads the stored state at start-up and on a take-over."""
-        self._executor = _StepExecutor(
+        self._executor = StepExecutor(
             self.reconciler,
             self.runner.worker_id,
             lease_s=self.settings.owner_lock_ttl_s,
@@ -602,12 +529,13 @@ class WorkcellEngine:
         file_inputs: Mapping[str, FileInput] | None = None,
         file_input_paths: Mapping[str, str] | None = None,
         ownership: OwnershipInfo | None = None,
+        workflow_id: str | None = None,
+        extra_ops: Sequence[Op] = (),
     ) -> Workflow:
-        """Validate and queue a run of ``definition`` (a definition, or the id of a stored one).
-
-        Raises :class:`WorkflowValidationError` (naming the step and field) and queues nothing when the
-        run could not start: missing parameters, unknown nodes, actions or locations.
-        """
+        """Validate and queue a run of ``definition`` (a definition, or the id of a stored one); ``workflow_id``
+        (an idempotency key: a second run with it raises ConflictError) and ``extra_ops`` join its first write.
+        Raises :class:`WorkflowValidationError` (naming the step and field) and queues nothing when the run
+        could not start: missing parameters, unknown nodes, actions or locations."""
         if isinstance(definition, str):
             definition = await self.get_definition(definition)
         else:
@@ -622,8 +550,7 @@ class WorkcellEngine:
             resources=self.resources,
             transfer_capabilities=self.workcell.transfer_capabilities,
         )
-        now = utcnow(self.clock)
-        ops: list[Op] = []
+        wf.workflow_id, now, ops = workflow_id or wf.workflow_id, utcnow(self.clock), list(extra_ops)
         paths = dict(file_input_paths or {})
         for key, value in files.items():
             if isinstance(value, Path):

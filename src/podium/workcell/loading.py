@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from podium.clock import Clock
+from podium.errors import InvalidInputError
 from podium.store import Op, Put, Store
 from podium.workcell._base import utcnow
 from podium.workcell.journal import RESOURCE_KIND, WORKFLOW_KIND, RunJournal
@@ -99,8 +100,12 @@ class StateLoader:
         """A location from its definition, and the container resource it creates in ``resources``, if any."""
         changed: list[Resource] = []
         resource_id = definition.resource_id
-        if definition.resource_definition is not None:
-            changed = resources.create(definition.resource_definition, now=now)
+        try:
+            rdef = self.workcell.template_resource(definition)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), field="resource_template_overrides") from None
+        if rdef is not None:
+            changed = resources.create(rdef, now=now)
             resource_id = changed[0].resource_id
         loc = Location(
             location_name=definition.location_name,

@@ -180,11 +180,19 @@ class NodeMonitor:
                 self._node_wake.set()
         self._needed = names
 
-    def status_from_action(self, name: str, status: dict[str, Any] | None) -> None:
-        """A node's step ended: take the status the action's result carried, or read it at once."""
+    def status_from_action(
+        self, name: str, status: dict[str, Any] | None, *, succeeded: bool = False
+    ) -> None:
+        """A node's step ended: take the status the action's result carried; without one, keep the status
+        the node had when its action ``succeeded`` (read again in ``node_update_interval``), else read it
+        at once."""
         rec = self.nodes.get(name)
         watch = self._watch.get(name)
         if rec is None or watch is None:
+            return
+        if status is None and succeeded:
+            watch.fresh = True
+            self._plan_poll(name, changed=False)
             return
         if status is None:
             watch.next_poll = self.clock.monotonic()

@@ -20,7 +20,7 @@ from podium.workcell.errors import ParameterError, WorkflowValidationError
 from podium.workcell.locations import Location, LocationArgument, LocationTransferCapabilities
 from podium.workcell.parameters import ParameterInputJson, find_references, substitute
 from podium.workcell.resources import ResourceTable
-from podium.workcell.transfers import TRANSFER_ACTIONS, expand_transfer
+from podium.workcell.transfers import TRANSFER_ACTIONS, expand_transfer, template_move
 from podium.workcell.workcell import NodeRecord
 from podium.workcell.workflows import Step, StepDefinition, Workflow, WorkflowDefinition
 
@@ -95,7 +95,7 @@ def build_workflow(
     for index, sdef in enumerate(definition.steps):
         label = sdef.name or sdef.key or f"#{index} {sdef.action}"
         step = _substituted(sdef, parameter_values, known, label)
-        expanded = [step]
+        expanded = [template_move(step, capabilities=transfer_capabilities, locations=locations)]
         if _is_transfer(step, deferred, label):
             expanded = expand_transfer(
                 step,

@@ -1,6 +1,7 @@
 """Step-task arrival and recovery: adopting a run's step task, and reconciling a step sent before a restart.
 
-Owns what happens when the executor is handed a step's task (hold it for the scheduler, or adopt the run
+Owns the workcell's executor (:class:`StepExecutor`, its in-process worker in the engine's registry) and what
+happens when it is handed a step's task (hold it for the scheduler, or adopt the run
 and look for the step's journal), when the engine withdraws one, and the reconciliation of a step the journal
 says was sent (ask the node, never re-send blindly). It must not schedule or dispatch steps itself: starting,
 running and finishing a step are the step runner's, passed in as callables.
@@ -15,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from podium.clock import Clock
-from podium.engine.models import Task
+from podium.engine.models import EngineEvent, Task
+from podium.engine.workers import InProcessWorker
 from podium.log import bind_ids
 from podium.store import Store
-from podium.store.base import Record
+from podium.store.base import Lease, Record
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error
 from podium.workcell.errors import WorkflowValidationError
@@ -30,12 +32,14 @@ from podium.workcell.scheduler import Claim, step_claims
 from podium.workcell.workcell import NodeRecord
 from podium.workcell.workflows import Step, Workflow
 
-__all__ = ["ACTION_KIND", "Flight", "Reconciler"]
+__all__ = ["ACTION_KIND", "STEP_TASK", "Flight", "Reconciler", "StepExecutor"]
 
 log = logging.getLogger("podium.workcell")
 
 ACTION_KIND = "workcell.action"
 """The kind of a step's journal record (intent, sent, acknowledged, result)."""
+STEP_TASK = "workcell.step"
+"""The task type of a workflow step (one queue per store: a store has one workcell owner)."""
 
 
 class Flight:
@@ -299,3 +303,26 @@ class Reconciler:
             await self._execute(flight, step, journal, created=True)
             return
         await self._finish_step(flight, outcome)
+
+
+class StepExecutor(InProcessWorker):
+    """The workcell's executor in the engine's registry: step tasks are handed to the workcell, which holds
+    them until the scheduler starts them (it has no slots to run out of: the nodes are the limit)."""
+
+    def __init__(self, reconciler: Reconciler, worker_id: str, lease_s: float, poll_wait_s: float) -> None:
+        super().__init__(worker_id, capacity=1_000_000, poll_wait_s=poll_wait_s, lease_s=lease_s)
+        self.add_skill(STEP_TASK, _held_by_the_workcell)
+        self._reconciler = reconciler
+
+    def deliver(self, task: Task, lease: Lease | None = None) -> None:
+        # With a lease: dispatched by a write of this process just now. Without: taken from the queue (a
+        # step given back or whose lease lapsed, or one submitted through another process).
+        self._reconciler.on_task(task, fresh=lease is not None)
+
+    def _on_event(self, event: EngineEvent) -> None:
+        if event.task_id is not None:
+            self._reconciler.on_task_withdrawn(event.task_id)
+
+
+def _held_by_the_workcell() -> None:  # pragma: no cover - StepExecutor.deliver never runs skills
+    raise AssertionError("workcell step tasks are run by the workcell's scheduler")

@@ -18,8 +18,10 @@ from podium.ids import new_ulid_str
 from podium.wire.workcell import (
     CONSUMABLE_TYPES,
     CONTAINER_TYPES,
+    LOCATION_CONTAINER_TEMPLATE,
     Resource,
     ResourceDefinition,
+    ResourceTemplate,
     ResourceType,
 )
 from podium.workcell.errors import WorkflowNotFoundError
@@ -27,10 +29,12 @@ from podium.workcell.errors import WorkflowNotFoundError
 __all__ = [
     "CONSUMABLE_TYPES",
     "CONTAINER_TYPES",
+    "LOCATION_CONTAINER_TEMPLATE",
     "Resource",
     "ResourceDefinition",
     "ResourceError",
     "ResourceTable",
+    "ResourceTemplate",
     "ResourceType",
 ]
 

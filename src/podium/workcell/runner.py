@@ -17,8 +17,9 @@ from typing import Any
 from podium.clock import Clock
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import Task
-from podium.ids import new_ulid_str
+from podium.ids import new_ulid_str, traceparent_of
 from podium.log import bind_ids
+from podium.nodes.client import request_headers
 from podium.store import Append, Op, Put, Store
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error
@@ -214,8 +215,13 @@ class StepRunner:
                 journal["phases"].setdefault("sent", utcnow(self.clock).isoformat())
                 await self.write_phase(flight, journal, "acknowledged")
 
+            # The step's span, named from its run and index (podium.ops.tracing), parents the node's work.
+            trace = {
+                "traceparent": traceparent_of(flight.workflow_id, f"step:{flight.workflow_id}:{flight.index}")
+            }
             try:
-                outcome = await self.with_timeout(conn.run_action(call, on_acknowledged=acknowledged))
+                with request_headers(trace):
+                    outcome = await self.with_timeout(conn.run_action(call, on_acknowledged=acknowledged))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -328,7 +334,9 @@ class StepRunner:
         now = utcnow(self.clock)
         node = flight.claims[0].name if flight.claims and flight.claims[0].kind == "node" else None
         if node is not None:
-            self.monitor.status_from_action(node, outcome.node_status)
+            self.monitor.status_from_action(
+                node, outcome.node_status, succeeded=outcome.status is ActionStatus.SUCCEEDED
+            )
         if journal is None:
             rec = await self.store.get(ACTION_KIND, flight.action_id)
             journal = dict(rec.data) if rec is not None else {"action_id": flight.action_id, "phases": {}}

@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
 from podium.clock import Clock
+from podium.dashboard import DASHBOARD_PATHS, mount_workcell_dashboard
 from podium.errors import ConfigError, InvalidInputError, NotFoundError
 from podium.tokens import DOCS_PATHS, TokenGuard, TokenSet, new_token, redact_url, url_with_token
 from podium.workcell.actions import OwnershipInfo
@@ -36,12 +37,12 @@ from podium.workcell.files import safe_filename
 from podium.workcell.locations import LocationDefinition
 from podium.workcell.resources import ResourceDefinition
 from podium.workcell.settings import WorkcellManagerSettings
-from podium.workcell.workcell import WorkcellDefinition, load_workcell
+from podium.workcell.workcell import load_workcell
 from podium.workcell.workflows import Workflow, WorkflowDefinition
 
 __all__ = ["PUBLIC_PATHS", "build_engine", "create_app", "serve_asgi", "serve_workcell"]
 
-PUBLIC_PATHS = frozenset({"/health", *DOCS_PATHS})
+PUBLIC_PATHS = frozenset({"/health", *DOCS_PATHS, *DASHBOARD_PATHS})
 """Routes that answer without a token."""
 
 
@@ -399,6 +400,8 @@ def create_app(
         )
         return {dp.datapoint_id: dp.to_json() for dp in found}
 
+    mount_workcell_dashboard(app, engine, definition_model=WorkflowDefinition)
+
     return app
 
 
@@ -422,24 +425,31 @@ def build_engine(
     workcell_file: str | Path | None = None,
     *,
     settings_dir: str | Path | None = None,
+    settings_file: str | Path | None = None,
     clock: Clock | None = None,
     **overrides: Any,
 ) -> WorkcellEngine:
     """An engine from a workcell file and the settings sources (arguments beat the file's ``settings``).
 
+    Without a workcell file (here or as ``workcell_file`` in the settings), the workcell is the one a MADSci
+    0.8 lab's settings describe (``workcell_nodes``, ``location_locations``, ... in ``settings_file`` and
+    the settings directory, which defaults to that file's folder; see :mod:`podium.workcell.labconfig`).
     The store is ``store_url`` (default: a SQLite file in ``data_dir``). Raises ConfigError on bad input.
     """
     from podium.store import open_store
+    from podium.workcell.labconfig import lab_workcell
 
+    if settings_file is not None and settings_dir is None:
+        settings_dir = Path(settings_file).expanduser().parent
     workcell = load_workcell(workcell_file) if workcell_file else None
     merged = {
         **(workcell.settings if workcell else {}),
         **{k: v for k, v in overrides.items() if v is not None},
     }
-    settings = WorkcellManagerSettings.load(settings_dir=settings_dir, **merged)
+    settings = WorkcellManagerSettings.load(settings_dir=settings_dir, settings_file=settings_file, **merged)
     if workcell is None:
         if settings.workcell_file is None:
-            workcell = WorkcellDefinition(name=settings.manager_name, nodes=dict(settings.nodes))
+            workcell = lab_workcell(settings, settings_dir=settings_dir, settings_file=settings_file)
         else:
             workcell = load_workcell(settings.workcell_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -466,7 +476,11 @@ async def serve_asgi(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", log_config=None))
+    # An open event stream (a dashboard) must not hold a stopping server for long.
+    config = uvicorn.Config(
+        app, log_level=log_level, lifespan="on", log_config=None, timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="workcell-asgi-server")
     try:
         while not server.started:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from podium.settings import PodiumSettings
@@ -35,9 +35,8 @@ class WorkcellManagerSettings(PodiumSettings):
     component: ClassVar[str] = "workcell"
 
     server_url: str = "http://localhost:8005"
-    manager_name: str = Field(
-        default="podium workcell", validation_alias=AliasChoices("manager_name", "name")
-    )
+    manager_name: str = "podium workcell"
+    manager_description: str | None = None
     nodes: dict[str, str] = Field(default_factory=dict)
     api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     api_token_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
@@ -55,6 +54,17 @@ class WorkcellManagerSettings(PodiumSettings):
     workcell_file: Path | None = None
     data_server_url: str | None = None
     action_timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alias(cls, data: Any) -> Any:
+        # ``name`` is another spelling of ``manager_name`` (not an alias: an alias would make pydantic-settings
+        # read the bare ``NAME``/``MANAGER_NAME`` variables instead of ``WORKCELL_MANAGER_NAME``).
+        if isinstance(data, dict) and "name" in data:
+            data = dict(data)
+            name = data.pop("name")
+            data["manager_name"] = name  # only arguments say `name`: they beat every other source
+        return data
 
     @field_validator("api_tokens", "api_token_hashes", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ __all__ = [
     "find_location",
     "plan_transfer",
     "resource_location",
+    "template_move",
 ]
 
 TRANSFER_ACTIONS = {
@@ -202,6 +203,41 @@ def expand_transfer(
         step=label,
     )
     return [_hop_step(step, hop, index, len(hops), label) for index, hop in enumerate(hops, 1)]
+
+
+def template_move(
+    step: Step, *, capabilities: LocationTransferCapabilities | None, locations: Mapping[str, Location]
+) -> Step:
+    """``step`` with a ``move`` effect when it calls a transfer template's action directly (a
+    ``robotarm_1.transfer`` step with ``locations: {source, target}``): the lab's transfer capabilities say
+    that action moves what is at the source to the target, which a MADSci node records in MADSci's resource
+    manager and podium's workcell records itself. Unchanged when the step has effects of its own or either
+    place holds no container."""
+    if capabilities is None or step.effects or not step.node or not step.action:
+        return step
+    o = capabilities.override_transfer_templates
+    templates = [*capabilities.transfer_templates]
+    for group in (o.source_overrides, o.target_overrides) if o is not None else ():
+        for listed in (group or {}).values():
+            templates += listed
+    for pairs in (o.pair_overrides or {}).values() if o is not None else ():
+        for listed in pairs.values():
+            templates += listed
+    for t in templates:
+        if (t.node_name, t.action) != (step.node, step.action):
+            continue
+        source, target = (
+            step.locations.get(t.source_argument_name),
+            step.locations.get(t.target_argument_name),
+        )
+        if not (isinstance(source, str) and isinstance(target, str)):
+            continue
+        src, dst = find_location(source, locations), find_location(target, locations)
+        if src is None or dst is None or src.resource_id is None or dst.resource_id is None:
+            continue
+        move = StepEffect(kind="move", source=src.location_name, target=dst.location_name)
+        return step.model_copy(update={"effects": [move]})
+    return step
 
 
 def _hop_step(step: Step, hop: TransferHop, index: int, count: int, label: str) -> Step:

@@ -8,14 +8,18 @@ import inspect
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
+from podium.blobs import BlobStore, S3Settings, TaskFiles
 from podium.clock import Clock, system_clock
 from podium.errors import PodiumError
 from podium.ids import new_ulid_str
@@ -130,6 +134,15 @@ def _schema_of(annotation: Any) -> dict[str, Any] | None:
     return None
 
 
+class _S3Environment:
+    """Avtomatika-worker's S3 settings from the environment (``S3_ENDPOINT_URL``, ``S3_ACCESS_KEY``, ...)."""
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("S3_"):
+            return os.environ.get(name, "")
+        raise AttributeError(name)
+
+
 class Worker:
     """A remote worker speaking the RXON protocol to a podium (or Avtomatika) server.
 
@@ -147,7 +160,10 @@ class Worker:
     Unset ``worker_id``, ``server_url`` and ``token`` come from ``WORKER_ID``, ``ORCHESTRATOR_URL`` and
     ``WORKER_TOKEN``, as for Avtomatika's workers. A handler's parameters are injected by name: ``params``
     (a dict, or a pydantic model it is validated into), ``ctx`` / ``context`` (:class:`TaskContext`),
-    ``task_id``, ``job_id``, ``send_progress``. It returns the result data (a dict or a pydantic model), or
+    ``task_id``, ``job_id``, ``send_progress``, and ``task_files`` (the job's files on S3,
+    :class:`podium.blobs.TaskFiles`, when ``s3=`` or Avtomatika's ``S3_ENDPOINT_URL``/``S3_ACCESS_KEY``/
+    ``S3_SECRET_KEY``/``S3_DEFAULT_BUCKET`` environment is set; ``None`` otherwise; its local folder under
+    ``TASK_FILES_DIR`` is removed when the task ends). It returns the result data (a dict or a pydantic model), or
     a full ``{"status", "data", "error"}`` dict; raising :class:`TaskFailed` ends the task with its code,
     any other exception with ``TRANSIENT_ERROR`` (retried by the server).
     """
@@ -169,6 +185,8 @@ class Worker:
         drain_timeout_s: float = 30.0,
         sign_messages: bool = True,
         clock: Clock | None = None,
+        s3: S3Settings | None = None,
+        task_files_dir: str | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -198,6 +216,13 @@ class Worker:
         self._spawned: set[asyncio.Task[None]] = set()
         self._backoff = _Backoff(backoff_initial_s, backoff_max_s)
         self._fatal: BaseException | None = None
+        settings = s3 if s3 is not None else S3Settings.from_config(_S3Environment())
+        self._blobs = BlobStore(settings) if settings is not None else None
+        self.task_files_dir = Path(
+            task_files_dir
+            or os.environ.get("TASK_FILES_DIR")
+            or Path(tempfile.gettempdir()) / "podium-task-files"
+        )
         self._executing = 0
         """Handlers running now: ``capacity - _executing - _reserved`` slots are free."""
         self._reserved = 0
@@ -634,7 +659,14 @@ class Worker:
             "send_progress": send_progress,
             "metadata": payload.metadata or {},
         }
+        if "task_files" in skill.inject:
+            available["task_files"] = self._task_files(payload)
         return {k: v for k, v in available.items() if k in skill.inject}
+
+    def _task_files(self, payload: rxon.TaskPayload) -> TaskFiles | None:
+        if self._blobs is None:
+            return None
+        return TaskFiles(self._blobs, payload.job_id, self.task_files_dir / payload.task_id)
 
     async def _run_task(self, payload: rxon.TaskPayload) -> None:
         ids = self._ids(task_id=payload.task_id, job_id=payload.job_id)
@@ -686,6 +718,8 @@ class Worker:
                 self._executing -= 1
             self._running.pop(payload.task_id, None)
             self._slots_changed.set()
+            if skill is not None and "task_files" in skill.inject and self._blobs is not None:
+                await asyncio.to_thread(shutil.rmtree, self.task_files_dir / payload.task_id, True)
 
     @staticmethod
     def _result_of(value: Any) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Simulated instruments for demos and tests, and helpers to run a set of them.
 
 ``make_sim_nodes()`` builds the standard four (``liquidhandler_1``, ``robotarm_1``, ``platereader_1``,
-``sealer_1``). Run them with :class:`~podium.nodes.NodeCluster` (threads, real sockets: ``run_sim_nodes``),
+``sealer_1``); ``make_example_lab_nodes()`` the five of MADSci 0.8's ``examples/example_lab``
+(``liquidhandler_1``/``_2``, ``robotarm_1``, ``platereader_1``, ``advanced_example_node``) as twins that declare
+the same actions and arguments. Run them with :class:`~podium.nodes.NodeCluster` (threads, real sockets: ``run_sim_nodes``),
 :func:`~podium.nodes.serve_nodes` (tasks of the running loop), or without sockets through
 :func:`asgi_clients`. Durations run on the nodes' clock: with a ``ManualClock`` they take no real time.
 """
@@ -10,12 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from podium.clock import Clock, system_clock
 from podium.nodes._node import RestNode
 from podium.nodes._serve import NodeCluster
 from podium.nodes.client import NodeClient
 from podium.nodes.sim._base import FailurePlan, SimNode
+from podium.nodes.sim._example_lab import (
+    EXAMPLE_LAB_NODE_TYPES,
+    AdvancedExampleNode,
+    ExampleLiquidHandlerNode,
+    ExamplePlateReaderNode,
+    ExampleRobotArmNode,
+)
 from podium.nodes.sim._instruments import (
     WELLS_96,
     LiquidHandlerNode,
@@ -25,8 +35,13 @@ from podium.nodes.sim._instruments import (
 )
 
 __all__ = [
+    "EXAMPLE_LAB_NODE_TYPES",
     "SIM_NODE_TYPES",
     "WELLS_96",
+    "AdvancedExampleNode",
+    "ExampleLiquidHandlerNode",
+    "ExamplePlateReaderNode",
+    "ExampleRobotArmNode",
     "FailurePlan",
     "LiquidHandlerNode",
     "PlateReaderNode",
@@ -34,6 +49,7 @@ __all__ = [
     "SealerNode",
     "SimNode",
     "asgi_clients",
+    "make_example_lab_nodes",
     "make_sim_nodes",
     "run_sim_nodes",
 ]
@@ -56,8 +72,9 @@ def make_sim_nodes(
     durations: Mapping[str, Mapping[str, float]] | None = None,
     work_dir: Path | str | None = None,
     api_token: str | None = None,
+    node_types: Mapping[str, type[SimNode]] = SIM_NODE_TYPES,
 ) -> dict[str, SimNode]:
-    """Build the standard simulated nodes, by name.
+    """Build the standard simulated nodes (or ``node_types``: name -> class), by name.
 
     Args:
         clock: The clock every node waits on.
@@ -69,7 +86,7 @@ def make_sim_nodes(
         api_token: A token every node requires (default: ``NODE_API_TOKEN``, else none).
     """
     nodes: dict[str, SimNode] = {}
-    for index, (name, cls) in enumerate(SIM_NODE_TYPES.items()):
+    for index, (name, cls) in enumerate(node_types.items()):
         nodes[name] = cls(
             node_name=name,
             clock=clock,
@@ -81,6 +98,12 @@ def make_sim_nodes(
             api_tokens=[api_token] if api_token else None,
         )
     return nodes
+
+
+def make_example_lab_nodes(**kwargs: Any) -> dict[str, SimNode]:
+    """The twins of MADSci's example lab, by the names its settings.yaml gives them (arguments as for
+    :func:`make_sim_nodes`)."""
+    return make_sim_nodes(node_types=EXAMPLE_LAB_NODE_TYPES, **kwargs)
 
 
 def run_sim_nodes(

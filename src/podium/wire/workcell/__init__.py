@@ -55,8 +55,10 @@ from podium.wire.workcell._parameters import (
 from podium.wire.workcell._resources import (
     CONSUMABLE_TYPES,
     CONTAINER_TYPES,
+    LOCATION_CONTAINER_TEMPLATE,
     Resource,
     ResourceDefinition,
+    ResourceTemplate,
     ResourceType,
 )
 from podium.wire.workcell._workcell import (
@@ -83,6 +85,7 @@ from podium.wire.workcell._workflows import (
 __all__ = [
     "CONSUMABLE_TYPES",
     "CONTAINER_TYPES",
+    "LOCATION_CONTAINER_TEMPLATE",
     "ActionResult",
     "ActionStatus",
     "CapacityCostConfig",
@@ -113,6 +116,7 @@ __all__ = [
     "ResourceDefinition",
     "ResourceFieldCheckCondition",
     "ResourceInLocationCondition",
+    "ResourceTemplate",
     "ResourceType",
     "SchedulerMetadata",
     "Step",

@@ -43,13 +43,26 @@ class LocationDefinition(InputModel):
     )
     resource_id: str | None = None
     resource_definition: ResourceDefinition | None = None
+    resource_template_name: str | None = None
+    """MADSci 0.8: the container resource is made from this template (see ``WorkcellDefinition``)."""
+    resource_template_overrides: dict[str, Any] | None = None
     allow_transfers: bool = True
+    # MADSci 0.8 Location fields kept for what they say (podium does not act on them).
+    location_template_name: str | None = None
+    node_bindings: dict[str, str] | None = None
+    managed_by: str | None = None
+    owner: dict[str, Any] | None = None
+    reservation: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_resource(self) -> LocationDefinition:
         if self.resource_id is not None and self.resource_definition is not None:
             raise ValueError(
                 f"location {self.location_name}: give resource_id or resource_definition, not both"
+            )
+        if self.resource_definition is not None and self.resource_template_name is not None:
+            raise ValueError(
+                f"location {self.location_name}: give resource_definition or resource_template_name, not both"
             )
         return self
 

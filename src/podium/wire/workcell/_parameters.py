@@ -81,6 +81,7 @@ ParameterTypes = Annotated[
     Discriminator("parameter_type"),
 ]
 
+_FILE_DATA_TYPES = {"file", "object_storage"}
 _SIMPLE_TYPES = {"file": "file_input", "file_input": "file_input", "input_file": "file_input"}
 
 
@@ -90,7 +91,9 @@ def coerce_parameter(item: Any) -> Any:
         item = dict(item)
         kind = str(item.pop("type", "") or "").lower().strip()
         if "step" in item or "label" in item:
-            item["parameter_type"] = "feed_forward_file" if kind in _SIMPLE_TYPES else "feed_forward_json"
+            # MADSci picks the feed-forward kind from ``data_type`` when no ``parameter_type`` is given.
+            is_file = kind in _SIMPLE_TYPES or str(item.get("data_type", "")).lower() in _FILE_DATA_TYPES
+            item["parameter_type"] = "feed_forward_file" if is_file else "feed_forward_json"
         else:
             item["parameter_type"] = _SIMPLE_TYPES.get(kind, "json_input")
         if item["parameter_type"] == "file_input":

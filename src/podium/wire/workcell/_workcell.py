@@ -17,16 +17,19 @@ A workcell file, in the shape MADSci users keep::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from pydantic import AliasChoices, Field, computed_field, field_validator
+from pydantic import AliasChoices, Field, computed_field, field_validator, model_validator
 
 from podium.ids import new_ulid_str
 from podium.tokens import node_entry_url
 from podium.wire.workcell._actions import Error
 from podium.wire.workcell._base import WorkcellModel
 from podium.wire.workcell._locations import LocationDefinition, LocationTransferCapabilities
-from podium.wire.workcell._resources import ResourceDefinition
+from podium.wire.workcell._resources import LOCATION_CONTAINER_TEMPLATE, ResourceDefinition, ResourceTemplate
+
+log = logging.getLogger("podium.workcell")
 
 __all__ = [
     "NodeRecord",
@@ -54,7 +57,46 @@ class WorkcellDefinition(WorkcellModel):
     )
     """How ``transfer`` steps are planned; ``location_transfer_capabilities`` is its MADSci settings key."""
     resources: list[ResourceDefinition] = Field(default_factory=list)
+    resource_templates: list[ResourceTemplate] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "resource_templates", "resource_default_templates", "default_templates"
+        ),
+    )
+    """Templates that locations' ``resource_template_name`` refer to (MADSci's ``resource_default_templates``;
+    ``location_container`` is always known)."""
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resources_from_templates(self) -> WorkcellDefinition:
+        # As MADSci's location manager does at start-up: a location naming a template gets a resource made
+        # from it, named after the location. MADSci tolerates a template no one registered yet (a node
+        # registers it when it starts); podium has no such later registration, so it makes the location
+        # the generic one-place container MADSci would register for it, and says so.
+        for index, loc in enumerate(self.locations):
+            try:
+                loc.resource_definition = self.template_resource(loc)
+            except ValueError as exc:
+                raise ValueError(f"locations.{index} ({loc.location_name}): {exc}") from None
+        return self
+
+    def template_resource(self, loc: LocationDefinition) -> ResourceDefinition | None:
+        """The container resource ``loc`` gets: its ``resource_definition``, else one made from its
+        ``resource_template_name`` (None without either, or with a ``resource_id``). ValueError naming the
+        template when the overrides do not make a valid resource."""
+        if loc.resource_template_name is None or loc.resource_id or loc.resource_definition:
+            return loc.resource_definition
+        templates = {t.template_name: t for t in [LOCATION_CONTAINER_TEMPLATE, *self.resource_templates]}
+        template = templates.get(loc.resource_template_name)
+        if template is None:
+            log.warning(
+                "location %s: resource template %r is not defined here; using %r",
+                loc.location_name,
+                loc.resource_template_name,
+                LOCATION_CONTAINER_TEMPLATE.template_name,
+            )
+            template = LOCATION_CONTAINER_TEMPLATE
+        return template.make(loc.location_name, loc.resource_template_overrides)
 
     @field_validator("nodes", mode="before")
     @classmethod

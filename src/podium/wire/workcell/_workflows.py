@@ -7,6 +7,7 @@ JSON of a :class:`Workflow` validates as MADSci 0.8's ``Workflow``, so MADSci's 
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -116,7 +117,13 @@ class StepEffect(InputModel):
 
 
 class StepDefinition(InputModel):
-    """One step of a workflow definition: an action on a node."""
+    """One step of a workflow definition: an action on a node.
+
+    Fields podium does not know (``comment: ...``, as MADSci's example lab writes) are kept as they are and
+    served back with the step: MADSci 0.8.1 accepts any extra step field, so a workflow it takes is taken.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     name: str | None = None
     key: str | None = Field(default=None, validation_alias=AliasChoices("key", "step_key"))
@@ -147,8 +154,12 @@ class StepDefinition(InputModel):
     @model_validator(mode="after")
     def _has_action(self) -> StepDefinition:
         if not self.action and not (self.use_parameters and self.use_parameters.action):
+            hint = ""
+            typo = difflib.get_close_matches("action", list(self.model_extra or {}), n=1, cutoff=0.7)
+            if typo:
+                hint = f" (is '{typo[0]}' meant to be 'action'?)"
             raise ValueError(
-                f"step {self.name or self.key or '?'} needs an action (or use_parameters.action)"
+                f"step {self.name or self.key or '?'} needs an action (or use_parameters.action){hint}"
             )
         return self
 
@@ -161,7 +172,7 @@ class StepDefinition(InputModel):
 class Step(StepDefinition):
     """A step of one workflow run: its status, latest result and result history."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     step_id: str = Field(default_factory=new_ulid_str)
     status: ActionStatus = ActionStatus.NOT_STARTED
@@ -185,7 +196,9 @@ class WorkflowMetadata(WorkcellModel):
 
 
 class WorkflowDefinition(InputModel):
-    """A workflow as a user writes it."""
+    """A workflow as a user writes it (top-level fields podium does not know are kept, as for steps)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     name: str
     workflow_definition_id: str = Field(default_factory=new_ulid_str)

@@ -23,7 +23,7 @@ from podium.client.workcell import WorkcellClient
 from podium.nodes import RestNode
 from podium.nodes.sim import make_sim_nodes
 from podium.store.sqlite import SQLiteStore
-from podium.tokens import new_token, url_with_token
+from podium.tokens import new_token, split_url_token, url_with_token
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
 from podium.workcell.server import serve_asgi, serve_workcell
 
@@ -34,9 +34,11 @@ __all__ = ["DEMO_DIR", "main", "report", "run_demo", "serve_sim_nodes"]
 
 
 async def run_demo(
-    data_dir: str | Path, *, show_progress: bool = True, action_s: float = 0.2
+    data_dir: str | Path, *, show_progress: bool = True, action_s: float = 0.2, stay_open: bool = False
 ) -> dict[str, Any]:
-    """Run the plate assay; return what happened (workflow id and state, the reading, where the plate is)."""
+    """Run the plate assay; return what happened (workflow id and state, the reading, where the plate is).
+    It prints the dashboard's address while it runs; ``stay_open`` keeps serving it after the run until the
+    process is interrupted."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     # One token per demo run for the nodes (the workcell passes it in each node URL's userinfo) and one
@@ -55,6 +57,8 @@ async def run_demo(
             own_store=True,
         )
         async with serve_workcell(engine) as url:
+            bare, token = split_url_token(url)
+            print(f"dashboard: {bare}/dashboard (sign in with the token {token})", file=sys.stderr)
             with WorkcellClient(url) as client:
                 wf = await asyncio.to_thread(
                     client.submit_workflow,
@@ -75,6 +79,9 @@ async def run_demo(
                 None,
             )
             reagent = engine.resources.find("reagent")
+            if stay_open:
+                print(f"serving the dashboard at {bare}/dashboard until Ctrl-C", file=sys.stderr)
+                await asyncio.Event().wait()
     result = {
         "workflow_id": wf.workflow_id,
         "state": wf.state.value,

@@ -70,8 +70,16 @@ def upgrade() -> None:
     op.create_index("ix_history_subject", "history", ["subject_id", "seq"])
     op.create_index("ix_history_status", "history", ["status", "ts"])
     op.create_index("ix_history_ts", "history", ["ts"])
+    if op.get_bind().dialect.name == "postgresql":
+        # PostgreSQL hands out fencing tokens and queue order from sequences, so concurrent writers never
+        # queue up on one counters row (SQLite's writers are serialised anyway and use `counters`).
+        op.execute("CREATE SEQUENCE podium_fence")
+        op.execute("CREATE SEQUENCE podium_seq")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP SEQUENCE IF EXISTS podium_fence")
+        op.execute("DROP SEQUENCE IF EXISTS podium_seq")
     for name in ("history", "counters", "locks", "queue", "records"):
         op.drop_table(name)

@@ -1,0 +1,195 @@
+"""Benchmark ReactPlanner's own overhead per step, podium vs PenguiFlow 2.2.5, in the same run.
+
+    .venv/bin/python bench/bench_planner.py                # both (PenguiFlow venv built on first use)
+    .venv/bin/python bench/bench_planner.py --podium-only  # no PenguiFlow, no network
+
+The LLM is scripted and answers at once (a precomputed JSON string) and the tools return at once, so what
+is measured is the planner: prompt and history building, reading the action, validating arguments and
+outputs, bookkeeping. Workloads, identical on both sides (each side in its own interpreter; this file is
+the worker too, ``--worker penguiflow|podium``):
+
+- sequential: runs of STEPS tool calls then a final answer (``max_iters`` STEPS + 1); time per step;
+- parallel: runs of STEPS/4 parallel plans of 4 branches each plus a join, then a final answer; time per
+  branch call.
+
+The machine is shared, so the two sides alternate for ``--rounds`` rounds and each figure is the best
+round's median. Prints a table, then one JSON line with every figure and the ratios (podium / PenguiFlow;
+goal <= 0.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = ("penguiflow", ["penguiflow==2.2.5"])
+MODULE = {"penguiflow": "penguiflow", "podium": "podium.flow"}
+STEPS = 24
+
+
+# -- worker side ------------------------------------------------------------------------------------------
+
+
+class _InstantLLM:
+    """Replays precomputed replies, cycling, without awaiting anything."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self._replies = replies
+        self._next = 0
+
+    async def complete(self, *, messages: Any, response_format: Any = None) -> str:
+        reply = self._replies[self._next % len(self._replies)]
+        self._next += 1
+        return reply
+
+
+def _catalog(lib: str) -> Any:
+    from pydantic import BaseModel
+
+    catalog = importlib.import_module(f"{MODULE[lib]}.catalog")
+    node_mod = importlib.import_module(f"{MODULE[lib]}.node")
+    registry_mod = importlib.import_module(f"{MODULE[lib]}.registry")
+
+    class Query(BaseModel):
+        topic: str
+        limit: int = 3
+
+    class Hits(BaseModel):
+        topic: str
+        hits: list[str]
+
+    class Merge(BaseModel):
+        expect: int
+        results: list[Hits]
+
+    @catalog.tool(desc="search an index", side_effects="read")
+    async def search(args: Query, ctx: Any) -> Hits:
+        return Hits(topic=args.topic, hits=[f"{args.topic}-{i}" for i in range(args.limit)])
+
+    @catalog.tool(desc="merge results")
+    async def merge(args: Merge, ctx: Any) -> Hits:
+        return Hits(topic="merged", hits=[hit for result in args.results for hit in result.hits])
+
+    registry = registry_mod.ModelRegistry()
+    registry.register("search", Query, Hits)
+    registry.register("merge", Merge, Hits)
+    nodes = [node_mod.Node(search, name="search"), node_mod.Node(merge, name="merge")]
+    return catalog.build_catalog(nodes, registry)
+
+
+def _sequential_replies() -> list[str]:
+    calls = [
+        {"thought": f"step {i}", "next_node": "search", "args": {"topic": f"t{i}"}} for i in range(STEPS)
+    ]
+    return [
+        json.dumps(item) for item in [*calls, {"thought": "done", "next_node": None, "args": {"ok": True}}]
+    ]
+
+
+def _parallel_replies() -> list[str]:
+    plans = [
+        {
+            "thought": f"fan out {i}",
+            "plan": [{"node": "search", "args": {"topic": f"t{i}-{b}"}} for b in range(4)],
+            "join": {"node": "merge"},
+        }
+        for i in range(STEPS // 4)
+    ]
+    return [
+        json.dumps(item) for item in [*plans, {"thought": "done", "next_node": None, "args": {"ok": True}}]
+    ]
+
+
+async def _per_call_us(lib: str, replies: list[str], calls_per_run: int, runs: int) -> float:
+    planner_mod = importlib.import_module(f"{MODULE[lib]}.planner")
+    catalog = _catalog(lib)
+    samples: list[float] = []
+    for _ in range(runs):
+        planner = planner_mod.ReactPlanner(
+            llm_client=_InstantLLM(replies), catalog=catalog, max_iters=len(replies) + 1
+        )
+        start = time.perf_counter()
+        result = await planner.run("benchmark query")
+        samples.append((time.perf_counter() - start) / calls_per_run * 1e6)
+        assert result.reason == "answer_complete", result
+    return statistics.median(samples)
+
+
+async def run_worker(lib: str, runs: int) -> dict[str, float]:
+    await _per_call_us(lib, _sequential_replies(), STEPS, 3)  # warm-up (imports, schema caches)
+    return {
+        "sequential_us_per_step": await _per_call_us(lib, _sequential_replies(), STEPS, runs),
+        "parallel_us_per_call": await _per_call_us(lib, _parallel_replies(), STEPS + STEPS // 4, runs),
+    }
+
+
+# -- parent side ------------------------------------------------------------------------------------------
+
+
+def run_side(side: str, python: str, runs: int) -> dict[str, float]:
+    env = dict(os.environ)
+    if side == "podium":
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    command = [python, str(Path(__file__).resolve()), "--worker", side, "--runs", str(runs)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, timeout=900)
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+ROWS = [
+    ("sequential_us_per_step", f"sequential, {STEPS} tool steps per run", "us/step"),
+    ("parallel_us_per_call", f"parallel, {STEPS // 4} plans x 4 branches + join", "us/call"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--podium-only", action="store_true", help="skip PenguiFlow (no venv, no network)")
+    parser.add_argument("--runs", type=int, default=21, help="planner runs per workload (median taken)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best round taken)")
+    parser.add_argument("--worker", choices=sorted(MODULE), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(asyncio.run(run_worker(args.worker, args.runs))))
+        return 0
+
+    sides = {"podium": sys.executable}
+    if not args.podium_only:
+        sys.path.insert(0, str(ROOT))
+        from bench.peervenv import peer_python
+
+        sides = {"penguiflow": str(peer_python(*PEER)), **sides}
+    results: dict[str, dict[str, float]] = {}
+    for _round in range(args.rounds):
+        for side, python in sides.items():
+            figures = run_side(side, python, args.runs)
+            best = results.setdefault(side, figures)
+            for key, value in figures.items():
+                best[key] = min(best[key], value)
+    ratios: dict[str, float] = {}
+    header = f"{'workload':<44} {'unit':>8} {'penguiflow':>11} {'podium':>9} {'podium/pf':>10}  target"
+    print(header)
+    print("-" * len(header))
+    for key, label, unit in ROWS:
+        ours = results["podium"][key]
+        theirs = results["penguiflow"][key] if "penguiflow" in results else math.nan
+        ratio = ratios[key] = ours / theirs if theirs == theirs and theirs else math.nan
+        target = f"<= 0.2 {'met' if ratio <= 0.2 else 'MISSED'}" if ratio == ratio else "<= 0.2"
+        print(f"{label:<44} {unit:>8} {theirs:>11.4g} {ours:>9.4g} {ratio:>10.3g}  {target}")
+    print(json.dumps({"results": results, "ratios": ratios}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

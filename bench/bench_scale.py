@@ -1,0 +1,305 @@
+"""Scale-out benchmark, first part: podium's engine on PostgreSQL next to SQLite, and the PostgreSQL job
+queues a Python team would pick instead (procrastinate 3.x, pgqueuer 1.x) running a no-op job on the same
+PostgreSQL server.
+
+- podium: the engine benchmark's work (``bench_engine.py``: blueprint ``start -> dispatch_task(noop) -> end``,
+  in-process workers that answer at once), each configuration in a fresh process: latency (p50/p99 of
+  single jobs one after another) and throughput (N jobs submitted together, waited for together) with 1 and
+  4 workers, on ``sqlite`` (synchronous=FULL) and on ``postgresql`` (its own schema, dropped after).
+- procrastinate / pgqueuer: in their own venvs (``bench.peervenv``), each on a fresh database of the same
+  server: N no-op jobs deferred together while a worker with the same concurrency runs, timed until the
+  last one is done (procrastinate: polled with one count query every 5 ms; pgqueuer: its own completion
+  counter). Each uses its documented asyncio API and its own defaults otherwise.
+
+Not yet here (issue #22): the HTTP work with unmodified avtomatika-worker processes, several instances,
+Redis. Prints a table and ratios, then one JSON line.
+
+    python bench/bench_scale.py [--quick] [--podium-only] [--repeat N] [--dsn postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_engine import percentile  # noqa: E402
+from bench.common import report  # noqa: E402
+
+DSN = "postgresql://postgres@127.0.0.1:5432/test"
+PROCRASTINATE_REQ = ["procrastinate>=3,<4", "psycopg[binary]>=3.1"]
+PGQUEUER_REQ = ["pgqueuer>=1,<2", "asyncpg>=0.29"]
+
+
+# --- podium -----------------------------------------------------------------------------------------
+
+
+async def podium_run(url: str, n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
+    from podium.engine import ActionFactory, Blueprint, Config, InProcessWorker, OrchestratorEngine
+    from podium.store import open_store
+
+    bp = Blueprint("bench")
+
+    @bp.handler(is_start=True)
+    async def start(actions: ActionFactory) -> None:
+        actions.dispatch_task("noop", {}, transitions={"success": "end"})
+
+    @bp.handler(is_end=True)
+    async def end() -> None: ...
+
+    store = open_store(url)
+    engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100), serve_http=False)
+    engine.register_blueprint(bp)
+    for i in range(workers):
+        w = InProcessWorker(f"w{i}", capacity=50)
+        w.add_skill("noop", lambda: {"status": "success", "data": {}})
+        engine.add_worker(w)
+    async with engine:
+        lat: list[float] = []
+        for _ in range(n_latency):
+            t0 = time.perf_counter()
+            job = await engine.wait_for_job(await engine.create_job("bench"))
+            lat.append(time.perf_counter() - t0)
+            assert job.status == "finished"
+        t0 = time.perf_counter()
+        ids = await asyncio.gather(*(engine.create_job("bench") for _ in range(n_jobs)))
+        views = await asyncio.gather(*(engine.wait_for_job(j) for j in ids))
+        elapsed = time.perf_counter() - t0
+        assert all(v.status == "finished" for v in views)
+    return {
+        "p50_ms": percentile(lat, 50) * 1e3,
+        "p99_ms": percentile(lat, 99) * 1e3,
+        "jobs_s": n_jobs / elapsed,
+    }
+
+
+def podium_isolated(url: str, n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--run-podium", url, str(n_latency), str(n_jobs), str(workers)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"podium run failed:\n{out.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def _admin(dsn: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def podium_on_postgres(dsn: str, n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
+    schema = f"podium_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        return podium_isolated(f"{dsn}?schema={schema}", n_latency, n_jobs, workers)
+    finally:
+        asyncio.run(_admin(dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def podium_on_sqlite(n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return podium_isolated(f"sqlite:///{tmp}/bench.db", n_latency, n_jobs, workers)
+
+
+# --- peers (each in its own venv, on a fresh database) ------------------------------------------------
+
+PROCRASTINATE_SCRIPT = r"""
+import asyncio, json, logging, sys, time
+logging.disable(logging.CRITICAL)
+import procrastinate
+
+dsn, n_jobs, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+
+@app.task(name="noop")
+async def noop():
+    return None
+
+async def main():
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        worker = asyncio.create_task(app.run_worker_async(
+            concurrency=concurrency, wait=True, install_signal_handlers=False, delete_jobs="never"))
+        await asyncio.sleep(0.5)  # the worker is listening
+        t0 = time.perf_counter()
+        await asyncio.gather(*(noop.defer_async() for _ in range(n_jobs)))
+        while True:
+            row = await app.connector.execute_query_one_async(
+                "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'succeeded'")
+            if row["n"] >= n_jobs:
+                break
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - t0
+        worker.cancel()
+        try:
+            await worker
+        except (asyncio.CancelledError, Exception):
+            pass
+    print(json.dumps({"jobs_s": n_jobs / elapsed}))
+
+asyncio.run(main())
+"""
+
+PGQUEUER_SCRIPT = r"""
+import asyncio, json, logging, sys, time
+logging.disable(logging.CRITICAL)
+import asyncpg
+from pgqueuer import PgQueuer
+from pgqueuer.db import AsyncpgDriver
+from pgqueuer.queries import Queries
+
+dsn, n_jobs, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+async def main():
+    conn = await asyncpg.connect(dsn)
+    driver = AsyncpgDriver(conn)
+    await Queries(driver).install()
+    pgq = PgQueuer(driver)
+    done = asyncio.Event()
+    count = 0
+
+    @pgq.entrypoint("noop", concurrency_limit=concurrency)
+    async def noop(job):
+        nonlocal count
+        count += 1
+        if count >= n_jobs:
+            done.set()
+
+    runner = asyncio.create_task(pgq.run(batch_size=concurrency))
+    await asyncio.sleep(0.5)  # the queue manager is listening
+    producer = await asyncpg.connect(dsn)
+    queries = Queries(AsyncpgDriver(producer))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(queries.enqueue("noop", None) for _ in range(n_jobs)))
+    await asyncio.wait_for(done.wait(), 600)
+    elapsed = time.perf_counter() - t0
+    pgq.shutdown.set()
+    try:
+        await asyncio.wait_for(runner, 10)
+    except (asyncio.TimeoutError, Exception):
+        runner.cancel()
+    await producer.close()
+    await conn.close()
+    print(json.dumps({"jobs_s": n_jobs / elapsed}))
+
+asyncio.run(main())
+"""
+
+
+def peer_run(
+    name: str, reqs: list[str], script: str, dsn: str, n_jobs: int, concurrency: int
+) -> dict[str, float]:
+    from bench.peervenv import peer_python
+
+    python = peer_python(name, reqs)
+    database = f"podium_bench_{name}"
+    base = dsn.rsplit("/", 1)[0]
+    asyncio.run(
+        _admin(dsn, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}")
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(
+            [str(python), f.name, f"{base}/{database}", str(n_jobs), str(concurrency)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tempfile.gettempdir(),
+        )
+    finally:
+        Path(f.name).unlink()
+        asyncio.run(_admin(dsn, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} run failed:\n{out.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--run-podium"]:  # one configuration, in the fresh process podium_isolated started
+        url, n_latency, n_jobs, workers = argv[1:5]
+        print(json.dumps(asyncio.run(podium_run(url, int(n_latency), int(n_jobs), int(workers)))))
+        return {}
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
+    parser.add_argument("--podium-only", action="store_true", help="skip procrastinate and pgqueuer")
+    parser.add_argument("--dsn", default=DSN, help="PostgreSQL server (a database podium may add schemas to)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per configuration; the best throughput is kept (a shared box)",
+    )
+    args = parser.parse_args(argv)
+    n_latency, n_jobs = (20, 200) if args.quick else (200, 2000)
+
+    def best(run: Any, *run_args: Any) -> dict[str, float]:
+        results = [run(*run_args) for _ in range(max(1, args.repeat))]
+        return max(results, key=lambda r: r["jobs_s"])
+
+    rows: dict[str, dict[str, float]] = {}
+    for w in (1, 4):
+        rows[f"podium-sqlite/{w}w"] = best(podium_on_sqlite, n_latency, n_jobs, w)
+        rows[f"podium-postgres/{w}w"] = best(podium_on_postgres, args.dsn, n_latency, n_jobs, w)
+    if not args.podium_only:
+        for w in (1, 4):
+            rows[f"procrastinate/{w}w"] = best(
+                peer_run, "procrastinate", PROCRASTINATE_REQ, PROCRASTINATE_SCRIPT, args.dsn, n_jobs, w
+            )
+            rows[f"pgqueuer/{w}w"] = best(
+                peer_run, "pgqueuer", PGQUEUER_REQ, PGQUEUER_SCRIPT, args.dsn, n_jobs, w
+            )
+    ratios: dict[str, float] = {}
+    for w in (1, 4):
+        pg = rows[f"podium-postgres/{w}w"]["jobs_s"]
+        ratios[f"postgres_over_sqlite_{w}w"] = pg / rows[f"podium-sqlite/{w}w"]["jobs_s"]
+        for peer in ("procrastinate", "pgqueuer"):
+            if f"{peer}/{w}w" in rows:
+                ratios[f"postgres_over_{peer}_{w}w"] = pg / rows[f"{peer}/{w}w"]["jobs_s"]
+    table_rows = [
+        [name, r.get("p50_ms", float("nan")), r.get("p99_ms", float("nan")), r["jobs_s"]]
+        for name, r in rows.items()
+    ]
+    figures = {
+        "rows": rows,
+        "ratios": ratios,
+        "n_jobs": n_jobs,
+        "n_latency": n_latency,
+        "repeat": args.repeat,
+    }
+    for key, value in ratios.items():
+        print(f"{key}: {value:.2f}x")
+    report("scale", ["system/workers", "p50 ms", "p99 ms", "jobs/s"], table_rows, figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The planner's data: the LLM's actions, a run's trajectory, and the two ways a run ends (finish, pause).
+
+Shapes and JSON forms are PenguiFlow 2.2.5's, so a trajectory serialised by either one loads in the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "JSONLLMClient",
+    "ParallelCall",
+    "ParallelJoin",
+    "PlannerAction",
+    "PlannerFinish",
+    "PlannerPause",
+    "PlannerPauseReason",
+    "Trajectory",
+    "TrajectoryStep",
+    "TrajectorySummary",
+]
+
+
+class JSONLLMClient(Protocol):
+    async def complete(
+        self, *, messages: Sequence[Mapping[str, str]], response_format: Mapping[str, Any] | None = None
+    ) -> str: ...
+
+
+class ParallelCall(BaseModel):
+    node: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ParallelJoin(BaseModel):
+    node: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlannerAction(BaseModel):
+    thought: str
+    next_node: str | None = None
+    args: dict[str, Any] | None = None
+    plan: list[ParallelCall] | None = None
+    join: ParallelJoin | None = None
+
+
+PlannerPauseReason = Literal["approval_required", "await_input", "external_event", "constraints_conflict"]
+
+
+class PlannerPause(BaseModel):
+    reason: PlannerPauseReason
+    payload: dict[str, Any] = Field(default_factory=dict)
+    resume_token: str
+
+
+class PlannerFinish(BaseModel):
+    reason: Literal["answer_complete", "no_path", "budget_exhausted"]
+    payload: Any = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrajectorySummary(BaseModel):
+    goals: list[str] = Field(default_factory=list)
+    facts: dict[str, Any] = Field(default_factory=dict)
+    pending: list[str] = Field(default_factory=list)
+    last_output_digest: str | None = None
+    note: str | None = None
+
+    def compact(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "goals": list(self.goals),
+            "facts": dict(self.facts),
+            "pending": list(self.pending),
+            "last_output_digest": self.last_output_digest,
+        }
+        if self.note:
+            payload["note"] = self.note
+        return payload
+
+
+@dataclass(slots=True)
+class TrajectoryStep:
+    action: PlannerAction
+    observation: Any | None = None
+    error: str | None = None
+    failure: Mapping[str, Any] | None = None
+    # the (action, observation) messages the LLM is shown for this step, rendered once: a step does not
+    # change after it joins a trajectory, and every later prompt repeats it
+    rendered: tuple[dict[str, str], dict[str, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def serialise_observation(self) -> Any:
+        if isinstance(self.observation, BaseModel):
+            return self.observation.model_dump(mode="json")
+        return self.observation
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "action": self.action.model_dump(mode="json"),
+            "observation": self.serialise_observation(),
+            "error": self.error,
+            "failure": dict(self.failure) if self.failure else None,
+        }
+
+
+@dataclass(slots=True)
+class Trajectory:
+    query: str
+    context_meta: Mapping[str, Any] | None = None
+    steps: list[TrajectoryStep] = field(default_factory=list)
+    summary: TrajectorySummary | None = None
+    hint_state: dict[str, Any] = field(default_factory=dict)
+    resume_user_input: str | None = None
+    # (query, context_meta, rendered user prompt), reused while neither changes
+    rendered_query: tuple[str, Any, str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_history(self) -> list[dict[str, Any]]:
+        return [step.dump() for step in self.steps]
+
+    def serialise(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "context_meta": dict(self.context_meta or {}),
+            "steps": self.to_history(),
+            "summary": self.summary.model_dump(mode="json") if self.summary else None,
+            "hint_state": dict(self.hint_state),
+            "resume_user_input": self.resume_user_input,
+        }
+
+    @classmethod
+    def from_serialised(cls, payload: Mapping[str, Any]) -> Trajectory:
+        trajectory = cls(query=payload["query"], context_meta=payload.get("context_meta"))
+        for step in payload.get("steps", []):
+            trajectory.steps.append(
+                TrajectoryStep(
+                    action=PlannerAction.model_validate(step["action"]),
+                    observation=step.get("observation"),
+                    error=step.get("error"),
+                    failure=step.get("failure"),
+                )
+            )
+        if payload.get("summary"):
+            trajectory.summary = TrajectorySummary.model_validate(payload["summary"])
+        trajectory.hint_state.update(payload.get("hint_state", {}))
+        trajectory.resume_user_input = payload.get("resume_user_input")
+        return trajectory
+
+    def compress(self) -> TrajectorySummary:
+        facts: dict[str, Any] = {}
+        last: Any = None
+        if self.steps:
+            if self.steps[-1].observation is not None:
+                last = facts["last_observation"] = self.steps[-1].serialise_observation()
+            if self.steps[-1].error:
+                facts["last_error"] = self.steps[-1].error
+        pending = [f"retry {step.action.next_node or 'finish'}" for step in self.steps if step.error]
+        digest = None
+        if last is not None:
+            raw = json.dumps(last, ensure_ascii=False)
+            digest = raw if len(raw) <= 120 else f"{raw[:117]}..."
+        self.summary = TrajectorySummary(
+            goals=[self.query], facts=facts, pending=pending, last_output_digest=digest, note="rule_based"
+        )
+        return self.summary

@@ -1,0 +1,186 @@
+"""A parallel plan: the LLM's branches run concurrently, then an optional join tool sees their results.
+
+The join's arguments are filled from the branches where its model asks for them and the LLM did not say:
+``expect`` (branch count), ``results`` (successful observations), ``branches`` (every branch), ``failures``,
+``success_count``, ``failure_count``; its ``ctx.meta`` carries ``parallel_results``,
+``parallel_success_count``, ``parallel_failure_count`` (and ``parallel_failures``) and ``parallel_input``.
+A branch failure skips the join (reported as ``{"status": "skipped", "reason": "branch_failures"}``); a
+pause in a branch or in the join pauses the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..catalog import NodeSpec
+from . import prompts
+from .constraints import ConstraintTracker
+from .llm import errors_json
+from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep
+from .tools import PlannerContext, run_tool
+
+__all__ = ["ParallelPlan"]
+
+_JOIN_FILLS = ("expect", "results", "branches", "failures", "success_count", "failure_count")
+
+
+class ParallelPlan:
+    """Runs one parallel action of a trajectory (``make_ctx`` builds the context every tool call gets)."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, NodeSpec],
+        *,
+        make_ctx: Callable[[Trajectory], PlannerContext],
+        on_success: Callable[[str, Trajectory], None],
+    ) -> None:
+        self._specs = specs
+        self._make_ctx = make_ctx
+        self._on_success = on_success
+
+    def _setup_errors(self, action: PlannerAction) -> tuple[list[str], list[tuple[NodeSpec, BaseModel]]]:
+        errors: list[str] = []
+        entries: list[tuple[NodeSpec, BaseModel]] = []
+        for item in action.plan or ():
+            spec = self._specs.get(item.node)
+            if spec is None:
+                errors.append(prompts.render_invalid_node(item.node, list(self._specs)))
+                continue
+            try:
+                entries.append((spec, spec.args_model.model_validate(item.args or {})))
+            except ValidationError as exc:
+                errors.append(prompts.render_validation_error(spec.name, errors_json(exc)))
+        return errors, entries
+
+    async def run(
+        self, action: PlannerAction, trajectory: Trajectory, tracker: ConstraintTracker
+    ) -> tuple[dict[str, Any] | None, PlannerPause | None]:
+        """Run ``action.plan`` and its join; the step is appended to ``trajectory``. Returns (observation, pause)."""
+        error: str | None = None
+        entries: list[tuple[NodeSpec, BaseModel]] = []
+        if action.next_node is not None:
+            error = prompts.render_parallel_with_next_node(action.next_node)
+        elif not action.plan:
+            error = prompts.render_empty_parallel_plan()
+        else:
+            errors, entries = self._setup_errors(action)
+            if errors:
+                error = prompts.render_parallel_setup_error(errors)
+        if error is not None:
+            trajectory.steps.append(TrajectoryStep(action=action, error=error))
+            return None, None
+
+        ctx = self._make_ctx(trajectory)
+        # one task per branch, as gather does: a tool that uses asyncio.timeout() or current_task() needs its
+        # own task (running the first step eagerly, as 3.12's eager tasks do, would hand it the planner's)
+        outcomes = await asyncio.gather(*(run_tool(spec, args, ctx) for spec, args in entries))
+        branches: list[dict[str, Any]] = []
+        successes: list[Any] = []
+        failures: list[dict[str, Any]] = []
+        pause: PlannerPause | None = None
+        for (spec, args), outcome in zip(entries, outcomes, strict=True):
+            tracker.record_hop()
+            branch: dict[str, Any] = {"node": spec.name, "args": args.model_dump(mode="json")}
+            if outcome.pause is not None and pause is None:
+                pause = outcome.pause
+                branch["pause"] = {"reason": pause.reason, "payload": dict(pause.payload)}
+            elif outcome.observation is not None:
+                branch["observation"] = outcome.observation.model_dump(mode="json")
+                successes.append(branch["observation"])
+                self._on_success(spec.name, trajectory)
+            else:
+                text = outcome.error or prompts.render_parallel_unknown_failure(spec.name)
+                branch["error"] = text
+                entry: dict[str, Any] = {"node": spec.name, "error": text}
+                if outcome.failure is not None:
+                    branch["failure"] = entry["failure"] = dict(outcome.failure)
+                failures.append(entry)
+            branches.append(branch)
+
+        observation: dict[str, Any] = {
+            "branches": branches,
+            "stats": {"success": len(successes), "failed": len(failures)},
+        }
+        if pause is not None:
+            observation["join"] = {"status": "skipped", "reason": "pause"}
+        elif action.join is not None:
+            join, pause = await self._join(
+                action, trajectory, tracker, len(entries), branches, successes, failures
+            )
+            if join is not None:
+                observation["join"] = join
+        trajectory.steps.append(TrajectoryStep(action=action, observation=observation))
+        return observation, pause
+
+    async def _join(
+        self,
+        action: PlannerAction,
+        trajectory: Trajectory,
+        tracker: ConstraintTracker,
+        expect: int,
+        branches: list[dict[str, Any]],
+        successes: list[Any],
+        failures: list[dict[str, Any]],
+    ) -> tuple[dict[str, Any] | None, PlannerPause | None]:
+        assert action.join is not None
+        spec = self._specs.get(action.join.node)
+        if spec is None:
+            return {
+                "node": action.join.node,
+                "error": prompts.render_invalid_node(action.join.node, list(self._specs)),
+            }, None
+        if failures:
+            return {
+                "node": spec.name,
+                "status": "skipped",
+                "reason": "branch_failures",
+                "failures": list(failures),
+            }, None
+        template = dict(action.join.args or {})
+        fills: dict[str, Any] = {
+            "expect": expect,
+            "results": list(successes),
+            "branches": list(branches),
+            "failures": [],
+            "success_count": len(successes),
+            "failure_count": len(failures),
+        }
+        fields = spec.args_model.model_fields
+        for name in _JOIN_FILLS:
+            if name in fields and name not in template:
+                template[name] = fills[name]
+        try:
+            args = spec.args_model.model_validate(template)
+        except ValidationError as exc:
+            return {
+                "node": spec.name,
+                "error": prompts.render_validation_error(spec.name, errors_json(exc)),
+            }, None
+        ctx = self._make_ctx(trajectory)
+        ctx.meta.update(
+            {
+                "parallel_results": branches,
+                "parallel_success_count": len(successes),
+                "parallel_failure_count": len(failures),
+                "parallel_input": dict(template),
+            }
+        )
+        outcome = await run_tool(spec, args, ctx)
+        tracker.record_hop()
+        if outcome.pause is not None:
+            pause = outcome.pause
+            return {
+                "node": spec.name,
+                "pause": {"reason": pause.reason, "payload": dict(pause.payload)},
+            }, pause
+        if outcome.observation is not None:
+            self._on_success(spec.name, trajectory)
+            return {"node": spec.name, "observation": outcome.observation.model_dump(mode="json")}, None
+        join: dict[str, Any] = {"node": spec.name, "error": outcome.error}
+        if outcome.failure is not None:
+            join["failure"] = dict(outcome.failure)
+        return join, None

@@ -1,0 +1,745 @@
+"""The PostgreSQL backend (asyncpg): several podium instances on one database.
+
+- **Schema**: the SQLite schema, created and migrated by Alembic (:mod:`podium.store.pg_admin`), plus two
+  sequences for fencing tokens and queue order (so concurrent writers never wait on one counters row).
+- **apply** is one transaction. Calls that arrive while every writer connection is busy are
+  *group-committed*: the next free writer runs all of them in one transaction, each inside its own
+  SAVEPOINT (so one call's conflict rolls back only that call), and commits once. At low load each call is
+  its own transaction; the batching starts exactly when commits queue up.
+- **Queues** are taken with ``FOR UPDATE SKIP LOCKED`` in one statement: concurrent takers, in this
+  process or others, never wait on each other nor get the same item.
+- **Wake-ups**: each commit that makes items available sends ``NOTIFY`` (delivered at commit) on the
+  store's channel, payload the queue name; every instance LISTENs on one dedicated connection and wakes
+  its waiting takers at once -- no polling loop.
+- **Time** comes from the injected clock: every timestamp is a parameter, never the server's ``now()``.
+
+``durable=False`` writes (and takes) commit with ``synchronous_commit = off``: visible and atomic at once,
+lost only in a server crash within a fraction of a second, which recovery redoes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from podium.clock import Clock
+from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
+from podium.store import pg_admin
+from podium.store.base import (
+    SCHEMA_VERSION,
+    Ack,
+    Append,
+    Delete,
+    Dequeue,
+    Enqueue,
+    HistoryEntry,
+    Lease,
+    Op,
+    Put,
+    Record,
+    Store,
+    dump_json,
+    load_json,
+    notify_queues,
+    status_filter,
+)
+from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger("podium.store")
+
+_dumps, _loads = dump_json, load_json
+_EMPTY = "{}"
+
+_PUT_ANY = (
+    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+    " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO UPDATE SET"
+    " version = records.version + 1, status = excluded.status, grp = excluded.grp, data = excluded.data,"
+    " updated_at = excluded.updated_at RETURNING version, created_at"
+)
+_PUT_NEW = (
+    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+    " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO NOTHING RETURNING version, created_at"
+)
+_PUT_VERSION = (
+    "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
+    " WHERE kind = $1 AND id = $2 AND version = $7 RETURNING version, created_at"
+)
+_VERSION = "SELECT version FROM records WHERE kind = $1 AND id = $2"
+_ENQUEUE = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 0, $5, 0, '', 0, $6) ON CONFLICT (queue, id) DO NOTHING"
+    " RETURNING 1"
+)
+_ENQUEUE_LEASED = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 1, $5, nextval('podium_fence'), $6, 1, $7)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING token"
+)
+_HELD = "queue = $1 AND id = $2 AND leased = 1 AND token = $3 AND due_at > $4"
+# The set_config() in the WHERE clause makes the take's own commit asynchronous (as a durable=False
+# write): a take lost in a server crash only offers the item again.
+_TAKE = (
+    "WITH picked AS (SELECT queue, id FROM queue WHERE queue = {queues} AND due_at <= $2"
+    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " UPDATE queue AS q SET leased = 1, token = nextval('podium_fence'), owner = $4, due_at = $5,"
+    " attempts = q.attempts + 1 FROM picked WHERE q.queue = picked.queue AND q.id = picked.id"
+    " AND set_config('synchronous_commit', 'off', true) = 'off'"
+    " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
+)
+_TAKE_ONE = _TAKE.format(queues="$1")
+_TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
+_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+# Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
+# locking overlapping rows wait for each other instead of deadlocking.
+_KEYS = "(SELECT * FROM unnest($1::text[], $2::text[]))"
+_LOCK_RECORDS = f"SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN {_KEYS} ORDER BY kind, id FOR UPDATE"
+_LOCK_ITEMS = (
+    f"SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN {_KEYS} ORDER BY queue, id"
+    " FOR UPDATE"
+)
+_RECORD_ROWS = "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[])"
+_DELETE_RECORDS = f"DELETE FROM records WHERE (kind, id) IN {_KEYS}"
+_UPDATE_RECORDS = (
+    "UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_RECORD_ROWS}"
+    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id"
+)
+_INSERT_RECORDS = (
+    f"INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_RECORD_ROWS}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind"
+)
+_DELETE_ITEMS = f"DELETE FROM queue WHERE (queue, id) IN {_KEYS}"
+_INSERT_ITEMS = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " SELECT u.queue, u.id, nextval('podium_seq'), u.priority, u.payload, u.leased, u.due_at,"
+    " CASE WHEN u.leased = 1 THEN nextval('podium_fence') ELSE 0 END, u.owner, u.leased, u.enqueued_at"
+    " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::float8[], $7::text[],"
+    " $8::float8[]) AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO history(subject_id, event, status, ts, data)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) RETURNING seq"
+)
+_ATTEMPTS = 3
+_PLAN_FROM_OPS = 4
+
+
+class _Call:
+    """One pending :meth:`PostgresStore.apply`: its operations, their encodings and its future."""
+
+    __slots__ = ("blobs", "durable", "future", "now", "ops")
+
+    def __init__(self, ops: Sequence[Op], blobs: builtins.list[str | None], now: float, durable: bool):
+        self.ops, self.blobs, self.now, self.durable = ops, blobs, now, durable
+        self.future: asyncio.Future[builtins.list[Any]] = asyncio.get_running_loop().create_future()
+
+
+class PostgresStore(Store):
+    """See the module docstring. ``url``: ``postgresql://user@host:port/db`` with podium's options
+    ``?schema=NAME&pool_size=N`` (:mod:`podium.store.pg_admin`); keywords override them.
+    ``group_commit=False`` gives every call its own transaction and connection (for comparison)."""
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        group_commit: bool = True,
+    ) -> None:
+        super().__init__(clock=clock)
+        target = pg_admin.parse_url(url)
+        self.url = url
+        self.target = target._replace(schema=schema or target.schema, pool_size=pool_size or target.pool_size)
+        self.channel = f"podium_{self.target.schema or 'public'}"[:63]
+        self._pool: Any = None
+        self._listener: Any = None
+        self._pending: deque[_Call] = deque()
+        self._writers = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._relisten_task: asyncio.Task[None] | None = None
+        self._own_pids: set[int] = set()  # server pids of this store's pool connections
+        # Writers leave a connection free for takes and reads.
+        self._max_writers = max(1, self.target.pool_size - 2)
+        self.group_commit = group_commit
+        self._errors: tuple[type[BaseException], ...] = ()
+        self._retry: tuple[type[BaseException], ...] = ()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        asyncpg = pg_admin.import_asyncpg()
+        self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+        self._retry = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+        conn = await pg_admin.connect(self.target, create_schema=True)
+        try:
+            found = await pg_admin.current_version(conn)
+            if found is None:
+                # Instances starting together on a new schema: one creates it, the others wait for it.
+                lock = f"podium-migrate:{self.target.schema or 'public'}"
+                await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+                try:
+                    found = await pg_admin.current_version(conn)
+                    if found is None:
+                        if await pg_admin.has_tables(conn):
+                            raise SchemaMismatchError(
+                                None, SCHEMA_VERSION, pg_admin.upgrade_command(self.url)
+                            )
+                        await asyncio.to_thread(pg_admin.upgrade, self._target_url())
+                        found = await pg_admin.current_version(conn)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+            if found != SCHEMA_VERSION:
+                raise SchemaMismatchError(found, SCHEMA_VERSION, pg_admin.upgrade_command(self.url))
+        except BaseException:
+            await conn.close()
+            raise
+        await self._listen(conn)
+        self._pool = await asyncpg.create_pool(
+            self.target.dsn,
+            min_size=1,
+            max_size=self.target.pool_size,
+            server_settings=self.target.server_settings(),
+            init=self._init_connection,
+        )
+
+    def _target_url(self) -> str:
+        """The URL with this store's effective schema (for Alembic)."""
+        if not self.target.schema:
+            return self.target.dsn
+        joiner = "&" if "?" in self.target.dsn else "?"
+        return f"{self.target.dsn}{joiner}schema={self.target.schema}"
+
+    async def _init_connection(self, conn: Any) -> None:
+        """Each new pool connection: remember its server pid while it lives (pids are reused after)."""
+        pid = conn.get_server_pid()
+        self._own_pids.add(pid)
+        conn.add_termination_listener(lambda _conn: self._own_pids.discard(pid))
+
+    def _on_notify(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        if pid not in self._own_pids:  # our own commits woke our takers already
+            self._notify([payload])
+
+    async def _listen(self, conn: Any) -> None:
+        self._listener = conn
+        await conn.add_listener(self.channel, self._on_notify)
+        conn.add_termination_listener(self._on_listener_lost)
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        """The LISTEN connection died (a server restart, a network cut): listen again in the background."""
+        if self._pool is None or conn is not self._listener:
+            return  # closing
+        self._listener = None
+        self._relisten_task = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        delay_s = 0.1
+        while self._pool is not None:
+            try:
+                conn = await pg_admin.connect(self.target)
+            except StoreError as exc:
+                log.warning("PostgreSQL LISTEN connection lost; retrying in %.1f s: %s", delay_s, exc)
+                await self.clock.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            if self._pool is None:
+                await conn.close()
+                return
+            await self._listen(conn)
+            # Notifications sent while no one listened are lost: every local taker looks again.
+            self._notify(builtins.list(self._waiters))
+            log.info("PostgreSQL LISTEN connection restored")
+            return
+
+    async def close(self) -> None:
+        pool, listener = self._pool, self._listener
+        if pool is None:
+            return
+        self._pool = self._listener = None
+        if self._relisten_task is not None:
+            self._relisten_task.cancel()
+            self._relisten_task = None
+        # Writes in flight finish (their callers are waiting on them) before the pool closes.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if listener is not None and not listener.is_closed():
+            try:
+                await listener.remove_listener(self.channel, self._on_notify)
+            finally:
+                await listener.close()
+        await pool.close()
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise StoreError(
+                "the PostgreSQL store is not open (use `async with store:` or `await store.open()`)"
+            )
+        return self._pool
+
+    async def schema_version(self) -> str | None:
+        async with self._require_pool().acquire() as conn:
+            return await pg_admin.current_version(conn)
+
+    # --- apply: group commit ----------------------------------------------------------------------
+
+    async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
+        pool = self._require_pool()
+        # Encode first: a value JSON cannot hold fails the call before any round trip.
+        call = _Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
+        if not self.group_commit:  # one transaction per call, each on a connection of its own
+            try:
+                async with pool.acquire() as conn:
+                    await self._commit(conn, [call])
+            except self._errors as exc:
+                self._fail([call], exc)
+            results = await call.future
+            self._notify(notify_queues(ops))
+            return results
+        self._pending.append(call)
+        if self._writers < self._max_writers:
+            self._writers += 1
+            task = asyncio.get_running_loop().create_task(self._write(pool))
+            self._tasks.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(self._tasks.discard)
+        results = await call.future
+        self._notify(notify_queues(ops))
+        return results
+
+    async def _write(self, pool: Any) -> None:
+        """Commit everything pending, one transaction per batch, until nothing is left."""
+        batch: builtins.list[_Call] = []
+        try:
+            # Calls can arrive while the connection goes back to the pool: look again after that, and
+            # stop only when the check and the exit happen with no await in between.
+            while self._pending:
+                try:
+                    async with pool.acquire() as conn:
+                        while self._pending:
+                            batch = builtins.list(self._pending)
+                            self._pending.clear()
+                            if not await self._commit(conn, batch):
+                                break  # the connection failed: the next batch gets another
+                except self._errors as exc:  # no connection to be had (or to give back)
+                    self._fail([*batch, *self._pending], exc)
+                    self._pending.clear()
+        except BaseException as exc:
+            self._fail([*batch, *self._pending], exc)
+            self._pending.clear()
+            raise
+        finally:
+            self._writers -= 1
+
+    @staticmethod
+    def _fail(calls: builtins.list[_Call], exc: BaseException) -> None:
+        failure = StoreError(f"PostgreSQL connection failed: {exc}")
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(failure)
+
+    async def _commit(self, conn: Any, batch: builtins.list[_Call]) -> bool:
+        """One transaction for ``batch``: planned as array statements when it holds several calls (see
+        :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future. ``False``:
+        the connection failed (the calls got a StoreError)."""
+        begin = (
+            "BEGIN" if any(call.durable for call in batch) else "BEGIN; SET LOCAL synchronous_commit TO OFF"
+        )
+        outcomes: builtins.list[Any] = []
+        # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
+        # round trips only for a lone call of a few operations.
+        batched = len(batch) > 1 or len(batch[0].ops) > _PLAN_FROM_OPS
+        for attempt in range(_ATTEMPTS):
+            try:
+                await conn.execute(begin)
+                if batched:
+                    try:
+                        outcomes, queues = await self._run_planned(conn, batch)
+                    except Fallback:
+                        await conn.execute(f"ROLLBACK; {begin}")
+                        batched = False
+                if not batched:
+                    outcomes, queues = await self._run_each(conn, batch)
+                if queues:
+                    await conn.execute(
+                        "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q", self.channel, sorted(queues)
+                    )
+                if conn.is_in_transaction():  # a single refused call has rolled back already
+                    await conn.execute("COMMIT")
+                break
+            except BaseException as exc:
+                try:  # (a connection the server cut is no longer ours to ask: the pool took it back)
+                    if not conn.is_closed() and conn.is_in_transaction():
+                        await conn.execute("ROLLBACK")
+                except self._errors:
+                    pass
+                if isinstance(exc, self._retry) and attempt + 1 < _ATTEMPTS:
+                    continue  # a deadlock with another instance: PostgreSQL rolled one of us back
+                error = StoreError(f"PostgreSQL commit failed: {exc}")
+                for call in batch:
+                    if not call.future.done():
+                        call.future.set_exception(error)
+                if not isinstance(exc, self._errors):
+                    raise
+                return False
+        for call, outcome in zip(batch, outcomes, strict=True):
+            if call.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                call.future.set_exception(outcome)
+            else:
+                call.future.set_result(outcome)
+        return True
+
+    async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
+        """Each call in turn, inside its own savepoint when there are several."""
+        outcomes: builtins.list[Any] = []
+        queues: set[str] = set()
+        single = len(batch) == 1
+        for call in batch:
+            if not single:
+                await conn.execute("SAVEPOINT call")
+            try:
+                results = [
+                    await self._op(conn, op, blob, call.now)
+                    for op, blob in zip(call.ops, call.blobs, strict=True)
+                ]
+            except (ConflictError, LeaseLostError) as refused:
+                await conn.execute(
+                    "ROLLBACK" if single else "ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call"
+                )
+                outcomes.append(refused)
+            else:
+                if not single:
+                    await conn.execute("RELEASE SAVEPOINT call")
+                outcomes.append(results)
+                queues |= notify_queues(call.ops)
+        return outcomes, queues
+
+    async def _run_planned(
+        self, conn: Any, batch: builtins.list[_Call]
+    ) -> tuple[builtins.list[Any], set[str]]:
+        """Read and lock the touched rows, plan the batch, write its net effect in a few array statements."""
+        rec_keys: dict[tuple[str, str], None] = {}
+        q_keys: dict[tuple[str, str], None] = {}
+        for call in batch:
+            for op in call.ops:
+                if isinstance(op, (Put, Delete)):
+                    rec_keys[(op.kind, op.id)] = None
+                elif isinstance(op, (Enqueue, Dequeue)):
+                    q_keys[(op.queue, op.id)] = None
+                elif isinstance(op, Ack):
+                    q_keys[(op.lease.queue, op.lease.id)] = None
+        records: dict[tuple[str, str], RecordRow] = {}
+        items: dict[tuple[str, str], HeldRow] = {}
+        if rec_keys:
+            kinds, ids = zip(*rec_keys, strict=True)
+            for row in await conn.fetch(_LOCK_RECORDS, kinds, ids):
+                records[(row[0], row[1])] = RecordRow(row[2], row[3])
+        if q_keys:
+            names, ids = zip(*q_keys, strict=True)
+            for row in await conn.fetch(_LOCK_ITEMS, names, ids):
+                items[(row[0], row[1])] = HeldRow(bool(row[2]), row[3], row[4])
+        plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
+        if plan.record_deletes:
+            await conn.execute(_DELETE_RECORDS, *_columns(plan.record_deletes, 2))
+        if plan.record_updates:
+            await conn.execute(_UPDATE_RECORDS, *_columns(plan.record_updates, 8))
+        if plan.record_inserts:
+            inserted = await conn.fetch(_INSERT_RECORDS, *_columns(plan.record_inserts, 8))
+            if len(inserted) != len(plan.record_inserts):
+                raise Fallback("another instance created one of these records first")
+        if plan.queue_deletes:
+            await conn.execute(_DELETE_ITEMS, *_columns(plan.queue_deletes, 2))
+        if plan.queue_inserts:
+            rows = [
+                (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
+                for i in plan.queue_inserts
+            ]
+            inserted = await conn.fetch(_INSERT_ITEMS, *_columns(rows, 8))
+            if len(inserted) != len(rows):
+                raise Fallback("another instance enqueued one of these items first")
+            plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
+        if plan.appends:
+            seqs = await conn.fetch(_INSERT_HISTORY, *_columns([row for _, _, row in plan.appends], 5))
+            plan.fill_seqs([r[0] for r in seqs])
+        return plan.outcomes, plan.queues_to_notify
+
+    async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
+        if isinstance(op, Append):
+            seq = await conn.fetchval(
+                "INSERT INTO history(subject_id, event, status, ts, data) VALUES ($1, $2, $3, $4, $5)"
+                " RETURNING seq",
+                op.subject_id,
+                op.event,
+                op.status,
+                now,
+                blob,
+            )
+            return HistoryEntry(seq, op.subject_id, op.event, op.status, now, op.data or {})
+        if isinstance(op, Put):
+            if op.expected_version is None:
+                row = await conn.fetchrow(_PUT_ANY, op.kind, op.id, op.status, op.group, blob, now)
+            elif op.expected_version == 0:
+                row = await conn.fetchrow(_PUT_NEW, op.kind, op.id, op.status, op.group, blob, now)
+            else:
+                row = await conn.fetchrow(
+                    _PUT_VERSION, op.kind, op.id, op.status, op.group, blob, now, op.expected_version
+                )
+            if row is None:
+                found = await conn.fetchval(_VERSION, op.kind, op.id)
+                raise ConflictError(op.kind, op.id, op.expected_version, found)
+            return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
+        if isinstance(op, Enqueue):
+            if op.lease_owner:
+                token = await conn.fetchval(
+                    _ENQUEUE_LEASED,
+                    op.queue,
+                    op.id,
+                    op.priority,
+                    blob,
+                    now + op.lease_s,
+                    op.lease_owner,
+                    now,
+                )
+                if token is None:
+                    return None
+                return Lease(
+                    op.queue,
+                    op.id,
+                    op.payload or {},
+                    op.priority,
+                    1,
+                    token,
+                    op.lease_owner,
+                    now + op.lease_s,
+                    now,
+                )
+            added = await conn.fetchval(_ENQUEUE, op.queue, op.id, op.priority, blob, now + op.delay_s, now)
+            return added is not None
+        if isinstance(op, Ack):
+            lease = op.lease
+            gone = await conn.fetchval(
+                f"DELETE FROM queue WHERE {_HELD} RETURNING 1", lease.queue, lease.id, lease.token, now
+            )
+            if gone is None:
+                raise LeaseLostError(
+                    f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
+                )
+            return None
+        if isinstance(op, Dequeue):
+            gone = await conn.fetchval(
+                "DELETE FROM queue WHERE queue = $1 AND id = $2 RETURNING 1", op.queue, op.id
+            )
+            return gone is not None
+        assert isinstance(op, Delete)
+        if op.expected_version is not None:
+            actual = await conn.fetchval(_VERSION + " FOR UPDATE", op.kind, op.id) or 0
+            if actual != op.expected_version:
+                raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
+        gone = await conn.fetchval(
+            "DELETE FROM records WHERE kind = $1 AND id = $2 RETURNING 1", op.kind, op.id
+        )
+        return gone is not None
+
+    # --- records --------------------------------------------------------------------------------
+
+    async def _fetch(self, query: str, *args: Any) -> builtins.list[Any]:
+        try:
+            rows: builtins.list[Any] = await self._require_pool().fetch(query, *args)
+        except self._errors as exc:
+            raise StoreError(f"PostgreSQL query failed: {exc}") from exc
+        return rows
+
+    @staticmethod
+    def _record(row: Any) -> Record:
+        return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
+
+    async def get(self, kind: str, id: str) -> Record | None:
+        rows = await self._fetch(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2", kind, id
+        )
+        return self._record(rows[0]) if rows else None
+
+    @staticmethod
+    def _where(kind: str, status: str | Sequence[str] | None, group: str | None) -> tuple[str, list[Any]]:
+        sql, args = "kind = $1", builtins.list[Any]([kind])
+        statuses = status_filter(status)
+        if statuses is not None:
+            args.append(list(statuses))
+            sql += f" AND status = ANY(${len(args)}::text[])"
+        if group is not None:
+            args.append(group)
+            sql += f" AND grp = ${len(args)}"
+        return sql, args
+
+    async def list(
+        self,
+        kind: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        group: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> builtins.list[Record]:
+        sql, args = self._where(kind, status, group)
+        if after is not None:
+            args.append(after)
+            sql += f" AND id {'<' if descending else '>'} ${len(args)}"
+        args.append(limit)
+        order = "DESC" if descending else "ASC"
+        rows = await self._fetch(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE {sql} ORDER BY id {order} LIMIT ${len(args)}", *args
+        )
+        return [self._record(row) for row in rows]
+
+    async def count(
+        self, kind: str, *, status: str | Sequence[str] | None = None, group: str | None = None
+    ) -> int:
+        sql, args = self._where(kind, status, group)
+        rows = await self._fetch(f"SELECT count(*) FROM records WHERE {sql}", *args)
+        return int(rows[0][0])
+
+    # --- queues ---------------------------------------------------------------------------------
+
+    async def take_now(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+    ) -> builtins.list[Lease]:
+        now = self.clock.now()
+        names = builtins.list(dict.fromkeys(queues))
+        query, first = (_TAKE_ONE, names[0]) if len(names) == 1 else (_TAKE_MANY, names)
+        rows = await self._fetch(query, first, now, limit, owner, now + lease_s)
+        rows.sort(key=lambda r: (-r[3], r[7]))
+        return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, now + lease_s, r[6]) for r in rows]
+
+    async def next_due(self, queues: Sequence[str]) -> float | None:
+        rows = await self._fetch("SELECT min(due_at) FROM queue WHERE queue = ANY($1::text[])", list(queues))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def _held_update(self, lease: Lease, sets: str, due_at: float, now: float) -> None:
+        rows = await self._fetch(
+            f"UPDATE queue SET {sets} WHERE {_HELD} RETURNING 1",
+            lease.queue,
+            lease.id,
+            lease.token,
+            now,
+            due_at,
+        )
+        if not rows:
+            raise LeaseLostError(f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held")
+
+    async def extend(self, lease: Lease, lease_s: float) -> Lease:
+        now = self.clock.now()
+        await self._held_update(lease, "due_at = $5", now + lease_s, now)
+        return lease._replace(expires_at=now + lease_s)
+
+    async def nack(self, lease: Lease, *, delay_s: float = 0.0) -> None:
+        now = self.clock.now()
+        await self._held_update(lease, "leased = 0, owner = '', due_at = $5", now + delay_s, now)
+        await self._fetch("SELECT pg_notify($1, $2)", self.channel, lease.queue)
+        self._notify([lease.queue])
+
+    async def queue_depth(self, queue: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT count(*) FILTER (WHERE due_at <= $2),"
+            " count(*) FILTER (WHERE due_at > $2 AND leased = 0),"
+            " count(*) FILTER (WHERE due_at > $2 AND leased = 1) FROM queue WHERE queue = $1",
+            queue,
+            self.clock.now(),
+        )
+        ready, delayed, leased = rows[0]
+        return {"ready": ready, "delayed": delayed, "leased": leased}
+
+    # --- locks ----------------------------------------------------------------------------------
+
+    async def acquire_lock(self, name: str, owner: str, *, ttl_s: float) -> int | None:
+        now = self.clock.now()
+        rows = await self._fetch(
+            "INSERT INTO locks(name, owner, token, expires_at) VALUES ($1, $2, nextval('podium_fence'), $3)"
+            " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token,"
+            " expires_at = excluded.expires_at WHERE locks.expires_at <= $4 OR locks.owner = $2"
+            " RETURNING token",
+            name,
+            owner,
+            now + ttl_s,
+            now,
+        )
+        return int(rows[0][0]) if rows else None
+
+    async def refresh_lock(self, name: str, owner: str, token: int, *, ttl_s: float) -> bool:
+        now = self.clock.now()
+        rows = await self._fetch(
+            "UPDATE locks SET expires_at = $1 WHERE name = $2 AND owner = $3 AND token = $4 AND expires_at > $5"
+            " RETURNING 1",
+            now + ttl_s,
+            name,
+            owner,
+            token,
+            now,
+        )
+        return bool(rows)
+
+    async def release_lock(self, name: str, owner: str, token: int) -> bool:
+        rows = await self._fetch(
+            "DELETE FROM locks WHERE name = $1 AND owner = $2 AND token = $3 RETURNING 1", name, owner, token
+        )
+        return bool(rows)
+
+    # --- history --------------------------------------------------------------------------------
+
+    async def history(
+        self,
+        subject_id: str | None = None,
+        *,
+        event: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> builtins.list[HistoryEntry]:
+        sql = "seq > $1"
+        args: builtins.list[Any] = [after_seq]
+        for column, value, op in (
+            ("subject_id", subject_id, "="),
+            ("event", event, "="),
+            ("status", status, "="),
+            ("ts", since, ">="),
+            ("ts", until, "<"),
+        ):
+            if value is not None:
+                args.append(value)
+                sql += f" AND {column} {op} ${len(args)}"
+        args.append(limit)
+        rows = await self._fetch(
+            f"SELECT seq, subject_id, event, status, ts, data FROM history WHERE {sql} ORDER BY seq"
+            f" LIMIT ${len(args)}",
+            *args,
+        )
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> builtins.list[builtins.list[Any]]:
+    """Rows as ``width`` column lists (the arrays an ``unnest`` statement takes)."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+def _encode(op: Op) -> str | None:
+    """The JSON text an operation stores (``None`` for operations that store none)."""
+    if isinstance(op, Put):
+        return _dumps(op.data)
+    if isinstance(op, Append):
+        return _dumps(op.data) if op.data else _EMPTY
+    if isinstance(op, Enqueue):
+        return _dumps(op.payload) if op.payload else _EMPTY
+    return None

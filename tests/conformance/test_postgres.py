@@ -1,0 +1,265 @@
+"""PostgreSQL only: several store instances on one database (as several podium processes are), group
+commit, URL options and the schema check."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podium.clock import ManualClock
+from podium.errors import ConfigError, ConflictError, SchemaMismatchError, StoreError
+from podium.store import Append, Enqueue, Put
+from podium.store.pg_admin import DEFAULT_POOL_SIZE, parse_url
+from podium.store.postgres import PostgresStore
+from tests.conformance.conftest import StoreFactory
+
+
+@pytest.fixture(params=["postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_a_take_wakes_on_an_enqueue_from_another_instance(
+    make_store: StoreFactory, clock: ManualClock
+) -> None:
+    # Given two instances on one schema, and a taker waiting on the first (the manual clock never moves,
+    # so only a notification can wake it: no polling)
+    async with make_store() as a, make_store() as b:
+        waiter = asyncio.create_task(a.take("q", owner="w", lease_s=5, wait_s=60))
+
+        async def armed() -> None:
+            while clock.next_deadline is None:
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(armed(), timeout=10)
+        assert not waiter.done()
+        # When the second instance enqueues
+        await b.enqueue("q", "t", {"from": "b"})
+        # Then the first wakes at once with the item
+        leases = await asyncio.wait_for(waiter, timeout=10)
+        assert [(lease.id, lease.payload) for lease in leases] == [("t", {"from": "b"})]
+
+
+async def test_a_nack_on_one_instance_wakes_a_taker_on_another(
+    make_store: StoreFactory, clock: ManualClock
+) -> None:
+    async with make_store() as a, make_store() as b:
+        await b.enqueue("q", "t", {})
+        [lease] = await b.take("q", owner="w1", lease_s=30)
+        waiter = asyncio.create_task(a.take("q", owner="w2", lease_s=5, wait_s=60))
+        while clock.next_deadline is None:  # the waiter armed its timer for the lease's expiry
+            await asyncio.sleep(0.001)
+        await b.nack(lease)
+        [again] = await asyncio.wait_for(waiter, timeout=10)
+        assert again.id == "t" and again.owner == "w2" and again.attempts == 2
+
+
+async def test_concurrent_takers_on_three_instances_never_share_an_item(make_store: StoreFactory) -> None:
+    # Given 150 items and three instances, each with four takers racing
+    async with make_store() as a, make_store() as b, make_store() as c:
+        for start in range(0, 150, 50):
+            await a.apply(*[Enqueue("q", f"t{i:03d}", {"i": i}) for i in range(start, start + 50)])
+        taken: list[str] = []
+
+        async def taker(store: PostgresStore, name: str) -> None:
+            while True:
+                leases = await store.take_now(["q"], owner=name, lease_s=60, limit=3)
+                if not leases:
+                    return
+                taken.extend(lease.id for lease in leases)
+                for lease in leases:
+                    await store.ack(lease)
+
+        stores = [s for s in (a, b, c) if isinstance(s, PostgresStore)]
+        await asyncio.wait_for(
+            asyncio.gather(*(taker(s, f"w{n}-{k}") for n, s in enumerate(stores) for k in range(4))),
+            timeout=50,
+        )
+        # Then every item went to exactly one taker
+        assert len(taken) == 150 and len(set(taken)) == 150
+        assert await a.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 0}
+
+
+async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFactory) -> None:
+    # Given a store whose pool allows one writer, so concurrent calls share transactions
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        await store.put("job", "taken", {})
+
+        async def call(i: int) -> str:
+            if i % 3 == 0:  # a call that conflicts: its history line must not be written either
+                await store.apply(Append(f"j{i}", "made"), Put("job", "taken", {"i": i}, expected_version=0))
+            else:
+                await store.apply(Put("job", f"j{i}", {"i": i}, expected_version=0), Append(f"j{i}", "made"))
+            return f"j{i}"
+
+        results = await asyncio.gather(*(call(i) for i in range(30)), return_exceptions=True)
+        # Then the conflicting calls failed alone and every other call committed whole
+        assert all(isinstance(r, ConflictError) for i, r in enumerate(results) if i % 3 == 0)
+        assert sorted(r for r in results if isinstance(r, str)) == sorted(f"j{i}" for i in range(30) if i % 3)
+        assert await store.count("job") == 21
+        made = {e.subject_id for e in await store.history(event="made")}
+        assert made == {f"j{i}" for i in range(30) if i % 3}
+
+
+async def test_a_store_at_another_schema_version_refuses_to_open(make_store: StoreFactory) -> None:
+    async with make_store() as store:
+        assert await store.schema_version() == "0001"
+        assert isinstance(store, PostgresStore)
+        await store._fetch("UPDATE alembic_version SET version_num = '0000'")
+    with pytest.raises(SchemaMismatchError, match="podium db upgrade --store postgresql://"):
+        await make_store().open()
+
+
+async def test_calls_on_a_closed_store_fail_clearly(make_store: StoreFactory) -> None:
+    store = make_store()
+    with pytest.raises(StoreError, match="not open"):
+        await store.get("job", "a")
+
+
+def test_url_options() -> None:
+    target = parse_url("postgresql://u@h:5432/db?schema=lab_1&pool_size=4&sslmode=disable")
+    assert target == ("postgresql://u@h:5432/db?sslmode=disable", "lab_1", 4)
+    assert parse_url("postgres://h/db").pool_size == DEFAULT_POOL_SIZE
+    with pytest.raises(ConfigError, match="schema="):
+        parse_url("postgresql://h/db?schema=x;drop")
+    with pytest.raises(ConfigError, match="pool_size="):
+        parse_url("postgresql://h/db?pool_size=1")
+
+
+async def test_a_batch_that_loses_an_insert_race_reruns_call_by_call(make_store: StoreFactory) -> None:
+    import asyncpg
+
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:  # one writer: calls batch
+        # Given another session that has inserted job/x and not committed yet
+        other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
+        try:
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "INSERT INTO records(kind, id, version, data, created_at, updated_at)"
+                " VALUES ('job', 'x', 1, '{\"by\": \"other\"}', 0, 0)"
+            )
+            # When one batch creates y0, x and y2 (its insert of x waits for the other session)
+            batch = asyncio.gather(
+                *(
+                    store.apply(Put("job", name, {"by": "batch"}, expected_version=0), Append(name, "made"))
+                    for name in ("y0", "x", "y2")
+                ),
+                return_exceptions=True,
+            )
+
+            async def insert_waits() -> None:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'podium'"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+                )
+                while not (await store._fetch(query))[0][0]:  # (`other` would see one snapshot of it)
+                    await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
+
+            await asyncio.wait_for(insert_waits(), timeout=20)
+            await tx.commit()
+            y0, x, y2 = await asyncio.wait_for(batch, timeout=20)
+        finally:
+            await other.close()
+        # Then the batch ran again call by call: only the create of x failed, and changed nothing
+        assert isinstance(x, ConflictError) and x.actual == 1
+        assert isinstance(y0, list) and isinstance(y2, list)
+        got = await store.get("job", "x")
+        assert got is not None and got.data == {"by": "other"}
+        assert {e.subject_id for e in await store.history(event="made")} == {"y0", "y2"}
+
+
+async def test_takers_still_wake_after_the_listen_connection_is_cut(
+    make_store: StoreFactory, clock: ManualClock
+) -> None:
+    async with make_store() as a, make_store() as b:
+        assert isinstance(a, PostgresStore) and isinstance(b, PostgresStore)
+        # Given the server cuts the first instance's LISTEN connection
+        old = a._listener
+        assert old is not None
+        await b._fetch("SELECT pg_terminate_backend($1)", old.get_server_pid())
+
+        async def listening_again() -> None:
+            while a._listener is None or a._listener is old:
+                await asyncio.sleep(0.01)  # the reconnect is another connection's work: nothing to wait on
+
+        await asyncio.wait_for(listening_again(), timeout=20)
+        # Then a taker on it still wakes at once on an enqueue from the other instance
+        waiter = asyncio.create_task(a.take("q", owner="w", lease_s=5, wait_s=60))
+        while clock.next_deadline is None:
+            await asyncio.sleep(0.001)
+        await b.enqueue("q", "t", {})
+        assert [lease.id for lease in await asyncio.wait_for(waiter, timeout=10)] == ["t"]
+
+
+async def test_instances_starting_together_on_a_new_schema_create_it_once(make_store: StoreFactory) -> None:
+    stores = [make_store() for _ in range(3)]
+    await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), timeout=50)
+    try:
+        assert [await s.schema_version() for s in stores] == ["0001"] * 3
+        await stores[0].put("job", "a", {})
+        assert await stores[2].get("job", "a") is not None
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_write_cut_off_by_the_server_fails_cleanly_and_the_next_one_works(
+    make_store: StoreFactory,
+) -> None:
+    import asyncpg
+
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
+        try:
+            # Given a write waiting on a row another session holds
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "INSERT INTO records(kind, id, version, data, created_at, updated_at)"
+                " VALUES ('job', 'x', 1, '{}', 0, 0)"
+            )
+            write = asyncio.ensure_future(
+                store.apply(Put("job", "x", {}, expected_version=0), Append("x", "made"))
+            )
+            query = (
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'podium'"
+                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+            )
+
+            async def waiting_pid() -> int:
+                while not (rows := await store._fetch(query)):
+                    await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
+                return int(rows[0][0])
+
+            pid = await asyncio.wait_for(waiting_pid(), timeout=20)
+            # When the server terminates that connection mid-transaction
+            await store._fetch("SELECT pg_terminate_backend($1)", pid)
+            # Then the call fails with a StoreError, nothing of it is written, and the next call works
+            with pytest.raises(StoreError):
+                await asyncio.wait_for(write, timeout=20)
+            await tx.rollback()
+        finally:
+            await other.close()
+        assert await store.get("job", "x") is None and await store.history("x") == []
+        await store.apply(Put("job", "x", {"again": True}, expected_version=0), Append("x", "made"))
+        got = await store.get("job", "x")
+        assert got is not None and got.data == {"again": True}
+
+
+async def test_without_group_commit_each_call_is_its_own_transaction(make_store: StoreFactory) -> None:
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, group_commit=False) as store:
+        await store.put("job", "a", {}, expected_version=0)
+        results = await asyncio.gather(
+            *(store.put("job", "a", {"n": n}, expected_version=1) for n in range(5)), return_exceptions=True
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))

@@ -1,0 +1,209 @@
+"""podium.flow's ReactPlanner beyond PenguiFlow's own tests: durable pauses, repairs, hints, budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from podium.flow import InMemoryStateStore, ModelRegistry, Node, build_catalog, tool
+from podium.flow.planner import PlannerFinish, PlannerPause, ReactPlanner, ScriptedLLM
+from podium.flow.planner.llm import PlannerLLMError, parse_action
+from podium.store.flow_state import StoreStateStore
+from podium.store.sqlite import SQLiteStore
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Docs(BaseModel):
+    docs: list[str]
+
+
+class Merge(BaseModel):
+    expect: int
+    results: list[Docs]
+
+
+CALLS: list[str] = []
+
+
+@tool(desc="Search the wiki")
+async def wiki(args: Topic, ctx: Any) -> Docs:
+    CALLS.append(f"wiki:{args.topic}")
+    return Docs(docs=[f"wiki on {args.topic}"])
+
+
+@tool(desc="Search the web")
+async def web(args: Topic, ctx: Any) -> Docs:
+    CALLS.append(f"web:{args.topic}")
+    return Docs(docs=[f"web on {args.topic}"])
+
+
+@tool(desc="Merge results")
+async def merge(args: Merge, ctx: Any) -> Docs:
+    return Docs(docs=[doc for result in args.results for doc in result.docs])
+
+
+@tool(desc="Ask a human before publishing", side_effects="external")
+async def approve(args: Topic, ctx: Any) -> Topic:
+    await ctx.pause("approval_required", {"topic": args.topic, "tenant": ctx.meta.get("tenant")})
+    return args
+
+
+def catalog() -> list[Any]:
+    registry = ModelRegistry()
+    for name, models in {"wiki": (Topic, Docs), "web": (Topic, Docs), "merge": (Merge, Docs)}.items():
+        registry.register(name, *models)
+    registry.register("approve", Topic, Topic)
+    nodes = [
+        Node(wiki, name="wiki"),
+        Node(web, name="web"),
+        Node(merge, name="merge"),
+        Node(approve, name="approve"),
+    ]
+    return build_catalog(nodes, registry)
+
+
+def call(node: str, **args: Any) -> dict[str, Any]:
+    return {"thought": node, "next_node": node, "args": args}
+
+
+FINISH = {"thought": "done", "next_node": None, "args": {"answer": "ok"}}
+
+
+async def test_a_pause_resumes_in_a_new_planner_after_a_restart_on_sqlite(tmp_path: Path) -> None:
+    CALLS.clear()
+    path = tmp_path / "podium.db"
+    # Given a planner on a SQLite store that pauses for approval after one search
+    async with SQLiteStore(path) as store:
+        planner = ReactPlanner(
+            llm_client=ScriptedLLM([call("wiki", topic="krill"), call("approve", topic="krill")]),
+            catalog=catalog(),
+            state_store=StoreStateStore(store),
+            hop_budget=3,
+        )
+        paused = await planner.run("publish krill facts", context_meta={"tenant": "acme"})
+    assert isinstance(paused, PlannerPause)
+    assert paused.payload == {"topic": "krill", "tenant": "acme"}
+    # When another process opens the same database and resumes with the token
+    async with SQLiteStore(path) as store:
+        llm = ScriptedLLM([call("web", topic="krill"), call("wiki", topic="again"), FINISH])
+        planner = ReactPlanner(
+            llm_client=llm, catalog=catalog(), state_store=StoreStateStore(store), hop_budget=3
+        )
+        result = await planner.resume(paused.resume_token, user_input="approved by Ada")
+    # Then the run goes on from the stored trajectory and budget: the LLM sees the history and the input,
+    # the one hop left is spent on web, and the next tool call is refused for the budget
+    assert isinstance(result, PlannerFinish) and result.reason == "answer_complete"
+    first_prompt = [m["content"] for m in llm.calls[0]]
+    assert "Resume input: approved by Ada" in first_prompt and any(
+        '"wiki on krill"' in c for c in first_prompt
+    )
+    assert CALLS == ["wiki:krill", "web:krill"]
+    assert [s["action"]["next_node"] for s in result.metadata["steps"]] == ["wiki", "approve", "web", "wiki"]
+    assert "Hop budget exhausted" in result.metadata["steps"][-1]["error"]
+    assert result.metadata["constraints"]["hops_used"] == 3
+
+
+async def test_an_unknown_resume_token_is_a_key_error() -> None:
+    planner = ReactPlanner(llm_client=ScriptedLLM([]), catalog=catalog(), state_store=InMemoryStateStore())
+    with pytest.raises(KeyError):
+        await planner.resume("nope")
+
+
+async def test_replies_wrapped_in_prose_or_fences_are_repaired_without_asking_again() -> None:
+    fenced = "Sure! Here is my action:\n```json\n" + json.dumps(FINISH) + "\n```\nHope that helps."
+    llm = ScriptedLLM([fenced])
+    result = await ReactPlanner(llm_client=llm, catalog=catalog()).run("q")
+    assert isinstance(result, PlannerFinish) and result.payload == {"answer": "ok"} and len(llm.calls) == 1
+
+
+async def test_replies_that_stay_invalid_end_in_a_clear_error_naming_the_problem() -> None:
+    llm = ScriptedLLM(["not json at all", '{"next_node": null}', "[]"])
+    with pytest.raises(PlannerLLMError, match=r"after repair attempts \(3\); last error: .*"):
+        await ReactPlanner(llm_client=llm, catalog=catalog()).run("q")
+    assert len(llm.calls) == 3 and "invalid JSON" in llm.calls[1][-1]["content"]
+
+
+def test_parse_action_reads_mappings_and_reports_what_is_wrong() -> None:
+    assert parse_action({"thought": "t"}).thought == "t"  # type: ignore[union-attr]
+    assert "thought" in str(parse_action('{"next_node": "x"}'))
+    assert parse_action(42) == "expected a JSON object as text, got int"
+
+
+async def test_parallel_fan_out_joins_and_hints_apply_to_parallel_plans() -> None:
+    CALLS.clear()
+    fan_out = {
+        "thought": "both",
+        "plan": [{"node": "wiki", "args": {"topic": "seals"}}, {"node": "web", "args": {"topic": "seals"}}],
+        "join": {"node": "merge"},
+    }
+    llm = ScriptedLLM([fan_out, fan_out, FINISH])
+    planner = ReactPlanner(llm_client=llm, catalog=catalog(), planning_hints={"max_parallel": 1})
+    limited = await planner.run("q")
+    assert "max_parallel=1" in limited.metadata["steps"][0]["error"] and CALLS == []  # type: ignore[union-attr]
+
+    CALLS.clear()
+    planner = ReactPlanner(llm_client=ScriptedLLM([fan_out, FINISH]), catalog=catalog())
+    result = await planner.run("q")
+    observation = result.metadata["steps"][0]["observation"]  # type: ignore[union-attr]
+    assert sorted(CALLS) == ["web:seals", "wiki:seals"]
+    assert observation["join"]["observation"] == {"docs": ["wiki on seals", "web on seals"]}
+
+
+async def test_a_deadline_ends_the_run_with_the_last_observation() -> None:
+    now = [0.0]
+
+    @tool(desc="slow")
+    async def slow(args: Topic, ctx: Any) -> Docs:
+        now[0] += 10  # the injected clock moves past the deadline while the tool runs
+        return Docs(docs=["late"])
+
+    registry = ModelRegistry()
+    registry.register("slow", Topic, Docs)
+    planner = ReactPlanner(
+        llm_client=ScriptedLLM([call("slow", topic="x")]),
+        catalog=build_catalog([Node(slow, name="slow")], registry),
+        deadline_s=5,
+        time_source=lambda: now[0],
+    )
+    result = await planner.run("q")
+    assert isinstance(result, PlannerFinish) and result.reason == "budget_exhausted"
+    assert result.payload == {"docs": ["late"]} and result.metadata["thought"].startswith("Deadline reached")
+
+
+async def test_concurrent_runs_of_one_planner_keep_their_own_pauses() -> None:
+    replies = [call("approve", topic="a"), call("approve", topic="b")]
+    planner = ReactPlanner(llm_client=ScriptedLLM(replies), catalog=catalog())
+    first, second = await asyncio.gather(planner.run("a"), planner.run("b"))
+    assert isinstance(first, PlannerPause) and isinstance(second, PlannerPause)
+    assert {first.payload["topic"], second.payload["topic"]} == {"a", "b"}
+    assert first.resume_token != second.resume_token
+
+
+async def test_a_branch_timing_out_with_asyncio_timeout_fails_alone() -> None:
+    @tool(desc="gives up after a moment")
+    async def impatient(args: Topic, ctx: Any) -> Docs:
+        async with asyncio.timeout(0.01):  # needs its own task: the timeout cancels current_task()
+            await asyncio.Event().wait()
+        return Docs(docs=[])
+
+    registry = ModelRegistry()
+    registry.register("impatient", Topic, Docs)
+    registry.register("wiki", Topic, Docs)
+    plan = {
+        "thought": "both",
+        "plan": [{"node": "impatient", "args": {"topic": "a"}}, {"node": "wiki", "args": {"topic": "b"}}],
+    }
+    nodes = [Node(impatient, name="impatient"), Node(wiki, name="wiki")]
+    planner = ReactPlanner(llm_client=ScriptedLLM([plan, FINISH]), catalog=build_catalog(nodes, registry))
+    result = await asyncio.wait_for(planner.run("q"), 5)
+    branches = result.metadata["steps"][0]["observation"]["branches"]  # type: ignore[union-attr]
+    assert branches[0]["failure"]["error_code"] == "TimeoutError"
+    assert branches[1]["observation"] == {"docs": ["wiki on b"]}
