@@ -14,7 +14,7 @@ dispatches it); both sides run the same blueprint and store every transition (po
 no run pays for the garbage of the one before. Prints a table, the ratios and the issue's targets, then
 one JSON line.
 
-    python bench/bench_engine.py [--quick] [--podium-only]
+    python bench/bench_engine.py [--quick] [--podium-only] [--redis redis://127.0.0.1:6379/0]
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ async def podium_run(
         store = (
             MemoryStorage()
             if store_kind == "memory"
+            else redis_storage(store_kind)
+            if store_kind.startswith("redis")
             else SQLiteStorage(Path(tmp) / "bench.db", synchronous=sqlite_sync)
         )
         engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100), serve_http=False)
@@ -84,11 +86,35 @@ async def podium_run(
             views = await asyncio.gather(*(engine.wait_for_job(j) for j in ids))
             elapsed = time.perf_counter() - t0
             assert all(v.status == "finished" for v in views)
+        if store_kind.startswith("redis"):
+            await drop_prefix(store_kind)
     return {
         "p50_ms": percentile(lat, 50) * 1e3,
         "p99_ms": percentile(lat, 99) * 1e3,
         "jobs_s": n_jobs / elapsed,
     }
+
+
+def redis_storage(url: str) -> Any:
+    """podium on Redis: ``url`` carries the run's own key prefix (deleted after the run)."""
+    from podium.engine.storage import RedisStorage
+
+    return RedisStorage(url)
+
+
+async def drop_prefix(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from podium.store.redis import redis_settings
+
+    server, prefix = redis_settings(url)
+    client = aioredis.Redis.from_url(server)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.unlink(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
 
 
 def podium_run_isolated(
@@ -249,15 +275,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=["FULL", "NORMAL"],
         help="sqlite synchronous (NORMAL: crash-safe)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also run podium on this Redis (redis://host:port/db), under a key prefix of its own",
+    )
     args = parser.parse_args(argv)
     n_latency, n_jobs = (20, 200) if args.quick else (200, 2000)
 
+    from podium.ids import new_ulid_str
+
+    systems = ["podium-memory", "podium-sqlite"] + (["podium-redis"] if args.redis else [])
     rows: dict[str, dict[str, float]] = {}
-    for system in ("podium-memory", "podium-sqlite", "avtomatika-memory"):
+    for system in (*systems, "avtomatika-memory"):
         if system.startswith("avtomatika") and args.podium_only:
             continue
         for workers in (1, 4):
-            if system.startswith("podium"):
+            if system == "podium-redis":
+                sep = "&" if "?" in args.redis else "?"
+                url = f"{args.redis}{sep}prefix=podium-bench-{new_ulid_str()}"
+                r = podium_run_isolated(url, n_latency, n_jobs, workers, args.sqlite_sync)
+            elif system.startswith("podium"):
                 r = podium_run_isolated(system.split("-")[1], n_latency, n_jobs, workers, args.sqlite_sync)
             else:
                 r = avtomatika_run(n_latency, n_jobs, workers)
@@ -269,6 +307,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ratios: dict[str, float] = {}
     targets: dict[str, bool] = {}
+    if args.redis:
+        for w in (1, 4):
+            ratios[f"throughput_podium_redis_vs_sqlite_{w}w"] = (
+                rows[f"podium-redis/{w}w"]["jobs_s"] / rows[f"podium-sqlite/{w}w"]["jobs_s"]
+            )
     if not args.podium_only:
         for w in (1, 4):
             a = rows[f"avtomatika-memory/{w}w"]
@@ -276,9 +319,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 p = rows[f"podium-{kind}/{w}w"]
                 ratios[f"throughput_podium_{kind}_vs_avtomatika_{w}w"] = p["jobs_s"] / a["jobs_s"]
                 ratios[f"p50_podium_{kind}_over_avtomatika_{w}w"] = p["p50_ms"] / a["p50_ms"]
-        print()
-        for k, v in ratios.items():
-            print(f"{k:<52}{v:>8.2f}x")
         ws = (1, 4)
         targets = {
             "podium-memory throughput >= 5x avtomatika": all(
@@ -294,6 +334,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ratios[f"p50_podium_sqlite_over_avtomatika_{w}w"] < 1 for w in ws
             ),
         }
+    if ratios:
+        print()
+        for k, v in ratios.items():
+            print(f"{k:<52}{v:>8.2f}x")
+    if targets:
         print()
         for k, ok in targets.items():
             print(f"{k:<52}{'met' if ok else 'MISSED':>8}")

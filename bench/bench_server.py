@@ -21,7 +21,7 @@ machine running 6 processes, CPU per job is what bounds throughput. Prints a tab
 then the ratios.
 
     python bench/bench_server.py [--quick] [--podium-only] [--workers 4] [--capacity 8] [--jobs N]
-                                 [--quotas] [--ratelimits]
+                                 [--quotas] [--ratelimits] [--storage redis://127.0.0.1:6379/0]
 
 ``--quotas`` gives podium's client a plan with (unreachable) ``requests_per_minute`` and
 ``monthly_attempts`` quotas, so every submission pays for its quota count in the store. ``--ratelimits`` turns
@@ -391,6 +391,7 @@ async def run_podium(
     *,
     quotas: bool = False,
     ratelimits: bool = False,
+    storage: str = "memory://",
 ) -> dict[str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -425,7 +426,7 @@ async def run_podium(
                         "--blueprints",
                         f"{tmp}/blueprints",
                         "--storage",
-                        "memory://",  # like for like with Avtomatika's MemoryStorage (serve defaults to SQLite)
+                        storage,  # memory:// by default: like for like with Avtomatika's MemoryStorage
                     ],
                     env=env,
                     stdout=subprocess.DEVNULL,
@@ -510,15 +511,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--ratelimits", action="store_true", help="podium's rate limiter on (unreachable limits)"
     )
+    parser.add_argument(
+        "--storage",
+        default="memory://",
+        help="podium's store URL (a redis:// one gets a key prefix of its own, deleted after the run)",
+    )
     args = parser.parse_args(argv)
     n_latency, n_jobs = (10, 300) if args.quick else (100, 2000)
     n_jobs = args.jobs or n_jobs
     results: dict[str, dict[str, float]] = {}
-    results["podium"] = asyncio.run(
-        run_podium(
-            args.workers, args.capacity, n_latency, n_jobs, quotas=args.quotas, ratelimits=args.ratelimits
+    storage = args.storage
+    if storage.startswith("redis") and "prefix=" not in storage:
+        from podium.ids import new_ulid_str
+
+        storage += f"{'&' if '?' in storage else '?'}prefix=podium-bench-{new_ulid_str()}"
+    try:
+        results["podium"] = asyncio.run(
+            run_podium(
+                args.workers,
+                args.capacity,
+                n_latency,
+                n_jobs,
+                quotas=args.quotas,
+                ratelimits=args.ratelimits,
+                storage=storage,
+            )
         )
-    )
+    finally:
+        if storage.startswith("redis"):
+            from bench.bench_engine import drop_prefix
+
+            asyncio.run(drop_prefix(storage))
     if not args.podium_only:
         results["avtomatika"] = asyncio.run(run_avtomatika(args.workers, args.capacity, n_latency, n_jobs))
     rows = [

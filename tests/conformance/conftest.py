@@ -1,7 +1,8 @@
 """One fixture over every backend: each test in this folder runs against each store.
 
 Redis and PostgreSQL use the ``redis_url`` / ``postgres_dsn`` fixtures (skip locally, fail in CI when the
-service is missing). Each PostgreSQL test gets its own schema, dropped afterwards.
+service is missing). Each PostgreSQL test gets its own schema, dropped afterwards; each Redis test its own
+key prefix, deleted afterwards (``redis+sqlite-history``: state on Redis, history in a SQLite file).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from podium.clock import ManualClock
-from podium.store import MemoryStore, Store
+from podium.store import MemoryStore, Store, open_store
 from podium.store.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite", "postgres"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis", "redis+sqlite-history"]
 
 StoreFactory = Callable[[], Store]
 
@@ -36,6 +37,16 @@ async def make_store(
     backend: str, tmp_path: Path, clock: ManualClock, request: pytest.FixtureRequest
 ) -> AsyncIterator[StoreFactory]:
     """Build a new (unopened) store of the backend, on the same data each time (for reopen tests)."""
+    if backend.startswith("redis"):
+        # Each test its own key prefix on the real server, deleted afterwards; the split deployment keeps
+        # its history in a SQLite file.
+        from tests.conformance.redis_support import redis_prefix
+
+        async with redis_prefix(request.getfixturevalue("redis_url")) as url:
+            if backend == "redis+sqlite-history":
+                url += f"&history=sqlite:///{tmp_path / 'history.db'}"
+            yield lambda: open_store(url, clock=clock)
+        return
     pg_url = ""
     if backend == "postgres":
         pg_url = f"{request.getfixturevalue('postgres_dsn')}?schema=podium_t_{uuid.uuid4().hex[:12]}"

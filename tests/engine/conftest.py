@@ -10,7 +10,7 @@ import pytest
 
 from podium.clock import Clock, ManualClock
 from podium.engine import OrchestratorEngine
-from podium.engine.storage import MemoryStorage, SQLiteStorage
+from podium.engine.storage import MemoryStorage, RedisStorage, SQLiteStorage
 from podium.store import Store
 from podium.testing import EngineHarness, EventLog, join, wait_event
 
@@ -23,8 +23,12 @@ until = wait_event
 
 
 def make_store(kind: str, tmp_path: Path, clock: Clock | None = None) -> Store:
+    """A store of ``kind``: ``memory``, ``sqlite`` or a ``redis://`` URL (the ``store_kind`` fixture gives
+    one with the test's own key prefix)."""
     if kind == "memory":
         return MemoryStorage(clock=clock)
+    if kind.startswith("redis:"):
+        return RedisStorage(kind, clock=clock)
     return SQLiteStorage(tmp_path / "engine.db", clock=clock, synchronous="NORMAL")
 
 
@@ -33,9 +37,17 @@ def make_engine(store: Store, **config: Any) -> OrchestratorEngine:
     return EngineHarness(store, **config).engine
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store_kind(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """``memory``, ``sqlite``, or for ``redis`` the real server's URL with a key prefix of the test's own
+    (deleted afterwards; skipped locally, a failure in CI, when Redis is missing)."""
+    if request.param != "redis":
+        yield str(request.param)
+        return
+    from tests.conformance.redis_support import redis_prefix
+
+    async with redis_prefix(request.getfixturevalue("redis_url")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -80,3 +80,10 @@ async def crash_then_recover(db: str, tmp_path: Path) -> None:
             assert len(tasks) == 2 and all(t.status == "completed" for t in tasks)
             assert completed == {t.task_id: 1 for t in tasks}  # each result applied once
     await store.close()
+
+
+async def test_sigkill_mid_flight_then_recover_on_redis(redis_url: str, tmp_path: Path) -> None:
+    from tests.conformance.redis_support import redis_prefix
+
+    async with redis_prefix(redis_url) as url:
+        await crash_then_recover(url, tmp_path)

@@ -25,7 +25,7 @@ EXPECTED = {
         "TaskView", "TimerQueue", "WorkerView", "parse_condition", "task_queue"
     ],
     "podium.engine.history": ["NoOpHistoryStorage", "StoreHistoryStorage"],
-    "podium.engine.storage": ["MemoryStorage", "SQLiteStorage", "StorageBackend"],
+    "podium.engine.storage": ["MemoryStorage", "RedisStorage", "SQLiteStorage", "StorageBackend"],
     "podium.errors": [
         "ConfigError", "ConflictError", "InvalidInputError", "LeaseLostError", "LockLostError",
         "MissingDependencyError", "NotFoundError", "PodiumError", "SchemaMismatchError", "StoreError"
@@ -82,7 +82,7 @@ EXPECTED = {
     "podium.settings": ["CoreSettings", "PodiumSettings", "SettingsConfigDict", "settings_files"],
     "podium.store": [
         "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease", "MemoryStore",
-        "Op", "PostgresStore", "Put", "Record", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
+        "Op", "PostgresStore", "Put", "Record", "RedisStore", "SCHEMA_VERSION", "SQLiteStore", "Store", "open_store"
     ],
     "podium.tomlfile": ["header_line", "key_line", "read_toml", "where"],
     "podium.testing": [

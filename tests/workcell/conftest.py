@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from podium.clock import system_clock
-from podium.store import MemoryStore
+from podium.store import MemoryStore, Store, open_store
 from podium.testing import WorkcellHarness
 from podium.workcell import InProcessNode, WorkcellDefinition, WorkcellEngine, WorkcellManagerSettings
 
@@ -69,13 +69,30 @@ def workcell() -> WorkcellDefinition:
     return WorkcellDefinition.model_validate(WORKCELL)
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """The workcell's store: memory, or the real Redis under a key prefix of the test's own (deleted after;
+    skipped locally, a failure in CI, when Redis is missing)."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    from tests.conformance.redis_support import redis_prefix
+
+    async with redis_prefix(request.getfixturevalue("redis_url")) as url:
+        redis_store = open_store(url)
+        try:
+            yield redis_store
+        finally:
+            await redis_store.close()
+
+
 @pytest.fixture
 async def engine(
-    workcell: WorkcellDefinition, nodes: dict[str, InProcessNode], tmp_path: Path
+    workcell: WorkcellDefinition, nodes: dict[str, InProcessNode], tmp_path: Path, store: Store
 ) -> AsyncIterator[WorkcellEngine]:
     settings = WorkcellManagerSettings(scheduler_update_interval=30.0, node_update_interval=30.0)
     harness = WorkcellHarness(
-        workcell, nodes=nodes, store=MemoryStore(), clock=system_clock, data_dir=tmp_path, settings=settings
+        workcell, nodes=nodes, store=store, clock=system_clock, data_dir=tmp_path, settings=settings
     )
     async with harness:
         yield harness.workcell

@@ -25,10 +25,18 @@ log = logging.getLogger("podium.server")
 
 
 def _storage(url: str) -> Any:
-    """The engine's storage for a store URL (``memory://`` or ``sqlite:///path``), as ``open_store`` reads it."""
+    """The engine's storage for a store URL (``memory://``, ``sqlite:///path`` or ``redis://host:port/db``),
+    as ``open_store`` reads it."""
     from podium.engine.storage import MemoryStorage, SQLiteStorage
     from podium.store import sqlite_path
 
+    if url.startswith(("redis:", "rediss:")) or "history=" in url:
+        from podium.store import open_store
+
+        try:
+            return open_store(url)  # RedisStorage's store, or a split one (history=<store URL>)
+        except ValueError as exc:
+            raise ConfigError(f"--storage: {exc}") from None
     if url in ("memory", "memory://"):
         return MemoryStorage()
     if url.startswith("sqlite:"):
@@ -40,7 +48,7 @@ def _storage(url: str) -> Any:
 
         return open_store(url)
     raise ConfigError(
-        f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, postgresql://...)"
+        f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db, postgresql://..., redis://host:port/db)"
     )
 
 
@@ -103,7 +111,8 @@ def command(
     storage: str | None = typer.Option(
         None,
         "--storage",
-        help="memory://, sqlite:///path/to/podium.db or postgresql://user@host/db?schema=podium"
+        help="memory://, sqlite:///path/to/podium.db, postgresql://user@host/db?schema=podium"
+        " or redis://host:port/db?prefix=name"
         " (default: PODIUM_STORE_URL, SQLite).",
     ),
     clients: Path | None = typer.Option(None, "--clients", help="clients.toml (CLIENTS_CONFIG_PATH)."),

@@ -1,9 +1,11 @@
 """podium.store: the storage protocol and its backends.
 
 ``open_store(url)`` picks a backend from a URL: ``memory://``, ``sqlite:///path/to/podium.db`` (the
-embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``) or
+embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``),
 ``postgresql://user@host:5432/db?schema=podium`` (several instances on one database; ``pip install
-'podium[postgres]'``).
+'podium[postgres]'``) or ``redis://host:port/db?prefix=name`` (several instances on one Redis; ``pip install
+'podium[redis]'``). A ``history=<store URL>`` argument keeps the history in another store (a split
+deployment: :class:`~podium.store.split.SplitStore`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "PostgresStore",
     "Put",
     "Record",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "open_store",
@@ -52,6 +55,10 @@ def __getattr__(name: str) -> object:
         from podium.store.sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "RedisStore":
+        from podium.store.redis import RedisStore
+
+        return RedisStore
     if name == "PostgresStore":
         from podium.store.postgres import PostgresStore
 
@@ -60,7 +67,15 @@ def __getattr__(name: str) -> object:
 
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:
-    """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path`` or ``postgresql://...``."""
+    """Build (not yet open) the store a URL names: ``memory://``, ``sqlite:///path``, ``postgresql://...`` or
+    ``redis://host:port/db?prefix=name``; a ``history=<store URL>`` argument keeps the history in that
+    other store (a split deployment, :class:`~podium.store.split.SplitStore`)."""
+    if "history=" in url:  # a split deployment: state in one store, history in another
+        from podium.store.split import SplitStore, split_history_url
+
+        state_url, history_url = split_history_url(url)
+        if history_url is not None:
+            return SplitStore(open_store(state_url, clock=clock), open_store(history_url, clock=clock))
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
     if url.startswith("sqlite:"):
@@ -71,9 +86,14 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
         from podium.store.postgres import PostgresStore
 
         return PostgresStore(url, clock=clock)
+    if url.startswith(("redis:", "rediss:")):
+        from podium.store.redis import RedisStore
+
+        return RedisStore(url, clock=clock)
     scheme = url.split(":", 1)[0]
     raise ValueError(
-        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///path or postgresql://..."
+        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///path, postgresql://..."
+        " or redis://host:port/db"
     )
 
 
