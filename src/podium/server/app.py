@@ -23,7 +23,14 @@ from podium.engine.engine import OrchestratorEngine
 from podium.server._state import ServerState
 from podium.server.auth import authenticate_client, authenticate_worker
 from podium.server.errors import ApiError, answer, body_error, install_error_handlers
-from podium.server.routes_client import add_blueprint_routes, client_router, job_path, submit_job
+from podium.server.routes_client import (
+    add_blueprint_routes,
+    client_router,
+    find_job,
+    job_out,
+    job_path,
+    submit_job,
+)
 from podium.server.routes_public import public_router
 from podium.server.routes_worker import next_tasks, take_result, take_results, worker_router
 from podium.server.settings import ServerSettings
@@ -44,7 +51,7 @@ _NEXT_SUFFIX = "/tasks/next"
 
 class _Front:
     """The outermost layer, pure ASGI: request metrics, the RXON version header on worker routes, and the
-    hot routes (job submission to a blueprint's endpoint, ``tasks/next``, ``tasks/result``,
+    hot routes (job submission to a blueprint's endpoint, a job's status, ``tasks/next``, ``tasks/result``,
     ``tasks/results``) served directly. Those routes keep their FastAPI twins (OpenAPI, the same core
     functions); everything else goes to FastAPI."""
 
@@ -54,6 +61,11 @@ class _Front:
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[str, Any] = {}
         self._next_prefix = f"{rxon.WORKER_API_PREFIX}/workers/"
+        prefix = st.settings.api_prefix.strip("/")
+        # a job's status: GET {prefix}/v1/jobs/{job_id}, served here when the client API is on
+        self._job_prefix = f"/{prefix}/v1/jobs/" if prefix else "/v1/jobs/"
+        self._job_template = f"{self._job_prefix}{{job_id}}"
+        self._serve_jobs = st.settings.enable_client_api
 
     def observe(self, method: str, template: str, status: int, seconds: float) -> None:
         key = (method, template, status)
@@ -80,10 +92,15 @@ class _Front:
                 or path in self.job_routes
             ):
                 template = path
-        elif method == "GET" and path.endswith(_NEXT_SUFFIX) and path.startswith(self._next_prefix):
-            worker_id = path[len(self._next_prefix) : -len(_NEXT_SUFFIX)]
-            if worker_id and "/" not in worker_id:
-                template = rxon.ENDPOINT_TASK_NEXT
+        elif method == "GET":
+            if path.endswith(_NEXT_SUFFIX) and path.startswith(self._next_prefix):
+                worker_id = path[len(self._next_prefix) : -len(_NEXT_SUFFIX)]
+                if worker_id and "/" not in worker_id:
+                    template = rxon.ENDPOINT_TASK_NEXT
+            elif self._serve_jobs and path.startswith(self._job_prefix):
+                job_id = path[len(self._job_prefix) :]
+                if job_id and "/" not in job_id:
+                    template = self._job_template
         if template is not None:
             status = await self._serve(scope, receive, send, template)
             self.observe(method, template, status, time.perf_counter() - started)
@@ -140,6 +157,13 @@ class _Front:
             max_tasks = _query_number(query, "max_tasks", int, 1, rxon.MAX_TASKS_PER_CALL)
             skills = query.get("available_skills", [None])[-1]
             return await next_tasks(st, worker_id, skills, max_tasks, poll_s or 0.0, receive)
+        if template == self._job_template:
+            # GET /api/v1/jobs/{job_id}: the client is authenticated and its request counted, as
+            # routes_client.get_job does through its dependency
+            client = authenticate_client(st, _header(raw_headers, b"x-client-token"))
+            await st.quotas.count(client)
+            job_id = scope["path"][len(self._job_prefix) :]
+            return 200, job_out(st, await find_job(st, job_id, client))
         if template in (rxon.ENDPOINT_TASK_RESULT, rxon.ENDPOINT_TASK_RESULTS):
             body = _json_object(await _read_body(receive))
             claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None

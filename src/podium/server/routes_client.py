@@ -42,7 +42,7 @@ from podium.wire.jobs import (
     WorkerView,
 )
 
-__all__ = ["add_blueprint_routes", "client_router", "find_job", "job_path", "submit_job"]
+__all__ = ["add_blueprint_routes", "client_router", "find_job", "job_out", "job_path", "submit_job"]
 
 # Avtomatika's names for podium's statuses, where they differ.
 _STATUS_OUT = {"waiting_for_approval": "waiting_for_human"}
@@ -64,7 +64,8 @@ def job_path(definition: JobDefinition, api_prefix: str = "api") -> str:
 # --- views ----------------------------------------------------------------------------------------
 
 
-def _job_out(st: ServerState, job: EngineJobView) -> dict[str, Any]:
+def job_out(st: ServerState, job: EngineJobView) -> dict[str, Any]:
+    """A job as the client API shows it (``JobView``; more with ``DETAILED_API_RESPONSES``)."""
     status = _STATUS_OUT.get(job.status, job.status)
     out: dict[str, Any] = {
         "id": job.job_id,
@@ -129,7 +130,7 @@ def _may_see(client: ClientConfig, job: EngineJobView) -> bool:
 
 async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     st: ServerState = request.app.state.podium
-    return _job_out(st, await find_job(st, job_id, await request_client(request)))
+    return job_out(st, await find_job(st, job_id, await request_client(request)))
 
 
 async def wait_job(
@@ -141,7 +142,7 @@ async def wait_job(
         view = await st.engine.wait_for_job(job_id, timeout_s=wait_s)
     except TimeoutError:
         view = await find_job(st, job_id)
-    return _job_out(st, view)
+    return job_out(st, view)
 
 
 async def cancel_job(job_id: str, request: Request) -> CancelResponse:
@@ -209,7 +210,7 @@ async def list_jobs(
         more = cursor != views[-1].job_id  # read stopped before the last job fetched: there are more
         if len(page) == limit or not more:
             break
-    return {"items": [_job_out(st, v) for v in page], "next": cursor if more else None}
+    return {"items": [job_out(st, v) for v in page], "next": cursor if more else None}
 
 
 # --- blueprints, workers, admin -------------------------------------------------------------------

@@ -13,7 +13,6 @@ The endpoints carry no docstrings: FastAPI would publish them as OpenAPI descrip
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from podium.engine.errors import JobNotFoundError, TaskNotFoundError
 from podium.engine.models import Task
 from podium.errors import InvalidInputError, NotFoundError
+from podium.server._longpoll import wait_for_tasks
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import check_signature, request_worker
 from podium.server.errors import ApiError
@@ -301,7 +301,7 @@ async def next_tasks(
     tasks = await st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=0)
     wait_s = min(poll_s, st.settings.worker_poll_timeout_s)
     if not tasks and wait_s > 0 and receive is not None:
-        tasks = await _take_unless_gone(st, receive, worker_id, skills, limit, wait_s)
+        tasks = await wait_for_tasks(st.engine, receive, worker_id, skills, limit, wait_s)
         now = st.clock.now()
     if not tasks:
         return 204, None
@@ -310,41 +310,6 @@ async def next_tasks(
     if max_tasks is None:
         return 200, task_wire(tasks[0], now)
     return 200, {"tasks": [task_wire(t, now) for t in tasks]}
-
-
-async def _until_disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _take_unless_gone(
-    st: ServerState, receive: Receive, worker_id: str, skills: list[str], limit: int, wait_s: float
-) -> list[Task]:
-    """Long-poll the engine for tasks, giving up as soon as the worker hangs up."""
-    take = asyncio.ensure_future(st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s))
-    gone = asyncio.ensure_future(_until_disconnected(receive))
-    try:
-        await asyncio.wait({take, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        hung_up = gone.done() and not gone.cancelled() and gone.exception() is None
-        gone.cancel()
-        if not take.done():
-            take.cancel()  # the engine gives back whatever it had leased by then
-    with contextlib.suppress(asyncio.CancelledError):
-        await gone
-    try:
-        tasks = await take
-    except asyncio.CancelledError:
-        if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-            raise
-        return []
-    if hung_up and tasks:
-        # Leased in the instant the worker left: hand them back now, not when their leases expire.
-        for task in tasks:
-            with contextlib.suppress(NotFoundError):
-                await st.engine.release_task(task.task_id, task.token)
-        return []
-    return tasks
 
 
 async def take_result(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
