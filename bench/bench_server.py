@@ -25,8 +25,10 @@ one JSON line, then the ratios.
     python bench/bench_server.py [--quick] [--only NAME,...] [--workers 4] [--capacity 8] [--jobs N]
                                  [--in-flight 64] [--poll-ms 5] [--quotas]
 
-``--only`` picks systems: ``stub``, ``avtomatika``, ``podium-memory``, ``podium-sqlite`` (with
-avtomatika-worker), ``podium-sdk`` (podium's worker SDK on memory and on SQLite). ``--quotas`` gives
+``--only`` picks systems: ``stub``, ``avtomatika``, ``podium-memory``, ``podium-sqlite`` (``FULL``: every
+call durable before it returns), ``podium-sqlite-normal`` (``?synchronous=NORMAL``: survives a process
+crash, not a power cut), all with avtomatika-worker, and ``podium-sdk`` (podium's worker SDK on memory and
+on SQLite). The fsync time of this disk is measured too: it bounds what durable SQLite can do. ``--quotas`` gives
 podium's client a plan with (unreachable) quotas, so every submission pays for its quota count.
 """
 
@@ -163,6 +165,23 @@ class Options:
     quotas: bool
 
 
+def fsync_ms(directory: str, n: int = 100) -> tuple[float, float]:
+    """p50 and p90 of one 4 KiB write + fsync in ``directory`` (what a durable commit waits for)."""
+    times = []
+    path = Path(directory) / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times) * 1e3, percentile(times, 90) * 1e3
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -292,7 +311,11 @@ async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[st
                     env["CLIENTS_CONFIG_PATH"] = str(tmp / "clients.toml")
                 (tmp / "blueprints").mkdir()
                 (tmp / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
-                store = "memory://" if server == "podium-memory" else f"sqlite:///{tmp}/podium.db"
+                store = {
+                    "podium-memory": "memory://",
+                    "podium-sqlite": f"sqlite:///{tmp}/podium.db",
+                    "podium-sqlite-normal": f"sqlite:///{tmp}/podium.db?synchronous=NORMAL",
+                }[server]
                 argv = [sys.executable, "-m", "podium", "serve", "--port", str(port)]
                 argv += ["--blueprints", str(tmp / "blueprints"), "--storage", store]
                 procs.append(spawn(argv, env))
@@ -418,13 +441,15 @@ SYSTEMS = {
     "avtomatika": ("avtomatika", "avtomatika-worker", ["poll", "webhook"]),
     "podium-memory": ("podium-memory", "avtomatika-worker", ["poll", "webhook"]),
     "podium-sqlite": ("podium-sqlite", "avtomatika-worker", ["poll", "webhook"]),
+    "podium-sqlite-normal": ("podium-sqlite-normal", "avtomatika-worker", ["poll", "webhook"]),
     "podium-sdk": ("podium-sdk", "podium", ["webhook"]),
 }
 STORE = {
     "stub": "stub (no jobs)",
     "avtomatika": "Avtomatika memory",
     "podium-memory": "podium memory",
-    "podium-sqlite": "podium SQLite",
+    "podium-sqlite": "podium SQLite FULL",
+    "podium-sqlite-normal": "podium SQLite NORMAL",
 }
 DRIVERS = {"poll": drive_poll, "webhook": drive_webhook, "none": drive_stub}
 
@@ -454,7 +479,7 @@ def ratios(results: dict[str, tuple[Any, dict[str, float]]]) -> dict[str, float]
     figures = {k: v[1] for k, v in results.items()}
     for client in ("poll", "webhook"):
         peer = figures.get(f"avtw_avtomatika_{client}")
-        for store in ("memory", "sqlite"):
+        for store in ("memory", "sqlite", "sqlite_normal"):
             mine = figures.get(f"avtw_podium_{store}_{client}")
             if peer and mine:
                 out[f"{client}_{store}_throughput_vs_avtomatika"] = mine["jobs_s"] / peer["jobs_s"]
@@ -498,6 +523,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
     load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as probe:
+        fsync_p50, fsync_p90 = fsync_ms(probe)
     results = asyncio.run(run(names, opts))
     rows = [
         [
@@ -522,6 +549,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "in_flight": opts.in_flight,
         "poll_ms": args.poll_ms,
         "loadavg_1m_before": load_before,
+        "fsync_p50_ms": fsync_p50,
+        "fsync_p90_ms": fsync_p90,
+        # each avtomatika-worker sends one result at a time: with every result acknowledged after an fsync,
+        # W workers cannot finish more than W / fsync jobs per second, whatever the server does
+        "durable_ack_bound_jobs_s": opts.workers / (fsync_p50 / 1e3),
         **{f"{key}_{k}": v for key, (_, r) in results.items() for k, v in r.items()},
     }
     figures.update(ratios(results))
@@ -543,7 +575,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures,
     )
     for client in ("poll", "webhook"):
-        for store in ("memory", "sqlite"):
+        for store in ("memory", "sqlite", "sqlite_normal"):
             key = f"{client}_{store}_throughput_vs_avtomatika"
             if key in figures:
                 print(
@@ -551,6 +583,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{figures[key]:.2f}x, p50 {figures[f'{client}_{store}_p50_vs_avtomatika']:.2f}x, "
                     f"CPU per job {figures[f'{client}_{store}_cpu_vs_avtomatika']:.2f}x"
                 )
+    print(
+        f"fsync on this disk: p50 {fsync_p50:.2f} ms, p90 {fsync_p90:.2f} ms; with every result acknowledged "
+        f"after an fsync, {opts.workers} avtomatika-workers (one result in flight each) finish at most "
+        f"{figures['durable_ack_bound_jobs_s']:,.0f} jobs/s, and a job (submit, result: two fsyncs) takes at "
+        f"least {2 * fsync_p50:.1f} ms"
+    )
     if "stub_limit_vs_avtomatika_poll" in figures:
         print(
             f"stub limit (avtomatika-worker against a server that does nothing): "

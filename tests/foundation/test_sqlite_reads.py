@@ -8,7 +8,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from podium.store import Put, SQLiteStore
+import pytest
+
+from podium.store import Put, SQLiteStore, open_store, sqlite_path, sqlite_synchronous
 
 
 async def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
@@ -36,3 +38,16 @@ async def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
         assert [r.id for r in await store.list("job", status="finished")] == ["j1"]
     finally:
         await store.close()
+
+
+def test_store_urls_name_the_synchronous_level(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/a.db?synchronous=normal"
+    assert sqlite_path(url) == f"{tmp_path}/a.db"
+    assert sqlite_synchronous(url) == "NORMAL"
+    assert sqlite_synchronous(f"sqlite:///{tmp_path}/a.db") == "FULL"
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore) and store.synchronous == "NORMAL"
+    with pytest.raises(ValueError, match="synchronous='OFF'"):
+        sqlite_synchronous("sqlite:///a.db?synchronous=off")
+    with pytest.raises(ValueError, match="unknown option 'mode'"):
+        sqlite_synchronous("sqlite:///a.db?mode=ro")

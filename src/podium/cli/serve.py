@@ -27,12 +27,16 @@ log = logging.getLogger("podium.server")
 def _storage(url: str) -> Any:
     """The engine's storage for a store URL (``memory://`` or ``sqlite:///path``), as ``open_store`` reads it."""
     from podium.engine.storage import MemoryStorage, SQLiteStorage
-    from podium.store import sqlite_path
+    from podium.store import sqlite_path, sqlite_synchronous
 
     if url in ("memory", "memory://"):
         return MemoryStorage()
     if url.startswith("sqlite:"):
-        return SQLiteStorage(sqlite_path(url))
+        try:
+            synchronous = sqlite_synchronous(url)
+        except ValueError as exc:
+            raise ConfigError(f"--storage: {exc}") from None
+        return SQLiteStorage(sqlite_path(url), synchronous=synchronous)
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
     raise ConfigError(f"--storage: unsupported store {url!r} (memory://, sqlite:///path/to/file.db)")
