@@ -94,7 +94,12 @@ async def register(request: Request) -> dict[str, Any]:
         sorted(skills),
         capacity=reg.capacity or 1,
         kind="remote",
-        info={"worker_type": reg.worker_type, "hostname": caps.hostname if caps else None},
+        info={
+            "worker_type": reg.worker_type,
+            "hostname": caps.hostname if caps else None,
+            "cost_per_skill": caps.cost_per_skill if caps else None,
+            "hot_skills": list(reg.hot_skills or []),
+        },
     )
     version = request.headers.get(rxon.PROTOCOL_VERSION_HEADER)
     warning = (
@@ -126,7 +131,12 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
             worker.hot_skills = list(hb.hot_skills)
         for skill in hb.supported_skills or []:
             worker.skills[skill.name] = skill
-    await st.engine.heartbeat_worker(worker_id, status="offline" if worker.status == "offline" else "online")
+    await st.engine.heartbeat_worker(
+        worker_id,
+        status="offline" if worker.status == "offline" else "online",
+        load=len(worker.current_tasks) if hb is not None else None,
+        hot_skills=worker.hot_skills if hb is not None else None,
+    )
     cancel = []
     for task_id in worker.current_tasks:
         with contextlib.suppress(NotFoundError):
