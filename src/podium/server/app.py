@@ -45,7 +45,6 @@ _Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _VERSION_HEADER = (rxon.PROTOCOL_VERSION_HEADER.lower().encode(), rxon.PROTOCOL_VERSION.encode())
-_MAX_BODY = 16 * 1024 * 1024
 _NEXT_SUFFIX = "/tasks/next"
 
 
@@ -84,6 +83,15 @@ class _Front:
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
+        if method not in _BODYLESS:
+            # No route reads a body above the limit: refused by its Content-Length before any of it is
+            # read; a chunked one is read up to the limit at most, then handed on whole.
+            try:
+                receive = await _bounded(scope, receive, self.st.settings.max_body_bytes)
+            except ApiError as exc:
+                await _send_error(send, exc, path.startswith(rxon.WORKER_API_PREFIX))
+                self.observe(method, "body limit", exc.status, time.perf_counter() - started)
+                return
         template: str | None = None
         if method == "POST":
             if (
@@ -203,7 +211,29 @@ def _worker_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str
     return worker_id, token
 
 
-async def _read_body(receive: _Receive) -> bytes:
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)")
+
+
+async def _bounded(scope: dict[str, Any], receive: _Receive, limit: int) -> _Receive:
+    """``receive`` for a request whose body is within ``limit``; :class:`ApiError` 413 if it is not.
+
+    A declared ``Content-Length`` is checked without reading anything (the HTTP server stops a body at its
+    declared length). A body without one (chunked) is read here, up to the limit, and replayed."""
+    length = _header(scope["headers"], b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ApiError(400, f"Content-Length is not a number: {length!r}") from None
+        if declared > limit:
+            raise _too_large(limit)
+        return receive
+    if _header(scope["headers"], b"transfer-encoding") is None:
+        return receive  # no body at all
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -212,9 +242,40 @@ async def _read_body(receive: _Receive) -> bytes:
             raise ApiError(400, "the client went away")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > _MAX_BODY:
-            raise ApiError(413, f"the body is larger than {_MAX_BODY} bytes")
+        if size > limit:
+            raise _too_large(limit)
         chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    replayed = False
+
+    async def replay() -> Mapping[str, Any]:
+        nonlocal replayed
+        if replayed:
+            return await receive()  # after the body: only a disconnect can come
+        replayed = True
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+    return replay
+
+
+async def _send_error(send: _Send, exc: ApiError, worker_route: bool) -> None:
+    body = codec.dumps(exc.body.model_dump(exclude_none=True))
+    headers = [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS]
+    if worker_route:
+        headers.append(_VERSION_HEADER)
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: _Receive) -> bytes:
+    """The whole body (the front already checked it against the limit)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client went away")
+        chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

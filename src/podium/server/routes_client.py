@@ -24,7 +24,7 @@ from podium.engine.models import TERMINAL_STATUSES
 from podium.engine.models import JobView as EngineJobView
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import request_admin, request_client
-from podium.server.errors import ApiError
+from podium.server.errors import TOO_LARGE, ApiError
 from podium.server.quotas import QuotaExceeded
 from podium.server.security import ClientConfig
 from podium.server.settings import ServerSettings
@@ -279,7 +279,7 @@ def client_router(settings: ServerSettings) -> APIRouter:
     # The dependency authenticates before FastAPI validates any body: no token, no 422.
     r = APIRouter(
         tags=["jobs"],
-        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}, **TOO_LARGE},
         dependencies=[Depends(request_client)],
     )
     get, post = ["GET"], ["POST"]
@@ -452,7 +452,7 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
             summary=f"Create a {definition.name} job",
             description=f"Starts blueprint **{definition.name}**. `initial_data` contract:\n\n```json\n"
             f"{contract}\n```",
-            responses={422: {"model": ErrorBody}},
+            responses={422: {"model": ErrorBody}, **TOO_LARGE},
             name=f"create_{definition.name}",
             dependencies=[Depends(request_client)],
         )
@@ -464,6 +464,7 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
         status_code=202,
         response_model=CreateJobResponse,
         tags=["blueprints"],
+        responses=TOO_LARGE,
         summary="Create a job (any versioned blueprint)",
     )
     app.add_api_route(
@@ -474,5 +475,6 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
         status_code=202,
         response_model=CreateJobResponse,
         tags=["blueprints"],
+        responses=TOO_LARGE,
         summary="Create a job (any unversioned blueprint)",
     )

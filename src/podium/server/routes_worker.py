@@ -28,7 +28,7 @@ from podium.errors import InvalidInputError, NotFoundError
 from podium.server._longpoll import wait_for_tasks
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import check_signature, request_worker
-from podium.server.errors import ApiError
+from podium.server.errors import TOO_LARGE, ApiError
 from podium.wire import rxon
 from podium.wire.jobs import ErrorBody
 
@@ -217,7 +217,10 @@ async def worker_event(request: Request) -> dict[str, Any]:
 
 def worker_router() -> APIRouter:
     """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
-    r = APIRouter(tags=["workers (RXON)"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+    r = APIRouter(
+        tags=["workers (RXON)"],
+        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, **TOO_LARGE},
+    )
     r.add_api_route(
         rxon.ENDPOINT_REGISTER,
         register,
