@@ -28,7 +28,7 @@ class Stub:
         self.target = 0
         self.results = 0
         self.seq = 0
-        self.armed = asyncio.Event()
+        self.armed = asyncio.Condition()
         self.done = asyncio.Event()
         self.t0 = self.t1 = 0.0
         self.workers: dict[str, float] = {}
@@ -57,7 +57,8 @@ class Stub:
             self.budget, self.target, self.results = n, n, 0
             self.done.clear()
             self.t0 = time.perf_counter()
-            self.armed.set()
+            async with self.armed:
+                self.armed.notify_all()
             return 200, b"{}"
         if path == "/wait":
             await self.done.wait()
@@ -67,12 +68,10 @@ class Stub:
     async def next_task(self, worker_id: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
         timeout_s = float(query.get("timeout", ["30"])[0])
         if self.budget <= 0:
-            self.armed.clear()
             try:
-                await asyncio.wait_for(self.armed.wait(), timeout_s)
+                async with self.armed:
+                    await asyncio.wait_for(self.armed.wait_for(lambda: self.budget > 0), timeout_s)
             except TimeoutError:
-                return 204, b""
-            if self.budget <= 0:
                 return 204, b""
         self.budget -= 1
         self.seq += 1
