@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -106,25 +107,41 @@ async def wait_for_tasks(
         poll.close()
         hung_up = gone.done() and not gone.cancelled() and gone.exception() is None
         gone.cancel()
-        if not take.done():
-            take.cancel()  # the engine gives back whatever it had leased by then
+        took = take.done()
+        if not took:
+            # Not awaited: a cancelled wait can outlive its cancel (Python 3.11's asyncio.wait_for returns
+            # the result when it is cancelled just as its future completes). Whatever it still takes goes
+            # back to the queue; this poll answers now.
+            take.cancel()
+            take.add_done_callback(functools.partial(_give_back_late, engine))
     with contextlib.suppress(asyncio.CancelledError):
         await gone
     await poll.settled()  # a write leasing a task to this poll finishes (and delivers) or fails
     tasks = [poll.got.result()] if poll.got.done() else []
-    try:
-        tasks += await take
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            await _give_back(engine, tasks)
-            raise
+    if took and not take.cancelled():
+        tasks += take.result()  # decided before the cancel: a late result only goes back
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        await _give_back(engine, tasks)
+        raise asyncio.CancelledError
     if hung_up:
         # Leased in the instant the worker left: hand them back now, not when their leases expire.
         await _give_back(engine, tasks)
         return []
     await _give_back(engine, tasks[limit:])  # pushed and taken at once: one too many
     return tasks[:limit]
+
+
+_late: set[asyncio.Task[None]] = set()
+
+
+def _give_back_late(engine: OrchestratorEngine, take: asyncio.Future[list[Task]]) -> None:
+    """Hand back what a long poll's store take got after the poll had answered."""
+    if take.cancelled() or take.exception() is not None or not take.result():
+        return
+    job = asyncio.ensure_future(_give_back(engine, take.result()))
+    _late.add(job)
+    job.add_done_callback(_late.discard)
 
 
 async def _give_back(engine: OrchestratorEngine, tasks: list[Task]) -> None:
