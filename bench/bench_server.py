@@ -1,31 +1,35 @@
-"""Server benchmark: the engine benchmark again, over HTTP, with remote workers in separate processes.
+"""Server benchmark: what an Avtomatika user runs first, side by side on the same machine.
 
-Blueprint ``start -> dispatch_task(noop) -> finished``; workers answer at once. For each system:
+Blueprint ``start -> dispatch_task(noop) -> finished``; workers answer at once. Every figure is labelled
+with its configuration: **worker SDK** / **server and store** / **client**.
 
-- one server process: ``podium serve`` (memory store) / Avtomatika 1.0b30 (``engine.start()``, MemoryStorage,
-  rate limiting off: its default caps a worker at 60 polls a minute);
-- ``W`` worker processes: ``podium.worker`` / unmodified ``avtomatika-worker`` 1.0b20 (own venvs), each
-  running up to ``C`` tasks at once, with the SDKs' default timings;
-- this process is the client: it submits jobs over HTTP (``POST /api/v1/jobs/bench`` with a
-  ``webhook_url``) and counts the ``job_finished`` webhooks on a loopback receiver, so both systems are
-  measured the same way with no status polling.
+- Worker SDK: ``avtomatika-worker`` 1.0b20, unmodified, in its own venv (``bench/peervenv.py``; 1.0b20 is
+  the release on the server's rxon 1.0b17, see interop-notes), or podium's own ``podium.worker``. ``W``
+  processes (default 4) with the SDK's default timings, ``MAX_CONCURRENT_TASKS``/``capacity`` ``C``.
+- Server and store: Avtomatika 1.0b30 on ``MemoryStorage`` (``engine.start()``, rate limiting off: its
+  default caps a worker at 60 polls a minute), ``podium serve`` on the memory store, ``podium serve`` on
+  durable SQLite (``synchronous=FULL``, the ``serve`` default), and a **stub**: a raw RXON server
+  (``bench/rxon_stub.py``) that answers polls and results at once and keeps no jobs, which shows how fast
+  the worker SDK itself goes here (the limit of any server it talks to).
+- Client (this process, raw HTTP/1.1 over asyncio streams, the same for every server): ``poll`` submits
+  (``POST /api/v1/jobs/bench``) and polls ``GET /api/v1/jobs/{id}`` until the job ends; ``webhook``
+  submits with a ``webhook_url`` and waits for ``job_finished`` on a loopback receiver.
 
-The driver speaks just enough HTTP/1.1 over asyncio streams (keep-alive, 32 submitting connections, a
-stream-server receiver), the same for both systems, so that it does not cap either: httpx plus a
-uvicorn receiver in this process held Avtomatika to ~136 jobs/s.
+Figures per configuration: p50/p99 of single jobs one after another (the poll client polls every 0.5 ms:
+back-to-back polls would take a core from the workers on a 2-core machine; submit -> seen finished), throughput (jobs/s) of ``N`` jobs with ``F`` in flight (a new job submitted as
+each ends; the poll client polls each job every ``--poll-ms``), and CPU time per job of the throughput run
+for the server process, the worker processes (summed) and this client (``/proc/<pid>/stat``,
+``getrusage``): on a 2-core machine running 6 processes, CPU per job bounds throughput. Prints a table,
+one JSON line, then the ratios.
 
-Figures: latency p50/p99 of single jobs one after another (submit -> webhook), throughput (jobs/s) of
-``N`` jobs submitted together, and the CPU time per job of the throughput run for the server process,
-the worker processes (summed) and this driver (``/proc/<pid>/stat``, ``getrusage``): on a 2-core
-machine running 6 processes, CPU per job is what bounds throughput. Prints a table, then one JSON line,
-then the ratios.
+    python bench/bench_server.py [--quick] [--only NAME,...] [--workers 4] [--capacity 8] [--jobs N]
+                                 [--in-flight 64] [--poll-ms 5] [--quotas]
 
-    python bench/bench_server.py [--quick] [--podium-only] [--workers 4] [--capacity 8] [--jobs N]
-                                 [--quotas] [--ratelimits] [--storage redis://127.0.0.1:6379/0]
-
-``--quotas`` gives podium's client a plan with (unreachable) ``requests_per_minute`` and
-``monthly_attempts`` quotas, so every submission pays for its quota count in the store. ``--ratelimits`` turns
-podium's rate limiter on (``RATE_LIMITING_ENABLED``) with unreachable limits: every request pays for its count.
+``--only`` picks systems: ``stub``, ``avtomatika``, ``podium-memory``, ``podium-sqlite`` (``FULL``: every
+call durable before it returns), ``podium-sqlite-normal`` (``?synchronous=NORMAL``: survives a process
+crash, not a power cut), all with avtomatika-worker, and ``podium-sdk`` (podium's worker SDK on memory and
+on SQLite). The fsync time of this disk is measured too: it bounds what durable SQLite can do. ``--quotas`` gives
+podium's client a plan with (unreachable) quotas, so every submission pays for its quota count.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +60,13 @@ import httpx  # noqa: E402
 
 from bench.common import report  # noqa: E402
 from bench.peervenv import peer_python  # noqa: E402
+from bench.rawhttp import RawClient, receiver_server  # noqa: E402
 
 AVTOMATIKA_REQ = ["avtomatika==1.0b30"]
 AVTOMATIKA_WORKER_REQ = ["avtomatika-worker==1.0b20"]
 CLIENT_TOKEN, WORKER_TOKEN = "bench-client-token", "bench-worker-token"
+SUBMIT_PATH = "/api/v1/jobs/bench"
+TERMINAL = {"finished", "failed", "quarantined", "cancelled"}
 
 PODIUM_BLUEPRINT = """
 from podium.engine import Blueprint
@@ -135,6 +143,45 @@ async def noop(params):
 worker.run()
 """
 
+BENCH_CLIENTS = f"""
+[plans.bench]
+requests_per_minute = 1000000000
+monthly_attempts = 1000000000
+
+[bench]
+token = "{CLIENT_TOKEN}"
+plan = "bench"
+"""
+
+
+@dataclass(frozen=True)
+class Options:
+    workers: int
+    capacity: int
+    n_latency: int
+    n_jobs: int
+    in_flight: int
+    poll_s: float
+    quotas: bool
+    latency_poll_s: float = 0.0005
+
+
+def fsync_ms(directory: str, n: int = 100) -> tuple[float, float]:
+    """p50 and p90 of one 4 KiB write + fsync in ``directory`` (what a durable commit waits for)."""
+    times = []
+    path = Path(directory) / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times) * 1e3, percentile(times, 90) * 1e3
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -147,117 +194,38 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
-# --- a cheap HTTP/1.1 driver, the same for both systems -------------------------------------------
-# The client and the webhook receiver speak just enough HTTP/1.1 (keep-alive, Content-Length, chunked
-# bodies on the receiving side) over asyncio streams, so that the driver costs little CPU per job and
-# does not cap either system on these 2-core machines.
+# --- processes and their CPU ----------------------------------------------------------------------
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
-    """Read one HTTP/1.1 message: (start line, lower-cased headers, body)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head[:-4].split(b"\r\n")
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    if b"content-length" in headers:
-        body = await reader.readexactly(int(headers[b"content-length"]))
-    elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")
-                break
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-        body = b"".join(parts)
-    else:
-        body = b""
-    return lines[0], headers, body
+def cpu_s(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far: this one, or ``pid``."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
-class RawClient:
-    """Keep-alive HTTP/1.1 connections to one server; ``post`` borrows one for a request."""
+@dataclass
+class Processes:
+    """The server process and the worker processes of one configuration."""
 
-    def __init__(self, base: str, headers: dict[str, str], connections: int) -> None:
-        host, _, port = base.removeprefix("http://").partition(":")
-        self.host, self.port = host, int(port)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.head = f"Host: {host}:{port}\r\n{extra}Content-Type: application/json\r\n"
-        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-        self.connections = connections
-        self.opened: list[asyncio.StreamWriter] = []
+    server: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
 
-    async def __aenter__(self) -> RawClient:
-        for _ in range(self.connections):
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self.opened.append(writer)
-            self.idle.put_nowait((reader, writer))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for writer in self.opened:
-            writer.close()
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        reader, writer = await self.idle.get()
-        try:
-            writer.write(
-                f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-            )
-            status_line, _, payload = await _read_message(reader)
-        finally:
-            self.idle.put_nowait((reader, writer))
-        return int(status_line.split(b" ", 2)[1]), payload
+    def cpu(self) -> dict[str, float]:
+        return {
+            "server": cpu_s(self.server.pid),
+            "workers": sum(cpu_s(p.pid) for p in self.workers),
+            "client": cpu_s(),
+        }
 
 
-class Receiver:
-    """Counts job_finished webhooks; lets the client wait for one job or for a number of them."""
-
-    _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-
-    def __init__(self) -> None:
-        self.finished: dict[str, float] = {}
-        self.waiters: dict[str, asyncio.Future[None]] = {}
-        self.target = 0
-        self.all_done = asyncio.Event()
-        self.bad: list[dict[str, Any]] = []
-
-    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                _, _, raw = await _read_message(reader)
-                body = json.loads(raw)
-                writer.write(self._OK)
-                self.hook(body)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    def hook(self, body: dict[str, Any]) -> None:
-        if body.get("event") != "job_finished":
-            self.bad.append(body)
-        job_id = body["job_id"]
-        self.finished[job_id] = time.perf_counter()
-        fut = self.waiters.pop(job_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-        if self.target and len(self.finished) >= self.target:
-            self.all_done.set()
-
-
-@contextlib.asynccontextmanager
-async def receiver_server() -> AsyncIterator[tuple[Receiver, str]]:
-    receiver = Receiver()
-    server = await asyncio.start_server(receiver.serve_connection, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield receiver, f"http://127.0.0.1:{port}/hook"
-    finally:
-        server.close()
+def spawn(argv: list[str], env: dict[str, str], *, quiet: bool = True) -> subprocess.Popen[bytes]:
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -295,207 +263,244 @@ async def wait_workers(base: str, count: int, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"{count} workers did not register with {base}")
 
 
-_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int | None = None) -> float:
-    """CPU time (user + system) a process has used so far: this one, or ``pid``."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * _TICK_S
-
-
-def cpu_snapshot(server: int, workers: list[int]) -> dict[str, float]:
+def base_env() -> dict[str, str]:
     return {
-        "server": cpu_s(server),
-        "workers": sum(cpu_s(pid) for pid in workers),
-        "driver": cpu_s(),
+        **os.environ,
+        "CLIENT_TOKEN": CLIENT_TOKEN,
+        "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+        "LOG_LEVEL": "ERROR",
     }
 
 
-async def drive(
-    base: str, n_latency: int, n_jobs: int, server_pid: int, worker_pids: list[int]
+async def start_workers(sdk: str, base: str, opts: Options, tmp: Path) -> list[subprocess.Popen[bytes]]:
+    """``opts.workers`` processes of ``sdk`` (``avtomatika-worker`` or ``podium``) serving ``noop``."""
+    env = {**base_env(), "ORCHESTRATOR_URL": base, "WORKER_TOKEN": WORKER_TOKEN}
+    if sdk == "podium":
+        (tmp / "podium_worker.py").write_text(PODIUM_WORKER)
+        argv, extra = [sys.executable, str(tmp / "podium_worker.py")], {"CAPACITY": str(opts.capacity)}
+    else:
+        python = await asyncio.to_thread(peer_python, "avtomatika-worker", AVTOMATIKA_WORKER_REQ)
+        (tmp / "avt_worker.py").write_text(AVTOMATIKA_WORKER)
+        argv = [str(python), str(tmp / "avt_worker.py")]
+        extra = {"MAX_CONCURRENT_TASKS": str(opts.capacity), "TASK_FILES_DIR": str(tmp / "payloads")}
+    return [spawn(argv, {**env, **extra, "WORKER_ID": f"w{i}"}) for i in range(opts.workers)]
+
+
+@contextlib.asynccontextmanager
+async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[str, Processes]]:
+    """Start a server (``avtomatika``, ``podium-memory``, ``podium-sqlite``, ``stub``) and its workers;
+    yield the base URL and the processes once every worker registered."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = base_env()
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            if server == "avtomatika":
+                python = await asyncio.to_thread(peer_python, "avtomatika", AVTOMATIKA_REQ)
+                (tmp / "server.py").write_text(AVTOMATIKA_SERVER)
+                procs.append(spawn([str(python), str(tmp / "server.py")], {**env, "PORT": str(port)}))
+                await wait_http(f"{base}/_public/status")
+            elif server == "stub":
+                procs.append(spawn([sys.executable, "-m", "bench.rxon_stub", str(port)], env))
+                await wait_http(f"{base}/_public/status")
+            else:
+                if opts.quotas:
+                    (tmp / "clients.toml").write_text(BENCH_CLIENTS)
+                    del env["CLIENT_TOKEN"]
+                    env["CLIENTS_CONFIG_PATH"] = str(tmp / "clients.toml")
+                (tmp / "blueprints").mkdir()
+                (tmp / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
+                store = {
+                    "podium-memory": "memory://",
+                    "podium-sqlite": f"sqlite:///{tmp}/podium.db",
+                    "podium-sqlite-normal": f"sqlite:///{tmp}/podium.db?synchronous=NORMAL",
+                }[server]
+                argv = [sys.executable, "-m", "podium", "serve", "--port", str(port)]
+                argv += ["--blueprints", str(tmp / "blueprints"), "--storage", store]
+                procs.append(spawn(argv, env))
+                await wait_http(f"{base}/_public/health")
+            procs += await start_workers(sdk, base, opts, tmp)
+            await wait_workers(base, opts.workers)
+            yield base, Processes(procs[0], procs[1:])
+        finally:
+            stop_all(procs)
+
+
+# --- the clients ----------------------------------------------------------------------------------
+
+
+async def _submit(http: RawClient, body: bytes) -> str:
+    status, payload = await http.post(SUBMIT_PATH, body)
+    if status != 202:
+        raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
+    return str(json.loads(payload)["job_id"])
+
+
+async def _poll_until_done(http: RawClient, job_id: str, pause_s: float) -> None:
+    path = f"/api/v1/jobs/{job_id}"
+    while True:
+        if pause_s:
+            await asyncio.sleep(pause_s)
+        status, payload = await http.get(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {payload[:300]!r}")
+        state = json.loads(payload)["status"]
+        if state in TERMINAL:
+            if state != "finished":
+                raise RuntimeError(f"job {job_id} ended {state}: {payload[:300]!r}")
+            return
+
+
+async def _closed_loop(n_jobs: int, in_flight: int, one_job: Callable[[], Any]) -> float:
+    """Run ``n_jobs`` jobs, ``in_flight`` at a time (a new one as each ends); the seconds it took."""
+    left = [n_jobs]
+
+    async def lane() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await one_job()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(in_flight)))
+    return time.perf_counter() - t0
+
+
+def _figures(
+    lat: list[float], n_jobs: int, elapsed: float, before: dict[str, float], after: dict[str, float]
 ) -> dict[str, float]:
-    async with receiver_server() as (receiver, hook_url):
-        request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
-        async with RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, 32) as http:
-
-            async def submit() -> str:
-                status, payload = await http.post("/api/v1/jobs/bench", request)
-                if status != 202:
-                    raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
-                return str(json.loads(payload)["job_id"])
-
-            lat = []
-            for _ in range(n_latency):
-                t0 = time.perf_counter()
-                job_id = await submit()
-                if job_id not in receiver.finished:
-                    fut = asyncio.get_running_loop().create_future()
-                    receiver.waiters[job_id] = fut
-                    await asyncio.wait_for(fut, 30)
-                lat.append(receiver.finished[job_id] - t0)
-
-            receiver.finished.clear()
-            receiver.target = n_jobs
-            before = cpu_snapshot(server_pid, worker_pids)
-            t0 = time.perf_counter()
-            # 32 submitters, one keep-alive connection each
-            per = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
-
-            async def submitter(count: int) -> None:
-                for _ in range(count):
-                    await submit()
-
-            await asyncio.gather(*(submitter(c) for c in per))
-            submitted = time.perf_counter() - t0
-            try:
-                await asyncio.wait_for(receiver.all_done.wait(), 120)
-            except TimeoutError:
-                raise RuntimeError(
-                    f"only {len(receiver.finished)} of {n_jobs} jobs reported finished within 120 s"
-                ) from None
-            elapsed = max(receiver.finished.values()) - t0
-            after = cpu_snapshot(server_pid, worker_pids)
-    if receiver.bad:
-        raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
     cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
-    cpu["cpu_ms_total"] = sum(cpu.values())
     return {
         "p50_ms": statistics.median(lat) * 1e3,
         "p99_ms": percentile(lat, 99) * 1e3,
         "jobs_s": n_jobs / elapsed,
-        "submit_s": n_jobs / submitted,
         **cpu,
+        "cpu_ms_total": sum(cpu.values()),
     }
 
 
-BENCH_CLIENTS = f"""
-[plans.bench]
-requests_per_minute = 1000000000
-monthly_attempts = 1000000000
+async def drive_poll(base: str, procs: Processes, opts: Options) -> dict[str, float]:
+    request = json.dumps({"initial_data": {}}).encode()
+    async with RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, opts.in_flight) as http:
+        lat = []
+        for _ in range(opts.n_latency):
+            t0 = time.perf_counter()
+            await _poll_until_done(http, await _submit(http, request), opts.latency_poll_s)
+            lat.append(time.perf_counter() - t0)
 
-[bench]
-token = "{CLIENT_TOKEN}"
-plan = "bench"
-"""
+        async def one_job() -> None:
+            await _poll_until_done(http, await _submit(http, request), opts.poll_s)
+
+        gets0 = http.requests
+        before = procs.cpu()
+        elapsed = await _closed_loop(opts.n_jobs, opts.in_flight, one_job)
+        after = procs.cpu()
+        gets = (http.requests - gets0) / opts.n_jobs - 1
+    return {**_figures(lat, opts.n_jobs, elapsed, before, after), "gets_per_job": gets}
 
 
-async def run_podium(
-    workers: int,
-    capacity: int,
-    n_latency: int,
-    n_jobs: int,
-    *,
-    quotas: bool = False,
-    ratelimits: bool = False,
-    storage: str = "memory://",
-) -> dict[str, float]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CLIENT_TOKEN": CLIENT_TOKEN,
-        "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
-        "LOG_LEVEL": "ERROR",
+async def drive_webhook(base: str, procs: Processes, opts: Options) -> dict[str, float]:
+    async with receiver_server() as (receiver, hook_url):
+        request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
+        async with RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, opts.in_flight) as http:
+            lat = []
+            for _ in range(opts.n_latency):
+                t0 = time.perf_counter()
+                lat.append(await receiver.wait_for(await _submit(http, request), 30) - t0)
+
+            async def one_job() -> None:
+                await receiver.wait_for(await _submit(http, request), 60)
+
+            before = procs.cpu()
+            elapsed = await _closed_loop(opts.n_jobs, opts.in_flight, one_job)
+            after = procs.cpu()
+    if receiver.bad:
+        raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
+    return _figures(lat, opts.n_jobs, elapsed, before, after)
+
+
+async def drive_stub(base: str, procs: Processes, opts: Options) -> dict[str, float]:
+    """Hand ``n_jobs`` tasks to the workers as fast as they poll; the rate at which results come back."""
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        await http.get("/arm", params={"n": 50})  # warm up
+        await http.get("/wait")
+        lat = []  # one task at a time: from handing it out to its result (the SDK's own round trip)
+        for _ in range(opts.n_latency):
+            await http.get("/arm", params={"n": 1})
+            lat.append((await http.get("/wait")).json()["elapsed_s"])
+        before = procs.cpu()
+        await http.get("/arm", params={"n": opts.n_jobs})
+        elapsed = (await http.get("/wait")).json()["elapsed_s"]
+        after = procs.cpu()
+    cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / opts.n_jobs for k in before}
+    cpu.pop("cpu_ms_client")
+    return {
+        "p50_ms": statistics.median(lat) * 1e3,
+        "p99_ms": percentile(lat, 99) * 1e3,
+        "jobs_s": opts.n_jobs / elapsed,
+        **cpu,
+        "cpu_ms_total": sum(cpu.values()),
     }
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if ratelimits:
-            limits = {"RATE_LIMIT_LIMIT", "RATE_LIMIT_POLL_LIMIT", "RATE_LIMIT_HEARTBEAT_LIMIT"}
-            env |= {"RATE_LIMITING_ENABLED": "true", **dict.fromkeys(limits, "1000000000")}
-        if quotas:
-            (Path(tmp) / "clients.toml").write_text(BENCH_CLIENTS)
-            del env["CLIENT_TOKEN"]
-            env["CLIENTS_CONFIG_PATH"] = f"{tmp}/clients.toml"
-        (Path(tmp) / "blueprints").mkdir()
-        (Path(tmp) / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
-        (Path(tmp) / "worker.py").write_text(PODIUM_WORKER)
-        try:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "podium",
-                        "serve",
-                        "--port",
-                        str(port),
-                        "--blueprints",
-                        f"{tmp}/blueprints",
-                        "--storage",
-                        storage,  # memory:// by default: like for like with Avtomatika's MemoryStorage
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            await wait_http(f"{base}/_public/health")
-            for i in range(workers):
-                wenv = {
-                    **env,
-                    "WORKER_ID": f"pw{i}",
-                    "ORCHESTRATOR_URL": base,
-                    "WORKER_TOKEN": WORKER_TOKEN,
-                    "CAPACITY": str(capacity),
-                }
-                procs.append(subprocess.Popen([sys.executable, f"{tmp}/worker.py"], env=wenv))
-            await wait_workers(base, workers)
-            return await drive(base, n_latency, n_jobs, procs[0].pid, [p.pid for p in procs[1:]])
-        finally:
-            stop_all(procs)
 
 
-async def run_avtomatika(workers: int, capacity: int, n_latency: int, n_jobs: int) -> dict[str, float]:
-    server_py = await asyncio.to_thread(peer_python, "avtomatika", AVTOMATIKA_REQ)
-    worker_py = await asyncio.to_thread(peer_python, "avtomatika-worker", AVTOMATIKA_WORKER_REQ)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CLIENT_TOKEN": CLIENT_TOKEN,
-        "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
-        "PORT": str(port),
-        "LOG_LEVEL": "ERROR",
-    }
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "server.py").write_text(AVTOMATIKA_SERVER)
-        (Path(tmp) / "worker.py").write_text(AVTOMATIKA_WORKER)
-        try:
-            procs.append(
-                subprocess.Popen(
-                    [str(server_py), f"{tmp}/server.py"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            await wait_http(f"{base}/_public/status")
-            for i in range(workers):
-                wenv = {
-                    **env,
-                    "WORKER_ID": f"aw{i}",
-                    "ORCHESTRATOR_URL": base,
-                    "WORKER_TOKEN": WORKER_TOKEN,
-                    "MAX_CONCURRENT_TASKS": str(capacity),
-                    "TASK_FILES_DIR": f"{tmp}/payloads",
-                }
-                procs.append(
-                    subprocess.Popen(
-                        [str(worker_py), f"{tmp}/worker.py"],
-                        env=wenv,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-            await wait_workers(base, workers)
-            return await drive(base, n_latency, n_jobs, procs[0].pid, [p.pid for p in procs[1:]])
-        finally:
-            stop_all(procs)
+# --- the runs -------------------------------------------------------------------------------------
+
+SYSTEMS = {
+    # name: (server, worker SDK, clients)
+    "stub": ("stub", "avtomatika-worker", ["none"]),
+    "avtomatika": ("avtomatika", "avtomatika-worker", ["poll", "webhook"]),
+    "podium-memory": ("podium-memory", "avtomatika-worker", ["poll", "webhook"]),
+    "podium-sqlite": ("podium-sqlite", "avtomatika-worker", ["poll", "webhook"]),
+    "podium-sqlite-normal": ("podium-sqlite-normal", "avtomatika-worker", ["poll", "webhook"]),
+    "podium-sdk": ("podium-sdk", "podium", ["webhook"]),
+}
+STORE = {
+    "stub": "stub (no jobs)",
+    "avtomatika": "Avtomatika memory",
+    "podium-memory": "podium memory",
+    "podium-sqlite": "podium SQLite FULL",
+    "podium-sqlite-normal": "podium SQLite NORMAL",
+}
+DRIVERS = {"poll": drive_poll, "webhook": drive_webhook, "none": drive_stub}
+
+
+def label(server: str, sdk: str, client: str) -> str:
+    """The JSON key prefix of one configuration: ``<sdk>_<server>_<client>``."""
+    short = {"avtomatika-worker": "avtw", "podium": "podw"}[sdk]
+    return f"{short}_{server.replace('-', '_')}_{client}"
+
+
+async def run(names: list[str], opts: Options) -> dict[str, tuple[tuple[str, str, str], dict[str, float]]]:
+    results: dict[str, tuple[tuple[str, str, str], dict[str, float]]] = {}
+    for name in names:
+        server, sdk, clients = SYSTEMS[name]
+        servers = ["podium-memory", "podium-sqlite"] if server == "podium-sdk" else [server]
+        for srv in servers:
+            async with system(srv, sdk, opts) as (base, procs):
+                for client in clients:
+                    figures = await DRIVERS[client](base, procs, opts)
+                    results[label(srv, sdk, client)] = ((sdk, STORE[srv], client), figures)
+    return results
+
+
+def ratios(results: dict[str, tuple[Any, dict[str, float]]]) -> dict[str, float]:
+    """podium against Avtomatika (same SDK, same client), and against the stub's limit."""
+    out: dict[str, float] = {}
+    figures = {k: v[1] for k, v in results.items()}
+    for client in ("poll", "webhook"):
+        peer = figures.get(f"avtw_avtomatika_{client}")
+        for store in ("memory", "sqlite", "sqlite_normal"):
+            mine = figures.get(f"avtw_podium_{store}_{client}")
+            if peer and mine:
+                out[f"{client}_{store}_throughput_vs_avtomatika"] = mine["jobs_s"] / peer["jobs_s"]
+                out[f"{client}_{store}_p50_vs_avtomatika"] = mine["p50_ms"] / peer["p50_ms"]
+                out[f"{client}_{store}_cpu_vs_avtomatika"] = mine["cpu_ms_total"] / peer["cpu_ms_total"]
+    stub = figures.get("avtw_stub_none")
+    peer = figures.get("avtw_avtomatika_poll")
+    if stub and peer:
+        out["stub_limit_vs_avtomatika_poll"] = stub["jobs_s"] / peer["jobs_s"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -503,94 +508,105 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--podium-only", action="store_true")
+    parser.add_argument("--only", default=",".join(SYSTEMS), help=f"systems: {','.join(SYSTEMS)}")
+    parser.add_argument("--podium-only", action="store_true", help="no Avtomatika, no stub")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--capacity", type=int, default=8)
-    parser.add_argument("--jobs", type=int, default=None, help="jobs in the throughput run")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs in each throughput run")
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="the poll client's pause between GETs")
     parser.add_argument("--quotas", action="store_true", help="podium's client has (unreachable) quotas")
-    parser.add_argument(
-        "--ratelimits", action="store_true", help="podium's rate limiter on (unreachable limits)"
-    )
-    parser.add_argument(
-        "--storage",
-        default="memory://",
-        help="podium's store URL (a redis:// one gets a key prefix of its own, deleted after the run)",
-    )
     args = parser.parse_args(argv)
-    n_latency, n_jobs = (10, 300) if args.quick else (100, 2000)
-    n_jobs = args.jobs or n_jobs
-    results: dict[str, dict[str, float]] = {}
-    storage = args.storage
-    if storage.startswith("redis") and "prefix=" not in storage:
-        from podium.ids import new_ulid_str
-
-        storage += f"{'&' if '?' in storage else '?'}prefix=podium-bench-{new_ulid_str()}"
-    try:
-        results["podium"] = asyncio.run(
-            run_podium(
-                args.workers,
-                args.capacity,
-                n_latency,
-                n_jobs,
-                quotas=args.quotas,
-                ratelimits=args.ratelimits,
-                storage=storage,
-            )
-        )
-    finally:
-        if storage.startswith("redis"):
-            from bench.bench_engine import drop_prefix
-
-            asyncio.run(drop_prefix(storage))
-    if not args.podium_only:
-        results["avtomatika"] = asyncio.run(run_avtomatika(args.workers, args.capacity, n_latency, n_jobs))
+    n_latency, n_jobs = (20, 300) if args.quick else (100, 1000)
+    opts = Options(
+        workers=args.workers,
+        capacity=args.capacity,
+        n_latency=n_latency,
+        n_jobs=args.jobs or n_jobs,
+        in_flight=args.in_flight,
+        poll_s=args.poll_ms / 1e3,
+        quotas=args.quotas,
+    )
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    if args.podium_only:
+        names = [n for n in names if n.startswith("podium")]
+    unknown = set(names) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as probe:
+        fsync_p50, fsync_p90 = fsync_ms(probe)
+    results = asyncio.run(run(names, opts))
     rows = [
         [
-            name,
-            r["p50_ms"],
-            r["p99_ms"],
+            sdk,
+            store,
+            client,
+            r.get("p50_ms", float("nan")),
+            r.get("p99_ms", float("nan")),
             r["jobs_s"],
-            r["submit_s"],
             r["cpu_ms_server"],
             r["cpu_ms_workers"],
-            r["cpu_ms_driver"],
+            r.get("cpu_ms_client", float("nan")),
             r["cpu_ms_total"],
         ]
-        for name, r in results.items()
+        for (sdk, store, client), r in results.values()
     ]
     figures: dict[str, Any] = {
-        "workers": args.workers,
-        "capacity": args.capacity,
-        "n_jobs": n_jobs,
-        "n_latency": n_latency,
-        **{f"{name}_{k}": v for name, r in results.items() for k, v in r.items()},
+        "workers": opts.workers,
+        "capacity": opts.capacity,
+        "n_jobs": opts.n_jobs,
+        "n_latency": opts.n_latency,
+        "in_flight": opts.in_flight,
+        "poll_ms": args.poll_ms,
+        "loadavg_1m_before": load_before,
+        "fsync_p50_ms": fsync_p50,
+        "fsync_p90_ms": fsync_p90,
+        # each avtomatika-worker sends one result at a time: with every result acknowledged after an fsync,
+        # W workers cannot finish more than W / fsync jobs per second, whatever the server does
+        "durable_ack_bound_jobs_s": opts.workers / (fsync_p50 / 1e3),
+        **{f"{key}_{k}": v for key, (_, r) in results.items() for k, v in r.items()},
     }
-    if "avtomatika" in results:
-        p, a = results["podium"], results["avtomatika"]
-        figures["throughput_podium_vs_avtomatika"] = p["jobs_s"] / a["jobs_s"]
-        figures["p50_avtomatika_over_podium"] = a["p50_ms"] / p["p50_ms"]
-        figures["cpu_per_job_avtomatika_over_podium"] = a["cpu_ms_total"] / p["cpu_ms_total"]
+    figures.update(ratios(results))
     report(
         "server",
         [
-            "system",
+            "worker SDK",
+            "server/store",
+            "client",
             "p50 ms",
             "p99 ms",
             "jobs/s",
-            "submits/s",
             "cpu ms/job server",
             "workers",
-            "driver",
+            "client",
             "total",
         ],
         rows,
         figures,
     )
-    if "avtomatika" in results:
+    for client in ("poll", "webhook"):
+        for store in ("memory", "sqlite", "sqlite_normal"):
+            key = f"{client}_{store}_throughput_vs_avtomatika"
+            if key in figures:
+                print(
+                    f"avtomatika-worker, {client} client: podium {store} / Avtomatika memory: throughput "
+                    f"{figures[key]:.2f}x, p50 {figures[f'{client}_{store}_p50_vs_avtomatika']:.2f}x, "
+                    f"CPU per job {figures[f'{client}_{store}_cpu_vs_avtomatika']:.2f}x"
+                )
+    print(
+        f"fsync on this disk: p50 {fsync_p50:.2f} ms, p90 {fsync_p90:.2f} ms; with every result acknowledged "
+        f"after an fsync, {opts.workers} avtomatika-workers (one result in flight each) finish at most "
+        f"{figures['durable_ack_bound_jobs_s']:,.0f} jobs/s, and a job (submit, result: two fsyncs) takes at "
+        f"least {2 * fsync_p50:.1f} ms"
+    )
+    if "stub_limit_vs_avtomatika_poll" in figures:
         print(
-            f"podium/avtomatika: throughput {figures['throughput_podium_vs_avtomatika']:.2f}x, "
-            f"CPU per job {1 / figures['cpu_per_job_avtomatika_over_podium']:.2f}x, "
-            f"p50 {results['podium']['p50_ms'] / results['avtomatika']['p50_ms']:.2f}x"
+            f"stub limit (avtomatika-worker against a server that does nothing): "
+            f"{figures['avtw_stub_none_jobs_s']:,.0f} tasks/s = "
+            f"{figures['stub_limit_vs_avtomatika_poll']:.2f}x Avtomatika's jobs/s (poll client); one task's "
+            f"round trip through the SDK: p50 {figures['avtw_stub_none_p50_ms']:.2f} ms = "
+            f"{figures['avtw_stub_none_p50_ms'] / figures['avtw_avtomatika_poll_p50_ms']:.2f}x Avtomatika's p50"
         )
     return figures
 

@@ -96,6 +96,8 @@ async def test_the_table_is_installed_on_the_app_and_the_fast_routes() -> None:
             r = await http.post(
                 "/api/v1/jobs/transcode", headers=headers, content=b" " * (16 * 1024 * 1024 + 1)
             )
-            assert r.status_code == 413 and r.json() == {"error": "the body is larger than 16777216 bytes"}
+            assert r.status_code == 413 and r.json() == {
+                "error": "the request body is larger than the limit of 16777216 bytes (MAX_BODY_BYTES)"
+            }
     finally:
         await engine.stop()

@@ -123,3 +123,32 @@ async def test_put_waits_for_room_instead_of_dropping() -> None:
     sender._queue.get_nowait()  # a consumer takes one: room for the waiting delivery
     await asyncio.wait_for(waiting, 5)
     assert sender.pending == 1
+
+
+async def test_job_status_on_the_fast_route_is_the_fastapi_routes_answer() -> None:
+    async with running_stack() as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {"path": "/a"}}, headers=CLIENT)
+        job_id = r.json()["job_id"]
+        fast = await http.get(f"/api/v1/jobs/{job_id}", headers=CLIENT)
+        # the FastAPI twin of the route, behind the front
+        twin_transport = httpx.ASGITransport(app=stack.server.app._fastapi)
+        async with httpx.AsyncClient(transport=twin_transport, base_url="http://twin") as twin:
+            slow = await twin.get(f"/api/v1/jobs/{job_id}", headers=CLIENT)
+            assert fast.status_code == slow.status_code == 200
+            assert fast.json() == slow.json()
+            assert (
+                fast.json()["status"] == "waiting_for_worker" and fast.json()["blueprint_name"] == "transcode"
+            )
+            for path, headers in (
+                (f"/api/v1/jobs/{job_id}", {}),  # no token
+                (f"/api/v1/jobs/{job_id}", {"X-Client-Token": "wrong"}),
+                ("/api/v1/jobs/no-such-job", CLIENT),
+            ):
+                a, b = await http.get(path, headers=headers), await twin.get(path, headers=headers)
+                assert a.status_code == b.status_code and a.status_code in (401, 404)
+                assert a.json() == b.json() and a.json()["error"]
+        # sub-routes of a job still reach FastAPI
+        r = await http.get(f"/api/v1/jobs/{job_id}/history", headers=CLIENT)
+        assert r.status_code == 200 and r.json()[0]["event"]
+        metrics = (await http.get("/_public/metrics")).text
+        assert 'method="GET",route="/api/v1/jobs/{job_id}",status="200"' in metrics

@@ -28,7 +28,7 @@ def _storage(url: str) -> Any:
     """The engine's storage for a store URL (``memory://``, ``sqlite:///path`` or ``redis://host:port/db``),
     as ``open_store`` reads it."""
     from podium.engine.storage import MemoryStorage, SQLiteStorage
-    from podium.store import sqlite_path
+    from podium.store import sqlite_path, sqlite_synchronous
 
     if url.startswith(("redis:", "rediss:")) or "history=" in url:
         from podium.store import open_store
@@ -40,7 +40,11 @@ def _storage(url: str) -> Any:
     if url in ("memory", "memory://"):
         return MemoryStorage()
     if url.startswith("sqlite:"):
-        return SQLiteStorage(sqlite_path(url))
+        try:
+            synchronous = sqlite_synchronous(url)
+        except ValueError as exc:
+            raise ConfigError(f"--storage: {exc}") from None
+        return SQLiteStorage(sqlite_path(url), synchronous=synchronous)
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteStorage(url)
     if url.startswith(("postgresql:", "postgres:")):

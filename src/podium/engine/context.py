@@ -117,14 +117,22 @@ class ActionFactory:
         dispatch_timeout_seconds: float | None = None,
         result_timeout_seconds: float | None = None,
         timeout_seconds: float | None = None,
+        dispatch_strategy: str = "default",
+        max_cost: float | None = None,
         **_extra: Any,
     ) -> None:
         """Hand a task to a worker; the worker's result ``status`` picks the next state from ``transitions``.
 
         ``dispatch_timeout`` bounds the wait for a worker to take it, ``result_timeout`` the wait for the
-        result once taken (seconds; the ``*_seconds`` spellings are Avtomatika's). Extra Avtomatika options
-        (``skill_version``, ``dispatch_strategy``, ...) are accepted and ignored.
+        result once taken (seconds; the ``*_seconds`` spellings are Avtomatika's). ``dispatch_strategy``
+        (``default``/``fastest``: whichever worker asks first; ``round_robin``, ``least_connections``,
+        ``cheapest``, ``best_value``, ``overflow``) and ``max_cost`` pick among the remote workers by the
+        costs and load they report; when no worker's cost for the task is within ``max_cost`` the job is
+        quarantined (see :mod:`podium.engine.strategy`). Other Avtomatika options (``skill_version``, ...)
+        are accepted and ignored.
         """
+        if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, int | float)):
+            raise ActionError(f"dispatch_task({task_type!r}): max_cost must be a number, not {max_cost!r}")
         if not isinstance(task_type, str) or not task_type:
             raise ActionError("dispatch_task() needs a task_type")
         if transitions is None:
@@ -146,6 +154,9 @@ class ActionFactory:
                 ),
                 "priority": int(priority),
                 "max_retries": max_retries,
+                # only when asked for: the shared queue stays the path of every other task
+                **({"dispatch_strategy": str(dispatch_strategy)} if dispatch_strategy != "default" else {}),
+                **({"max_cost": float(max_cost)} if max_cost is not None else {}),
             },
         )
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.engine.core import T_RUNNING, EngineCore, Plan
 from podium.engine.errors import JobNotFoundError, TaskNotFoundError
-from podium.engine.keys import DISPATCH_TIMER, RESULT_TIMER, TASK, WORKER, task_queue
+from podium.engine.keys import DISPATCH_TIMER, RESULT_TIMER, TASK, WORKER, task_queue, worker_queue
 from podium.engine.models import EngineEvent, Task, WorkerView
+from podium.engine.strategy import WorkerDirectory
 from podium.errors import ConflictError
 from podium.store.base import Enqueue, Lease, Op, Put
 
@@ -65,11 +66,14 @@ class Dispatch:
         self.workers: dict[str, Any] = {}  # worker id -> in-process worker added to the engine
         self.local: dict[str, list[LocalWorker]] = {}  # task queue -> started in-process workers
         self.tasks: Tasks | None = None
+        self.directory = WorkerDirectory()
+        """Remote workers as dispatch-strategy candidates (cost, load, hot skills), from the server."""
 
     def attach(self, worker: LocalWorker) -> None:
-        """A started in-process worker: new tasks of its skills may be leased straight to it."""
-        for skill in worker.skills:
-            workers = self.local.setdefault(task_queue(skill), [])
+        """A started in-process worker (or a remote worker's waiting long poll): new tasks of its skills, and
+        tasks a dispatch strategy chose it for, may be leased straight to it."""
+        for queue in [*(task_queue(skill) for skill in worker.skills), worker_queue(worker.worker_id)]:
+            workers = self.local.setdefault(queue, [])
             if worker not in workers:
                 workers.append(worker)
 
@@ -171,6 +175,14 @@ class Dispatch:
             "instance": self.instance_id,
         }
         await self.storage.apply(Put(WORKER, worker_id, data, None, "online", kind))
+        if kind == "remote":
+            info = info or {}
+            self.directory.register(
+                worker_id,
+                skills,
+                cost_per_skill=info.get("cost_per_skill"),
+                hot_skills=info.get("hot_skills") or (),
+            )
         self.core.count("worker_registered")
         if self.core.wants("worker_registered"):
             ev = EngineEvent(
@@ -178,8 +190,20 @@ class Dispatch:
             )
             await self.core.emit([ev])
 
-    async def heartbeat_worker(self, worker_id: str, *, status: str = "online") -> None:
-        """Refresh a worker's ``last_seen`` (and status)."""
+    async def heartbeat_worker(
+        self,
+        worker_id: str,
+        *,
+        status: str = "online",
+        load: int | None = None,
+        hot_skills: Sequence[str] | None = None,
+    ) -> None:
+        """Refresh a worker's ``last_seen`` (and status); a remote worker's ``load`` (tasks it holds) and
+        ``hot_skills`` feed the dispatch strategies; an offline worker is no longer a candidate."""
+        if status == "offline":
+            self.directory.forget(worker_id)
+        else:
+            self.directory.heartbeat(worker_id, load=load, hot_skills=hot_skills)
         rec = await self.storage.get(WORKER, worker_id)
         if rec is None:
             raise JobNotFoundError(f"no worker {worker_id!r}")

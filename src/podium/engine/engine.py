@@ -533,9 +533,19 @@ class OrchestratorEngine:
             worker_id, skills, capacity=capacity, kind=kind, info=info
         )
 
-    async def heartbeat_worker(self, worker_id: str, *, status: str = "online") -> None:
-        """Refresh a worker's ``last_seen`` (and status)."""
-        return await self.dispatch.heartbeat_worker(worker_id, status=status)
+    async def heartbeat_worker(
+        self,
+        worker_id: str,
+        *,
+        status: str = "online",
+        load: int | None = None,
+        hot_skills: Sequence[str] | None = None,
+    ) -> None:
+        """Refresh a worker's ``last_seen`` (and status); a remote worker's ``load`` and ``hot_skills`` feed
+        the dispatch strategies (``dispatch_task(dispatch_strategy=..., max_cost=...)``)."""
+        return await self.dispatch.heartbeat_worker(
+            worker_id, status=status, load=load, hot_skills=hot_skills
+        )
 
     async def list_workers(self) -> list[WorkerView]:
         """Registered executors with their skills, capacity, status and (for local ones) running count."""

@@ -273,7 +273,7 @@ class Executor:
                 plan = Plan()
                 plan.ops.append(Ack(lease))
                 new["error"] = exc.error
-                tr.terminal_ops(plan, rec, new, JobStatus.FAILED, await planner.parent_of(new))
+                tr.terminal_ops(plan, rec, new, exc.status, await planner.parent_of(new))
             try:
                 await core.commit(plan)
                 return

@@ -48,6 +48,11 @@ def task_queue(task_type: str) -> str:
     return f"{TASK_QUEUE_PREFIX}{task_type}"
 
 
+def worker_queue(worker_id: str) -> str:
+    """The store queue of tasks a dispatch strategy leased to one worker (it takes them beside its skills')."""
+    return task_queue(f"@{worker_id}")
+
+
 def step_item(job_id: str, step: int) -> str:
     """The id of a job's step in :data:`STEPS_QUEUE`."""
     return f"{job_id}.{step}"

@@ -18,10 +18,11 @@ from podium.engine.context import ActionFactory, ClientConfig, JobContext
 from podium.engine.core import J_PENDING, J_RUNNING, EngineCore, Plan
 from podium.engine.definition import CORE_PARAMS, HandlerSpec, JobDefinition
 from podium.engine.errors import BlueprintNotFoundError, EventValidationError, InputValidationError
-from podium.engine.keys import JOB, STEPS_QUEUE
+from podium.engine.keys import JOB, STEPS_QUEUE, worker_queue
 from podium.engine.models import EngineEvent, JobStatus, check_transition
 from podium.engine.registry import Registry, validated_input
 from podium.engine.schema import SchemaError, validate_data
+from podium.engine.strategy import NoWorker
 from podium.engine.transitions import Transitions
 from podium.ids import new_ulid_str
 from podium.store.base import Append, Enqueue, Put, Record
@@ -37,11 +38,12 @@ class MissingParam(Exception):
 
 
 class Fail(Exception):
-    """A decision that fails the job with ``error`` (code and message)."""
+    """A decision that ends the job as ``status`` (failed unless said) with ``error`` (code and message)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: JobStatus = JobStatus.FAILED) -> None:
         super().__init__(message)
         self.error = {"code": code, "message": message}
+        self.status = status
 
 
 def inject(handler: HandlerSpec, ctx: JobContext) -> dict[str, Any]:
@@ -316,6 +318,8 @@ class ActionPlanner:
             for target in spec_["transitions"].values():
                 if target not in definition.states:
                     raise Fail("UNKNOWN_STATE", f"dispatch_task transitions lead to {target!r}, not a state")
+            if "dispatch_strategy" in spec_ or "max_cost" in spec_:
+                spec_ = self._target(spec_)
             task_id = tr.task_ops(plan, job_id, state, spec_)
             new["wait"] = {
                 "kind": "task",
@@ -368,6 +372,25 @@ class ActionPlanner:
             )
         elif kind == "run_blueprint":
             await self._run_blueprint(plan, rec, new, spec_)
+
+    def _target(self, spec_: dict[str, Any]) -> dict[str, Any]:
+        """The task spec with the queue of the worker its ``dispatch_strategy``/``max_cost`` chose (the
+        shared queue when the strategy leaves it to whoever asks first); quarantine when none may take it."""
+        dispatch = self.core.dispatch
+        if dispatch is None:
+            return spec_
+        soft_limit = getattr(self.config, "DISPATCHER_SOFT_LIMIT", 3)
+        choice = dispatch.directory.choose(
+            spec_["task_type"],
+            spec_.get("dispatch_strategy", "default"),
+            spec_.get("max_cost"),
+            soft_limit=soft_limit if isinstance(soft_limit, int) else 3,
+        )
+        if isinstance(choice, NoWorker):
+            raise Fail("NO_SUITABLE_WORKER", choice.reason, JobStatus.QUARANTINED)
+        if choice is None:
+            return spec_
+        return {**spec_, "queue": worker_queue(choice), "worker_id": choice}
 
     async def _run_blueprint(
         self, plan: Plan, rec: Record, new: dict[str, Any], spec_: dict[str, Any]

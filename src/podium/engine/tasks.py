@@ -23,7 +23,7 @@ from podium.engine.core import (
 )
 from podium.engine.errors import InputValidationError, JobNotFoundError, TaskNotFoundError
 from podium.engine.jobs import Jobs
-from podium.engine.keys import DISPATCH_TIMER, JOB, RESULT_TIMER, TASK, task_queue
+from podium.engine.keys import DISPATCH_TIMER, JOB, RESULT_TIMER, TASK, task_queue, worker_queue
 from podium.engine.models import EngineEvent, JobStatus, Task, TaskStatus
 from podium.engine.planner import ActionPlanner
 from podium.engine.retries import Retry, RetryPolicy
@@ -74,7 +74,8 @@ class Tasks:
         lease_s: float | None = None,
     ) -> list[Task]:
         """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return."""
-        queues = [task_queue(s) for s in skills]
+        # its skills' shared queues, and its own (tasks a dispatch strategy chose it for)
+        queues = [*(task_queue(s) for s in skills), worker_queue(worker_id)]
         lease_s = lease_s or self.config.TASK_LEASE_S
         out: list[Task] = []
         deadline = self.clock.monotonic() + wait_s

@@ -171,7 +171,7 @@ class Transitions:
         """Put a new task of the job, enqueue its first attempt and arm its dispatch timeout; its id."""
         task_id = new_ulid_str()
         now = self.clock.now()
-        queue = task_queue(spec["task_type"])
+        queue = spec.get("queue") or task_queue(spec["task_type"])
         dt = spec.get("dispatch_timeout")
         data: dict[str, Any] = {
             "job_id": job_id,

@@ -27,7 +27,14 @@ from podium.server._state import ServerState
 from podium.server.auth import authenticate_client, authenticate_worker, request_client
 from podium.server.errors import ApiError, answer, body_error, install_error_handlers
 from podium.server.ratelimit import check_request
-from podium.server.routes_client import add_blueprint_routes, client_router, job_path, submit_job
+from podium.server.routes_client import (
+    add_blueprint_routes,
+    client_router,
+    find_job,
+    job_out,
+    job_path,
+    submit_job,
+)
 from podium.server.routes_ops import ops_router
 from podium.server.routes_public import public_router
 from podium.server.routes_worker import next_tasks, take_result, take_results, worker_router
@@ -43,13 +50,12 @@ _Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _VERSION_HEADER = (rxon.PROTOCOL_VERSION_HEADER.lower().encode(), rxon.PROTOCOL_VERSION.encode())
-_MAX_BODY = 16 * 1024 * 1024
 _NEXT_SUFFIX = "/tasks/next"
 
 
 class _Front:
     """The outermost layer, pure ASGI: request metrics, the RXON version header on worker routes, and the
-    hot routes (job submission to a blueprint's endpoint, ``tasks/next``, ``tasks/result``,
+    hot routes (job submission to a blueprint's endpoint, a job's status, ``tasks/next``, ``tasks/result``,
     ``tasks/results``) served directly. Those routes keep their FastAPI twins (OpenAPI, the same core
     functions); everything else goes to FastAPI."""
 
@@ -59,6 +65,11 @@ class _Front:
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[str, Any] = {}
         self._next_prefix = f"{rxon.WORKER_API_PREFIX}/workers/"
+        prefix = st.settings.api_prefix.strip("/")
+        # a job's status: GET {prefix}/v1/jobs/{job_id}, served here when the client API is on
+        self._job_prefix = f"/{prefix}/v1/jobs/" if prefix else "/v1/jobs/"
+        self._job_template = f"{self._job_prefix}{{job_id}}"
+        self._serve_jobs = st.settings.enable_client_api
 
     def observe(self, method: str, template: str, status: int, seconds: float) -> None:
         key = (method, template, status)
@@ -86,6 +97,15 @@ class _Front:
                 return
             except Exception:  # the store failing: let the request through, as Avtomatika does
                 log.exception("rate limiter failed; request let through")
+        if method not in _BODYLESS:
+            # No route reads a body above the limit: refused by its Content-Length before any of it is
+            # read; a chunked one is read up to the limit at most, then handed on whole.
+            try:
+                receive = await _bounded(scope, receive, self.st.settings.max_body_bytes)
+            except ApiError as exc:
+                await _send_error(send, exc, path.startswith(rxon.WORKER_API_PREFIX))
+                self.observe(method, "body limit", exc.status, time.perf_counter() - started)
+                return
         template: str | None = None
         if method == "POST":
             if (
@@ -94,10 +114,15 @@ class _Front:
                 or path in self.job_routes
             ):
                 template = path
-        elif method == "GET" and path.endswith(_NEXT_SUFFIX) and path.startswith(self._next_prefix):
-            worker_id = path[len(self._next_prefix) : -len(_NEXT_SUFFIX)]
-            if worker_id and "/" not in worker_id:
-                template = rxon.ENDPOINT_TASK_NEXT
+        elif method == "GET":
+            if path.endswith(_NEXT_SUFFIX) and path.startswith(self._next_prefix):
+                worker_id = path[len(self._next_prefix) : -len(_NEXT_SUFFIX)]
+                if worker_id and "/" not in worker_id:
+                    template = rxon.ENDPOINT_TASK_NEXT
+            elif self._serve_jobs and path.startswith(self._job_prefix):
+                job_id = path[len(self._job_prefix) :]
+                if job_id and "/" not in job_id:
+                    template = self._job_template
         if template is not None:
             status = await self._serve(scope, receive, send, template)
             self.observe(method, template, status, time.perf_counter() - started)
@@ -169,6 +194,13 @@ class _Front:
             max_tasks = _query_number(query, "max_tasks", int, 1, rxon.MAX_TASKS_PER_CALL)
             skills = query.get("available_skills", [None])[-1]
             return await next_tasks(st, worker_id, skills, max_tasks, poll_s or 0.0, receive)
+        if template == self._job_template:
+            # GET /api/v1/jobs/{job_id}: the client is authenticated and its request counted, as
+            # routes_client.get_job does through its dependency
+            client = authenticate_client(st, _header(raw_headers, b"x-client-token"))
+            await st.quotas.count(client)
+            job_id = scope["path"][len(self._job_prefix) :]
+            return 200, job_out(st, await find_job(st, job_id, client))
         if template in (rxon.ENDPOINT_TASK_RESULT, rxon.ENDPOINT_TASK_RESULTS):
             body = _json_object(await _read_body(receive))
             claimed = body.get("worker_id") if isinstance(body.get("worker_id"), str) else None
@@ -208,7 +240,29 @@ def _worker_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str
     return worker_id, token
 
 
-async def _read_body(receive: _Receive) -> bytes:
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)")
+
+
+async def _bounded(scope: dict[str, Any], receive: _Receive, limit: int) -> _Receive:
+    """``receive`` for a request whose body is within ``limit``; :class:`ApiError` 413 if it is not.
+
+    A declared ``Content-Length`` is checked without reading anything (the HTTP server stops a body at its
+    declared length). A body without one (chunked) is read here, up to the limit, and replayed."""
+    length = _header(scope["headers"], b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ApiError(400, f"Content-Length is not a number: {length!r}") from None
+        if declared > limit:
+            raise _too_large(limit)
+        return receive
+    if _header(scope["headers"], b"transfer-encoding") is None:
+        return receive  # no body at all
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -217,9 +271,40 @@ async def _read_body(receive: _Receive) -> bytes:
             raise ApiError(400, "the client went away")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > _MAX_BODY:
-            raise ApiError(413, f"the body is larger than {_MAX_BODY} bytes")
+        if size > limit:
+            raise _too_large(limit)
         chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    replayed = False
+
+    async def replay() -> Mapping[str, Any]:
+        nonlocal replayed
+        if replayed:
+            return await receive()  # after the body: only a disconnect can come
+        replayed = True
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+    return replay
+
+
+async def _send_error(send: _Send, exc: ApiError, worker_route: bool) -> None:
+    body = codec.dumps(exc.body.model_dump(exclude_none=True))
+    headers = [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS]
+    if worker_route:
+        headers.append(_VERSION_HEADER)
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: _Receive) -> bytes:
+    """The whole body (the front already checked it against the limit)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client went away")
+        chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

@@ -28,7 +28,12 @@ from podium.server._state import ServerState
 from podium.server.quotas import QuotaExceeded
 from podium.wire.jobs import ErrorBody
 
-__all__ = ["ERRORS", "ApiError", "answer", "body_error", "install_error_handlers"]
+__all__ = ["ERRORS", "TOO_LARGE", "ApiError", "answer", "body_error", "install_error_handlers"]
+
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The request body is larger than MAX_BODY_BYTES (not read)"}
+}
+"""The 413 answer every route with a body documents (the ASGI front gives it, before any route runs)."""
 
 
 class ApiError(Exception):

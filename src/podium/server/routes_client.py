@@ -25,7 +25,7 @@ from podium.engine.models import TERMINAL_STATUSES
 from podium.engine.models import JobView as EngineJobView
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import request_admin, request_client
-from podium.server.errors import ApiError
+from podium.server.errors import TOO_LARGE, ApiError
 from podium.server.quotas import QuotaExceeded
 from podium.server.security import ClientConfig
 from podium.server.settings import ServerSettings
@@ -43,7 +43,7 @@ from podium.wire.jobs import (
     WorkerView,
 )
 
-__all__ = ["add_blueprint_routes", "client_router", "find_job", "job_path", "submit_job"]
+__all__ = ["add_blueprint_routes", "client_router", "find_job", "job_out", "job_path", "submit_job"]
 
 # Avtomatika's names for podium's statuses, where they differ.
 _STATUS_OUT = {"waiting_for_approval": "waiting_for_human"}
@@ -65,7 +65,8 @@ def job_path(definition: JobDefinition, api_prefix: str = "api") -> str:
 # --- views ----------------------------------------------------------------------------------------
 
 
-def _job_out(st: ServerState, job: EngineJobView) -> dict[str, Any]:
+def job_out(st: ServerState, job: EngineJobView) -> dict[str, Any]:
+    """A job as the client API shows it (``JobView``; more with ``DETAILED_API_RESPONSES``)."""
     status = _STATUS_OUT.get(job.status, job.status)
     out: dict[str, Any] = {
         "id": job.job_id,
@@ -130,7 +131,7 @@ def _may_see(client: ClientConfig, job: EngineJobView) -> bool:
 
 async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     st: ServerState = request.app.state.podium
-    return _job_out(st, await find_job(st, job_id, await request_client(request)))
+    return job_out(st, await find_job(st, job_id, await request_client(request)))
 
 
 async def wait_job(
@@ -142,7 +143,7 @@ async def wait_job(
         view = await st.engine.wait_for_job(job_id, timeout_s=wait_s)
     except TimeoutError:
         view = await find_job(st, job_id)
-    return _job_out(st, view)
+    return job_out(st, view)
 
 
 async def cancel_job(job_id: str, request: Request) -> CancelResponse:
@@ -210,7 +211,7 @@ async def list_jobs(
         more = cursor != views[-1].job_id  # read stopped before the last job fetched: there are more
         if len(page) == limit or not more:
             break
-    return {"items": [_job_out(st, v) for v in page], "next": cursor if more else None}
+    return {"items": [job_out(st, v) for v in page], "next": cursor if more else None}
 
 
 # --- blueprints, workers, admin -------------------------------------------------------------------
@@ -279,7 +280,7 @@ def client_router(settings: ServerSettings) -> APIRouter:
     # The dependency authenticates before FastAPI validates any body: no token, no 422.
     r = APIRouter(
         tags=["jobs"],
-        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}, **TOO_LARGE},
         dependencies=[Depends(request_client)],
     )
     get, post = ["GET"], ["POST"]
@@ -459,7 +460,7 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
             summary=f"Create a {definition.name} job",
             description=f"Starts blueprint **{definition.name}**. `initial_data` contract:\n\n```json\n"
             f"{contract}\n```",
-            responses={422: {"model": ErrorBody}},
+            responses={422: {"model": ErrorBody}, **TOO_LARGE},
             name=f"create_{definition.name}",
             dependencies=[Depends(request_client)],
         )
@@ -471,6 +472,7 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
         status_code=202,
         response_model=CreateJobResponse,
         tags=["blueprints"],
+        responses=TOO_LARGE,
         summary="Create a job (any versioned blueprint)",
     )
     app.add_api_route(
@@ -481,5 +483,6 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
         status_code=202,
         response_model=CreateJobResponse,
         tags=["blueprints"],
+        responses=TOO_LARGE,
         summary="Create a job (any unversioned blueprint)",
     )

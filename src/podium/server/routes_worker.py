@@ -13,7 +13,6 @@ The endpoints carry no docstrings: FastAPI would publish them as OpenAPI descrip
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,9 +25,10 @@ from pydantic import BaseModel, ValidationError
 from podium.engine.errors import JobNotFoundError, TaskNotFoundError
 from podium.engine.models import Task
 from podium.errors import InvalidInputError, NotFoundError
+from podium.server._longpoll import wait_for_tasks
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import check_signature, request_worker
-from podium.server.errors import ApiError
+from podium.server.errors import TOO_LARGE, ApiError
 from podium.wire import rxon
 from podium.wire.jobs import ErrorBody
 
@@ -94,7 +94,12 @@ async def register(request: Request) -> dict[str, Any]:
         sorted(skills),
         capacity=reg.capacity or 1,
         kind="remote",
-        info={"worker_type": reg.worker_type, "hostname": caps.hostname if caps else None},
+        info={
+            "worker_type": reg.worker_type,
+            "hostname": caps.hostname if caps else None,
+            "cost_per_skill": caps.cost_per_skill if caps else None,
+            "hot_skills": list(reg.hot_skills or []),
+        },
     )
     version = request.headers.get(rxon.PROTOCOL_VERSION_HEADER)
     warning = (
@@ -126,7 +131,12 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
             worker.hot_skills = list(hb.hot_skills)
         for skill in hb.supported_skills or []:
             worker.skills[skill.name] = skill
-    await st.engine.heartbeat_worker(worker_id, status="offline" if worker.status == "offline" else "online")
+    await st.engine.heartbeat_worker(
+        worker_id,
+        status="offline" if worker.status == "offline" else "online",
+        load=len(worker.current_tasks) if hb is not None else None,
+        hot_skills=worker.hot_skills if hb is not None else None,
+    )
     cancel = []
     for task_id in worker.current_tasks:
         with contextlib.suppress(NotFoundError):
@@ -209,7 +219,7 @@ def worker_router() -> APIRouter:
     """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
     r = APIRouter(
         tags=["workers (RXON)"],
-        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 429: {"model": ErrorBody}, **TOO_LARGE},
     )
     r.add_api_route(
         rxon.ENDPOINT_REGISTER,
@@ -304,7 +314,7 @@ async def next_tasks(
     tasks = await st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=0)
     wait_s = min(poll_s, st.settings.worker_poll_timeout_s)
     if not tasks and wait_s > 0 and receive is not None:
-        tasks = await _take_unless_gone(st, receive, worker_id, skills, limit, wait_s)
+        tasks = await wait_for_tasks(st.engine, receive, worker_id, skills, limit, wait_s)
         now = st.clock.now()
     if not tasks:
         return 204, None
@@ -315,41 +325,6 @@ async def next_tasks(
         for wire in wires:
             wire["tracing_context"] = {"traceparent": st.tracing.traceparent(wire["job_id"], wire["task_id"])}
     return 200, wires[0] if max_tasks is None else {"tasks": wires}
-
-
-async def _until_disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _take_unless_gone(
-    st: ServerState, receive: Receive, worker_id: str, skills: list[str], limit: int, wait_s: float
-) -> list[Task]:
-    """Long-poll the engine for tasks, giving up as soon as the worker hangs up."""
-    take = asyncio.ensure_future(st.engine.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s))
-    gone = asyncio.ensure_future(_until_disconnected(receive))
-    try:
-        await asyncio.wait({take, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        hung_up = gone.done() and not gone.cancelled() and gone.exception() is None
-        gone.cancel()
-        if not take.done():
-            take.cancel()  # the engine gives back whatever it had leased by then
-    with contextlib.suppress(asyncio.CancelledError):
-        await gone
-    try:
-        tasks = await take
-    except asyncio.CancelledError:
-        if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-            raise
-        return []
-    if hung_up and tasks:
-        # Leased in the instant the worker left: hand them back now, not when their leases expire.
-        for task in tasks:
-            with contextlib.suppress(NotFoundError):
-                await st.engine.release_task(task.task_id, task.token)
-        return []
-    return tasks
 
 
 async def take_result(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:

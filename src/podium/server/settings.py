@@ -64,4 +64,8 @@ class ServerSettings(PodiumSettings):
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     """How long a stopping server lets open requests (long polls) finish."""
 
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """The largest request body any route reads (``MAX_BODY_BYTES``, default 16 MiB): a larger one is
+    answered 413 before it is read (by its ``Content-Length``) or as soon as it passes the limit (chunked)."""
+
     max_page_size: int = Field(default=500, ge=1)

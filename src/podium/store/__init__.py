@@ -1,7 +1,8 @@
 """podium.store: the storage protocol and its backends.
 
 ``open_store(url)`` picks a backend from a URL: ``memory://``, ``sqlite:///path/to/podium.db`` (the
-embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``),
+embedded default; relative paths are fine: ``sqlite:///podium-data/podium.db``; ``?synchronous=NORMAL``
+trades durability against a power cut for speed, see :class:`SQLiteStore`),
 ``postgresql://user@host:5432/db?schema=podium`` (several instances on one database; ``pip install
 'podium[postgres]'``) or ``redis://host:port/db?prefix=name`` (several instances on one Redis; ``pip install
 'podium[redis]'``). A ``history=<store URL>`` argument keeps the history in another store (a split
@@ -81,7 +82,7 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
     if url.startswith("sqlite:"):
         from podium.store.sqlite import SQLiteStore
 
-        return SQLiteStore(sqlite_path(url), clock=clock)
+        return SQLiteStore(sqlite_path(url), clock=clock, synchronous=sqlite_synchronous(url))
     if url.startswith(("postgresql:", "postgres:")):
         from podium.store.postgres import PostgresStore
 
@@ -97,11 +98,31 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
     )
 
 
+_SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
 def sqlite_path(url: str) -> str:
     """The file path in a ``sqlite:///path`` URL (``sqlite:////abs/path`` for absolute paths)."""
-    path = url.split(":", 1)[1]
+    path = url.split(":", 1)[1].split("?", 1)[0]
     if path.startswith("///"):
         return path[3:]
     if path.startswith("//"):
         return path[2:]
     return path
+
+
+def sqlite_synchronous(url: str) -> str:
+    """The ``synchronous`` level a ``sqlite:///path?synchronous=NORMAL`` URL asks for (default ``FULL``:
+    every call durable before it returns; ``NORMAL`` survives a process crash, not a power cut)."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs(url.partition("?")[2])
+    unknown = sorted(set(query) - {"synchronous"})
+    if unknown:
+        raise ValueError(
+            f"unknown option {unknown[0]!r} in store URL {url!r} (synchronous=FULL|NORMAL|EXTRA)"
+        )
+    level = query.get("synchronous", ["FULL"])[-1].upper()
+    if level not in _SYNCHRONOUS:
+        raise ValueError(f"synchronous={level!r} in store URL {url!r}: use FULL, NORMAL or EXTRA")
+    return level

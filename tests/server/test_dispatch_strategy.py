@@ -1,0 +1,112 @@
+"""dispatch_strategy and max_cost over HTTP: workers' costs from their registration pick who gets the task,
+and a job whose task no worker may take within max_cost is quarantined, as Avtomatika does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from podium.engine.blueprint import Blueprint
+from podium.engine.storage import MemoryStorage
+from podium.testing import EngineHarness
+from podium.wire import rxon
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, running_stack
+
+CLIENT = {"X-Client-Token": CLIENT_TOKEN}
+
+
+def render_blueprint() -> Blueprint:
+    bp = Blueprint("render", api_endpoint="/jobs/render", api_version="v1")
+
+    @bp.handler(is_start=True)
+    async def start(initial_data: dict[str, Any], actions: Any) -> None:
+        options = {"dispatch_strategy": initial_data["strategy"]}
+        if "max_cost" in initial_data:
+            options["max_cost"] = initial_data["max_cost"]
+        actions.dispatch_task("render", {}, transitions={"success": "done"}, **options)
+
+    @bp.handler(is_end=True)
+    async def done() -> None:
+        return None
+
+    return bp
+
+
+def headers(worker_id: str) -> dict[str, str]:
+    return {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": worker_id}
+
+
+async def register(http: httpx.AsyncClient, worker_id: str, cost: float) -> None:
+    body = {
+        "worker_id": worker_id,
+        "supported_skills": [{"name": "render"}],
+        "capabilities": {"hostname": "h", "ip_address": "127.0.0.1", "cost_per_skill": {"render": cost}},
+    }
+    r = await http.post(rxon.ENDPOINT_REGISTER, json=body, headers=headers(worker_id))
+    assert r.status_code == 200, r.text
+
+
+async def next_task(http: httpx.AsyncClient, worker_id: str, timeout_s: float) -> httpx.Response:
+    url = rxon.ENDPOINT_TASK_NEXT.format(worker_id=worker_id)
+    return await http.get(url, params={"timeout": str(timeout_s)}, headers=headers(worker_id))
+
+
+async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> None:
+    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        await register(http, "dear", 5.0)
+        await register(http, "cheap", 1.0)
+        r = await http.post(
+            "/api/v1/jobs/render", json={"initial_data": {"strategy": "cheapest"}}, headers=CLIENT
+        )
+        job_id = r.json()["job_id"]
+        # the dear worker is not offered the task; the cheap one is
+        assert (await next_task(http, "dear", 0.2)).status_code == 204
+        r = await next_task(http, "cheap", 5.0)
+        assert r.status_code == 200 and r.json()["job_id"] == job_id
+        result = {"job_id": job_id, "task_id": r.json()["task_id"], "worker_id": "cheap", "status": "success"}
+        assert (
+            await http.post(rxon.ENDPOINT_TASK_RESULT, json=result, headers=headers("cheap"))
+        ).status_code == 200
+        assert (await stack.engine.wait_for_job(job_id, timeout_s=5)).status == "finished"
+
+        # a cost limit the dear worker is over: the cheap one again, even with the default strategy
+        body = {"initial_data": {"strategy": "default", "max_cost": 2}}
+        job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+        assert (await next_task(http, "dear", 0.2)).status_code == 204
+        assert (await next_task(http, "cheap", 5.0)).json()["job_id"] == job_id
+
+        # no worker within the limit: quarantined, with Avtomatika's message
+        body = {"initial_data": {"strategy": "cheapest", "max_cost": 0.5}}
+        job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+        view = await stack.engine.wait_for_job(job_id, timeout_s=5)
+        assert view.status == "quarantined"
+        assert view.error == {
+            "code": "NO_SUITABLE_WORKER",
+            "message": "No worker meets the maximum cost (0.5) for task 'render'",
+        }
+        r = await http.get(f"/api/v1/jobs/{job_id}", headers=CLIENT)
+        assert r.json()["status"] == "quarantined"
+
+
+async def test_round_robin_takes_turns_between_workers() -> None:
+    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        await register(http, "a", 1.0)
+        await register(http, "b", 1.0)
+        owners = {}
+        for _ in range(4):
+            body = {"initial_data": {"strategy": "round_robin"}}
+            job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+            owners[job_id] = None
+        got: dict[str, list[str]] = {"a": [], "b": []}
+        for worker_id in ("a", "b"):
+            while True:
+                r = await next_task(http, worker_id, 0.0)
+                if r.status_code == 204:
+                    break
+                got[worker_id].append(r.json()["job_id"])
+        assert len(got["a"]) == len(got["b"]) == 2
+        assert sorted(got["a"] + got["b"]) == sorted(owners)
+        assert stack.engine is engine
