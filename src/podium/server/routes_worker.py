@@ -219,7 +219,12 @@ def worker_router() -> APIRouter:
     """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
     r = APIRouter(
         tags=["workers (RXON)"],
-        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 429: {"model": ErrorBody}, **TOO_LARGE},
+        responses={
+            401: {"model": ErrorBody},
+            403: {"model": ErrorBody},
+            429: {"model": ErrorBody},
+            **TOO_LARGE,
+        },
     )
     r.add_api_route(
         rxon.ENDPOINT_REGISTER,
