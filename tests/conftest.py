@@ -7,13 +7,18 @@ fixtures. Locally, when the service is not reachable they skip with a message na
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from podium.blobs import S3Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # so tests can import bench.peervenv and examples
@@ -80,3 +85,31 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "podium-data"
     path.mkdir()
     yield path
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server on loopback: moto's server mode (in a thread), for the session."""
+    pytest.importorskip("obstore", reason="skip: obstore is not installed (pip install 'podium[s3]')")
+    moto = pytest.importorskip("moto.server", reason="skip: moto is not installed")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = moto.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> S3Settings:
+    """Settings for a new, empty bucket of this test (on :func:`s3_endpoint`)."""
+    import httpx
+
+    from podium.blobs import S3Settings
+    from podium.ids import new_ulid_str
+
+    bucket = f"t-{new_ulid_str().lower()}"
+    assert httpx.put(f"{s3_endpoint}/{bucket}").status_code == 200
+    return S3Settings(endpoint_url=s3_endpoint, access_key="test", secret_key="test", bucket=bucket)

@@ -29,7 +29,7 @@ import builtins
 import hashlib
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -248,6 +248,24 @@ class BlobStore:
             return meta
         finally:
             partial.unlink(missing_ok=True)
+
+    async def stream(
+        self, key: str, *, expected_size: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """The object's bytes as they arrive (blocks of about ``chunk_size``), each read on a worker thread;
+        raises :class:`BlobIntegrityError` at the end when fewer or more bytes came than the object's size
+        (or ``expected_size``)."""
+        import obstore
+
+        result = await self._run(obstore.get, self._s3(), key)
+        size = int(result.meta["size"]) if expected_size is None else expected_size
+        blocks = iter(result.stream(min_chunk_size=chunk_size))
+        received = 0
+        while (block := await asyncio.to_thread(next, blocks, None)) is not None:
+            received += len(block)
+            yield bytes(block)
+        if received != size:
+            raise BlobIntegrityError(f"read of {self.uri(key)}: received {received} of {size} bytes")
 
     async def head(self, key: str) -> ObjectMeta | None:
         """The object's size and ETag, or ``None`` when there is no such object."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from podium.errors import ConfigError
+from podium.errors import ConfigError, MissingDependencyError
 
 __all__ = ["command", "run_server"]
 
@@ -125,6 +125,12 @@ def command(
     schedules: Path | None = typer.Option(
         None, "--schedules", help="schedules.toml of the native scheduler (SCHEDULES_CONFIG_PATH)."
     ),
+    tracing: str | None = typer.Option(
+        None,
+        "--tracing",
+        help="OpenTelemetry spans of jobs, states and tasks (TRACING): otlp (to OTEL_EXPORTER_OTLP_ENDPOINT),"
+        " console or off. Extra otel.",
+    ),
 ) -> None:
     """Serve the podium API: jobs, remote workers (RXON), health, metrics and docs."""
     from podium.log import configure_logging
@@ -136,6 +142,7 @@ def command(
         "clients_config_path": clients,
         "workers_config_path": workers,
         "schedules_config_path": schedules,
+        "tracing": tracing,
     }
     from podium.settings import CoreSettings
 
@@ -150,7 +157,7 @@ def command(
                 tune_gc=True,
             )
         )
-    except ConfigError as exc:
+    except (ConfigError, MissingDependencyError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

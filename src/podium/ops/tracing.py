@@ -21,23 +21,28 @@ An instance traces the jobs it saw created (with several instances on one store,
 created and this one finished has no span here), and keeps at most 100,000 open jobs and tasks in memory.
 
 ``opentelemetry-sdk`` is imported when :class:`Tracing` is built: ``pip install 'podium[otel]'``.
+:meth:`Tracing.from_exporter` builds one from a setting (``podium serve --tracing otlp|console``, ``TRACING``):
+``otlp`` sends spans in batches to the OTLP/HTTP collector the standard ``OTEL_EXPORTER_OTLP_*`` environment
+names (default ``http://localhost:4318``), ``console`` prints each span as JSON on stdout; the service name is
+``OTEL_SERVICE_NAME`` (default ``podium``).
 """
 
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.models import EngineEvent
-from podium.errors import MissingDependencyError
+from podium.errors import ConfigError, MissingDependencyError
 from podium.ids import span_id_of, trace_id_of, traceparent_of
 
 if TYPE_CHECKING:
     from podium.workcell import WorkcellEngine
 
-__all__ = ["TRACED_EVENTS", "Tracing", "span_id", "trace_id", "traceparent"]
+__all__ = ["EXPORTERS", "TRACED_EVENTS", "Tracing", "span_id", "trace_id", "traceparent"]
 
 TRACED_EVENTS = frozenset(
     {
@@ -56,6 +61,8 @@ TRACED_EVENTS = frozenset(
         "task_cancelled",
     }
 )
+EXPORTERS = ("otlp", "console")
+"""The exporters :meth:`Tracing.from_exporter` knows."""
 _MAX_OPEN = 100_000
 _next_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "podium_span_ids", default=None
@@ -124,6 +131,31 @@ class Tracing:
         self._steps: dict[str, int] = {}
         self._flow_nodes: dict[tuple[Any, ...], float] = {}
         self._detach: list[Callable[[], None]] = []
+
+    @classmethod
+    def from_exporter(cls, exporter: str, *, out: Any = None) -> Tracing:
+        """A :class:`Tracing` sending its spans to ``exporter`` (one of :data:`EXPORTERS`; see the module
+        docstring). ``out``: where ``console`` writes (stdout by default). Raises
+        :class:`~podium.errors.ConfigError` for an unknown exporter and
+        :class:`~podium.errors.MissingDependencyError` when its package is not installed."""
+        if exporter not in EXPORTERS:
+            raise ConfigError(f"tracing: unknown exporter {exporter!r} (one of {', '.join(EXPORTERS)})")
+        _sdk()
+        from opentelemetry.sdk.trace import export
+
+        processor: Any
+        if exporter == "console":
+            import sys
+
+            console = export.ConsoleSpanExporter(out=out if out is not None else sys.stdout)
+            processor = export.SimpleSpanProcessor(console)
+        else:
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            except ImportError:
+                raise MissingDependencyError("opentelemetry-exporter-otlp-proto-http", "otel") from None
+            processor = export.BatchSpanProcessor(OTLPSpanExporter())  # reads OTEL_EXPORTER_OTLP_*
+        return cls(processor, service_name=os.environ.get("OTEL_SERVICE_NAME") or "podium")
 
     # --- spans ------------------------------------------------------------------------------------
 

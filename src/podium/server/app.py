@@ -362,9 +362,13 @@ def create_app(
     With ``manage_engine`` (the default) the app's lifespan starts and stops the engine. Raises
     :class:`~podium.errors.ConfigError` for a bad ``clients.toml``/``workers.toml``/``schedules.toml``, before
     serving anything. ``tracing`` (:class:`podium.ops.Tracing`, extra ``otel``): spans of jobs, states and
-    tasks, and a W3C ``traceparent`` in each task handed to a remote worker.
+    tasks, and a W3C ``traceparent`` in each task handed to a remote worker; without one, ``settings.tracing``
+    (``otlp``/``console``) builds one (:meth:`podium.ops.Tracing.from_exporter`), or raises
+    :class:`~podium.errors.MissingDependencyError` naming ``pip install 'podium[otel]'``.
     """
     settings = settings or ServerSettings.load()
+    if tracing is None and settings.tracing != "off":
+        tracing = Tracing.from_exporter(settings.tracing)
     st = ServerState(engine, settings, manage_engine=manage_engine, tracing=tracing)
 
     @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ read through :class:`podium.settings.PodiumSettings` (files ``server.settings.to
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -60,6 +60,11 @@ class ServerSettings(PodiumSettings):
 
     schedules_config_path: Path | None = None
     """``schedules.toml`` of the native scheduler (Avtomatika's ``SCHEDULES_CONFIG_PATH``)."""
+
+    tracing: Literal["off", "otlp", "console"] = "off"
+    """OpenTelemetry spans of jobs, states and tasks (``TRACING``, ``podium serve --tracing``; extra ``otel``):
+    ``otlp`` to the collector the standard ``OTEL_EXPORTER_OTLP_*`` environment names, ``console`` as JSON on
+    stdout (see :mod:`podium.ops.tracing`). Remote workers then get each task's W3C ``traceparent``."""
 
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     """How long a stopping server lets open requests (long polls) finish."""

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from podium.blobs import BlobStore
 from podium.clock import Clock, system_clock
 from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
@@ -114,7 +115,8 @@ class WorkcellEngine:
         self.settings = settings or WorkcellManagerSettings()
         self.clock: Clock = clock or (engine.clock if engine is not None else system_clock)
         self.data_dir = Path(data_dir)
-        self.datapoints = DatapointRepository(store, self.data_dir)
+        s3 = self.settings.s3_settings()
+        self.datapoints = DatapointRepository(store, self.data_dir, BlobStore(s3) if s3 is not None else None)
         if scheduler is None:
             name = self.settings.scheduler
             scheduler = Scheduler() if name == DEFAULT_SCHEDULER else load_scheduler(name)
@@ -310,6 +312,7 @@ class WorkcellEngine:
         """Stop scheduling and polling. Steps in flight are abandoned (their journal says where they were)
         and every step task held is given back, so that the next owner has them at once."""
         if not self._started:
+            await self.datapoints.drain()
             return
         self._stopping = True
         self._started = False
@@ -325,6 +328,7 @@ class WorkcellEngine:
         self._held.clear()
         await self.ownership.release()
         await self.monitor.aclose()
+        await self.datapoints.drain()  # the S3 copies in flight
         if self._own_engine:
             await self.jobs.stop()
         if self._own_store:
@@ -583,7 +587,7 @@ class WorkcellEngine:
         for key, dp_id in old.file_input_ids.items():
             if key in {p.key for p in definition.parameters.file_inputs}:
                 dp = await self.datapoints.get(dp_id)
-                files[key] = self.datapoints.file_path(dp)
+                files[key] = await self.datapoints.local_file(dp)
         json_inputs = {
             k: v
             for k, v in old.parameter_values.items()

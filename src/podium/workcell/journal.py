@@ -202,6 +202,7 @@ class RunJournal:
             for op in ops:
                 if isinstance(op, Put) and op.kind == RESOURCE_KIND and op.expected_version is not None:
                     self.resource_versions[op.id] = op.expected_version + 1
+            self.datapoints.offload(ops)  # file datapoints now recorded: copied to S3 in the background
             if self._is_owner():
                 self.workflows[wf.workflow_id] = wf
             else:  # a standby keeps no live state: reads go to the store, the owner adopts the workflow

@@ -289,7 +289,7 @@ class StepRunner:
                 raise WorkflowValidationError(
                     f"file parameter '{key}' has no file yet", step=step.label, field="files"
                 )
-            files[arg] = self.datapoints.file_path(await self.datapoints.get(dp_id))
+            files[arg] = await self.datapoints.local_file(await self.datapoints.get(dp_id))
         return files
 
     async def finish_step(

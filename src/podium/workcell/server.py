@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from podium.clock import Clock
@@ -513,13 +514,23 @@ def create_app(
         return (await engine.datapoints.get(datapoint_id)).to_json()
 
     @app.get("/datapoint/{datapoint_id}/value", response_model=None)
-    async def get_datapoint_value(datapoint_id: str) -> JSONResponse | FileResponse:
-        """A datapoint's value: the JSON value, or the file itself."""
+    async def get_datapoint_value(datapoint_id: str) -> JSONResponse | FileResponse | StreamingResponse:
+        """A datapoint's value: the JSON value, or the file itself (from S3 when its local copy is gone)."""
         dp = await engine.datapoints.get(datapoint_id)
         if dp.data_type == "json":
             return JSONResponse(dp.value)
-        path = engine.datapoints.file_path(dp)
-        return FileResponse(path, filename=path.name)
+        found = await engine.datapoints.open_file(dp)
+        if isinstance(found, Path):
+            return FileResponse(found, filename=found.name)
+        name = Path(dp.path or "file").name
+        quoted = urllib.parse.quote(name)  # as FileResponse names a file
+        disposition = (
+            f'attachment; filename="{name}"' if quoted == name else f"attachment; filename*=utf-8''{quoted}"
+        )
+        headers = {"Content-Disposition": disposition}
+        if dp.size_bytes is not None:
+            headers["Content-Length"] = str(dp.size_bytes)
+        return StreamingResponse(found, media_type="application/octet-stream", headers=headers)
 
     @app.get("/datapoints")
     async def datapoints(

@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from podium.blobs import S3Settings
 from podium.settings import PodiumSettings
 from podium.tokens import TokenSet, hash_token, node_entry_url
 
@@ -55,6 +56,16 @@ class WorkcellManagerSettings(PodiumSettings):
     data_server_url: str | None = None
     action_timeout_s: float | None = Field(default=None, gt=0)
 
+    s3_endpoint_url: str | None = None
+    """S3-compatible storage for file datapoints (``WORKCELL_S3_ENDPOINT_URL``, with ``WORKCELL_S3_ACCESS_KEY``,
+    ``WORKCELL_S3_SECRET_KEY``, ``WORKCELL_S3_BUCKET``, ``WORKCELL_S3_REGION``; extra ``s3``): each file datapoint
+    (step outputs, workflow file inputs) is copied there after it is recorded, and read back from there when its
+    local file is gone (:mod:`podium.workcell.datapoints`)."""
+    s3_access_key: str | None = Field(default=None, repr=False)
+    s3_secret_key: str | None = Field(default=None, repr=False)
+    s3_bucket: str = "podium-datapoints"
+    s3_region: str = "us-east-1"
+
     @model_validator(mode="before")
     @classmethod
     def _name_alias(cls, data: Any) -> Any:
@@ -92,6 +103,32 @@ class WorkcellManagerSettings(PodiumSettings):
         object.__setattr__(self, "api_token_hashes", list(dict.fromkeys(hashes)))
         object.__setattr__(self, "api_tokens", [])
         return self
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> WorkcellManagerSettings:
+        given = [self.s3_endpoint_url, self.s3_access_key, self.s3_secret_key]
+        if any(given) and not all(given):
+            missing = [
+                n
+                for n, v in zip(("s3_endpoint_url", "s3_access_key", "s3_secret_key"), given, strict=True)
+                if not v
+            ]
+            raise ValueError(f"S3 datapoint storage needs {', '.join(missing)} too")
+        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
+            raise ValueError(f"s3_endpoint_url {self.s3_endpoint_url!r}: expected an http(s):// URL")
+        return self
+
+    def s3_settings(self) -> S3Settings | None:
+        """Where file datapoints are copied (:class:`podium.blobs.S3Settings`), or ``None`` when no S3 is set."""
+        if not (self.s3_endpoint_url and self.s3_access_key and self.s3_secret_key):
+            return None
+        return S3Settings(
+            endpoint_url=self.s3_endpoint_url,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+            bucket=self.s3_bucket,
+            region=self.s3_region,
+        )
 
     def api_token_set(self) -> TokenSet:
         """The tokens that open the workcell API (digests only)."""

@@ -11,8 +11,9 @@ import random
 import shutil
 import signal
 import socket
+import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
@@ -61,7 +62,8 @@ class TaskFailed(Exception):
 
 @dataclass(slots=True)
 class TaskContext:
-    """What a handler may ask for as ``ctx``: the task's ids and a progress reporter."""
+    """What a handler may ask for as ``ctx``: the task's ids, a progress reporter and the W3C ``traceparent``
+    the server sent in the task's ``tracing_context`` (``None`` when it sent none)."""
 
     task_id: str
     job_id: str
@@ -70,10 +72,61 @@ class TaskContext:
     deadline: float | None
     metadata: dict[str, Any]
     _worker: Worker
+    traceparent: str | None = None
 
     async def progress(self, progress: float, message: str = "") -> None:
         """Report progress (0-100) and a status line; shown on the job. Never raises."""
         await self._worker._send_progress(self, progress, message)
+
+
+_otel: Any = None  # the opentelemetry API modules once looked up; False: not installed
+
+
+def _otel_api() -> Any:
+    """``(trace, propagator)`` of opentelemetry-api, imported on first use; ``None`` without it."""
+    global _otel
+    if _otel is None:
+        try:
+            from opentelemetry import trace
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        except ImportError:
+            _otel = False
+        else:
+            _otel = (trace, TraceContextTextMapPropagator())
+    return _otel or None
+
+
+@contextlib.contextmanager
+def _skill_span(tracer_provider: Any, payload: rxon.TaskPayload, traceparent: str | None) -> Iterator[Any]:
+    """The span a skill runs in (current while it runs), a child of the task's ``traceparent``; yields
+    ``None`` (and does nothing) without opentelemetry."""
+    api = _otel_api()
+    if api is None:
+        yield None
+        return
+    trace, propagator = api
+    parent = propagator.extract({"traceparent": traceparent}) if traceparent else None
+    tracer = trace.get_tracer("podium.worker", tracer_provider=tracer_provider)
+    attributes = {
+        "podium.job_id": payload.job_id,
+        "podium.task_id": payload.task_id,
+        "podium.task_type": payload.type,
+    }
+    with tracer.start_as_current_span(
+        f"skill {payload.type}", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def _end_span(span: Any, result: dict[str, Any]) -> None:
+    """Mark ``span`` failed when the skill's result is not a success."""
+    if span is None or result.get("status") == rxon.TASK_STATUS_SUCCESS:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    error = result.get("error") or {}
+    span.set_attribute("podium.status", str(result.get("status")))
+    span.set_status(Status(StatusCode.ERROR, f"{error.get('code', '')}: {error.get('message', '')}"))
 
 
 @dataclass(slots=True)
@@ -163,7 +216,9 @@ class Worker:
     ``task_id``, ``job_id``, ``send_progress``, and ``task_files`` (the job's files on S3,
     :class:`podium.blobs.TaskFiles`, when ``s3=`` or Avtomatika's ``S3_ENDPOINT_URL``/``S3_ACCESS_KEY``/
     ``S3_SECRET_KEY``/``S3_DEFAULT_BUCKET`` environment is set; ``None`` otherwise; its local folder under
-    ``TASK_FILES_DIR`` is removed when the task ends). It returns the result data (a dict or a pydantic model), or
+    ``TASK_FILES_DIR`` is removed when the task ends). With opentelemetry-api installed a handler runs inside a
+    span ``skill <task type>``, a child of the W3C ``traceparent`` the server sent with the task (also
+    ``ctx.traceparent``), from ``tracer_provider`` (default: OpenTelemetry's global one). It returns the result data (a dict or a pydantic model), or
     a full ``{"status", "data", "error"}`` dict; raising :class:`TaskFailed` ends the task with its code,
     any other exception with ``TRANSIENT_ERROR`` (retried by the server).
     """
@@ -187,6 +242,7 @@ class Worker:
         clock: Clock | None = None,
         s3: S3Settings | None = None,
         task_files_dir: str | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -223,6 +279,7 @@ class Worker:
             or os.environ.get("TASK_FILES_DIR")
             or Path(tempfile.gettempdir()) / "podium-task-files"
         )
+        self.tracer_provider = tracer_provider
         self._executing = 0
         """Handlers running now: ``capacity - _executing - _reserved`` slots are free."""
         self._reserved = 0
@@ -679,9 +736,14 @@ class Worker:
             float(payload.deadline) if payload.deadline else None,
             dict(payload.metadata or {}),
             self,
+            (payload.tracing_context or {}).get("traceparent"),
         )
         result: dict[str, Any]
         executing = True
+        spans = (
+            contextlib.ExitStack()
+        )  # the skill's span: ends once its result is known, or with an exception
+        span = spans.enter_context(_skill_span(self.tracer_provider, payload, ctx.traceparent))
         try:
             try:
                 if skill is None:
@@ -710,10 +772,13 @@ class Worker:
                     "status": rxon.TASK_STATUS_FAILURE,
                     "error": {"code": rxon.ERROR_CODE_TRANSIENT, "message": f"{type(exc).__name__}: {exc}"},
                 }
+            _end_span(span, result)
+            spans.close()
             self._executing, executing = self._executing - 1, False
             await self._submit(payload, result)
             self.completed += 1
         finally:
+            spans.__exit__(*sys.exc_info())  # a no-op once closed
             if executing:
                 self._executing -= 1
             self._running.pop(payload.task_id, None)
