@@ -97,8 +97,10 @@ class Fleet:
         log = self.tmp / f"{name}.log"
         log_file = log.open("w")
         popen = subprocess.Popen(
-            [sys.executable, "-m", "podium", "serve", "--port", str(port), "--host", "127.0.0.1"]
-            + ["--blueprints", str(HERE / "bp"), "--storage", self.store_url],
+            [
+                *(sys.executable, "-m", "podium", "serve", "--port", str(port), "--host", "127.0.0.1"),
+                *("--blueprints", str(HERE / "bp"), "--storage", self.store_url),
+            ],
             cwd=self.tmp,
             env={**os.environ, **ENV, "INSTANCE_ID": name},
             stdout=subprocess.PIPE,
