@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from podium.clock import ManualClock
 from podium.engine import OrchestratorEngine
+from podium.store import Store
 from tests.engine import crash_child
+from tests.engine.conftest import EventLog, make_engine
+from tests.engine.test_faults import one_task
 from tests.engine.test_crash_recovery import N, kill_mid_flight
 
 BACKENDS = ["sqlite", "postgres"]  # one more entry ("redis") once that store lands
@@ -80,3 +84,43 @@ async def test_a_result_is_decided_on_the_store_s_current_job_not_a_cached_one(s
         assert ignored == []
     await a_store.close()
     await b_store.close()
+
+
+@pytest.mark.parametrize("kind", ["dispatch", "result"])
+async def test_a_timeout_armed_on_two_instances_acts_once(manual_store: Store, kind: str) -> None:
+    """Both the instance that dispatched (or whose worker took) a task and the recovery owner, which re-reads
+    open tasks, arm its timeout; both fire. The timeout is decided on the task's current record and
+    written under its version, so it acts once: one ``task_timeout`` entry, the job ends once."""
+    clock = manual_store.clock
+    assert isinstance(clock, ManualClock)
+    cfg = {"JOB_MAX_RETRIES": 0}
+    owner, other = make_engine(manual_store, **cfg), make_engine(manual_store, **cfg)
+    timeout = {"dispatch_timeout": 60} if kind == "dispatch" else {"result_timeout": 60}
+    for e in (owner, other):
+        e.register_blueprint(one_task(**timeout))
+    async with owner, other:
+        assert owner.is_recovery_owner and not other.is_recovery_owner  # one recovery owner per store
+        log, owner_log = EventLog(other), EventLog(owner)
+        job_id = await other.create_job("one")
+        await log.wait(lambda e: e.type == "job_waiting")
+        if kind == "result":  # a remote worker takes it through the other instance (its result timer)
+            assert await other.take_task("w", ["work"]) is not None
+        await owner.recovery.recover()  # the owner's periodic rescan of open tasks: it arms the same timer
+        assert len(owner.core.timers) == 1
+        await clock.advance(60)
+        await _ended_on_either((log, owner_log), job_id)
+        job = await other.get_job(job_id)
+        history = await other.job_history(job_id)
+    assert job.status in ("finished", "quarantined", "failed"), job.status
+    assert [e.event for e in history].count("task_timeout") == 1
+    assert [e.event for e in history].count("job_archived") == 1
+
+
+async def _ended_on_either(logs: tuple[EventLog, ...], job_id: str) -> None:
+    """Wait for the job's terminal event, committed by whichever instance applied it."""
+    ends = {"job_finished", "job_failed", "job_quarantined", "job_cancelled"}
+    waits = [asyncio.ensure_future(lg.wait(lambda e: e.type in ends and e.job_id == job_id)) for lg in logs]
+    done, pending = await asyncio.wait(waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()
+    assert done, f"job {job_id} did not end on any instance"
