@@ -55,6 +55,9 @@ async def test_kill_one_of_three_instances_mid_load(url: str, tmp_path: Path) ->
     async with fleet(url, tmp_path) as f:
         clients = await _start(f, 3)
         try:
+            # Any instance answers for the deployment: each lists the workers registered with the others
+            for c in clients:
+                assert {w.worker_id for w in await c.workers()} == {"w1", "w2", "w3"}
             first = await _submit(clients, 0, 2 * N // 3)
             # Once work flows (a first job is done), kill -9 the second instance.
             await clients[0].wait(first[0], timeout_s=30)
