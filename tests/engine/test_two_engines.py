@@ -15,8 +15,8 @@ from podium.engine import OrchestratorEngine
 from podium.store import Store
 from tests.engine import crash_child
 from tests.engine.conftest import EventLog, make_engine
-from tests.engine.test_faults import one_task
 from tests.engine.test_crash_recovery import N, kill_mid_flight
+from tests.engine.test_faults import one_task
 
 BACKENDS = ["sqlite", "postgres"]  # one more entry ("redis") once that store lands
 
