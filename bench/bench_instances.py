@@ -179,25 +179,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_jobs = args.jobs or (200 if args.quick else 3000)
     results: dict[str, dict[str, float]] = {}
     for n in (int(x) for x in args.instances.split(",")):
-        results[f"podium x{n} on postgresql"] = asyncio.run(
-            run(args.dsn, n, args.workers, args.capacity, n_jobs)
-        )
+        results[f"podium-postgres/x{n}"] = asyncio.run(run(args.dsn, n, args.workers, args.capacity, n_jobs))
+    names = list(results)
+    ratios = {f"{n}_over_{names[0]}": results[n]["jobs_s"] / results[names[0]]["jobs_s"] for n in names[1:]}
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
     rows = [
         [name, *(f"{r[k]:.3f}" if k.startswith("cpu") else f"{r[k]:.0f}" for k in keys)]
         for name, r in results.items()
     ]
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}x jobs/s")
     report(
         "instances",
         ["config", *keys],
         rows,
-        {"jobs": n_jobs, "workers": args.workers, "capacity": args.capacity, "results": results},
+        {
+            "jobs": n_jobs,
+            "workers": args.workers,
+            "capacity": args.capacity,
+            "rows": results,
+            "ratios": ratios,
+        },
     )
-    names = list(results)
-    if len(names) > 1:
-        base = results[names[0]]["jobs_s"]
-        for name in names[1:]:
-            print(f"{name} / {names[0]}: {results[name]['jobs_s'] / base:.2f}x jobs/s")
     return results
 
 
