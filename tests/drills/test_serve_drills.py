@@ -18,7 +18,7 @@ from podium.engine.keys import JOB
 from podium.store import open_store
 from tests.drills.fleet import CLIENT_TOKEN, Fleet, audit, fleet, store_url
 
-BACKENDS = ["postgres"]  # "redis" joins here once that store lands
+BACKENDS = ["sqlite", "postgres"]  # "redis" joins here once that store lands
 N = 90
 
 

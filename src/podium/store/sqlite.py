@@ -79,13 +79,9 @@ class SQLiteStore(Store):
             return
         found = await asyncio.to_thread(migrate.current_version, self.path)
         if found is None:
-            if (
-                self.path.exists()
-                and self.path.stat().st_size > 0
-                and await asyncio.to_thread(self._has_tables)
-            ):
+            found = await asyncio.to_thread(migrate.create_or_read, self.path, self._has_tables)
+            if found is None:
                 raise SchemaMismatchError(None, SCHEMA_VERSION, migrate.upgrade_command(self.path))
-            found = await asyncio.to_thread(migrate.upgrade, self.path)
         if found != SCHEMA_VERSION:
             raise SchemaMismatchError(found, SCHEMA_VERSION, migrate.upgrade_command(self.path))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-sqlite")
