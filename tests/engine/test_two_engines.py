@@ -46,7 +46,9 @@ async def test_standby_alongside_a_killed_engine_finishes_every_job(
         await kill_mid_flight(store_target, tmp_path)
         jobs = await standby.list_jobs(limit=N + 1)
         assert len(jobs) == N
-        views = await asyncio.wait_for(asyncio.gather(*(standby.wait_for_job(j.job_id) for j in jobs)), 60)
+        # Well within the in-process workers' 30 s long poll: a poll waiting in the standby is woken by
+        # the dead engine's enqueues (PostgreSQL: NOTIFY; SQLite: the store watches PRAGMA data_version)
+        views = await asyncio.wait_for(asyncio.gather(*(standby.wait_for_job(j.job_id) for j in jobs)), 20)
         stuck = [(v.job_id, v.status) for v in views if v.status != "finished"]
         assert not stuck, stuck
         for v in views:
