@@ -11,7 +11,8 @@ PostgreSQL server.
   last one is done (procrastinate: polled with one count query every 5 ms; pgqueuer: its own completion
   counter). Each uses its documented asyncio API and its own defaults otherwise.
 
-Not yet here (issue #22): the HTTP work with unmodified avtomatika-worker processes, several instances,
+Several instances (1 vs 3 ``podium serve`` on one PostgreSQL schema, remote workers over HTTP) are measured by
+``bench_instances.py``. Not yet here (issue #22): the HTTP work with unmodified avtomatika-worker processes,
 Redis. Prints a table and ratios, then one JSON line.
 
     python bench/bench_scale.py [--quick] [--podium-only] [--repeat N] [--dsn postgresql://...]

@@ -24,6 +24,29 @@ async def test_new_file_is_created_at_head(tmp_path: Path) -> None:
         await store.put("job", "a", {})
 
 
+def test_processes_starting_together_on_a_new_file_create_it_once(tmp_path: Path) -> None:
+    # Several instances started at once on a new file (a deployment's first start): each opens it at head
+    path = tmp_path / "shared.db"
+    script = (
+        "import asyncio, sys\n"
+        "from podium.store import SQLiteStore\n"
+        "async def main():\n"
+        "    async with SQLiteStore(sys.argv[1]) as s:\n"
+        "        await s.append('x', 'opened')\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert migrate.current_version(path) == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 4
+    conn.close()
+
+
 def _set_version(path: Path, version: str) -> None:
     conn = sqlite3.connect(path)
     conn.execute("UPDATE alembic_version SET version_num=?", (version,))

@@ -176,8 +176,8 @@ class Executor:
         job_id, step = lease.payload["job_id"], lease.payload["step"]
         core = self.core
         rec = await core.load_job(job_id)
-        if rec is not None and rec.data["step"] != step:
-            rec = await core.load_job(job_id, fresh=True)
+        if rec is not None and (rec.data["step"] != step or rec.status not in RUNNABLE):
+            rec = await core.load_job(job_id, fresh=True)  # never drop a step on a cached record
         if rec is None or rec.data["step"] != step or rec.status not in RUNNABLE:
             await self._release(lease)  # a stale step (the job moved on, or was cancelled)
             return
@@ -252,6 +252,8 @@ class Executor:
         core, planner, tr = self.core, self.planner, self.transitions
         for _ in range(MAX_CONFLICT_RETRIES):
             rec = await core.load_job(job_id)
+            if rec is None or rec.data["step"] != step or rec.status not in RUNNABLE:
+                rec = await core.load_job(job_id, fresh=True)
             if rec is None or rec.data["step"] != step or rec.status not in RUNNABLE:
                 await self._release(lease)
                 return

@@ -295,13 +295,23 @@ class Jobs:
     ) -> Record:
         """Read-decide-apply with the job's version as guard, retried on conflict. ``extra_ops`` (a caller's
         own records, see :meth:`complete_task`) join the write when the decision writes anything."""
+        fresh = False
         for _ in range(MAX_CONFLICT_RETRIES):
-            rec = await self.core.load_job(job_id)
+            rec = await self.core.load_job(job_id, fresh=fresh)
             if rec is None:
                 raise JobNotFoundError(f"no job {job_id!r}")
             plan = Plan()
-            decide(rec, plan)
+            try:
+                decide(rec, plan)
+            except JobStateError:
+                if fresh:
+                    raise
+                fresh = True  # refusals are only decided on the store's current record
+                continue
             if not plan.ops:
+                if not fresh:
+                    fresh = True  # so is a decision to write nothing
+                    continue
                 if extra_ops:
                     await self.storage.apply(*extra_ops)
                 return rec

@@ -134,7 +134,9 @@ class Recovery:
                     f"{DISPATCH_TIMER}{task_id}", td["dispatch_deadline"], (task_id, attempt, None)
                 )
                 return
-            jrec = await self.core.load_job(td["job_id"])
+            # Fresh: whether the job still waits for the task decides whether the timeout moves it on,
+            # and a job that does not is not written (so a stale cached record would go unnoticed).
+            jrec = await self.core.load_job(td["job_id"], fresh=True)
             if jrec is None:
                 return
             plan = Plan()

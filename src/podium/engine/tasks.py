@@ -225,10 +225,12 @@ class Tasks:
         this worker's result counts only if nobody took it meanwhile (see :meth:`complete_task`).
         """
         rec = await self.core.load_task(task_id)
+        if rec is not None and not self._held_by(rec, token):
+            rec = await self.core.load_task(task_id, fresh=True)  # the cache may predate another's claim
         if rec is None:
             raise TaskNotFoundError(f"no task {task_id!r}")
         d = rec.data
-        if rec.status != TaskStatus.RUNNING or d.get("token") not in (None, token):
+        if not self._held_by(rec, token):
             return False
         lease = self._task_lease(task_id, d, token)
         try:
@@ -243,10 +245,12 @@ class Tasks:
         the task was leased, a worker stopping). Returns ``False`` if ``token`` no longer holds it."""
         for _ in range(MAX_CONFLICT_RETRIES):
             rec = await self.core.load_task(task_id)
+            if rec is not None and not self._held_by(rec, token):
+                rec = await self.core.load_task(task_id, fresh=True)
             if rec is None:
                 raise TaskNotFoundError(f"no task {task_id!r}")
             d = rec.data
-            if rec.status != TaskStatus.RUNNING or d.get("token") not in (None, token):
+            if not self._held_by(rec, token):
                 return False
             try:
                 await self.storage.nack(self._task_lease(task_id, d, token))
@@ -266,6 +270,11 @@ class Tasks:
                 continue
             return True
         return False
+
+    @staticmethod
+    def _held_by(rec: Record, token: int) -> bool:
+        """Whether the task's record says the delivery of ``token`` is running it."""
+        return rec.status == T_RUNNING and rec.data.get("token") in (None, token)
 
     @staticmethod
     def _single(op: Op) -> Plan:
@@ -330,33 +339,39 @@ class Tasks:
         expect_status: TaskStatus | None = None,
         extra_ops: Sequence[Op] = (),
     ) -> str:
+        # The first pass may decide on cached records: a decision that writes them is guarded by their
+        # versions, but ignoring a result writes neither the job nor (for a stale delivery) the task, so
+        # another instance may have moved them on unseen. Ignoring is only ever decided on fresh reads.
+        fresh = False
         for _ in range(MAX_CONFLICT_RETRIES):
-            trec = self.core.tasks.get(task_id) or await self.core.load_task(task_id)
+            trec = (None if fresh else self.core.tasks.get(task_id)) or await self.core.load_task(
+                task_id, fresh=fresh
+            )
             if trec is None:
                 raise TaskNotFoundError(f"no task {task_id!r}")
             td = trec.data
-            if source == "timer" and (
-                trec.status != expect_status
-                or td["attempt"] != expect_attempt
-                or (expect_token is not None and td.get("token") != expect_token)
-            ):
-                return "ignored"  # the timer is stale: the task moved on
             job_id = td["job_id"]
-            if trec.status not in OPEN:
-                await self._record_ignored(
-                    job_id, task_id, f"task is already {trec.status}", result, worker_id, extra_ops
-                )
+            why = self._why_ignore(
+                trec, source, token, worker_id, expect_status, expect_attempt, expect_token
+            )
+            if why is not None:
+                if not fresh:
+                    fresh = True
+                    continue
+                if why == "":
+                    return "ignored"  # the timer is stale: the task moved on
+                await self._record_ignored(job_id, task_id, why, result, worker_id, extra_ops)
                 return "ignored"
-            if source == "worker":
-                stale = self._stale_delivery(trec, token, worker_id)
-                if stale is not None:
-                    await self._record_ignored(job_id, task_id, stale, result, worker_id, extra_ops)
-                    return "ignored"
-            jrec = self.core.jobs.get(job_id) or await self.core.load_job(job_id)
+            jrec = (None if fresh else self.core.jobs.get(job_id)) or await self.core.load_job(
+                job_id, fresh=fresh
+            )
             if jrec is None:
                 raise JobNotFoundError(f"no job {job_id!r} for task {task_id!r}")
             plan = Plan()
             outcome = await self._plan_result(plan, jrec, trec, result, source, worker_id)
+            if outcome == "ignored" and not fresh:
+                fresh = True  # decided on a cached job record: decide again on the store's current one
+                continue
             plan.ops.extend(extra_ops)
             try:
                 await self.core.commit(plan)
@@ -367,6 +382,32 @@ class Tasks:
                 continue
             return outcome
         raise ConflictError(TASK, task_id, None, None)
+
+    @classmethod
+    def _why_ignore(
+        cls,
+        trec: Record,
+        source: str,
+        token: int | None,
+        worker_id: str | None,
+        expect_status: TaskStatus | None,
+        expect_attempt: int | None,
+        expect_token: int | None,
+    ) -> str | None:
+        """Why the task's record says a result must be ignored (``""``: a stale timer, not recorded), or
+        ``None`` if it counts."""
+        td = trec.data
+        if source == "timer" and (
+            trec.status != expect_status
+            or td["attempt"] != expect_attempt
+            or (expect_token is not None and td.get("token") != expect_token)
+        ):
+            return ""
+        if trec.status not in OPEN:
+            return f"task is already {trec.status}"
+        if source == "worker":
+            return cls._stale_delivery(trec, token, worker_id)
+        return None
 
     @staticmethod
     def _stale_delivery(trec: Record, token: int | None, worker_id: str | None) -> str | None:

@@ -241,11 +241,16 @@ async def list_workers(request: Request) -> list[dict[str, Any]]:
     st: ServerState = request.app.state.podium
     await request_client(request)
     out = [_worker_out(st, w) for w in st.workers.values()]
+    # The store's registry adds in-process workers, and remote ones registered with another instance on
+    # the same store (any instance answers for the whole deployment) while they are heard from.
+    now, timeout = st.clock.now(), st.settings.worker_timeout_s
     for w in await st.engine.list_workers():
-        if w.kind == "in_process" and w.status != "offline" and w.worker_id not in st.workers:
+        if w.status == "offline" or w.worker_id in st.workers:
+            continue
+        if w.kind == "in_process" or now - w.last_seen <= timeout:
             view = WorkerView(
                 worker_id=w.worker_id,
-                worker_type=w.kind,
+                worker_type=(w.info.get("worker_type") if w.kind != "in_process" else None) or w.kind,
                 status=w.status,
                 skills=sorted(w.skills),
                 capacity=w.capacity,

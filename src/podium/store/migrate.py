@@ -5,13 +5,23 @@ The ``podium db`` commands are thin wrappers over these functions.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from podium.errors import ConfigError
 
-__all__ = ["backup", "current_version", "head_version", "restore", "upgrade", "upgrade_command"]
+__all__ = [
+    "backup",
+    "create_or_read",
+    "current_version",
+    "head_version",
+    "restore",
+    "upgrade",
+    "upgrade_command",
+]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -55,13 +65,52 @@ def current_version(path: str | Path) -> str | None:
         conn.close()
 
 
-def upgrade(path: str | Path, revision: str = "head") -> str:
-    """Migrate the SQLite store at ``path`` to ``revision``; return the version it is at afterwards."""
+@contextlib.contextmanager
+def _migration_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.migrate-lock`` (a file beside the store): processes starting
+    together on a new file migrate it one at a time. A sidecar, not the database file: closing another
+    descriptor of the database would drop the POSIX locks SQLite holds on it in this process."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a POSIX system: no lock
+        yield
+        return
+    lock = Path(f"{path}.migrate-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _upgrade(path: str | Path, revision: str) -> str:
     from alembic import command
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(_alembic_config(f"sqlite:///{path}"), revision)  # type: ignore[arg-type]
     return current_version(path) or ""
+
+
+def upgrade(path: str | Path, revision: str = "head") -> str:
+    """Migrate the SQLite store at ``path`` to ``revision``; return the version it is at afterwards.
+    Concurrent calls (several processes starting on one new file) run one after the other."""
+    with _migration_lock(path):
+        return _upgrade(path, revision)
+
+
+def create_or_read(path: str | Path, has_other_tables: Callable[[], bool]) -> str | None:
+    """The first open of a store file: its version if another process created the schema meanwhile, else
+    create it (``None`` if ``has_other_tables()`` says the file holds tables but no podium schema: the caller
+    refuses it). Under the migration lock, so processes starting together create it once."""
+    with _migration_lock(path):
+        found = current_version(path)
+        if found is not None:
+            return found
+        if Path(path).exists() and Path(path).stat().st_size > 0 and has_other_tables():
+            return None
+        return _upgrade(path, "head")
 
 
 def backup(path: str | Path, target: str | Path) -> Path:

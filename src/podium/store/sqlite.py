@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -57,6 +58,10 @@ _dumps, _loads = dump_json, load_json
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
 
 
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
 class SQLiteStore(Store):
     """See the module docstring. ``synchronous`` may be lowered to ``"NORMAL"`` (durable against a
     process crash, not a power cut) where speed matters more."""
@@ -78,6 +83,7 @@ class SQLiteStore(Store):
         self._level = synchronous
         self._counters: dict[str, int] = {}
         self._dirty = False
+        self._watcher: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -86,13 +92,9 @@ class SQLiteStore(Store):
             return
         found = await asyncio.to_thread(migrate.current_version, self.path)
         if found is None:
-            if (
-                self.path.exists()
-                and self.path.stat().st_size > 0
-                and await asyncio.to_thread(self._has_tables)
-            ):
+            found = await asyncio.to_thread(migrate.create_or_read, self.path, self._has_tables)
+            if found is None:
                 raise SchemaMismatchError(None, SCHEMA_VERSION, migrate.upgrade_command(self.path))
-            found = await asyncio.to_thread(migrate.upgrade, self.path)
         if found != SCHEMA_VERSION:
             raise SchemaMismatchError(found, SCHEMA_VERSION, migrate.upgrade_command(self.path))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-sqlite")
@@ -135,6 +137,10 @@ class SQLiteStore(Store):
             reader.shutdown(wait=True)
             self._reader = None
         conn, executor = self._conn, self._executor
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await asyncio.get_running_loop().run_in_executor(executor, self._drain)
         self._conn = None
         await asyncio.get_running_loop().run_in_executor(executor, conn.close)
@@ -459,6 +465,42 @@ class SQLiteStore(Store):
 
         # A take that a power cut loses only offers the item again: no need to wait for the disk.
         return await self._call(run, durable=False)
+
+    CROSS_PROCESS_POLL_S = 0.2
+    """How often a process with waiting takers checks whether another process committed to the file
+    (``PRAGMA data_version``: one cheap read, no scan); waiters wake only when one did."""
+
+    async def take(
+        self,
+        queue: str | Sequence[str],
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int = 1,
+        wait_s: float = 0.0,
+    ) -> builtins.list[Lease]:
+        """As :meth:`Store.take`; a waiting taker is also woken by another process's commit to the file
+        (several instances on one SQLite file)."""
+        if wait_s > 0 and self._watcher is None and self._conn is not None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_other_writers())
+        return await super().take(queue, owner=owner, lease_s=lease_s, limit=limit, wait_s=wait_s)
+
+    async def _watch_other_writers(self) -> None:
+        """While takers wait, wake them when another connection committed (``data_version`` changed)."""
+        try:
+            seen = await self._call(_data_version, durable=False)
+            while self._conn is not None and self._waiters:
+                await self.clock.sleep(self.CROSS_PROCESS_POLL_S)
+                if self._conn is None:
+                    return
+                now = await self._call(_data_version, durable=False)
+                if now != seen:
+                    seen = now
+                    self._notify(builtins.list(self._waiters))
+        except StoreError:
+            return  # closed meanwhile
+        finally:
+            self._watcher = None
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         marks = ",".join("?" * len(queues))

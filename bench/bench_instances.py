@@ -1,0 +1,208 @@
+"""Scale-out benchmark, instances: 1 vs 3 ``podium serve`` processes on one PostgreSQL schema, with the
+server benchmark's remote work (``bench_server.py``: blueprint ``start -> dispatch_task(noop) -> finished``,
+``W`` ``podium.worker`` processes answering at once, spread over the instances; this process submits over
+HTTP, round-robin over the instances, and counts the ``job_finished`` webhooks).
+
+Figures per configuration: throughput (jobs/s of ``N`` jobs submitted together) and the CPU time per job of
+the server processes (summed), the workers (summed), this driver and PostgreSQL (its backends, summed from
+``/proc`` when the server runs on this machine): on a 2-core machine CPU per job bounds throughput, and
+``docs/scaling.md`` builds its model from these per-job costs.
+
+    python bench/bench_instances.py [--quick] [--instances 1,3] [--workers 4] [--capacity 8] [--jobs N]
+                                    [--dsn postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_server import (  # noqa: E402
+    CLIENT_TOKEN,
+    PODIUM_BLUEPRINT,
+    PODIUM_WORKER,
+    WORKER_TOKEN,
+    RawClient,
+    cpu_s,
+    free_port,
+    receiver_server,
+    stop_all,
+    wait_http,
+    wait_workers,
+)
+from bench.common import report  # noqa: E402
+
+DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_cpu_s() -> float:
+    """CPU time used so far by the local PostgreSQL server's processes (0 when none can be read)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text or "(postmaster)" in text:
+            total += cpu_s(int(stat.parent.name))
+    return total
+
+
+async def drive_many(
+    bases: list[str], n_jobs: int, server_pids: list[int], worker_pids: list[int]
+) -> dict[str, float]:
+    async with receiver_server() as (receiver, hook_url):
+        request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
+        per_instance = max(1, 32 // len(bases))
+        clients = [RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, per_instance) for b in bases]
+        for c in clients:
+            await c.__aenter__()
+        try:
+
+            async def submitter(client: RawClient, count: int) -> None:
+                for _ in range(count):
+                    status, payload = await client.post("/api/v1/jobs/bench", request)
+                    if status != 202:
+                        raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
+
+            # warm-up: a few jobs through every instance
+            receiver.target = 4 * len(bases)
+            await asyncio.gather(*(submitter(c, 4) for c in clients))
+            await asyncio.wait_for(receiver.all_done.wait(), 60)
+            receiver.finished.clear()
+            receiver.all_done.clear()
+            receiver.target = n_jobs
+            submitters = [(clients[i % len(clients)], 0) for i in range(32)]
+            counts = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
+            before = _cpu(server_pids, worker_pids)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
+            await asyncio.wait_for(receiver.all_done.wait(), 300)
+            elapsed = max(receiver.finished.values()) - t0
+            after = _cpu(server_pids, worker_pids)
+        finally:
+            for c in clients:
+                await c.__aexit__()
+    if receiver.bad:
+        raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
+    cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
+    cpu["cpu_ms_total"] = sum(cpu.values())
+    return {"jobs_s": n_jobs / elapsed, **cpu}
+
+
+def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
+    return {
+        "servers": sum(cpu_s(p) for p in server_pids),
+        "workers": sum(cpu_s(p) for p in worker_pids),
+        "driver": cpu_s(),
+        "postgres": postgres_cpu_s(),
+    }
+
+
+async def run(dsn: str, instances: int, workers: int, capacity: int, n_jobs: int) -> dict[str, float]:
+    from tests.conformance.conftest import drop_pg_schema
+
+    url = f"{dsn}?schema=podium_bench_inst_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "CLIENT_TOKEN": CLIENT_TOKEN,
+        "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+        "LOG_LEVEL": "ERROR",
+    }
+    env["PYTHONPATH"] = str(ROOT / "src")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "blueprints").mkdir()
+            (Path(tmp) / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
+            (Path(tmp) / "worker.py").write_text(PODIUM_WORKER)
+            bases = []
+            try:
+                for k in range(instances):  # one after the other: the first creates the schema
+                    port = free_port()
+                    cmd = [sys.executable, "-m", "podium", "serve", "--port", str(port)]
+                    cmd += ["--blueprints", f"{tmp}/blueprints", "--storage", url]
+                    procs.append(
+                        subprocess.Popen(
+                            cmd,
+                            env={**env, "INSTANCE_ID": f"i{k}"},
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                    )
+                    bases.append(f"http://127.0.0.1:{port}")
+                    await wait_http(f"{bases[-1]}/_public/health")
+                servers = list(procs)
+                for i in range(workers):
+                    wenv = {
+                        **env,
+                        "WORKER_ID": f"pw{i}",
+                        "ORCHESTRATOR_URL": bases[i % instances],
+                        "WORKER_TOKEN": WORKER_TOKEN,
+                        "CAPACITY": str(capacity),
+                    }
+                    procs.append(subprocess.Popen([sys.executable, f"{tmp}/worker.py"], env=wenv))
+                await wait_workers(bases[0], workers)
+                return await drive_many(
+                    bases, n_jobs, [p.pid for p in servers], [p.pid for p in procs[len(servers) :]]
+                )
+            finally:
+                stop_all(procs)
+    finally:
+        await drop_pg_schema(url)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run (smoke test)")
+    parser.add_argument("--instances", default="1,3", help="instance counts to compare (comma-separated)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--capacity", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=None, help="jobs per run (default 3000; --quick 200)")
+    parser.add_argument("--dsn", default=DSN)
+    args = parser.parse_args(argv)
+    n_jobs = args.jobs or (200 if args.quick else 3000)
+    results: dict[str, dict[str, float]] = {}
+    for n in (int(x) for x in args.instances.split(",")):
+        results[f"podium-postgres/x{n}"] = asyncio.run(run(args.dsn, n, args.workers, args.capacity, n_jobs))
+    names = list(results)
+    ratios = {f"{n}_over_{names[0]}": results[n]["jobs_s"] / results[names[0]]["jobs_s"] for n in names[1:]}
+    keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
+    rows = [
+        [name, *(f"{r[k]:.3f}" if k.startswith("cpu") else f"{r[k]:.0f}" for k in keys)]
+        for name, r in results.items()
+    ]
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}x jobs/s")
+    report(
+        "instances",
+        ["config", *keys],
+        rows,
+        {
+            "jobs": n_jobs,
+            "workers": args.workers,
+            "capacity": args.capacity,
+            "rows": results,
+            "ratios": ratios,
+        },
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()
