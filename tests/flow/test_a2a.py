@@ -75,7 +75,17 @@ async def test_agent_card_and_send_with_the_binding_in_the_store(
         "chat-7",
         "http://colony.test",
     )
-    assert [e.kind for e in await state.load_history(reply["traceId"])][-1] == "node_success"
+
+    # The node's success event is saved by its worker after the output went on to the reply: wait for it.
+    async def saved_success() -> list[str]:
+        while True:
+            kinds = [e.kind for e in await state.load_history(reply["traceId"])]
+            if "node_success" in kinds:
+                return kinds
+            await asyncio.sleep(0.005)
+
+    kinds = await asyncio.wait_for(saved_success(), 5)
+    assert kinds[0] == "node_start" and kinds[-1] == "node_success"
 
 
 async def test_stream_sends_status_chunks_artifact_done(
