@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from podium.engine.strategy import Candidate, NoWorker, WorkerDirectory, choose_worker
+from podium.engine.strategy import Candidate, NoWorker, WorkerDirectory, choose_worker, reputation_after
 
 CHEAP = Candidate("cheap", cost=1.0, load=5, reputation=0.5)
 MID = Candidate("mid", cost=2.0, load=0, reputation=1.0)
@@ -91,3 +91,33 @@ def test_the_directory_counts_load_and_turns() -> None:
     )
     d.heartbeat("ghost", load=1)  # unknown workers are ignored
     assert [c.worker_id for c in d.candidates("render")] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("before", "outcome", "after"),
+    [
+        (1.0, "success", 1.0),  # capped
+        (0.5, "success", 0.501),
+        (1.0, "failure", 0.95),
+        (1.0, "contract_violation", 0.8),
+        (0.1, "contract_violation", 0.0),  # floored
+    ],
+)
+def test_reputation_after_one_result(before: float, outcome: str, after: float) -> None:
+    assert reputation_after(before, outcome) == pytest.approx(after)
+
+
+def test_reputation_rejects_an_unknown_outcome() -> None:
+    with pytest.raises(ValueError, match="unknown outcome"):
+        reputation_after(1.0, "meh")
+
+
+def test_the_directory_scores_workers_and_leaves_poor_ones_out() -> None:
+    d = WorkerDirectory()
+    d.register("a", ["render"])
+    d.register("b", ["render"])
+    assert d.record("b", "contract_violation") == pytest.approx(0.8)
+    assert d.record("nobody", "success") is None and d.reputation("nobody") is None
+    assert [c.worker_id for c in d.candidates("render", min_reputation=0.9)] == ["a"]
+    assert d.choose("render", "round_robin", None, min_reputation=0.9) == "a"
+    assert d.choose("render", "round_robin", None, min_reputation=0.9) == "a"

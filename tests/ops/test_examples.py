@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "ops"
 
@@ -35,6 +39,22 @@ def test_metrics_scrape() -> None:
     }
 
 
+def test_traced_job() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "traced_job.py")], capture_output=True, text=True, timeout=50
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, *tree = result.stdout.splitlines()
+    assert first.split()[2] == "finished;" and "5 spans" in first
+    # one trace: the job at the root, its states and its task (the retry an event on the task) under it
+    assert tree[0].startswith("job convert")
+    children = sorted(line.strip().split(" (")[0] for line in tree[1:])
+    assert children == ["state done", "state start", "state work", "task convert"]
+    assert "[taken, attempt failed, retry, taken]" in next(line for line in tree if "task convert" in line)
+
+
 def test_every_example_is_tested() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.py")} == {"scheduled_job", "metrics_scrape", "s3_round_trip"}
+    examples = {"scheduled_job", "metrics_scrape", "s3_round_trip", "traced_job"}
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == examples
     # s3_round_trip runs in tests/blobs/test_example.py (it needs the s3 extra and moto)

@@ -110,3 +110,47 @@ async def test_round_robin_takes_turns_between_workers() -> None:
         assert len(got["a"]) == len(got["b"]) == 2
         assert sorted(got["a"] + got["b"]) == sorted(owners)
         assert stack.engine is engine
+
+
+async def test_reputation_is_scored_from_results_and_a_poor_worker_is_passed_over() -> None:
+    # Given two workers of equal cost, and a threshold one permanent failure and a contract violation cross
+    engine = EngineHarness(
+        MemoryStorage(), blueprints=[render_blueprint()], REPUTATION_MIN_THRESHOLD=0.8
+    ).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        await register(http, "good", 1.0)
+        await register(http, "poor", 1.0)
+
+        async def run_one(worker_id: str, status: str, error: dict[str, Any] | None) -> None:
+            body = {"initial_data": {"strategy": "round_robin"}}
+            job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+            r = await next_task(http, worker_id, 5.0)
+            assert r.status_code == 200 and r.json()["job_id"] == job_id, r.text
+            result = {
+                "job_id": job_id,
+                "task_id": r.json()["task_id"],
+                "worker_id": worker_id,
+                "status": status,
+            }
+            if error is not None:
+                result["error"] = error
+            r = await http.post(rxon.ENDPOINT_TASK_RESULT, json=result, headers=headers(worker_id))
+            assert r.status_code == 200, r.text
+
+        async def reputations() -> dict[str, float]:
+            listed = (await http.get("/api/v1/workers", headers=CLIENT)).json()
+            return {w["worker_id"]: w["reputation"] for w in listed}
+
+        assert await reputations() == {"good": 1.0, "poor": 1.0}
+        # When "good" succeeds, and "poor" fails for good and then breaks its contract
+        await run_one("good", "success", None)
+        await run_one("poor", "failure", {"code": rxon.ERROR_CODE_PERMANENT, "message": "bad model"})
+        assert await reputations() == {"good": 1.0, "poor": 0.95}  # a success stays within 1.0
+        await run_one("good", "success", None)
+        await run_one("poor", "failure", {"code": rxon.ERROR_CODE_CONTRACT_VIOLATION, "message": "no field"})
+        scores = await reputations()
+        assert scores["good"] == 1.0 and abs(scores["poor"] - 0.75) < 1e-9
+        # Then the strategies pass "poor" over: every round-robin task now goes to "good"
+        for _ in range(2):
+            await run_one("good", "success", None)
+        assert (await next_task(http, "poor", 0.2)).status_code == 204

@@ -547,6 +547,23 @@ class OrchestratorEngine:
             worker_id, status=status, load=load, hot_skills=hot_skills
         )
 
+    def score_worker(self, worker_id: str, outcome: str) -> float | None:
+        """Score a remote worker's result (``success``, ``failure``: a permanent error, ``contract_violation``)
+        with ``Config.REPUTATION_*``; its new reputation (``None`` for a worker this instance does not know).
+        Below ``REPUTATION_MIN_THRESHOLD`` the dispatch strategies pass it over."""
+        c = self.config
+        return self.dispatch.directory.record(
+            worker_id,
+            outcome,
+            reward=c.REPUTATION_REWARD_SUCCESS,
+            penalty_failure=c.REPUTATION_PENALTY_TASK_FAILURE,
+            penalty_contract=c.REPUTATION_PENALTY_CONTRACT_VIOLATION,
+        )
+
+    def worker_reputation(self, worker_id: str) -> float | None:
+        """A remote worker's reputation on this instance (1.0 at registration; see :meth:`score_worker`)."""
+        return self.dispatch.directory.reputation(worker_id)
+
     async def list_workers(self) -> list[WorkerView]:
         """Registered executors with their skills, capacity, status and (for local ones) running count."""
         return await self.dispatch.list_workers()

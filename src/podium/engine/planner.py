@@ -385,6 +385,7 @@ class ActionPlanner:
             spec_.get("dispatch_strategy", "default"),
             spec_.get("max_cost"),
             soft_limit=soft_limit if isinstance(soft_limit, int) else 3,
+            min_reputation=self.config.REPUTATION_MIN_THRESHOLD,
         )
         if isinstance(choice, NoWorker):
             raise Fail("NO_SUITABLE_WORKER", choice.reason, JobStatus.QUARANTINED)

@@ -90,6 +90,29 @@ def choose_worker(
     return max((c for c in hot if c.cost == cheapest), key=lambda c: c.reputation).worker_id
 
 
+OUTCOMES = ("success", "failure", "contract_violation")
+"""What a worker's result says of it: done, failed for good (``PERMANENT_ERROR``), or broke its contract."""
+
+
+def reputation_after(
+    reputation: float,
+    outcome: str,
+    *,
+    reward: float = 0.001,
+    penalty_failure: float = 0.05,
+    penalty_contract: float = 0.2,
+) -> float:
+    """A worker's reputation after one result (Avtomatika's ``REPUTATION_*``), kept within 0..1: a success
+    adds ``reward``, a permanent failure takes ``penalty_failure``, a contract violation ``penalty_contract``."""
+    if outcome == "success":
+        return min(1.0, reputation + reward)
+    if outcome == "failure":
+        return max(0.0, reputation - penalty_failure)
+    if outcome == "contract_violation":
+        return max(0.0, reputation - penalty_contract)
+    raise ValueError(f"unknown outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
+
+
 def _value(c: Candidate) -> float:
     return math.inf if c.reputation == 0 else c.cost / c.reputation
 
@@ -139,20 +162,40 @@ class WorkerDirectory:
         if hot_skills is not None:
             known.hot = frozenset(hot_skills)
 
+    def record(self, worker_id: str, outcome: str, **rates: float) -> float | None:
+        """Score one result of the worker (see :func:`reputation_after`); its new reputation, or ``None`` for a
+        worker this engine does not know."""
+        known = self.workers.get(worker_id)
+        if known is None:
+            return None
+        known.reputation = reputation_after(known.reputation, outcome, **rates)
+        return known.reputation
+
+    def reputation(self, worker_id: str) -> float | None:
+        """The worker's reputation (1.0 when it registered), ``None`` for one this engine does not know."""
+        known = self.workers.get(worker_id)
+        return None if known is None else known.reputation
+
     def forget(self, worker_id: str) -> None:
         """The worker left (deregistered or offline)."""
         self.workers.pop(worker_id, None)
 
-    def candidates(self, task_type: str) -> list[Candidate]:
-        """The known workers that run ``task_type``, in registration order."""
+    def candidates(self, task_type: str, *, min_reputation: float = 0.0) -> list[Candidate]:
+        """The known workers that run ``task_type`` with at least ``min_reputation``, in registration order."""
         return [
             Candidate(wid, k.costs.get(task_type, math.inf), k.load, k.reputation, task_type in k.hot)
             for wid, k in self.workers.items()
-            if task_type in k.skills
+            if task_type in k.skills and k.reputation >= min_reputation
         ]
 
     def choose(
-        self, task_type: str, strategy: str, max_cost: float | None, *, soft_limit: int = 3
+        self,
+        task_type: str,
+        strategy: str,
+        max_cost: float | None,
+        *,
+        soft_limit: int = 3,
+        min_reputation: float = 0.0,
     ) -> str | NoWorker | None:
         """:func:`choose_worker` over the known workers; the chosen one's load counts the task at once
         (until its next heartbeat says otherwise), and round-robin moves on."""
@@ -160,7 +203,7 @@ class WorkerDirectory:
         choice = choose_worker(
             task_type,
             strategy,
-            self.candidates(task_type),
+            self.candidates(task_type, min_reputation=min_reputation),
             max_cost=max_cost,
             turn=turn,
             soft_limit=soft_limit,

@@ -106,6 +106,7 @@ def _worker_out(st: ServerState, w: RemoteWorker) -> dict[str, Any]:
         cost_per_skill=w.cost_per_skill,
         last_seen=w.last_seen,
         supported_skills=[s.wire() for s in w.skills.values()],
+        reputation=st.engine.worker_reputation(w.worker_id),
     ).model_dump(mode="json")
 
 

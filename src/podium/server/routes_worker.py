@@ -426,4 +426,20 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
     st.delivered.pop(result.task_id, None)
     if outcome == "ignored":
         return _ignored(rxon.IGNORED_REASON_STALE)
+    scored = _reputation_outcome(status, error)
+    if scored is not None:
+        st.engine.score_worker(worker_id, scored)
     return {"status": "accepted", "message": outcome}
+
+
+def _reputation_outcome(status: str, error: Mapping[str, Any] | None) -> str | None:
+    """What a result says of its worker's reputation: a success, a permanent failure, a contract violation;
+    ``None`` for anything else (a transient error says nothing about the worker)."""
+    code = (error or {}).get("code")
+    if code == rxon.ERROR_CODE_CONTRACT_VIOLATION:
+        return "contract_violation"
+    if status == rxon.TASK_STATUS_SUCCESS:
+        return "success"
+    if code == rxon.ERROR_CODE_PERMANENT:
+        return "failure"
+    return None

@@ -142,6 +142,8 @@ class WorkerView(BaseModel):
     hot_skills: list[str] = Field(default_factory=list)
     cost_per_skill: dict[str, float] | None = None
     last_seen: float | None = None
+    reputation: float | None = None
+    """0..1, scored from its results on the answering instance (``REPUTATION_*``); ``None`` when unknown there."""
 
 
 class WebhookPayload(BaseModel):
