@@ -367,7 +367,7 @@ function jobsPage() {
     const now = Date.now() / 1000;
     workers.replaceChildren(...found.map((w) => h("tr", { "data-testid": "worker" }, h("td", {}, w.worker_id), h("td", {}, badge(w.status)),
       h("td", {}, (w.skills || []).join(", ")), h("td", {}, `${(w.current_tasks || []).length}${w.capacity ? "/" + w.capacity : ""}`),
-      h("td", {}, w.reputation === undefined ? "" : Number(w.reputation).toFixed(3)), h("td", {}, w.last_seen ? ago(now - w.last_seen) : ""))));
+      h("td", {}, w.reputation == null ? "" : Number(w.reputation).toFixed(3)), h("td", {}, w.last_seen ? ago(now - w.last_seen) : ""))));
   }
   status.addEventListener("change", () => soon("jobs", loadJobs, 0));
   blueprint.addEventListener("input", () => soon("jobs", loadJobs, 250));
