@@ -203,3 +203,50 @@ async def test_blueprint_graph_from_a_folder_and_flow_viz(
     assert "digraph" in (await run("flow", "viz", "my_flows:build", "--format", "dot")).stdout
     await run("flow", "viz", "my_flows:nope", code=ExitCode.NOT_FOUND)
     await run("flow", "viz", "my_flows", code=ExitCode.USAGE)
+
+
+async def test_submit_with_a_file_input(lab: tuple[str, str, dict[str, Any]], tmp_path: Path) -> None:
+    url, token, _ = lab
+    protocol = tmp_path / "proto.txt"
+    protocol.write_text("aspirate 10\ndispense 10\n")
+    wf = workflow_file(
+        tmp_path,
+        "proto",
+        [
+            {
+                "name": "run",
+                "key": "run",
+                "node": "liquidhandler_1",
+                "action": "run_protocol",
+                "files": {"protocol": "protocol"},
+            }
+        ],
+        parameters={"file_inputs": [{"key": "protocol"}]},
+    )
+    # The file goes up with the run, the node runs it, and its result is printed at the end
+    out = await run(
+        "submit",
+        str(wf),
+        "--file",
+        f"protocol={protocol}",
+        "--wait",
+        "--json",
+        "--url",
+        url,
+        "--token",
+        token,
+    )
+    doc = json.loads(out.stdout)
+    assert doc["workflow"]["status"]["completed"] is True
+    assert doc["workflow"]["file_input_ids"]["protocol"]
+    await run(
+        "submit",
+        str(wf),
+        "--file",
+        f"protocol={tmp_path / 'nope.txt'}",
+        "--url",
+        url,
+        "--token",
+        token,
+        code=ExitCode.USAGE,
+    )
