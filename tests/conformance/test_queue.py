@@ -158,3 +158,21 @@ async def test_non_durable_write_is_visible_and_atomic(store: Store) -> None:
     await store.apply(Put("job", "k", {"v": 2}))
     got = await store.get("job", "j")
     assert got is not None and got.data == {"v": 1}
+
+
+async def test_a_take_cancelled_while_it_commits_gives_its_items_back(store: Store) -> None:
+    # Given an item, and a taker that leaves just as the store commits its take (a long poll answered
+    # another way, or whose worker hung up)
+    await store.enqueue("q", "a", {})
+    take = asyncio.ensure_future(store.take("q", owner="gone", lease_s=300))
+    await asyncio.sleep(0)  # the take is under way in the store
+    take.cancel()
+    try:
+        got = await take
+    except asyncio.CancelledError:
+        got = []
+    for lease in got:  # it finished before the cancel could land: the caller has it and gives it back
+        await store.nack(lease)
+    # Then the item is offered again at once (not when a 300 s lease expires)
+    again = await asyncio.wait_for(store.take("q", owner="next", lease_s=30, wait_s=60), 10)
+    assert [lease.id for lease in again] == ["a"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
+import contextlib
 from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
@@ -184,6 +185,7 @@ class Store(abc.ABC):
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or system_clock
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._late_nacks: set[asyncio.Future[None]] = set()  # leases of cancelled takes going back
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -305,7 +307,7 @@ class Store(abc.ABC):
             for name in queues:
                 self._waiters.setdefault(name, set()).add(waiter)
             try:
-                leases = await self.take_now(queues, owner=owner, lease_s=lease_s, limit=limit)
+                leases = await self._take_now_safely(queues, owner=owner, lease_s=lease_s, limit=limit)
                 remaining = deadline - self.clock.monotonic()
                 if leases or remaining <= 0:
                     return leases
@@ -324,6 +326,31 @@ class Store(abc.ABC):
                         waiting.discard(waiter)
                         if not waiting:
                             del self._waiters[name]
+
+    async def _take_now_safely(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+    ) -> builtins.list[Lease]:
+        """:meth:`take_now`, safe to cancel: a caller cancelled while the store commits the take (a long poll
+        whose worker hung up, or that another path answered) would lose the leases it never saw until they
+        expired; here the take finishes and whatever it leased goes straight back to its queue."""
+        take = asyncio.ensure_future(self.take_now(queues, owner=owner, lease_s=lease_s, limit=limit))
+        try:
+            return await asyncio.shield(take)
+        except asyncio.CancelledError:
+            take.add_done_callback(self._give_back_late)
+            raise
+
+    def _give_back_late(self, take: asyncio.Future[builtins.list[Lease]]) -> None:
+        if take.cancelled() or take.exception() is not None or not take.result():
+            return
+        job = asyncio.ensure_future(self._nack_all(take.result()))
+        self._late_nacks.add(job)
+        job.add_done_callback(self._late_nacks.discard)
+
+    async def _nack_all(self, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            with contextlib.suppress(Exception):  # taken over meanwhile: nothing to give back
+                await self.nack(lease)
 
     def _notify(self, queues: Iterable[str]) -> None:
         """Wake local waiters in :meth:`take` on these queues (backends call this after an enqueue or a
