@@ -35,6 +35,7 @@ __all__ = [
     "ExitCode",
     "fail",
     "one_line_errors",
+    "parse_pairs",
     "print_json",
     "print_table",
 ]
@@ -134,6 +135,24 @@ def one_line_errors(url: str) -> Iterator[None]:
         raise fail(f"gave up waiting: {exc}", ExitCode.TIMEOUT) from None
     except (PodiumError, OSError, ValueError) as exc:  # a bad input file, a bad value
         raise fail(str(exc), ExitCode.USAGE) from None
+
+
+def parse_pairs(items: Sequence[str] | None, *, parse: bool, option: str) -> dict[str, Any]:
+    """``name=value`` options as a dict; with ``parse``, values that read as JSON are JSON (``n=3`` is a number,
+    ``name=plate`` a string). A malformed item is a :class:`ValueError` naming the option and the item."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} {item!r}: expected name=value")
+        if parse:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
+        else:
+            out[key] = value
+    return out
 
 
 def print_json(data: Any) -> None:

@@ -21,6 +21,7 @@ from podium.cli._output import (
     ExitCode,
     fail,
     one_line_errors,
+    parse_pairs,
     print_json,
     print_table,
 )
@@ -40,22 +41,6 @@ def _client(url: str, token: str | None) -> WorkcellClient:
     from podium.client.workcell import WorkcellClient
 
     return WorkcellClient(url, token=token)
-
-
-def _pairs(items: list[str] | None, *, parse: bool, option: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"{option} {item!r}: expected name=value", ExitCode.USAGE)
-        if parse:
-            try:
-                out[key] = json.loads(value)
-            except json.JSONDecodeError:
-                out[key] = value
-        else:
-            out[key] = value
-    return out
 
 
 def _step_of(wf: Workflow) -> str:
@@ -90,8 +75,11 @@ def submit(
     token: Annotated[str | None, WORKCELL_TOKEN] = None,
 ) -> None:
     """Submit a workflow; with --wait, show each step as it runs and print the datapoints at the end."""
-    json_inputs = _pairs(inputs, parse=True, option="--input")
-    file_inputs = _pairs(files, parse=False, option="--file")
+    try:
+        json_inputs = parse_pairs(inputs, parse=True, option="--input")
+        file_inputs = parse_pairs(files, parse=False, option="--file")
+    except ValueError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from None
     for name, path in file_inputs.items():
         if not Path(path).is_file():
             raise fail(f"--file {name}={path}: no such file", ExitCode.USAGE)

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from podium.cli._output import parse_pairs
+
 __all__ = ["app"]
 
 app = typer.Typer(
@@ -154,8 +156,8 @@ def submit(
         try:
             wf = client.submit_workflow(
                 workflow,
-                _pairs(param, parse=True),
-                _pairs(file, parse=False),
+                _pairs(param, parse=True, option="--param"),
+                _pairs(file, parse=False, option="--file"),
                 await_completion=wait,
                 show_progress=wait,
             )
@@ -311,17 +313,8 @@ def node_command(
             raise typer.Exit(1)
 
 
-def _pairs(items: list[str] | None, *, parse: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not name=value")
-        if parse:
-            try:
-                out[key] = json.loads(value)
-            except json.JSONDecodeError:
-                out[key] = value
-        else:
-            out[key] = value
-    return out
+def _pairs(items: list[str] | None, *, parse: bool, option: str) -> dict[str, Any]:
+    try:
+        return parse_pairs(items, parse=parse, option=option)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
