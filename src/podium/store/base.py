@@ -28,7 +28,7 @@ import abc
 import asyncio
 import builtins
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -412,6 +412,39 @@ class Store(abc.ABC):
         limit: int = 1000,
     ) -> builtins.list[HistoryEntry]:
         """History entries in ``seq`` order, filtered; ``since``/``until`` bound ``ts`` (inclusive/exclusive)."""
+
+
+def history_query(
+    mark: Callable[[int], str],
+    subject_id: str | None,
+    *,
+    event: str | None,
+    status: str | None,
+    since: float | None,
+    until: float | None,
+    after_seq: int,
+    limit: int,
+) -> tuple[str, builtins.list[Any]]:
+    """The SQL backends' :meth:`Store.history` statement and its arguments; ``mark(n)`` spells the n-th
+    placeholder (``?`` for SQLite, ``$n`` for PostgreSQL). Columns and operators are literals of this function."""
+    where = f"seq > {mark(1)}"
+    args: builtins.list[Any] = [after_seq]
+    for column, value, op in (
+        ("subject_id", subject_id, "="),
+        ("event", event, "="),
+        ("status", status, "="),
+        ("ts", since, ">="),
+        ("ts", until, "<"),
+    ):
+        if value is not None:
+            args.append(value)
+            where += f" AND {column} {op} {mark(len(args))}"
+    args.append(limit)
+    sql = (
+        f"SELECT seq, subject_id, event, status, ts, data FROM history WHERE {where} ORDER BY seq"
+        f" LIMIT {mark(len(args))}"
+    )
+    return sql, args
 
 
 def status_filter(status: str | Iterable[str] | None) -> tuple[str, ...] | None:

@@ -43,6 +43,7 @@ from podium.store.base import (
     Record,
     Store,
     dump_json,
+    history_query,
     load_json,
     notify_queues,
     status_filter,
@@ -708,24 +709,17 @@ class PostgresStore(Store):
         after_seq: int = 0,
         limit: int = 1000,
     ) -> builtins.list[HistoryEntry]:
-        sql = "seq > $1"
-        args: builtins.list[Any] = [after_seq]
-        for column, value, op in (
-            ("subject_id", subject_id, "="),
-            ("event", event, "="),
-            ("status", status, "="),
-            ("ts", since, ">="),
-            ("ts", until, "<"),
-        ):
-            if value is not None:
-                args.append(value)
-                sql += f" AND {column} {op} ${len(args)}"
-        args.append(limit)
-        rows = await self._fetch(
-            f"SELECT seq, subject_id, event, status, ts, data FROM history WHERE {sql} ORDER BY seq"
-            f" LIMIT ${len(args)}",
-            *args,
+        sql, args = history_query(
+            lambda n: f"${n}",
+            subject_id,
+            event=event,
+            status=status,
+            since=since,
+            until=until,
+            after_seq=after_seq,
+            limit=limit,
         )
+        rows = await self._fetch(sql, *args)
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
 
 

@@ -43,6 +43,7 @@ from podium.store.base import (
     Record,
     Store,
     dump_json,
+    history_query,
     load_json,
     notify_queues,
     status_filter,
@@ -611,21 +612,15 @@ class SQLiteStore(Store):
         after_seq: int = 0,
         limit: int = 1000,
     ) -> builtins.list[HistoryEntry]:
-        sql = "seq > ?"
-        args: builtins.list[Any] = [after_seq]
-        for column, value, op in (
-            ("subject_id", subject_id, "="),
-            ("event", event, "="),
-            ("status", status, "="),
-            ("ts", since, ">="),
-            ("ts", until, "<"),
-        ):
-            if value is not None:
-                sql += f" AND {column} {op} ?"
-                args.append(value)
-        args.append(limit)
-        query = (
-            f"SELECT seq, subject_id, event, status, ts, data FROM history WHERE {sql} ORDER BY seq LIMIT ?"
+        query, args = history_query(
+            lambda _: "?",
+            subject_id,
+            event=event,
+            status=status,
+            since=since,
+            until=until,
+            after_seq=after_seq,
+            limit=limit,
         )
         return await self._read(
             lambda conn: [
