@@ -17,14 +17,9 @@ from typer.testing import CliRunner, Result
 from podium.cli import app
 from podium.cli._output import ExitCode
 from podium.engine import InProcessWorker
-from podium.nodes import serve_nodes
-from podium.nodes.sim import make_sim_nodes
-from podium.store import MemoryStore
 from podium.testing import EngineHarness, join
-from podium.tokens import split_url_token
-from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
 from podium.workcell.demo import DEMO_DIR
-from podium.workcell.server import serve_workcell
+from tests.demo_lab import served_demo_lab
 from tests.server.harness import CLIENT_TOKEN, approval_blueprint, running_stack, transcode_blueprint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,18 +35,8 @@ async def run(*args: str, code: ExitCode = ExitCode.OK) -> Result:
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
     """The demo workcell on simulated instruments, served on loopback: (url, token, nodes)."""
-    nodes = make_sim_nodes(default_duration_s=0.0, work_dir=tmp_path / "nodes")
-    async with serve_nodes(nodes) as urls:
-        workcell = load_workcell(DEMO_DIR / "workcell.yaml")
-        workcell.nodes = dict(urls)
-        settings = WorkcellManagerSettings(
-            data_dir=tmp_path / "data", scheduler_update_interval=1.0, node_update_interval=0.2
-        )
-        engine = WorkcellEngine(workcell, store=MemoryStore(), data_dir=tmp_path / "data", settings=settings)
-        async with serve_workcell(engine) as url_with_token:
-            url, token = split_url_token(url_with_token)
-            assert token is not None
-            yield url, token, nodes
+    async with served_demo_lab(tmp_path, action_s=0.0) as served:
+        yield served
 
 
 def workflow_file(tmp_path: Path, name: str, steps: list[dict[str, Any]], **extra: Any) -> Path:

@@ -16,15 +16,10 @@ import pytest
 from podium.clock import system_clock
 from podium.engine import InProcessWorker
 from podium.flow import Node, NodePolicy, create
-from podium.nodes import serve_nodes
-from podium.nodes.sim import make_sim_nodes
-from podium.store import MemoryStore
 from podium.store.flow_state import StoreStateStore
 from podium.testing import EngineHarness, join
-from podium.tokens import split_url_token
-from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
 from podium.workcell.demo import DEMO_DIR
-from podium.workcell.server import serve_workcell
+from tests.demo_lab import served_demo_lab
 from tests.flow.helpers import identity, msg
 from tests.server.harness import CLIENT_TOKEN, running_stack, transcode_blueprint
 
@@ -36,18 +31,8 @@ WAIT_MS = 15_000
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
     """The demo workcell on simulated instruments whose actions take 0.3 s, served on loopback."""
-    nodes = make_sim_nodes(default_duration_s=0.3, work_dir=tmp_path / "nodes")
-    async with serve_nodes(nodes) as urls:
-        workcell = load_workcell(DEMO_DIR / "workcell.yaml")
-        workcell.nodes = dict(urls)
-        settings = WorkcellManagerSettings(
-            data_dir=tmp_path / "data", scheduler_update_interval=1.0, node_update_interval=0.2
-        )
-        engine = WorkcellEngine(workcell, store=MemoryStore(), data_dir=tmp_path / "data", settings=settings)
-        async with serve_workcell(engine) as url_with_token:
-            url, token = split_url_token(url_with_token)
-            assert token is not None
-            yield url, token, nodes
+    async with served_demo_lab(tmp_path, action_s=0.3) as served:
+        yield served
 
 
 async def signed_in(browser: Any, url: str, token: str, **context: Any) -> Any:
