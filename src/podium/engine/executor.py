@@ -206,8 +206,13 @@ class Executor:
                         "message": f"no handler of {definition.name!r} fits state {state!r} (no condition matched)",
                     }
                 else:
-                    if self.files is not None and any(name == "task_files" for name, _ in handler.params):
-                        ctx = ctx._replace(task_files=self.files.for_job(job_id))
+                    files = self.files
+                    if (
+                        files is not None
+                        and files.enabled
+                        and any(n == "task_files" for n, _ in handler.params)
+                    ):
+                        ctx = ctx._replace(task_files=files.for_job(job_id))
                     try:
                         with bind_ids(job_id=ctx.job_id):  # the handler's own log lines name the job
                             result = handler.fn(**inject(handler, ctx))
