@@ -1,14 +1,15 @@
 """The example's remote worker, written with podium's worker SDK.
 
-Run with ``ORCHESTRATOR_URL=http://127.0.0.1:8080 WORKER_TOKEN=worker-secret python examples/server/worker.py``;
-SIGTERM drains it (running tasks finish, then it deregisters).
+Run with ``ORCHESTRATOR_URL=http://127.0.0.1:8080 WORKER_TOKEN=worker-secret python examples/server/worker.py``
+(``WORKER_ID`` names it, default ``example-worker``); SIGTERM drains it (running tasks finish, then it deregisters).
 """
 
+import os
 from typing import Any
 
 from podium.worker import TaskContext, Worker
 
-worker = Worker(worker_id="example-worker", capacity=4)
+worker = Worker(worker_id=os.environ.get("WORKER_ID", "example-worker"), capacity=4)
 
 
 @worker.task(
