@@ -9,7 +9,7 @@ import pytest
 
 from podium.clock import ManualClock
 from podium.errors import ConfigError, ConflictError, SchemaMismatchError, StoreError
-from podium.store import Append, Enqueue, Put
+from podium.store import Append, Enqueue, Put, Wake
 from podium.store.pg_admin import DEFAULT_POOL_SIZE, parse_url
 from podium.store.postgres import PostgresStore
 from tests.conformance.conftest import StoreFactory
@@ -263,3 +263,17 @@ async def test_without_group_commit_each_call_is_its_own_transaction(make_store:
         )
         assert sum(not isinstance(r, BaseException) for r in results) == 1
         assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))
+
+
+async def test_a_wake_on_one_instance_wakes_a_watcher_on_another(make_store: StoreFactory) -> None:
+    async with make_store() as a, make_store() as b:
+        watcher = b.watch("job-end:j1")
+        # alone and in a group-committed batch with other calls
+        await asyncio.gather(
+            a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1")),
+            *(a.put("job", f"x{i}", {}) for i in range(5)),
+        )
+        await asyncio.wait_for(watcher, timeout=5)  # through NOTIFY: the manual clock never moves
+        again = b.watch("job-end:j2")
+        await a.apply(Wake("job-end:j2"))
+        await asyncio.wait_for(again, timeout=5)

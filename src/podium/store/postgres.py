@@ -42,6 +42,7 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    Wake,
     dump_json,
     history_query,
     load_json,
@@ -542,6 +543,8 @@ class PostgresStore(Store):
                 "DELETE FROM queue WHERE queue = $1 AND id = $2 RETURNING 1", op.queue, op.id
             )
             return gone is not None
+        if isinstance(op, Wake):
+            return None
         assert isinstance(op, Delete)
         if op.expected_version is not None:
             actual = await conn.fetchval(_VERSION + " FOR UPDATE", op.kind, op.id) or 0
