@@ -63,6 +63,7 @@ from bench.peervenv import peer_python  # noqa: E402
 from bench.rawhttp import RawClient, receiver_server  # noqa: E402
 
 AVTOMATIKA_REQ = ["avtomatika==1.0b30"]
+AVTOMATIKA_REDIS_REQ = ["avtomatika[redis]==1.0b30"]
 AVTOMATIKA_WORKER_REQ = ["avtomatika-worker==1.0b20"]
 CLIENT_TOKEN, WORKER_TOKEN = "bench-client-token", "bench-worker-token"
 SUBMIT_PATH = "/api/v1/jobs/bench"
@@ -113,11 +114,20 @@ async def start(actions):
 async def finished():
     pass
 
+def storage():
+    url = os.environ.get("REDIS_URL")  # Avtomatika's production store, in a database of the run's own
+    if not url:
+        return MemoryStorage()
+    import redis.asyncio as aioredis
+    from avtomatika.storage import RedisStorage
+
+    return RedisStorage(aioredis.Redis.from_url(url))
+
 async def main():
     config = Config()
     config.API_HOST, config.API_PORT = "127.0.0.1", int(os.environ["PORT"])
     config.RATE_LIMITING_ENABLED = False
-    engine = OrchestratorEngine(MemoryStorage(), config)
+    engine = OrchestratorEngine(storage(), config)
     engine.register_blueprint(bp)
     await engine.start()
     print("ready", flush=True)
@@ -287,9 +297,13 @@ async def start_workers(sdk: str, base: str, opts: Options, tmp: Path) -> list[s
 
 
 @contextlib.asynccontextmanager
-async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[str, Processes]]:
+async def system(
+    server: str, sdk: str, opts: Options, store_url: str | None = None
+) -> AsyncIterator[tuple[str, Processes]]:
     """Start a server (``avtomatika``, ``podium-memory``, ``podium-sqlite``, ``stub``) and its workers;
-    yield the base URL and the processes once every worker registered."""
+    yield the base URL and the processes once every worker registered. ``store_url``: podium's store
+    (``podium serve --storage``), or the ``redis://host:port/db`` Avtomatika's ``RedisStorage`` uses
+    (the caller's to create and clean up)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = base_env()
@@ -297,10 +311,12 @@ async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[st
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
-            if server == "avtomatika":
-                python = await asyncio.to_thread(peer_python, "avtomatika", AVTOMATIKA_REQ)
+            if server.startswith("avtomatika"):
+                reqs = AVTOMATIKA_REDIS_REQ if store_url else AVTOMATIKA_REQ
+                python = await asyncio.to_thread(peer_python, "avtomatika", reqs)
                 (tmp / "server.py").write_text(AVTOMATIKA_SERVER)
-                procs.append(spawn([str(python), str(tmp / "server.py")], {**env, "PORT": str(port)}))
+                extra = {"PORT": str(port), **({"REDIS_URL": store_url} if store_url else {})}
+                procs.append(spawn([str(python), str(tmp / "server.py")], {**env, **extra}))
                 await wait_http(f"{base}/_public/status")
             elif server == "stub":
                 procs.append(spawn([sys.executable, "-m", "bench.rxon_stub", str(port)], env))
@@ -312,11 +328,14 @@ async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[st
                     env["CLIENTS_CONFIG_PATH"] = str(tmp / "clients.toml")
                 (tmp / "blueprints").mkdir()
                 (tmp / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
-                store = {
-                    "podium-memory": "memory://",
-                    "podium-sqlite": f"sqlite:///{tmp}/podium.db",
-                    "podium-sqlite-normal": f"sqlite:///{tmp}/podium.db?synchronous=NORMAL",
-                }[server]
+                store = (
+                    store_url
+                    or {
+                        "podium-memory": "memory://",
+                        "podium-sqlite": f"sqlite:///{tmp}/podium.db",
+                        "podium-sqlite-normal": f"sqlite:///{tmp}/podium.db?synchronous=NORMAL",
+                    }[server]
+                )
                 argv = [sys.executable, "-m", "podium", "serve", "--port", str(port)]
                 argv += ["--blueprints", str(tmp / "blueprints"), "--storage", store]
                 procs.append(spawn(argv, env))
