@@ -174,6 +174,9 @@ class Options:
     poll_s: float
     quotas: bool
     latency_poll_s: float = 0.0005
+    job_timeout_s: float | None = None
+    """The poll client gives up on a job not ended after this long, counts it lost, and takes throughput
+    over the jobs that ended (for a server that loses jobs: Avtomatika on Redis drops some results)."""
 
 
 def fsync_ms(directory: str, n: int = 100) -> tuple[float, float]:
@@ -357,9 +360,15 @@ async def _submit(http: RawClient, body: bytes) -> str:
     return str(json.loads(payload)["job_id"])
 
 
-async def _poll_until_done(http: RawClient, job_id: str, pause_s: float) -> None:
+async def _poll_until_done(
+    http: RawClient, job_id: str, pause_s: float, timeout_s: float | None = None
+) -> bool:
+    """Poll until the job ends (``True``), or ``False`` once ``timeout_s`` passed without its end."""
     path = f"/api/v1/jobs/{job_id}"
+    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
     while True:
+        if deadline is not None and time.perf_counter() > deadline:
+            return False
         if pause_s:
             await asyncio.sleep(pause_s)
         status, payload = await http.get(path)
@@ -369,7 +378,7 @@ async def _poll_until_done(http: RawClient, job_id: str, pause_s: float) -> None
         if state in TERMINAL:
             if state != "finished":
                 raise RuntimeError(f"job {job_id} ended {state}: {payload[:300]!r}")
-            return
+            return True
 
 
 async def _closed_loop(n_jobs: int, in_flight: int, one_job: Callable[[], Any]) -> float:
@@ -401,22 +410,36 @@ def _figures(
 
 async def drive_poll(base: str, procs: Processes, opts: Options) -> dict[str, float]:
     request = json.dumps({"initial_data": {}}).encode()
+    timeout_s = opts.job_timeout_s
+    lost = 0
     async with RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, opts.in_flight) as http:
         lat = []
         for _ in range(opts.n_latency):
             t0 = time.perf_counter()
-            await _poll_until_done(http, await _submit(http, request), opts.latency_poll_s)
-            lat.append(time.perf_counter() - t0)
+            if await _poll_until_done(http, await _submit(http, request), opts.latency_poll_s, timeout_s):
+                lat.append(time.perf_counter() - t0)
+            else:
+                lost += 1
+        last = [0.0]
 
         async def one_job() -> None:
-            await _poll_until_done(http, await _submit(http, request), opts.poll_s)
+            nonlocal lost
+            if await _poll_until_done(http, await _submit(http, request), opts.poll_s, timeout_s):
+                last[0] = time.perf_counter()
+            else:
+                lost += 1
 
         gets0 = http.requests
         before = procs.cpu()
+        started = time.perf_counter()
         elapsed = await _closed_loop(opts.n_jobs, opts.in_flight, one_job)
         after = procs.cpu()
         gets = (http.requests - gets0) / opts.n_jobs - 1
-    return {**_figures(lat, opts.n_jobs, elapsed, before, after), "gets_per_job": gets}
+    if timeout_s is None:
+        return {**_figures(lat, opts.n_jobs, elapsed, before, after), "gets_per_job": gets}
+    done = opts.n_jobs - (lost - (opts.n_latency - len(lat)))  # throughput run's jobs that ended
+    figures = _figures(lat, done, last[0] - started, before, after)
+    return {**figures, "gets_per_job": gets, "lost_jobs": float(lost)}
 
 
 async def drive_webhook(base: str, procs: Processes, opts: Options) -> dict[str, float]:
