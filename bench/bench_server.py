@@ -63,6 +63,7 @@ from bench.peervenv import peer_python  # noqa: E402
 from bench.rawhttp import RawClient, receiver_server  # noqa: E402
 
 AVTOMATIKA_REQ = ["avtomatika==1.0b30"]
+AVTOMATIKA_REDIS_REQ = ["avtomatika[redis]==1.0b30"]
 AVTOMATIKA_WORKER_REQ = ["avtomatika-worker==1.0b20"]
 CLIENT_TOKEN, WORKER_TOKEN = "bench-client-token", "bench-worker-token"
 SUBMIT_PATH = "/api/v1/jobs/bench"
@@ -113,11 +114,20 @@ async def start(actions):
 async def finished():
     pass
 
+def storage():
+    url = os.environ.get("REDIS_URL")  # Avtomatika's production store, in a database of the run's own
+    if not url:
+        return MemoryStorage()
+    import redis.asyncio as aioredis
+    from avtomatika.storage import RedisStorage
+
+    return RedisStorage(aioredis.Redis.from_url(url))
+
 async def main():
     config = Config()
     config.API_HOST, config.API_PORT = "127.0.0.1", int(os.environ["PORT"])
     config.RATE_LIMITING_ENABLED = False
-    engine = OrchestratorEngine(MemoryStorage(), config)
+    engine = OrchestratorEngine(storage(), config)
     engine.register_blueprint(bp)
     await engine.start()
     print("ready", flush=True)
@@ -164,6 +174,9 @@ class Options:
     poll_s: float
     quotas: bool
     latency_poll_s: float = 0.0005
+    job_timeout_s: float | None = None
+    """The poll client gives up on a job not ended after this long, counts it lost, and takes throughput
+    over the jobs that ended (for a server that loses jobs: Avtomatika on Redis drops some results)."""
 
 
 def fsync_ms(directory: str, n: int = 100) -> tuple[float, float]:
@@ -287,9 +300,13 @@ async def start_workers(sdk: str, base: str, opts: Options, tmp: Path) -> list[s
 
 
 @contextlib.asynccontextmanager
-async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[str, Processes]]:
+async def system(
+    server: str, sdk: str, opts: Options, store_url: str | None = None
+) -> AsyncIterator[tuple[str, Processes]]:
     """Start a server (``avtomatika``, ``podium-memory``, ``podium-sqlite``, ``stub``) and its workers;
-    yield the base URL and the processes once every worker registered."""
+    yield the base URL and the processes once every worker registered. ``store_url``: podium's store
+    (``podium serve --storage``), or the ``redis://host:port/db`` Avtomatika's ``RedisStorage`` uses
+    (the caller's to create and clean up)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = base_env()
@@ -297,10 +314,12 @@ async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[st
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
-            if server == "avtomatika":
-                python = await asyncio.to_thread(peer_python, "avtomatika", AVTOMATIKA_REQ)
+            if server.startswith("avtomatika"):
+                reqs = AVTOMATIKA_REDIS_REQ if store_url else AVTOMATIKA_REQ
+                python = await asyncio.to_thread(peer_python, "avtomatika", reqs)
                 (tmp / "server.py").write_text(AVTOMATIKA_SERVER)
-                procs.append(spawn([str(python), str(tmp / "server.py")], {**env, "PORT": str(port)}))
+                extra = {"PORT": str(port), **({"REDIS_URL": store_url} if store_url else {})}
+                procs.append(spawn([str(python), str(tmp / "server.py")], {**env, **extra}))
                 await wait_http(f"{base}/_public/status")
             elif server == "stub":
                 procs.append(spawn([sys.executable, "-m", "bench.rxon_stub", str(port)], env))
@@ -312,11 +331,14 @@ async def system(server: str, sdk: str, opts: Options) -> AsyncIterator[tuple[st
                     env["CLIENTS_CONFIG_PATH"] = str(tmp / "clients.toml")
                 (tmp / "blueprints").mkdir()
                 (tmp / "blueprints" / "bench_blueprint.py").write_text(PODIUM_BLUEPRINT)
-                store = {
-                    "podium-memory": "memory://",
-                    "podium-sqlite": f"sqlite:///{tmp}/podium.db",
-                    "podium-sqlite-normal": f"sqlite:///{tmp}/podium.db?synchronous=NORMAL",
-                }[server]
+                store = (
+                    store_url
+                    or {
+                        "podium-memory": "memory://",
+                        "podium-sqlite": f"sqlite:///{tmp}/podium.db",
+                        "podium-sqlite-normal": f"sqlite:///{tmp}/podium.db?synchronous=NORMAL",
+                    }[server]
+                )
                 argv = [sys.executable, "-m", "podium", "serve", "--port", str(port)]
                 argv += ["--blueprints", str(tmp / "blueprints"), "--storage", store]
                 procs.append(spawn(argv, env))
@@ -338,9 +360,15 @@ async def _submit(http: RawClient, body: bytes) -> str:
     return str(json.loads(payload)["job_id"])
 
 
-async def _poll_until_done(http: RawClient, job_id: str, pause_s: float) -> None:
+async def _poll_until_done(
+    http: RawClient, job_id: str, pause_s: float, timeout_s: float | None = None
+) -> bool:
+    """Poll until the job ends (``True``), or ``False`` once ``timeout_s`` passed without its end."""
     path = f"/api/v1/jobs/{job_id}"
+    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
     while True:
+        if deadline is not None and time.perf_counter() > deadline:
+            return False
         if pause_s:
             await asyncio.sleep(pause_s)
         status, payload = await http.get(path)
@@ -350,7 +378,7 @@ async def _poll_until_done(http: RawClient, job_id: str, pause_s: float) -> None
         if state in TERMINAL:
             if state != "finished":
                 raise RuntimeError(f"job {job_id} ended {state}: {payload[:300]!r}")
-            return
+            return True
 
 
 async def _closed_loop(n_jobs: int, in_flight: int, one_job: Callable[[], Any]) -> float:
@@ -382,22 +410,36 @@ def _figures(
 
 async def drive_poll(base: str, procs: Processes, opts: Options) -> dict[str, float]:
     request = json.dumps({"initial_data": {}}).encode()
+    timeout_s = opts.job_timeout_s
+    lost = 0
     async with RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, opts.in_flight) as http:
         lat = []
         for _ in range(opts.n_latency):
             t0 = time.perf_counter()
-            await _poll_until_done(http, await _submit(http, request), opts.latency_poll_s)
-            lat.append(time.perf_counter() - t0)
+            if await _poll_until_done(http, await _submit(http, request), opts.latency_poll_s, timeout_s):
+                lat.append(time.perf_counter() - t0)
+            else:
+                lost += 1
+        last = [0.0]
 
         async def one_job() -> None:
-            await _poll_until_done(http, await _submit(http, request), opts.poll_s)
+            nonlocal lost
+            if await _poll_until_done(http, await _submit(http, request), opts.poll_s, timeout_s):
+                last[0] = time.perf_counter()
+            else:
+                lost += 1
 
         gets0 = http.requests
         before = procs.cpu()
+        started = time.perf_counter()
         elapsed = await _closed_loop(opts.n_jobs, opts.in_flight, one_job)
         after = procs.cpu()
         gets = (http.requests - gets0) / opts.n_jobs - 1
-    return {**_figures(lat, opts.n_jobs, elapsed, before, after), "gets_per_job": gets}
+    if timeout_s is None:
+        return {**_figures(lat, opts.n_jobs, elapsed, before, after), "gets_per_job": gets}
+    done = opts.n_jobs - (lost - (opts.n_latency - len(lat)))  # throughput run's jobs that ended
+    figures = _figures(lat, done, last[0] - started, before, after)
+    return {**figures, "gets_per_job": gets, "lost_jobs": float(lost)}
 
 
 async def drive_webhook(base: str, procs: Processes, opts: Options) -> dict[str, float]:

@@ -57,7 +57,7 @@ for _p in (ROOT, ROOT / "src"):
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.common import report  # noqa: E402
+from bench.common import flush_redis_db, pick_redis_db, report  # noqa: E402
 from podium.client import WorkcellClient  # noqa: E402
 from podium.nodes import NodeClient  # noqa: E402
 from podium.nodes.sim import make_sim_nodes, run_sim_nodes  # noqa: E402
@@ -316,32 +316,6 @@ def figures(
 
 
 # --- MADSci --------------------------------------------------------------------------------------
-
-
-def pick_redis_db() -> int:
-    """The first empty Redis database of 15..8 (ours for the run, flushed afterwards)."""
-    import redis
-
-    for db in range(15, 7, -1):
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-        try:
-            if client.dbsize() == 0:
-                return db
-        finally:
-            client.close()
-    raise RuntimeError(f"no empty Redis database among 8..15 at {REDIS_HOST}:{REDIS_PORT}")
-
-
-def flush_redis_db(db: int) -> int:
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-    try:
-        n = int(client.dbsize())
-        client.flushdb()
-        return n
-    finally:
-        client.close()
 
 
 def run_madsci(

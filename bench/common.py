@@ -11,7 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["report", "table"]
+__all__ = ["flush_redis_db", "pick_redis_db", "report", "table"]
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -38,3 +40,31 @@ def report(name: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], fig
     print(table(headers, rows))
     print(json.dumps({"bench": name, **figures}, sort_keys=True))
     sys.stdout.flush()
+
+
+def pick_redis_db(host: str = REDIS_HOST, port: int = REDIS_PORT) -> int:
+    """The first empty Redis database of 15..8 (ours for the run, flushed afterwards): for peers whose keys
+    take no prefix of ours."""
+    import redis
+
+    for db in range(15, 7, -1):
+        client = redis.Redis(host=host, port=port, db=db)
+        try:
+            if client.dbsize() == 0:
+                return db
+        finally:
+            client.close()
+    raise RuntimeError(f"no empty Redis database among 8..15 at {host}:{port}")
+
+
+def flush_redis_db(db: int, host: str = REDIS_HOST, port: int = REDIS_PORT) -> int:
+    """Empty a database :func:`pick_redis_db` gave; how many keys it held."""
+    import redis
+
+    client = redis.Redis(host=host, port=port, db=db)
+    try:
+        n = int(client.dbsize())
+        client.flushdb()
+        return n
+    finally:
+        client.close()

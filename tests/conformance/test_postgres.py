@@ -9,7 +9,7 @@ import pytest
 
 from podium.clock import ManualClock
 from podium.errors import ConfigError, ConflictError, SchemaMismatchError, StoreError
-from podium.store import Append, Enqueue, Put
+from podium.store import Append, Enqueue, Put, Wake
 from podium.store.pg_admin import DEFAULT_POOL_SIZE, parse_url
 from podium.store.postgres import PostgresStore
 from tests.conformance.conftest import StoreFactory
@@ -263,3 +263,102 @@ async def test_without_group_commit_each_call_is_its_own_transaction(make_store:
         )
         assert sum(not isinstance(r, BaseException) for r in results) == 1
         assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))
+
+
+async def test_a_wake_on_one_instance_wakes_a_watcher_on_another(make_store: StoreFactory) -> None:
+    async with make_store() as a, make_store() as b:
+        watcher = b.watch("job-end:j1")
+        # alone and in a group-committed batch with other calls
+        await asyncio.gather(
+            a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1")),
+            *(a.put("job", f"x{i}", {}) for i in range(5)),
+        )
+        await asyncio.wait_for(watcher, timeout=5)  # through NOTIFY: the manual clock never moves
+        again = b.watch("job-end:j2")
+        await a.apply(Wake("job-end:j2"))
+        await asyncio.wait_for(again, timeout=5)
+
+
+async def _lock_wait(store: PostgresStore, query_start: str) -> None:
+    """Wait until a session of this schema's stores waits on a lock in a statement starting so."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'podium'"
+        " AND wait_event_type = 'Lock' AND query LIKE $1"
+    )
+
+    async def waits() -> None:
+        while not (await store._fetch(query, query_start + "%"))[0][0]:
+            await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
+
+    await asyncio.wait_for(waits(), timeout=20)
+
+
+async def test_history_seq_follows_commit_order_when_a_write_waits_on_a_row(make_store: StoreFactory) -> None:
+    """Two instances append to one job's history; the first one's transaction waits on a row another
+    session holds. Its history line is numbered when it commits, after the second's: a reader never sees a
+    lower seq of a subject appear after a higher one."""
+    import asyncpg
+
+    async with make_store() as a, make_store() as b:
+        assert isinstance(a, PostgresStore)
+        await a.put("job", "held", {})
+        other = await asyncpg.connect(a.target.dsn, server_settings=a.target.server_settings())
+        try:
+            tx = other.transaction()
+            await tx.start()
+            await other.execute("SELECT 1 FROM records WHERE kind = 'job' AND id = 'held' FOR UPDATE")
+            # Given A's write of (history line, the held row) waiting on the row
+            first = asyncio.ensure_future(a.apply(Append("j", "first"), Put("job", "held", {"by": "a"})))
+            await _lock_wait(a, "INSERT INTO records")
+            # When B appends to the same subject and commits meanwhile
+            [second] = await b.apply(Append("j", "second"))
+            seen = await b.history("j")
+            await tx.commit()
+            [entry, _] = await asyncio.wait_for(first, timeout=20)
+        finally:
+            await other.close()
+        # Then the line committed later has the higher seq
+        assert [e.event for e in seen] == ["second"]
+        assert entry.seq > second.seq
+        assert [e.event for e in await a.history("j")] == ["second", "first"]
+        assert [e.event for e in await a.history("j", after_seq=second.seq)] == ["first"]
+
+
+async def test_a_subject_s_history_waits_for_an_uncommitted_line_of_it(make_store: StoreFactory) -> None:
+    """Another instance has drawn a seq for subject j and not committed yet (it holds j's lock, as every
+    store does from its history insert to its commit): a line for j waits for that commit, so the numbers
+    of j's lines are visible in order. A line for another subject does not wait."""
+    import asyncpg
+
+    from podium.store.postgres import subject_lock
+
+    async with make_store() as a, make_store() as b:
+        assert isinstance(a, PostgresStore)
+        other = await asyncpg.connect(a.target.dsn, server_settings=a.target.server_settings())
+        try:
+            tx = other.transaction()
+            await tx.start()
+            pending = await other.fetchval(
+                "WITH l AS (SELECT pg_advisory_xact_lock($1, $2)) INSERT INTO history"
+                "(subject_id, event, status, ts, data) SELECT 'j', 'pending', NULL, 0, '{}' FROM l RETURNING seq",
+                a.lock_class,
+                subject_lock("j"),
+            )
+            # When B appends for j (alone, and in a group-committed batch)
+            later = asyncio.ensure_future(
+                asyncio.gather(
+                    b.apply(Append("j", "later")), b.apply(Append("j", "later2"), Put("job", "x", {}))
+                )
+            )
+            await _lock_wait(a, "WITH locked")
+            # a line for another subject commits meanwhile
+            await asyncio.wait_for(b.apply(Append("k", "free")), timeout=10)
+            assert not later.done()
+            await tx.commit()
+            results = await asyncio.wait_for(later, timeout=20)
+        finally:
+            await other.close()
+        seqs = [r[0].seq for r in results]
+        assert all(s > pending for s in seqs)
+        events = [e.event for e in await a.history("j")]
+        assert events[0] == "pending" and sorted(events[1:]) == ["later", "later2"]

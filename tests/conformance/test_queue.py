@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from podium.clock import ManualClock
-from podium.errors import LeaseLostError
-from podium.store import Store
+from podium.errors import ConflictError, LeaseLostError
+from podium.store import Put, Store, Wake
 
 
 async def test_fifo_within_priority_and_priority_first(store: Store) -> None:
@@ -176,3 +176,29 @@ async def test_a_take_cancelled_while_it_commits_gives_its_items_back(store: Sto
     # Then the item is offered again at once (not when a 300 s lease expires)
     again = await asyncio.wait_for(store.take("q", owner="next", lease_s=30, wait_s=60), 10)
     assert [lease.id for lease in again] == ["a"]
+
+
+async def test_a_wake_wakes_its_watchers_once_committed_and_writes_nothing(store: Store) -> None:
+    # Given watchers on two names (and a group-committed batch on PostgreSQL: several calls at once)
+    job_end, other = store.watch("job-end:j1"), store.watch("job-end:j2")
+    # When a batch with a Wake of one name commits
+    results = await asyncio.gather(
+        store.apply(Put("job", "j1", {"done": True}), Wake("job-end:j1")),
+        store.apply(Put("job", "j3", {})),
+    )
+    # Then that name's watcher fires, the other's does not, and the Wake's result is None
+    await asyncio.wait_for(job_end, timeout=5)
+    assert results[0][1] is None and not other.done()
+    store.unwatch("job-end:j2", other)
+    assert await store.count("job") == 2 and await store.history("job-end:j1") == []
+
+
+async def test_a_wake_in_a_refused_batch_wakes_no_one(store: Store) -> None:
+    watcher = store.watch("job-end:j1")
+    await store.put("job", "j1", {})
+    with pytest.raises(ConflictError):
+        await store.apply(Put("job", "j1", {}, expected_version=0), Wake("job-end:j1"))
+    # the refused batch sent nothing: a later wake is the first to reach the watcher
+    assert not watcher.done()
+    await store.apply(Wake("job-end:j1"))
+    await asyncio.wait_for(watcher, timeout=5)

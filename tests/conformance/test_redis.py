@@ -13,7 +13,7 @@ import pytest
 
 from podium.clock import ManualClock
 from podium.errors import ConflictError, LeaseLostError, MissingDependencyError, SchemaMismatchError
-from podium.store import Enqueue, Put, Store, open_store
+from podium.store import Enqueue, Put, Store, Wake, open_store
 from podium.store import redis as redis_module
 from podium.store.redis import RedisStore, redis_settings
 from tests.conformance import redis_holder
@@ -288,3 +288,12 @@ async def test_a_split_store_keeps_history_out_of_redis(url: str, tmp_path) -> N
         assert [(e.subject_id, e.event, e.status) for e in await sqlite.history()] == [
             ("j", "created", "pending")
         ]
+
+
+async def test_a_wake_on_one_instance_wakes_a_watcher_on_another(
+    pair: tuple[Store, Store, ManualClock],
+) -> None:
+    a, b, _ = pair
+    watcher = b.watch("job-end:j1")
+    await a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1"))
+    await asyncio.wait_for(watcher, timeout=5)  # through pub/sub: the clock never moves

@@ -1,7 +1,8 @@
 """Drill harness: several ``podium serve`` processes on one store, remote worker processes, and the audit
 that reads the store's history after a fault.
 
-Backends are parameters of :func:`store_url` (one more entry for ``redis://`` when that store lands).
+Backends are parameters of :func:`store_url`: SQLite (a file), PostgreSQL (a schema of its own) and Redis (a key
+prefix of its own), each cleaned up after the drill.
 """
 
 from __future__ import annotations
@@ -148,16 +149,24 @@ async def fleet(store_url: str, tmp: Path) -> AsyncIterator[Fleet]:
 
 
 @asynccontextmanager
-async def store_url(backend: str, tmp: Path, postgres_dsn: str | None) -> AsyncIterator[str]:
-    """A fresh store of ``backend`` for one drill: a PostgreSQL schema of its own (dropped after), or a
-    SQLite file."""
+async def store_url(backend: str, tmp: Path, service_url: str | None) -> AsyncIterator[str]:
+    """A fresh store of ``backend`` for one drill: a PostgreSQL schema of its own (dropped after), a Redis key
+    prefix of its own (deleted after), or a SQLite file. ``service_url`` is the server's (PostgreSQL DSN or
+    Redis URL)."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp / 'drill.db'}"
         return
-    assert backend == "postgres" and postgres_dsn
+    if backend == "redis":
+        assert service_url
+        from tests.conformance.redis_support import redis_prefix
+
+        async with redis_prefix(service_url) as url:
+            yield url
+        return
+    assert backend == "postgres" and service_url
     from tests.conformance.conftest import drop_pg_schema
 
-    url = f"{postgres_dsn}?schema=podium_drill_{uuid.uuid4().hex[:10]}"
+    url = f"{service_url}?schema=podium_drill_{uuid.uuid4().hex[:10]}"
     try:
         yield url
     finally:

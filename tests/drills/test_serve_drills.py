@@ -18,14 +18,16 @@ from podium.engine.keys import JOB
 from podium.store import open_store
 from tests.drills.fleet import CLIENT_TOKEN, Fleet, audit, fleet, store_url
 
-BACKENDS = ["sqlite", "postgres"]  # "redis" joins here once that store lands
+BACKENDS = ["sqlite", "postgres", "redis"]
+SERVICE_FIXTURE = {"postgres": "postgres_dsn", "redis": "redis_url"}
 N = 90
 
 
 @pytest.fixture(params=BACKENDS)
 async def url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
-    async with store_url(request.param, tmp_path, dsn) as u:
+    fixture = SERVICE_FIXTURE.get(request.param)
+    service = request.getfixturevalue(fixture) if fixture else None
+    async with store_url(request.param, tmp_path, service) as u:
         yield u
 
 

@@ -77,8 +77,10 @@ class Executor:
     async def run(self) -> None:
         """Take steps nobody runs yet: those enqueued while every slot was busy, those of another instance
         that died (their leases expired), those given back. Wakes when this instance enqueues or gives back
-        a step, at the next lease expiry, or every ``EXECUTOR_POLL_WAIT_S`` (other instances' steps)."""
+        a step, when another instance does (the store's wake-up of the steps queue: Redis pub/sub,
+        PostgreSQL ``NOTIFY``), at the next lease expiry, or every ``EXECUTOR_POLL_WAIT_S``."""
         core = self.core
+        storage = self.storage
         while not core.stopping:
             free = core.free_slots()
             if free <= 0:
@@ -86,6 +88,9 @@ class Executor:
                 await core.slot_freed.wait()
                 continue
             core.step_wake.clear()
+            # Watch before looking, so a step another instance enqueues after the look still wakes us.
+            watch = storage.watch(STEPS_QUEUE)
+            watch.add_done_callback(lambda _: core.step_wake.set())
             core.reserved += free  # so that steps committed meanwhile do not also claim these slots
             try:
                 take = asyncio.ensure_future(
@@ -118,6 +123,8 @@ class Executor:
                 log.exception("taking job steps failed")
                 await self.clock.sleep(0.5)
                 continue
+            finally:
+                storage.unwatch(STEPS_QUEUE, watch)
             for lease in leases:
                 self.spawn(lease)
 

@@ -16,7 +16,7 @@ from podium.clock import SystemClock
 from podium.engine.context import ClientConfig
 from podium.engine.core import MAX_CONFLICT_RETRIES, OPEN_TASK_STR, RUNNABLE, TERMINAL, EngineCore, Plan
 from podium.engine.errors import JobNotFoundError, JobStateError, TaskNotFoundError
-from podium.engine.keys import JOB, STEPS_QUEUE, TASK
+from podium.engine.keys import JOB, STEPS_QUEUE, TASK, job_end
 from podium.engine.models import JobStatus, JobView, TaskView
 from podium.engine.planner import ActionPlanner
 from podium.engine.registry import Registry, validated_input
@@ -192,15 +192,21 @@ class Jobs:
     async def wait_for_job(self, job_id: str, *, timeout_s: float | None = None) -> JobView:
         """Wait until the job is terminal and return it; :class:`TimeoutError` after ``timeout_s``.
 
-        Woken by this instance's own commit of the terminal state; a job another instance moves is seen
-        by re-reading the store every ``EXECUTOR_POLL_WAIT_S``. A job this instance is running (its record
-        is in the cache) is not read first: nothing but that commit can end it sooner than the next re-read.
-        On the system clock one engine-wide timer wakes all waiters without a deadline for that re-read
-        (no timer of its own per waiter: a batch of jobs waited on at once is common).
+        Woken by this instance's own commit of the terminal state, and by the store's wake-up of the job's
+        end (:func:`~podium.engine.keys.job_end`) that the ending commit sends whichever instance makes it
+        (Redis pub/sub, PostgreSQL ``NOTIFY``; in-process only on SQLite and memory): the waiter then reads
+        the store. It also re-reads the store every ``EXECUTOR_POLL_WAIT_S`` (a wake-up lost with a
+        connection, a SQLite file shared by processes). A job this instance is running (its record is in the
+        cache) is not read first: only a commit can end it, and a commit wakes this waiter. On the system
+        clock one engine-wide timer wakes all waiters without a deadline for that re-read (no timer of its
+        own per waiter: a batch of jobs waited on at once is common).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Record | None] = loop.create_future()
-        self.core.job_waiters.setdefault(job_id, []).append(fut)
+        waiters = self.core.job_waiters
+        waiters.setdefault(job_id, []).append(fut)
+        storage, name = self.storage, job_end(job_id)
+        woken = self._watch_end(job_id, name)  # registered before the store is read: no end slips between
         deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
         read = job_id not in self.core.jobs
         on_loop_timer = type(self.clock) is SystemClock
@@ -234,21 +240,38 @@ class Jobs:
                     except TimeoutError:
                         rec = None  # wait_for cancelled the future
                 if rec is None:
-                    # Timed out: a fresh future takes this one's place before the store is read again.
+                    # Timed out or woken by the store: a fresh future (and store watch) takes this one's
+                    # place before the store is read again.
                     read = True
-                    mine = self.core.job_waiters.setdefault(job_id, [])
+                    mine = waiters.setdefault(job_id, [])
                     if fut in mine:
                         mine.remove(fut)
                     fut = loop.create_future()
                     mine.append(fut)
+                    if woken.done():
+                        woken = self._watch_end(job_id, name)
                     continue
                 return job_view(rec)  # the terminal record this instance just committed
         finally:
-            waiters = self.core.job_waiters.get(job_id)
-            if waiters is not None and fut in waiters:
-                waiters.remove(fut)
-                if not waiters:
-                    del self.core.job_waiters[job_id]
+            storage.unwatch(name, woken)
+            remaining = waiters.get(job_id)
+            if remaining is not None and fut in remaining:
+                remaining.remove(fut)
+                if not remaining:
+                    del waiters[job_id]
+
+    def _watch_end(self, job_id: str, name: str) -> asyncio.Future[None]:
+        """Watch the store for the job's end; when it comes, wake this job's waiters to read the store."""
+        woken = self.storage.watch(name)
+        waiters = self.core.job_waiters
+
+        def wake(_: asyncio.Future[None]) -> None:
+            for fut in waiters.get(job_id, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+        woken.add_done_callback(wake)
+        return woken
 
     def _arm_waiter_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._waiter_tick is None or self._waiter_tick_loop is not loop:

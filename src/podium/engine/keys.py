@@ -17,6 +17,7 @@ __all__ = [
     "TASK",
     "TASK_QUEUE_PREFIX",
     "WORKER",
+    "job_end",
     "step_item",
     "task_item",
     "task_queue",
@@ -51,6 +52,12 @@ def task_queue(task_type: str) -> str:
 def worker_queue(worker_id: str) -> str:
     """The store queue of tasks a dispatch strategy leased to one worker (it takes them beside its skills')."""
     return task_queue(f"@{worker_id}")
+
+
+def job_end(job_id: str) -> str:
+    """The wake-up name of a job's end: the commit that ends the job sends a store ``Wake`` of it, which
+    wakes ``wait_for_job`` on every instance (the store's ``watch``)."""
+    return f"job-end:{job_id}"
 
 
 def step_item(job_id: str, step: int) -> str:

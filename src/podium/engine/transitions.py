@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from podium.engine.core import J_PENDING, T_CANCELLED, T_QUEUED, EngineCore, Plan
-from podium.engine.keys import DISPATCH_TIMER, JOB, RESULT_TIMER, STEPS_QUEUE, TASK, task_queue
+from podium.engine.keys import DISPATCH_TIMER, JOB, RESULT_TIMER, STEPS_QUEUE, TASK, job_end, task_queue
 from podium.engine.models import EngineEvent, JobStatus, check_transition
 from podium.ids import new_ulid_str
-from podium.store.base import Append, Dequeue, Enqueue, Put, Record
+from podium.store.base import Append, Dequeue, Enqueue, Put, Record, Wake
 
 __all__ = ["Transitions"]
 
@@ -109,6 +109,7 @@ class Transitions:
             "finished_at": now,
         }
         plan.ops.append(Append(rec.id, "job_archived", str(status), snapshot))
+        plan.ops.append(Wake(job_end(rec.id)))  # wait_for_job on the other instances
         if parent is not None:
             self.resume_parent_ops(plan, parent, rec.id, status, data)
 

@@ -25,6 +25,7 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    Wake,
 )
 from podium.store.memory import MemoryStore
 from podium.store.ownership import FencedOwnership
@@ -47,6 +48,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "Store",
+    "Wake",
     "open_store",
 ]
 

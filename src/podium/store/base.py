@@ -49,6 +49,7 @@ __all__ = [
     "Put",
     "Record",
     "Store",
+    "Wake",
 ]
 
 SCHEMA_VERSION = "0001"
@@ -171,7 +172,15 @@ class Append(NamedTuple):
     data: JSON = EMPTY
 
 
-Op = Put | Delete | Enqueue | Dequeue | Ack | Append
+class Wake(NamedTuple):
+    """Wake whoever waits on ``name`` (:meth:`Store.watch`) once the batch commits, on every instance that
+    shares the store: the same wake-up an enqueue sends its queue's takers (Redis pub/sub, PostgreSQL
+    ``NOTIFY``, in-process on SQLite and memory). Writes nothing. Result: ``None``."""
+
+    name: str
+
+
+Op = Put | Delete | Enqueue | Dequeue | Ack | Append | Wake
 
 
 class Store(abc.ABC):
@@ -352,6 +361,23 @@ class Store(abc.ABC):
             with contextlib.suppress(Exception):  # taken over meanwhile: nothing to give back
                 await self.nack(lease)
 
+    def watch(self, name: str) -> asyncio.Future[None]:
+        """A future resolved once ``name`` is woken after this call: a :class:`Wake` of that name, or an enqueue
+        or nack on the queue of that name, committed by this instance or (Redis, PostgreSQL) by another one
+        sharing the store. Register before looking at what it guards; :meth:`unwatch` it when done. A wake-up
+        may be lost with a connection, so a waiter still looks again now and then."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(name, set()).add(waiter)
+        return waiter
+
+    def unwatch(self, name: str, waiter: asyncio.Future[None]) -> None:
+        """Forget a :meth:`watch` that has not fired (one that fired is forgotten already)."""
+        waiting = self._waiters.get(name)
+        if waiting is not None:
+            waiting.discard(waiter)
+            if not waiting:
+                del self._waiters[name]
+
     def _notify(self, queues: Iterable[str]) -> None:
         """Wake local waiters in :meth:`take` on these queues (backends call this after an enqueue or a
         nack commits)."""
@@ -455,8 +481,16 @@ def status_filter(status: str | Iterable[str] | None) -> tuple[str, ...] | None:
 
 
 def notify_queues(ops: Sequence[Op]) -> set[str]:
-    """The queues that ``ops`` make new items available on (plain enqueues, not pre-leased ones)."""
-    return {op.queue for op in ops if isinstance(op, Enqueue) and not op.lease_owner}
+    """The names whose waiters ``ops`` wake: queues they make new items available on (plain enqueues, not
+    pre-leased ones) and :class:`Wake` names."""
+    names: set[str] = set()
+    for op in ops:
+        if type(op) is Enqueue:
+            if not op.lease_owner:
+                names.add(op.queue)
+        elif type(op) is Wake:
+            names.add(op.name)
+    return names
 
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS

@@ -39,6 +39,7 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    Wake,
     load_json,
     notify_queues,
     status_filter,
@@ -207,6 +208,8 @@ class MemoryStore(Store):
                 append(queue is not None and queue.items.pop(op.id, None) is not None)
             elif isinstance(op, Ack):
                 queues[op.lease.queue].items.pop(op.lease.id)
+                append(None)
+            elif isinstance(op, Wake):
                 append(None)
             else:
                 table = records.get(op.kind)

@@ -19,7 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from podium.errors import ConflictError, LeaseLostError
-from podium.store.base import Ack, Append, Delete, Dequeue, Enqueue, HistoryEntry, Lease, Op, Put, Record
+from podium.store.base import (
+    Ack,
+    Append,
+    Delete,
+    Dequeue,
+    Enqueue,
+    HistoryEntry,
+    Lease,
+    Op,
+    Put,
+    Record,
+    Wake,
+    notify_queues,
+)
 
 __all__ = ["BatchCall", "BatchPlan", "Fallback", "HeldRow", "RecordRow", "plan_batch"]
 
@@ -165,6 +178,8 @@ def plan_batch(
                     cur_item = qs[key] if key in qs else q_state.get(key)
                     qs[key] = writes_q[key] = None
                     results.append(cur_item is not None)
+                elif isinstance(op, Wake):
+                    results.append(None)
                 else:
                     assert isinstance(op, Ack)
                     lease = op.lease
@@ -193,9 +208,7 @@ def plan_batch(
             final_q[key] = value
         final_rec.update(writes_rec)
         appends.extend(call_appends)
-        plan.queues_to_notify.update(
-            op.queue for op in call.ops if isinstance(op, Enqueue) and not op.lease_owner
-        )
+        plan.queues_to_notify |= notify_queues(call.ops)
         plan.outcomes.append(results)
     for key, row in final_rec.items():
         existed = key in records

@@ -11,6 +11,11 @@
 - **Wake-ups**: each commit that makes items available sends ``NOTIFY`` (delivered at commit) on the
   store's channel, payload the queue name; every instance LISTENs on one dedicated connection and wakes
   its waiting takers at once -- no polling loop.
+- **History order**: a job's history lines are numbered (``seq``) in the order their transactions commit,
+  whichever instances write them, so a reader that has seen line ``n`` of a subject never sees a line
+  below ``n`` of it appear later. Each transaction draws its history ``seq`` values last (after its other
+  writes) under a transaction-level advisory lock per subject (:func:`subject_lock`), held until it
+  commits: a second writer on the same subject draws its numbers after the first has committed.
 - **Time** comes from the injected clock: every timestamp is a parameter, never the server's ``now()``.
 
 ``durable=False`` writes (and takes) commit with ``synchronous_commit = off``: visible and atomic at once,
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +48,7 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    Wake,
     dump_json,
     history_query,
     load_json,
@@ -50,7 +57,7 @@ from podium.store.base import (
 )
 from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "subject_lock"]
 
 log = logging.getLogger("podium.store")
 
@@ -124,9 +131,22 @@ _INSERT_ITEMS = (
     " $8::float8[]) AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
     " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
 )
+# History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
+# before any seq is drawn (the CTE is computed before the join yields a row), and held until commit.
+_LOCK_SUBJECTS = (
+    "WITH locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($6, k) FROM unnest($7::int4[]) AS k)"
+    " AS l)"
+)
 _INSERT_HISTORY = (
-    "INSERT INTO history(subject_id, event, status, ts, data)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) RETURNING seq"
+    f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked,"
+    " unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS u RETURNING seq"
+)
+_INSERT_HISTORY_ONE = (
+    f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data)"
+    " SELECT $1, $2, $3, $4, $5 FROM locked RETURNING seq"
+)
+_APPEND_ONE = (
+    "INSERT INTO history(subject_id, event, status, ts, data) VALUES ($1, $2, $3, $4, $5) RETURNING seq"
 )
 _ATTEMPTS = 3
 _PLAN_FROM_OPS = 4
@@ -163,6 +183,7 @@ class PostgresStore(Store):
         self.url = url
         self.target = target._replace(schema=schema or target.schema, pool_size=pool_size or target.pool_size)
         self.channel = f"podium_{self.target.schema or 'public'}"[:63]
+        self.lock_class = subject_lock(self.channel)  # the advisory locks of this store's history subjects
         self._pool: Any = None
         self._listener: Any = None
         self._pending: deque[_Call] = deque()
@@ -410,10 +431,7 @@ class PostgresStore(Store):
             if not single:
                 await conn.execute("SAVEPOINT call")
             try:
-                results = [
-                    await self._op(conn, op, blob, call.now)
-                    for op, blob in zip(call.ops, call.blobs, strict=True)
-                ]
+                results = await self._run_call(conn, call)
             except (ConflictError, LeaseLostError) as refused:
                 await conn.execute(
                     "ROLLBACK" if single else "ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call"
@@ -425,6 +443,29 @@ class PostgresStore(Store):
                 outcomes.append(results)
                 queues |= notify_queues(call.ops)
         return outcomes, queues
+
+    async def _run_call(self, conn: Any, call: _Call) -> builtins.list[Any]:
+        """One call's operations, its history lines last: their ``seq`` values are drawn under the subjects'
+        locks, after everything else this transaction waits for (see the module docstring)."""
+        results: builtins.list[Any] = []
+        appends: builtins.list[int] = []
+        for index, (op, blob) in enumerate(zip(call.ops, call.blobs, strict=True)):
+            if type(op) is Append:
+                appends.append(index)
+                results.append(None)
+            else:
+                results.append(await self._op(conn, op, blob, call.now))
+        entries = [(index, op) for index in appends if isinstance(op := call.ops[index], Append)]
+        locks: builtins.list[int] | None = sorted({subject_lock(op.subject_id) for _, op in entries})
+        for index, op in entries:
+            args = (op.subject_id, op.event, op.status, call.now, call.blobs[index])
+            if locks is None:
+                seq = await conn.fetchval(_APPEND_ONE, *args)
+            else:
+                seq = await conn.fetchval(_INSERT_HISTORY_ONE, *args, self.lock_class, locks)
+                locks = None  # taken, for the rest of the transaction
+            results[index] = HistoryEntry(seq, op.subject_id, op.event, op.status, call.now, op.data or {})
+        return results
 
     async def _run_planned(
         self, conn: Any, batch: builtins.list[_Call]
@@ -471,22 +512,14 @@ class PostgresStore(Store):
                 raise Fallback("another instance enqueued one of these items first")
             plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
         if plan.appends:
-            seqs = await conn.fetch(_INSERT_HISTORY, *_columns([row for _, _, row in plan.appends], 5))
+            rows = [row for _, _, row in plan.appends]
+            locks = sorted({subject_lock(row[0]) for row in rows})
+            seqs = await conn.fetch(_INSERT_HISTORY, *_columns(rows, 5), self.lock_class, locks)
             plan.fill_seqs([r[0] for r in seqs])
         return plan.outcomes, plan.queues_to_notify
 
     async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
-        if isinstance(op, Append):
-            seq = await conn.fetchval(
-                "INSERT INTO history(subject_id, event, status, ts, data) VALUES ($1, $2, $3, $4, $5)"
-                " RETURNING seq",
-                op.subject_id,
-                op.event,
-                op.status,
-                now,
-                blob,
-            )
-            return HistoryEntry(seq, op.subject_id, op.event, op.status, now, op.data or {})
+        """One operation other than an :class:`Append` (:meth:`_run_call` writes those)."""
         if isinstance(op, Put):
             if op.expected_version is None:
                 row = await conn.fetchrow(_PUT_ANY, op.kind, op.id, op.status, op.group, blob, now)
@@ -542,6 +575,8 @@ class PostgresStore(Store):
                 "DELETE FROM queue WHERE queue = $1 AND id = $2 RETURNING 1", op.queue, op.id
             )
             return gone is not None
+        if isinstance(op, Wake):
+            return None
         assert isinstance(op, Delete)
         if op.expected_version is not None:
             actual = await conn.fetchval(_VERSION + " FOR UPDATE", op.kind, op.id) or 0
@@ -721,6 +756,11 @@ class PostgresStore(Store):
         )
         rows = await self._fetch(sql, *args)
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
+
+
+def subject_lock(subject: str) -> int:
+    """The advisory lock key (an int4) under which a history subject's ``seq`` values are drawn."""
+    return zlib.crc32(subject.encode()) - 2**31
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> builtins.list[builtins.list[Any]]:

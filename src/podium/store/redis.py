@@ -52,7 +52,9 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    Wake,
     load_json,
+    notify_queues,
     status_filter,
 )
 
@@ -265,6 +267,8 @@ class RedisStore(Store):
                 add(("Q", op.queue, op.id))
             elif isinstance(op, Ack):
                 add(("A", op.lease.queue, op.lease.id, str(op.lease.token)))
+            elif isinstance(op, Wake):
+                add(("W", op.name))
             else:
                 expected = "" if op.expected_version is None else str(op.expected_version)
                 add(("D", op.kind, op.id, expected))
@@ -303,12 +307,12 @@ class RedisStore(Store):
                     )
                 else:
                     append(None)
-            elif isinstance(op, Ack):
+            elif isinstance(op, (Ack, Wake)):
                 append(None)
             else:
                 append(bool(r))
         if self._waiters:
-            self._notify({op.queue for op in ops if isinstance(op, Enqueue) and not op.lease_owner})
+            self._notify(notify_queues(ops))
         return results
 
     # --- records --------------------------------------------------------------------------------

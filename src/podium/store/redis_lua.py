@@ -15,7 +15,8 @@ byte length where something follows them, so no two (kind, id) or (queue, id) pa
     P l:<name>                  hash, one lock: o owner, t token, x expires at
     P h                         stream of history entries, id <seq>-0: j subject, e event, s status, t ts, d data
     P hs:<subject> / P he:<event> / P ht:<status>    zsets of history seqs (score = member = seq)
-    channel P wake              "<instance tag> <queue>" after an enqueue or a nack: wakes takers elsewhere
+    channel P wake              "<instance tag> <name>" after an enqueue or a nack (the queue's name) or a
+                                Wake op (its name): wakes takers and watchers elsewhere
 
 Time is always ``ARGV[2]``, the caller's clock (never Redis ``TIME``), passed as text with all its digits;
 times the scripts store are those texts (Lua would print numbers with 14 digits). Optional strings travel as
@@ -82,8 +83,9 @@ APPLY = (
 -- ARGV: P, now, tag, then the operations, each a code and a fixed number of fields:
 --   P kind id expected status group data      D kind id expected      Q queue id      A queue id token
 --   E queue id payload -priority due lease_owner lease_due            H subject event status data
+--   W name (publish a wake-up for that name once the rest is written)
 -- Every precondition is checked before anything is written: a failing batch changes nothing.
-local ARITY = {P = 6, D = 3, E = 7, Q = 2, A = 3, H = 4}
+local ARITY = {P = 6, D = 3, E = 7, Q = 2, A = 3, H = 4, W = 1}
 local ops = {}
 local i = 4
 while i <= #ARGV do
@@ -166,6 +168,9 @@ for n, at in ipairs(ops) do
       end
     end
     if owner == '' then woken[q] = true end
+  elseif code == 'W' then
+    woken[ARGV[at + 1]] = true
+    r = 0
   elseif code == 'Q' or code == 'A' then
     local q, id = ARGV[at + 1], ARGV[at + 2]
     local ik = ikey(q, id)

@@ -13,6 +13,7 @@ from the history store.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +73,12 @@ class SplitStore(Store):
         return [next(history_results if isinstance(op, Append) else state_results) for op in ops]
 
     # --- state: everything else goes to the state store ------------------------------------------
+
+    def watch(self, name: str) -> asyncio.Future[None]:
+        return self.state.watch(name)  # Wake ops go to the state store, whose listener hears other instances
+
+    def unwatch(self, name: str, waiter: asyncio.Future[None]) -> None:
+        self.state.unwatch(name, waiter)
 
     async def get(self, kind: str, id: str) -> Record | None:
         return await self.state.get(kind, id)

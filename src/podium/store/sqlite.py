@@ -42,6 +42,7 @@ from podium.store.base import (
     Put,
     Record,
     Store,
+    Wake,
     dump_json,
     history_query,
     load_json,
@@ -338,6 +339,8 @@ class SQLiteStore(Store):
                 raise LeaseLostError(
                     f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
                 )
+            return None
+        if isinstance(op, Wake):
             return None
         assert isinstance(op, Append)
         data = _dumps(op.data or {})
