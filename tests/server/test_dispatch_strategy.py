@@ -91,7 +91,8 @@ async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> N
 
 
 async def test_round_robin_takes_turns_between_workers() -> None:
-    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()]).engine
+    # no work stealing here: each worker polls in turn, and the first would take the second's queued tasks
+    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()], WORK_STEALING_ENABLED=False).engine
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "a", 1.0)
         await register(http, "b", 1.0)

@@ -42,7 +42,7 @@ from podium.engine.config import Config
 from podium.engine.context import ClientConfig
 from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
-from podium.engine.dispatch import Dispatch
+from podium.engine.dispatch import Dispatch, WorkerState
 from podium.engine.executor import Executor
 from podium.engine.files import JOB_END_EVENTS, JobFiles
 from podium.engine.history import StoreHistoryStorage
@@ -547,22 +547,17 @@ class OrchestratorEngine:
             worker_id, status=status, load=load, hot_skills=hot_skills
         )
 
-    def score_worker(self, worker_id: str, outcome: str) -> float | None:
-        """Score a remote worker's result (``success``, ``failure``: a permanent error, ``contract_violation``)
-        with ``Config.REPUTATION_*``; its new reputation (``None`` for a worker this instance does not know).
-        Below ``REPUTATION_MIN_THRESHOLD`` the dispatch strategies pass it over."""
-        c = self.config
-        return self.dispatch.directory.record(
-            worker_id,
-            outcome,
-            reward=c.REPUTATION_REWARD_SUCCESS,
-            penalty_failure=c.REPUTATION_PENALTY_TASK_FAILURE,
-            penalty_contract=c.REPUTATION_PENALTY_CONTRACT_VIOLATION,
-        )
+    async def score_worker(self, worker_id: str, outcome: str | None) -> float | None:
+        """A remote worker's result: it no longer counts against the worker's load, and it is scored
+        (``success``, ``failure``: a permanent error, ``contract_violation``; ``None``: not scored) with
+        ``Config.REPUTATION_*``, in the store (every instance sees it); its reputation (``None`` for a worker
+        never registered). Below ``REPUTATION_MIN_THRESHOLD`` the dispatch strategies pass it over."""
+        return await self.dispatch.fleet.score(worker_id, outcome)
 
-    def worker_reputation(self, worker_id: str) -> float | None:
-        """A remote worker's reputation on this instance (1.0 at registration; see :meth:`score_worker`)."""
-        return self.dispatch.directory.reputation(worker_id)
+    async def worker_state(self, worker_id: str) -> WorkerState | None:
+        """A remote worker as the store holds it for every instance: its skills and their contracts, costs,
+        capacity, last heartbeat (status, load, hot skills) and reputation; ``None`` if it never registered."""
+        return await self.dispatch.fleet.get(worker_id)
 
     async def list_workers(self) -> list[WorkerView]:
         """Registered executors with their skills, capacity, status and (for local ones) running count."""

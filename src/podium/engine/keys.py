@@ -17,6 +17,8 @@ __all__ = [
     "TASK",
     "TASK_QUEUE_PREFIX",
     "WORKER",
+    "WORKER_LIVE",
+    "WORKER_REP",
     "step_item",
     "task_item",
     "task_queue",
@@ -27,7 +29,12 @@ JOB = "job"
 TASK = "task"
 """Record kind of a task (group: its job's id)."""
 WORKER = "worker"
-"""Record kind of a registered executor (group: its kind)."""
+"""Record kind of a registered executor (group: its kind). Written at registration and when it goes offline."""
+WORKER_LIVE = "worker_live"
+"""Record kind of a remote worker's last heartbeat (status, load, hot skills) and the tasks dispatched to it
+since: written often and without a flush (``durable=False``), as a heartbeat is soon sent again."""
+WORKER_REP = "worker_rep"
+"""Record kind of a remote worker's reputation (kept across its re-registrations)."""
 
 STEPS_QUEUE = "engine:steps"
 """The queue of job steps the executor runs (item id: :func:`step_item`)."""
@@ -48,9 +55,10 @@ def task_queue(task_type: str) -> str:
     return f"{TASK_QUEUE_PREFIX}{task_type}"
 
 
-def worker_queue(worker_id: str) -> str:
-    """The store queue of tasks a dispatch strategy leased to one worker (it takes them beside its skills')."""
-    return task_queue(f"@{worker_id}")
+def worker_queue(worker_id: str, task_type: str) -> str:
+    """The store queue of tasks of ``task_type`` a dispatch strategy chose one worker for (it takes them beside
+    its skills' shared queues; an idle worker with that skill may steal them when that worker is loaded)."""
+    return task_queue(f"@{worker_id}/{task_type}")
 
 
 def step_item(job_id: str, step: int) -> str:
