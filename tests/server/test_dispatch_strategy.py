@@ -92,7 +92,9 @@ async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> N
 
 async def test_round_robin_takes_turns_between_workers() -> None:
     # no work stealing here: each worker polls in turn, and the first would take the second's queued tasks
-    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()], WORK_STEALING_ENABLED=False).engine
+    engine = EngineHarness(
+        MemoryStorage(), blueprints=[render_blueprint()], WORK_STEALING_ENABLED=False
+    ).engine
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "a", 1.0)
         await register(http, "b", 1.0)
@@ -155,3 +157,39 @@ async def test_reputation_is_scored_from_results_and_a_poor_worker_is_passed_ove
         for _ in range(2):
             await run_one("good", "success", None)
         assert (await next_task(http, "poor", 0.2)).status_code == 204
+
+
+async def heartbeat(http: httpx.AsyncClient, worker_id: str, status: str, current_tasks: list[str]) -> None:
+    body = {"worker_id": worker_id, "status": status, "current_tasks": current_tasks}
+    url = rxon.ENDPOINT_HEARTBEAT.format(worker_id=worker_id)
+    r = await http.patch(url, json=body, headers=headers(worker_id))
+    assert r.status_code == 200, r.text
+
+
+async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
+    for stealing in (True, False):
+        engine = EngineHarness(
+            MemoryStorage(), blueprints=[render_blueprint()], WORK_STEALING_ENABLED=stealing
+        ).engine
+        async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+            # Given the cheap worker busy with a task of its own, and a dear one idle
+            await register(http, "cheap", 1.0)
+            await register(http, "dear", 5.0)
+            await heartbeat(http, "cheap", "busy", ["some-task"])
+            # When a task goes to the cheapest worker, it waits in cheap's queue
+            body = {"initial_data": {"strategy": "cheapest"}}
+            job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+            [task] = await engine.list_tasks(job_id)
+            r = await next_task(http, "dear", 0.0)
+            if not stealing:
+                assert r.status_code == 204  # it stays for cheap
+                assert (await next_task(http, "cheap", 0.0)).json()["task_id"] == task.task_id
+                continue
+            # Then the idle dear worker takes it, and its result is the task's
+            assert r.status_code == 200 and r.json()["task_id"] == task.task_id, r.text
+            assert (await engine.get_task(task.task_id)).worker_id == "dear"
+            result = {"job_id": job_id, "task_id": task.task_id, "worker_id": "dear", "status": "success"}
+            r = await http.post(rxon.ENDPOINT_TASK_RESULT, json=result, headers=headers("dear"))
+            assert r.json()["status"] == "accepted", r.text
+            assert (await engine.wait_for_job(job_id, timeout_s=5)).status == "finished"
+            assert (await next_task(http, "cheap", 0.0)).status_code == 204
