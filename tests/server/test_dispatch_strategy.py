@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from podium.engine import OrchestratorEngine
 from podium.engine.blueprint import Blueprint
 from podium.engine.storage import MemoryStorage
 from podium.testing import EngineHarness
@@ -33,6 +34,11 @@ def render_blueprint() -> Blueprint:
     return bp
 
 
+def render_engine(**config: Any) -> OrchestratorEngine:
+    """An engine (not started) with the render blueprint on a memory store."""
+    return EngineHarness(MemoryStorage(), blueprints=[render_blueprint()], **config).engine
+
+
 def headers(worker_id: str) -> dict[str, str]:
     return {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": worker_id}
 
@@ -53,7 +59,7 @@ async def next_task(http: httpx.AsyncClient, worker_id: str, timeout_s: float) -
 
 
 async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> None:
-    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()]).engine
+    engine = render_engine()
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "dear", 5.0)
         await register(http, "cheap", 1.0)
@@ -92,9 +98,7 @@ async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> N
 
 async def test_round_robin_takes_turns_between_workers() -> None:
     # no work stealing here: each worker polls in turn, and the first would take the second's queued tasks
-    engine = EngineHarness(
-        MemoryStorage(), blueprints=[render_blueprint()], WORK_STEALING_ENABLED=False
-    ).engine
+    engine = render_engine(WORK_STEALING_ENABLED=False)
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "a", 1.0)
         await register(http, "b", 1.0)
@@ -117,9 +121,7 @@ async def test_round_robin_takes_turns_between_workers() -> None:
 
 async def test_reputation_is_scored_from_results_and_a_poor_worker_is_passed_over() -> None:
     # Given two workers of equal cost, and a threshold one permanent failure and a contract violation cross
-    engine = EngineHarness(
-        MemoryStorage(), blueprints=[render_blueprint()], REPUTATION_MIN_THRESHOLD=0.8
-    ).engine
+    engine = render_engine(REPUTATION_MIN_THRESHOLD=0.8)
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "good", 1.0)
         await register(http, "poor", 1.0)
@@ -168,9 +170,7 @@ async def heartbeat(http: httpx.AsyncClient, worker_id: str, status: str, curren
 
 async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
     for stealing in (True, False):
-        engine = EngineHarness(
-            MemoryStorage(), blueprints=[render_blueprint()], WORK_STEALING_ENABLED=stealing
-        ).engine
+        engine = render_engine(WORK_STEALING_ENABLED=stealing)
         async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
             # Given the cheap worker busy with a task of its own, and a dear one idle
             await register(http, "cheap", 1.0)
