@@ -52,7 +52,6 @@ class WorkerRegistry:
         self.instance_id = core.instance_id
         self._cache: dict[str, WorkerState] = {}
         self._cached_at = -math.inf
-        self._read_at: dict[str, float] = {}  # worker id -> when this instance last read its records
         self.turns: dict[str, int] = {}
         """Round-robin counters per task type (per instance, as Avtomatika's are per process)."""
 
@@ -89,7 +88,6 @@ class WorkerRegistry:
                 rep = await self.storage.get(WORKER_REP, worker_id)
         live = await self.storage.get(WORKER_LIVE, worker_id)
         self._cache[worker_id] = _state(worker_id, data, live, rep)
-        self._read_at[worker_id] = self.clock.monotonic()
 
     async def heartbeat(
         self, worker_id: str, *, status: str, load: int | None, hot_skills: Sequence[str] | None
@@ -139,10 +137,10 @@ class WorkerRegistry:
 
     async def result_in(self, worker_id: str) -> None:
         """A result from the worker: the oldest task counted against its load since its heartbeat no longer
-        counts (Avtomatika's decrement on a result). Nothing is read or written when this instance's fresh
-        view of the worker counts no dispatch."""
-        cached = self._cache.get(worker_id)
-        if cached is not None and not cached.dispatched and self._fresh(worker_id):
+        counts (Avtomatika's decrement on a result). Nothing is read or written when this instance's view
+        (:meth:`snapshot`) counts no dispatch for it."""
+        view = (await self.snapshot()).get(worker_id)
+        if view is None or not view.dispatched:
             return
         for _ in range(_CAS_TRIES):
             rec = await self.storage.get(WORKER_LIVE, worker_id)
@@ -154,33 +152,26 @@ class WorkerRegistry:
                 await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version), durable=False)
             except ConflictError:
                 continue
-            if cached is not None:
-                self._cache[worker_id] = _with_live(cached, d)
+            self._cache[worker_id] = _with_live(view, d)
             return
 
     async def score(self, worker_id: str, outcome: str | None) -> float | None:
         """Count one result of the worker (:meth:`result_in`) and score it
         (:func:`podium.engine.strategy.reputation_after` with ``REPUTATION_*``; ``None``: a result that says
         nothing of the worker, such as a transient error) under the record's version; the new reputation, or
-        ``None`` for a worker without one. A success of a worker already at 1.0 changes nothing and writes
-        nothing (the common case costs no write)."""
+        ``None`` for a worker without one. A success of a worker already at 1.0 in this instance's view
+        changes nothing and writes nothing: the common case costs no store call (but the view's refresh,
+        once per ``DISPATCHER_CACHE_TTL_S``)."""
         await self.result_in(worker_id)
+        view = self._cache.get(worker_id)
+        if outcome is None or (outcome == "success" and view is not None and view.reputation >= 1.0):
+            return view.reputation if view is not None else None
         c = self.config
         rates = {
             "reward": c.REPUTATION_REWARD_SUCCESS,
             "penalty_failure": c.REPUTATION_PENALTY_TASK_FAILURE,
             "penalty_contract": c.REPUTATION_PENALTY_CONTRACT_VIOLATION,
         }
-        cached = self._cache.get(worker_id)
-        if outcome is None:
-            return cached.reputation if cached is not None else None
-        if (
-            outcome == "success"
-            and cached is not None
-            and cached.reputation >= 1.0
-            and self._fresh(worker_id)
-        ):
-            return cached.reputation
         for _ in range(_CAS_TRIES):
             rec = await self.storage.get(WORKER_REP, worker_id)
             if rec is None:
@@ -194,17 +185,13 @@ class WorkerRegistry:
                     )
                 except ConflictError:
                     continue
-            if cached is not None:
-                self._cache[worker_id] = _replace(cached, reputation=after)
-                self._read_at[worker_id] = self.clock.monotonic()
+            view = self._cache.get(worker_id)
+            if view is not None:
+                self._cache[worker_id] = _replace(view, reputation=after)
             return after
         return None
 
     # --- reads --------------------------------------------------------------------------------------
-
-    def _fresh(self, worker_id: str) -> bool:
-        seen = max(self._cached_at, self._read_at.get(worker_id, -math.inf))
-        return self.clock.monotonic() - seen < self.config.DISPATCHER_CACHE_TTL_S
 
     async def snapshot(self) -> dict[str, WorkerState]:
         """Every registered remote worker that has a heartbeat record, read from the store at most once per
@@ -231,7 +218,6 @@ class WorkerRegistry:
         state = _state(worker_id, reg.data, live, rep)
         if live is not None and reg.status == "online":
             self._cache[worker_id] = state
-            self._read_at[worker_id] = self.clock.monotonic()
         return state
 
     async def choose(self, spec: Mapping[str, Any]) -> str | NoWorker | None:
