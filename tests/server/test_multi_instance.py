@@ -79,6 +79,14 @@ async def test_two_instances_share_workers_load_and_reputation(store_url: str) -
         r = await next_task(on_b, "w1", 5.0)
         assert r.status_code == 200 and r.json()["job_id"] == job_id, r.text
         task = r.json()
+        # and while it runs, its heartbeat to A (which did not hand it out) extends the task's lease
+        queue = "task:@w1/render"
+        due = await store_a.next_due([queue])
+        body = {"worker_id": "w1", "status": "busy", "current_tasks": [task["task_id"]]}
+        url = rxon.ENDPOINT_HEARTBEAT.format(worker_id="w1")
+        assert (await on_a.patch(url, json=body, headers=headers("w1"))).status_code == 200
+        later = await store_b.next_due([queue])
+        assert due is not None and later is not None and later > due
         await report(on_b, "w1", task, status="success", data={"ok": True})
         assert (await b.engine.wait_for_job(job_id, timeout_s=10)).status == "finished"
         assert (await a.engine.wait_for_job(job_id, timeout_s=10)).status == "finished"

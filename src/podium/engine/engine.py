@@ -474,15 +474,19 @@ class OrchestratorEngine:
         is no longer open (cancelled, timed out, done): the worker should stop."""
         return await self.tasks.report_progress(task_id, progress, message)
 
-    async def extend_task(self, task_id: str, token: int, lease_s: float | None = None) -> bool:
+    async def extend_task(
+        self, task_id: str, token: int | None, lease_s: float | None = None, *, worker_id: str | None = None
+    ) -> bool:
         """Keep a running task from being offered again: push its lease to now + ``lease_s`` (default
         ``TASK_LEASE_S``). Workers call it from their heartbeat for tasks that may outlast the lease.
 
-        ``token`` is the delivery's (``Task.token``). Returns ``False`` when the lease is no longer held
-        (it lapsed, or the task was withdrawn or leased to another worker): the task may run elsewhere, and
-        this worker's result counts only if nobody took it meanwhile (see :meth:`complete_task`).
+        ``token`` is the delivery's (``Task.token``); ``None`` with ``worker_id`` fences on the holder the
+        task's record names (an instance that did not hand the task out). Returns ``False`` when the lease is
+        no longer held (it lapsed, or the task was withdrawn or leased to another worker): the task may run
+        elsewhere, and this worker's result counts only if nobody took it meanwhile (see
+        :meth:`complete_task`).
         """
-        return await self.tasks.extend_task(task_id, token, lease_s)
+        return await self.tasks.extend_task(task_id, token, lease_s, worker_id=worker_id)
 
     async def release_task(self, task_id: str, token: int) -> bool:
         """Hand a leased task back at once (a nack): it is queued again for any worker, as if its lease had

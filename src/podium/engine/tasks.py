@@ -254,14 +254,26 @@ class Tasks:
         await self.jobs.mutate(job_id, decide)
         return ok
 
-    async def extend_task(self, task_id: str, token: int, lease_s: float | None = None) -> bool:
+    async def extend_task(
+        self, task_id: str, token: int | None, lease_s: float | None = None, *, worker_id: str | None = None
+    ) -> bool:
         """Keep a running task from being offered again: push its lease to now + ``lease_s`` (default
         ``TASK_LEASE_S``). Workers call it from their heartbeat for tasks that may outlast the lease.
 
-        ``token`` is the delivery's (``Task.token``). Returns ``False`` when the lease is no longer held
-        (it lapsed, or the task was withdrawn or leased to another worker): the task may run elsewhere, and
-        this worker's result counts only if nobody took it meanwhile (see :meth:`complete_task`).
+        ``token`` is the delivery's (``Task.token``); without it (a heartbeat reaching an instance that did
+        not hand the task out), the task's record must name ``worker_id`` as its holder and its token is
+        used. Returns ``False`` when the lease is no longer held (it lapsed, or the task was withdrawn or
+        leased to another worker): the task may run elsewhere, and this worker's result counts only if nobody
+        took it meanwhile (see :meth:`complete_task`).
         """
+        if token is None:
+            rec = await self.core.load_task(task_id, fresh=True)
+            if rec is None:
+                raise TaskNotFoundError(f"no task {task_id!r}")
+            held = rec.data.get("token")
+            if worker_id is None or rec.data.get("worker_id") != worker_id or not isinstance(held, int):
+                return False
+            token = held
         rec = await self.core.load_task(task_id)
         if rec is not None and not self._held_by(rec, token):
             rec = await self.core.load_task(task_id, fresh=True)  # the cache may predate another's claim

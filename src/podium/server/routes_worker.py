@@ -172,9 +172,12 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
             if await st.engine.is_task_cancelled(task_id):
                 cancel.append(task_id)
                 continue
-            # A task still running here keeps its lease, however long it takes.
+            # A task still running here keeps its lease, however long it takes; one another instance handed
+            # out is fenced on the holder its record names.
             delivered = st.delivered.get(task_id)
-            if delivered is not None and delivered.worker_id == worker_id:
+            if delivered is None:
+                await st.engine.extend_task(task_id, None, worker_id=worker_id)
+            elif delivered.worker_id == worker_id:
                 await st.engine.extend_task(task_id, delivered.token)
     commands, worker.commands = worker.commands, []
     reply = rxon.HeartbeatResponse(cancel_task_ids=cancel or None, commands=commands or None)
