@@ -107,3 +107,13 @@ async def test_two_instances_share_workers_load_and_reputation(store_url: str) -
         assert r.status_code == 200 and r.json()["job_id"] == job_id, r.text
         await report(on_a, "w2", r.json(), status="success")
         assert (await a.engine.wait_for_job(job_id, timeout_s=10)).status == "finished"
+
+        # An order given through one instance reaches the worker through whichever one it heartbeats to
+        assert (await on_a.post("/api/v1/admin/workers/w2/drain", headers=CLIENT)).status_code == 200
+        url = rxon.ENDPOINT_HEARTBEAT.format(worker_id="w2")
+        body = {"worker_id": "w2", "status": "idle"}
+        reply = (await on_b.patch(url, json=body, headers=headers("w2"))).json()
+        assert [c["command"] for c in reply["commands"]] == ["drain"]
+        reply = (await on_a.patch(url, json=body, headers=headers("w2"))).json()
+        assert "commands" not in reply  # handed over once
+        assert (await on_b.post("/api/v1/admin/workers/nobody/drain", headers=CLIENT)).status_code == 404

@@ -207,14 +207,15 @@ class Dispatch:
         status: str = "online",
         load: int | None = None,
         hot_skills: Sequence[str] | None = None,
-    ) -> None:
-        """A worker's heartbeat. A remote worker's (``status``, ``load``: tasks it holds, ``hot_skills``) goes
-        to its heartbeat record without a flush; ``offline`` marks any worker gone (durably) and no longer a
-        candidate. Unknown workers raise :class:`JobNotFoundError`."""
-        if status != "offline" and await self.fleet.heartbeat(
-            worker_id, status=status, load=load, hot_skills=hot_skills
-        ):
-            return
+    ) -> list[dict[str, Any]]:
+        """A worker's heartbeat; the commands queued for it (:meth:`command_worker`). A remote worker's
+        (``status``, ``load``: tasks it holds, ``hot_skills``) goes to its heartbeat record without a flush;
+        ``offline`` marks any worker gone (durably) and no longer a candidate. Unknown workers raise
+        :class:`JobNotFoundError`."""
+        if status != "offline":
+            commands = await self.fleet.heartbeat(worker_id, status=status, load=load, hot_skills=hot_skills)
+            if commands is not None:
+                return commands
         rec = await self.storage.get(WORKER, worker_id)
         if rec is None or (rec.group == "remote" and status != "offline"):
             # a remote worker without a heartbeat record left (or was never registered): it registers again
@@ -226,6 +227,12 @@ class Dispatch:
             await self.storage.apply(
                 Put(WORKER, worker_id, data, rec.version, status, rec.group), durable=status == "offline"
             )
+        return []
+
+    async def command_worker(self, worker_id: str, command: Mapping[str, Any]) -> bool:
+        """Queue a command (``{"command": "drain"}``) for a remote worker's next heartbeat, on whichever
+        instance it arrives; ``False`` for a worker not registered (or gone)."""
+        return await self.fleet.command(worker_id, command)
 
     async def list_workers(self) -> list[WorkerView]:
         """Registered executors with their skills, capacity, status and (for local ones) running count."""

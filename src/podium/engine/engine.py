@@ -544,9 +544,10 @@ class OrchestratorEngine:
         status: str = "online",
         load: int | None = None,
         hot_skills: Sequence[str] | None = None,
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         """Refresh a worker's ``last_seen`` (and status); a remote worker's ``load`` and ``hot_skills`` feed
-        the dispatch strategies (``dispatch_task(dispatch_strategy=..., max_cost=...)``)."""
+        the dispatch strategies (``dispatch_task(dispatch_strategy=..., max_cost=...)``). Returns the commands
+        queued for the worker by any instance (``engine.dispatch.command_worker``)."""
         return await self.dispatch.heartbeat_worker(
             worker_id, status=status, load=load, hot_skills=hot_skills
         )

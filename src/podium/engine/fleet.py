@@ -91,25 +91,47 @@ class WorkerRegistry:
 
     async def heartbeat(
         self, worker_id: str, *, status: str, load: int | None, hot_skills: Sequence[str] | None
-    ) -> bool:
-        """Record a heartbeat (``durable=False``); ``False`` if the worker has no heartbeat record (not a
-        registered remote worker). ``None`` for ``load`` or ``hot_skills`` keeps what was reported before."""
-        rec = await self.storage.get(WORKER_LIVE, worker_id)
-        if rec is None:
-            return False
-        now = self.clock.now()
-        d = dict(rec.data)
-        d.update(status=status, last_seen=now, instance=self.instance_id)
-        if load is not None:  # the report replaces the dispatches counted since the last one
-            d.update(load=load, reported_at=now, dispatched=[])
-        if hot_skills is not None:
-            d["hot_skills"] = sorted(hot_skill_names(hot_skills))
-        # Not under the version: a dispatch counted meanwhile is what this report now accounts for.
-        await self.storage.apply(Put(WORKER_LIVE, worker_id, d), durable=False)
-        cached = self._cache.get(worker_id)
-        if cached is not None:
-            self._cache[worker_id] = _with_live(cached, d)
-        return True
+    ) -> list[dict[str, Any]] | None:
+        """Record a heartbeat (``durable=False``) and hand over the commands queued for the worker by any
+        instance (:meth:`command`); ``None`` if the worker has no heartbeat record (not a registered remote
+        worker). ``None`` for ``load`` or ``hot_skills`` keeps what was reported before."""
+        for _ in range(_CAS_TRIES):
+            rec = await self.storage.get(WORKER_LIVE, worker_id)
+            if rec is None:
+                return None
+            now = self.clock.now()
+            d = dict(rec.data)
+            d.update(status=status, last_seen=now, instance=self.instance_id)
+            if load is not None:  # the report replaces the dispatches counted since the last one
+                d.update(load=load, reported_at=now, dispatched=[])
+            if hot_skills is not None:
+                d["hot_skills"] = sorted(hot_skill_names(hot_skills))
+            commands = d.pop("commands", None) or []
+            try:  # under the version, so that a command queued meanwhile is not lost
+                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version), durable=False)
+            except ConflictError:
+                continue
+            cached = self._cache.get(worker_id)
+            if cached is not None:
+                self._cache[worker_id] = _with_live(cached, d)
+            return list(commands)
+        return []
+
+    async def command(self, worker_id: str, command: Mapping[str, Any]) -> bool:
+        """Queue a command (``{"command": "drain"}``, ...) for the worker's next heartbeat, whichever instance
+        it reaches; ``False`` if the worker has no heartbeat record. Written durably: an order is not lost."""
+        for _ in range(_CAS_TRIES):
+            rec = await self.storage.get(WORKER_LIVE, worker_id)
+            if rec is None:
+                return False
+            d = dict(rec.data)
+            d["commands"] = [*(d.get("commands") or ()), dict(command)]
+            try:
+                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version))
+            except ConflictError:
+                continue
+            return True
+        return False
 
     async def offline(self, worker_id: str) -> None:
         """The worker left: no longer a candidate anywhere (its reputation stays)."""

@@ -272,10 +272,9 @@ async def command_worker(worker_id: str, command: str, request: Request) -> dict
     st: ServerState = request.app.state.podium
     if command not in (rxon.COMMAND_DRAIN, rxon.COMMAND_SHUTDOWN):
         raise ApiError(422, f"unknown command {command!r} (drain, shutdown)", field="command")
-    worker = st.workers.get(worker_id)
-    if worker is None:
+    # queued in the store: the worker's next heartbeat carries it, whichever instance it reaches
+    if not await st.engine.dispatch.command_worker(worker_id, {"command": command}):
         raise ApiError(404, f"worker {worker_id!r} not found")
-    worker.commands.append(rxon.WorkerCommand(command=command))
     return {"status": "queued", "worker_id": worker_id, "command": command}
 
 

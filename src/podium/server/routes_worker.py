@@ -157,7 +157,7 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
         for skill in hb.supported_skills or []:
             worker.skills[skill.name] = skill
     try:
-        await st.engine.heartbeat_worker(
+        queued = await st.engine.heartbeat_worker(
             worker_id,
             status=worker.status if hb is not None else "online",
             load=len(worker.current_tasks) if hb is not None else None,
@@ -180,6 +180,7 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
             elif delivered.worker_id == worker_id:
                 await st.engine.extend_task(task_id, delivered.token)
     commands, worker.commands = worker.commands, []
+    commands += [rxon.WorkerCommand.model_validate(c) for c in queued]
     reply = rxon.HeartbeatResponse(cancel_task_ids=cancel or None, commands=commands or None)
     return reply.model_dump(mode="json", exclude_none=True)
 
