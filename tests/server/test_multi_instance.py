@@ -117,3 +117,13 @@ async def test_two_instances_share_workers_load_and_reputation(store_url: str) -
         reply = (await on_a.patch(url, json=body, headers=headers("w2"))).json()
         assert "commands" not in reply  # handed over once
         assert (await on_b.post("/api/v1/admin/workers/nobody/drain", headers=CLIENT)).status_code == 404
+
+        # A worker that registers again (with a new skill) through A is seen anew by B at its next heartbeat
+        body = {"worker_id": "w1", "supported_skills": [{"name": "render"}, {"name": "upscale"}]}
+        assert (await on_a.post(rxon.ENDPOINT_REGISTER, json=body, headers=headers("w1"))).status_code == 200
+        url = rxon.ENDPOINT_HEARTBEAT.format(worker_id="w1")
+        hb = {"worker_id": "w1", "status": "idle"}
+        assert (await on_b.patch(url, json=hb, headers=headers("w1"))).status_code == 200
+        listed = {w["worker_id"]: w for w in (await on_b.get("/api/v1/workers", headers=CLIENT)).json()}
+        assert listed["w1"]["skills"] == ["render", "upscale"]
+        assert listed["w1"]["reputation"] == pytest.approx(0.95)  # kept across the registration

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from podium.engine.core import T_RUNNING, EngineCore, Plan
 from podium.engine.errors import JobNotFoundError, TaskNotFoundError
@@ -32,7 +32,15 @@ from podium.store.base import Enqueue, Lease, Op, Put
 if TYPE_CHECKING:
     from podium.engine.tasks import Tasks
 
-__all__ = ["Dispatch", "LocalWorker", "WorkerState"]
+__all__ = ["Dispatch", "HeartbeatAnswer", "LocalWorker", "WorkerState"]
+
+
+class HeartbeatAnswer(NamedTuple):
+    """What a heartbeat hands back: commands queued for the worker (by any instance), and when it last
+    registered (an instance holding an older registration of it reads the new one)."""
+
+    commands: list[dict[str, Any]]
+    registered_at: float
 
 
 class LocalWorker(Protocol):
@@ -179,17 +187,19 @@ class Dispatch:
         declared contract, ``cost_per_skill``, ``hot_skills``, ``worker_type``) makes it a dispatch candidate
         on every instance sharing the store."""
         info = dict(info or {})
+        now = self.clock.now()
         data = {
             "skills": list(skills),
             "capacity": capacity,
             "kind": kind,
             "info": info,
-            "last_seen": self.clock.now(),
+            "registered_at": now,
+            "last_seen": now,
             "instance": self.instance_id,
         }
         ops: list[Op] = [Put(WORKER, worker_id, data, None, "online", kind)]
         if kind == "remote":
-            ops += self.fleet.registration_ops(worker_id, info)
+            ops += self.fleet.registration_ops(worker_id, info, now)
         await self.storage.apply(*ops)
         if kind == "remote":
             await self.fleet.registered(worker_id, data)
@@ -207,15 +217,15 @@ class Dispatch:
         status: str = "online",
         load: int | None = None,
         hot_skills: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """A worker's heartbeat; the commands queued for it (:meth:`command_worker`). A remote worker's
-        (``status``, ``load``: tasks it holds, ``hot_skills``) goes to its heartbeat record without a flush;
-        ``offline`` marks any worker gone (durably) and no longer a candidate. Unknown workers raise
-        :class:`JobNotFoundError`."""
+    ) -> HeartbeatAnswer:
+        """A worker's heartbeat; the commands queued for it (:meth:`command_worker`) and when it last
+        registered. A remote worker's (``status``, ``load``: tasks it holds, ``hot_skills``) goes to its
+        heartbeat record without a flush; ``offline`` marks any worker gone (durably) and no longer a
+        candidate. Unknown workers raise :class:`JobNotFoundError`."""
         if status != "offline":
-            commands = await self.fleet.heartbeat(worker_id, status=status, load=load, hot_skills=hot_skills)
-            if commands is not None:
-                return commands
+            got = await self.fleet.heartbeat(worker_id, status=status, load=load, hot_skills=hot_skills)
+            if got is not None:
+                return HeartbeatAnswer(*got)
         rec = await self.storage.get(WORKER, worker_id)
         if rec is None or (rec.group == "remote" and status != "offline"):
             # a remote worker without a heartbeat record left (or was never registered): it registers again
@@ -227,7 +237,7 @@ class Dispatch:
             await self.storage.apply(
                 Put(WORKER, worker_id, data, rec.version, status, rec.group), durable=status == "offline"
             )
-        return []
+        return HeartbeatAnswer([], float(rec.data.get("registered_at", 0.0)))
 
     async def command_worker(self, worker_id: str, command: Mapping[str, Any]) -> bool:
         """Queue a command (``{"command": "drain"}``) for a remote worker's next heartbeat, on whichever

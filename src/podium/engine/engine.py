@@ -42,7 +42,7 @@ from podium.engine.config import Config
 from podium.engine.context import ClientConfig
 from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
-from podium.engine.dispatch import Dispatch, WorkerState
+from podium.engine.dispatch import Dispatch, HeartbeatAnswer, WorkerState
 from podium.engine.executor import Executor
 from podium.engine.files import JOB_END_EVENTS, JobFiles
 from podium.engine.history import StoreHistoryStorage
@@ -544,10 +544,10 @@ class OrchestratorEngine:
         status: str = "online",
         load: int | None = None,
         hot_skills: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> HeartbeatAnswer:
         """Refresh a worker's ``last_seen`` (and status); a remote worker's ``load`` and ``hot_skills`` feed
         the dispatch strategies (``dispatch_task(dispatch_strategy=..., max_cost=...)``). Returns the commands
-        queued for the worker by any instance (``engine.dispatch.command_worker``)."""
+        queued for the worker by any instance (``engine.dispatch.command_worker``) and when it registered."""
         return await self.dispatch.heartbeat_worker(
             worker_id, status=status, load=load, hot_skills=hot_skills
         )

@@ -63,10 +63,11 @@ class WorkerRegistry:
 
     # --- writes -------------------------------------------------------------------------------------
 
-    def registration_ops(self, worker_id: str, info: Mapping[str, Any]) -> list[Put]:
+    def registration_ops(self, worker_id: str, info: Mapping[str, Any], registered_at: float) -> list[Put]:
         """The heartbeat record a registration starts with (the registration record is the caller's)."""
         now = self.clock.now()
         live = {
+            "registered_at": registered_at,
             "status": "idle",
             "last_seen": now,
             "load": 0,
@@ -91,10 +92,11 @@ class WorkerRegistry:
 
     async def heartbeat(
         self, worker_id: str, *, status: str, load: int | None, hot_skills: Sequence[str] | None
-    ) -> list[dict[str, Any]] | None:
-        """Record a heartbeat (``durable=False``) and hand over the commands queued for the worker by any
-        instance (:meth:`command`); ``None`` if the worker has no heartbeat record (not a registered remote
-        worker). ``None`` for ``load`` or ``hot_skills`` keeps what was reported before."""
+    ) -> tuple[list[dict[str, Any]], float] | None:
+        """Record a heartbeat (``durable=False``); the commands queued for the worker by any instance
+        (:meth:`command`), handed over now, and when it last registered. ``None`` if the worker has no
+        heartbeat record (not a registered remote worker). ``None`` for ``load`` or ``hot_skills`` keeps what
+        was reported before."""
         for _ in range(_CAS_TRIES):
             rec = await self.storage.get(WORKER_LIVE, worker_id)
             if rec is None:
@@ -114,8 +116,8 @@ class WorkerRegistry:
             cached = self._cache.get(worker_id)
             if cached is not None:
                 self._cache[worker_id] = _with_live(cached, d)
-            return list(commands)
-        return []
+            return list(commands), float(d.get("registered_at", 0.0))
+        return [], 0.0
 
     async def command(self, worker_id: str, command: Mapping[str, Any]) -> bool:
         """Queue a command (``{"command": "drain"}``, ...) for the worker's next heartbeat, whichever instance
@@ -324,5 +326,6 @@ def _state(worker_id: str, reg: Mapping[str, Any], live: Record | None, rep: Rec
         last_seen=float(reg.get("last_seen", 0.0)),
         hot=hot_skill_names(info.get("hot_skills") or ()),
         worker_type=str(info.get("worker_type") or "generic"),
+        registered_at=float(reg.get("registered_at", 0.0)),
     )
     return _with_live(w, live.data) if live is not None else w

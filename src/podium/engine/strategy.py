@@ -168,6 +168,7 @@ class WorkerState:
     dispatched: tuple[float, ...] = ()
     hot: frozenset[str] = frozenset()
     worker_type: str = "generic"
+    registered_at: float = 0.0
 
 
 def effective_load(w: WorkerState) -> int:

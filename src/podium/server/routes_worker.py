@@ -81,7 +81,7 @@ async def known_worker(st: ServerState, worker_id: str) -> RemoteWorker | None:
         worker_type=state.worker_type,
         skills={name: rxon.SkillInfo.model_validate(info) for name, info in state.skills.items()},
         capacity=state.capacity,
-        registered_at=state.last_seen,
+        registered_at=state.registered_at,
         last_seen=state.last_seen,
         status=state.status,
         hot_skills=sorted(state.hot),
@@ -96,22 +96,10 @@ async def register(request: Request) -> dict[str, Any]:
     worker_id, token = request_worker(request, _claimed(body))
     check_signature(st, body, worker_id, token)
     reg: rxon.WorkerRegistration = _parse(rxon.WorkerRegistration, body)
-    now = st.clock.now()
     skills = {s.name: s for s in reg.supported_skills or []}
     for name in reg.available_skills or []:
         skills.setdefault(name, rxon.SkillInfo(name=name))
     caps = reg.capabilities
-    st.workers[worker_id] = RemoteWorker(
-        worker_id=worker_id,
-        worker_type=reg.worker_type,
-        skills=skills,
-        capacity=reg.capacity,
-        registered_at=now,
-        last_seen=now,
-        hot_skills=list(reg.hot_skills or []),
-        cost_per_skill=caps.cost_per_skill if caps else None,
-    )
-    st.metrics.workers.set(len(st.workers))
     await st.engine.register_worker_record(
         worker_id,
         sorted(skills),
@@ -126,6 +114,11 @@ async def register(request: Request) -> dict[str, Any]:
             "skill_infos": {name: skill.model_dump(exclude_none=True) for name, skill in skills.items()},
         },
     )
+    # this instance's view of it is the store's, as any other instance on the store will read it
+    st.workers.pop(worker_id, None)
+    if await known_worker(st, worker_id) is None:
+        raise ApiError(409, f"worker {worker_id} left while registering: register again")
+    st.metrics.workers.set(len(st.workers))
     version = request.headers.get(rxon.PROTOCOL_VERSION_HEADER)
     warning = (
         f"protocol version mismatch: server {rxon.PROTOCOL_VERSION}, worker {version}"
@@ -157,7 +150,7 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
         for skill in hb.supported_skills or []:
             worker.skills[skill.name] = skill
     try:
-        queued = await st.engine.heartbeat_worker(
+        answer = await st.engine.heartbeat_worker(
             worker_id,
             status=worker.status if hb is not None else "online",
             load=len(worker.current_tasks) if hb is not None else None,
@@ -179,8 +172,11 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
                 await st.engine.extend_task(task_id, None, worker_id=worker_id)
             elif delivered.worker_id == worker_id:
                 await st.engine.extend_task(task_id, delivered.token)
+    if answer.registered_at != worker.registered_at:  # it registered again, maybe through another instance
+        st.workers.pop(worker_id, None)
+        worker = await known_worker(st, worker_id) or worker
     commands, worker.commands = worker.commands, []
-    commands += [rxon.WorkerCommand.model_validate(c) for c in queued]
+    commands += [rxon.WorkerCommand.model_validate(c) for c in answer.commands]
     reply = rxon.HeartbeatResponse(cancel_task_ids=cancel or None, commands=commands or None)
     return reply.model_dump(mode="json", exclude_none=True)
 
