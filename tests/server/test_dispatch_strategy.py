@@ -193,3 +193,50 @@ async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
             assert r.json()["status"] == "accepted", r.text
             assert (await engine.wait_for_job(job_id, timeout_s=5)).status == "finished"
             assert (await next_task(http, "cheap", 0.0)).status_code == 204
+
+
+async def test_resource_requirements_pick_the_worker_whose_registration_meets_them() -> None:
+    bp = Blueprint("big", api_endpoint="/jobs/big", api_version="v1")
+
+    @bp.handler(is_start=True)
+    async def start(initial_data: dict[str, Any], actions: Any) -> None:
+        actions.dispatch_task(
+            "render",
+            {},
+            transitions={"success": "done"},
+            resource_requirements={
+                "resources": {"ram_gb": initial_data["ram_gb"]},
+                "installed_artifacts": ["sdxl"],
+            },
+        )
+
+    @bp.handler(is_end=True)
+    async def done() -> None:
+        return None
+
+    engine = EngineHarness(MemoryStorage(), blueprints=[bp]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        for worker_id, ram in (("small", 8), ("large", 64)):
+            body = {
+                "worker_id": worker_id,
+                "supported_skills": [{"name": "render"}],
+                "resources": {"properties": {"ram_gb": ram}},
+                "installed_artifacts": [{"name": "sdxl", "version": "1.0"}],
+            }
+            assert (
+                await http.post(rxon.ENDPOINT_REGISTER, json=body, headers=headers(worker_id))
+            ).status_code == 200
+        # a task needing 32 GB goes to the large worker only (no default strategy needed: the requirement routes it)
+        job_id = (
+            await http.post("/api/v1/jobs/big", json={"initial_data": {"ram_gb": 32}}, headers=CLIENT)
+        ).json()["job_id"]
+        assert (await next_task(http, "small", 0.0)).status_code == 204
+        r = await next_task(http, "large", 0.0)
+        assert r.status_code == 200 and r.json()["job_id"] == job_id
+        # one needing 128 GB fits nobody: quarantined with Avtomatika's reasons
+        job_id = (
+            await http.post("/api/v1/jobs/big", json={"initial_data": {"ram_gb": 128}}, headers=CLIENT)
+        ).json()["job_id"]
+        job = await engine.wait_for_job(job_id, timeout_s=5)
+        assert job.status == "quarantined"
+        assert "resource_mismatch" in str(job.error), job.error

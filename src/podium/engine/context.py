@@ -9,6 +9,7 @@ A job ``policy`` with ``allowed_skills`` refuses other task types with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from podium.engine.errors import ActionError, SkillNotAllowedError
@@ -160,6 +161,11 @@ class ActionFactory:
                 **({"max_cost": float(max_cost)} if max_cost is not None else {}),
                 # Avtomatika's skill contract fields: checked against the workers' declared skills
                 **{k: str(v) for k in ("skill_version", "skill_type") if (v := _extra.get(k)) is not None},
+                **(
+                    {"resource_requirements": dict(rr)}
+                    if isinstance(rr := _extra.get("resource_requirements"), Mapping) and rr
+                    else {}
+                ),
             },
         )
 

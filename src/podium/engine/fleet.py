@@ -40,6 +40,7 @@ from podium.store.base import Delete, Put, Record
 __all__ = ["WorkerRegistry"]
 
 _CAS_TRIES = 8
+_EXTRAS = ("resources", "installed_software", "installed_artifacts", "extra")
 
 
 class WorkerRegistry:
@@ -256,6 +257,7 @@ class WorkerRegistry:
             spec.get("skill_version"),
             spec.get("skill_type"),
             tuple(spec.get("transitions") or ()),
+            spec.get("resource_requirements") or {},
         )
         turn = self.turns.get(task_type, 0)
         workers = (await self.snapshot()).values()
@@ -327,5 +329,6 @@ def _state(worker_id: str, reg: Mapping[str, Any], live: Record | None, rep: Rec
         hot=hot_skill_names(info.get("hot_skills") or ()),
         worker_type=str(info.get("worker_type") or "generic"),
         registered_at=float(reg.get("registered_at", 0.0)),
+        extras={k: info[k] for k in _EXTRAS if info.get(k)},
     )
     return _with_live(w, live.data) if live is not None else w

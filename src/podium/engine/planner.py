@@ -37,6 +37,12 @@ class MissingParam(Exception):
     """A handler parameter found neither in state_history nor initial_data and without a default."""
 
 
+_TARGETING = frozenset(
+    {"dispatch_strategy", "max_cost", "skill_version", "skill_type", "resource_requirements"}
+)
+"""Task options that send a task through the dispatch strategies (without them: the shared queue)."""
+
+
 class Fail(Exception):
     """A decision that ends the job as ``status`` (failed unless said) with ``error`` (code and message)."""
 
@@ -318,12 +324,7 @@ class ActionPlanner:
             for target in spec_["transitions"].values():
                 if target not in definition.states:
                     raise Fail("UNKNOWN_STATE", f"dispatch_task transitions lead to {target!r}, not a state")
-            if (
-                "dispatch_strategy" in spec_
-                or "max_cost" in spec_
-                or "skill_version" in spec_
-                or "skill_type" in spec_
-            ):
+            if not _TARGETING.isdisjoint(spec_):
                 spec_ = await self._target(spec_)
             task_id = tr.task_ops(plan, job_id, state, spec_)
             new["wait"] = {

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from podium.engine.requirements import requirements_mismatch
 from podium.wire.jsonschema import schema_violation
 
 __all__ = [
@@ -73,15 +74,19 @@ def choose_worker(
     max_cost: float | None = None,
     turn: int = 0,
     soft_limit: int = 3,
+    constrained: bool = False,
 ) -> str | NoWorker | None:
     """The worker id to lease the task to, ``None`` for the shared queue, or :class:`NoWorker`.
 
     ``turn`` is the round-robin counter for ``task_type`` (the caller advances it); ``soft_limit`` is
-    ``DISPATCHER_SOFT_LIMIT`` for ``overflow``.
+    ``DISPATCHER_SOFT_LIMIT`` for ``overflow``. A ``constrained`` task (``resource_requirements``,
+    ``skill_version``, ``skill_type``: not every worker of the type may run it) never goes to the shared
+    queue: ``default`` then picks as it does with a ``max_cost``, and no candidate at all is
+    :class:`NoWorker` (Avtomatika's message).
     """
     if strategy not in STRATEGIES:
         strategy = "default"
-    if strategy in ("default", "fastest") and max_cost is None:
+    if strategy in ("default", "fastest") and max_cost is None and not constrained:
         return None
     pool = list(candidates)
     if max_cost is not None:
@@ -89,6 +94,8 @@ def choose_worker(
         if not pool:
             return NoWorker(f"No worker meets the maximum cost ({max_cost}) for task '{task_type}'")
     if not pool:
+        if constrained:
+            return NoWorker(f"No suitable workers for task type '{task_type}'")
         return None  # nobody known yet: the shared queue, for whoever registers
     if strategy == "round_robin":
         return pool[turn % len(pool)].worker_id
@@ -169,6 +176,9 @@ class WorkerState:
     hot: frozenset[str] = frozenset()
     worker_type: str = "generic"
     registered_at: float = 0.0
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    """What it registered for ``resource_requirements``: ``resources``, ``installed_software``,
+    ``installed_artifacts``, ``extra`` (its ``capabilities.extra``)."""
 
 
 def effective_load(w: WorkerState) -> int:
@@ -246,6 +256,8 @@ class TaskNeeds:
     version: str | None = None
     skill_type: str | None = None
     transitions: tuple[str, ...] = ()
+    requirements: Mapping[str, Any] = field(default_factory=dict)
+    """Avtomatika's ``resource_requirements`` (see :mod:`podium.engine.requirements`)."""
 
 
 def screen(
@@ -276,6 +288,8 @@ def screen(
             skill_type=needs.skill_type,
             transitions=needs.transitions,
         )
+        if reason is None and needs.requirements:
+            reason = requirements_mismatch(w.extras, skill, needs.requirements)
         if reason is None and not trusted(w.reputation, min_reputation):
             reason = "reputation_below_threshold"
         if reason is not None:
@@ -316,7 +330,16 @@ def decide(
                 f"No suitable workers meeting the reputation threshold ({min_reputation}) for task '{t}'"
             )
         return NoWorker(f"No worker satisfies the requirements for task '{t}'. Reasons: {rejected}")
-    return choose_worker(needs.task_type, strategy, pool, max_cost=max_cost, turn=turn, soft_limit=soft_limit)
+    constrained = bool(needs.requirements or needs.version is not None or needs.skill_type is not None)
+    return choose_worker(
+        needs.task_type,
+        strategy,
+        pool,
+        max_cost=max_cost,
+        turn=turn,
+        soft_limit=soft_limit,
+        constrained=constrained,
+    )
 
 
 def loaded(w: WorkerState, now: float, ttl_s: float) -> bool:

@@ -112,6 +112,11 @@ async def register(request: Request) -> dict[str, Any]:
             "hot_skills": list(reg.hot_skills or []),
             # each skill's contract, so that every instance on the store can match tasks and check results
             "skill_infos": {name: skill.model_dump(exclude_none=True) for name, skill in skills.items()},
+            # what a task's resource_requirements are matched against
+            "resources": reg.resources.wire() if reg.resources else None,
+            "installed_software": reg.installed_software,
+            "installed_artifacts": [a.wire() for a in reg.installed_artifacts or ()] or None,
+            "extra": caps.extra if caps else None,
         },
     )
     # this instance's view of it is the store's, as any other instance on the store will read it
