@@ -26,7 +26,8 @@ from podium.engine.strategy import (
 
 CHEAP = Candidate("cheap", cost=1.0, load=5, reputation=0.5)
 MID = Candidate("mid", cost=2.0, load=0, reputation=1.0)
-DEAR = Candidate("dear", cost=5.0, load=2, reputation=1.0, hot=True)
+DEAR = Candidate("dear", cost=5.0, load=2, reputation=1.0)
+HOT = Candidate("hot", cost=5.0, load=2, reputation=1.0, hot=True)
 UNPRICED = Candidate("unpriced", load=1)
 ALL = [CHEAP, MID, DEAR, UNPRICED]
 
@@ -35,7 +36,8 @@ CASES = [
     ("default", ALL, None, 0, 3, None),  # podium's default: the shared queue, whoever asks first
     ("fastest", ALL, None, 0, 3, None),
     ("no-such-strategy", ALL, None, 0, 3, None),  # Avtomatika treats unknown names as default
-    ("default", ALL, 10.0, 0, 3, "dear"),  # with a cost limit: hot workers first
+    ("default", [*ALL, HOT], 10.0, 0, 3, "hot"),  # with a cost limit: hot workers first
+    ("default", ALL, 10.0, 0, 3, "cheap"),
     ("default", [CHEAP, MID], 10.0, 0, 3, "cheap"),  # then the cheapest
     ("default", [MID, Candidate("mid2", cost=2.0, reputation=2.0)], 10.0, 0, 3, "mid2"),  # then reputation
     ("cheapest", ALL, None, 0, 3, "cheap"),
@@ -52,6 +54,11 @@ CASES = [
     ("least_connections", ALL, 1.5, 0, 3, "cheap"),  # the cost limit filters before the strategy picks
     ("round_robin", ALL, 2.0, 1, 3, "mid"),
     ("cheapest", [], None, 0, 3, None),  # nobody known yet: the shared queue
+    # hot cache: every strategy picks among the workers with the model loaded, when there are any
+    ("cheapest", [*ALL, HOT], None, 0, 3, "hot"),
+    ("least_connections", [*ALL, HOT], None, 0, 3, "hot"),
+    ("round_robin", [*ALL, HOT, Candidate("hot2", hot=True)], None, 1, 3, "hot2"),
+    ("cheapest", [*ALL, HOT], 2.0, 0, 3, "cheap"),  # a hot worker over the cost limit: the cold ones
 ]
 
 

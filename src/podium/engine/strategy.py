@@ -7,8 +7,9 @@ whichever worker asks first takes it), or :class:`NoWorker` when none may take i
 quarantined, as Avtomatika does). :class:`WorkerDirectory` holds the candidates the engine knows from
 registrations and heartbeats. Nothing here does I/O.
 
-Strategies (Avtomatika 1.0b30's dispatcher): ``default`` (and ``fastest``: the shared queue; with a
-``max_cost``, hot workers first, then the cheapest, then the best reputation), ``round_robin``,
+Strategies (Avtomatika 1.0b30's dispatcher), each among the hot workers when any is a candidate:
+``default`` (and ``fastest``: the shared queue; with a ``max_cost``, the cheapest, then the best
+reputation), ``round_robin``,
 ``least_connections``, ``cheapest``, ``best_value`` (cost / reputation), ``overflow`` (the cheapest worker
 whose load is under the soft limit, else the least loaded). An unknown name is treated as ``default``, as
 Avtomatika does. A worker without a declared cost for the task costs infinity: it never fits a
@@ -97,6 +98,9 @@ def choose_worker(
         if constrained:
             return NoWorker(f"No suitable workers for task type '{task_type}'")
         return None  # nobody known yet: the shared queue, for whoever registers
+    # Hot cache: workers with the skill's model loaded are the pool when there are any (Avtomatika narrows
+    # to them for every strategy; here after the cost limit, so a hot worker over it does not block a cold one)
+    pool = [c for c in pool if c.hot] or pool
     if strategy == "round_robin":
         return pool[turn % len(pool)].worker_id
     if strategy == "least_connections":
@@ -111,10 +115,9 @@ def choose_worker(
             if c.load < soft_limit:
                 return c.worker_id
         return min(by_cost, key=lambda c: c.load).worker_id
-    # default with a cost limit: hot workers first, then the cheapest, then the best reputation
-    hot = [c for c in pool if c.hot] or pool
-    cheapest = min(c.cost for c in hot)
-    return max((c for c in hot if c.cost == cheapest), key=lambda c: c.reputation).worker_id
+    # default with a cost limit (or constrained): the cheapest, then the best reputation
+    cheapest = min(c.cost for c in pool)
+    return max((c for c in pool if c.cost == cheapest), key=lambda c: c.reputation).worker_id
 
 
 OUTCOMES = ("success", "failure", "contract_violation")
