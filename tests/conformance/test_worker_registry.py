@@ -148,3 +148,17 @@ async def test_a_worker_gone_on_one_instance_is_gone_on_the_other(
     assert await b.dispatch.fleet.choose(spec("cheapest")) == "w2"
     listed = {w.worker_id: w for w in await b.list_workers()}
     assert listed["w1"].status == "offline" and listed["w2"].last_seen == clock.now()
+
+
+async def test_round_robin_takes_turns_across_instances(
+    pair: tuple[OrchestratorEngine, OrchestratorEngine],
+) -> None:
+    a, b = pair
+    await register(a, "w1", 1.0)
+    await register(b, "w2", 1.0)
+    # one counter in the store: instances taking turns to dispatch still alternate the workers
+    picks = [await e.dispatch.fleet.choose(spec("round_robin")) for e in (a, b, a, b, b, a)]
+    assert picks == ["w1", "w2", "w1", "w2", "w1", "w2"]
+    # concurrent dispatches from both instances each get their own turn
+    many = await asyncio.gather(*(e.dispatch.fleet.choose(spec("round_robin")) for e in (a, b) * 4))
+    assert sorted(str(p) for p in many) == ["w1"] * 4 + ["w2"] * 4

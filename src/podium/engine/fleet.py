@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from podium.engine.core import EngineCore
-from podium.engine.keys import WORKER, WORKER_LIVE, WORKER_REP, worker_queue
+from podium.engine.keys import DISPATCH_TURN, WORKER, WORKER_LIVE, WORKER_REP, worker_queue
 from podium.engine.strategy import (
     NoWorker,
     TaskNeeds,
@@ -54,7 +54,7 @@ class WorkerRegistry:
         self._cache: dict[str, WorkerState] = {}
         self._cached_at = -math.inf
         self.turns: dict[str, int] = {}
-        """Round-robin counters per task type (per instance, as Avtomatika's are per process)."""
+        """Round-robin counters per task type, used only when the store's is contended past retrying."""
 
     @property
     def ttl_s(self) -> float:
@@ -259,7 +259,7 @@ class WorkerRegistry:
             tuple(spec.get("transitions") or ()),
             spec.get("resource_requirements") or {},
         )
-        turn = self.turns.get(task_type, 0)
+        turn = await self._next_turn(task_type) if strategy == "round_robin" else 0
         workers = (await self.snapshot()).values()
         choice = decide(
             needs,
@@ -274,10 +274,24 @@ class WorkerRegistry:
             max_candidates=c.DISPATCHER_MAX_CANDIDATES,
         )
         if isinstance(choice, str):
-            if strategy == "round_robin":
-                self.turns[task_type] = turn + 1
             await self.count_dispatch(choice)
         return choice
+
+    async def _next_turn(self, task_type: str) -> int:
+        """The round-robin turn for ``task_type``, from one counter in the store that every instance advances
+        (Avtomatika's cluster-wide counter); under heavy contention, this instance's own."""
+        for _ in range(_CAS_TRIES):
+            rec = await self.storage.get(DISPATCH_TURN, task_type)
+            n = int(rec.data.get("n", 0)) if rec is not None else 0
+            op = Put(DISPATCH_TURN, task_type, {"n": n + 1}, rec.version if rec is not None else 0)
+            try:
+                await self.storage.apply(op, durable=False)
+            except ConflictError:
+                continue
+            return n
+        n = self.turns.get(task_type, 0)
+        self.turns[task_type] = n + 1
+        return n
 
     async def steal_queues(self, worker_id: str, skills: Iterable[str]) -> list[str]:
         """The targeted queues an idle ``worker_id`` may steal from (``WORK_STEALING_ENABLED``; see

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DISPATCH_TIMER",
+    "DISPATCH_TURN",
     "HEARTBEAT_TIMER",
     "JOB",
     "RECOVERY_LOCK",
@@ -33,6 +34,8 @@ WORKER = "worker"
 WORKER_LIVE = "worker_live"
 """Record kind of a remote worker's last heartbeat (status, load, hot skills) and the tasks dispatched to it
 since: written often and without a flush (``durable=False``), as a heartbeat is soon sent again."""
+DISPATCH_TURN = "dispatch_turn"
+"""Record kind of the round-robin counter of one task type (id: the task type), shared by every instance."""
 WORKER_REP = "worker_rep"
 """Record kind of a remote worker's reputation (kept across its re-registrations)."""
 
