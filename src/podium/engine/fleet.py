@@ -1,14 +1,17 @@
 """The remote workers every engine instance on one store shares: registrations, heartbeats, reputation.
 
-Three record kinds (:mod:`podium.engine.keys`), so that each write touches only what changed:
+Record kinds (:mod:`podium.engine.keys`), so that each write touches only what changed, every change made
+under the record's version (a conflict re-reads and retries):
 
-- ``worker`` -- the registration (skills with their contracts, costs, capacity), written once, durably;
-- ``worker_live`` -- the last heartbeat (status, reported load, hot skills, ``last_seen``) and the times
-  tasks were dispatched to the worker since (the optimistic load increment). A heartbeat overwrites it with
-  ``durable=False``: no flush on SQLite, because the next heartbeat repeats it and a lost one only makes the
-  worker look older; a dispatch appends to it under its version (a conflict re-reads and retries);
-- ``worker_rep`` -- the reputation, changed under its version (so two instances scoring at once both count)
-  and kept when the worker registers again.
+- ``worker`` -- the registration (skills with their contracts, costs, capacity, resources), written once,
+  durably;
+- ``worker_live`` -- the last heartbeat (status, reported load, hot skills, ``last_seen``), the times tasks
+  were dispatched to the worker since (the optimistic load increment) and the commands waiting for its next
+  heartbeat. Heartbeats and dispatch counts are written with ``durable=False``: no flush on SQLite, because
+  the next heartbeat repeats it and a lost one only makes the worker look older; a command is durable;
+- ``worker_rep`` -- the reputation (so two instances scoring at once both count), kept when the worker
+  registers again;
+- ``dispatch_turn`` -- the round-robin counter of a task type.
 
 Any instance reads them back (:meth:`WorkerRegistry.snapshot`, cached for ``DISPATCHER_CACHE_TTL_S``;
 the changes an instance makes itself show in its cache at once). The decisions are the pure functions of
