@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from podium.engine import OrchestratorEngine
 from podium.engine.blueprint import Blueprint
 from podium.engine.storage import MemoryStorage
 from podium.testing import EngineHarness
@@ -33,6 +34,11 @@ def render_blueprint() -> Blueprint:
     return bp
 
 
+def render_engine(**config: Any) -> OrchestratorEngine:
+    """An engine (not started) with the render blueprint on a memory store."""
+    return EngineHarness(MemoryStorage(), blueprints=[render_blueprint()], **config).engine
+
+
 def headers(worker_id: str) -> dict[str, str]:
     return {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": worker_id}
 
@@ -53,7 +59,7 @@ async def next_task(http: httpx.AsyncClient, worker_id: str, timeout_s: float) -
 
 
 async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> None:
-    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()]).engine
+    engine = render_engine()
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "dear", 5.0)
         await register(http, "cheap", 1.0)
@@ -91,7 +97,8 @@ async def test_cheapest_goes_to_the_cheap_worker_and_max_cost_quarantines() -> N
 
 
 async def test_round_robin_takes_turns_between_workers() -> None:
-    engine = EngineHarness(MemoryStorage(), blueprints=[render_blueprint()]).engine
+    # no work stealing here: each worker polls in turn, and the first would take the second's queued tasks
+    engine = render_engine(WORK_STEALING_ENABLED=False)
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "a", 1.0)
         await register(http, "b", 1.0)
@@ -114,9 +121,7 @@ async def test_round_robin_takes_turns_between_workers() -> None:
 
 async def test_reputation_is_scored_from_results_and_a_poor_worker_is_passed_over() -> None:
     # Given two workers of equal cost, and a threshold one permanent failure and a contract violation cross
-    engine = EngineHarness(
-        MemoryStorage(), blueprints=[render_blueprint()], REPUTATION_MIN_THRESHOLD=0.8
-    ).engine
+    engine = render_engine(REPUTATION_MIN_THRESHOLD=0.8)
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         await register(http, "good", 1.0)
         await register(http, "poor", 1.0)
@@ -154,3 +159,84 @@ async def test_reputation_is_scored_from_results_and_a_poor_worker_is_passed_ove
         for _ in range(2):
             await run_one("good", "success", None)
         assert (await next_task(http, "poor", 0.2)).status_code == 204
+
+
+async def heartbeat(http: httpx.AsyncClient, worker_id: str, status: str, current_tasks: list[str]) -> None:
+    body = {"worker_id": worker_id, "status": status, "current_tasks": current_tasks}
+    url = rxon.ENDPOINT_HEARTBEAT.format(worker_id=worker_id)
+    r = await http.patch(url, json=body, headers=headers(worker_id))
+    assert r.status_code == 200, r.text
+
+
+async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
+    for stealing in (True, False):
+        engine = render_engine(WORK_STEALING_ENABLED=stealing)
+        async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+            # Given the cheap worker busy with a task of its own, and a dear one idle
+            await register(http, "cheap", 1.0)
+            await register(http, "dear", 5.0)
+            await heartbeat(http, "cheap", "busy", ["some-task"])
+            # When a task goes to the cheapest worker, it waits in cheap's queue
+            body = {"initial_data": {"strategy": "cheapest"}}
+            job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+            [task] = await engine.list_tasks(job_id)
+            r = await next_task(http, "dear", 0.0)
+            if not stealing:
+                assert r.status_code == 204  # it stays for cheap
+                assert (await next_task(http, "cheap", 0.0)).json()["task_id"] == task.task_id
+                continue
+            # Then the idle dear worker takes it, and its result is the task's
+            assert r.status_code == 200 and r.json()["task_id"] == task.task_id, r.text
+            assert (await engine.get_task(task.task_id)).worker_id == "dear"
+            result = {"job_id": job_id, "task_id": task.task_id, "worker_id": "dear", "status": "success"}
+            r = await http.post(rxon.ENDPOINT_TASK_RESULT, json=result, headers=headers("dear"))
+            assert r.json()["status"] == "accepted", r.text
+            assert (await engine.wait_for_job(job_id, timeout_s=5)).status == "finished"
+            assert (await next_task(http, "cheap", 0.0)).status_code == 204
+
+
+async def test_resource_requirements_pick_the_worker_whose_registration_meets_them() -> None:
+    bp = Blueprint("big", api_endpoint="/jobs/big", api_version="v1")
+
+    @bp.handler(is_start=True)
+    async def start(initial_data: dict[str, Any], actions: Any) -> None:
+        actions.dispatch_task(
+            "render",
+            {},
+            transitions={"success": "done"},
+            resource_requirements={
+                "resources": {"ram_gb": initial_data["ram_gb"]},
+                "installed_artifacts": ["sdxl"],
+            },
+        )
+
+    @bp.handler(is_end=True)
+    async def done() -> None:
+        return None
+
+    engine = EngineHarness(MemoryStorage(), blueprints=[bp]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        for worker_id, ram in (("small", 8), ("large", 64)):
+            body = {
+                "worker_id": worker_id,
+                "supported_skills": [{"name": "render"}],
+                "resources": {"properties": {"ram_gb": ram}},
+                "installed_artifacts": [{"name": "sdxl", "version": "1.0"}],
+            }
+            assert (
+                await http.post(rxon.ENDPOINT_REGISTER, json=body, headers=headers(worker_id))
+            ).status_code == 200
+        # a task needing 32 GB goes to the large worker only (no default strategy needed: the requirement routes it)
+        job_id = (
+            await http.post("/api/v1/jobs/big", json={"initial_data": {"ram_gb": 32}}, headers=CLIENT)
+        ).json()["job_id"]
+        assert (await next_task(http, "small", 0.0)).status_code == 204
+        r = await next_task(http, "large", 0.0)
+        assert r.status_code == 200 and r.json()["job_id"] == job_id
+        # one needing 128 GB fits nobody: quarantined with Avtomatika's reasons
+        job_id = (
+            await http.post("/api/v1/jobs/big", json={"initial_data": {"ram_gb": 128}}, headers=CLIENT)
+        ).json()["job_id"]
+        job = await engine.wait_for_job(job_id, timeout_s=5)
+        assert job.status == "quarantined"
+        assert "resource_mismatch" in str(job.error), job.error

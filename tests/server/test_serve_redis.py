@@ -79,7 +79,7 @@ async def test_two_instances_on_one_redis_share_jobs_and_workers(store_url: str,
                 assert job.status == "finished", job
                 seen = await on_a.get(job.job_id)
                 assert seen.status == "finished" and seen.step == job.step
-            # (remote workers' registrations live in the instance they polled: not shared yet)
+            # the worker registered with A is listed by A (and by B: the registry is in the store)
             assert [w.worker_id for w in await on_a.workers()] == ["example-worker"]
     finally:
         for proc in reversed(procs):

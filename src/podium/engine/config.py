@@ -125,4 +125,6 @@ class Config(PodiumSettings):
     DISPATCHER_SOFT_LIMIT: int = 3
     DISPATCHER_MAX_CANDIDATES: int = 50
     WORK_STEALING_ENABLED: bool = True
+    DISPATCHER_CACHE_TTL_S: float = 1.0
+    """podium: how long an instance reuses the remote workers it read from the store (0: read every time)."""
     MAX_POLICY_SIZE_BYTES: int = 4096

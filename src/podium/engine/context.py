@@ -9,6 +9,7 @@ A job ``policy`` with ``allowed_skills`` refuses other task types with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from podium.engine.errors import ActionError, SkillNotAllowedError
@@ -128,8 +129,9 @@ class ActionFactory:
         (``default``/``fastest``: whichever worker asks first; ``round_robin``, ``least_connections``,
         ``cheapest``, ``best_value``, ``overflow``) and ``max_cost`` pick among the remote workers by the
         costs and load they report; when no worker's cost for the task is within ``max_cost`` the job is
-        quarantined (see :mod:`podium.engine.strategy`). Other Avtomatika options (``skill_version``, ...)
-        are accepted and ignored.
+        quarantined (see :mod:`podium.engine.strategy`), as it is when no live worker's skill accepts the
+        task's ``params`` (its ``input_schema``), ``skill_version``/``skill_type`` or transitions. Other
+        Avtomatika options are accepted and ignored.
         """
         if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, int | float)):
             raise ActionError(f"dispatch_task({task_type!r}): max_cost must be a number, not {max_cost!r}")
@@ -157,6 +159,13 @@ class ActionFactory:
                 # only when asked for: the shared queue stays the path of every other task
                 **({"dispatch_strategy": str(dispatch_strategy)} if dispatch_strategy != "default" else {}),
                 **({"max_cost": float(max_cost)} if max_cost is not None else {}),
+                # Avtomatika's skill contract fields: checked against the workers' declared skills
+                **{k: str(v) for k in ("skill_version", "skill_type") if (v := _extra.get(k)) is not None},
+                **(
+                    {"resource_requirements": dict(rr)}
+                    if isinstance(rr := _extra.get("resource_requirements"), Mapping) and rr
+                    else {}
+                ),
             },
         )
 

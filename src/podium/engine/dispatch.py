@@ -10,20 +10,37 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from podium.engine.core import T_RUNNING, EngineCore, Plan
 from podium.engine.errors import JobNotFoundError, TaskNotFoundError
-from podium.engine.keys import DISPATCH_TIMER, RESULT_TIMER, TASK, WORKER, task_queue, worker_queue
+from podium.engine.fleet import WorkerRegistry
+from podium.engine.keys import (
+    DISPATCH_TIMER,
+    RESULT_TIMER,
+    TASK,
+    WORKER,
+    WORKER_LIVE,
+    task_queue,
+    worker_queue,
+)
 from podium.engine.models import EngineEvent, Task, WorkerView
-from podium.engine.strategy import WorkerDirectory
+from podium.engine.strategy import WorkerState
 from podium.errors import ConflictError
 from podium.store.base import Enqueue, Lease, Op, Put
 
 if TYPE_CHECKING:
     from podium.engine.tasks import Tasks
 
-__all__ = ["Dispatch", "LocalWorker"]
+__all__ = ["Dispatch", "HeartbeatAnswer", "LocalWorker", "WorkerState"]
+
+
+class HeartbeatAnswer(NamedTuple):
+    """What a heartbeat hands back: commands queued for the worker (by any instance), and when it last
+    registered (an instance holding an older registration of it reads the new one)."""
+
+    commands: list[dict[str, Any]]
+    registered_at: float
 
 
 class LocalWorker(Protocol):
@@ -66,13 +83,14 @@ class Dispatch:
         self.workers: dict[str, Any] = {}  # worker id -> in-process worker added to the engine
         self.local: dict[str, list[LocalWorker]] = {}  # task queue -> started in-process workers
         self.tasks: Tasks | None = None
-        self.directory = WorkerDirectory()
-        """Remote workers as dispatch-strategy candidates (cost, load, hot skills), from the server."""
+        self.fleet = WorkerRegistry(core)
+        """Remote workers (registrations, heartbeats, reputation) in the store, shared by every instance."""
 
     def attach(self, worker: LocalWorker) -> None:
         """A started in-process worker (or a remote worker's waiting long poll): new tasks of its skills, and
         tasks a dispatch strategy chose it for, may be leased straight to it."""
-        for queue in [*(task_queue(skill) for skill in worker.skills), worker_queue(worker.worker_id)]:
+        skills = worker.skills
+        for queue in [*map(task_queue, skills), *(worker_queue(worker.worker_id, s) for s in skills)]:
             workers = self.local.setdefault(queue, [])
             if worker not in workers:
                 workers.append(worker)
@@ -165,24 +183,26 @@ class Dispatch:
         kind: str = "in_process",
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record an executor in the registry (in-process workers call this; the server will for remote ones)."""
+        """Record an executor in the registry. A remote worker's ``info`` (``skill_infos``: each skill's
+        declared contract, ``cost_per_skill``, ``hot_skills``, ``worker_type``) makes it a dispatch candidate
+        on every instance sharing the store."""
+        info = dict(info or {})
+        now = self.clock.now()
         data = {
             "skills": list(skills),
             "capacity": capacity,
             "kind": kind,
-            "info": dict(info or {}),
-            "last_seen": self.clock.now(),
+            "info": info,
+            "registered_at": now,
+            "last_seen": now,
             "instance": self.instance_id,
         }
-        await self.storage.apply(Put(WORKER, worker_id, data, None, "online", kind))
+        ops: list[Op] = [Put(WORKER, worker_id, data, None, "online", kind)]
         if kind == "remote":
-            info = info or {}
-            self.directory.register(
-                worker_id,
-                skills,
-                cost_per_skill=info.get("cost_per_skill"),
-                hot_skills=info.get("hot_skills") or (),
-            )
+            ops += self.fleet.registration_ops(worker_id, info, now)
+        await self.storage.apply(*ops)
+        if kind == "remote":
+            await self.fleet.registered(worker_id, data)
         self.core.count("worker_registered")
         if self.core.wants("worker_registered"):
             ev = EngineEvent(
@@ -197,25 +217,40 @@ class Dispatch:
         status: str = "online",
         load: int | None = None,
         hot_skills: Sequence[str] | None = None,
-    ) -> None:
-        """Refresh a worker's ``last_seen`` (and status); a remote worker's ``load`` (tasks it holds) and
-        ``hot_skills`` feed the dispatch strategies; an offline worker is no longer a candidate."""
-        if status == "offline":
-            self.directory.forget(worker_id)
-        else:
-            self.directory.heartbeat(worker_id, load=load, hot_skills=hot_skills)
+    ) -> HeartbeatAnswer:
+        """A worker's heartbeat; the commands queued for it (:meth:`command_worker`) and when it last
+        registered. A remote worker's (``status``, ``load``: tasks it holds, ``hot_skills``) goes to its
+        heartbeat record without a flush; ``offline`` marks any worker gone (durably) and no longer a
+        candidate. Unknown workers raise :class:`JobNotFoundError`."""
+        if status != "offline":
+            got = await self.fleet.heartbeat(worker_id, status=status, load=load, hot_skills=hot_skills)
+            if got is not None:
+                return HeartbeatAnswer(*got)
         rec = await self.storage.get(WORKER, worker_id)
-        if rec is None:
+        if rec is None or (rec.group == "remote" and status != "offline"):
+            # a remote worker without a heartbeat record left (or was never registered): it registers again
             raise JobNotFoundError(f"no worker {worker_id!r}")
+        if status == "offline":
+            await self.fleet.offline(worker_id)
         data = {**rec.data, "last_seen": self.clock.now()}
         with contextlib.suppress(ConflictError):
-            await self.storage.apply(Put(WORKER, worker_id, data, rec.version, status, rec.group))
+            await self.storage.apply(
+                Put(WORKER, worker_id, data, rec.version, status, rec.group), durable=status == "offline"
+            )
+        return HeartbeatAnswer([], float(rec.data.get("registered_at", 0.0)))
+
+    async def command_worker(self, worker_id: str, command: Mapping[str, Any]) -> bool:
+        """Queue a command (``{"command": "drain"}``) for a remote worker's next heartbeat, on whichever
+        instance it arrives; ``False`` for a worker not registered (or gone)."""
+        return await self.fleet.command(worker_id, command)
 
     async def list_workers(self) -> list[WorkerView]:
         """Registered executors with their skills, capacity, status and (for local ones) running count."""
         out = []
+        lives = {r.id: r.data for r in await self.storage.list(WORKER_LIVE, limit=100_000)}
         for rec in await self.storage.list(WORKER, limit=10_000):
             d = rec.data
+            live = lives.get(rec.id)
             local = self.workers.get(rec.id)
             out.append(
                 WorkerView(
@@ -225,7 +260,7 @@ class Dispatch:
                     d["kind"],
                     rec.status or "",
                     local.running if local is not None else 0,
-                    d["last_seen"],
+                    live["last_seen"] if live is not None else d["last_seen"],
                     d.get("info", {}),
                 )
             )

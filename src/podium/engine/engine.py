@@ -42,7 +42,7 @@ from podium.engine.config import Config
 from podium.engine.context import ClientConfig
 from podium.engine.core import EngineCore, Listener
 from podium.engine.definition import JobDefinition
-from podium.engine.dispatch import Dispatch
+from podium.engine.dispatch import Dispatch, HeartbeatAnswer, WorkerState
 from podium.engine.executor import Executor
 from podium.engine.files import JOB_END_EVENTS, JobFiles
 from podium.engine.history import StoreHistoryStorage
@@ -474,15 +474,19 @@ class OrchestratorEngine:
         is no longer open (cancelled, timed out, done): the worker should stop."""
         return await self.tasks.report_progress(task_id, progress, message)
 
-    async def extend_task(self, task_id: str, token: int, lease_s: float | None = None) -> bool:
+    async def extend_task(
+        self, task_id: str, token: int | None, lease_s: float | None = None, *, worker_id: str | None = None
+    ) -> bool:
         """Keep a running task from being offered again: push its lease to now + ``lease_s`` (default
         ``TASK_LEASE_S``). Workers call it from their heartbeat for tasks that may outlast the lease.
 
-        ``token`` is the delivery's (``Task.token``). Returns ``False`` when the lease is no longer held
-        (it lapsed, or the task was withdrawn or leased to another worker): the task may run elsewhere, and
-        this worker's result counts only if nobody took it meanwhile (see :meth:`complete_task`).
+        ``token`` is the delivery's (``Task.token``); ``None`` with ``worker_id`` fences on the holder the
+        task's record names (an instance that did not hand the task out). Returns ``False`` when the lease is
+        no longer held (it lapsed, or the task was withdrawn or leased to another worker): the task may run
+        elsewhere, and this worker's result counts only if nobody took it meanwhile (see
+        :meth:`complete_task`).
         """
-        return await self.tasks.extend_task(task_id, token, lease_s)
+        return await self.tasks.extend_task(task_id, token, lease_s, worker_id=worker_id)
 
     async def release_task(self, task_id: str, token: int) -> bool:
         """Hand a leased task back at once (a nack): it is queued again for any worker, as if its lease had
@@ -540,29 +544,25 @@ class OrchestratorEngine:
         status: str = "online",
         load: int | None = None,
         hot_skills: Sequence[str] | None = None,
-    ) -> None:
+    ) -> HeartbeatAnswer:
         """Refresh a worker's ``last_seen`` (and status); a remote worker's ``load`` and ``hot_skills`` feed
-        the dispatch strategies (``dispatch_task(dispatch_strategy=..., max_cost=...)``)."""
+        the dispatch strategies (``dispatch_task(dispatch_strategy=..., max_cost=...)``). Returns the commands
+        queued for the worker by any instance (``engine.dispatch.command_worker``) and when it registered."""
         return await self.dispatch.heartbeat_worker(
             worker_id, status=status, load=load, hot_skills=hot_skills
         )
 
-    def score_worker(self, worker_id: str, outcome: str) -> float | None:
-        """Score a remote worker's result (``success``, ``failure``: a permanent error, ``contract_violation``)
-        with ``Config.REPUTATION_*``; its new reputation (``None`` for a worker this instance does not know).
-        Below ``REPUTATION_MIN_THRESHOLD`` the dispatch strategies pass it over."""
-        c = self.config
-        return self.dispatch.directory.record(
-            worker_id,
-            outcome,
-            reward=c.REPUTATION_REWARD_SUCCESS,
-            penalty_failure=c.REPUTATION_PENALTY_TASK_FAILURE,
-            penalty_contract=c.REPUTATION_PENALTY_CONTRACT_VIOLATION,
-        )
+    async def score_worker(self, worker_id: str, outcome: str | None) -> float | None:
+        """A remote worker's result: it no longer counts against the worker's load, and it is scored
+        (``success``, ``failure``: a permanent error, ``contract_violation``; ``None``: not scored) with
+        ``Config.REPUTATION_*``, in the store (every instance sees it); its reputation (``None`` for a worker
+        never registered). Below ``REPUTATION_MIN_THRESHOLD`` the dispatch strategies pass it over."""
+        return await self.dispatch.fleet.score(worker_id, outcome)
 
-    def worker_reputation(self, worker_id: str) -> float | None:
-        """A remote worker's reputation on this instance (1.0 at registration; see :meth:`score_worker`)."""
-        return self.dispatch.directory.reputation(worker_id)
+    async def worker_state(self, worker_id: str) -> WorkerState | None:
+        """A remote worker as the store holds it for every instance: its skills and their contracts, costs,
+        capacity, last heartbeat (status, load, hot skills) and reputation; ``None`` if it never registered."""
+        return await self.dispatch.fleet.get(worker_id)
 
     async def list_workers(self) -> list[WorkerView]:
         """Registered executors with their skills, capacity, status and (for local ones) running count."""

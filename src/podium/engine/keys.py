@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DISPATCH_TIMER",
+    "DISPATCH_TURN",
     "HEARTBEAT_TIMER",
     "JOB",
     "RECOVERY_LOCK",
@@ -17,6 +18,8 @@ __all__ = [
     "TASK",
     "TASK_QUEUE_PREFIX",
     "WORKER",
+    "WORKER_LIVE",
+    "WORKER_REP",
     "job_end",
     "step_item",
     "task_item",
@@ -28,7 +31,14 @@ JOB = "job"
 TASK = "task"
 """Record kind of a task (group: its job's id)."""
 WORKER = "worker"
-"""Record kind of a registered executor (group: its kind)."""
+"""Record kind of a registered executor (group: its kind). Written at registration and when it goes offline."""
+WORKER_LIVE = "worker_live"
+"""Record kind of a remote worker's last heartbeat (status, load, hot skills) and the tasks dispatched to it
+since: written often and without a flush (``durable=False``), as a heartbeat is soon sent again."""
+DISPATCH_TURN = "dispatch_turn"
+"""Record kind of the round-robin counter of one task type (id: the task type), shared by every instance."""
+WORKER_REP = "worker_rep"
+"""Record kind of a remote worker's reputation (kept across its re-registrations)."""
 
 STEPS_QUEUE = "engine:steps"
 """The queue of job steps the executor runs (item id: :func:`step_item`)."""
@@ -49,9 +59,10 @@ def task_queue(task_type: str) -> str:
     return f"{TASK_QUEUE_PREFIX}{task_type}"
 
 
-def worker_queue(worker_id: str) -> str:
-    """The store queue of tasks a dispatch strategy leased to one worker (it takes them beside its skills')."""
-    return task_queue(f"@{worker_id}")
+def worker_queue(worker_id: str, task_type: str) -> str:
+    """The store queue of tasks of ``task_type`` a dispatch strategy chose one worker for (it takes them beside
+    its skills' shared queues; an idle worker with that skill may steal them when that worker is loaded)."""
+    return task_queue(f"@{worker_id}/{task_type}")
 
 
 def job_end(job_id: str) -> str:

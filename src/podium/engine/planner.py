@@ -37,6 +37,12 @@ class MissingParam(Exception):
     """A handler parameter found neither in state_history nor initial_data and without a default."""
 
 
+_TARGETING = frozenset(
+    {"dispatch_strategy", "max_cost", "skill_version", "skill_type", "resource_requirements"}
+)
+"""Task options that send a task through the dispatch strategies (without them: the shared queue)."""
+
+
 class Fail(Exception):
     """A decision that ends the job as ``status`` (failed unless said) with ``error`` (code and message)."""
 
@@ -318,8 +324,8 @@ class ActionPlanner:
             for target in spec_["transitions"].values():
                 if target not in definition.states:
                     raise Fail("UNKNOWN_STATE", f"dispatch_task transitions lead to {target!r}, not a state")
-            if "dispatch_strategy" in spec_ or "max_cost" in spec_:
-                spec_ = self._target(spec_)
+            if not _TARGETING.isdisjoint(spec_):
+                spec_ = await self._target(spec_)
             task_id = tr.task_ops(plan, job_id, state, spec_)
             new["wait"] = {
                 "kind": "task",
@@ -373,25 +379,20 @@ class ActionPlanner:
         elif kind == "run_blueprint":
             await self._run_blueprint(plan, rec, new, spec_)
 
-    def _target(self, spec_: dict[str, Any]) -> dict[str, Any]:
-        """The task spec with the queue of the worker its ``dispatch_strategy``/``max_cost`` chose (the
-        shared queue when the strategy leaves it to whoever asks first); quarantine when none may take it."""
+    async def _target(self, spec_: dict[str, Any]) -> dict[str, Any]:
+        """The task spec with the queue of the worker its ``dispatch_strategy``/``max_cost`` chose among the
+        remote workers in the store (the shared queue when the strategy leaves it to whoever asks first);
+        quarantine when none may take it (over the cost limit, failing the skill's contract or input
+        schema, below the reputation threshold)."""
         dispatch = self.core.dispatch
         if dispatch is None:
             return spec_
-        soft_limit = getattr(self.config, "DISPATCHER_SOFT_LIMIT", 3)
-        choice = dispatch.directory.choose(
-            spec_["task_type"],
-            spec_.get("dispatch_strategy", "default"),
-            spec_.get("max_cost"),
-            soft_limit=soft_limit if isinstance(soft_limit, int) else 3,
-            min_reputation=self.config.REPUTATION_MIN_THRESHOLD,
-        )
+        choice = await dispatch.fleet.choose(spec_)
         if isinstance(choice, NoWorker):
             raise Fail("NO_SUITABLE_WORKER", choice.reason, JobStatus.QUARANTINED)
         if choice is None:
             return spec_
-        return {**spec_, "queue": worker_queue(choice), "worker_id": choice}
+        return {**spec_, "queue": worker_queue(choice, spec_["task_type"]), "worker_id": choice}
 
     async def _run_blueprint(
         self, plan: Plan, rec: Record, new: dict[str, Any], spec_: dict[str, Any]

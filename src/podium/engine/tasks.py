@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ from podium.errors import ConflictError, LeaseLostError
 from podium.store.base import Append, Dequeue, Enqueue, Lease, Op, Put, Record
 
 __all__ = ["Tasks"]
+
+log = logging.getLogger("podium.engine")
 
 _TASK_COMPLETED, _TASK_TIMED_OUT = str(TaskStatus.COMPLETED), str(TaskStatus.TIMED_OUT)
 _TASK_CANCELLED = str(TaskStatus.CANCELLED)
@@ -75,27 +78,62 @@ class Tasks:
     ) -> list[Task]:
         """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return."""
         # its skills' shared queues, and its own (tasks a dispatch strategy chose it for)
-        queues = [*(task_queue(s) for s in skills), worker_queue(worker_id)]
+        queues = [*map(task_queue, skills), *(worker_queue(worker_id, s) for s in skills)]
         lease_s = lease_s or self.config.TASK_LEASE_S
         out: list[Task] = []
         deadline = self.clock.monotonic() + wait_s
+        steal = self.config.WORK_STEALING_ENABLED and self.core.dispatch is not None
         while not out:
             remaining = max(0.0, deadline - self.clock.monotonic())
+            if steal:
+                steal = False
+                leases = await self._take_or_steal(queues, worker_id, skills, lease_s, limit)
+                if leases or remaining <= 0:
+                    if not leases:
+                        return out
+                    out.extend(await self._claim_leases(leases, worker_id, lease_s))
+                    continue
             leases = await self.storage.take(
                 queues, owner=worker_id, lease_s=lease_s, limit=limit, wait_s=remaining
             )
             if not leases:
                 return out
-            try:
-                out.extend(await self._claim_many(leases, worker_id, lease_s))
-            except asyncio.CancelledError:
-                # The caller left (a long poll whose worker hung up) after the store leased these: give them
-                # back now rather than when their leases expire.
-                await self._give_back_leases(leases)
-                raise
+            out.extend(await self._claim_leases(leases, worker_id, lease_s))
             if remaining <= 0:
                 break
         return out
+
+    async def _take_or_steal(
+        self, queues: list[str], worker_id: str, skills: Sequence[str], lease_s: float, limit: int
+    ) -> list[Lease]:
+        """Take from its own queues without waiting; with none there, steal from the queues of loaded
+        workers (``WORK_STEALING_ENABLED``; the store's lease on an item makes the take atomic: the loaded
+        worker and every thief race for it and one wins)."""
+        leases = await self.storage.take(queues, owner=worker_id, lease_s=lease_s, limit=limit)
+        if leases:
+            return leases
+        assert self.core.dispatch is not None
+        victims = await self.core.dispatch.fleet.steal_queues(worker_id, skills)
+        if not victims:
+            return []
+        leases = await self.storage.take(victims, owner=worker_id, lease_s=lease_s, limit=limit)
+        if leases:
+            log.info(
+                "worker %s stole %d task(s) from loaded workers",
+                worker_id,
+                len(leases),
+                extra={"worker_id": worker_id},
+            )
+        return leases
+
+    async def _claim_leases(self, leases: Sequence[Lease], worker_id: str, lease_s: float) -> list[Task]:
+        try:
+            return await self._claim_many(leases, worker_id, lease_s)
+        except asyncio.CancelledError:
+            # The caller left (a long poll whose worker hung up) after the store leased these: give them
+            # back now rather than when their leases expire.
+            await self._give_back_leases(leases)
+            raise
 
     async def _give_back_leases(self, leases: Sequence[Lease]) -> None:
         for lease in leases:
@@ -216,14 +254,26 @@ class Tasks:
         await self.jobs.mutate(job_id, decide)
         return ok
 
-    async def extend_task(self, task_id: str, token: int, lease_s: float | None = None) -> bool:
+    async def extend_task(
+        self, task_id: str, token: int | None, lease_s: float | None = None, *, worker_id: str | None = None
+    ) -> bool:
         """Keep a running task from being offered again: push its lease to now + ``lease_s`` (default
         ``TASK_LEASE_S``). Workers call it from their heartbeat for tasks that may outlast the lease.
 
-        ``token`` is the delivery's (``Task.token``). Returns ``False`` when the lease is no longer held
-        (it lapsed, or the task was withdrawn or leased to another worker): the task may run elsewhere, and
-        this worker's result counts only if nobody took it meanwhile (see :meth:`complete_task`).
+        ``token`` is the delivery's (``Task.token``); without it (a heartbeat reaching an instance that did
+        not hand the task out), the task's record must name ``worker_id`` as its holder and its token is
+        used. Returns ``False`` when the lease is no longer held (it lapsed, or the task was withdrawn or
+        leased to another worker): the task may run elsewhere, and this worker's result counts only if nobody
+        took it meanwhile (see :meth:`complete_task`).
         """
+        if token is None:
+            rec = await self.core.load_task(task_id, fresh=True)
+            if rec is None:
+                raise TaskNotFoundError(f"no task {task_id!r}")
+            held = rec.data.get("token")
+            if worker_id is None or rec.data.get("worker_id") != worker_id or not isinstance(held, int):
+                return False
+            token = held
         rec = await self.core.load_task(task_id)
         if rec is not None and not self._held_by(rec, token):
             rec = await self.core.load_task(task_id, fresh=True)  # the cache may predate another's claim

@@ -93,7 +93,7 @@ def job_out(st: ServerState, job: EngineJobView) -> dict[str, Any]:
     return out
 
 
-def _worker_out(st: ServerState, w: RemoteWorker) -> dict[str, Any]:
+async def _worker_out(st: ServerState, w: RemoteWorker) -> dict[str, Any]:
     offline = st.clock.now() - w.last_seen > st.settings.worker_timeout_s
     return WorkerView(
         worker_id=w.worker_id,
@@ -106,7 +106,7 @@ def _worker_out(st: ServerState, w: RemoteWorker) -> dict[str, Any]:
         cost_per_skill=w.cost_per_skill,
         last_seen=w.last_seen,
         supported_skills=[s.wire() for s in w.skills.values()],
-        reputation=st.engine.worker_reputation(w.worker_id),
+        reputation=state.reputation if (state := await st.engine.worker_state(w.worker_id)) else None,
     ).model_dump(mode="json")
 
 
@@ -241,7 +241,7 @@ async def blueprint_graph(name: str, request: Request) -> PlainTextResponse:
 async def list_workers(request: Request) -> list[dict[str, Any]]:
     st: ServerState = request.app.state.podium
     await request_client(request)
-    out = [_worker_out(st, w) for w in st.workers.values()]
+    out = [await _worker_out(st, w) for w in list(st.workers.values())]
     # The store's registry adds in-process workers, and remote ones registered with another instance on
     # the same store (any instance answers for the whole deployment) while they are heard from.
     now, timeout = st.clock.now(), st.settings.worker_timeout_s
@@ -272,10 +272,9 @@ async def command_worker(worker_id: str, command: str, request: Request) -> dict
     st: ServerState = request.app.state.podium
     if command not in (rxon.COMMAND_DRAIN, rxon.COMMAND_SHUTDOWN):
         raise ApiError(422, f"unknown command {command!r} (drain, shutdown)", field="command")
-    worker = st.workers.get(worker_id)
-    if worker is None:
+    # queued in the store: the worker's next heartbeat carries it, whichever instance it reaches
+    if not await st.engine.dispatch.command_worker(worker_id, {"command": command}):
         raise ApiError(404, f"worker {worker_id!r} not found")
-    worker.commands.append(rxon.WorkerCommand(command=command))
     return {"status": "queued", "worker_id": worker_id, "command": command}
 
 

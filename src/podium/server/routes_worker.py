@@ -32,7 +32,7 @@ from podium.server.errors import TOO_LARGE, ApiError
 from podium.wire import rxon
 from podium.wire.jobs import ErrorBody
 
-__all__ = ["next_tasks", "take_result", "take_results", "task_wire", "worker_router"]
+__all__ = ["known_worker", "next_tasks", "take_result", "take_results", "task_wire", "worker_router"]
 
 log = logging.getLogger("podium.server")
 
@@ -67,28 +67,39 @@ def _claimed(body: dict[str, Any]) -> str | None:
 # --- registration and heartbeats ------------------------------------------------------------------
 
 
+async def known_worker(st: ServerState, worker_id: str) -> RemoteWorker | None:
+    """The remote worker as this instance knows it, or as it registered with any instance on the store (read
+    back from the engine's registry and kept here); ``None`` if it is not registered (or left)."""
+    worker = st.workers.get(worker_id)
+    if worker is not None:
+        return worker
+    state = await st.engine.worker_state(worker_id)
+    if state is None or state.status == "offline":
+        return None
+    worker = st.workers[worker_id] = RemoteWorker(
+        worker_id=worker_id,
+        worker_type=state.worker_type,
+        skills={name: rxon.SkillInfo.model_validate(info) for name, info in state.skills.items()},
+        capacity=state.capacity,
+        registered_at=state.registered_at,
+        last_seen=state.last_seen,
+        status=state.status,
+        hot_skills=sorted(state.hot),
+        cost_per_skill=dict(state.costs) or None,
+    )
+    return worker
+
+
 async def register(request: Request) -> dict[str, Any]:
     st: ServerState = request.app.state.podium
     body = await _json_body(request)
     worker_id, token = request_worker(request, _claimed(body))
     check_signature(st, body, worker_id, token)
     reg: rxon.WorkerRegistration = _parse(rxon.WorkerRegistration, body)
-    now = st.clock.now()
     skills = {s.name: s for s in reg.supported_skills or []}
     for name in reg.available_skills or []:
         skills.setdefault(name, rxon.SkillInfo(name=name))
     caps = reg.capabilities
-    st.workers[worker_id] = RemoteWorker(
-        worker_id=worker_id,
-        worker_type=reg.worker_type,
-        skills=skills,
-        capacity=reg.capacity,
-        registered_at=now,
-        last_seen=now,
-        hot_skills=list(reg.hot_skills or []),
-        cost_per_skill=caps.cost_per_skill if caps else None,
-    )
-    st.metrics.workers.set(len(st.workers))
     await st.engine.register_worker_record(
         worker_id,
         sorted(skills),
@@ -99,8 +110,20 @@ async def register(request: Request) -> dict[str, Any]:
             "hostname": caps.hostname if caps else None,
             "cost_per_skill": caps.cost_per_skill if caps else None,
             "hot_skills": list(reg.hot_skills or []),
+            # each skill's contract, so that every instance on the store can match tasks and check results
+            "skill_infos": {name: skill.model_dump(exclude_none=True) for name, skill in skills.items()},
+            # what a task's resource_requirements are matched against
+            "resources": reg.resources.wire() if reg.resources else None,
+            "installed_software": reg.installed_software,
+            "installed_artifacts": [a.wire() for a in reg.installed_artifacts or ()] or None,
+            "extra": caps.extra if caps else None,
         },
     )
+    # this instance's view of it is the store's, as any other instance on the store will read it
+    st.workers.pop(worker_id, None)
+    if await known_worker(st, worker_id) is None:
+        raise ApiError(409, f"worker {worker_id} left while registering: register again")
+    st.metrics.workers.set(len(st.workers))
     version = request.headers.get(rxon.PROTOCOL_VERSION_HEADER)
     warning = (
         f"protocol version mismatch: server {rxon.PROTOCOL_VERSION}, worker {version}"
@@ -117,7 +140,7 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
     st: ServerState = request.app.state.podium
     _, token = request_worker(request, worker_id)
     body = await _json_body(request) if await request.body() else {}
-    worker = st.workers.get(worker_id)
+    worker = await known_worker(st, worker_id)
     if worker is None:
         raise ApiError(404, f"worker {worker_id} not found: register again")
     if body:
@@ -131,23 +154,34 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
             worker.hot_skills = list(hb.hot_skills)
         for skill in hb.supported_skills or []:
             worker.skills[skill.name] = skill
-    await st.engine.heartbeat_worker(
-        worker_id,
-        status="offline" if worker.status == "offline" else "online",
-        load=len(worker.current_tasks) if hb is not None else None,
-        hot_skills=worker.hot_skills if hb is not None else None,
-    )
+    try:
+        answer = await st.engine.heartbeat_worker(
+            worker_id,
+            status=worker.status if hb is not None else "online",
+            load=len(worker.current_tasks) if hb is not None else None,
+            hot_skills=worker.hot_skills if hb is not None else None,
+        )
+    except NotFoundError:  # deregistered through another instance
+        st.workers.pop(worker_id, None)
+        raise ApiError(404, f"worker {worker_id} not found: register again") from None
     cancel = []
     for task_id in worker.current_tasks:
         with contextlib.suppress(NotFoundError):
             if await st.engine.is_task_cancelled(task_id):
                 cancel.append(task_id)
                 continue
-            # A task still running here keeps its lease, however long it takes.
+            # A task still running here keeps its lease, however long it takes; one another instance handed
+            # out is fenced on the holder its record names.
             delivered = st.delivered.get(task_id)
-            if delivered is not None and delivered.worker_id == worker_id:
+            if delivered is None:
+                await st.engine.extend_task(task_id, None, worker_id=worker_id)
+            elif delivered.worker_id == worker_id:
                 await st.engine.extend_task(task_id, delivered.token)
+    if answer.registered_at != worker.registered_at:  # it registered again, maybe through another instance
+        st.workers.pop(worker_id, None)
+        worker = await known_worker(st, worker_id) or worker
     commands, worker.commands = worker.commands, []
+    commands += [rxon.WorkerCommand.model_validate(c) for c in answer.commands]
     reply = rxon.HeartbeatResponse(cancel_task_ids=cancel or None, commands=commands or None)
     return reply.model_dump(mode="json", exclude_none=True)
 
@@ -155,7 +189,7 @@ async def heartbeat(worker_id: str, request: Request) -> dict[str, Any]:
 async def deregister(worker_id: str, request: Request) -> dict[str, Any]:
     st: ServerState = request.app.state.podium
     request_worker(request, worker_id)
-    if st.workers.pop(worker_id, None) is None:
+    if st.workers.pop(worker_id, None) is None and await st.engine.worker_state(worker_id) is None:
         raise ApiError(404, f"worker {worker_id} not found")
     st.metrics.workers.set(len(st.workers))
     with contextlib.suppress(NotFoundError):
@@ -303,7 +337,7 @@ async def next_tasks(
     """``GET .../tasks/next``: ``(200, TaskPayload)``, or ``(200, {"tasks": [...]})`` when ``max_tasks`` is
     given (podium extension), or ``(204, None)``. A long poll (``poll_s`` > 0) ends early when ``receive``
     reports that the worker hung up."""
-    worker = st.workers.get(worker_id)
+    worker = st.workers.get(worker_id) or await known_worker(st, worker_id)
     if worker is None:
         raise ApiError(404, f"worker {worker_id} not found: register again")
     skills = list(worker.skills)
@@ -353,7 +387,7 @@ async def take_results(st: ServerState, worker_id: str, token: str, body: dict[s
     replies = [await _apply_result(st, worker_id, r) for r in batch.results]
     tasks: list[dict[str, Any]] = []
     # A worker the server forgot gets no tasks here; its next poll answers 404 and it registers again.
-    if batch.next is not None and batch.next.max_tasks and worker_id in st.workers:
+    if batch.next is not None and batch.next.max_tasks and await known_worker(st, worker_id) is not None:
         skills = ",".join(batch.next.available_skills) if batch.next.available_skills is not None else None
         status, payload = await next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
         if status == 200:
@@ -393,7 +427,7 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
     status, data = result.status, result.data
     error = result.error.wire() if result.error else None
     if status == rxon.TASK_STATUS_SUCCESS:
-        worker = st.workers.get(worker_id)
+        worker = await known_worker(st, worker_id)
         skill = worker.skills.get(task_type) if worker else None
         violation = rxon.schema_violation(data or {}, skill.output_schema if skill else None)
         if violation is not None:
@@ -426,9 +460,7 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
     st.delivered.pop(result.task_id, None)
     if outcome == "ignored":
         return _ignored(rxon.IGNORED_REASON_STALE)
-    scored = _reputation_outcome(status, error)
-    if scored is not None:
-        st.engine.score_worker(worker_id, scored)
+    await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
     return {"status": "accepted", "message": outcome}
 
 
