@@ -90,21 +90,32 @@ class TrajectoryStep:
     observation: Any | None = None
     error: str | None = None
     failure: Mapping[str, Any] | None = None
-    # the (action, observation) messages the LLM is shown for this step, rendered once: a step does not
-    # change after it joins a trajectory, and every later prompt repeats it
+    # a step does not change after it joins a trajectory, and every later prompt repeats it: its JSON form
+    # (action, observation) is dumped once, and the (action, observation) messages the LLM is shown for it
+    # are rendered once
+    dumped: tuple[dict[str, Any], Any] | None = field(default=None, init=False, repr=False, compare=False)
     rendered: tuple[dict[str, str], dict[str, str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
+    def as_json(self) -> tuple[dict[str, Any], Any]:
+        """(the action, the observation) as JSON data, dumped once."""
+        dumped = self.dumped
+        if dumped is None:
+            observation = self.observation
+            if isinstance(observation, BaseModel):
+                observation = observation.model_dump(mode="json")
+            dumped = self.dumped = (self.action.model_dump(mode="json"), observation)
+        return dumped
+
     def serialise_observation(self) -> Any:
-        if isinstance(self.observation, BaseModel):
-            return self.observation.model_dump(mode="json")
-        return self.observation
+        return self.as_json()[1]
 
     def dump(self) -> dict[str, Any]:
+        action, observation = self.as_json()
         return {
-            "action": self.action.model_dump(mode="json"),
-            "observation": self.serialise_observation(),
+            "action": action,
+            "observation": observation,
             "error": self.error,
             "failure": dict(self.failure) if self.failure else None,
         }
@@ -120,6 +131,15 @@ class Trajectory:
     resume_user_input: str | None = None
     # (query, context_meta, rendered user prompt), reused while neither changes
     rendered_query: tuple[str, Any, str] | None = field(default=None, init=False, repr=False, compare=False)
+    # (system prompt message, user prompt message), reused while the user prompt is
+    rendered_head: tuple[dict[str, str], dict[str, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # the messages of steps[:len(history_of)] as the LLM sees them, grown as steps are appended (each step's
+    # are rendered once), and their total characters: a prompt is this list's copy, not a re-rendering
+    history: list[dict[str, str]] = field(default_factory=list, init=False, repr=False, compare=False)
+    history_of: list[TrajectoryStep] = field(default_factory=list, init=False, repr=False, compare=False)
+    history_chars: int = field(default=0, init=False, repr=False, compare=False)
 
     def to_history(self) -> list[dict[str, Any]]:
         return [step.dump() for step in self.steps]

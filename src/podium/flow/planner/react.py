@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -212,8 +211,7 @@ class ReactPlanner:
 
         Raises :class:`PlannerLLMError` (a ``RuntimeError``) when ``repair_attempts`` replies were all invalid.
         """
-        base = await self._build_messages(trajectory)
-        messages = list(base)
+        base = messages = await self._build_messages(trajectory)
         error = ""
         for _attempt in range(self._repair_attempts):
             raw = await self._client.complete(messages=messages, response_format=self._response_format)
@@ -363,39 +361,64 @@ class ReactPlanner:
     @staticmethod
     def _exchange(step: TrajectoryStep) -> tuple[dict[str, str], dict[str, str]]:
         """The step as the LLM sees it: its action, then what came of it (rendered once per step)."""
-        if step.rendered is None:
-            action = json.dumps(step.action.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
-            observation = prompts.render_observation(
-                observation=step.serialise_observation(), error=step.error, failure=step.failure
+        rendered = step.rendered
+        if rendered is None:
+            action, observation = step.as_json()
+            rendered = step.rendered = (
+                {"role": "assistant", "content": prompts.encode_json(action)},
+                {
+                    "role": "user",
+                    "content": prompts.render_observation(
+                        observation=observation, error=step.error, failure=step.failure
+                    ),
+                },
             )
-            step.rendered = (
-                {"role": "assistant", "content": action},
-                {"role": "user", "content": observation},
-            )
-        return step.rendered
+        return rendered
 
-    @staticmethod
-    def _user_prompt(trajectory: Trajectory) -> str:
+    def _head(self, trajectory: Trajectory) -> tuple[dict[str, str], dict[str, str]]:
+        """The system prompt and the user's query (with its context), rendered once per run."""
         cached = trajectory.rendered_query
         if cached is None or cached[0] != trajectory.query or cached[1] is not trajectory.context_meta:
             text = prompts.build_user_prompt(trajectory.query, trajectory.context_meta)
             cached = trajectory.rendered_query = (trajectory.query, trajectory.context_meta, text)
-        return cached[2]
+        head = trajectory.rendered_head
+        if head is None or head[1]["content"] is not cached[2]:
+            head = trajectory.rendered_head = (
+                {"role": "system", "content": self._system_prompt},
+                {"role": "user", "content": cached[2]},
+            )
+        return head
+
+    def _history(self, trajectory: Trajectory) -> list[dict[str, str]]:
+        """The messages of every step so far: the steps added since the last prompt are rendered and appended."""
+        steps, covered, history = trajectory.steps, trajectory.history_of, trajectory.history
+        done = len(covered)
+        if done > len(steps) or (done and steps[done - 1] is not covered[-1]):  # steps were replaced
+            covered.clear()
+            history.clear()
+            trajectory.history_chars = done = 0
+        for step in steps[done:]:
+            action, observation = self._exchange(step)
+            history.append(action)
+            history.append(observation)
+            covered.append(step)
+            trajectory.history_chars += len(action["content"]) + len(observation["content"])
+        return history
 
     async def _build_messages(self, trajectory: Trajectory) -> list[dict[str, str]]:
-        head = [
-            {"role": "system", "content": self._system_prompt},
-            {"role": "user", "content": self._user_prompt(trajectory)},
-        ]
-        tail = []
-        if trajectory.resume_user_input:
-            tail = [
-                {"role": "user", "content": prompts.render_resume_user_input(trajectory.resume_user_input)}
-            ]
-        history = [message for step in trajectory.steps for message in self._exchange(step)]
-        full = head + history + tail
-        if self._token_budget is None or sum(len(m.get("content", "")) for m in full) <= self._token_budget:
-            return full
+        head = self._head(trajectory)
+        history = self._history(trajectory)
+        resume = trajectory.resume_user_input
+        tail = [{"role": "user", "content": prompts.render_resume_user_input(resume)}] if resume else []
+        budget = self._token_budget
+        if budget is None or (
+            len(head[0]["content"])
+            + len(head[1]["content"])
+            + trajectory.history_chars
+            + sum(len(m["content"]) for m in tail)
+            <= budget
+        ):
+            return [*head, *history, *tail]
         summary = await self._summarise(trajectory)
         condensed = [*head, {"role": "system", "content": prompts.render_summary(summary.compact())}]
         if trajectory.steps:
