@@ -94,14 +94,17 @@ def _json_object_in(text: str) -> str | None:
 
 def parse_action(raw: Any) -> PlannerAction | str:
     """Read the LLM's reply as a :class:`PlannerAction`; on failure return the error text to show it."""
-    if isinstance(raw, Mapping):
+    if type(raw) is str:  # the usual reply
+        text = raw
+    elif isinstance(raw, Mapping):
         try:
             return PlannerAction.model_validate(dict(raw))
         except ValidationError as exc:
             return errors_json(exc)
-    if not isinstance(raw, str | bytes):
+    elif isinstance(raw, str | bytes):
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    else:
         return f"expected a JSON object as text, got {type(raw).__name__}"
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     try:
         return PlannerAction.model_validate_json(text)
     except ValidationError as exc:

@@ -80,7 +80,7 @@ class ParallelPlan:
         specs: Mapping[str, NodeSpec],
         *,
         make_ctx: Callable[[Trajectory], PlannerContext],
-        on_success: Callable[[str, Trajectory], None],
+        on_success: Callable[[str, Trajectory], None] | None,
     ) -> None:
         self._specs = specs
         self._make_ctx = make_ctx
@@ -145,7 +145,8 @@ class ParallelPlan:
             elif outcome.observation is not None:
                 branch["observation"] = outcome.observation.model_dump(mode="json")
                 successes.append(branch["observation"])
-                self._on_success(spec.name, trajectory)
+                if self._on_success is not None:
+                    self._on_success(spec.name, trajectory)
             else:
                 text = outcome.error or prompts.render_parallel_unknown_failure(spec.name)
                 branch["error"] = text
@@ -232,7 +233,8 @@ class ParallelPlan:
                 "pause": {"reason": pause.reason, "payload": dict(pause.payload)},
             }, pause
         if outcome.observation is not None:
-            self._on_success(spec.name, trajectory)
+            if self._on_success is not None:
+                self._on_success(spec.name, trajectory)
             return {"node": spec.name, "observation": outcome.observation.model_dump(mode="json")}, None
         join: dict[str, Any] = {"node": spec.name, "error": outcome.error}
         if outcome.failure is not None:

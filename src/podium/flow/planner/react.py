@@ -152,6 +152,15 @@ class ReactPlanner:
         self._specs = list(catalog)
         self._spec_by_name = {spec.name: spec for spec in self._specs}
         self._planning_hints = PlanningHints.from_mapping(planning_hints)
+        hints = self._planning_hints
+        # what check_action and record_hint_progress read: without any, there is nothing to check per step
+        self._ordering_hints = bool(hints.ordering_hints)
+        self._no_hints = not (
+            hints.ordering_hints
+            or hints.disallow_nodes
+            or hints.sequential_only
+            or hints.max_parallel is not None
+        )
         self._system_prompt = prompts.build_system_prompt(
             [spec.to_tool_record() for spec in self._specs],
             extra=system_prompt_extra,
@@ -183,7 +192,9 @@ class ReactPlanner:
             else None
         )
         self._parallel = ParallelPlan(
-            self._spec_by_name, make_ctx=self._context, on_success=self._hint_progress
+            self._spec_by_name,
+            make_ctx=self._context,
+            on_success=self._hint_progress if self._ordering_hints else None,
         )
 
     # -- the public surface ---------------------------------------------------------------------------------
@@ -289,11 +300,12 @@ class ReactPlanner:
 
     async def _act(self, action: PlannerAction, trajectory: Trajectory, tracker: ConstraintTracker) -> Any:
         """Run a single-tool action; returns the new last observation, ``_NO_CHANGE``, or a pause."""
-        assert action.next_node is not None
+        node = action.next_node
+        assert node is not None
         error = self._check(action, trajectory, tracker)
-        spec = self._spec_by_name.get(action.next_node)
+        spec = self._spec_by_name.get(node)
         if error is None and spec is None:
-            error = prompts.render_invalid_node(action.next_node, list(self._spec_by_name))
+            error = prompts.render_invalid_node(node, list(self._spec_by_name))
         if error is None and spec is not None:
             try:
                 args = spec.args_model.model_validate(action.args or {})
@@ -316,12 +328,16 @@ class ReactPlanner:
                 TrajectoryStep(action=action, error=outcome.error, failure=outcome.failure)
             )
             return None
-        trajectory.steps.append(TrajectoryStep(action=action, observation=outcome.observation))
-        self._hint_progress(spec.name, trajectory)
+        step = TrajectoryStep(action=action, observation=outcome.observation)
+        trajectory.steps.append(step)
+        if self._ordering_hints:
+            self._hint_progress(spec.name, trajectory)
         trajectory.resume_user_input = None
-        return outcome.observation.model_dump(mode="json")
+        return step.as_json()[1]  # the observation as JSON data, dumped once for the step and the run
 
     def _check(self, action: PlannerAction, trajectory: Trajectory, tracker: ConstraintTracker) -> str | None:
+        if self._no_hints and tracker.has_budget_for_next_tool():
+            return None  # nothing check_action could refuse
         has_budget = tracker.has_budget_for_next_tool()
         limit = self._hop_budget or 0
         return check_action(
