@@ -11,9 +11,7 @@ pause in a branch or in the join pauses the run.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from asyncio import tasks as _tasks
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from ..catalog import NodeSpec
 from . import prompts
 from .constraints import ConstraintTracker
+from .eager import start_eager
 from .llm import errors_json
 from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep
 from .tools import PlannerContext, run_tool
@@ -28,48 +27,6 @@ from .tools import PlannerContext, run_tool
 __all__ = ["ParallelPlan"]
 
 _JOIN_FILLS = ("expect", "results", "branches", "failures", "success_count", "failure_count")
-
-
-# asyncio's pure Python Task and Future (3.11 keeps them beside the C ones) and its task numbering
-_py_future_init: Callable[..., None] = getattr(asyncio.futures, "_PyFuture").__init__  # noqa: B009
-_next_task_number: Callable[[], int] = getattr(_tasks, "_task_name_counter")  # noqa: B009
-
-
-class _EagerTask(_tasks._PyTask):  # type: ignore[name-defined,misc]
-    """A task whose first step runs at once, in the caller's turn of the loop (Python 3.12's eager tasks).
-
-    asyncio's own (pure Python) Task, minus scheduling its first step in ``__init__``: :func:`_start_eager`
-    runs that step itself. It is a real task from the start: ``current_task()`` is this task (so
-    ``asyncio.timeout`` in a tool cancels the branch, not the planner), it has its own copy of the context,
-    and it is registered in ``all_tasks()`` when it suspends.
-    """
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
-        _py_future_init(self, loop=loop)
-        self._name = f"Task-{_next_task_number()}"
-        self._num_cancels_requested = 0
-        self._must_cancel = False
-        self._fut_waiter = None
-        self._coro = coro
-        self._context = contextvars.copy_context()
-
-
-def _start_eager(
-    coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop, current: asyncio.Task[Any] | None
-) -> asyncio.Future[Any]:
-    """Run ``coro`` as its own task up to its first suspension, now; a coroutine that never suspends is done
-    on return, with no task scheduled and no turn of the loop. The caller's task is current again after."""
-    task = _EagerTask(coro, loop)
-    if current is not None:
-        _tasks._leave_task(loop, current)
-    try:
-        task._context.run(task._Task__step)
-    finally:
-        if current is not None:
-            _tasks._enter_task(loop, current)
-    if not task.done():
-        _tasks._register_task(task)
-    return task
 
 
 class ParallelPlan:
@@ -123,8 +80,7 @@ class ParallelPlan:
         # does not suspend is done before the next starts, and costs neither a scheduled step nor a turn of
         # the loop; the branches that suspend are awaited together
         loop = asyncio.get_running_loop()
-        current = asyncio.current_task(loop)
-        tasks = [_start_eager(run_tool(spec, args, ctx), loop, current) for spec, args in entries]
+        tasks = [start_eager(run_tool(spec, args, ctx), loop) for spec, args in entries]
         pending = [task for task in tasks if not task.done()]
         if pending:
             for task in tasks:  # gather's behaviour: a branch already raising is raised at once
