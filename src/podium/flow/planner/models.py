@@ -131,10 +131,6 @@ class Trajectory:
     resume_user_input: str | None = None
     # (query, context_meta, rendered user prompt), reused while neither changes
     rendered_query: tuple[str, Any, str] | None = field(default=None, init=False, repr=False, compare=False)
-    # (system prompt message, user prompt message), reused while the user prompt is
-    rendered_head: tuple[dict[str, str], dict[str, str]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
     # the messages of steps[:len(history_of)] as the LLM sees them, grown as steps are appended (each step's
     # are rendered once), and their total characters: a prompt is this list's copy, not a re-rendering
     history: list[dict[str, str]] = field(default_factory=list, init=False, repr=False, compare=False)

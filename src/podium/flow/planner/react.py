@@ -391,19 +391,13 @@ class ReactPlanner:
             )
         return rendered
 
-    def _head(self, trajectory: Trajectory) -> tuple[dict[str, str], dict[str, str]]:
-        """The system prompt and the user's query (with its context), rendered once per run."""
+    def _head(self, trajectory: Trajectory) -> list[dict[str, str]]:
+        """The system prompt and the user's query (with its context, rendered once per run)."""
         cached = trajectory.rendered_query
         if cached is None or cached[0] != trajectory.query or cached[1] is not trajectory.context_meta:
             text = prompts.build_user_prompt(trajectory.query, trajectory.context_meta)
             cached = trajectory.rendered_query = (trajectory.query, trajectory.context_meta, text)
-        head = trajectory.rendered_head
-        if head is None or head[1]["content"] is not cached[2]:
-            head = trajectory.rendered_head = (
-                {"role": "system", "content": self._system_prompt},
-                {"role": "user", "content": cached[2]},
-            )
-        return head
+        return [{"role": "system", "content": self._system_prompt}, {"role": "user", "content": cached[2]}]
 
     def _history(self, trajectory: Trajectory) -> list[dict[str, str]]:
         """The messages of every step so far: the steps added since the last prompt are rendered and appended."""
@@ -434,9 +428,12 @@ class ReactPlanner:
             + sum(len(m["content"]) for m in tail)
             <= budget
         ):
-            return [*head, *history, *tail]
+            head += history
+            head += tail
+            return head
+        condensed = head
         summary = await self._summarise(trajectory)
-        condensed = [*head, {"role": "system", "content": prompts.render_summary(summary.compact())}]
+        condensed.append({"role": "system", "content": prompts.render_summary(summary.compact())})
         if trajectory.steps:
             condensed.extend(self._exchange(trajectory.steps[-1]))
         return condensed + tail
