@@ -274,3 +274,30 @@ async def test_parallel_branches_that_suspend_run_concurrently_and_are_cancelled
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 5)
     assert cancelled == ["a"]
+
+
+async def test_models_that_override_model_dump_or_model_validate_keep_their_override() -> None:
+    class Shouting(BaseModel):
+        topic: str
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> Shouting:
+            return super().model_validate({"topic": str(obj["topic"]).upper()}, **kwargs)
+
+    class Tagged(Docs):
+        def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+            return {**super().model_dump(**kwargs), "tag": "custom"}
+
+    @tool(desc="echo")
+    async def echo(args: Shouting, ctx: Any) -> Tagged:
+        return Tagged(docs=[args.topic])
+
+    registry = ModelRegistry()
+    registry.register("echo", Shouting, Tagged)
+    planner = ReactPlanner(
+        llm_client=ScriptedLLM([call("echo", topic="quiet"), FINISH]),
+        catalog=build_catalog([Node(echo, name="echo")], registry),
+    )
+    result = await planner.run("q")
+    assert isinstance(result, PlannerFinish)
+    assert result.metadata["steps"][0]["observation"] == {"docs": ["QUIET"], "tag": "custom"}

@@ -21,7 +21,7 @@ from . import prompts
 from .constraints import ConstraintTracker
 from .eager import start_eager
 from .llm import errors_json
-from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep
+from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep, dump_json, validator
 from .tools import PlannerContext, run_tool
 
 __all__ = ["ParallelPlan"]
@@ -52,7 +52,7 @@ class ParallelPlan:
                 errors.append(prompts.render_invalid_node(item.node, list(self._specs)))
                 continue
             try:
-                entries.append((spec, spec.args_model.model_validate(item.args or {})))
+                entries.append((spec, validator(spec.args_model)(item.args or {})))
             except ValidationError as exc:
                 errors.append(prompts.render_validation_error(spec.name, errors_json(exc)))
         return errors, entries
@@ -94,12 +94,12 @@ class ParallelPlan:
         pause: PlannerPause | None = None
         for (spec, args), outcome in zip(entries, outcomes, strict=True):
             tracker.record_hop()
-            branch: dict[str, Any] = {"node": spec.name, "args": args.model_dump(mode="json")}
+            branch: dict[str, Any] = {"node": spec.name, "args": dump_json(args)}
             if outcome.pause is not None and pause is None:
                 pause = outcome.pause
                 branch["pause"] = {"reason": pause.reason, "payload": dict(pause.payload)}
             elif outcome.observation is not None:
-                branch["observation"] = outcome.observation.model_dump(mode="json")
+                branch["observation"] = dump_json(outcome.observation)
                 successes.append(branch["observation"])
                 if self._on_success is not None:
                     self._on_success(spec.name, trajectory)
@@ -165,7 +165,7 @@ class ParallelPlan:
             if name in fields and name not in template:
                 template[name] = fills[name]
         try:
-            args = spec.args_model.model_validate(template)
+            args = validator(spec.args_model)(template)
         except ValidationError as exc:
             return {
                 "node": spec.name,
@@ -191,7 +191,7 @@ class ParallelPlan:
         if outcome.observation is not None:
             if self._on_success is not None:
                 self._on_success(spec.name, trajectory)
-            return {"node": spec.name, "observation": outcome.observation.model_dump(mode="json")}, None
+            return {"node": spec.name, "observation": dump_json(outcome.observation)}, None
         join: dict[str, Any] = {"node": spec.name, "error": outcome.error}
         if outcome.failure is not None:
             join["failure"] = dict(outcome.failure)

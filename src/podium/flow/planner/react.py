@@ -46,6 +46,7 @@ from .models import (
     Trajectory,
     TrajectoryStep,
     TrajectorySummary,
+    validator,
 )
 from .parallel import ParallelPlan
 from .tools import PlannerContext, run_tool
@@ -308,7 +309,7 @@ class ReactPlanner:
             error = prompts.render_invalid_node(node, list(self._spec_by_name))
         if error is None and spec is not None:
             try:
-                args = spec.args_model.model_validate(action.args or {})
+                args = validator(spec.args_model)(action.args or {})
             except ValidationError as exc:
                 error = prompts.render_validation_error(spec.name, errors_json(exc))
         if error is not None or spec is None:
