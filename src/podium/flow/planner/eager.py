@@ -66,6 +66,8 @@ def _returning(value: Any) -> Generator[Any, Any, Any]:
 
 _PyTask: Any = getattr(_tasks, "_PyTask")  # noqa: B009 - asyncio's pure Python Task (3.11 keeps it beside the C one)
 _py_set_result: Callable[[Any, Any], None] = getattr(asyncio.futures, "_PyFuture").set_result  # noqa: B009
+_PENDING: str = getattr(asyncio.futures, "_PENDING")  # noqa: B009
+_FINISHED: str = getattr(asyncio.futures, "_FINISHED")  # noqa: B009
 _next_task_number: Callable[[], int] = getattr(_tasks, "_task_name_counter")  # noqa: B009
 
 
@@ -86,6 +88,12 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
         self._coro = coro
         self._context = contextvars.copy_context()
 
+    def __del__(self) -> None:
+        # asyncio's two finalisers (Task's, then Future's) only report a task destroyed while pending or an
+        # exception never retrieved: a task done in its first step has neither, so skip both frames
+        if self._state == _PENDING or self._Future__log_traceback:
+            super().__del__()
+
 
 def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
     current = _tasks.current_task(loop)
@@ -99,7 +107,11 @@ def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEvent
             yielded = context.run(coro.send, None)
         except StopIteration as stop:
             if not task._must_cancel:  # the usual case: done, in one step
-                _py_set_result(task, stop.value)
+                if task._callbacks:  # added by the coroutine to its own task: scheduled as set_result does
+                    _py_set_result(task, stop.value)
+                else:
+                    task._result = stop.value
+                    task._state = _FINISHED
                 return task
             task._coro = _returning(stop.value)
         except BaseException as exc:  # recorded (or re-raised) by the task's own step below
