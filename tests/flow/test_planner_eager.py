@@ -27,6 +27,9 @@ async def test_a_coroutine_that_does_not_suspend_is_done_on_return_in_a_task_of_
     assert seen[0] is task and seen[0] is not caller
     assert asyncio.current_task() is caller
     assert VAR.get() == "unset"  # the step ran in its own copy of the context
+    assert task.get_name().startswith("Task-") and task.get_name() in repr(task)
+    task.set_name("branch")
+    assert task.get_name() == "branch"
 
 
 async def test_a_coroutine_that_suspends_goes_on_as_an_ordinary_task() -> None:

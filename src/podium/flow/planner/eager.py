@@ -77,6 +77,7 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
     _num_cancels_requested = 0
     _must_cancel = False
     _fut_waiter = None
+    _name: str | None = None  # numbered when first asked for (most branches never are)
 
     def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
         # Future.__init__ and Task.__init__ without the call_soon: the other attributes are class defaults
@@ -84,9 +85,13 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
         self._callbacks: list[Any] = []
         if loop.get_debug():
             self._source_traceback = format_helpers.extract_stack(sys._getframe(1))
-        self._name = f"Task-{_next_task_number()}"
         self._coro = coro
         self._context = contextvars.copy_context()
+
+    def get_name(self) -> str:
+        if self._name is None:
+            self._name = f"Task-{_next_task_number()}"
+        return self._name
 
     def __del__(self) -> None:
         # asyncio's two finalisers (Task's, then Future's) only report a task destroyed while pending or an
