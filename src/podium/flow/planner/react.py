@@ -223,7 +223,8 @@ class ReactPlanner:
 
         Raises :class:`PlannerLLMError` (a ``RuntimeError``) when ``repair_attempts`` replies were all invalid.
         """
-        base = messages = await self._build_messages(trajectory)
+        base = await self._build_messages(trajectory)
+        messages = list(base)  # the client's own list: a repair is built from ``base`` whatever it did
         error = ""
         for _attempt in range(self._repair_attempts):
             raw = await self._client.complete(messages=messages, response_format=self._response_format)
