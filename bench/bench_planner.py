@@ -15,6 +15,12 @@ the worker too, ``--worker penguiflow|podium``):
 The machine is shared, so the two sides alternate for ``--rounds`` rounds and each figure is the best
 round's median. Prints a table, then one JSON line with every figure and the ratios (podium / PenguiFlow;
 goal <= 0.2).
+
+The ``floor`` column is the same work without a planner, measured on the podium side: each reply read
+into a ``PlannerAction``, the arguments validated, the tools called, their outputs validated and dumped,
+the join's arguments filled and validated, and each step's action and observation rendered as the JSON
+text the LLM reads next (``json.dumps``), all inline. Any planner that keeps PenguiFlow's contract does at
+least this, so ``floor/pf`` bounds the ratio a planner can reach on that workload.
 """
 
 from __future__ import annotations
@@ -114,11 +120,12 @@ def _parallel_replies() -> list[str]:
 async def _per_call_us(lib: str, replies: list[str], calls_per_run: int, runs: int) -> float:
     planner_mod = importlib.import_module(f"{MODULE[lib]}.planner")
     catalog = _catalog(lib)
+    # one planner for every run, as an application keeps one (each run reads the replies from the first)
+    planner = planner_mod.ReactPlanner(
+        llm_client=_InstantLLM(replies), catalog=catalog, max_iters=len(replies) + 1
+    )
     samples: list[float] = []
     for _ in range(runs):
-        planner = planner_mod.ReactPlanner(
-            llm_client=_InstantLLM(replies), catalog=catalog, max_iters=len(replies) + 1
-        )
         start = time.perf_counter()
         result = await planner.run("benchmark query")
         samples.append((time.perf_counter() - start) / calls_per_run * 1e6)
@@ -126,12 +133,70 @@ async def _per_call_us(lib: str, replies: list[str], calls_per_run: int, runs: i
     return statistics.median(samples)
 
 
+def _render(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+async def _call(spec: Any, args: Any) -> Any:
+    return spec.out_model.model_validate(await spec.node.func(args, None)).model_dump(mode="json")
+
+
+async def _floor_run(action_model: Any, specs: dict[str, Any], replies: list[str]) -> None:
+    """One run's essential work, inline: read, validate, call, dump, render (see the module's docstring)."""
+    history: list[str] = []
+    for raw in replies:
+        action = action_model.model_validate_json(raw)
+        if action.plan:
+            branches, results = [], []
+            for item in action.plan:
+                spec = specs[item.node]
+                args = spec.args_model.model_validate(item.args)
+                out = await _call(spec, args)
+                branches.append({"node": spec.name, "args": args.model_dump(mode="json"), "observation": out})
+                results.append(out)
+            join = specs[action.join.node]
+            joined = await _call(
+                join, join.args_model.model_validate({"expect": len(results), "results": results})
+            )
+            observation: Any = {
+                "branches": branches,
+                "stats": {"success": len(results), "failed": 0},
+                "join": {"node": join.name, "observation": joined},
+            }
+        elif action.next_node is None:
+            break
+        else:
+            spec = specs[action.next_node]
+            observation = await _call(spec, spec.args_model.model_validate(action.args))
+        history.append(_render(action.model_dump(mode="json")))
+        history.append(_render({"observation": observation}))
+
+
+async def _floor_us_per_call(lib: str, replies: list[str], calls_per_run: int, runs: int) -> float:
+    action_model = importlib.import_module(f"{MODULE[lib]}.planner").PlannerAction
+    specs = {spec.name: spec for spec in _catalog(lib)}
+    samples: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await _floor_run(action_model, specs, replies)
+        samples.append((time.perf_counter() - start) / calls_per_run * 1e6)
+    return statistics.median(samples)
+
+
 async def run_worker(lib: str, runs: int) -> dict[str, float]:
-    await _per_call_us(lib, _sequential_replies(), STEPS, 3)  # warm-up (imports, schema caches)
-    return {
-        "sequential_us_per_step": await _per_call_us(lib, _sequential_replies(), STEPS, runs),
-        "parallel_us_per_call": await _per_call_us(lib, _parallel_replies(), STEPS + STEPS // 4, runs),
+    sequential, parallel = _sequential_replies(), _parallel_replies()
+    await _per_call_us(lib, sequential, STEPS, 3)  # warm-up (imports, schema caches)
+    figures = {
+        "sequential_us_per_step": await _per_call_us(lib, sequential, STEPS, runs),
+        "parallel_us_per_call": await _per_call_us(lib, parallel, STEPS + STEPS // 4, runs),
     }
+    if lib == "podium":
+        await _floor_us_per_call(lib, sequential, STEPS, 3)
+        figures["floor_sequential_us_per_step"] = await _floor_us_per_call(lib, sequential, STEPS, runs)
+        figures["floor_parallel_us_per_call"] = await _floor_us_per_call(
+            lib, parallel, STEPS + STEPS // 4, runs
+        )
+    return figures
 
 
 # -- parent side ------------------------------------------------------------------------------------------
@@ -148,8 +213,18 @@ def run_side(side: str, python: str, runs: int) -> dict[str, float]:
 
 
 ROWS = [
-    ("sequential_us_per_step", f"sequential, {STEPS} tool steps per run", "us/step"),
-    ("parallel_us_per_call", f"parallel, {STEPS // 4} plans x 4 branches + join", "us/call"),
+    (
+        "sequential_us_per_step",
+        f"sequential, {STEPS} tool steps per run",
+        "us/step",
+        "floor_sequential_us_per_step",
+    ),
+    (
+        "parallel_us_per_call",
+        f"parallel, {STEPS // 4} plans x 4 branches + join",
+        "us/call",
+        "floor_parallel_us_per_call",
+    ),
 ]
 
 
@@ -157,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--podium-only", action="store_true", help="skip PenguiFlow (no venv, no network)")
     parser.add_argument("--runs", type=int, default=21, help="planner runs per workload (median taken)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best round taken)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (best round taken)")
     parser.add_argument("--worker", choices=sorted(MODULE), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -178,15 +253,23 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in figures.items():
                 best[key] = min(best[key], value)
     ratios: dict[str, float] = {}
-    header = f"{'workload':<44} {'unit':>8} {'penguiflow':>11} {'podium':>9} {'podium/pf':>10}  target"
+    header = (
+        f"{'workload':<44} {'unit':>8} {'penguiflow':>11} {'podium':>9} {'podium/pf':>10}  {'target':<13}"
+        f" {'floor':>7} {'floor/pf':>9}"
+    )
     print(header)
     print("-" * len(header))
-    for key, label, unit in ROWS:
+    for key, label, unit, floor_key in ROWS:
         ours = results["podium"][key]
+        floor = results["podium"].get(floor_key, math.nan)
         theirs = results["penguiflow"][key] if "penguiflow" in results else math.nan
         ratio = ratios[key] = ours / theirs if theirs == theirs and theirs else math.nan
+        floor_ratio = ratios[floor_key] = floor / theirs if theirs == theirs and theirs else math.nan
         target = f"<= 0.2 {'met' if ratio <= 0.2 else 'MISSED'}" if ratio == ratio else "<= 0.2"
-        print(f"{label:<44} {unit:>8} {theirs:>11.4g} {ours:>9.4g} {ratio:>10.3g}  {target}")
+        print(
+            f"{label:<44} {unit:>8} {theirs:>11.4g} {ours:>9.4g} {ratio:>10.3g}  {target:<13}"
+            f" {floor:>7.4g} {floor_ratio:>9.3g}"
+        )
     print(json.dumps({"results": results, "ratios": ratios}, sort_keys=True))
     return 0
 

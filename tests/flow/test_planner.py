@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,96 @@ async def test_a_branch_timing_out_with_asyncio_timeout_fails_alone() -> None:
     branches = result.metadata["steps"][0]["observation"]["branches"]  # type: ignore[union-attr]
     assert branches[0]["failure"]["error_code"] == "TimeoutError"
     assert branches[1]["observation"] == {"docs": ["wiki on b"]}
+
+
+def _pair_catalog(first: Any, second: Any) -> list[Any]:
+    registry = ModelRegistry()
+    registry.register("first", Topic, Docs)
+    registry.register("second", Topic, Docs)
+    return build_catalog([Node(first, name="first"), Node(second, name="second")], registry)
+
+
+PAIR_PLAN = {
+    "thought": "both",
+    "plan": [{"node": "first", "args": {"topic": "a"}}, {"node": "second", "args": {"topic": "b"}}],
+}
+
+BRANCH_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("branch_var", default=None)
+
+
+async def test_parallel_branches_run_in_tasks_and_contexts_of_their_own() -> None:
+    seen: list[tuple[asyncio.Task[Any] | None, str | None]] = []
+
+    async def record(args: Topic, ctx: Any) -> Docs:
+        seen.append((asyncio.current_task(), BRANCH_VAR.get()))
+        BRANCH_VAR.set(args.topic)
+        return Docs(docs=[args.topic])
+
+    planner = ReactPlanner(
+        llm_client=ScriptedLLM([PAIR_PLAN, FINISH]),
+        catalog=_pair_catalog(tool(desc="one")(record), tool(desc="two")(record)),
+    )
+    result = await planner.run("q")
+    assert isinstance(result, PlannerFinish) and result.reason == "answer_complete"
+    (first_task, first_var), (second_task, second_var) = seen
+    assert first_task is not None and second_task is not None
+    assert len({id(first_task), id(second_task), id(asyncio.current_task())}) == 3
+    assert first_var is None and second_var is None  # neither saw the other's (or leaked into the planner)
+    assert BRANCH_VAR.get() is None
+
+
+async def test_parallel_branches_that_suspend_run_concurrently_and_are_cancelled_with_the_run() -> None:
+    ready = asyncio.Event()
+    release = asyncio.Event()
+    cancelled: list[str] = []
+
+    @tool(desc="waits for the second branch")
+    async def first(args: Topic, ctx: Any) -> Docs:
+        await ready.wait()  # set by the second branch: the branches must be running at the same time
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled.append(args.topic)
+            raise
+        return Docs(docs=[])
+
+    @tool(desc="lets the first branch go on")
+    async def second(args: Topic, ctx: Any) -> Docs:
+        await asyncio.sleep(0)
+        ready.set()
+        return Docs(docs=[args.topic])
+
+    planner = ReactPlanner(llm_client=ScriptedLLM([PAIR_PLAN, FINISH]), catalog=_pair_catalog(first, second))
+    run = asyncio.create_task(planner.run("q"))
+    await asyncio.wait_for(ready.wait(), 5)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 5)
+    assert cancelled == ["a"]
+
+
+async def test_models_that_override_model_dump_or_model_validate_keep_their_override() -> None:
+    class Shouting(BaseModel):
+        topic: str
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> Shouting:
+            return super().model_validate({"topic": str(obj["topic"]).upper()}, **kwargs)
+
+    class Tagged(Docs):
+        def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+            return {**super().model_dump(**kwargs), "tag": "custom"}
+
+    @tool(desc="echo")
+    async def echo(args: Shouting, ctx: Any) -> Tagged:
+        return Tagged(docs=[args.topic])
+
+    registry = ModelRegistry()
+    registry.register("echo", Shouting, Tagged)
+    planner = ReactPlanner(
+        llm_client=ScriptedLLM([call("echo", topic="quiet"), FINISH]),
+        catalog=build_catalog([Node(echo, name="echo")], registry),
+    )
+    result = await planner.run("q")
+    assert isinstance(result, PlannerFinish)
+    assert result.metadata["steps"][0]["observation"] == {"docs": ["QUIET"], "tag": "custom"}

@@ -9,7 +9,7 @@ before or after the object); what is still invalid goes back to the LLM with the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -92,18 +92,25 @@ def _json_object_in(text: str) -> str | None:
     return None
 
 
+# PlannerAction.model_validate_json without pydantic's wrapper (PlannerAction overrides nothing)
+_read_action: Callable[[str], PlannerAction] = PlannerAction.__pydantic_validator__.validate_json
+
+
 def parse_action(raw: Any) -> PlannerAction | str:
     """Read the LLM's reply as a :class:`PlannerAction`; on failure return the error text to show it."""
-    if isinstance(raw, Mapping):
+    if type(raw) is str:  # the usual reply
+        text = raw
+    elif isinstance(raw, Mapping):
         try:
             return PlannerAction.model_validate(dict(raw))
         except ValidationError as exc:
             return errors_json(exc)
-    if not isinstance(raw, str | bytes):
+    elif isinstance(raw, str | bytes):
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    else:
         return f"expected a JSON object as text, got {type(raw).__name__}"
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     try:
-        return PlannerAction.model_validate_json(text)
+        return _read_action(text)
     except ValidationError as exc:
         error = errors_json(exc)
     candidate = _json_object_in(text)

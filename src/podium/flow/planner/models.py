@@ -6,7 +6,7 @@ Shapes and JSON forms are PenguiFlow 2.2.5's, so a trajectory serialised by eith
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -23,7 +23,35 @@ __all__ = [
     "Trajectory",
     "TrajectoryStep",
     "TrajectorySummary",
+    "dump_json",
+    "validator",
 ]
+
+_MODEL_DUMP = BaseModel.model_dump
+_MODEL_VALIDATE = BaseModel.model_validate.__func__  # type: ignore[attr-defined]
+_validators: dict[type[BaseModel], Callable[[Any], Any]] = {}
+
+
+def dump_json(model: BaseModel) -> Any:
+    """``model.model_dump(mode="json")``, straight to pydantic-core's serializer when the class does not
+    override ``model_dump`` (pydantic's method is a wrapper around that one call: same data, a third of the
+    time, and the planner dumps several models per step)."""
+    cls = type(model)
+    if cls.model_dump is _MODEL_DUMP:
+        return cls.__pydantic_serializer__.to_python(model, mode="json")
+    return model.model_dump(mode="json")
+
+
+def validator(cls: type[BaseModel]) -> Callable[[Any], Any]:
+    """``cls.model_validate`` as pydantic-core's ``validate_python`` when ``cls`` does not override it (the same
+    call without pydantic's wrapper); looked up once per class."""
+    validate = _validators.get(cls)
+    if validate is None:
+        if getattr(cls.model_validate, "__func__", None) is _MODEL_VALIDATE and cls.__pydantic_complete__:
+            validate = _validators[cls] = cls.__pydantic_validator__.validate_python
+        else:  # overridden, or not fully defined yet (pydantic's own method rebuilds it): asked every time
+            return cls.model_validate
+    return validate
 
 
 class JSONLLMClient(Protocol):
@@ -90,21 +118,32 @@ class TrajectoryStep:
     observation: Any | None = None
     error: str | None = None
     failure: Mapping[str, Any] | None = None
-    # the (action, observation) messages the LLM is shown for this step, rendered once: a step does not
-    # change after it joins a trajectory, and every later prompt repeats it
+    # a step does not change after it joins a trajectory, and every later prompt repeats it: its JSON form
+    # (action, observation) is dumped once, and the (action, observation) messages the LLM is shown for it
+    # are rendered once
+    dumped: tuple[dict[str, Any], Any] | None = field(default=None, init=False, repr=False, compare=False)
     rendered: tuple[dict[str, str], dict[str, str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
+    def as_json(self) -> tuple[dict[str, Any], Any]:
+        """(the action, the observation) as JSON data, dumped once."""
+        dumped = self.dumped
+        if dumped is None:
+            observation = self.observation
+            if isinstance(observation, BaseModel):
+                observation = dump_json(observation)
+            dumped = self.dumped = (dump_json(self.action), observation)
+        return dumped
+
     def serialise_observation(self) -> Any:
-        if isinstance(self.observation, BaseModel):
-            return self.observation.model_dump(mode="json")
-        return self.observation
+        return self.as_json()[1]
 
     def dump(self) -> dict[str, Any]:
+        action, observation = self.as_json()
         return {
-            "action": self.action.model_dump(mode="json"),
-            "observation": self.serialise_observation(),
+            "action": action,
+            "observation": observation,
             "error": self.error,
             "failure": dict(self.failure) if self.failure else None,
         }
@@ -120,6 +159,11 @@ class Trajectory:
     resume_user_input: str | None = None
     # (query, context_meta, rendered user prompt), reused while neither changes
     rendered_query: tuple[str, Any, str] | None = field(default=None, init=False, repr=False, compare=False)
+    # the messages of steps[:len(history_of)] as the LLM sees them, grown as steps are appended (each step's
+    # are rendered once), and their total characters: a prompt is this list's copy, not a re-rendering
+    history: list[dict[str, str]] = field(default_factory=list, init=False, repr=False, compare=False)
+    history_of: list[TrajectoryStep] = field(default_factory=list, init=False, repr=False, compare=False)
+    history_chars: int = field(default=0, init=False, repr=False, compare=False)
 
     def to_history(self) -> list[dict[str, Any]]:
         return [step.dump() for step in self.steps]

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 from ..catalog import NodeSpec
 from . import prompts
 from .constraints import ConstraintTracker
+from .eager import start_eager
 from .llm import errors_json
-from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep
+from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep, dump_json, validator
 from .tools import PlannerContext, run_tool
 
 __all__ = ["ParallelPlan"]
@@ -36,7 +37,7 @@ class ParallelPlan:
         specs: Mapping[str, NodeSpec],
         *,
         make_ctx: Callable[[Trajectory], PlannerContext],
-        on_success: Callable[[str, Trajectory], None],
+        on_success: Callable[[str, Trajectory], None] | None,
     ) -> None:
         self._specs = specs
         self._make_ctx = make_ctx
@@ -51,7 +52,7 @@ class ParallelPlan:
                 errors.append(prompts.render_invalid_node(item.node, list(self._specs)))
                 continue
             try:
-                entries.append((spec, spec.args_model.model_validate(item.args or {})))
+                entries.append((spec, validator(spec.args_model)(item.args or {})))
             except ValidationError as exc:
                 errors.append(prompts.render_validation_error(spec.name, errors_json(exc)))
         return errors, entries
@@ -75,23 +76,33 @@ class ParallelPlan:
             return None, None
 
         ctx = self._make_ctx(trajectory)
-        # one task per branch, as gather does: a tool that uses asyncio.timeout() or current_task() needs its
-        # own task (running the first step eagerly, as 3.12's eager tasks do, would hand it the planner's)
-        outcomes = await asyncio.gather(*(run_tool(spec, args, ctx) for spec, args in entries))
+        # one task per branch, as gather gives them, but each starts at once (eagerly): a branch whose tool
+        # does not suspend is done before the next starts, and costs neither a scheduled step nor a turn of
+        # the loop; the branches that suspend are awaited together
+        loop = asyncio.get_running_loop()
+        tasks = [start_eager(run_tool(spec, args, ctx), loop) for spec, args in entries]
+        pending = [task for task in tasks if not task.done()]
+        if pending:
+            for task in tasks:  # gather's behaviour: a branch already raising is raised at once
+                if task.done() and (task.cancelled() or task.exception() is not None):
+                    task.result()
+            await asyncio.gather(*pending)
+        outcomes = [task.result() for task in tasks]
         branches: list[dict[str, Any]] = []
         successes: list[Any] = []
         failures: list[dict[str, Any]] = []
         pause: PlannerPause | None = None
         for (spec, args), outcome in zip(entries, outcomes, strict=True):
             tracker.record_hop()
-            branch: dict[str, Any] = {"node": spec.name, "args": args.model_dump(mode="json")}
+            branch: dict[str, Any] = {"node": spec.name, "args": dump_json(args)}
             if outcome.pause is not None and pause is None:
                 pause = outcome.pause
                 branch["pause"] = {"reason": pause.reason, "payload": dict(pause.payload)}
             elif outcome.observation is not None:
-                branch["observation"] = outcome.observation.model_dump(mode="json")
+                branch["observation"] = dump_json(outcome.observation)
                 successes.append(branch["observation"])
-                self._on_success(spec.name, trajectory)
+                if self._on_success is not None:
+                    self._on_success(spec.name, trajectory)
             else:
                 text = outcome.error or prompts.render_parallel_unknown_failure(spec.name)
                 branch["error"] = text
@@ -154,7 +165,7 @@ class ParallelPlan:
             if name in fields and name not in template:
                 template[name] = fills[name]
         try:
-            args = spec.args_model.model_validate(template)
+            args = validator(spec.args_model)(template)
         except ValidationError as exc:
             return {
                 "node": spec.name,
@@ -178,8 +189,9 @@ class ParallelPlan:
                 "pause": {"reason": pause.reason, "payload": dict(pause.payload)},
             }, pause
         if outcome.observation is not None:
-            self._on_success(spec.name, trajectory)
-            return {"node": spec.name, "observation": outcome.observation.model_dump(mode="json")}, None
+            if self._on_success is not None:
+                self._on_success(spec.name, trajectory)
+            return {"node": spec.name, "observation": dump_json(outcome.observation)}, None
         join: dict[str, Any] = {"node": spec.name, "error": outcome.error}
         if outcome.failure is not None:
             join["failure"] = dict(outcome.failure)

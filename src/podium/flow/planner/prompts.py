@@ -7,13 +7,14 @@ since they end up in a run's metadata and code (and LLM prompts) written for Pen
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "build_summarizer_messages",
     "build_system_prompt",
     "build_user_prompt",
+    "encode_json",
     "render_deadline_exhausted",
     "render_disallowed_node",
     "render_empty_parallel_plan",
@@ -36,8 +37,38 @@ __all__ = [
 ]
 
 
-def _compact_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+def _json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(data, ensure_ascii=False, sort_keys=True)`` with its encoder made once, not per call.
+
+    ``json.dumps`` with options builds a ``JSONEncoder`` and then a C encoder on every call, which costs as
+    much as encoding a small payload, and the planner encodes several per step. The C encoder made here
+    skips the circularity markers (they would have to be fresh per call); a cycle then ends in
+    ``RecursionError``, and the payload is encoded again by ``json.dumps`` to raise what it raises. Same
+    text, byte for byte.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    c_encode = make(
+        None, encoder.default, json.encoder.encode_basestring, None, ": ", ", ", True, False, True
+    )
+
+    def encode(data: Any) -> str:
+        try:
+            return "".join(c_encode(data, 0))
+        except RecursionError:
+            return encoder.encode(data)
+
+    return encode
+
+
+_compact_json = _json_encoder()
+
+
+def encode_json(data: Any) -> str:
+    """``json.dumps(data, ensure_ascii=False, sort_keys=True)``, as every JSON text the LLM reads is made."""
+    return _compact_json(data)
 
 
 # -- the system and user prompts ----------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +46,7 @@ from .models import (
     Trajectory,
     TrajectoryStep,
     TrajectorySummary,
+    validator,
 )
 from .parallel import ParallelPlan
 from .tools import PlannerContext, run_tool
@@ -153,6 +153,15 @@ class ReactPlanner:
         self._specs = list(catalog)
         self._spec_by_name = {spec.name: spec for spec in self._specs}
         self._planning_hints = PlanningHints.from_mapping(planning_hints)
+        hints = self._planning_hints
+        # what check_action and record_hint_progress read: without any, there is nothing to check per step
+        self._ordering_hints = bool(hints.ordering_hints)
+        self._no_hints = not (
+            hints.ordering_hints
+            or hints.disallow_nodes
+            or hints.sequential_only
+            or hints.max_parallel is not None
+        )
         self._system_prompt = prompts.build_system_prompt(
             [spec.to_tool_record() for spec in self._specs],
             extra=system_prompt_extra,
@@ -184,7 +193,9 @@ class ReactPlanner:
             else None
         )
         self._parallel = ParallelPlan(
-            self._spec_by_name, make_ctx=self._context, on_success=self._hint_progress
+            self._spec_by_name,
+            make_ctx=self._context,
+            on_success=self._hint_progress if self._ordering_hints else None,
         )
 
     # -- the public surface ---------------------------------------------------------------------------------
@@ -213,7 +224,7 @@ class ReactPlanner:
         Raises :class:`PlannerLLMError` (a ``RuntimeError``) when ``repair_attempts`` replies were all invalid.
         """
         base = await self._build_messages(trajectory)
-        messages = list(base)
+        messages = list(base)  # the client's own list: a repair is built from ``base`` whatever it did
         error = ""
         for _attempt in range(self._repair_attempts):
             raw = await self._client.complete(messages=messages, response_format=self._response_format)
@@ -291,14 +302,15 @@ class ReactPlanner:
 
     async def _act(self, action: PlannerAction, trajectory: Trajectory, tracker: ConstraintTracker) -> Any:
         """Run a single-tool action; returns the new last observation, ``_NO_CHANGE``, or a pause."""
-        assert action.next_node is not None
+        node = action.next_node
+        assert node is not None
         error = self._check(action, trajectory, tracker)
-        spec = self._spec_by_name.get(action.next_node)
+        spec = self._spec_by_name.get(node)
         if error is None and spec is None:
-            error = prompts.render_invalid_node(action.next_node, list(self._spec_by_name))
+            error = prompts.render_invalid_node(node, list(self._spec_by_name))
         if error is None and spec is not None:
             try:
-                args = spec.args_model.model_validate(action.args or {})
+                args = validator(spec.args_model)(action.args or {})
             except ValidationError as exc:
                 error = prompts.render_validation_error(spec.name, errors_json(exc))
         if error is not None or spec is None:
@@ -318,12 +330,16 @@ class ReactPlanner:
                 TrajectoryStep(action=action, error=outcome.error, failure=outcome.failure)
             )
             return None
-        trajectory.steps.append(TrajectoryStep(action=action, observation=outcome.observation))
-        self._hint_progress(spec.name, trajectory)
+        step = TrajectoryStep(action=action, observation=outcome.observation)
+        trajectory.steps.append(step)
+        if self._ordering_hints:
+            self._hint_progress(spec.name, trajectory)
         trajectory.resume_user_input = None
-        return outcome.observation.model_dump(mode="json")
+        return step.as_json()[1]  # the observation as JSON data, dumped once for the step and the run
 
     def _check(self, action: PlannerAction, trajectory: Trajectory, tracker: ConstraintTracker) -> str | None:
+        if self._no_hints and tracker.has_budget_for_next_tool():
+            return None  # nothing check_action could refuse
         has_budget = tracker.has_budget_for_next_tool()
         limit = self._hop_budget or 0
         return check_action(
@@ -363,41 +379,63 @@ class ReactPlanner:
     @staticmethod
     def _exchange(step: TrajectoryStep) -> tuple[dict[str, str], dict[str, str]]:
         """The step as the LLM sees it: its action, then what came of it (rendered once per step)."""
-        if step.rendered is None:
-            action = json.dumps(step.action.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
-            observation = prompts.render_observation(
-                observation=step.serialise_observation(), error=step.error, failure=step.failure
+        rendered = step.rendered
+        if rendered is None:
+            action, observation = step.as_json()
+            rendered = step.rendered = (
+                {"role": "assistant", "content": prompts.encode_json(action)},
+                {
+                    "role": "user",
+                    "content": prompts.render_observation(
+                        observation=observation, error=step.error, failure=step.failure
+                    ),
+                },
             )
-            step.rendered = (
-                {"role": "assistant", "content": action},
-                {"role": "user", "content": observation},
-            )
-        return step.rendered
+        return rendered
 
-    @staticmethod
-    def _user_prompt(trajectory: Trajectory) -> str:
+    def _head(self, trajectory: Trajectory) -> list[dict[str, str]]:
+        """The system prompt and the user's query (with its context, rendered once per run)."""
         cached = trajectory.rendered_query
         if cached is None or cached[0] != trajectory.query or cached[1] is not trajectory.context_meta:
             text = prompts.build_user_prompt(trajectory.query, trajectory.context_meta)
             cached = trajectory.rendered_query = (trajectory.query, trajectory.context_meta, text)
-        return cached[2]
+        return [{"role": "system", "content": self._system_prompt}, {"role": "user", "content": cached[2]}]
+
+    def _history(self, trajectory: Trajectory) -> list[dict[str, str]]:
+        """The messages of every step so far: the steps added since the last prompt are rendered and appended."""
+        steps, covered, history = trajectory.steps, trajectory.history_of, trajectory.history
+        done = len(covered)
+        if done > len(steps) or (done and steps[done - 1] is not covered[-1]):  # steps were replaced
+            covered.clear()
+            history.clear()
+            trajectory.history_chars = done = 0
+        for step in steps[done:]:
+            action, observation = self._exchange(step)
+            history.append(action)
+            history.append(observation)
+            covered.append(step)
+            trajectory.history_chars += len(action["content"]) + len(observation["content"])
+        return history
 
     async def _build_messages(self, trajectory: Trajectory) -> list[dict[str, str]]:
-        head = [
-            {"role": "system", "content": self._system_prompt},
-            {"role": "user", "content": self._user_prompt(trajectory)},
-        ]
-        tail = []
-        if trajectory.resume_user_input:
-            tail = [
-                {"role": "user", "content": prompts.render_resume_user_input(trajectory.resume_user_input)}
-            ]
-        history = [message for step in trajectory.steps for message in self._exchange(step)]
-        full = head + history + tail
-        if self._token_budget is None or sum(len(m.get("content", "")) for m in full) <= self._token_budget:
-            return full
+        head = self._head(trajectory)
+        history = self._history(trajectory)
+        resume = trajectory.resume_user_input
+        tail = [{"role": "user", "content": prompts.render_resume_user_input(resume)}] if resume else []
+        budget = self._token_budget
+        if budget is None or (
+            len(head[0]["content"])
+            + len(head[1]["content"])
+            + trajectory.history_chars
+            + sum(len(m["content"]) for m in tail)
+            <= budget
+        ):
+            head += history
+            head += tail
+            return head
+        condensed = head
         summary = await self._summarise(trajectory)
-        condensed = [*head, {"role": "system", "content": prompts.render_summary(summary.compact())}]
+        condensed.append({"role": "system", "content": prompts.render_summary(summary.compact())})
         if trajectory.steps:
             condensed.extend(self._exchange(trajectory.steps[-1]))
         return condensed + tail

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ..catalog import NodeSpec
 from . import prompts
 from .llm import errors_json
-from .models import PlannerPause, PlannerPauseReason
+from .models import PlannerPause, PlannerPauseReason, dump_json, validator
 
 __all__ = ["PauseSignal", "PlannerContext", "ToolOutcome", "failure_payload", "run_tool", "tool_error"]
 
@@ -65,7 +65,7 @@ def failure_payload(spec: NodeSpec, args: BaseModel, exc: BaseException) -> dict
         suggestion = getattr(exc, "remedy", None)
     payload: dict[str, Any] = {
         "node": spec.name,
-        "args": args.model_dump(mode="json"),
+        "args": dump_json(args),
         "error_code": type(exc).__name__,
         "message": str(exc),
     }
@@ -87,6 +87,6 @@ async def run_tool(spec: NodeSpec, args: BaseModel, ctx: PlannerContext) -> Tool
     except Exception as exc:
         return ToolOutcome(error=tool_error(spec, exc), failure=failure_payload(spec, args, exc))
     try:
-        return ToolOutcome(observation=spec.out_model.model_validate(raw))
+        return ToolOutcome(observation=validator(spec.out_model)(raw))
     except ValidationError as exc:
         return ToolOutcome(error=prompts.render_output_validation_error(spec.name, errors_json(exc)))

@@ -1,0 +1,139 @@
+"""Starting a coroutine as its own task, eagerly: Python 3.12's eager tasks, for the planner's branches on 3.11.
+
+:func:`start_eager` runs the coroutine's first step at once, in the caller's turn of the loop, as a task of
+its own: during that step ``asyncio.current_task()`` is the new task (so ``asyncio.timeout`` in a tool
+cancels the branch, not the planner), the step runs in its own copy of the context (as ``create_task``
+gives), and the caller's task is current again afterwards. A coroutine that finishes without suspending
+returns a done task: no step was scheduled and the loop did not turn. One that suspends goes on as an
+ordinary task, registered in ``all_tasks()``, awaited or cancelled like any other.
+
+On 3.12 and later this is ``asyncio.Task(..., eager_start=True)``. On 3.11 it is asyncio's own pure
+Python ``Task`` with its first step taken here: a step that returns sets the result directly; one that
+suspends or raises is handed to the Task's own step machinery, which sees exactly what the first step
+left (the future it yielded, the exception it raised), so cancellation, errors and wake-ups behave as
+asyncio defines them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import types
+from asyncio import format_helpers
+from asyncio import tasks as _tasks
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+__all__ = ["start_eager"]
+
+
+def _start_eager_312(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    task: asyncio.Future[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return task
+
+
+@types.coroutine
+def _resuming(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """``coro`` after a first step that yielded ``yielded``: yield that to the task, then go on with ``coro``."""
+    try:
+        yield yielded
+    except GeneratorExit:
+        coro.close()
+        raise
+    except BaseException as exc:  # thrown into the task at its first suspension (e.g. its cancellation)
+        try:
+            yielded = coro.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        return (yield from _resuming(coro, yielded))
+    return (yield from coro)  # the task sends None on wake-up, as ``yield from`` does first
+
+
+@types.coroutine
+def _raising(exc: BaseException) -> Generator[Any, Any, Any]:
+    """A first step that raised ``exc``: the task's own step records it as asyncio does."""
+    raise exc
+    yield  # a generator  # pragma: no cover
+
+
+@types.coroutine
+def _returning(value: Any) -> Generator[Any, Any, Any]:
+    """A first step that returned while the task was asked to cancel itself: the task's own step decides."""
+    return value
+    yield  # a generator  # pragma: no cover
+
+
+_PyTask: Any = getattr(_tasks, "_PyTask")  # noqa: B009 - asyncio's pure Python Task (3.11 keeps it beside the C one)
+_py_set_result: Callable[[Any, Any], None] = getattr(asyncio.futures, "_PyFuture").set_result  # noqa: B009
+_PENDING: str = getattr(asyncio.futures, "_PENDING")  # noqa: B009
+_FINISHED: str = getattr(asyncio.futures, "_FINISHED")  # noqa: B009
+_next_task_number: Callable[[], int] = getattr(_tasks, "_task_name_counter")  # noqa: B009
+
+
+class _EagerTask(_PyTask):  # type: ignore[misc]
+    """asyncio's pure Python Task, minus scheduling its first step in ``__init__`` (:func:`start_eager` takes it)."""
+
+    _num_cancels_requested = 0
+    _must_cancel = False
+    _fut_waiter = None
+    _name: str | None = None  # numbered when first asked for (most branches never are)
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
+        # Future.__init__ and Task.__init__ without the call_soon: the other attributes are class defaults
+        self._loop = loop
+        self._callbacks: list[Any] = []
+        if loop.get_debug():
+            self._source_traceback = format_helpers.extract_stack(sys._getframe(1))
+        self._coro = coro
+        self._context = contextvars.copy_context()
+
+    def get_name(self) -> str:
+        if self._name is None:
+            self._name = f"Task-{_next_task_number()}"
+        return self._name
+
+    def __del__(self) -> None:
+        # asyncio's two finalisers (Task's, then Future's) only report a task destroyed while pending or an
+        # exception never retrieved: a task done in its first step has neither, so skip both frames
+        if self._state == _PENDING or self._Future__log_traceback:
+            super().__del__()
+
+
+def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    current = _tasks.current_task(loop)
+    task = _EagerTask(coro, loop)
+    context = task._context
+    if current is not None:
+        _tasks._leave_task(loop, current)
+    try:
+        _tasks._enter_task(loop, task)
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration as stop:
+            if not task._must_cancel:  # the usual case: done, in one step
+                if task._callbacks:  # added by the coroutine to its own task: scheduled as set_result does
+                    _py_set_result(task, stop.value)
+                else:
+                    task._result = stop.value
+                    task._state = _FINISHED
+                return task
+            task._coro = _returning(stop.value)
+        except BaseException as exc:  # recorded (or re-raised) by the task's own step below
+            task._coro = _raising(exc)
+        else:
+            task._coro = _resuming(coro, yielded)
+        finally:
+            _tasks._leave_task(loop, task)
+        context.run(task._Task__step)
+    finally:
+        if current is not None:
+            _tasks._enter_task(loop, current)
+    if not task.done():
+        _tasks._register_task(task)
+    return task
+
+
+start_eager: Callable[[Coroutine[Any, Any, Any], asyncio.AbstractEventLoop], asyncio.Future[Any]] = (
+    _start_eager_312 if sys.version_info >= (3, 12) else _start_eager_311
+)
