@@ -140,9 +140,12 @@ class WorkerRegistry:
         return False
 
     async def offline(self, worker_id: str) -> None:
-        """The worker left: no longer a candidate anywhere (its reputation stays)."""
+        """The worker left: no longer a candidate anywhere (its reputation stays; what is queued for it may
+        be stolen)."""
         await self.storage.apply(Delete(WORKER_LIVE, worker_id))
-        self._cache.pop(worker_id, None)
+        cached = self._cache.get(worker_id)
+        if cached is not None:
+            self._cache[worker_id] = _replace(cached, status="offline")
 
     async def count_dispatch(self, worker_id: str) -> None:
         """Count one task dispatched to the worker against its load until its next heartbeat reports."""
@@ -222,17 +225,16 @@ class WorkerRegistry:
     # --- reads --------------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, WorkerState]:
-        """Every registered remote worker that has a heartbeat record, read from the store at most once per
-        ``DISPATCHER_CACHE_TTL_S`` (0: every time)."""
+        """Every registered remote worker, read from the store at most once per ``DISPATCHER_CACHE_TTL_S``
+        (0: every time). Those that left are in it as ``offline``: no dispatch candidates, but the tasks
+        still queued for them are there for idle workers to steal."""
         now = self.clock.monotonic()
         if now - self._cached_at < self.config.DISPATCHER_CACHE_TTL_S:
             return self._cache
-        regs = await self.storage.list(WORKER, group="remote", status="online", limit=100_000)
+        regs = await self.storage.list(WORKER, group="remote", limit=100_000)
         lives = {r.id: r for r in await self.storage.list(WORKER_LIVE, limit=100_000)}
         reps = {r.id: r for r in await self.storage.list(WORKER_REP, limit=100_000)}
-        self._cache = {
-            r.id: _state(r.id, r.data, lives.get(r.id), reps.get(r.id)) for r in regs if r.id in lives
-        }
+        self._cache = {r.id: _state(r.id, r.data, lives.get(r.id), reps.get(r.id)) for r in regs}
         self._cached_at = now
         return self._cache
 
