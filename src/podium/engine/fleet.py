@@ -36,6 +36,7 @@ from podium.engine.strategy import (
     note_dispatch,
     reputation_after,
     steal_from,
+    trusted,
 )
 from podium.errors import ConflictError
 from podium.store.base import Delete, Put, Record
@@ -300,11 +301,16 @@ class WorkerRegistry:
 
     async def steal_queues(self, worker_id: str, skills: Iterable[str]) -> list[str]:
         """The targeted queues an idle ``worker_id`` may steal from (``WORK_STEALING_ENABLED``; see
-        :func:`podium.engine.strategy.steal_from`); empty when no other remote worker shares a skill."""
+        :func:`podium.engine.strategy.steal_from`); empty when no other remote worker shares a skill, and
+        for a remote worker below ``REPUTATION_MIN_THRESHOLD`` (one the strategies pass over does not take
+        tasks meant for others either)."""
         if not self.config.WORK_STEALING_ENABLED:
             return []
         workers = await self.snapshot()
         if not workers:
+            return []
+        thief = workers.get(worker_id)
+        if thief is not None and not trusted(thief.reputation, self.config.REPUTATION_MIN_THRESHOLD):
             return []
         pairs = steal_from(worker_id, skills, workers.values(), self.clock.now(), ttl_s=self.ttl_s)
         return [worker_queue(w, s) for w, s in pairs]
