@@ -240,3 +240,18 @@ async def test_resource_requirements_pick_the_worker_whose_registration_meets_th
         job = await engine.wait_for_job(job_id, timeout_s=5)
         assert job.status == "quarantined"
         assert "resource_mismatch" in str(job.error), job.error
+
+
+async def test_tasks_queued_for_a_worker_that_left_are_stolen_by_an_idle_one() -> None:
+    engine = render_engine()
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        await register(http, "cheap", 1.0)
+        await register(http, "dear", 5.0)
+        body = {"initial_data": {"strategy": "cheapest"}}
+        job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+        # the cheap worker deregisters with the task still queued for it
+        url = rxon.ENDPOINT_HEARTBEAT.format(worker_id="cheap")
+        assert (await http.delete(url, headers=headers("cheap"))).status_code == 200
+        r = await next_task(http, "dear", 0.0)
+        assert r.status_code == 200 and r.json()["job_id"] == job_id, r.text
+        assert stack.engine is engine

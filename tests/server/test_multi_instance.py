@@ -127,3 +127,19 @@ async def test_two_instances_share_workers_load_and_reputation(store_url: str) -
         listed = {w["worker_id"]: w for w in (await on_b.get("/api/v1/workers", headers=CLIENT)).json()}
         assert listed["w1"]["skills"] == ["render", "upscale"]
         assert listed["w1"]["reputation"] == pytest.approx(0.95)  # kept across the registration
+
+        # Idle workers steal across instances: w2 (registered with B) is busy with a task queued for it,
+        # w1 (below the threshold) may not take it, a new trusted w3 polling A does
+        assert (
+            await on_b.patch(
+                rxon.ENDPOINT_HEARTBEAT.format(worker_id="w2"),
+                json={"worker_id": "w2", "status": "busy"},
+                headers=headers("w2"),
+            )
+        ).status_code == 200
+        job_id = await submit(on_b, "cheapest")
+        assert (await next_task(on_a, "w1", 0.0)).status_code == 204
+        await register(on_a, "w3", 9.0)
+        r = await next_task(on_a, "w3", 0.0)
+        assert r.status_code == 200 and r.json()["job_id"] == job_id, r.text
+        assert (await b.engine.get_task(r.json()["task_id"])).worker_id == "w3"

@@ -22,7 +22,7 @@ a task (that is :func:`podium.engine.strategy.decide`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from podium.engine.core import EngineCore
@@ -36,6 +36,7 @@ from podium.engine.strategy import (
     note_dispatch,
     reputation_after,
     steal_from,
+    trusted,
 )
 from podium.errors import ConflictError
 from podium.store.base import Delete, Put, Record
@@ -94,6 +95,32 @@ class WorkerRegistry:
         live = await self.storage.get(WORKER_LIVE, worker_id)
         self._cache[worker_id] = _state(worker_id, data, live, rep)
 
+    async def _change_live(
+        self, worker_id: str, change: Callable[[dict[str, Any]], bool], *, durable: bool = False
+    ) -> dict[str, Any] | None:
+        """Change the worker's heartbeat record under its version (a conflict re-reads and retries): ``change``
+        edits a copy of its data and says whether to write it. The data as changed, or ``None`` when the
+        worker has no heartbeat record. Contended past retrying, a ``durable`` change raises the
+        :class:`ConflictError`; any other is dropped (a heartbeat or a count the next one makes good)."""
+        for attempt in range(_CAS_TRIES):
+            rec = await self.storage.get(WORKER_LIVE, worker_id)
+            if rec is None:
+                return None
+            d = dict(rec.data)
+            if not change(d):
+                return d
+            try:
+                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version), durable=durable)
+            except ConflictError:
+                if durable and attempt == _CAS_TRIES - 1:
+                    raise
+                continue
+            cached = self._cache.get(worker_id)
+            if cached is not None:
+                self._cache[worker_id] = _with_live(cached, d)
+            return d
+        return d
+
     async def heartbeat(
         self, worker_id: str, *, status: str, load: int | None, hot_skills: Sequence[str] | None
     ) -> tuple[list[dict[str, Any]], float] | None:
@@ -101,67 +128,48 @@ class WorkerRegistry:
         (:meth:`command`), handed over now, and when it last registered. ``None`` if the worker has no
         heartbeat record (not a registered remote worker). ``None`` for ``load`` or ``hot_skills`` keeps what
         was reported before."""
-        for _ in range(_CAS_TRIES):
-            rec = await self.storage.get(WORKER_LIVE, worker_id)
-            if rec is None:
-                return None
+        commands: list[dict[str, Any]] = []
+
+        def report(d: dict[str, Any]) -> bool:
             now = self.clock.now()
-            d = dict(rec.data)
             d.update(status=status, last_seen=now, instance=self.instance_id)
             if load is not None:  # the report replaces the dispatches counted since the last one
                 d.update(load=load, reported_at=now, dispatched=[])
             if hot_skills is not None:
                 d["hot_skills"] = sorted(hot_skill_names(hot_skills))
-            commands = d.pop("commands", None) or []
-            try:  # under the version, so that a command queued meanwhile is not lost
-                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version), durable=False)
-            except ConflictError:
-                continue
-            cached = self._cache.get(worker_id)
-            if cached is not None:
-                self._cache[worker_id] = _with_live(cached, d)
-            return list(commands), float(d.get("registered_at", 0.0))
-        return [], 0.0
+            commands[:] = d.pop("commands", None) or []  # under the version: one queued meanwhile is kept
+            return True
+
+        d = await self._change_live(worker_id, report)
+        return None if d is None else (commands, float(d.get("registered_at", 0.0)))
 
     async def command(self, worker_id: str, command: Mapping[str, Any]) -> bool:
         """Queue a command (``{"command": "drain"}``, ...) for the worker's next heartbeat, whichever instance
         it reaches; ``False`` if the worker has no heartbeat record. Written durably: an order is not lost."""
-        for _ in range(_CAS_TRIES):
-            rec = await self.storage.get(WORKER_LIVE, worker_id)
-            if rec is None:
-                return False
-            d = dict(rec.data)
+
+        def queue(d: dict[str, Any]) -> bool:
             d["commands"] = [*(d.get("commands") or ()), dict(command)]
-            try:
-                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version))
-            except ConflictError:
-                continue
             return True
-        return False
+
+        return await self._change_live(worker_id, queue, durable=True) is not None
 
     async def offline(self, worker_id: str) -> None:
-        """The worker left: no longer a candidate anywhere (its reputation stays)."""
+        """The worker left: no longer a candidate anywhere (its reputation stays; what is queued for it may
+        be stolen)."""
         await self.storage.apply(Delete(WORKER_LIVE, worker_id))
-        self._cache.pop(worker_id, None)
+        cached = self._cache.get(worker_id)
+        if cached is not None:
+            self._cache[worker_id] = _replace(cached, status="offline")
 
     async def count_dispatch(self, worker_id: str) -> None:
         """Count one task dispatched to the worker against its load until its next heartbeat reports."""
-        for _ in range(_CAS_TRIES):
-            rec = await self.storage.get(WORKER_LIVE, worker_id)
-            if rec is None:
-                return
-            d = dict(rec.data)
-            d["dispatched"] = list(
-                note_dispatch(d.get("dispatched") or (), d.get("reported_at", 0.0), self.clock.now())
-            )
-            try:
-                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version), durable=False)
-            except ConflictError:
-                continue
-            cached = self._cache.get(worker_id)
-            if cached is not None:
-                self._cache[worker_id] = _with_live(cached, d)
-            return
+
+        def count(d: dict[str, Any]) -> bool:
+            dispatched = d.get("dispatched") or ()
+            d["dispatched"] = list(note_dispatch(dispatched, d.get("reported_at", 0.0), self.clock.now()))
+            return True
+
+        await self._change_live(worker_id, count)
 
     async def result_in(self, worker_id: str) -> None:
         """A result from the worker: the oldest task counted against its load since its heartbeat no longer
@@ -170,18 +178,14 @@ class WorkerRegistry:
         view = (await self.snapshot()).get(worker_id)
         if view is None or not view.dispatched:
             return
-        for _ in range(_CAS_TRIES):
-            rec = await self.storage.get(WORKER_LIVE, worker_id)
-            if rec is None or not rec.data.get("dispatched"):
-                return
-            d = dict(rec.data)
+
+        def uncount(d: dict[str, Any]) -> bool:
+            if not d.get("dispatched"):
+                return False
             d["dispatched"] = list(d["dispatched"])[1:]
-            try:
-                await self.storage.apply(Put(WORKER_LIVE, worker_id, d, rec.version), durable=False)
-            except ConflictError:
-                continue
-            self._cache[worker_id] = _with_live(view, d)
-            return
+            return True
+
+        await self._change_live(worker_id, uncount)
 
     async def score(self, worker_id: str, outcome: str | None) -> float | None:
         """Count one result of the worker (:meth:`result_in`) and score it
@@ -222,17 +226,16 @@ class WorkerRegistry:
     # --- reads --------------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, WorkerState]:
-        """Every registered remote worker that has a heartbeat record, read from the store at most once per
-        ``DISPATCHER_CACHE_TTL_S`` (0: every time)."""
+        """Every registered remote worker, read from the store at most once per ``DISPATCHER_CACHE_TTL_S``
+        (0: every time). Those that left are in it as ``offline``: no dispatch candidates, but the tasks
+        still queued for them are there for idle workers to steal."""
         now = self.clock.monotonic()
         if now - self._cached_at < self.config.DISPATCHER_CACHE_TTL_S:
             return self._cache
-        regs = await self.storage.list(WORKER, group="remote", status="online", limit=100_000)
+        regs = await self.storage.list(WORKER, group="remote", limit=100_000)
         lives = {r.id: r for r in await self.storage.list(WORKER_LIVE, limit=100_000)}
         reps = {r.id: r for r in await self.storage.list(WORKER_REP, limit=100_000)}
-        self._cache = {
-            r.id: _state(r.id, r.data, lives.get(r.id), reps.get(r.id)) for r in regs if r.id in lives
-        }
+        self._cache = {r.id: _state(r.id, r.data, lives.get(r.id), reps.get(r.id)) for r in regs}
         self._cached_at = now
         return self._cache
 
@@ -298,11 +301,16 @@ class WorkerRegistry:
 
     async def steal_queues(self, worker_id: str, skills: Iterable[str]) -> list[str]:
         """The targeted queues an idle ``worker_id`` may steal from (``WORK_STEALING_ENABLED``; see
-        :func:`podium.engine.strategy.steal_from`); empty when no other remote worker shares a skill."""
+        :func:`podium.engine.strategy.steal_from`); empty when no other remote worker shares a skill, and
+        for a remote worker below ``REPUTATION_MIN_THRESHOLD`` (one the strategies pass over does not take
+        tasks meant for others either)."""
         if not self.config.WORK_STEALING_ENABLED:
             return []
         workers = await self.snapshot()
         if not workers:
+            return []
+        thief = workers.get(worker_id)
+        if thief is not None and not trusted(thief.reputation, self.config.REPUTATION_MIN_THRESHOLD):
             return []
         pairs = steal_from(worker_id, skills, workers.values(), self.clock.now(), ttl_s=self.ttl_s)
         return [worker_queue(w, s) for w, s in pairs]
