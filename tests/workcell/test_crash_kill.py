@@ -334,3 +334,37 @@ async def test_sigkill_after_the_node_acknowledged_but_before_the_start_starts_i
             assert (await second.jobs.get_job(workflow_id)).status == "finished"
         finally:
             await second.stop()
+
+
+async def test_sigkill_after_a_step_end_committed_without_fsync_runs_the_next_step_once(
+    tmp_path: Path,
+) -> None:
+    db, data_dir = tmp_path / "wc.db", tmp_path / "data"
+    async with bench(tmp_path) as b:
+        # Given a child workcell SIGKILLed right after the second step's end was committed (without waiting
+        # for the disk: a next step follows, whose "acknowledged" would have flushed it) and before anything
+        # of the third step reached its node (its create is held at the door, then refused)
+        create = b.doors["platereader_1"].hold("POST", "/action/read_plate")
+        create.forward = False
+        workflow_id = await run_child_until(b, tmp_path, create.arrived, "the create request for read_plate")
+        create.release.set()
+        await until(create.handled, "the create request to be refused")
+        # Then the end survived the process's death (committed, in the operating system's hands), the third
+        # step has no journal and the node has no action for it
+        phases = await journal(db, workflow_id)
+        assert sorted((data["action"], phase) for phase, data in phases.values()) == [
+            ("home", "result"),
+            ("refill_tips", "result"),
+        ]
+        assert started_on_nodes(b)["platereader_1"] == []
+        b.reader.release.set()
+        # When a new workcell starts on the same file
+        second = await resume_in_this_process(db, data_dir, b)
+        try:
+            done = await second.wait_for(workflow_id, timeout_s=WAIT_S)
+            # Then the third step ran once (the first two were not run again) and the workflow completed
+            await assert_each_step_ran_once(b, second, done)
+            assert b.doors["platereader_1"].count("POST", "/action/read_plate") == 1
+            assert (await second.jobs.get_job(workflow_id)).status == "finished"
+        finally:
+            await second.stop()

@@ -1,6 +1,7 @@
 """Durable writes per step and the physical-step journal: a step's end, the job's move and the next step's
 task (its intent) share one transaction, "sent" + "acknowledged" one more, and every phase is on disk before
-it is acted on."""
+it is acted on. One fsync per step: a step's end followed by the next step is written without waiting for
+the disk, and the next step's "acknowledged" (durable, before the node starts anything) brings it there."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from podium.engine.engine import JOB, TASK
 from podium.store import MemoryStore, Op, Put, Store
 from podium.workcell import (
     ActionCall,
+    ActionStatus,
     InProcessNode,
     WorkcellDefinition,
     WorkcellEngine,
@@ -29,10 +31,21 @@ class CountingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.applies: list[tuple[tuple[Op, ...], bool]] = []
+        self.durable_write = asyncio.Event()
+        """Set (and replaced) after every durable write."""
 
     async def apply(self, *ops: Op, durable: bool = True) -> list[Any]:
         self.applies.append((ops, durable))
-        return await super().apply(*ops, durable=durable)
+        result = await super().apply(*ops, durable=durable)
+        if durable:
+            event, self.durable_write = self.durable_write, asyncio.Event()
+            event.set()
+        return result
+
+    def all_on_disk(self) -> bool:
+        """Whether every write so far would be on disk: a disk store flushes its log in order, so a durable
+        write brings every earlier one with it."""
+        return not self.applies or self.applies[-1][1]
 
 
 def _engine(
@@ -48,7 +61,7 @@ def _ten_steps() -> Any:
     )
 
 
-async def test_two_durable_writes_per_step_and_every_phase_journaled(
+async def test_one_durable_write_per_step_and_every_phase_journaled(
     workcell: WorkcellDefinition, tmp_path: Path
 ) -> None:
     store = CountingStore()
@@ -67,7 +80,17 @@ async def test_two_durable_writes_per_step_and_every_phase_journaled(
             (JOB, "waiting_for_worker"),
             (TASK, "running"),  # dispatched and handed to the workcell's executor in the same write
         }
-        assert all(durable for _, durable in writes)
+        # Durable: the definition, the submission, each step's "acknowledged" and the last step's end; the
+        # other nine ends are each brought to disk by the next write, the next step's "acknowledged".
+        durable = [d for _, d in writes]
+        assert durable == [True, True] + [True, False] * 9 + [True, True], durable
+        for i, (ops, d) in enumerate(writes[2:], start=2):
+            phases = {o.status for o in ops if isinstance(o, Put) and o.kind == ACTION_KIND}
+            assert phases == ({"acknowledged"} if i % 2 == 0 else {"result"}), (i, phases)
+            if not d:
+                assert writes[i + 1][1] and {
+                    o.status for o in writes[i + 1][0] if isinstance(o, Put) and o.kind == ACTION_KIND
+                } == {"acknowledged"}
         # Each step's end shares its transaction with the job's move and the next step's task.
         for i in range(9):
             ended = done.steps[i].result.action_id  # type: ignore[union-attr]
@@ -108,6 +131,84 @@ async def test_acknowledged_is_on_disk_before_the_node_starts(
         run = await engine.submit(_ten_steps())
         assert (await engine.wait_for(run.workflow_id, timeout_s=10)).status.completed
     assert seen == ["acknowledged"] * 10
+
+
+async def test_nothing_starts_on_a_node_before_every_earlier_write_is_on_disk(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    # Given a 10-step workflow whose step ends (but the last) are written without waiting for the disk
+    store = CountingStore()
+    on_disk: list[bool] = []
+
+    class Watching(InProcessNode):
+        async def _execute(self, call: ActionCall) -> Any:
+            on_disk.append(store.all_on_disk())
+            return await super()._execute(call)
+
+    arm = Watching("arm", {"noop": lambda: None})
+    async with _engine(workcell, store, tmp_path, {**make_nodes(), "arm": arm}) as engine:
+        run = await engine.submit(_ten_steps())
+        assert (await engine.wait_for(run.workflow_id, timeout_s=10)).status.completed
+    # Then when each action starts on the node, the previous step's end is on disk (a durable write came
+    # after it: the step's own "acknowledged")
+    assert any(not d for _, d in store.applies)
+    assert on_disk == [True] * 10
+
+
+async def test_a_step_end_whose_next_step_must_wait_is_brought_to_disk_at_once(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    # Given workflow B running a step on lh, held there, and workflow A whose second step needs lh
+    store = CountingStore()
+    nodes = make_nodes()
+    lh = nodes["lh"]
+    lh.gate = asyncio.Event()
+    async with _engine(workcell, store, tmp_path, nodes) as engine:
+        b = await engine.submit(
+            load_workflow_definition({"name": "b", "steps": [{"node": "lh", "action": "noop"}]})
+        )
+        await asyncio.wait_for(lh.acknowledged.wait(), 5)
+        a = await engine.submit(
+            load_workflow_definition(
+                {"name": "a", "steps": [{"node": "arm", "action": "noop"}, {"node": "lh", "action": "noop"}]}
+            )
+        )
+
+        # When A's first step ends (written without waiting for the disk: a next step follows) and its
+        # second step cannot start (lh is busy)
+        async def first_ended() -> None:
+            while True:
+                wf = await engine.get_workflow(a.workflow_id)
+                if wf.steps[0].status == ActionStatus.SUCCEEDED:
+                    return
+                await engine.journal.changed.wait()
+
+        await asyncio.wait_for(first_ended(), 5)
+        ended = (await engine.get_workflow(a.workflow_id)).steps[0].result.action_id  # type: ignore[union-attr]
+        end_write = next(
+            i
+            for i, (ops, _) in enumerate(store.applies)
+            if any(isinstance(o, Put) and o.kind == ACTION_KIND and o.id == ended for o in ops)
+            and any(isinstance(o, Put) and o.kind == ACTION_KIND and o.status == "result" for o in ops)
+        )
+        assert not store.applies[end_write][1]
+
+        # Then a durable write follows at once (that end's journal again), without waiting for lh
+        async def on_disk() -> None:
+            while not store.all_on_disk():
+                await store.durable_write.wait()
+
+        await asyncio.wait_for(on_disk(), 5)
+        flushed = [ops for ops, d in store.applies[end_write + 1 :] if d]
+        assert any(
+            isinstance(o, Put) and o.kind == ACTION_KIND and o.id == ended and o.status == "result"
+            for ops in flushed
+            for o in ops
+        )
+        assert (await engine.get_workflow(a.workflow_id)).steps[1].status != ActionStatus.RUNNING
+        lh.gate.set()
+        assert (await engine.wait_for(b.workflow_id, timeout_s=10)).status.completed
+        assert (await engine.wait_for(a.workflow_id, timeout_s=10)).status.completed
 
 
 async def test_crash_after_a_step_ends_queues_the_next_step_again(

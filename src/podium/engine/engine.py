@@ -508,6 +508,7 @@ class OrchestratorEngine:
         token: int | None = None,
         worker_id: str | None = None,
         extra_ops: Sequence[Op] = (),
+        durable: bool = True,
     ) -> str:
         """Submit a task's result. Returns what happened: ``"applied"``, ``"retry"`` (a retryable error, the
         task is queued again), or ``"ignored"`` (duplicate or late: recorded in history, changes nothing).
@@ -516,9 +517,18 @@ class OrchestratorEngine:
         ``extra_ops`` are the executor's own records of the outcome (the workcell's workflow view, its action
         journal, datapoints): written in the same transaction as whatever the result leads to, also when it
         is ignored. A conflict on one of them raises :class:`~podium.errors.ConflictError` and writes nothing.
+        ``durable=False``: the applied result's write need not wait for the disk (the store's ``apply``); the
+        caller makes a durable write soon after, which brings it to disk (the workcell's next step's journal).
         """
         return await self.tasks.complete_task(
-            task_id, status, data, error, token=token, worker_id=worker_id, extra_ops=extra_ops
+            task_id,
+            status,
+            data,
+            error,
+            token=token,
+            worker_id=worker_id,
+            extra_ops=extra_ops,
+            durable=durable,
         )
 
     # --- worker registry --------------------------------------------------------------------------

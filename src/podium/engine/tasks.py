@@ -355,6 +355,7 @@ class Tasks:
         token: int | None = None,
         worker_id: str | None = None,
         extra_ops: Sequence[Op] = (),
+        durable: bool = True,
     ) -> str:
         """Submit a task's result. Returns what happened: ``"applied"``, ``"retry"`` (a retryable error, the
         task is queued again), or ``"ignored"`` (duplicate or late: recorded in history, changes nothing).
@@ -373,7 +374,13 @@ class Tasks:
             err = dict(error)
         result = {"status": status, "data": dict(data) if data is not None else None, "error": err}
         return await self.apply_result(
-            task_id, result, source="worker", worker_id=worker_id, token=token, extra_ops=extra_ops
+            task_id,
+            result,
+            source="worker",
+            worker_id=worker_id,
+            token=token,
+            extra_ops=extra_ops,
+            durable=durable,
         )
 
     async def apply_result(
@@ -388,6 +395,7 @@ class Tasks:
         expect_token: int | None = None,
         expect_status: TaskStatus | None = None,
         extra_ops: Sequence[Op] = (),
+        durable: bool = True,
     ) -> str:
         # The first pass may decide on cached records: a decision that writes them is guarded by their
         # versions, but ignoring a result writes neither the job nor (for a stale delivery) the task, so
@@ -424,7 +432,7 @@ class Tasks:
                 continue
             plan.ops.extend(extra_ops)
             try:
-                await self.core.commit(plan)
+                await self.core.commit(plan, durable=durable)
             except ConflictError as exc:
                 if exc.kind not in (JOB, TASK):
                     raise  # one of the caller's own records: retrying cannot help

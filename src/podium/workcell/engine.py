@@ -14,7 +14,7 @@ operations. The parts, each in its module:
 - the scheduler (:mod:`podium.workcell.scheduler`, pure) decides; this class launches what it decides.
 
 One process per store owns the work (:class:`~podium.store.FencedOwnership` on ``workcell.owner``); the others
-stand by. The durability rules (two durable writes per step, the physical-step journal), the scheduling, the
+stand by. The durability rules (one fsync per step, the physical-step journal), the scheduling, the
 node polling, the ownership and the admin commands are described in ``docs/workcell.md``.
 """
 

@@ -267,12 +267,17 @@ class RunJournal:
         data: dict[str, Any] | None = None,
         *,
         extra: list[Op] | None = None,
+        durable: bool = True,
     ) -> None:
         """An operation on the run's job, with the workflow view (and ``extra``) written in the same
-        transaction. A job that cannot take it (say, a pause already in place) still gets the view written."""
+        transaction. A job that cannot take it (say, a pause already in place) still gets the view written.
+        ``durable=False`` is passed on to ``op`` (which must take it): the caller brings the write to disk."""
         ops, done = self.wf_ops(wf, event, data, extra=extra)
         try:
-            await op(wf.workflow_id, extra_ops=ops)
+            if durable:
+                await op(wf.workflow_id, extra_ops=ops)
+            else:
+                await op(wf.workflow_id, extra_ops=ops, durable=False)
         except (JobStateError, JobNotFoundError) as exc:
             log.warning("workflow %s: %s; writing its %s state alone", wf.workflow_id, exc, event)
             await self.store.apply(*ops)

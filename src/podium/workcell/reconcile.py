@@ -19,7 +19,7 @@ from podium.clock import Clock
 from podium.engine.models import EngineEvent, Task
 from podium.engine.workers import InProcessWorker
 from podium.log import bind_ids
-from podium.store import Store
+from podium.store import Op, Store
 from podium.store.base import Lease, Record
 from podium.workcell._base import utcnow
 from podium.workcell.actions import ActionResult, ActionStatus, Error
@@ -43,7 +43,12 @@ STEP_TASK = "workcell.step"
 
 
 class Flight:
-    """One step in flight: its engine task, the claims it holds and its journal record's version."""
+    """One step in flight: its engine task, the claims it holds and its journal record's version.
+
+    ``unflushed``: the previous step's end was written without waiting for the disk (see
+    ``StepRunner.finish_step``); this step's first journal write, durable and before anything is started,
+    brings it to disk. If the step ends otherwise, this write (that end's journal again) is made durable first.
+    """
 
     __slots__ = (
         "action_id",
@@ -53,6 +58,7 @@ class Flight:
         "node_action_id",
         "runner",
         "task",
+        "unflushed",
         "workflow_id",
     )
 
@@ -65,6 +71,7 @@ class Flight:
         self.journal_version = 0
         self.node_action_id = action_id
         self.runner: asyncio.Task[None] | None = None
+        self.unflushed: Op | None = None
 
 
 class Reconciler:

@@ -169,8 +169,9 @@ class StepRunner:
         if not flight.journal_version:
             info = {"step_index": flight.index, "action_id": flight.action_id, "task_id": flight.task.task_id}
             ops.append(Append(flight.workflow_id, "step_started", WorkflowState.RUNNING.value, info))
-        await self.store.apply(*ops)
+        await self.store.apply(*ops)  # durable: it also brings the previous step's end to disk
         flight.journal_version += 1
+        flight.unflushed = None
 
     async def execute(
         self, flight: Flight, step: Step, journal: dict[str, Any], *, created: bool = False
@@ -223,10 +224,20 @@ class StepRunner:
                 with request_headers(trace):
                     outcome = await self.with_timeout(conn.run_action(call, on_acknowledged=acknowledged))
             except asyncio.CancelledError:
+                if flight.unflushed is not None:
+                    await asyncio.shield(self.flush(flight))
                 raise
             except Exception as exc:
+                await self.flush(flight)  # before any wait: the previous step's end goes to disk now
                 outcome = await self.after_transport_error(conn, flight, step, exc)
             await self.finish_step(flight, outcome, journal=journal)
+
+    async def flush(self, flight: Flight) -> None:
+        """Bring the previous step's end to disk (it was written without waiting for the disk) when this step
+        has made no durable write yet: that end's journal record is written again, durably."""
+        op, flight.unflushed = flight.unflushed, None
+        if op is not None:
+            await self.store.apply(op)
 
     async def builtin(self, flight: Flight, step: Step, *, elapsed_s: float = 0.0) -> ActionOutcome:
         """Run one of MADSci's node-less workcell actions (``wait``), on the engine's clock. After a
@@ -296,12 +307,20 @@ class StepRunner:
         self, flight: Flight, outcome: ActionOutcome, *, journal: dict[str, Any] | None = None
     ) -> None:
         """Record a step's outcome and move the run's job, in one transaction (see :meth:`record_outcome`);
-        then the claims are free and the scheduler runs."""
+        then the claims are free and the scheduler runs.
+
+        One fsync per step: a succeeded step followed by another is written without waiting for the disk
+        (still atomic, and it survives a process crash). When the scheduler starts the next step right away,
+        that step's first journal write ("acknowledged" before the node starts anything, or a built-in's
+        "sent") is durable and brings this end to disk with it (a store's log is flushed in order); when it
+        does not, the end's journal record is written again, durably, here. Nothing is ever started on a node
+        before the previous step's end is on disk."""
         scheduled = False
+        flush: Op | None = None
         try:
             async with self.lock:
                 try:
-                    await self.record_outcome(flight, outcome, journal)
+                    flush = await self.record_outcome(flight, outcome, journal)
                 finally:
                     self.release(flight)
                 if self._is_owner() and not self._stopping():
@@ -309,10 +328,15 @@ class StepRunner:
                     # without a round through the scheduler loop.
                     self._schedule_locked()
                     scheduled = True
+                nxt = self.flights.get(flight.workflow_id)
+                if flush is not None and nxt is not None and nxt is not flight and not nxt.journal_version:
+                    nxt.unflushed, flush = flush, None  # its first write, durable, carries this end to disk
         finally:
             self.journal.notify()
             if not scheduled:
                 self._wake()
+            if flush is not None:
+                await self.store.apply(flush)
 
     def release(self, flight: Flight) -> None:
         """Free a flight's claims and forget it."""
@@ -324,11 +348,14 @@ class StepRunner:
 
     async def record_outcome(
         self, flight: Flight, outcome: ActionOutcome, journal: dict[str, Any] | None
-    ) -> None:
+    ) -> Op | None:
         """Under ``self.lock``: the outcome's records (journal ``result``, the workflow view, datapoints,
         resource effects, history) go with what it does to the job: ``succeeded`` completes the step's task
         (the job moves on and the next step's task is dispatched in the same write), a failure fails the
-        job, a cancellation cancels it, a paused node pauses it; ``not_ready`` keeps the task to try again."""
+        job, a cancellation cancels it, a paused node pauses it; ``not_ready`` keeps the task to try again.
+
+        A succeeded step with a next step to start is written without waiting for the disk: returns the write
+        that brings it there (see :meth:`finish_step`); any other outcome is durable when this returns (None)."""
         wf = self.workflows.get(flight.workflow_id)
         task = flight.task
         now = utcnow(self.clock)
@@ -365,7 +392,8 @@ class StepRunner:
                     flight.workflow_id, "late_result", outcome.status.value, {"action_id": flight.action_id}
                 ),
             )
-            return
+            flight.unflushed = None
+            return None
         step = current
         ops: list[Op] = [journal_op]
         ids, dps, dp_ops = self.journal.datapoints_for(wf, step, outcome, now)
@@ -430,15 +458,27 @@ class StepRunner:
         if not held_back and self.tasks_held.get(wf.workflow_id) is task:
             del self.tasks_held[wf.workflow_id]
         data = {"step_index": flight.index, "action_id": flight.action_id, "status": outcome.status.value}
+        # Deferred to the next step's first write only when one can follow at once (and this step's own
+        # start made its previous step's end durable: never two ends in a row off the disk).
+        defer = (
+            event == "step_finished"
+            and outcome.status == ActionStatus.SUCCEEDED
+            and not wf.status.paused
+            and flight.unflushed is None
+            and self._is_owner()
+            and not self._stopping()
+        )
         if job_op is None:
             await self.journal.commit(wf, event, data, extra=ops)
         else:
-            await self.journal.job_op(wf, event, job_op, data, extra=ops)
+            await self.journal.job_op(wf, event, job_op, data, extra=ops, durable=not defer)
+        flight.unflushed = None
+        return journal_op._replace(expected_version=None) if defer else None
 
     def completer(self, task: Task, status: str, error: dict[str, Any] | None) -> Callable[..., Any]:
         """The job operation that submits ``task``'s result (the workflow id is its job's)."""
 
-        async def complete(job_id: str, *, extra_ops: list[Op]) -> Any:
+        async def complete(job_id: str, *, extra_ops: list[Op], durable: bool = True) -> Any:
             return await self.jobs.complete_task(
                 task.task_id,
                 status,
@@ -447,6 +487,7 @@ class StepRunner:
                 token=task.token,
                 worker_id=self.worker_id,
                 extra_ops=extra_ops,
+                durable=durable,
             )
 
         return complete
