@@ -368,8 +368,8 @@ async def _poll_until_done(
     http: RawClient, job_id: str, pause_s: float, timeout_s: float | None = None
 ) -> bool:
     """Poll until the job ends (``True``), or ``False`` once ``timeout_s`` passed without its end. With a
-    ``timeout_s`` (a server that loses jobs) a server error answering a poll is counted
-    (:data:`SERVER_ERRORS`) and the poll tried again."""
+    ``timeout_s`` (a server that loses jobs) a server error answering a poll, or a dropped connection, is
+    counted (:data:`SERVER_ERRORS`) and the poll tried again."""
     path = f"/api/v1/jobs/{job_id}"
     deadline = None if timeout_s is None else time.perf_counter() + timeout_s
     while True:
@@ -377,7 +377,12 @@ async def _poll_until_done(
             return False
         if pause_s:
             await asyncio.sleep(pause_s)
-        status, payload = await http.get(path)
+        try:
+            status, payload = await http.get(path)
+        except (OSError, asyncio.IncompleteReadError):
+            if deadline is None:
+                raise
+            status, payload = 599, b"connection dropped"
         if status >= 500 and deadline is not None:
             SERVER_ERRORS[0] += 1
             continue

@@ -256,7 +256,7 @@ class PostgresStore(Store):
 
     def _on_notify(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
         if pid not in self._own_pids:  # our own commits woke our takers already
-            self._notify([payload])
+            self._notify(payload.split("\n"))
 
     async def _listen(self, conn: Any) -> None:
         self._listener = conn
@@ -396,7 +396,7 @@ class PostgresStore(Store):
                 if not batched:
                     outcomes, queues = await self._run_each(conn, batch)
                 if queues:  # the wake-ups no history insert sent
-                    await conn.execute(_NOTIFY, self.channel, sorted(queues))
+                    await conn.execute(_NOTIFY, self.channel, _packed(queues))
                 if conn.is_in_transaction():  # a single refused call has rolled back already
                     await conn.execute("COMMIT")
                 break
@@ -465,7 +465,7 @@ class PostgresStore(Store):
             if locks is None:
                 seq = await conn.fetchval(_APPEND_ONE, *args)
             else:  # the first line takes the locks and sends the call's wake-ups
-                wake = sorted(notify_queues(call.ops))
+                wake = _packed(notify_queues(call.ops))
                 seq = await conn.fetchval(
                     _INSERT_HISTORY_ONE, *args, self.lock_class, locks, self.channel, wake
                 )
@@ -520,7 +520,7 @@ class PostgresStore(Store):
         if plan.appends:
             rows = [row for _, _, row in plan.appends]
             locks = sorted({subject_lock(row[0]) for row in rows})
-            wake = sorted(plan.queues_to_notify)
+            wake = _packed(plan.queues_to_notify)
             seqs = await conn.fetch(
                 _INSERT_HISTORY, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
             )
@@ -776,6 +776,27 @@ class PostgresStore(Store):
         )
         rows = await self._fetch(sql, *args)
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
+
+
+_PAYLOAD_BYTES = 7000
+"""A notification's payload holds several names, one a line, up to this size (PostgreSQL's limit is 8000)."""
+
+
+def _packed(names: set[str]) -> builtins.list[str]:
+    """The payloads that carry ``names``: one notification per few dozen names rather than one each (every
+    listening instance is signalled and reads each notification)."""
+    out: builtins.list[str] = []
+    chunk: builtins.list[str] = []
+    size = 0
+    for name in sorted(names):
+        if chunk and size + len(name) + 1 > _PAYLOAD_BYTES:
+            out.append("\n".join(chunk))
+            chunk, size = [], 0
+        chunk.append(name)
+        size += len(name.encode()) + 1
+    if chunk:
+        out.append("\n".join(chunk))
+    return out
 
 
 async def _keep_session(conn: Any) -> None:
