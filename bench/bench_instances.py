@@ -8,8 +8,11 @@ the server processes (summed), the workers (summed), this driver and PostgreSQL 
 ``/proc`` when the server runs on this machine): on a 2-core machine CPU per job bounds throughput, and
 ``docs/scaling.md`` builds its model from these per-job costs.
 
+``--statements`` runs each server under ``bench/pgcount.py`` and adds the PostgreSQL statements per job (all
+instances summed, warm-up included), by kind: where the extra cost of several instances goes.
+
     python bench/bench_instances.py [--quick] [--instances 1,3] [--workers 4] [--capacity 8] [--jobs N]
-                                    [--dsn postgresql://...]
+                                    [--dsn postgresql://...] [--statements]
 """
 
 from __future__ import annotations
@@ -103,6 +106,23 @@ async def drive_many(
     return {"jobs_s": n_jobs / elapsed, **cpu}
 
 
+def _statements(paths: list[str], jobs: int) -> dict[str, float]:
+    """PostgreSQL statements per job, all instances summed: in total, and the reads, commits, takes."""
+    total: dict[str, int] = {}
+    for path in paths:
+        for key, n in json.loads(Path(path).read_text()).items():
+            total[key] = total.get(key, 0) + n
+    kinds = {
+        "stmt_reads": ("SELECT kind, id, version, status",),
+        "stmt_commits": ("COMMIT",),
+        "stmt_takes": ("WITH picked",),
+    }
+    out = {"stmt_total": sum(total.values()) / jobs}
+    for name, prefixes in kinds.items():
+        out[name] = sum(n for k, n in total.items() if k.startswith(prefixes)) / jobs
+    return out
+
+
 def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
     return {
         "servers": sum(cpu_s(p) for p in server_pids),
@@ -112,7 +132,9 @@ def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
     }
 
 
-async def run(dsn: str, instances: int, workers: int, capacity: int, n_jobs: int) -> dict[str, float]:
+async def run(
+    dsn: str, instances: int, workers: int, capacity: int, n_jobs: int, statements: bool = False
+) -> dict[str, float]:
     from tests.conformance.conftest import drop_pg_schema
 
     url = f"{dsn}?schema=podium_bench_inst_{uuid.uuid4().hex[:8]}"
@@ -131,14 +153,20 @@ async def run(dsn: str, instances: int, workers: int, capacity: int, n_jobs: int
             (Path(tmp) / "worker.py").write_text(PODIUM_WORKER)
             bases = []
             try:
+                counts = [f"{tmp}/statements-{k}.json" for k in range(instances)]
                 for k in range(instances):  # one after the other: the first creates the schema
                     port = free_port()
-                    cmd = [sys.executable, "-m", "podium", "serve", "--port", str(port)]
+                    runner = ["-m", "bench.pgcount", counts[k]] if statements else ["-m", "podium"]
+                    cmd = [sys.executable, *runner, "serve", "--port", str(port)]
                     cmd += ["--blueprints", f"{tmp}/blueprints", "--storage", url]
                     procs.append(
                         subprocess.Popen(
                             cmd,
-                            env={**env, "INSTANCE_ID": f"i{k}"},
+                            env={
+                                **env,
+                                "INSTANCE_ID": f"i{k}",
+                                "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+                            },
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                         )
@@ -156,9 +184,13 @@ async def run(dsn: str, instances: int, workers: int, capacity: int, n_jobs: int
                     }
                     procs.append(subprocess.Popen([sys.executable, f"{tmp}/worker.py"], env=wenv))
                 await wait_workers(bases[0], workers)
-                return await drive_many(
+                figures = await drive_many(
                     bases, n_jobs, [p.pid for p in servers], [p.pid for p in procs[len(servers) :]]
                 )
+                if statements:
+                    await asyncio.sleep(1.0)  # the counters' last dump (every 0.5 s)
+                    figures.update(_statements(counts, n_jobs + 4 * instances))
+                return figures
             finally:
                 stop_all(procs)
     finally:
@@ -175,16 +207,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=None, help="jobs per run (default 3000; --quick 200)")
     parser.add_argument("--dsn", default=DSN)
+    parser.add_argument("--statements", action="store_true", help="count PostgreSQL statements per job")
     args = parser.parse_args(argv)
     n_jobs = args.jobs or (200 if args.quick else 3000)
     results: dict[str, dict[str, float]] = {}
     for n in (int(x) for x in args.instances.split(",")):
-        results[f"podium-postgres/x{n}"] = asyncio.run(run(args.dsn, n, args.workers, args.capacity, n_jobs))
+        results[f"podium-postgres/x{n}"] = asyncio.run(
+            run(args.dsn, n, args.workers, args.capacity, n_jobs, args.statements)
+        )
     names = list(results)
     ratios = {f"{n}_over_{names[0]}": results[n]["jobs_s"] / results[names[0]]["jobs_s"] for n in names[1:]}
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
+    if args.statements:
+        keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]
     rows = [
-        [name, *(f"{r[k]:.3f}" if k.startswith("cpu") else f"{r[k]:.0f}" for k in keys)]
+        [
+            name,
+            *(
+                f"{r[k]:.0f}" if k == "jobs_s" else f"{r[k]:.3f}" if k.startswith("cpu") else f"{r[k]:.2f}"
+                for k in keys
+            ),
+        ]
         for name, r in results.items()
     ]
     for name, ratio in ratios.items():

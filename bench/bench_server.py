@@ -360,10 +360,16 @@ async def _submit(http: RawClient, body: bytes) -> str:
     return str(json.loads(payload)["job_id"])
 
 
+SERVER_ERRORS = [0]
+"""Server errors the lenient poll client (``Options.job_timeout_s``) met and retried, in this process."""
+
+
 async def _poll_until_done(
     http: RawClient, job_id: str, pause_s: float, timeout_s: float | None = None
 ) -> bool:
-    """Poll until the job ends (``True``), or ``False`` once ``timeout_s`` passed without its end."""
+    """Poll until the job ends (``True``), or ``False`` once ``timeout_s`` passed without its end. With a
+    ``timeout_s`` (a server that loses jobs) a server error answering a poll, or a dropped connection, is
+    counted (:data:`SERVER_ERRORS`) and the poll tried again."""
     path = f"/api/v1/jobs/{job_id}"
     deadline = None if timeout_s is None else time.perf_counter() + timeout_s
     while True:
@@ -371,7 +377,15 @@ async def _poll_until_done(
             return False
         if pause_s:
             await asyncio.sleep(pause_s)
-        status, payload = await http.get(path)
+        try:
+            status, payload = await http.get(path)
+        except (OSError, asyncio.IncompleteReadError):
+            if deadline is None:
+                raise
+            status, payload = 599, b"connection dropped"
+        if status >= 500 and deadline is not None:
+            SERVER_ERRORS[0] += 1
+            continue
         if status != 200:
             raise RuntimeError(f"GET {path}: {status} {payload[:300]!r}")
         state = json.loads(payload)["status"]
@@ -439,7 +453,12 @@ async def drive_poll(base: str, procs: Processes, opts: Options) -> dict[str, fl
         return {**_figures(lat, opts.n_jobs, elapsed, before, after), "gets_per_job": gets}
     done = opts.n_jobs - (lost - (opts.n_latency - len(lat)))  # throughput run's jobs that ended
     figures = _figures(lat, done, last[0] - started, before, after)
-    return {**figures, "gets_per_job": gets, "lost_jobs": float(lost)}
+    return {
+        **figures,
+        "gets_per_job": gets,
+        "lost_jobs": float(lost),
+        "server_errors": float(SERVER_ERRORS[0]),
+    }
 
 
 async def drive_webhook(base: str, procs: Processes, opts: Options) -> dict[str, float]:

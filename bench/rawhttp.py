@@ -82,6 +82,11 @@ class RawClient:
                     + body
                 )
             status_line, _, payload = await read_message(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()  # the server dropped it: a fresh connection takes its place
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.opened.append(writer)
+            raise
         finally:
             self.idle.put_nowait((reader, writer))
         return int(status_line.split(b" ", 2)[1]), payload

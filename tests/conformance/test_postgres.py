@@ -362,3 +362,16 @@ async def test_a_subject_s_history_waits_for_an_uncommitted_line_of_it(make_stor
         assert all(s > pending for s in seqs)
         events = [e.event for e in await a.history("j")]
         assert events[0] == "pending" and sorted(events[1:]) == ["later", "later2"]
+
+
+async def test_many_wake_ups_of_one_commit_reach_another_instance(make_store: StoreFactory) -> None:
+    """A commit's wake-ups travel packed, several names per notification (and several notifications when
+    they outgrow one payload): every watcher on the other instance wakes."""
+    async with make_store() as a, make_store() as b:
+        names = [f"job-end:{i:04d}-{'x' * 40}" for i in range(300)]  # ~15 kB of names
+        watchers = [b.watch(name) for name in names]
+        await a.apply(Put("job", "j", {}), *(Wake(name) for name in names))
+        await asyncio.wait_for(asyncio.gather(*watchers), timeout=10)
+        queued = b.watch("q")
+        await a.apply(Enqueue("q", "t1"), Append("j", "e"))  # the wake-up rides in the history insert
+        await asyncio.wait_for(queued, timeout=10)

@@ -165,3 +165,21 @@ async def test_results_carry_the_callers_own_objects(store: Store) -> None:
     got = await store.get("job", "j")
     assert got is not None and got.data == {"n": [1]}
     assert (await store.history("j"))[0].data == {"k": [2]}
+
+
+async def test_get_many_answers_in_key_order_with_none_for_missing(store: Store) -> None:
+    await store.put("job", "j1", {"n": 1}, status="running")
+    await store.put("task", "t1", {"n": 2}, group="j1")
+    await store.put("job", "j2", {"n": 3})
+    got = await store.get_many(
+        [("task", "t1"), ("job", "nope"), ("job", "j1"), ("task", "j1"), ("job", "j2")]
+    )
+    assert [None if r is None else (r.kind, r.id, r.data, r.status, r.group) for r in got] == [
+        ("task", "t1", {"n": 2}, None, "j1"),
+        None,
+        ("job", "j1", {"n": 1}, "running", None),
+        None,
+        ("job", "j2", {"n": 3}, None, None),
+    ]
+    assert got[2] == await store.get("job", "j1")
+    assert await store.get_many([]) == []

@@ -184,6 +184,22 @@ class EngineCore:
                 self.tasks[task_id] = rec
         return rec
 
+    async def prefetch(self, task_ids: Iterable[str], job_ids: Iterable[str]) -> None:
+        """Read the records of these tasks and jobs that are not cached, in one store call, into the caches
+        (as :meth:`load_task` and :meth:`load_job` do one by one): an instance that takes tasks another
+        created reads each task and, at its result, its job; here both in one round trip."""
+        keys = [(TASK, i) for i in dict.fromkeys(task_ids) if i not in self.tasks]
+        keys += [(JOB, i) for i in dict.fromkeys(job_ids) if i not in self.jobs]
+        if not keys:
+            return
+        for rec in await self.storage.get_many(keys):
+            if rec is None:
+                continue
+            if rec.kind == TASK and rec.status in OPEN:
+                self.tasks[rec.id] = rec
+            elif rec.kind == JOB and rec.status not in TERMINAL:
+                self.jobs[rec.id] = rec
+
     def forget(self, ids: Iterable[str]) -> None:
         """Drop cached records (after a conflict said they are stale)."""
         for i in ids:

@@ -180,6 +180,10 @@ class Tasks:
         conflict fall back to claiming one by one."""
         plan = Plan()
         claimed: list[tuple[Task, Lease]] = []
+        payloads = [lease.payload for lease in leases]
+        await self.core.prefetch(
+            (p["task_id"] for p in payloads), (p["job_id"] for p in payloads if "job_id" in p)
+        )
         for lease in leases:
             task_id = lease.payload["task_id"]
             rec = self.core.tasks.get(task_id) or await self.core.load_task(task_id)

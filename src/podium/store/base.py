@@ -235,6 +235,11 @@ class Store(abc.ABC):
     async def get(self, kind: str, id: str) -> Record | None:
         """The record, or ``None``."""
 
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
+        """The records of ``(kind, id)`` keys, in order (``None`` for a missing one). Backends where a read
+        is a round trip answer in one."""
+        return [await self.get(kind, id) for kind, id in keys]
+
     @abc.abstractmethod
     async def list(
         self,

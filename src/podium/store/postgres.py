@@ -132,19 +132,22 @@ _INSERT_ITEMS = (
     " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
 )
 # History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
-# before any seq is drawn (the CTE is computed before the join yields a row), and held until commit.
+# before any seq is drawn (the CTEs are computed before the join yields a row), and held until commit. The
+# same statement sends the transaction's wake-ups ($8: the channel, $9: the names; delivered at commit, and
+# dropped with a savepoint rolled back): no round trip of their own.
 _LOCK_SUBJECTS = (
     "WITH locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($6, k) FROM unnest($7::int4[]) AS k)"
-    " AS l)"
+    " AS l), notified AS (SELECT count(*) FROM (SELECT pg_notify($8, q) FROM unnest($9::text[]) AS q) AS n)"
 )
 _INSERT_HISTORY = (
     f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked,"
-    " unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS u RETURNING seq"
+    " notified, unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS u RETURNING seq"
 )
 _INSERT_HISTORY_ONE = (
     f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data)"
-    " SELECT $1, $2, $3, $4, $5 FROM locked RETURNING seq"
+    " SELECT $1, $2, $3, $4, $5 FROM locked, notified RETURNING seq"
 )
+_NOTIFY = "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q"
 _APPEND_ONE = (
     "INSERT INTO history(subject_id, event, status, ts, data) VALUES ($1, $2, $3, $4, $5) RETURNING seq"
 )
@@ -235,6 +238,7 @@ class PostgresStore(Store):
             max_size=self.target.pool_size,
             server_settings=self.target.server_settings(),
             init=self._init_connection,
+            reset=_keep_session,
         )
 
     def _target_url(self) -> str:
@@ -252,7 +256,7 @@ class PostgresStore(Store):
 
     def _on_notify(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
         if pid not in self._own_pids:  # our own commits woke our takers already
-            self._notify([payload])
+            self._notify(payload.split("\n"))
 
     async def _listen(self, conn: Any) -> None:
         self._listener = conn
@@ -391,10 +395,8 @@ class PostgresStore(Store):
                         batched = False
                 if not batched:
                     outcomes, queues = await self._run_each(conn, batch)
-                if queues:
-                    await conn.execute(
-                        "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q", self.channel, sorted(queues)
-                    )
+                if queues:  # the wake-ups no history insert sent
+                    await conn.execute(_NOTIFY, self.channel, _packed(queues))
                 if conn.is_in_transaction():  # a single refused call has rolled back already
                     await conn.execute("COMMIT")
                 break
@@ -423,7 +425,7 @@ class PostgresStore(Store):
         return True
 
     async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
-        """Each call in turn, inside its own savepoint when there are several."""
+        """Each call in turn, inside its own savepoint when there are several; the wake-ups still to send."""
         outcomes: builtins.list[Any] = []
         queues: set[str] = set()
         single = len(batch) == 1
@@ -441,7 +443,8 @@ class PostgresStore(Store):
                 if not single:
                     await conn.execute("RELEASE SAVEPOINT call")
                 outcomes.append(results)
-                queues |= notify_queues(call.ops)
+                if not any(type(op) is Append for op in call.ops):  # else its history insert sent them
+                    queues |= notify_queues(call.ops)
         return outcomes, queues
 
     async def _run_call(self, conn: Any, call: _Call) -> builtins.list[Any]:
@@ -461,8 +464,11 @@ class PostgresStore(Store):
             args = (op.subject_id, op.event, op.status, call.now, call.blobs[index])
             if locks is None:
                 seq = await conn.fetchval(_APPEND_ONE, *args)
-            else:
-                seq = await conn.fetchval(_INSERT_HISTORY_ONE, *args, self.lock_class, locks)
+            else:  # the first line takes the locks and sends the call's wake-ups
+                wake = _packed(notify_queues(call.ops))
+                seq = await conn.fetchval(
+                    _INSERT_HISTORY_ONE, *args, self.lock_class, locks, self.channel, wake
+                )
                 locks = None  # taken, for the rest of the transaction
             results[index] = HistoryEntry(seq, op.subject_id, op.event, op.status, call.now, op.data or {})
         return results
@@ -514,8 +520,12 @@ class PostgresStore(Store):
         if plan.appends:
             rows = [row for _, _, row in plan.appends]
             locks = sorted({subject_lock(row[0]) for row in rows})
-            seqs = await conn.fetch(_INSERT_HISTORY, *_columns(rows, 5), self.lock_class, locks)
+            wake = _packed(plan.queues_to_notify)
+            seqs = await conn.fetch(
+                _INSERT_HISTORY, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
+            )
             plan.fill_seqs([r[0] for r in seqs])
+            return plan.outcomes, set()  # the insert sent the wake-ups
         return plan.outcomes, plan.queues_to_notify
 
     async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
@@ -605,6 +615,16 @@ class PostgresStore(Store):
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2", kind, id
         )
         return self._record(rows[0]) if rows else None
+
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
+        if not keys:
+            return []
+        kinds, ids = zip(*keys, strict=True)
+        rows = await self._fetch(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE (kind, id) IN {_KEYS}", kinds, ids
+        )
+        found = {(row[0], row[1]): self._record(row) for row in rows}
+        return [found.get(key) for key in keys]
 
     @staticmethod
     def _where(kind: str, status: str | Sequence[str] | None, group: str | None) -> tuple[str, list[Any]]:
@@ -756,6 +776,33 @@ class PostgresStore(Store):
         )
         rows = await self._fetch(sql, *args)
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
+
+
+_PAYLOAD_BYTES = 7000
+"""A notification's payload holds several names, one a line, up to this size (PostgreSQL's limit is 8000)."""
+
+
+def _packed(names: set[str]) -> builtins.list[str]:
+    """The payloads that carry ``names``: one notification per few dozen names rather than one each (every
+    listening instance is signalled and reads each notification)."""
+    out: builtins.list[str] = []
+    chunk: builtins.list[str] = []
+    size = 0
+    for name in sorted(names):
+        if chunk and size + len(name) + 1 > _PAYLOAD_BYTES:
+            out.append("\n".join(chunk))
+            chunk, size = [], 0
+        chunk.append(name)
+        size += len(name.encode()) + 1
+    if chunk:
+        out.append("\n".join(chunk))
+    return out
+
+
+async def _keep_session(conn: Any) -> None:
+    """A pool connection going back needs no reset beyond asyncpg's own (it rolls back a transaction left
+    open): the store leaves no session state on pool connections (no LISTEN, SET, cursor or session
+    advisory lock), so asyncpg's default reset query (one more round trip on every release) is skipped."""
 
 
 def subject_lock(subject: str) -> int:

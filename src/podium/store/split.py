@@ -83,6 +83,9 @@ class SplitStore(Store):
     async def get(self, kind: str, id: str) -> Record | None:
         return await self.state.get(kind, id)
 
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
+        return await self.state.get_many(keys)
+
     async def list(
         self,
         kind: str,
