@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podium.flow.planner.eager import start_eager
+from podium.flow.planner.eager import gather_eager, start_eager
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("eager_var", default="unset")
 
@@ -116,3 +116,44 @@ async def test_cancelling_a_suspended_task_that_does_not_catch_it_cancels_the_ta
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
     assert task.cancelled()
+
+
+async def test_gather_eager_gives_results_in_order_each_coroutine_in_a_task_of_its_own() -> None:
+    caller = asyncio.current_task()
+    gate = asyncio.Event()
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def instant(value: int) -> int:
+        tasks.append(asyncio.current_task())
+        return value
+
+    async def waits(value: int) -> int:
+        tasks.append(asyncio.current_task())
+        await gate.wait()
+        return value
+
+    asyncio.get_running_loop().call_soon(gate.set)
+    results = await asyncio.wait_for(gather_eager([instant(1), waits(2), instant(3)]), 5)
+    assert results == [1, 2, 3]
+    assert len({id(task) for task in tasks}) == 3 and caller not in tasks
+    assert asyncio.current_task() is caller
+
+
+async def test_gather_eager_raises_a_first_step_failure_at_once() -> None:
+    waiting: list[asyncio.Task[Any] | None] = []
+
+    async def waits() -> None:
+        waiting.append(asyncio.current_task())
+        await asyncio.Event().wait()
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    started = waits()
+    with pytest.raises(ValueError, match="boom"):
+        await asyncio.wait_for(gather_eager([started, fails()]), 5)
+    task = waiting[0]
+    assert task is not None and not task.done()  # the suspended one goes on, as gather leaves it
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)

@@ -22,10 +22,10 @@ import sys
 import types
 from asyncio import format_helpers
 from asyncio import tasks as _tasks
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any
 
-__all__ = ["start_eager"]
+__all__ = ["gather_eager", "start_eager"]
 
 
 def _start_eager_312(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
@@ -100,7 +100,11 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
             super().__del__()
 
 
-def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+def _first_step_311(
+    coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop
+) -> tuple[asyncio.Future[Any], bool]:
+    """``coro``'s first step as a task of its own: (the task, whether it returned in that step with nothing
+    else asked of it, its value then in ``task._result``)."""
     current = _tasks.current_task(loop)
     task = _EagerTask(coro, loop)
     context = task._context
@@ -114,10 +118,10 @@ def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEvent
             if not task._must_cancel:  # the usual case: done, in one step
                 if task._callbacks:  # added by the coroutine to its own task: scheduled as set_result does
                     _py_set_result(task, stop.value)
-                else:
-                    task._result = stop.value
-                    task._state = _FINISHED
-                return task
+                    return task, False
+                task._result = stop.value
+                task._state = _FINISHED
+                return task, True
             task._coro = _returning(stop.value)
         except BaseException as exc:  # recorded (or re-raised) by the task's own step below
             task._coro = _raising(exc)
@@ -131,9 +135,51 @@ def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEvent
             _tasks._enter_task(loop, current)
     if not task.done():
         _tasks._register_task(task)
-    return task
+    return task, False
+
+
+def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    return _first_step_311(coro, loop)[0]
+
+
+def _first_step_312(
+    coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop
+) -> tuple[asyncio.Future[Any], bool]:
+    return _start_eager_312(coro, loop), False  # a C task: done()/result() are cheap
 
 
 start_eager: Callable[[Coroutine[Any, Any, Any], asyncio.AbstractEventLoop], asyncio.Future[Any]] = (
     _start_eager_312 if sys.version_info >= (3, 12) else _start_eager_311
 )
+_first_step = _first_step_312 if sys.version_info >= (3, 12) else _first_step_311
+
+
+async def gather_eager(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """``asyncio.gather(*coros)`` with each coroutine a task of its own started eagerly (as :func:`start_eager`).
+
+    The results in order. A coroutine done in its first step costs no scheduled step, and its result is
+    taken as it returns (no ``done()``/``result()`` round trip through the task); the others are awaited
+    together, and a first step that raised or was cancelled raises at once, as ``gather`` does.
+    """
+    loop = asyncio.get_running_loop()
+    results: list[Any] = []
+    pending: list[tuple[int, asyncio.Future[Any]]] = []
+    for coro in coros:
+        task, returned = _first_step(coro, loop)
+        if returned:
+            results.append(task._result)  # type: ignore[attr-defined]
+            continue
+        if task.done() and not task.cancelled() and task.exception() is None:
+            results.append(task.result())
+            continue
+        pending.append((len(results), task))
+        results.append(None)
+    if pending:
+        for _index, task in pending:  # gather's behaviour: a branch already raising is raised at once
+            if task.done() and (task.cancelled() or task.exception() is not None):
+                task.result()
+        for (index, _task), value in zip(
+            pending, await asyncio.gather(*(t for _, t in pending)), strict=True
+        ):
+            results[index] = value
+    return results

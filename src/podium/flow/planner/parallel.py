@@ -10,7 +10,6 @@ pause in a branch or in the join pauses the run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..catalog import NodeSpec
 from . import prompts
 from .constraints import ConstraintTracker
-from .eager import start_eager
+from .eager import gather_eager
 from .llm import errors_json
 from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep, dump_json, validator
 from .tools import PlannerContext, run_tool
@@ -79,15 +78,7 @@ class ParallelPlan:
         # one task per branch, as gather gives them, but each starts at once (eagerly): a branch whose tool
         # does not suspend is done before the next starts, and costs neither a scheduled step nor a turn of
         # the loop; the branches that suspend are awaited together
-        loop = asyncio.get_running_loop()
-        tasks = [start_eager(run_tool(spec, args, ctx), loop) for spec, args in entries]
-        pending = [task for task in tasks if not task.done()]
-        if pending:
-            for task in tasks:  # gather's behaviour: a branch already raising is raised at once
-                if task.done() and (task.cancelled() or task.exception() is not None):
-                    task.result()
-            await asyncio.gather(*pending)
-        outcomes = [task.result() for task in tasks]
+        outcomes = await gather_eager(run_tool(spec, args, ctx) for spec, args in entries)
         branches: list[dict[str, Any]] = []
         successes: list[Any] = []
         failures: list[dict[str, Any]] = []
