@@ -69,6 +69,8 @@ T = TypeVar("T")
 _dumps, _loads = dump_json, load_json
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
+_Row = tuple[str, str, int, str | None, str | None, str, float, float]
+"""A record as its row holds it: kind, id, version, status, group, data (JSON text), created_at, updated_at."""
 _Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseException | None]
 
 
@@ -99,7 +101,12 @@ class SQLiteStore(Store):
         self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
         self._counters: dict[str, int] = {}
         self._dirty = False
-        self._touched: builtins.list[tuple[str, str]] = []  # records the running batch writes
+        self._touched: builtins.list[tuple[tuple[str, str], _Row | None]] = []  # what a batch writes
+        # Records as this process last wrote them, valid while no other connection committed: a read of one
+        # checks ``PRAGMA data_version`` on the writing connection (it changes only when another
+        # connection commits) instead of reading the record.
+        self._cache: dict[tuple[str, str], _Row] = {}
+        self._data_version = 0
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
         self._watcher: asyncio.Task[None] | None = None
@@ -127,6 +134,7 @@ class SQLiteStore(Store):
         self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect_reader)
         self._lconn = self._connect_reader(busy_timeout_ms=200)
         self._syncer = WalSyncer(self.path, fsync=self._fsyncs)
+        self._data_version = _data_version(self._conn)
 
     def _has_tables(self) -> bool:
         conn = sqlite3.connect(str(self.path))
@@ -288,9 +296,11 @@ class SQLiteStore(Store):
             for fn, fut, loop, wants_disk in batch:
                 if not single:
                     conn.execute("SAVEPOINT call")
+                mark = len(self._touched)
                 try:
                     result = fn(conn)
                 except BaseException as exc:
+                    del self._touched[mark:]  # rolled back: not written
                     conn.execute("ROLLBACK" if single else "ROLLBACK TO call")
                     if not single:
                         conn.execute("RELEASE call")
@@ -312,7 +322,7 @@ class SQLiteStore(Store):
                     if self._fsyncs and durable:
                         seq = syncer.reserve()  # from here on the commit may be visible: reads wait for it
                         with self._unsynced_lock:
-                            for key in self._touched:
+                            for key, _ in self._touched:
                                 self._unsynced[key] = seq
                     else:
                         syncer.wrote()
@@ -322,15 +332,49 @@ class SQLiteStore(Store):
                     if seq:
                         assert syncer is not None
                         syncer.committed(seq)
+                self._remember(self._touched)
             if durable and not seq and self._syncer is not None:
                 seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._cache.clear()  # whatever it wrote is unknown now
             failure = StoreError(f"SQLite commit failed: {exc}")
             outcomes = [(fut, loop, None, failure) for fut, loop, _, _ in outcomes + durable]
             durable = []
         self._settle(outcomes, durable, seq)
+
+    CACHE_SIZE = 10_000
+    """Records kept as this process last wrote them (the least recently written go first)."""
+
+    def _remember(self, touched: builtins.list[tuple[tuple[str, str], _Row | None]]) -> None:
+        """Keep what a committed batch wrote (writing connection's thread, under the write lock)."""
+        cache = self._cache
+        for key, rec in touched:
+            cache.pop(key, None)
+            if rec is not None:
+                cache[key] = rec
+        while len(cache) > self.CACHE_SIZE:
+            del cache[next(iter(cache))]
+
+    def _cached(self, key: tuple[str, str]) -> _Row | None:
+        """The record as this process last wrote it, if no other connection committed since (then the
+        kept records are dropped); ``None`` when the store must be read."""
+        cache = self._cache
+        conn = self._conn
+        if key not in cache or conn is None or not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            version = _data_version(conn)
+        except sqlite3.Error:
+            return None
+        finally:
+            self._write_lock.release()
+        if version != self._data_version:
+            cache.clear()
+            self._data_version = version
+            return None
+        return cache.get(key)
 
     def _settle(self, now: builtins.list[_Outcome], later: builtins.list[_Outcome], seq: int) -> None:
         """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
@@ -392,8 +436,6 @@ class SQLiteStore(Store):
         return results
 
     def _op(self, conn: sqlite3.Connection, op: Op, now: float) -> Any:
-        if isinstance(op, Put | Delete):
-            self._touched.append((op.kind, op.id))
         if isinstance(op, Put):
             text = _dumps(op.data)
             if op.expected_version is None:
@@ -422,6 +464,9 @@ class SQLiteStore(Store):
                 ).fetchone()
                 raise ConflictError(op.kind, op.id, op.expected_version, found[0] if found else None)
             # The caller keeps its own object; the store holds the JSON text.
+            self._touched.append(
+                ((op.kind, op.id), (op.kind, op.id, row[0], op.status, op.group, text, row[1], now))
+            )
             return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
         if isinstance(op, Delete):
             if op.expected_version is not None:
@@ -431,6 +476,7 @@ class SQLiteStore(Store):
                 actual = row[0] if row else 0
                 if actual != op.expected_version:
                     raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
+            self._touched.append(((op.kind, op.id), None))
             return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
         if isinstance(op, Enqueue):
             seq = self._next("seq")
@@ -505,6 +551,13 @@ class SQLiteStore(Store):
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
     async def get(self, kind: str, id: str) -> Record | None:
+        cached = self._cached((kind, id)) if self._cache else None
+        if cached is not None:
+            seq = self._unsynced.get((kind, id)) if self._unsynced else None
+            if seq is not None:
+                await self._synced(seq)  # written by a commit not yet on disk
+            return self._record(cached)  # decoded from the stored text, as a read would
+
         def run(conn: sqlite3.Connection) -> Record | None:
             row = conn.execute(
                 "SELECT kind, id, version, status, grp, data, created_at, updated_at FROM records"
