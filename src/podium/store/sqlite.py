@@ -626,6 +626,11 @@ class SQLiteStore(Store):
     async def take_now(
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
+        return await self._take(queues, owner=owner, lease_s=lease_s, limit=limit)
+
+    def _take(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+    ) -> asyncio.Future[builtins.list[Lease]]:
         now = self.clock.now()
 
         def run(conn: sqlite3.Connection) -> builtins.list[Lease]:
@@ -668,34 +673,38 @@ class SQLiteStore(Store):
             return out
 
         # A take that a power cut loses only offers the item again: no need to wait for the disk.
-        return await self._call(run, durable=False)
+        return self._call(run, durable=False)
 
     CROSS_PROCESS_POLL_S = 0.2
     """How often a process with waiting takers checks whether another process committed to the file
     (``PRAGMA data_version``: one cheap read, no scan); waiters wake only when one did."""
 
-    async def take(
-        self,
-        queue: str | Sequence[str],
-        *,
-        owner: str,
-        lease_s: float,
-        limit: int = 1,
-        wait_s: float = 0.0,
+    async def _take_now_safely(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
-        """As :meth:`Store.take`; a waiting taker is also woken by another process's commit to the file
-        (several instances on one SQLite file)."""
-        if wait_s > 0 and self._watcher is None and self._conn is not None:
+        """:meth:`take_now` for :meth:`Store.take`, which has registered its waiter: while anyone waits, a
+        watcher wakes waiters on another process's commit to the file (several instances on one file). A
+        take done at once cannot be cancelled half-way; one queued behind another process's write lock is
+        shielded as :meth:`Store._take_now_safely` does."""
+        if self._waiters and self._watcher is None and self._conn is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_other_writers())
-        return await super().take(queue, owner=owner, lease_s=lease_s, limit=limit, wait_s=wait_s)
+        take = self._take(queues, owner=owner, lease_s=lease_s, limit=limit)
+        if take.done():
+            return take.result()
+        try:
+            return await asyncio.shield(take)
+        except asyncio.CancelledError:
+            take.add_done_callback(self._give_back_late)
+            raise
 
     async def _watch_other_writers(self) -> None:
-        """While takers wait, wake them when another connection committed (``data_version`` changed)."""
+        """While takers wait, wake them when another connection committed (``data_version`` changed).
+        A woken taker registers again and starts a watcher if this one has left meanwhile."""
         try:
             seen = await self._call(_data_version, durable=False)
-            while self._conn is not None and self._waiters:
+            while self._conn is not None:
                 await self.clock.sleep(self.CROSS_PROCESS_POLL_S)
-                if self._conn is None:
+                if self._conn is None or not self._waiters:
                     return
                 now = await self._call(_data_version, durable=False)
                 if now != seen:
