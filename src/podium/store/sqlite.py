@@ -133,8 +133,16 @@ class SQLiteStore(Store):
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-sqlite-read")
         self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect_reader)
         self._lconn = self._connect_reader(busy_timeout_ms=200)
-        self._syncer = WalSyncer(self.path, fsync=self._fsyncs)
+        self._syncer = WalSyncer(self.path, fsync=self._fsyncs, checkpoint=self._checkpoint)
         self._data_version = _data_version(self._conn)
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the WAL on the writing connection (the syncer's thread), holding it: writes made
+        meanwhile queue for the writer thread, so the checkpoint completes and the WAL starts over."""
+        with self._write_lock:
+            conn = self._conn
+            if conn is not None:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _has_tables(self) -> bool:
         conn = sqlite3.connect(str(self.path))

@@ -11,8 +11,9 @@ through :meth:`SQLiteStore`'s gate (a read of a record written by an unsynced co
 Why this is as durable as ``FULL``: a returned fsync puts every byte written to the WAL before it on disk,
 the commit frame included, and SQLite's recovery replays every valid frame; frames are only overwritten
 after a checkpoint has copied them into the database file and synced it (``NORMAL`` checkpoints sync both
-files). Checkpoints run here too (``PASSIVE``, on this thread's own connection, when the WAL passes
-:data:`CHECKPOINT_BYTES`), so neither the event loop nor a commit waits for one.
+files). Checkpoints are started from here too, every :data:`CHECKPOINT_COMMITS` commits, so the event loop
+never waits for one; the store runs them on its writing connection with no write of its own in between
+(a checkpoint that writes race past never completes, and the WAL then never starts over: it grows).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["CHECKPOINT_BYTES", "WalSyncer"]
+__all__ = ["CHECKPOINT_COMMITS", "WalSyncer"]
 
-CHECKPOINT_BYTES = 4 * 1024 * 1024
-"""A checkpoint runs once the WAL file is this large (SQLite's default: 1,000 pages of 4 KiB)."""
+CHECKPOINT_COMMITS = 250
+"""A checkpoint runs after this many commits (a few pages each: about SQLite's default of 1,000 pages). The
+WAL file's size cannot say: it keeps its largest size while later transactions rewrite it from the start."""
 
 Done = Callable[[BaseException | None], None]
 
@@ -39,15 +41,16 @@ class WalSyncer:
     the commit may be visible), :meth:`committed` after it; :meth:`after` runs a callback once a sync
     covers a sequence number (at once if one already did), with the failure if the fsync failed."""
 
-    def __init__(self, path: Path, *, fsync: bool) -> None:
+    def __init__(self, path: Path, *, fsync: bool, checkpoint: Callable[[], None]) -> None:
         self.path = path
         self.wal = Path(f"{path}-wal")
         self.fsync = fsync
+        self._checkpoint = checkpoint
         self.visible = 0  # the last sequence number whose commit may be visible
         self.synced = 0  # the last sequence number a returned fsync covers
         self.failure: BaseException | None = None
         self._committed = 0
-        self._writes = 0  # commits since the last look at the WAL's size
+        self._writes = 0  # commits since the last checkpoint
         self._cond = threading.Condition()
         self._after: list[tuple[int, Done]] = []
         self._closing = False
@@ -66,12 +69,13 @@ class WalSyncer:
         """The commit ``seq`` returned (or failed): sync it."""
         with self._cond:
             self._committed = max(self._committed, seq)
+            self._writes += 1
             self._cond.notify()
 
     def wrote(self) -> None:
-        """A commit that needs no sync happened: the WAL grew (checked for a checkpoint now and then)."""
+        """A commit that needs no sync happened (counted towards the next checkpoint)."""
         self._writes += 1
-        if self._writes >= 64:
+        if self._writes >= CHECKPOINT_COMMITS:
             with self._cond:
                 self._cond.notify()
 
@@ -94,26 +98,28 @@ class WalSyncer:
     # --- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
         try:
             while True:
                 with self._cond:
-                    while self._committed <= self.synced and self._writes < 64 and not self._closing:
+                    while (
+                        self._committed <= self.synced
+                        and self._writes < CHECKPOINT_COMMITS
+                        and not self._closing
+                    ):
                         self._cond.wait()
                     target = self._committed
                     closing = self._closing and target <= self.synced
-                    self._writes = 0
+                    checkpoint = self._writes >= CHECKPOINT_COMMITS
+                    if checkpoint:
+                        self._writes = 0
                 if target > self.synced:
                     self._sync(target)
                 if closing:
                     return
-                if self._wal_size() >= CHECKPOINT_BYTES:
-                    conn = conn or _checkpoint_connection(self.path)
+                if checkpoint:
                     with contextlib.suppress(sqlite3.Error):  # busy: the next one will do
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        self._checkpoint()
         finally:
-            if conn is not None:
-                conn.close()
             if self._fd is not None:
                 os.close(self._fd)
 
@@ -151,16 +157,3 @@ class WalSyncer:
             finally:
                 os.close(directory)
         os.fsync(self._fd)
-
-    def _wal_size(self) -> int:
-        try:
-            return os.stat(self.wal).st_size
-        except FileNotFoundError:
-            return 0
-
-
-def _checkpoint_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA synchronous=NORMAL")  # a checkpoint syncs the WAL before it and the file after
-    conn.execute("PRAGMA busy_timeout=1000")
-    return conn
