@@ -109,6 +109,7 @@ class SQLiteStore(Store):
         self._data_version = 0
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
+        self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -400,14 +401,26 @@ class SQLiteStore(Store):
             else:
                 error = StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk")
                 _post([(fut, loop, None, error) for fut, loop, _, _ in later])
-            self._forget_synced(seq)
 
         syncer.after(seq, synced)
 
-    def _forget_synced(self, seq: int) -> None:
+    def _unsynced_commit(self, key: tuple[str, str]) -> int | None:
+        """The commit not yet on disk that last wrote ``key``, if any (synced entries are dropped here,
+        and all of them once there are many: the syncer does not stop for this)."""
+        unsynced = self._unsynced
+        seq = unsynced.get(key) if unsynced else None
+        if seq is None:
+            return None
+        syncer = self._syncer
+        synced = syncer.synced if syncer is not None else seq
+        if seq > synced:
+            return seq
         with self._unsynced_lock:
-            if self._unsynced:
-                self._unsynced = {key: s for key, s in self._unsynced.items() if s > seq}
+            if unsynced.get(key) == seq:
+                del unsynced[key]
+            if len(unsynced) > 1024:
+                self._unsynced = {k: s for k, s in unsynced.items() if s > synced}
+        return None
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read on the reader thread (its own connection, outside the writer's transactions); it
@@ -421,19 +434,23 @@ class SQLiteStore(Store):
         return result
 
     async def _synced(self, seq: int) -> None:
-        """Wait until a sync covers commit ``seq``."""
+        """Wait until a sync covers commit ``seq`` (the reads waiting for one commit share one wake-up)."""
         syncer = self._syncer
         if syncer is None or syncer.synced >= seq:
             return
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        waits = self._sync_waits
+        fut = waits.get((loop, seq))
+        if fut is None or fut.done():
+            fut = waits[(loop, seq)] = loop.create_future()
 
-        def done(failure: BaseException | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                loop.call_soon_threadsafe(_set_done, fut, failure)
+            def done(failure: BaseException | None, fut: asyncio.Future[None] = fut) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                    loop.call_soon_threadsafe(_set_done, fut, failure)
 
-        syncer.after(seq, done)
-        await fut
+            fut.add_done_callback(lambda _: waits.pop((loop, seq), None))
+            syncer.after(seq, done)
+        await asyncio.shield(fut)
 
     # --- apply ----------------------------------------------------------------------------------
 
@@ -561,7 +578,7 @@ class SQLiteStore(Store):
     async def get(self, kind: str, id: str) -> Record | None:
         cached = self._cached((kind, id)) if self._cache else None
         if cached is not None:
-            seq = self._unsynced.get((kind, id)) if self._unsynced else None
+            seq = self._unsynced_commit((kind, id))
             if seq is not None:
                 await self._synced(seq)  # written by a commit not yet on disk
             return self._record(cached)  # decoded from the stored text, as a read would
@@ -582,7 +599,7 @@ class SQLiteStore(Store):
                 pass  # busy (another process holds the file a moment): read on the reader thread
             else:
                 # written by a commit of this process not yet on disk: returned once it is
-                seq = self._unsynced.get((kind, id)) if self._unsynced else None
+                seq = self._unsynced_commit((kind, id))
                 if seq is not None:
                     await self._synced(seq)
                 return rec
