@@ -17,9 +17,12 @@ show this process's durable writes before they are on disk: a record written by 
 returned once the sync has covered it (lists, counts and history wait for every commit they may see).
 Another process on the same file may see a commit up to one fsync before it is durable, as with
 ``synchronous=NORMAL``; what it may do with it is bounded by what that process writes (its own writes wait
-for their own fsync). A record by kind and id is read on the event loop's thread with its own connection
-(a primary-key lookup costs ~7 us there, ~70 us of CPU through a thread hop: job status polls are reads of
-one record); lists, counts and history run on a reader thread with its own connection.
+for their own fsync). A record this process wrote is read from the row it kept (its JSON text, decoded as a
+read would decode it) while ``PRAGMA data_version`` on the writing connection, which changes only when
+another connection commits, says nobody else wrote since; any other record by kind and id is read on the
+event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU through
+a thread hop: job status polls are reads of one record); lists, counts and history run on a reader thread
+with its own connection.
 
 The schema is created by Alembic on a new file; an existing file whose schema version differs from
 :data:`~podium.store.base.SCHEMA_VERSION` refuses to open with the command that migrates it.
@@ -331,8 +334,13 @@ class SQLiteStore(Store):
                     if self._fsyncs and durable:
                         seq = syncer.reserve()  # from here on the commit may be visible: reads wait for it
                         with self._unsynced_lock:
+                            unsynced = self._unsynced
+                            if len(unsynced) > 4096:  # those nobody read since their sync
+                                unsynced = self._unsynced = {
+                                    k: s for k, s in unsynced.items() if s > syncer.synced
+                                }
                             for key, _ in self._touched:
-                                self._unsynced[key] = seq
+                                unsynced[key] = seq
                     else:
                         syncer.wrote()
                 try:
