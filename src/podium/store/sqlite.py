@@ -102,6 +102,8 @@ class SQLiteStore(Store):
         self._scheduled = False
         self._threaded = False  # calls go to the writer thread (another process held the write lock)
         self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
+        self._step_loop: asyncio.AbstractEventLoop | None = None  # a call ran in this loop's current step
+        self._deferred: builtins.list[_Call] = []  # calls made later in that step
         self._counters: dict[str, int] = {}
         self._dirty = False
         self._touched: builtins.list[tuple[tuple[str, str], _Row | None]] = []  # what a batch writes
@@ -188,6 +190,8 @@ class SQLiteStore(Store):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self._deferred:
+            self._end_step()
         while self._threaded:  # what the writer thread holds runs first
             await asyncio.get_running_loop().run_in_executor(executor, self._drain)
         syncer, self._syncer = self._syncer, None
@@ -204,25 +208,52 @@ class SQLiteStore(Store):
     # --- the writes -----------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> asyncio.Future[T]:
-        """Run ``fn`` in a write transaction, here and now (its future is done when this returns, unless
-        it waits for an fsync); queued for the writer thread while that thread holds the queue."""
+        """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
+        transaction (its future is done when this returns, unless it waits for an fsync); the calls made
+        later in the same step run together at its end, in one transaction (many calls at once: fewer
+        commits); all of them queue for the writer thread while that thread holds the queue."""
         if self._conn is None or self._executor is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
         self._check_synced()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         call: _Call = (fn, fut, loop, durable)
+        if self._step_loop is loop:
+            self._deferred.append(call)  # run at the end of this step, with the others made in it
+            return fut
         if self._write_lock.acquire(blocking=False):  # not held by the writer thread (or another loop)
             try:
                 with self._pending_lock:
                     queued = self._threaded
                 if not queued:
-                    self._run_now(call)
+                    self._run_now([call])
+                    self._step_loop = loop
+                    loop.call_soon(self._end_step)
                     return fut
             finally:
                 self._write_lock.release()
         self._enqueue([call])
         return fut
+
+    def _end_step(self) -> None:
+        """The end of a loop step that ran a call: run the calls made after it, in that step, as one batch."""
+        self._step_loop = None
+        batch, self._deferred = self._deferred, []
+        if not batch:
+            return
+        if self._conn is None:
+            self._settle([(fut, loop, None, _closed()) for _, fut, loop, _ in batch], [], 0)
+            return
+        if self._write_lock.acquire(blocking=False):
+            try:
+                with self._pending_lock:
+                    queued = self._threaded
+                if not queued:
+                    self._run_now(batch)
+                    return
+            finally:
+                self._write_lock.release()
+        self._enqueue(batch)
 
     def _enqueue(self, calls: builtins.list[_Call], *, first: bool = False) -> None:
         """Hand calls to the writer thread (which keeps the queue until it is empty)."""
@@ -244,21 +275,22 @@ class SQLiteStore(Store):
                 f"SQLite fsync failed earlier ({syncer.failure}): the store refuses further calls"
             )
 
-    def _run_now(self, call: _Call) -> None:
-        """Run one call in its own transaction on this thread, unless another process holds the write
-        lock: then it goes to the writer thread, which waits for the lock (and the calls after it follow
-        it there until it is done, so order is kept)."""
+    def _run_now(self, batch: builtins.list[_Call]) -> None:
+        """Run calls in one transaction on this thread, unless another process holds the write lock: then
+        they go to the writer thread, which waits for the lock (and the calls after them follow them there
+        until it is done, so order is kept)."""
         conn = self._conn
         assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                self._enqueue([call], first=True)
+                self._enqueue(batch, first=True)
             else:
-                self._settle([(call[1], call[2], None, StoreError(f"SQLite commit failed: {exc}"))], [], 0)
+                failure = StoreError(f"SQLite commit failed: {exc}")
+                self._settle([(fut, loop, None, failure) for _, fut, loop, _ in batch], [], 0)
             return
-        self._run_batch(conn, [call])
+        self._run_batch(conn, batch)
 
     def _drain(self) -> None:
         """On the writer thread: run every queued call in one transaction, waiting for the write lock."""
