@@ -12,6 +12,7 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +179,31 @@ def test_store_urls_name_the_synchronous_level(tmp_path: Path) -> None:
         sqlite_synchronous("sqlite:///a.db?synchronous=off")
     with pytest.raises(ValueError, match="unknown option 'mode'"):
         sqlite_synchronous("sqlite:///a.db?mode=ro")
+
+
+async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store: SQLiteStore) -> None:
+    [a] = await store.apply(Put("job", "a", {"n": 0}, None, "running"))
+    sizes: list[int] = []
+    run_batch = store._run_batch
+
+    def counting(conn: Any, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        run_batch(conn, batch)
+
+    store._run_batch = counting  # type: ignore[method-assign]
+    # three calls started together: the first runs at once, the other two at the end of the step, in one
+    # transaction where the stale one rolls back alone
+    first, stale, other = await asyncio.gather(
+        store.apply(Put("job", "a", {"n": 1}, a.version, "running")),
+        store.apply(Put("job", "a", {"n": 2}, a.version, "running")),
+        store.apply(Put("job", "b", {"n": 3}, None, "running")),
+        return_exceptions=True,
+    )
+    from podium.errors import ConflictError
+
+    assert isinstance(stale, ConflictError)
+    assert not isinstance(first, BaseException) and not isinstance(other, BaseException)
+    got_a, got_b = await store.get("job", "a"), await store.get("job", "b")
+    assert got_a is not None and got_a.data == {"n": 1} and got_a.version == a.version + 1
+    assert got_b is not None and got_b.data == {"n": 3}
+    assert sizes[:2] == [1, 2]
