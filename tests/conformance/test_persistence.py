@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from podium.clock import ManualClock
+from podium.errors import ConflictError
+from podium.store import Delete, Put
 from tests.conformance.conftest import BACKENDS, StoreFactory
 
 DURABLE = [b for b in BACKENDS if b != "memory"]  # memory is not durable by design
@@ -35,3 +37,24 @@ async def test_everything_survives_reopen(make_store: StoreFactory, clock: Manua
         assert await s.acquire_lock("l", "b", ttl_s=1) is None
         assert token is not None and await s.refresh_lock("l", "a", token, ttl_s=1)
         assert [e.event for e in await s.history("a")] == ["created"]
+
+
+async def test_another_instance_s_writes_are_read_at_once(make_store: StoreFactory) -> None:
+    """Two instances on the same data (two processes on one SQLite file, two servers on one database): what
+    one writes, the other reads on its next call, even a record it wrote itself and may keep."""
+    async with make_store() as a, make_store() as b:
+        [mine] = await a.apply(Put("job", "j1", {"by": "a"}, None, "running"))
+        got = await a.get("job", "j1")
+        assert got is not None and got.data == {"by": "a"}
+        [theirs] = await b.apply(Put("job", "j1", {"by": "b"}, mine.version, "finished"))
+        got = await a.get("job", "j1")
+        assert got is not None and (got.data, got.version, got.status) == (
+            {"by": "b"},
+            theirs.version,
+            "finished",
+        )
+        with pytest.raises(ConflictError):  # a decision on a's stale version fails
+            await a.apply(Put("job", "j1", {"by": "a"}, mine.version, "running"))
+        await b.apply(Delete("job", "j1"))
+        assert await a.get("job", "j1") is None
+        assert await a.count("job") == 0

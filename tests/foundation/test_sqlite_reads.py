@@ -1,43 +1,171 @@
-"""The SQLite store reads on its own connection: a read neither waits behind a commit in progress nor misses
-a call that returned before it."""
+"""The SQLite store: writes commit on the caller's thread and are made durable by one fsync of the WAL outside
+SQLite's write lock (the syncer thread); a durable call returns only after that fsync, a read never waits
+behind one unless it would show a write not yet on disk, and records this process wrote are read from a cache
+that another connection's commit invalidates (``PRAGMA data_version``)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from podium.store import Put, SQLiteStore, open_store, sqlite_path, sqlite_synchronous
+from podium.errors import StoreError
+from podium.store import Delete, Put, SQLiteStore, open_store, sqlite_path, sqlite_synchronous
+
+WAIT_S = 10
 
 
-async def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    await store.open()
+class HeldFsync:
+    """Holds the syncer's fsyncs until released; counts them."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        assert store._syncer is not None
+        self.syncer = store._syncer
+        self.real = self.syncer._fsync_wal
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+        self.fail: OSError | None = None
+        self.syncer._fsync_wal = self._fsync  # type: ignore[method-assign]
+
+    def _fsync(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        self.release.wait(WAIT_S)
+        if self.fail is not None:
+            raise self.fail
+        self.real()
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, WAIT_S), "no fsync started"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "s.db")
+    await s.open()
     try:
-        await store.apply(Put("job", "j1", {"n": 1}, None, "running"))
-        release = threading.Event()
-
-        def busy(conn: sqlite3.Connection) -> None:  # a write whose commit takes long (a slow fsync)
-            release.wait(10)
-
-        writing = store._call(busy)
-        try:
-            # the writer thread is stuck; the read still answers, with the last returned write
-            rec = await asyncio.wait_for(store.get("job", "j1"), 5)
-            assert rec is not None and rec.data == {"n": 1}
-            assert await asyncio.wait_for(store.count("job", status="running"), 5) == 1
-        finally:
-            release.set()
-        await writing
-        await store.apply(Put("job", "j1", {"n": 2}, rec.version, "finished"))
-        after = await store.get("job", "j1")
-        assert after is not None and after.data == {"n": 2} and after.status == "finished"
-        assert [r.id for r in await store.list("job", status="finished")] == ["j1"]
+        yield s
     finally:
-        await store.close()
+        await s.close()
+
+
+async def test_a_durable_write_returns_after_its_fsync_and_reads_do_not_wait_for_one(
+    store: SQLiteStore,
+) -> None:
+    [before] = await store.apply(Put("job", "j0", {"n": 0}, None, "running"))
+    [old] = await store.apply(Put("job", "j1", {"n": 1}, None, "running"))
+    held = HeldFsync(store)
+    writing = asyncio.ensure_future(store.apply(Put("job", "j1", {"n": 2}, old.version, "finished")))
+    await held.wait_entered()
+    # the commit is made, its fsync has not returned: the write has not returned either
+    done, _ = await asyncio.wait({writing}, timeout=0.2)
+    assert not done
+    # other records read at once; a write that need not be durable returns at its commit
+    got = await asyncio.wait_for(store.get("job", "j0"), WAIT_S)
+    assert got is not None and got.data == {"n": 0} and got.version == before.version
+    await asyncio.wait_for(store.apply(Put("job", "j2", {"n": 3}, None, "running"), durable=False), WAIT_S)
+    # the record being written is not shown before it is on disk
+    reading = asyncio.ensure_future(store.get("job", "j1"))
+    listing = asyncio.ensure_future(store.list("job", status="finished"))
+    done, _ = await asyncio.wait({reading, listing}, timeout=0.2)
+    assert not done
+    held.release.set()
+    [new] = await asyncio.wait_for(writing, WAIT_S)
+    rec = await asyncio.wait_for(reading, WAIT_S)
+    assert rec is not None and rec.data == {"n": 2} and rec.version == new.version == old.version + 1
+    assert [r.id for r in await asyncio.wait_for(listing, WAIT_S)] == ["j1"]
+
+
+async def test_one_fsync_covers_every_commit_made_before_it(store: SQLiteStore) -> None:
+    held = HeldFsync(store)
+    first = asyncio.ensure_future(store.apply(Put("job", "first", {}, None, "running")))
+    await held.wait_entered()
+    writes = [
+        asyncio.ensure_future(store.apply(Put("job", f"j{i}", {"i": i}, None, "running"))) for i in range(20)
+    ]
+    done, _ = await asyncio.wait(writes, timeout=0.2)
+    assert not done  # committed, waiting for the disk
+    held.release.set()
+    await asyncio.wait_for(asyncio.gather(first, *writes), WAIT_S)
+    assert held.calls == 2  # the held one, then one for all twenty
+    assert await store.count("job") == 21
+
+
+async def test_a_failed_fsync_fails_the_writes_waiting_for_it_and_every_call_after(
+    store: SQLiteStore,
+) -> None:
+    held = HeldFsync(store)
+    held.fail = OSError(5, "Input/output error")
+    writing = asyncio.ensure_future(store.apply(Put("job", "j1", {}, None, "running")))
+    await held.wait_entered()
+    held.release.set()
+    with pytest.raises(StoreError, match="fsync failed"):
+        await asyncio.wait_for(writing, WAIT_S)
+    with pytest.raises(StoreError, match="fsync failed"):
+        await store.apply(Put("job", "j2", {}, None, "running"))
+
+
+OTHER_PROCESS = """
+import asyncio, sys
+from podium.store import Delete, Put, SQLiteStore
+
+async def main(path, op):
+    async with SQLiteStore(path) as store:
+        rec = await store.get("job", "j1")
+        if op == "put":
+            await store.apply(Put("job", "j1", {"by": "other"}, rec.version, "finished"))
+        else:
+            await store.apply(Delete("job", "j1"))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def _other_process(path: Path, op: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(OTHER_PROCESS), str(path), op], check=True, timeout=60
+    )
+
+
+async def test_a_write_by_another_process_is_read_at_once_not_the_kept_record(store: SQLiteStore) -> None:
+    [mine] = await store.apply(Put("job", "j1", {"by": "me"}, None, "running"))
+    assert store._cache  # kept: the next read of j1 does not read the file
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"by": "me"}
+    await asyncio.to_thread(_other_process, store.path, "put")
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"by": "other"} and got.version == mine.version + 1
+    assert got.status == "finished"
+    # a decision on the record still sees the file's truth: a write on the stale version conflicts
+    from podium.errors import ConflictError
+
+    with pytest.raises(ConflictError):
+        await store.apply(Put("job", "j1", {"by": "me again"}, mine.version, "running"))
+    [again] = await store.apply(Put("job", "j1", {"by": "me again"}, got.version, "running"))
+    assert (await store.get("job", "j1")) == again._replace(data={"by": "me again"})
+    await asyncio.to_thread(_other_process, store.path, "delete")
+    assert await store.get("job", "j1") is None
+
+
+async def test_kept_records_are_copies_held_as_json(store: SQLiteStore) -> None:
+    data = {"pair": (1, 2), "nested": {"k": [1]}}
+    await store.apply(Put("job", "j1", data, None, "running"))
+    data["nested"]["k"].append(2)
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"pair": [1, 2], "nested": {"k": [1]}}
+    got.data["nested"]["k"].append(3)
+    again = await store.get("job", "j1")
+    assert again is not None and again.data == {"pair": [1, 2], "nested": {"k": [1]}}
+    await store.apply(Delete("job", "j1"))
+    assert await store.get("job", "j1") is None
 
 
 def test_store_urls_name_the_synchronous_level(tmp_path: Path) -> None:
@@ -51,3 +179,31 @@ def test_store_urls_name_the_synchronous_level(tmp_path: Path) -> None:
         sqlite_synchronous("sqlite:///a.db?synchronous=off")
     with pytest.raises(ValueError, match="unknown option 'mode'"):
         sqlite_synchronous("sqlite:///a.db?mode=ro")
+
+
+async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store: SQLiteStore) -> None:
+    [a] = await store.apply(Put("job", "a", {"n": 0}, None, "running"))
+    sizes: list[int] = []
+    run_batch = store._run_batch
+
+    def counting(conn: Any, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        run_batch(conn, batch)
+
+    store._run_batch = counting  # type: ignore[method-assign]
+    # three calls started together: the first runs at once, the other two at the end of the step, in one
+    # transaction where the stale one rolls back alone
+    first, stale, other = await asyncio.gather(
+        store.apply(Put("job", "a", {"n": 1}, a.version, "running")),
+        store.apply(Put("job", "a", {"n": 2}, a.version, "running")),
+        store.apply(Put("job", "b", {"n": 3}, None, "running")),
+        return_exceptions=True,
+    )
+    from podium.errors import ConflictError
+
+    assert isinstance(stale, ConflictError)
+    assert not isinstance(first, BaseException) and not isinstance(other, BaseException)
+    got_a, got_b = await store.get("job", "a"), await store.get("job", "b")
+    assert got_a is not None and got_a.data == {"n": 1} and got_a.version == a.version + 1
+    assert got_b is not None and got_b.data == {"n": 3}
+    assert sizes[:2] == [1, 2]

@@ -1,14 +1,28 @@
 """The SQLite backend: podium's embedded default. One file, WAL, durable before a call returns.
 
-All writes run on one dedicated thread that owns the writing connection. Calls that arrive while it is
-busy are *group-committed*: the thread runs everything queued in one transaction, each call inside its own
-SAVEPOINT (so one call's conflict rolls back only that call), and commits once with
-``synchronous=FULL``. Futures resolve only after the commit, so a returned call is on disk, and many
-concurrent callers share one fsync. Reads never wait behind a commit's fsync (WAL readers do not wait
-for the writer) and see every call that returned before they started: a record by kind and id is read on
-the event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU
-through a thread hop: job status polls are reads of one record); lists, counts and history run on a
-reader thread with its own connection.
+Writes run on the calling event loop's thread, on one writing connection, each call in its own transaction
+as it is made (the statements of a call cost less CPU than a hop to a thread and back, and a call that
+need not wait for the disk is done before ``await`` yields). ``COMMIT`` itself does not wait for the disk:
+with ``synchronous=FULL`` (the default) the store commits with SQLite's ``NORMAL`` and a thread of its own
+(:class:`~podium.store.sqlite_sync.WalSyncer`) fsyncs the WAL outside the write lock, then releases the calls
+that waited for it. A durable call returns only after an fsync that covers its commit; one fsync covers
+every commit made before it started (group commit), and the next transactions run while the disk flushes
+(no write waits behind another's fsync). ``durable=False`` calls (takes, claims) return at their commit.
+A call that finds the write lock held by another process (several instances on one file) goes to a writer
+thread that waits for it; calls made meanwhile queue behind it there and run as one transaction (a
+SAVEPOINT each, so one call's conflict rolls back only that call), so order is kept.
+
+Reads never wait behind a commit and see every call that returned before they started. A read does not
+show this process's durable writes before they are on disk: a record written by a commit not yet synced is
+returned once the sync has covered it (lists, counts and history wait for every commit they may see).
+Another process on the same file may see a commit up to one fsync before it is durable, as with
+``synchronous=NORMAL``; what it may do with it is bounded by what that process writes (its own writes wait
+for their own fsync). A record this process wrote is read from the row it kept (its JSON text, decoded as a
+read would decode it) while ``PRAGMA data_version`` on the writing connection, which changes only when
+another connection commits, says nobody else wrote since; any other record by kind and id is read on the
+event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU through
+a thread hop: job status polls are reads of one record); lists, counts and history run on a reader thread
+with its own connection.
 
 The schema is created by Alembic on a new file; an existing file whose schema version differs from
 :data:`~podium.store.base.SCHEMA_VERSION` refuses to open with the command that migrates it.
@@ -49,6 +63,7 @@ from podium.store.base import (
     notify_queues,
     status_filter,
 )
+from podium.store.sqlite_sync import WalSyncer
 
 __all__ = ["SQLiteStore"]
 
@@ -58,6 +73,9 @@ T = TypeVar("T")
 _dumps, _loads = dump_json, load_json
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
+_Row = tuple[str, str, int, str | None, str | None, str, float, float]
+"""A record as its row holds it: kind, id, version, status, group, data (JSON text), created_at, updated_at."""
+_Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseException | None]
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
@@ -79,13 +97,31 @@ class SQLiteStore(Store):
         self._reader: ThreadPoolExecutor | None = None
         self._rconn: sqlite3.Connection | None = None
         self._lconn: sqlite3.Connection | None = None  # point reads on the event loop's thread
+        self._syncer: WalSyncer | None = None
         self._pending: builtins.list[_Call] = []
         self._pending_lock = threading.Lock()
         self._scheduled = False
-        self._level = synchronous
+        self._threaded = False  # calls go to the writer thread (another process held the write lock)
+        self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
+        self._step_loop: asyncio.AbstractEventLoop | None = None  # a call ran in this loop's current step
+        self._deferred: builtins.list[_Call] = []  # calls made later in that step
         self._counters: dict[str, int] = {}
         self._dirty = False
+        self._touched: builtins.list[tuple[tuple[str, str], _Row | None]] = []  # what a batch writes
+        # Records as this process last wrote them, valid while no other connection committed: a read of one
+        # checks ``PRAGMA data_version`` on the writing connection (it changes only when another
+        # connection commits) instead of reading the record.
+        self._cache: dict[tuple[str, str], _Row] = {}
+        self._data_version = 0
+        self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
+        self._unsynced_lock = threading.Lock()
+        self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def _fsyncs(self) -> bool:
+        """Whether durable calls wait for an fsync of the WAL (``FULL`` and ``EXTRA``)."""
+        return self.synchronous.upper() in ("FULL", "EXTRA")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -104,6 +140,16 @@ class SQLiteStore(Store):
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-sqlite-read")
         self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect_reader)
         self._lconn = self._connect_reader(busy_timeout_ms=200)
+        self._syncer = WalSyncer(self.path, fsync=self._fsyncs, checkpoint=self._checkpoint)
+        self._data_version = _data_version(self._conn)
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the WAL on the writing connection (the syncer's thread), holding it: writes made
+        meanwhile queue for the writer thread, so the checkpoint completes and the WAL starts over."""
+        with self._write_lock:
+            conn = self._conn
+            if conn is not None:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _has_tables(self) -> bool:
         conn = sqlite3.connect(str(self.path))
@@ -115,8 +161,10 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=10000")
+        # FULL's fsync is the syncer's (outside the write lock); the syncer checkpoints too
+        conn.execute(f"PRAGMA synchronous={'NORMAL' if self._fsyncs else self.synchronous}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA busy_timeout=0")  # a busy write lock sends the batch to the writer thread
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -143,7 +191,13 @@ class SQLiteStore(Store):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await asyncio.get_running_loop().run_in_executor(executor, self._drain)
+        if self._deferred:
+            self._end_step()
+        while self._threaded:  # what the writer thread holds runs first
+            await asyncio.get_running_loop().run_in_executor(executor, self._drain)
+        syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            await asyncio.to_thread(syncer.close)  # what was committed is synced (and released) first
         self._conn = None
         await asyncio.get_running_loop().run_in_executor(executor, conn.close)
         executor.shutdown(wait=True)
@@ -152,95 +206,292 @@ class SQLiteStore(Store):
     async def schema_version(self) -> str | None:
         return await asyncio.to_thread(migrate.current_version, self.path)
 
-    # --- the writer thread ----------------------------------------------------------------------
+    # --- the writes -----------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> asyncio.Future[T]:
+        """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
+        transaction (its future is done when this returns, unless it waits for an fsync); the calls made
+        later in the same step run together at its end, in one transaction (many calls at once: fewer
+        commits); all of them queue for the writer thread while that thread holds the queue."""
         if self._conn is None or self._executor is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
+        self._check_synced()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        with self._pending_lock:
-            self._pending.append((fn, fut, loop, durable))
-            if not self._scheduled:
-                self._scheduled = True
-                self._executor.submit(self._drain)
+        call: _Call = (fn, fut, loop, durable)
+        if self._step_loop is loop:
+            self._deferred.append(call)  # run at the end of this step, with the others made in it
+            return fut
+        if self._write_lock.acquire(blocking=False):  # not held by the writer thread (or another loop)
+            try:
+                with self._pending_lock:
+                    queued = self._threaded
+                if not queued:
+                    self._run_now([call])
+                    self._step_loop = loop
+                    loop.call_soon(self._end_step)
+                    return fut
+            finally:
+                self._write_lock.release()
+        self._enqueue([call])
         return fut
 
-    def _drain(self) -> None:
-        """Run every queued call in one transaction (a savepoint each), commit once, then resolve."""
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-            self._scheduled = False
+    def _end_step(self) -> None:
+        """The end of a loop step that ran a call: run the calls made after it, in that step, as one batch."""
+        self._step_loop = None
+        batch, self._deferred = self._deferred, []
         if not batch:
             return
+        if self._conn is None:
+            self._settle([(fut, loop, None, _closed()) for _, fut, loop, _ in batch], [], 0)
+            return
+        if self._write_lock.acquire(blocking=False):
+            try:
+                with self._pending_lock:
+                    queued = self._threaded
+                if not queued:
+                    self._run_now(batch)
+                    return
+            finally:
+                self._write_lock.release()
+        self._enqueue(batch)
+
+    def _enqueue(self, calls: builtins.list[_Call], *, first: bool = False) -> None:
+        """Hand calls to the writer thread (which keeps the queue until it is empty)."""
+        with self._pending_lock:
+            if first:
+                self._pending[:0] = calls
+            else:
+                self._pending.extend(calls)
+            self._threaded = True
+            if not self._scheduled:
+                self._scheduled = True
+                assert self._executor is not None
+                self._executor.submit(self._drain)
+
+    def _check_synced(self) -> None:
+        syncer = self._syncer
+        if syncer is not None and syncer.failure is not None:
+            raise StoreError(
+                f"SQLite fsync failed earlier ({syncer.failure}): the store refuses further calls"
+            )
+
+    def _run_now(self, batch: builtins.list[_Call]) -> None:
+        """Run calls in one transaction on this thread, unless another process holds the write lock: then
+        they go to the writer thread, which waits for the lock (and the calls after them follow them there
+        until it is done, so order is kept)."""
         conn = self._conn
         assert conn is not None
-        outcomes: builtins.list[
-            tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
-        ] = []
         try:
-            # A batch of only non-durable writes commits without waiting for the disk; the next durable
-            # commit flushes the WAL with it.
-            level = self.synchronous if any(call[3] for call in batch) else "NORMAL"
-            if level != self._level:
-                conn.execute(f"PRAGMA synchronous={level}")
-                self._level = level
             conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                self._enqueue(batch, first=True)
+            else:
+                failure = StoreError(f"SQLite commit failed: {exc}")
+                self._settle([(fut, loop, None, failure) for _, fut, loop, _ in batch], [], 0)
+            return
+        self._run_batch(conn, batch)
+
+    def _drain(self) -> None:
+        """On the writer thread: run every queued call in one transaction, waiting for the write lock."""
+        with self._write_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+                self._scheduled = False
+                if not batch:
+                    self._threaded = False  # calls run on their own thread again
+                    return
+            conn = self._conn
+            if conn is None:
+                self._settle([(fut, loop, None, _closed()) for _, fut, loop, _ in batch], [], 0)
+                return
+            try:
+                conn.execute("PRAGMA busy_timeout=10000")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                finally:
+                    conn.execute("PRAGMA busy_timeout=0")
+            except sqlite3.Error as exc:
+                failure = StoreError(f"SQLite commit failed: {exc}")
+                self._settle([(fut, loop, None, failure) for _, fut, loop, _ in batch], [], 0)
+            else:
+                self._run_batch(conn, batch)
+            with self._pending_lock:
+                if not self._pending:
+                    self._threaded = False
+                elif not self._scheduled:
+                    self._scheduled = True
+                    assert self._executor is not None
+                    self._executor.submit(self._drain)
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: builtins.list[_Call]) -> None:
+        """Run the calls (a savepoint each) in the open transaction, commit once, then settle them."""
+        outcomes: builtins.list[_Outcome] = []
+        durable: builtins.list[_Outcome] = []
+        seq = 0
+        try:
             # Counters are read once per transaction (under the write lock, so other processes on the
             # same file cannot interleave) and written back once at the end.
             self._counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
             self._dirty = False
-            if len(batch) == 1:
-                fn, fut, loop, _ = batch[0]
+            before = conn.total_changes
+            self._touched = []
+            single = len(batch) == 1
+            for fn, fut, loop, wants_disk in batch:
+                if not single:
+                    conn.execute("SAVEPOINT call")
+                mark = len(self._touched)
                 try:
                     result = fn(conn)
                 except BaseException as exc:
-                    conn.execute("ROLLBACK")
-                    outcomes.append((fut, loop, None, exc))
+                    del self._touched[mark:]  # rolled back: not written
+                    conn.execute("ROLLBACK" if single else "ROLLBACK TO call")
+                    if not single:
+                        conn.execute("RELEASE call")
+                    outcome: _Outcome = (fut, loop, None, exc)
                 else:
-                    outcomes.append((fut, loop, result, None))
-            else:
-                for fn, fut, loop, _ in batch:
-                    conn.execute("SAVEPOINT call")
-                    try:
-                        result = fn(conn)
-                    except BaseException as exc:
-                        conn.execute("ROLLBACK TO call")
+                    if not single:
                         conn.execute("RELEASE call")
-                        outcomes.append((fut, loop, None, exc))
-                    else:
-                        conn.execute("RELEASE call")
-                        outcomes.append((fut, loop, result, None))
+                    outcome = (fut, loop, result, None)
+                (durable if wants_disk and self._fsyncs else outcomes).append(outcome)
             if conn.in_transaction:
                 if self._dirty:
                     conn.executemany(
                         "INSERT INTO counters(name, value) VALUES (?, ?)"
                         " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                        list(self._counters.items()),
+                        builtins.list(self._counters.items()),
                     )
-                conn.execute("COMMIT")
+                syncer = self._syncer
+                if syncer is not None and conn.total_changes != before:
+                    if self._fsyncs and durable:
+                        seq = syncer.reserve()  # from here on the commit may be visible: reads wait for it
+                        with self._unsynced_lock:
+                            unsynced = self._unsynced
+                            if len(unsynced) > 4096:  # those nobody read since their sync
+                                unsynced = self._unsynced = {
+                                    k: s for k, s in unsynced.items() if s > syncer.synced
+                                }
+                            for key, _ in self._touched:
+                                unsynced[key] = seq
+                    else:
+                        syncer.wrote()
+                try:
+                    conn.execute("COMMIT")
+                finally:
+                    if seq:
+                        assert syncer is not None
+                        syncer.committed(seq)
+                self._remember(self._touched)
+            if durable and not seq and self._syncer is not None:
+                seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._cache.clear()  # whatever it wrote is unknown now
             failure = StoreError(f"SQLite commit failed: {exc}")
-            outcomes = [(fut, loop, None, failure) for fut, loop, _, _ in outcomes] or [
-                (fut, loop, None, failure) for _, fut, loop, _ in batch
-            ]
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for outcome in outcomes:
-            by_loop.setdefault(outcome[1], []).append(outcome)
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:  # the loop is closed; nobody is waiting any more
-                pass
+            outcomes = [(fut, loop, None, failure) for fut, loop, _, _ in outcomes + durable]
+            durable = []
+        self._settle(outcomes, durable, seq)
+
+    CACHE_SIZE = 10_000
+    """Records kept as this process last wrote them (the least recently written go first)."""
+
+    def _remember(self, touched: builtins.list[tuple[tuple[str, str], _Row | None]]) -> None:
+        """Keep what a committed batch wrote (writing connection's thread, under the write lock)."""
+        cache = self._cache
+        for key, rec in touched:
+            cache.pop(key, None)
+            if rec is not None:
+                cache[key] = rec
+        while len(cache) > self.CACHE_SIZE:
+            del cache[next(iter(cache))]
+
+    def _cached(self, key: tuple[str, str]) -> _Row | None:
+        """The record as this process last wrote it, if no other connection committed since (then the
+        kept records are dropped); ``None`` when the store must be read."""
+        cache = self._cache
+        conn = self._conn
+        if key not in cache or conn is None or not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            version = _data_version(conn)
+        except sqlite3.Error:
+            return None
+        finally:
+            self._write_lock.release()
+        if version != self._data_version:
+            cache.clear()
+            self._data_version = version
+            return None
+        return cache.get(key)
+
+    def _settle(self, now: builtins.list[_Outcome], later: builtins.list[_Outcome], seq: int) -> None:
+        """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
+        _post(now)
+        if not later:
+            return
+        syncer = self._syncer
+        if syncer is None:
+            _post([(fut, loop, None, _closed()) for fut, loop, _, _ in later])
+            return
+
+        def synced(failure: BaseException | None) -> None:
+            if failure is None:
+                _post(later)
+            else:
+                error = StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk")
+                _post([(fut, loop, None, error) for fut, loop, _, _ in later])
+
+        syncer.after(seq, synced)
+
+    def _unsynced_commit(self, key: tuple[str, str]) -> int | None:
+        """The commit not yet on disk that last wrote ``key``, if any (synced entries are dropped here,
+        and all of them once there are many: the syncer does not stop for this)."""
+        unsynced = self._unsynced
+        seq = unsynced.get(key) if unsynced else None
+        if seq is None:
+            return None
+        syncer = self._syncer
+        synced = syncer.synced if syncer is not None else seq
+        if seq > synced:
+            return seq
+        with self._unsynced_lock:
+            if unsynced.get(key) == seq:
+                del unsynced[key]
+            if len(unsynced) > 1024:
+                self._unsynced = {k: s for k, s in unsynced.items() if s > synced}
+        return None
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read on the reader thread (its own connection, outside the writer's transactions)."""
+        """Run a read on the reader thread (its own connection, outside the writer's transactions); it
+        returns once every commit it may have seen is on disk."""
         if self._rconn is None or self._reader is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
-        conn = self._rconn
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, conn)
+        result = await asyncio.get_running_loop().run_in_executor(self._reader, fn, self._rconn)
+        syncer = self._syncer
+        if syncer is not None and syncer.synced < syncer.visible:
+            await self._synced(syncer.visible)  # every commit it may have seen had reserved its number
+        return result
+
+    async def _synced(self, seq: int) -> None:
+        """Wait until a sync covers commit ``seq`` (the reads waiting for one commit share one wake-up)."""
+        syncer = self._syncer
+        if syncer is None or syncer.synced >= seq:
+            return
+        loop = asyncio.get_running_loop()
+        waits = self._sync_waits
+        fut = waits.get((loop, seq))
+        if fut is None or fut.done():
+            fut = waits[(loop, seq)] = loop.create_future()
+
+            def done(failure: BaseException | None, fut: asyncio.Future[None] = fut) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                    loop.call_soon_threadsafe(_set_done, fut, failure)
+
+            fut.add_done_callback(lambda _: waits.pop((loop, seq), None))
+            syncer.after(seq, done)
+        await asyncio.shield(fut)
 
     # --- apply ----------------------------------------------------------------------------------
 
@@ -279,6 +530,9 @@ class SQLiteStore(Store):
                 ).fetchone()
                 raise ConflictError(op.kind, op.id, op.expected_version, found[0] if found else None)
             # The caller keeps its own object; the store holds the JSON text.
+            self._touched.append(
+                ((op.kind, op.id), (op.kind, op.id, row[0], op.status, op.group, text, row[1], now))
+            )
             return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
         if isinstance(op, Delete):
             if op.expected_version is not None:
@@ -288,6 +542,7 @@ class SQLiteStore(Store):
                 actual = row[0] if row else 0
                 if actual != op.expected_version:
                     raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
+            self._touched.append(((op.kind, op.id), None))
             return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
         if isinstance(op, Enqueue):
             seq = self._next("seq")
@@ -364,6 +619,13 @@ class SQLiteStore(Store):
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
     async def get(self, kind: str, id: str) -> Record | None:
+        cached = self._cached((kind, id)) if self._cache else None
+        if cached is not None:
+            seq = self._unsynced_commit((kind, id))
+            if seq is not None:
+                await self._synced(seq)  # written by a commit not yet on disk
+            return self._record(cached)  # decoded from the stored text, as a read would
+
         def run(conn: sqlite3.Connection) -> Record | None:
             row = conn.execute(
                 "SELECT kind, id, version, status, grp, data, created_at, updated_at FROM records"
@@ -375,9 +637,15 @@ class SQLiteStore(Store):
         conn = self._lconn
         if conn is not None:
             try:
-                return run(conn)
+                rec = run(conn)
             except sqlite3.OperationalError:
                 pass  # busy (another process holds the file a moment): read on the reader thread
+            else:
+                # written by a commit of this process not yet on disk: returned once it is
+                seq = self._unsynced_commit((kind, id))
+                if seq is not None:
+                    await self._synced(seq)
+                return rec
         return await self._read(run)
 
     @staticmethod
@@ -426,6 +694,11 @@ class SQLiteStore(Store):
     async def take_now(
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
+        return await self._take(queues, owner=owner, lease_s=lease_s, limit=limit)
+
+    def _take(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+    ) -> asyncio.Future[builtins.list[Lease]]:
         now = self.clock.now()
 
         def run(conn: sqlite3.Connection) -> builtins.list[Lease]:
@@ -468,34 +741,38 @@ class SQLiteStore(Store):
             return out
 
         # A take that a power cut loses only offers the item again: no need to wait for the disk.
-        return await self._call(run, durable=False)
+        return self._call(run, durable=False)
 
     CROSS_PROCESS_POLL_S = 0.2
     """How often a process with waiting takers checks whether another process committed to the file
     (``PRAGMA data_version``: one cheap read, no scan); waiters wake only when one did."""
 
-    async def take(
-        self,
-        queue: str | Sequence[str],
-        *,
-        owner: str,
-        lease_s: float,
-        limit: int = 1,
-        wait_s: float = 0.0,
+    async def _take_now_safely(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
-        """As :meth:`Store.take`; a waiting taker is also woken by another process's commit to the file
-        (several instances on one SQLite file)."""
-        if wait_s > 0 and self._watcher is None and self._conn is not None:
+        """:meth:`take_now` for :meth:`Store.take`, which has registered its waiter: while anyone waits, a
+        watcher wakes waiters on another process's commit to the file (several instances on one file). A
+        take done at once cannot be cancelled half-way; one queued behind another process's write lock is
+        shielded as :meth:`Store._take_now_safely` does."""
+        if self._waiters and self._watcher is None and self._conn is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_other_writers())
-        return await super().take(queue, owner=owner, lease_s=lease_s, limit=limit, wait_s=wait_s)
+        take = self._take(queues, owner=owner, lease_s=lease_s, limit=limit)
+        if take.done():
+            return take.result()
+        try:
+            return await asyncio.shield(take)
+        except asyncio.CancelledError:
+            take.add_done_callback(self._give_back_late)
+            raise
 
     async def _watch_other_writers(self) -> None:
-        """While takers wait, wake them when another connection committed (``data_version`` changed)."""
+        """While takers wait, wake them when another connection committed (``data_version`` changed).
+        A woken taker registers again and starts a watcher if this one has left meanwhile."""
         try:
             seen = await self._call(_data_version, durable=False)
-            while self._conn is not None and self._waiters:
+            while self._conn is not None:
                 await self.clock.sleep(self.CROSS_PROCESS_POLL_S)
-                if self._conn is None:
+                if self._conn is None or not self._waiters:
                     return
                 now = await self._call(_data_version, durable=False)
                 if now != seen:
@@ -511,7 +788,8 @@ class SQLiteStore(Store):
         row = await self._call(
             lambda conn: conn.execute(
                 f"SELECT min(due_at) FROM queue WHERE queue IN ({marks})", queues
-            ).fetchone()
+            ).fetchone(),
+            durable=False,  # a read
         )
         return float(row[0]) if row and row[0] is not None else None
 
@@ -560,7 +838,7 @@ class SQLiteStore(Store):
                     depth["leased" if leased else "delayed"] += 1
             return depth
 
-        return await self._call(run)
+        return await self._call(run, durable=False)  # a read
 
     # --- locks ----------------------------------------------------------------------------------
 
@@ -632,7 +910,28 @@ class SQLiteStore(Store):
         )
 
 
-def _resolve(items: builtins.list[tuple[asyncio.Future[Any], Any, Any, BaseException | None]]) -> None:
+def _post(items: builtins.list[_Outcome]) -> None:
+    """Resolve futures: at once on this thread's loop, through ``call_soon_threadsafe`` on another's."""
+    if not items:
+        return
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    by_loop: dict[asyncio.AbstractEventLoop, builtins.list[_Outcome]] = {}
+    for item in items:
+        by_loop.setdefault(item[1], []).append(item)
+    for loop, batch in by_loop.items():
+        if loop is here:
+            _resolve(batch)
+            continue
+        try:
+            loop.call_soon_threadsafe(_resolve, batch)
+        except RuntimeError:  # the loop is closed; nobody is waiting any more
+            pass
+
+
+def _resolve(items: builtins.list[_Outcome]) -> None:
     for fut, _, result, exc in items:
         if fut.done():
             continue
@@ -640,3 +939,16 @@ def _resolve(items: builtins.list[tuple[asyncio.Future[Any], Any, Any, BaseExcep
             fut.set_exception(exc)
         else:
             fut.set_result(result)
+
+
+def _set_done(fut: asyncio.Future[None], failure: BaseException | None) -> None:
+    if fut.done():
+        return
+    if failure is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk"))
+
+
+def _closed() -> StoreError:
+    return StoreError("the SQLite store was closed before the call ran")

@@ -1,0 +1,159 @@
+"""The SQLite store's syncer: makes commits durable outside SQLite's write lock, and checkpoints the WAL.
+
+With ``synchronous=FULL`` SQLite fsyncs the WAL inside ``COMMIT``, while it holds the file's write lock:
+every later write, even one that need not be durable, waits for that fsync. The store instead commits with
+``synchronous=NORMAL`` (the WAL is written, not flushed) and hands the commit's sequence number to this
+thread, which fsyncs the WAL file and only then releases the calls that waited for that commit to be on
+disk. One fsync covers every commit made before it started (group commit), and the next transaction runs
+while the disk flushes. A commit whose fsync has not returned is visible to this process's own reads only
+through :meth:`SQLiteStore`'s gate (a read of a record written by an unsynced commit waits for the sync).
+
+Why this is as durable as ``FULL``: a returned fsync puts every byte written to the WAL before it on disk,
+the commit frame included, and SQLite's recovery replays every valid frame; frames are only overwritten
+after a checkpoint has copied them into the database file and synced it (``NORMAL`` checkpoints sync both
+files). Checkpoints are started from here too, every :data:`CHECKPOINT_COMMITS` commits, so the event loop
+never waits for one; the store runs them on its writing connection with no write of its own in between
+(a checkpoint that writes race past never completes, and the WAL then never starts over: it grows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["CHECKPOINT_COMMITS", "WalSyncer"]
+
+CHECKPOINT_COMMITS = 250
+"""A checkpoint runs after this many commits (a few pages each: about SQLite's default of 1,000 pages). The
+WAL file's size cannot say: it keeps its largest size while later transactions rewrite it from the start."""
+
+Done = Callable[[BaseException | None], None]
+
+
+class WalSyncer:
+    """A thread that fsyncs the WAL after commits (``fsync=True``) and checkpoints it.
+
+    Sequence numbers order the commits that need a sync: :meth:`reserve` before ``COMMIT`` (from then on
+    the commit may be visible), :meth:`committed` after it; :meth:`after` runs a callback once a sync
+    covers a sequence number (at once if one already did), with the failure if the fsync failed."""
+
+    def __init__(self, path: Path, *, fsync: bool, checkpoint: Callable[[], None]) -> None:
+        self.path = path
+        self.wal = Path(f"{path}-wal")
+        self.fsync = fsync
+        self._checkpoint = checkpoint
+        self.visible = 0  # the last sequence number whose commit may be visible
+        self.synced = 0  # the last sequence number a returned fsync covers
+        self.failure: BaseException | None = None
+        self._committed = 0
+        self._writes = 0  # commits since the last checkpoint
+        self._cond = threading.Condition()
+        self._after: list[tuple[int, Done]] = []
+        self._closing = False
+        self._fd: int | None = None
+        self._thread = threading.Thread(target=self._run, name="podium-sqlite-sync", daemon=True)
+        self._thread.start()
+
+    # --- the writer's side --------------------------------------------------------------------------
+
+    def reserve(self) -> int:
+        """The sequence number of a commit about to be made (the writer calls this before ``COMMIT``)."""
+        self.visible += 1
+        return self.visible
+
+    def committed(self, seq: int) -> None:
+        """The commit ``seq`` returned (or failed): sync it."""
+        with self._cond:
+            self._committed = max(self._committed, seq)
+            self._writes += 1
+            self._cond.notify()
+
+    def wrote(self) -> None:
+        """A commit that needs no sync happened (counted towards the next checkpoint)."""
+        self._writes += 1
+        if self._writes >= CHECKPOINT_COMMITS:
+            with self._cond:
+                self._cond.notify()
+
+    def after(self, seq: int, done: Done) -> None:
+        """Call ``done(None)`` once a sync covers ``seq`` (on this thread, or at once), ``done(exc)`` if
+        syncing failed."""
+        with self._cond:
+            if self.synced < seq and self.failure is None:
+                self._after.append((seq, done))
+                return
+        done(self.failure)
+
+    def close(self) -> None:
+        """Sync what was committed, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    # --- the thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while (
+                        self._committed <= self.synced
+                        and self._writes < CHECKPOINT_COMMITS
+                        and not self._closing
+                    ):
+                        self._cond.wait()
+                    target = self._committed
+                    closing = self._closing and target <= self.synced
+                    checkpoint = self._writes >= CHECKPOINT_COMMITS
+                    if checkpoint:
+                        self._writes = 0
+                if target > self.synced:
+                    self._sync(target)
+                if closing:
+                    return
+                if checkpoint:
+                    with contextlib.suppress(sqlite3.Error):  # busy: the next one will do
+                        self._checkpoint()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+
+    def _sync(self, target: int) -> None:
+        failure: BaseException | None = None
+        if self.fsync and self.failure is None:
+            try:
+                self._fsync_wal()
+            except OSError as exc:
+                failure = exc
+        with self._cond:
+            if failure is not None and self.failure is None:
+                self.failure = failure
+            self.synced = max(self.synced, target)
+            ready = [done for seq, done in self._after if seq <= target or self.failure is not None]
+            self._after = [(seq, done) for seq, done in self._after if seq > target and self.failure is None]
+        for done in ready:
+            done(self.failure)
+
+    def _fsync_wal(self) -> None:
+        """fsync the WAL file (reopened if it was replaced: a new file after every connection closed)."""
+        try:
+            current = os.stat(self.wal).st_ino
+        except FileNotFoundError:
+            return  # every connection closed and checkpointed: all of it is in the database file
+        if self._fd is not None and os.fstat(self._fd).st_ino != current:
+            os.close(self._fd)
+            self._fd = None
+        if self._fd is None:
+            self._fd = os.open(self.wal, os.O_RDONLY)
+            # the WAL's directory entry, once: a new file must survive a power cut too
+            directory = os.open(self.wal.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        os.fsync(self._fd)
