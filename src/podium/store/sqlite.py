@@ -771,7 +771,10 @@ class SQLiteStore(Store):
         try:
             seen = await self._call(_data_version, durable=False)
             while self._conn is not None:
-                await self.clock.sleep(self.CROSS_PROCESS_POLL_S)
+                # Wall-clock time, not the injected clock: this polls the file for other processes' commits,
+                # an I/O interval rather than a deadline of podium's (a ManualClock in tests must not have
+                # to drive it, nor see its sleeper among the store's own deadlines).
+                await asyncio.sleep(self.CROSS_PROCESS_POLL_S)
                 if self._conn is None or not self._waiters:
                     return
                 now = await self._call(_data_version, durable=False)
