@@ -1,4 +1,5 @@
-"""Scale-out benchmark, instances: 1 vs 3 ``podium serve`` processes on one PostgreSQL schema, with the
+"""Scale-out benchmark, instances: 1 vs 3 ``podium serve`` processes on one PostgreSQL schema (and, with
+``--redis``, on one Redis key prefix), with the
 server benchmark's remote work (``bench_server.py``: blueprint ``start -> dispatch_task(noop) -> finished``,
 ``W`` ``podium.worker`` processes answering at once, spread over the instances; this process submits over
 HTTP, round-robin over the instances, and counts the ``job_finished`` webhooks).
@@ -12,7 +13,7 @@ the server processes (summed), the workers (summed), this driver and PostgreSQL 
 instances summed, warm-up included), by kind: where the extra cost of several instances goes.
 
     python bench/bench_instances.py [--quick] [--instances 1,3] [--workers 4] [--capacity 8] [--jobs N]
-                                    [--dsn postgresql://...] [--statements]
+                                    [--dsn postgresql://...] [--redis redis://127.0.0.1:6379/0] [--statements]
 """
 
 from __future__ import annotations
@@ -135,9 +136,19 @@ def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
 async def run(
     dsn: str, instances: int, workers: int, capacity: int, n_jobs: int, statements: bool = False
 ) -> dict[str, float]:
+    """One run on ``dsn``: a PostgreSQL server (a schema of the run's own) or a Redis server (a key prefix of
+    the run's own), removed after."""
     from tests.conformance.conftest import drop_pg_schema
 
-    url = f"{dsn}?schema=podium_bench_inst_{uuid.uuid4().hex[:8]}"
+    from bench.bench_engine import drop_prefix
+
+    if dsn.startswith("redis"):
+        sep = "&" if "?" in dsn else "?"
+        url = f"{dsn}{sep}prefix=podium-bench-inst-{uuid.uuid4().hex[:8]}"
+        cleanup = drop_prefix(url)
+    else:
+        url = f"{dsn}?schema=podium_bench_inst_{uuid.uuid4().hex[:8]}"
+        cleanup = drop_pg_schema(url)
     env = {
         **os.environ,
         "CLIENT_TOKEN": CLIENT_TOKEN,
@@ -194,7 +205,7 @@ async def run(
             finally:
                 stop_all(procs)
     finally:
-        await drop_pg_schema(url)
+        await cleanup
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -207,16 +218,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=None, help="jobs per run (default 3000; --quick 200)")
     parser.add_argument("--dsn", default=DSN)
+    parser.add_argument("--redis", default=None, help="also run on this Redis server (redis://host:port/db)")
     parser.add_argument("--statements", action="store_true", help="count PostgreSQL statements per job")
     args = parser.parse_args(argv)
     n_jobs = args.jobs or (200 if args.quick else 3000)
     results: dict[str, dict[str, float]] = {}
-    for n in (int(x) for x in args.instances.split(",")):
-        results[f"podium-postgres/x{n}"] = asyncio.run(
-            run(args.dsn, n, args.workers, args.capacity, n_jobs, args.statements)
-        )
+    counts = [int(x) for x in args.instances.split(",")]
+    stores = {"podium-postgres": args.dsn, **({"podium-redis": args.redis} if args.redis else {})}
+    for store, dsn in stores.items():
+        for n in counts:
+            results[f"{store}/x{n}"] = asyncio.run(
+                run(
+                    dsn,
+                    n,
+                    args.workers,
+                    args.capacity,
+                    n_jobs,
+                    args.statements and store == "podium-postgres",
+                )
+            )
     names = list(results)
-    ratios = {f"{n}_over_{names[0]}": results[n]["jobs_s"] / results[names[0]]["jobs_s"] for n in names[1:]}
+    ratios = {
+        f"{name}_over_{store}/x{counts[0]}": results[name]["jobs_s"]
+        / results[f"{store}/x{counts[0]}"]["jobs_s"]
+        for store in stores
+        for name in names
+        if name.startswith(f"{store}/") and name != f"{store}/x{counts[0]}"
+    }
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
     if args.statements:
         keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]
@@ -224,7 +252,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [
             name,
             *(
-                f"{r[k]:.0f}" if k == "jobs_s" else f"{r[k]:.3f}" if k.startswith("cpu") else f"{r[k]:.2f}"
+                "-"
+                if k not in r
+                else f"{r[k]:.0f}"
+                if k == "jobs_s"
+                else f"{r[k]:.3f}"
+                if k.startswith("cpu")
+                else f"{r[k]:.2f}"
                 for k in keys
             ),
         ]
