@@ -95,15 +95,18 @@ class Fleet:
     async def serve(self, name: str) -> Proc:
         """Start one ``podium serve`` instance on the store; return once it listens."""
         port = free_port()
+        args = ["serve", "--port", str(port), "--host", "127.0.0.1"]
+        args += ["--blueprints", str(HERE / "bp"), "--storage", self.store_url]
+        return await self.launch(name, args, port, {**os.environ, **ENV, "INSTANCE_ID": name})
+
+    async def launch(self, name: str, args: list[str], port: int, env: dict[str, str]) -> Proc:
+        """Start ``podium ARGS`` (a server listening on ``port``) with ``env``; return once it listens."""
         log = self.tmp / f"{name}.log"
         log_file = log.open("w")
         popen = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "podium", "serve", "--port", str(port), "--host", "127.0.0.1"),
-                *("--blueprints", str(HERE / "bp"), "--storage", self.store_url),
-            ],
+            [sys.executable, "-m", "podium", *args],
             cwd=self.tmp,
-            env={**os.environ, **ENV, "INSTANCE_ID": name},
+            env=env,
             stdout=subprocess.PIPE,
             stderr=log_file,
             text=True,

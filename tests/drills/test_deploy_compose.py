@@ -6,7 +6,6 @@ three services."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -63,21 +62,7 @@ async def _serve(f: Fleet, name: str, service: dict[str, Any], store_url: str) -
     command[command.index("--port") + 1] = str(port)
     command[command.index("--host") + 1] = "127.0.0.1"
     env = {**os.environ, **_env(service), "PODIUM_STORE_URL": store_url, "LOG_LEVEL": "WARNING"}
-    log = f.tmp / f"{name}.log"
-    log_file = log.open("w")
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "podium", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log_file,
-        text=True,
-    )
-    proc = Proc(name, popen, f"http://127.0.0.1:{port}", log, log_file)
-    f.servers.append(proc)
-    assert popen.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(popen.stdout.readline), 30)
-    assert "serving on" in line, f"{name} did not start: {line!r}\n{log.read_text()}"
-    return proc
+    return await f.launch(name, command, port, env)
 
 
 async def test_the_compose_services_run_as_one_deployment(postgres_dsn: str, tmp_path: Path) -> None:
