@@ -48,8 +48,27 @@ def percentile(values: list[float], p: float) -> float:
 async def podium_run(
     store_kind: str, n_latency: int, n_jobs: int, workers: int, sqlite_sync: str = "FULL"
 ) -> dict[str, float]:
-    from podium.engine import ActionFactory, Blueprint, Config, InProcessWorker, OrchestratorEngine
     from podium.engine.storage import MemoryStorage, SQLiteStorage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = (
+            MemoryStorage()
+            if store_kind == "memory"
+            else redis_storage(store_kind)
+            if store_kind.startswith("redis")
+            else SQLiteStorage(Path(tmp) / "bench.db", synchronous=sqlite_sync)
+        )
+        figures = await run_on_store(store, n_latency, n_jobs, workers)
+        if store_kind.startswith("redis"):
+            await drop_prefix(store_kind)
+    return figures
+
+
+async def run_on_store(store: Any, n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
+    """The engine benchmark's work on ``store``: blueprint ``start -> dispatch_task(noop) -> end``, ``workers``
+    in-process workers answering at once; p50/p99 of ``n_latency`` single jobs one after another, then the
+    throughput of ``n_jobs`` created together and waited for together."""
+    from podium.engine import ActionFactory, Blueprint, Config, InProcessWorker, OrchestratorEngine
 
     bp = Blueprint("bench")
 
@@ -60,34 +79,24 @@ async def podium_run(
     @bp.handler(is_end=True)
     async def end() -> None: ...
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = (
-            MemoryStorage()
-            if store_kind == "memory"
-            else redis_storage(store_kind)
-            if store_kind.startswith("redis")
-            else SQLiteStorage(Path(tmp) / "bench.db", synchronous=sqlite_sync)
-        )
-        engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100), serve_http=False)
-        engine.register_blueprint(bp)
-        for i in range(workers):
-            w = InProcessWorker(f"w{i}", capacity=50)
-            w.add_skill("noop", lambda: {"status": "success", "data": {}})
-            engine.add_worker(w)
-        async with engine:
-            lat: list[float] = []
-            for _ in range(n_latency):
-                t0 = time.perf_counter()
-                job = await engine.wait_for_job(await engine.create_job("bench"))
-                lat.append(time.perf_counter() - t0)
-                assert job.status == "finished"
+    engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100), serve_http=False)
+    engine.register_blueprint(bp)
+    for i in range(workers):
+        w = InProcessWorker(f"w{i}", capacity=50)
+        w.add_skill("noop", lambda: {"status": "success", "data": {}})
+        engine.add_worker(w)
+    async with engine:
+        lat: list[float] = []
+        for _ in range(n_latency):
             t0 = time.perf_counter()
-            ids = await asyncio.gather(*(engine.create_job("bench") for _ in range(n_jobs)))
-            views = await asyncio.gather(*(engine.wait_for_job(j) for j in ids))
-            elapsed = time.perf_counter() - t0
-            assert all(v.status == "finished" for v in views)
-        if store_kind.startswith("redis"):
-            await drop_prefix(store_kind)
+            job = await engine.wait_for_job(await engine.create_job("bench"))
+            lat.append(time.perf_counter() - t0)
+            assert job.status == "finished"
+        t0 = time.perf_counter()
+        ids = await asyncio.gather(*(engine.create_job("bench") for _ in range(n_jobs)))
+        views = await asyncio.gather(*(engine.wait_for_job(j) for j in ids))
+        elapsed = time.perf_counter() - t0
+        assert all(v.status == "finished" for v in views)
     return {
         "p50_ms": percentile(lat, 50) * 1e3,
         "p99_ms": percentile(lat, 99) * 1e3,

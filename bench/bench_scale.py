@@ -38,7 +38,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_engine import drop_prefix, percentile  # noqa: E402
+from bench.bench_engine import drop_prefix, run_on_store  # noqa: E402
 from bench.common import flush_redis_db, pick_redis_db, report, table  # noqa: E402
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -61,42 +60,10 @@ PGQUEUER_REQ = ["pgqueuer>=1,<2", "asyncpg>=0.29"]
 
 
 async def podium_run(url: str, n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
-    from podium.engine import ActionFactory, Blueprint, Config, InProcessWorker, OrchestratorEngine
+    """The engine benchmark's work (``bench_engine.run_on_store``) on the store at ``url``."""
     from podium.store import open_store
 
-    bp = Blueprint("bench")
-
-    @bp.handler(is_start=True)
-    async def start(actions: ActionFactory) -> None:
-        actions.dispatch_task("noop", {}, transitions={"success": "end"})
-
-    @bp.handler(is_end=True)
-    async def end() -> None: ...
-
-    store = open_store(url)
-    engine = OrchestratorEngine(store, Config(EXECUTOR_MAX_CONCURRENT_JOBS=100), serve_http=False)
-    engine.register_blueprint(bp)
-    for i in range(workers):
-        w = InProcessWorker(f"w{i}", capacity=50)
-        w.add_skill("noop", lambda: {"status": "success", "data": {}})
-        engine.add_worker(w)
-    async with engine:
-        lat: list[float] = []
-        for _ in range(n_latency):
-            t0 = time.perf_counter()
-            job = await engine.wait_for_job(await engine.create_job("bench"))
-            lat.append(time.perf_counter() - t0)
-            assert job.status == "finished"
-        t0 = time.perf_counter()
-        ids = await asyncio.gather(*(engine.create_job("bench") for _ in range(n_jobs)))
-        views = await asyncio.gather(*(engine.wait_for_job(j) for j in ids))
-        elapsed = time.perf_counter() - t0
-        assert all(v.status == "finished" for v in views)
-    return {
-        "p50_ms": percentile(lat, 50) * 1e3,
-        "p99_ms": percentile(lat, 99) * 1e3,
-        "jobs_s": n_jobs / elapsed,
-    }
+    return await run_on_store(open_store(url), n_latency, n_jobs, workers)
 
 
 def podium_isolated(url: str, n_latency: int, n_jobs: int, workers: int) -> dict[str, float]:
