@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-AVTOMATIKA_REQ = ["avtomatika==1.0b30"]
+from bench.peervenv import AVTOMATIKA  # noqa: E402
+
+AVTOMATIKA_REQ = AVTOMATIKA
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER = ("penguiflow", ["penguiflow==2.2.5"])
 MODULE = {"penguiflow": "penguiflow", "podium": "podium.flow"}
 
 
@@ -321,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     if not args.podium_only:
         sys.path.insert(0, str(ROOT))
-        from bench.peervenv import peer_python
+        from bench.peervenv import PENGUIFLOW, peer_python
 
-        results["penguiflow"] = run_side("penguiflow", str(peer_python(*PEER)), args.quick)
+        results["penguiflow"] = run_side("penguiflow", str(peer_python("penguiflow", PENGUIFLOW)), args.quick)
     results["podium"] = run_side("podium", sys.executable, args.quick)
 
     ratios: dict[str, float] = {}

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER = ("penguiflow", ["penguiflow==2.2.5"])
 MODULE = {"penguiflow": "penguiflow", "podium": "podium.flow"}
 STEPS = 24
 
@@ -297,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     sides = {"podium": sys.executable}
     if not args.podium_only:
         sys.path.insert(0, str(ROOT))
-        from bench.peervenv import peer_python
+        from bench.peervenv import PENGUIFLOW, peer_python
 
-        sides = {"penguiflow": str(peer_python(*PEER)), **sides}
+        sides = {"penguiflow": str(peer_python("penguiflow", PENGUIFLOW)), **sides}
     results: dict[str, dict[str, float]] = {}
     for _round in range(args.rounds):
         for side, python in sides.items():

@@ -59,12 +59,12 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from bench.common import report  # noqa: E402
-from bench.peervenv import peer_python  # noqa: E402
+from bench.peervenv import AVTOMATIKA, AVTOMATIKA_WORKER, peer_python  # noqa: E402
 from bench.rawhttp import RawClient, receiver_server  # noqa: E402
 
-AVTOMATIKA_REQ = ["avtomatika==1.0b30"]
+AVTOMATIKA_REQ = AVTOMATIKA
 AVTOMATIKA_REDIS_REQ = ["avtomatika[redis]==1.0b30"]
-AVTOMATIKA_WORKER_REQ = ["avtomatika-worker==1.0b20"]
+AVTOMATIKA_WORKER_REQ = AVTOMATIKA_WORKER
 CLIENT_TOKEN, WORKER_TOKEN = "bench-client-token", "bench-worker-token"
 SUBMIT_PATH = "/api/v1/jobs/bench"
 TERMINAL = {"finished", "failed", "quarantined", "cancelled"}

@@ -58,6 +58,7 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.common import flush_redis_db, pick_redis_db, report  # noqa: E402
+from bench.peervenv import MADSCI_NODE, MADSCI_WORKCELL  # noqa: E402
 from podium.client import WorkcellClient  # noqa: E402
 from podium.nodes import NodeClient  # noqa: E402
 from podium.nodes.sim import make_sim_nodes, run_sim_nodes  # noqa: E402
@@ -73,15 +74,7 @@ from podium.workcell.server import serve_asgi  # noqa: E402
 HERE = Path(__file__).resolve().parent
 NODES = ("robotarm_1", "liquidhandler_1", "platereader_1")
 ACTIONS = {"robotarm_1": "home", "liquidhandler_1": "refill_tips", "platereader_1": "read_plate"}
-MADSCI_REQUIREMENTS = [
-    "madsci.client==0.8.1",
-    "madsci.node_module==0.8.1",
-    "madsci.workcell_manager==0.8.1",
-    "madsci.data_manager==0.8.1",
-    "madsci.location_manager==0.8.1",
-    "pydantic==2.12.5",
-    "packaging",
-]
+MADSCI_REQUIREMENTS = MADSCI_WORKCELL
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
@@ -409,12 +402,7 @@ def run_madsci(
 
 # --- unmodified MADSci nodes ------------------------------------------------------------------------
 
-MADSCI_NODE_REQUIREMENTS = [
-    "madsci.client==0.8.1",
-    "madsci.node_module==0.8.1",
-    "pydantic==2.12.5",
-    "packaging",
-]
+MADSCI_NODE_REQUIREMENTS = MADSCI_NODE
 
 
 @contextlib.contextmanager

@@ -16,7 +16,32 @@ import sys
 import venv
 from pathlib import Path
 
-__all__ = ["peer_python", "peer_venv_root"]
+__all__ = [
+    "AVTOMATIKA",
+    "AVTOMATIKA_WORKER",
+    "MADSCI_NODE",
+    "MADSCI_WORKCELL",
+    "PENGUIFLOW",
+    "peer_python",
+    "peer_venv_root",
+]
+
+# The peers as the benchmarks and interop tests pin them, one spelling each (a venv is cached per list).
+PENGUIFLOW = ["penguiflow==2.2.5"]
+AVTOMATIKA = ["avtomatika==1.0b30"]
+AVTOMATIKA_WORKER = ["avtomatika-worker==1.0b20"]  # the release on the server's rxon 1.0b17 (interop-notes)
+MADSCI_NODE = ["madsci.client==0.8.1", "madsci.node_module==0.8.1", "pydantic==2.12.5", "packaging"]
+"""MADSci 0.8.1's node SDK and client: unmodified MADSci nodes."""
+MADSCI_WORKCELL = [
+    "madsci.client==0.8.1",
+    "madsci.node_module==0.8.1",
+    "madsci.workcell_manager==0.8.1",
+    "madsci.data_manager==0.8.1",
+    "madsci.location_manager==0.8.1",
+    "pydantic==2.12.5",
+    "packaging",
+]
+"""MADSci 0.8.1's managers (workcell, data, location), its client and node SDK."""
 
 
 def peer_venv_root() -> Path:

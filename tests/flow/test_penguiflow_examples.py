@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from bench.peervenv import peer_python
+from bench.peervenv import PENGUIFLOW, peer_python
 
 from tests.flow.penguiflow.sources import penguiflow_source
 
@@ -78,7 +78,7 @@ def _run(command: list[str], cwd: Path, pythonpath: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def outputs() -> dict[str, tuple[tuple[int, str], tuple[int, str]]]:
     source = penguiflow_source()
-    peer = str(peer_python("penguiflow", ["penguiflow==2.2.5"]))
+    peer = str(peer_python("penguiflow", PENGUIFLOW))
 
     def both(name: str) -> tuple[tuple[int, str], tuple[int, str]]:
         script = str(_script(source, name))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench.peervenv import peer_python
+from bench.peervenv import AVTOMATIKA_WORKER, peer_python
 from tests.interop.avtomatika_suite import suite_dir
 
 from podium.client import AsyncJobClient
@@ -28,7 +28,7 @@ from podium.engine.scheduler import load_schedules_from_file
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
-REQUIREMENTS = ["avtomatika-worker==1.0b20"]
+REQUIREMENTS = AVTOMATIKA_WORKER
 PEER_VENVS = [("avtomatika-worker", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 CLIENT_TOKEN = "my-secret-client-token"  # the README quick start's tokens
 WORKER_TOKEN = "my-secret-worker-token"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.peervenv import peer_python
+from bench.peervenv import AVTOMATIKA_WORKER, peer_python
 from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, make_engine, running_stack
 
 from podium.client import AsyncJobClient
@@ -27,7 +27,7 @@ from podium.testing import watch
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
-REQUIREMENTS = ["avtomatika-worker==1.0b20"]
+REQUIREMENTS = AVTOMATIKA_WORKER
 PEER_VENVS = [("avtomatika-worker", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 
 

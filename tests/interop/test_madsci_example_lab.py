@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.peervenv import MADSCI_WORKCELL
 
 from podium.nodes.sim import make_example_lab_nodes
 from podium.workcell.demo import serve_sim_nodes
@@ -24,15 +25,7 @@ from podium.workcell.server import build_engine, serve_workcell
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(150)]
 HERE = Path(__file__).resolve().parent
 LAB = HERE.parents[1] / "examples" / "workcell" / "example_lab"
-MADSCI_WC = [
-    "madsci.client==0.8.1",
-    "madsci.node_module==0.8.1",
-    "madsci.workcell_manager==0.8.1",
-    "madsci.data_manager==0.8.1",
-    "madsci.location_manager==0.8.1",
-    "pydantic==2.12.5",
-    "packaging",
-]
+MADSCI_WC = MADSCI_WORKCELL
 
 
 async def set_up_the_lab(http: httpx.AsyncClient) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.peervenv import MADSCI_NODE
 
 from podium.ids import new_ulid_str
 from podium.nodes import ActionStatus, LocationArgument, NodeClient
@@ -29,7 +30,7 @@ from podium.tokens import url_with_token
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
-REQUIREMENTS = ["madsci.client==0.8.1", "madsci.node_module==0.8.1", "pydantic==2.12.5", "packaging"]
+REQUIREMENTS = MADSCI_NODE
 PEER_VENVS = [("madsci-node", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.peervenv import MADSCI_NODE
 
 from podium.nodes import ActionStatus
 from podium.store.sqlite import SQLiteStore
@@ -30,7 +31,7 @@ from podium.workcell import (
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
-REQUIREMENTS = ["madsci.client==0.8.1", "madsci.node_module==0.8.1", "pydantic==2.12.5", "packaging"]
+REQUIREMENTS = MADSCI_NODE
 PEER_VENVS = [("madsci-node", REQUIREMENTS)]  # built before the tests run (tests/conftest.py)
 REPORT = b"i,value\n0,0\n1,1\n2,4\n3,9\n"
 

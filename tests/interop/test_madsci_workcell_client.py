@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.peervenv import MADSCI_WORKCELL
 
 from podium.store import MemoryStore
 from podium.tokens import new_token, url_with_token
@@ -19,15 +20,7 @@ from podium.workcell.server import serve_workcell
 
 pytestmark = pytest.mark.interop
 HERE = Path(__file__).resolve().parent
-MADSCI_WC = [
-    "madsci.client==0.8.1",
-    "madsci.node_module==0.8.1",
-    "madsci.workcell_manager==0.8.1",
-    "madsci.data_manager==0.8.1",
-    "madsci.location_manager==0.8.1",
-    "pydantic==2.12.5",
-    "packaging",
-]
+MADSCI_WC = MADSCI_WORKCELL
 PEER_VENVS = [("madsci-wc", MADSCI_WC)]  # built before the tests run (tests/conftest.py)
 
 
