@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,11 @@ async def test_a_backup_restores_into_a_new_schema(pg_url: str, tmp_path: Path) 
         await drop_pg_schema(other)
 
 
-async def test_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    port = _free_port()
+@asynccontextmanager
+async def _serving(tmp_path: Path, args: list[str], port: int, health: str) -> AsyncIterator[None]:
+    """``podium ARGS`` in a process of its own, until it answers ``health`` on ``port``; SIGINT after."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "podium", "serve", "--port", str(port), "--storage", pg_url],
+        [sys.executable, "-m", "podium", *args],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -126,16 +128,15 @@ async def test_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(400):
                 try:
-                    if (await http.get("/_public/health")).status_code == 200:
+                    if (await http.get(health)).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
                 await asyncio.sleep(0.05)  # waiting for another process to listen: nothing to wait on
             else:
-                pytest.fail("podium serve did not answer /_public/health")
-        # The server created and migrated its schema on the database
-        assert await _version(pg_url) == "0001"
+                pytest.fail(f"podium {' '.join(args[:2])} did not answer {health}")
+        yield
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -145,6 +146,15 @@ async def test_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
             server.wait()
         if server.stdout is not None:
             server.stdout.close()
+
+
+async def test_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    port = _free_port()
+    async with _serving(
+        tmp_path, ["serve", "--port", str(port), "--storage", pg_url], port, "/_public/health"
+    ):
+        # The server created and migrated its schema on the database
+        assert await _version(pg_url) == "0001"
 
 
 async def test_workcell_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
@@ -159,38 +169,10 @@ async def test_workcell_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
         "--store-url",
         pg_url,
     ]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "podium", *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(400):
-                try:
-                    if (await http.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-                await asyncio.sleep(0.05)  # waiting for another process to listen: nothing to wait on
-            else:
-                pytest.fail("podium workcell serve did not answer /health")
-        # The workcell keeps its state in the PostgreSQL schema
-        async with PostgresStore(pg_url) as store:
-            assert await store.schema_version() == "0001"
-            assert (await store._fetch("SELECT count(*) FROM records"))[0][0] > 0
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+    # The workcell keeps its state in the PostgreSQL schema
+    async with _serving(tmp_path, args, port, "/health"), PostgresStore(pg_url) as store:
+        assert await store.schema_version() == "0001"
+        assert (await store._fetch("SELECT count(*) FROM records"))[0][0] > 0
 
 
 async def test_serve_refuses_a_postgres_schema_at_another_version(pg_url: str, tmp_path: Path) -> None:
