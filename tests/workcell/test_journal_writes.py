@@ -248,3 +248,42 @@ async def test_crash_after_a_step_ends_queues_the_next_step_again(
     assert done.status.completed
     assert len(nodes["arm"].calls) == 1
     assert [c.action_id for c in lh.calls] != [never_acked] and len(lh.calls) == 1
+
+
+class HoldingStore(MemoryStore):
+    """A memory store that holds the write of a workflow view in state ``status`` until ``release`` is set."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__()
+        self.status = status
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def apply(self, *ops: Op, durable: bool = True) -> list[Any]:
+        if any(isinstance(o, Put) and o.kind == WORKFLOW_KIND and o.status == self.status for o in ops):
+            self.held.set()
+            await self.release.wait()
+        return await super().apply(*ops, durable=durable)
+
+
+async def test_wait_for_answers_only_once_the_change_it_sees_is_written(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    # Given a run whose last step ended, its "completed" write still under way
+    store = HoldingStore("completed")
+    async with _engine(workcell, store, tmp_path, make_nodes()) as engine:
+        run = await engine.submit(
+            load_workflow_definition({"name": "one", "steps": [{"node": "arm", "action": "noop"}]})
+        )
+        waiter = asyncio.create_task(engine.wait_for(run.workflow_id, timeout_s=10))
+        await asyncio.wait_for(store.held.wait(), 5)
+        # When something else wakes the waiters meanwhile
+        engine.journal.notify()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # Then wait_for does not answer from the live view (completed in memory, not yet in the store)
+        assert not waiter.done()
+        store.release.set()
+        done = await waiter
+        assert done.status.completed
+        assert (await engine.jobs.get_job(run.workflow_id)).status == "finished"

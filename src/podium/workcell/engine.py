@@ -562,19 +562,20 @@ class WorkcellEngine:
             ops, done = self.journal.wf_ops(
                 wf, "submitted", {"definition_id": definition.workflow_definition_id}, extra=ops, new=True
             )
-            if self.is_owner:  # before the write: the first step's task reaches the executor with it
-                self._workflows[wf.workflow_id] = wf
-            try:
-                await self.jobs.create_job(
-                    chain_name(n),
-                    {"task_type": STEP_TASK, "n_steps": n},
-                    job_id=wf.workflow_id,
-                    extra_ops=ops,
-                )
-            except BaseException:
-                self._workflows.pop(wf.workflow_id, None)
-                raise
-            done()
+            with self.journal.change(wf.workflow_id):
+                if self.is_owner:  # before the write: the first step's task reaches the executor with it
+                    self._workflows[wf.workflow_id] = wf
+                try:
+                    await self.jobs.create_job(
+                        chain_name(n),
+                        {"task_type": STEP_TASK, "n_steps": n},
+                        job_id=wf.workflow_id,
+                        extra_ops=ops,
+                    )
+                except BaseException:
+                    self._workflows.pop(wf.workflow_id, None)
+                    raise
+                done()
             if self.is_owner and not self._stopping:
                 self._schedule_locked()  # its first step's task is here: start it if it can start now
             return wf.model_copy(deep=True)
@@ -656,6 +657,9 @@ class WorkcellEngine:
                 # Look at the live workflow (a deep copy per wake-up costs more than the step itself);
                 # copy only the one returned.
                 live = self._workflows.get(workflow_id)
+                if live is not None and workflow_id in self.journal.changing:
+                    await event.wait()  # a change is being written: answer from what is committed
+                    continue
                 wf = live if live is not None else await self.get_workflow(workflow_id)
                 if check(wf):
                     return wf.model_copy(deep=True) if wf is live else wf
@@ -687,9 +691,10 @@ class WorkcellEngine:
                 raise WorkflowStateError(
                     f"workflow {workflow_id} is {wf.state.value}; only active workflows pause"
                 )
-            wf.status.paused = True
-            wf.status.running = False
-            await self.journal.job_op(wf, "paused", self.jobs.pause_job)
+            with self.journal.change(workflow_id):
+                wf.status.paused = True
+                wf.status.running = False
+                await self.journal.job_op(wf, "paused", self.jobs.pause_job)
         return wf.model_copy(deep=True)
 
     async def resume(self, workflow_id: str) -> Workflow:
@@ -699,9 +704,10 @@ class WorkcellEngine:
             wf = self._active(workflow_id)
             if not wf.status.paused:
                 return wf.model_copy(deep=True)
-            wf.status.paused = False
-            wf.status.running = workflow_id in self._flights
-            await self.journal.job_op(wf, "resumed", self.jobs.resume_job)
+            with self.journal.change(workflow_id):
+                wf.status.paused = False
+                wf.status.running = workflow_id in self._flights
+                await self.journal.job_op(wf, "resumed", self.jobs.resume_job)
         self.wake()
         return wf.model_copy(deep=True)
 
@@ -713,8 +719,9 @@ class WorkcellEngine:
             wf = self._active(workflow_id)
             if wf.status.terminal:
                 return wf.model_copy(deep=True)
-            self._mark_cancelled(wf)
-            await self.journal.job_op(wf, "cancelled", self.jobs.cancel_job)
+            with self.journal.change(workflow_id):
+                self._mark_cancelled(wf)
+                await self.journal.job_op(wf, "cancelled", self.jobs.cancel_job)
             if workflow_id not in self._flights:
                 self._tasks_held.pop(workflow_id, None)
         return wf.model_copy(deep=True)
@@ -754,23 +761,24 @@ class WorkcellEngine:
             if workflow_id not in self._versions:
                 rec = await self.store.get(WORKFLOW_KIND, workflow_id)
                 self._versions[workflow_id] = rec.version if rec else 0
-            wf.status.reset(index)
-            wf.status.has_started = index > 0
-            wf.end_time = None
-            for step in wf.steps[index:]:
-                step.status = ActionStatus.NOT_STARTED
-                step.result = None
-                step.start_time = step.end_time = None
-                step.duration = None
-            self._workflows[workflow_id] = wf
-            self._not_before.pop(workflow_id, None)
 
             async def retry_job(job_id: str, *, extra_ops: list[Op]) -> Any:
                 return await self.jobs.retry_job(
                     job_id, state=state_name(index), allow_finished=True, extra_ops=extra_ops
                 )
 
-            await self.journal.job_op(wf, "retried", retry_job, {"index": index})
+            with self.journal.change(workflow_id):
+                wf.status.reset(index)
+                wf.status.has_started = index > 0
+                wf.end_time = None
+                for step in wf.steps[index:]:
+                    step.status = ActionStatus.NOT_STARTED
+                    step.result = None
+                    step.start_time = step.end_time = None
+                    step.duration = None
+                self._workflows[workflow_id] = wf
+                self._not_before.pop(workflow_id, None)
+                await self.journal.job_op(wf, "retried", retry_job, {"index": index})
         self.wake()
         return wf.model_copy(deep=True)
 

@@ -9,8 +9,10 @@ the engine hands it, and the engine passes the job operations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,9 @@ class RunJournal:
         self._is_owner = is_owner
         self.changed = asyncio.Event()
         """Set (and replaced) after every committed transition: what ``wait_for`` waits on."""
+        self.changing: Counter[str] = Counter()
+        """Workflows whose live view is being changed and written: what readers of the live view must not
+        take for committed until the write is done (see :meth:`change`)."""
 
     def datapoints_for(
         self, wf: Workflow, step: Step, outcome: ActionOutcome, now: datetime
@@ -253,6 +258,19 @@ class RunJournal:
             )
             for r in latest.values()
         ]
+
+    @contextlib.contextmanager
+    def change(self, workflow_id: str) -> Iterator[None]:
+        """Mark a workflow's live view as changing from before its first change until its write is done (or
+        failed): ``wait_for`` does not answer from a view whose write is still under way."""
+        self.changing[workflow_id] += 1
+        try:
+            yield
+        finally:
+            self.changing[workflow_id] -= 1
+            if self.changing[workflow_id] <= 0:
+                del self.changing[workflow_id]
+            self.notify()
 
     def notify(self) -> None:
         """Wake everything waiting on :attr:`changed` (and give the next waiters a fresh event)."""

@@ -320,7 +320,8 @@ class StepRunner:
         try:
             async with self.lock:
                 try:
-                    flush = await self.record_outcome(flight, outcome, journal)
+                    with self.journal.change(flight.workflow_id):
+                        flush = await self.record_outcome(flight, outcome, journal)
                 finally:
                     self.release(flight)
                 if self._is_owner() and not self._stopping():
