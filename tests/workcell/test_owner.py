@@ -155,3 +155,54 @@ async def test_an_owner_that_loses_its_lock_stops_dispatching(
         await second.stop()
         await first.store.close()
         await second.store.close()
+
+
+async def test_a_standby_waiting_on_a_run_is_woken_by_its_end_through_the_store(
+    workcell: WorkcellDefinition, tmp_path: Path, redis_url: str
+) -> None:
+    from podium.clock import ManualClock
+    from podium.engine.keys import job_end
+    from podium.store import open_store
+    from tests.conformance.redis_support import redis_prefix
+
+    async with redis_prefix(redis_url) as url:
+        nodes = make_nodes()
+        nodes["arm"].gate = asyncio.Event()
+        settings = WorkcellManagerSettings(scheduler_update_interval=0.1, node_update_interval=0.1)
+        first = WorkcellEngine(
+            workcell,
+            store=open_store(url),
+            data_dir=tmp_path / "a",
+            settings=settings,
+            connectors=dict(nodes),
+        )
+        # The standby's clock never moves: its re-reads of the store never come, only a wake-up ends its wait.
+        second = WorkcellEngine(
+            workcell,
+            store=open_store(url),
+            data_dir=tmp_path / "b",
+            settings=settings,
+            connectors=dict(nodes),
+            clock=ManualClock(),
+        )
+        await first.start()
+        await second.start()
+        try:
+            assert first.is_owner and not second.is_owner
+            # Given a run in flight on the owner, and the standby waiting for its end
+            run = await first.submit(load_workflow_definition(THREE_STEPS))
+            await asyncio.wait_for(nodes["arm"].acknowledged.wait(), 5)
+            waiter = asyncio.create_task(second.wait_for(run.workflow_id))
+            watched = job_end(run.workflow_id)
+            await until(lambda: watched in second.store._waiters)
+            assert not waiter.done()
+            # When the owner ends the run
+            nodes["arm"].gate.set()
+            # Then the standby's wait ends with the completed run, read from the store
+            done = await asyncio.wait_for(waiter, 5)
+            assert done.status.completed and len(sent_action_ids(nodes)) == 3
+        finally:
+            await first.stop()
+            await second.stop()
+            await first.store.close()
+            await second.store.close()

@@ -374,14 +374,9 @@ class OrchestratorEngine:
         return await self.jobs.get_task(task_id)
 
     async def wait_for_job(self, job_id: str, *, timeout_s: float | None = None) -> JobView:
-        """Wait until the job is terminal and return it; :class:`TimeoutError` after ``timeout_s``.
-
-        Woken by this instance's own commit of the terminal state; a job another instance moves is seen
-        by re-reading the store every ``EXECUTOR_POLL_WAIT_S``. A job this instance is running (its record
-        is in the cache) is not read first: nothing but that commit can end it sooner than the next re-read.
-        On the system clock one engine-wide timer wakes all waiters without a deadline for that re-read
-        (no timer of its own per waiter: a batch of jobs waited on at once is common).
-        """
+        """Wait until the job is terminal and return it; :class:`TimeoutError` after ``timeout_s``. Woken by
+        the commit that ends it, on this instance or (Redis, PostgreSQL) another (see
+        :meth:`JobService.wait_for_job <podium.engine.jobs.JobService.wait_for_job>`)."""
         return await self.jobs.wait_for_job(job_id, timeout_s=timeout_s)
 
     async def get_archived_job(self, job_id: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
 from podium.engine.engine import OrchestratorEngine
 from podium.engine.errors import TaskNotFoundError
+from podium.engine.keys import job_end
 from podium.engine.models import Task
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str
@@ -652,22 +653,39 @@ class WorkcellEngine:
         check = until or (lambda w: w.status.terminal)
 
         async def wait() -> Workflow:
-            while True:
-                event = self.journal.changed
-                # Look at the live workflow (a deep copy per wake-up costs more than the step itself);
-                # copy only the one returned.
-                live = self._workflows.get(workflow_id)
-                if live is not None and workflow_id in self.journal.changing:
-                    await event.wait()  # a change is being written: answer from what is committed
-                    continue
-                wf = live if live is not None else await self.get_workflow(workflow_id)
-                if check(wf):
-                    return wf.model_copy(deep=True) if wf is live else wf
-                if self.is_owner:
-                    await event.wait()
-                else:  # the owner's changes raise no event here: re-read the store now and then
-                    with contextlib.suppress(TimeoutError):
-                        await self.clock.wait_for(event.wait(), min(1.0, self.settings.owner_lock_ttl_s / 3))
+            end = job_end(workflow_id)  # the run's job ends in the write that makes the run terminal
+            woken: asyncio.Future[None] | None = None
+            try:
+                while True:
+                    event = self.journal.changed
+                    if not self.is_owner and (woken is None or woken.done()):
+                        woken = self.store.watch(end)  # before the read: no end slips in between
+                    # Look at the live workflow (a deep copy per wake-up costs more than the step itself);
+                    # copy only the one returned.
+                    live = self._workflows.get(workflow_id)
+                    if live is not None and workflow_id in self.journal.changing:
+                        await event.wait()  # a change is being written: answer from what is committed
+                        continue
+                    wf = live if live is not None else await self.get_workflow(workflow_id)
+                    if check(wf):
+                        return wf.model_copy(deep=True) if wf is live else wf
+                    if self.is_owner:
+                        await event.wait()
+                    elif woken is not None:
+                        # The owner's changes raise no event here: the store wakes this instance when the
+                        # run ends (Redis, PostgreSQL); other changes are seen by re-reading now and then.
+                        changed: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
+                        try:
+                            with contextlib.suppress(TimeoutError):
+                                await self.clock.wait_for(
+                                    asyncio.wait({changed, woken}, return_when=asyncio.FIRST_COMPLETED),
+                                    min(1.0, self.settings.owner_lock_ttl_s / 3),
+                                )
+                        finally:
+                            changed.cancel()
+            finally:
+                if woken is not None:
+                    self.store.unwatch(end, woken)
 
         return await self.clock.wait_for(wait(), timeout_s)
 
