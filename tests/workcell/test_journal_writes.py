@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from podium.engine.engine import JOB, TASK
-from podium.store import MemoryStore, Op, Put, Store
+from podium.store import Append, MemoryStore, Op, Put, Store
 from podium.workcell import (
     ActionCall,
     ActionStatus,
@@ -286,4 +286,47 @@ async def test_wait_for_answers_only_once_the_change_it_sees_is_written(
         store.release.set()
         done = await waiter
         assert done.status.completed
+        assert (await engine.jobs.get_job(run.workflow_id)).status == "finished"
+
+
+class TaskAfterLateResultStore(MemoryStore):
+    """A memory store where, once ``armed``, a write that puts a task record waits until a ``late_result`` has
+    been written: a retried step's new task reaching the executor after the old action's end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.late = asyncio.Event()
+
+    async def apply(self, *ops: Op, durable: bool = True) -> list[Any]:
+        if self.armed and any(isinstance(o, Put) and o.kind == TASK for o in ops):
+            await self.late.wait()
+        result = await super().apply(*ops, durable=durable)
+        if any(isinstance(o, Append) and o.event == "late_result" for o in ops):
+            self.late.set()
+        return result
+
+
+async def test_a_retried_step_runs_on_its_new_task_even_when_the_old_action_ends_first(
+    workcell: WorkcellDefinition, tmp_path: Path
+) -> None:
+    # Given a run cancelled while its step's action runs, then retried
+    store = TaskAfterLateResultStore()
+    nodes = make_nodes()
+    gate = asyncio.Event()
+    nodes["arm"].gate = gate
+    async with _engine(workcell, store, tmp_path, nodes) as engine:
+        run = await engine.submit(
+            load_workflow_definition({"name": "one", "steps": [{"node": "arm", "action": "noop"}]})
+        )
+        await engine.wait_for(run.workflow_id, timeout_s=5, until=lambda w: w.status.running)
+        await engine.cancel(run.workflow_id)
+        store.armed = True
+        retry = asyncio.create_task(engine.retry(run.workflow_id))
+        # When the old action ends before the retry's new task reaches the executor
+        gate.set()
+        await retry
+        done = await engine.wait_for(run.workflow_id, timeout_s=5)
+        # Then the step ran again on the new task, and the job moved to its end with it
+        assert done.status.completed and len(nodes["arm"].calls) == 2
         assert (await engine.jobs.get_job(run.workflow_id)).status == "finished"

@@ -47,7 +47,16 @@ from podium.engine.executor import Executor
 from podium.engine.files import JOB_END_EVENTS, JobFiles
 from podium.engine.history import StoreHistoryStorage
 from podium.engine.jobs import Jobs
-from podium.engine.keys import JOB, RECOVERY_LOCK, SCHEDULE_TIMER, STEPS_QUEUE, TASK, WORKER, task_queue
+from podium.engine.keys import (
+    JOB,
+    RECOVERY_LOCK,
+    SCHEDULE_TIMER,
+    STEPS_QUEUE,
+    TASK,
+    WORKER,
+    job_end,
+    task_queue,
+)
 from podium.engine.models import JobView, Task, TaskView, WorkerView
 from podium.engine.planner import ActionPlanner
 from podium.engine.recovery import Recovery
@@ -70,6 +79,7 @@ __all__ = [
     "WORKER",
     "Listener",
     "OrchestratorEngine",
+    "job_end",
     "task_queue",
 ]
 

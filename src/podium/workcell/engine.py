@@ -31,9 +31,8 @@ from podium.blobs import BlobStore
 from podium.clock import Clock, system_clock
 from podium.engine.chain import chain_name, state_name
 from podium.engine.config import Config
-from podium.engine.engine import OrchestratorEngine
+from podium.engine.engine import OrchestratorEngine, job_end
 from podium.engine.errors import TaskNotFoundError
-from podium.engine.keys import job_end
 from podium.engine.models import Task
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str

@@ -386,7 +386,11 @@ class StepRunner:
             or current.result is None
             or current.result.action_id != flight.action_id
         ):
-            # The workflow moved on (retried, cleared): keep the outcome in the journal only.
+            # The workflow moved on (retried, cleared): keep the outcome in the journal only. Its task is
+            # dead with it: the step runs again only on the task its retry dispatched (which may reach this
+            # executor later, through the store's queue).
+            if self.tasks_held.get(flight.workflow_id) is task:
+                del self.tasks_held[flight.workflow_id]
             await self.store.apply(
                 journal_op,
                 Append(
