@@ -55,6 +55,10 @@ def _engine(
     return WorkcellEngine(workcell, store=store, data_dir=tmp_path, settings=settings, connectors=dict(nodes))
 
 
+def _one_step() -> Any:
+    return load_workflow_definition({"name": "one", "steps": [{"node": "arm", "action": "noop"}]})
+
+
 def _ten_steps() -> Any:
     return load_workflow_definition(
         {"name": "ten", "steps": [{"name": f"s{i}", "node": "arm", "action": "noop"} for i in range(10)]}
@@ -272,9 +276,7 @@ async def test_wait_for_answers_only_once_the_change_it_sees_is_written(
     # Given a run whose last step ended, its "completed" write still under way
     store = HoldingStore("completed")
     async with _engine(workcell, store, tmp_path, make_nodes()) as engine:
-        run = await engine.submit(
-            load_workflow_definition({"name": "one", "steps": [{"node": "arm", "action": "noop"}]})
-        )
+        run = await engine.submit(_one_step())
         waiter = asyncio.create_task(engine.wait_for(run.workflow_id, timeout_s=10))
         await asyncio.wait_for(store.held.wait(), 5)
         # When something else wakes the waiters meanwhile
@@ -316,9 +318,7 @@ async def test_a_retried_step_runs_on_its_new_task_even_when_the_old_action_ends
     gate = asyncio.Event()
     nodes["arm"].gate = gate
     async with _engine(workcell, store, tmp_path, nodes) as engine:
-        run = await engine.submit(
-            load_workflow_definition({"name": "one", "steps": [{"node": "arm", "action": "noop"}]})
-        )
+        run = await engine.submit(_one_step())
         await engine.wait_for(run.workflow_id, timeout_s=5, until=lambda w: w.status.running)
         await engine.cancel(run.workflow_id)
         store.armed = True
