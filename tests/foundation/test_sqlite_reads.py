@@ -207,3 +207,42 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
     assert got_a is not None and got_a.data == {"n": 1} and got_a.version == a.version + 1
     assert got_b is not None and got_b.data == {"n": 3}
     assert sizes[:2] == [1, 2]
+
+
+async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore, tmp_path: Path) -> None:
+    """Status polls read kept records: one ``PRAGMA data_version`` covers every read of a loop turn (each
+    request served in it arrived before the check); another connection's commit is seen from the next turn
+    on, and another store of this process committing ends the check at once."""
+    await store.apply(Put("job", "j1", {"n": 0}, None, "running"))
+    assert store._conn is not None
+    checks: list[str] = []
+    store._conn.set_trace_callback(lambda sql: checks.append(sql) if "data_version" in sql else None)
+    for _ in range(5):  # one turn: no await below yields
+        got = await store.get("job", "j1")
+        assert got is not None and got.data == {"n": 0}
+    assert len(checks) == 1
+    await asyncio.sleep(0)
+    assert (await store.get("job", "j1")) is not None
+    assert len(checks) == 2  # a new turn checks again
+
+    # another process's commit: seen by the first read of the next turn
+    assert (await store.get("job", "j1")) is not None
+    await asyncio.to_thread(_other_process, store.path, "put")
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"by": "other"}
+
+    # another store of this process on the same file commits within the same turn: seen at once
+    other = SQLiteStore(store.path, synchronous="NORMAL")
+    await other.open()
+    try:
+        [mine] = await store.apply(Put("job", "j1", {"by": "me"}, got.version, "running"))  # kept again
+        await asyncio.sleep(0)
+        got = await store.get("job", "j1")
+        assert got == mine
+        before = len(checks)
+        assert (await store.get("job", "j1")) is not None and len(checks) == before  # checked this turn
+        await other.apply(Put("job", "j1", {"by": "neighbour"}, got.version, "running"), durable=False)
+        got = await store.get("job", "j1")  # no await above yielded: the same turn
+        assert got is not None and got.data == {"by": "neighbour"} and len(checks) == before + 1
+    finally:
+        await other.close()

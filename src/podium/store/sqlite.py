@@ -82,6 +82,12 @@ def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
+_commits = [0]
+"""Commits made by every :class:`SQLiteStore` of this process (another store on the same file is another
+connection: its commits change ``data_version`` for this one, so they end a store's check of it)."""
+_commits_lock = threading.Lock()
+
+
 class SQLiteStore(Store):
     """See the module docstring. ``synchronous`` may be lowered to ``"NORMAL"`` (durable against a
     process crash, not a power cut) where speed matters more."""
@@ -113,6 +119,11 @@ class SQLiteStore(Store):
         # connection commits) instead of reading the record.
         self._cache: dict[tuple[str, str], _Row] = {}
         self._data_version = 0
+        # A check of ``data_version`` holds for the rest of the loop turn it was made in (every request served
+        # in that turn arrived before it), unless another store of this process commits meanwhile: the
+        # commits of other stores it had seen (``_commits`` minus its own), ``None`` once the turn is over.
+        self._checked: int | None = None
+        self._own_commits = 0
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
         self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
@@ -382,6 +393,9 @@ class SQLiteStore(Store):
                     if seq:
                         assert syncer is not None
                         syncer.committed(seq)
+                with _commits_lock:
+                    _commits[0] += 1
+                    self._own_commits += 1
                 self._remember(self._touched)
             if durable and not seq and self._syncer is not None:
                 seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
@@ -412,7 +426,12 @@ class SQLiteStore(Store):
         kept records are dropped); ``None`` when the store must be read."""
         cache = self._cache
         conn = self._conn
-        if key not in cache or conn is None or not self._write_lock.acquire(blocking=False):
+        if key not in cache or conn is None:
+            return None
+        others = _commits[0] - self._own_commits
+        if self._checked == others:
+            return cache.get(key)  # checked in this loop turn, and no other store of this process committed
+        if not self._write_lock.acquire(blocking=False):
             return None
         try:
             version = _data_version(conn)
@@ -424,7 +443,14 @@ class SQLiteStore(Store):
             cache.clear()
             self._data_version = version
             return None
+        if self._checked is None:
+            asyncio.get_running_loop().call_soon(self._turn_over)
+        self._checked = others
         return cache.get(key)
+
+    def _turn_over(self) -> None:
+        """The loop turn of the last ``data_version`` check is over: the next kept read checks again."""
+        self._checked = None
 
     def _settle(self, now: builtins.list[_Outcome], later: builtins.list[_Outcome], seq: int) -> None:
         """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
