@@ -191,13 +191,12 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
         run_batch(conn, batch)
 
     store._run_batch = counting  # type: ignore[method-assign]
-    store.CALLS_AT_ONCE = 1
     # three calls started together: the first runs at once, the other two at the end of the step, in one
     # transaction where the stale one rolls back alone
     first, stale, other = await asyncio.gather(
-        store.apply(Put("job", "a", {"n": 1}, a.version, "running"), durable=False),
-        store.apply(Put("job", "a", {"n": 2}, a.version, "running"), durable=False),
-        store.apply(Put("job", "b", {"n": 3}, None, "running"), durable=False),
+        store.apply(Put("job", "a", {"n": 1}, a.version, "running")),
+        store.apply(Put("job", "a", {"n": 2}, a.version, "running")),
+        store.apply(Put("job", "b", {"n": 3}, None, "running")),
         return_exceptions=True,
     )
     from podium.errors import ConflictError
@@ -208,40 +207,6 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
     assert got_a is not None and got_a.data == {"n": 1} and got_a.version == a.version + 1
     assert got_b is not None and got_b.data == {"n": 3}
     assert sizes[:2] == [1, 2]
-
-
-async def test_the_first_calls_of_a_step_run_at_once_and_a_durable_one_does_not_wait_for_its_end(
-    store: SQLiteStore,
-) -> None:
-    """A call run at once is done before its caller's ``await`` yields (a deferred one costs the caller the
-    rest of the step and one more); past ``CALLS_AT_ONCE`` the step's calls are deferred and commit
-    together, except one that waits for an fsync: it commits at once, after the deferred calls before it."""
-    sizes: list[int] = []
-    run_batch = store._run_batch
-
-    def counting(conn: Any, batch: list[Any]) -> None:
-        sizes.append(len(batch))
-        run_batch(conn, batch)
-
-    store._run_batch = counting  # type: ignore[method-assign]
-    k = store.CALLS_AT_ONCE
-    futures = [store._call(lambda conn: None, durable=False) for _ in range(k + 3)]
-    assert all(f.done() for f in futures[:k]) and not any(f.done() for f in futures[k:])
-    await asyncio.gather(*futures)
-    assert sizes == [1] * k + [3]
-
-    sizes.clear()
-    store.CALLS_AT_ONCE = 1
-    results = await asyncio.gather(
-        store.apply(Put("job", "x", {"n": 0}, None, "running"), durable=False),  # at once
-        store.apply(Put("job", "y", {"n": 1}, 0, "running"), durable=False),  # deferred
-        store.apply(Put("job", "y", {"n": 2}, 1, "running")),  # durable: now, after the deferred y v1
-        store.apply(Put("job", "z", {"n": 3}, None, "running"), durable=False),  # deferred to the end
-    )
-    assert [r[0].version for r in results] == [1, 1, 2, 1]
-    assert sizes == [1, 2, 1]
-    got = await store.get("job", "y")
-    assert got is not None and got.data == {"n": 2}
 
 
 async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore, tmp_path: Path) -> None:

@@ -110,7 +110,6 @@ class SQLiteStore(Store):
         self._threaded = False  # calls go to the writer thread (another process held the write lock)
         self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
         self._step_loop: asyncio.AbstractEventLoop | None = None  # a call ran in this loop's current step
-        self._step_calls = 0  # calls run at once in that step
         self._deferred: builtins.list[_Call] = []  # calls made later in that step
         self._counters: dict[str, int] = {}
         self._dirty = False
@@ -220,32 +219,19 @@ class SQLiteStore(Store):
 
     # --- the writes -----------------------------------------------------------------------------
 
-    CALLS_AT_ONCE = 8
-    """How many calls of one loop step run at once, each in its own transaction, before the rest of the
-    step's calls wait for its end to run together. A call run at once is done before ``await`` yields; a
-    deferred one costs its caller the rest of the step and one more (the loop wakes it in the next), which
-    on a busy server is milliseconds: a worker's ``tasks/next`` (a take, then a claim) would pay it twice.
-    A few calls a step (a server's usual load) all run at once; a burst (many jobs moving in one step)
-    still commits together."""
-
     def _call(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> asyncio.Future[T]:
-        """Run ``fn`` in a write transaction. The first :data:`CALLS_AT_ONCE` calls of a loop step run here
-        and now, each in its own transaction (its future is done when this returns, unless it waits for an
-        fsync); the calls made later in the same step run together at its end, in one transaction (many
-        calls at once: fewer commits), except a call that waits for an fsync: it runs at once, with those
-        deferred before it (its fsync can start before the step ends); all of them queue for the writer
-        thread while that thread holds the queue."""
+        """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
+        transaction (its future is done when this returns, unless it waits for an fsync); the calls made
+        later in the same step run together at its end, in one transaction (many calls at once: fewer
+        commits); all of them queue for the writer thread while that thread holds the queue."""
         if self._conn is None or self._executor is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
         self._check_synced()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         call: _Call = (fn, fut, loop, durable)
-        in_step = self._step_loop is loop
-        if in_step and (self._deferred or self._step_calls >= self.CALLS_AT_ONCE):
+        if self._step_loop is loop:
             self._deferred.append(call)  # run at the end of this step, with the others made in it
-            if durable and self._fsyncs:
-                self._run_deferred()  # ... unless it waits for an fsync: now, after those before it
             return fut
         if self._write_lock.acquire(blocking=False):  # not held by the writer thread (or another loop)
             try:
@@ -253,11 +239,8 @@ class SQLiteStore(Store):
                     queued = self._threaded
                 if not queued:
                     self._run_now([call])
-                    if in_step:
-                        self._step_calls += 1
-                    else:
-                        self._step_loop, self._step_calls = loop, 1
-                        loop.call_soon(self._end_step)
+                    self._step_loop = loop
+                    loop.call_soon(self._end_step)
                     return fut
             finally:
                 self._write_lock.release()
@@ -267,10 +250,6 @@ class SQLiteStore(Store):
     def _end_step(self) -> None:
         """The end of a loop step that ran a call: run the calls made after it, in that step, as one batch."""
         self._step_loop = None
-        self._run_deferred()
-
-    def _run_deferred(self) -> None:
-        """Run the calls deferred in this step, in order, as one batch."""
         batch, self._deferred = self._deferred, []
         if not batch:
             return
