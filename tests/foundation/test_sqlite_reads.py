@@ -192,11 +192,12 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
 
     store._run_batch = counting  # type: ignore[method-assign]
     # three calls started together: the first runs at once, the other two at the end of the step, in one
-    # transaction where the stale one rolls back alone
+    # transaction where the stale one rolls back alone (calls that need no fsync: one that does commits at
+    # once, see the next test)
     first, stale, other = await asyncio.gather(
-        store.apply(Put("job", "a", {"n": 1}, a.version, "running")),
-        store.apply(Put("job", "a", {"n": 2}, a.version, "running")),
-        store.apply(Put("job", "b", {"n": 3}, None, "running")),
+        store.apply(Put("job", "a", {"n": 1}, a.version, "running"), durable=False),
+        store.apply(Put("job", "a", {"n": 2}, a.version, "running"), durable=False),
+        store.apply(Put("job", "b", {"n": 3}, None, "running"), durable=False),
         return_exceptions=True,
     )
     from podium.errors import ConflictError
@@ -207,6 +208,31 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
     assert got_a is not None and got_a.data == {"n": 1} and got_a.version == a.version + 1
     assert got_b is not None and got_b.data == {"n": 3}
     assert sizes[:2] == [1, 2]
+
+
+async def test_a_call_that_waits_for_an_fsync_commits_at_once_after_the_deferred_ones(
+    store: SQLiteStore,
+) -> None:
+    """Later in a step, calls that need no fsync wait for its end; one that does commits at once, together
+    with those deferred before it (in order), so its fsync can start before the step ends."""
+    sizes: list[int] = []
+    run_batch = store._run_batch
+
+    def counting(conn: Any, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        run_batch(conn, batch)
+
+    store._run_batch = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        store.apply(Put("job", "x", {"n": 0}, None, "running"), durable=False),  # the step's first: at once
+        store.apply(Put("job", "y", {"n": 1}, 0, "running"), durable=False),  # deferred
+        store.apply(Put("job", "y", {"n": 2}, 1, "running")),  # durable: now, after the deferred y v1
+        store.apply(Put("job", "z", {"n": 3}, None, "running"), durable=False),  # deferred to the end
+    )
+    assert [r[0].version for r in results] == [1, 1, 2, 1]
+    assert sizes == [1, 2, 1]
+    got = await store.get("job", "y")
+    assert got is not None and got.data == {"n": 2}
 
 
 async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore, tmp_path: Path) -> None:

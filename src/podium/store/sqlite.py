@@ -225,7 +225,10 @@ class SQLiteStore(Store):
         """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
         transaction (its future is done when this returns, unless it waits for an fsync); the calls made
         later in the same step run together at its end, in one transaction (many calls at once: fewer
-        commits); all of them queue for the writer thread while that thread holds the queue."""
+        commits), except a call that waits for an fsync: it commits at once, with the calls deferred before
+        it (in order), so the fsync that covers it can start before the step ends (on a busy server the rest
+        of a step is milliseconds, and a worker's next result waits for this one's answer); all of them
+        queue for the writer thread while that thread holds the queue."""
         if self._conn is None or self._executor is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
         self._check_synced()
@@ -234,6 +237,8 @@ class SQLiteStore(Store):
         call: _Call = (fn, fut, loop, durable)
         if self._step_loop is loop:
             self._deferred.append(call)  # run at the end of this step, with the others made in it
+            if durable and self._fsyncs:
+                self._run_deferred()  # ... unless it waits for an fsync: now, after those before it
             return fut
         if self._write_lock.acquire(blocking=False):  # not held by the writer thread (or another loop)
             try:
@@ -252,6 +257,10 @@ class SQLiteStore(Store):
     def _end_step(self) -> None:
         """The end of a loop step that ran a call: run the calls made after it, in that step, as one batch."""
         self._step_loop = None
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Run the calls deferred in this step, in order, as one batch."""
         batch, self._deferred = self._deferred, []
         if not batch:
             return
