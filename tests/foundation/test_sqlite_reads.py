@@ -192,11 +192,12 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
 
     store._run_batch = counting  # type: ignore[method-assign]
     # three calls started together: the first runs at once, the other two at the end of the step, in one
-    # transaction where the stale one rolls back alone
+    # transaction where the stale one rolls back alone (calls that need no fsync: one that does commits at
+    # once, see the next test)
     first, stale, other = await asyncio.gather(
-        store.apply(Put("job", "a", {"n": 1}, a.version, "running")),
-        store.apply(Put("job", "a", {"n": 2}, a.version, "running")),
-        store.apply(Put("job", "b", {"n": 3}, None, "running")),
+        store.apply(Put("job", "a", {"n": 1}, a.version, "running"), durable=False),
+        store.apply(Put("job", "a", {"n": 2}, a.version, "running"), durable=False),
+        store.apply(Put("job", "b", {"n": 3}, None, "running"), durable=False),
         return_exceptions=True,
     )
     from podium.errors import ConflictError
@@ -207,3 +208,67 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
     assert got_a is not None and got_a.data == {"n": 1} and got_a.version == a.version + 1
     assert got_b is not None and got_b.data == {"n": 3}
     assert sizes[:2] == [1, 2]
+
+
+async def test_a_call_that_waits_for_an_fsync_commits_at_once_after_the_deferred_ones(
+    store: SQLiteStore,
+) -> None:
+    """Later in a step, calls that need no fsync wait for its end; one that does commits at once, together
+    with those deferred before it (in order), so its fsync can start before the step ends."""
+    sizes: list[int] = []
+    run_batch = store._run_batch
+
+    def counting(conn: Any, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        run_batch(conn, batch)
+
+    store._run_batch = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        store.apply(Put("job", "x", {"n": 0}, None, "running"), durable=False),  # the step's first: at once
+        store.apply(Put("job", "y", {"n": 1}, 0, "running"), durable=False),  # deferred
+        store.apply(Put("job", "y", {"n": 2}, 1, "running")),  # durable: now, after the deferred y v1
+        store.apply(Put("job", "z", {"n": 3}, None, "running"), durable=False),  # deferred to the end
+    )
+    assert [r[0].version for r in results] == [1, 1, 2, 1]
+    assert sizes == [1, 2, 1]
+    got = await store.get("job", "y")
+    assert got is not None and got.data == {"n": 2}
+
+
+async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore, tmp_path: Path) -> None:
+    """Status polls read kept records: one ``PRAGMA data_version`` covers every read of a loop turn (each
+    request served in it arrived before the check); another connection's commit is seen from the next turn
+    on, and another store of this process committing ends the check at once."""
+    await store.apply(Put("job", "j1", {"n": 0}, None, "running"))
+    assert store._conn is not None
+    checks: list[str] = []
+    store._conn.set_trace_callback(lambda sql: checks.append(sql) if "data_version" in sql else None)
+    for _ in range(5):  # one turn: no await below yields
+        got = await store.get("job", "j1")
+        assert got is not None and got.data == {"n": 0}
+    assert len(checks) == 1
+    await asyncio.sleep(0)
+    assert (await store.get("job", "j1")) is not None
+    assert len(checks) == 2  # a new turn checks again
+
+    # another process's commit: seen by the first read of the next turn
+    assert (await store.get("job", "j1")) is not None
+    await asyncio.to_thread(_other_process, store.path, "put")
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"by": "other"}
+
+    # another store of this process on the same file commits within the same turn: seen at once
+    other = SQLiteStore(store.path, synchronous="NORMAL")
+    await other.open()
+    try:
+        [mine] = await store.apply(Put("job", "j1", {"by": "me"}, got.version, "running"))  # kept again
+        await asyncio.sleep(0)
+        got = await store.get("job", "j1")
+        assert got == mine
+        before = len(checks)
+        assert (await store.get("job", "j1")) is not None and len(checks) == before  # checked this turn
+        await other.apply(Put("job", "j1", {"by": "neighbour"}, got.version, "running"), durable=False)
+        got = await store.get("job", "j1")  # no await above yielded: the same turn
+        assert got is not None and got.data == {"by": "neighbour"} and len(checks) == before + 1
+    finally:
+        await other.close()

@@ -45,3 +45,34 @@ async def test_writes_of_one_step_leave_as_one() -> None:
 
 def test_protocol_class() -> None:
     assert http_protocol() != "auto"  # httptools is installed in dev
+
+
+async def test_a_complete_response_leaves_in_the_step_that_completed_it() -> None:
+    """uvicorn's httptools protocol on the coalescing transport: the response's header and body writes go
+    out as one write as soon as its last body write is made, not a loop turn later (a durable result's
+    answer must not wait for another turn of a busy loop after its fsync)."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    raw = _Recorder()
+    seen_at_completion: list[list[bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        seen_at_completion.append(list(raw.writes))  # no await since the last write: still this step
+
+    config = Config(app, http=http_protocol(), lifespan="off")
+    config.load()
+    protocol = http_protocol()(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(raw)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    for _ in range(10):
+        if seen_at_completion:
+            break
+        await asyncio.sleep(0)
+    assert len(seen_at_completion) == 1
+    (written,) = seen_at_completion[0]  # one write: status line, headers and body together
+    assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b"\r\n\r\nok")
+    protocol.connection_lost(None)

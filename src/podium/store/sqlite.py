@@ -19,7 +19,9 @@ Another process on the same file may see a commit up to one fsync before it is d
 ``synchronous=NORMAL``; what it may do with it is bounded by what that process writes (its own writes wait
 for their own fsync). A record this process wrote is read from the row it kept (its JSON text, decoded as a
 read would decode it) while ``PRAGMA data_version`` on the writing connection, which changes only when
-another connection commits, says nobody else wrote since; any other record by kind and id is read on the
+another connection commits, says nobody else wrote since (checked once per loop turn: every request served
+in a turn arrived before its first check, so a commit another process finished before a request was sent is
+seen; another store of this process committing ends the turn's check at once); any other record by kind and id is read on the
 event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU through
 a thread hop: job status polls are reads of one record); lists, counts and history run on a reader thread
 with its own connection.
@@ -82,6 +84,12 @@ def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
+_commits = [0]
+"""Commits made by every :class:`SQLiteStore` of this process (another store on the same file is another
+connection: its commits change ``data_version`` for this one, so they end a store's check of it)."""
+_commits_lock = threading.Lock()
+
+
 class SQLiteStore(Store):
     """See the module docstring. ``synchronous`` may be lowered to ``"NORMAL"`` (durable against a
     process crash, not a power cut) where speed matters more."""
@@ -113,6 +121,11 @@ class SQLiteStore(Store):
         # connection commits) instead of reading the record.
         self._cache: dict[tuple[str, str], _Row] = {}
         self._data_version = 0
+        # A check of ``data_version`` holds for the rest of the loop turn it was made in (every request served
+        # in that turn arrived before it), unless another store of this process commits meanwhile: the
+        # commits of other stores it had seen (``_commits`` minus its own), ``None`` once the turn is over.
+        self._checked: int | None = None
+        self._own_commits = 0
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
         self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
@@ -212,7 +225,10 @@ class SQLiteStore(Store):
         """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
         transaction (its future is done when this returns, unless it waits for an fsync); the calls made
         later in the same step run together at its end, in one transaction (many calls at once: fewer
-        commits); all of them queue for the writer thread while that thread holds the queue."""
+        commits), except a call that waits for an fsync: it commits at once, with the calls deferred before
+        it (in order), so the fsync that covers it can start before the step ends (on a busy server the rest
+        of a step is milliseconds, and a worker's next result waits for this one's answer); all of them
+        queue for the writer thread while that thread holds the queue."""
         if self._conn is None or self._executor is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
         self._check_synced()
@@ -221,6 +237,8 @@ class SQLiteStore(Store):
         call: _Call = (fn, fut, loop, durable)
         if self._step_loop is loop:
             self._deferred.append(call)  # run at the end of this step, with the others made in it
+            if durable and self._fsyncs:
+                self._run_deferred()  # ... unless it waits for an fsync: now, after those before it
             return fut
         if self._write_lock.acquire(blocking=False):  # not held by the writer thread (or another loop)
             try:
@@ -239,6 +257,10 @@ class SQLiteStore(Store):
     def _end_step(self) -> None:
         """The end of a loop step that ran a call: run the calls made after it, in that step, as one batch."""
         self._step_loop = None
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Run the calls deferred in this step, in order, as one batch."""
         batch, self._deferred = self._deferred, []
         if not batch:
             return
@@ -382,6 +404,9 @@ class SQLiteStore(Store):
                     if seq:
                         assert syncer is not None
                         syncer.committed(seq)
+                with _commits_lock:
+                    _commits[0] += 1
+                    self._own_commits += 1
                 self._remember(self._touched)
             if durable and not seq and self._syncer is not None:
                 seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
@@ -412,7 +437,12 @@ class SQLiteStore(Store):
         kept records are dropped); ``None`` when the store must be read."""
         cache = self._cache
         conn = self._conn
-        if key not in cache or conn is None or not self._write_lock.acquire(blocking=False):
+        if key not in cache or conn is None:
+            return None
+        others = _commits[0] - self._own_commits
+        if self._checked == others:
+            return cache.get(key)  # checked in this loop turn, and no other store of this process committed
+        if not self._write_lock.acquire(blocking=False):
             return None
         try:
             version = _data_version(conn)
@@ -424,7 +454,14 @@ class SQLiteStore(Store):
             cache.clear()
             self._data_version = version
             return None
+        if self._checked is None:
+            asyncio.get_running_loop().call_soon(self._turn_over)
+        self._checked = others
         return cache.get(key)
+
+    def _turn_over(self) -> None:
+        """The loop turn of the last ``data_version`` check is over: the next kept read checks again."""
+        self._checked = None
 
     def _settle(self, now: builtins.list[_Outcome], later: builtins.list[_Outcome], seq: int) -> None:
         """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
