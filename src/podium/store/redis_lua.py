@@ -31,6 +31,7 @@ __all__ = [
     "COUNT",
     "DEPTH",
     "EXTEND",
+    "GET_MANY",
     "HISTORY",
     "LIST",
     "NACK",
@@ -235,6 +236,19 @@ for n = 1, math.min(limit, #cands) do
   redis.call('ZADD', lq(q), due, id)
   local it = redis.call('HMGET', ik, 'p', 'np', 'e')
   for _, v in ipairs({q, id, it[1], it[2], attempts, token, it[3]}) do out[#out + 1] = v end
+end
+return out
+"""
+)
+
+GET_MANY = (
+    _PRELUDE
+    + """
+-- ARGV: P, now, then kind id pairs -> flat: v s g c u d of each record (v false for a missing one)
+local out = {}
+for n = 3, #ARGV, 2 do
+  local r = redis.call('HMGET', rkey(ARGV[n], ARGV[n + 1]), 'v', 's', 'g', 'c', 'u', 'd')
+  for j = 1, 6 do out[#out + 1] = r[j] end
 end
 return out
 """
