@@ -9,7 +9,10 @@ Data is held as compact JSON text (orjson), never decoded by the scripts.
 Time comes from the injected clock: each script receives ``now`` as an argument, never Redis ``TIME``, so
 :class:`~podium.clock.ManualClock` tests run unchanged. Takers waiting in :meth:`~podium.store.Store.take`
 wake at once on enqueues and nacks from any instance: the scripts publish the queue's name on the
-``<prefix>wake`` channel and every store listens on one pub/sub connection (no polling).
+``<prefix>wake`` channel and every store listens on one pub/sub connection (no polling). A :class:`Wake`
+op's name goes to the channel of its class (``<prefix>wake:job-end`` for ``job-end:<id>``), which a store
+subscribes to only once something on it watches a name of that class (:meth:`RedisStore.watch`): an
+instance nobody asks to wait for jobs never reads the other instances' job ends.
 
 Durability is the server's: ``durable=False`` changes nothing here; see ``docs/deploy.md`` for what a
 Redis restart keeps with and without AOF.
@@ -136,6 +139,9 @@ class RedisStore(Store):
         self._listener_client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._calls: _Pipeliner | None = None
+        self._classes: set[str] = set()  # Wake-name classes whose channel is subscribed (or being)
+        self._live: set[str] = set()  # ... and those Redis confirmed
+        self._subscribing: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -194,6 +200,11 @@ class RedisStore(Store):
         client, pubsub, listener = self._client, self._pubsub, self._listener
         listener_client, calls = self._listener_client, self._calls
         self._client = self._pubsub = self._listener = self._listener_client = self._calls = None
+        self._classes, self._live = set(), set()
+        for task in builtins.list(self._subscribing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if calls is not None:
             await calls.drain()
         if listener is not None:
@@ -213,17 +224,67 @@ class RedisStore(Store):
                 if message is None:
                     continue
                 if message["type"] == "subscribe":
-                    # Subscribed again after a reconnect: wake-ups published meanwhile were lost, so every
-                    # local taker looks again.
-                    self._notify(builtins.list(self._waiters))
+                    cls = message["channel"][len(self.channel) + 1 :]
+                    if cls and cls not in self._live:
+                        # A class's channel, subscribed for its first watcher (see watch): a wake-up
+                        # published while the subscription was on its way was not heard, but recorded.
+                        self._live.add(cls)
+                        self._spawn(self._catch_up(cls))
+                    else:
+                        # Subscribed again after a reconnect: wake-ups published meanwhile were lost, so
+                        # every local taker and watcher looks again.
+                        self._notify(builtins.list(self._waiters))
                 elif message["type"] == "message":
-                    tag, _, queue = message["data"].partition(" ")
+                    tag, _, name = message["data"].partition(" ")
                     if tag != self._tag:
-                        self._notify((queue,))
+                        self._notify((name,))
         except asyncio.CancelledError:
             raise
         except Exception:  # not a lost connection (the driver handles those): takers wake at their deadlines
             log.exception("the Redis wake-up listener on %s stopped", self.channel)
+
+    def watch(self, name: str) -> asyncio.Future[None]:
+        """As :meth:`Store.watch`. A :class:`Wake` reaches the channel of its name's class (the text up to the
+        first ``:``), which this store subscribes to at its first watcher of that class. Once Redis confirms
+        the subscription, the watchers registered meanwhile are woken if their name was woken lately (each
+        Wake leaves its name in Redis for :data:`~podium.store.redis_lua.WAKE_KEEP_MS`): no wake-up after
+        a watch is missed, and none is made up."""
+        waiter = super().watch(name)
+        cls = name.partition(":")[0]
+        if cls not in self._classes and self._pubsub is not None:
+            self._classes.add(cls)
+            self._spawn(self._subscribe(cls))
+        return waiter
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._subscribing.add(task)
+        task.add_done_callback(self._subscribing.discard)
+
+    async def _catch_up(self, cls: str) -> None:
+        """Wake the watchers of ``cls``'s names whose Wake came while the subscription was on its way."""
+        names = [name for name in self._waiters if name.partition(":")[0] == cls]
+        if not names:
+            return
+        try:
+            flags = await self._run("WOKEN", [_time(self.clock.now()), *names])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # cannot tell: they look again
+            self._notify(names)
+            return
+        self._notify([name for name, flag in zip(names, flags, strict=True) if int(flag)])
+
+    async def _subscribe(self, cls: str) -> None:
+        pubsub = self._pubsub
+        try:
+            await pubsub.subscribe(f"{self.channel}:{cls}")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis away past the driver's retries: the next watcher of the class asks again
+            log.exception("subscribing to %s:%s failed", self.channel, cls)
+            if self._pubsub is pubsub:
+                self._classes.discard(cls)
 
     async def schema_version(self) -> str | None:
         return SCHEMA_VERSION if self._client is not None else None
