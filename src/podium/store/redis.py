@@ -207,6 +207,7 @@ class RedisStore(Store):
                 await task
         if calls is not None:
             await calls.drain()
+            await calls.close()
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -564,7 +565,11 @@ class RedisStore(Store):
 class _Pipeliner:
     """Sends the calls of many concurrent callers together: each batch is one pipeline (one round trip on
     one connection), at most :data:`PIPELINES` in flight; each script in it is still atomic on its own.
-    What a round trip costs is then shared, as SQLite's group commit shares an fsync."""
+    What a round trip costs is then shared, as SQLite's group commit shares an fsync.
+
+    A batch is written and read on a connection of its own (made by the client's pool, kept here), packed
+    by :func:`_pack`: redis-py's pipeline object, pool checkout and per-argument encoding cost more CPU than
+    the round trip itself when batches are small (several instances each see a part of the load)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -572,6 +577,14 @@ class _Pipeliner:
         self.pending: builtins.list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.flushers: set[asyncio.Task[None]] = set()
         self.active = 0  # flushers started and not yet past their last look at `pending`
+        self.idle: builtins.list[Any] = []  # this pipeliner's connections not in use (at most PIPELINES)
+
+    async def close(self) -> None:
+        """Close the connections (after :meth:`drain`)."""
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
 
     async def call(self, script: str, args: tuple[Any, ...]) -> Any:
         """Run one of :mod:`podium.store.redis_lua`'s scripts with ``args`` as ``ARGV``."""
@@ -625,11 +638,38 @@ class _Pipeliner:
         return replies
 
     async def _pipeline(self, commands: builtins.list[tuple[Any, ...]]) -> builtins.list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        replies: builtins.list[Any] = await pipe.execute(raise_on_error=False)
+        """Send ``commands`` and read their replies (an error reply in its command's place)."""
+        from redis.exceptions import ResponseError
+
+        conn = self.idle.pop() if self.idle else self.client.connection_pool.make_connection()
+        try:
+            await conn.send_packed_command(_pack(commands), check_health=False)  # (re)connects if needed
+            replies: builtins.list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # A failed or interrupted exchange leaves the connection in an unknown state: it is closed, and
+            # connects again at its next use.
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            raise
+        finally:
+            self.idle.append(conn)
         return replies
+
+
+def _pack(commands: builtins.list[tuple[Any, ...]]) -> bytes:
+    """The commands in the Redis protocol (RESP): arguments are text, bytes or numbers."""
+    out = bytearray()
+    for command in commands:
+        out += b"*%d\r\n" % len(command)
+        for arg in command:
+            data = arg if type(arg) is bytes else (arg if type(arg) is str else str(arg)).encode()
+            out += b"$%d\r\n%b\r\n" % (len(data), data)
+    return bytes(out)
 
 
 def _sha1(text: str) -> str:
