@@ -328,7 +328,7 @@ async def test_a_wake_reaches_only_stores_watching_its_class_and_reaches_them_by
 
 async def test_a_wake_sent_while_the_watchers_subscription_is_on_its_way_still_wakes_it(url: str) -> None:
     """The first watcher of a class waits for a subscription; a Wake of its name published before that took
-    effect is not heard but recorded (``wk:<name>``), and the watcher wakes on it once subscribed; a watcher
+    effect is not heard but recorded (``wk``), and the watcher wakes on it once subscribed; a watcher
     of a name nobody woke does not."""
     async with open_store(url) as a, open_store(url) as b:
         assert isinstance(b, RedisStore)
@@ -340,6 +340,22 @@ async def test_a_wake_sent_while_the_watchers_subscription_is_on_its_way_still_w
         await asyncio.wait_for(late, timeout=5)
         assert "job-end" in b._live and not other.done()
         b.unwatch("job-end:j2", other)
+
+
+async def test_a_wake_older_than_the_kept_window_wakes_no_later_watcher(
+    pair: tuple[Store, Store, ManualClock],
+) -> None:
+    """What a subscribing store looks up is kept ``WAKE_KEEP_S`` seconds of the stores' clock, no longer: a
+    watcher arriving after that is not woken by an old Wake."""
+    a, b, clock = pair
+    assert isinstance(b, RedisStore)
+    await a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1"))
+    await clock.advance(redis_module.redis_lua.WAKE_KEEP_S + 1)
+    await a.apply(Wake("job-end:j9"))  # a later Wake trims the kept names
+    old, recent = b.watch("job-end:j1"), b.watch("job-end:j9")
+    await asyncio.wait_for(recent, timeout=5)  # the look-up after B's subscription found j9's, not j1's
+    assert not old.done()
+    b.unwatch("job-end:j1", old)
 
 
 async def _until(pred: Callable[[], bool]) -> None:

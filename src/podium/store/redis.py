@@ -248,7 +248,7 @@ class RedisStore(Store):
         """As :meth:`Store.watch`. A :class:`Wake` reaches the channel of its name's class (the text up to the
         first ``:``), which this store subscribes to at its first watcher of that class. Once Redis confirms
         the subscription, the watchers registered meanwhile are woken if their name was woken lately (each
-        Wake leaves its name in Redis for :data:`~podium.store.redis_lua.WAKE_KEEP_MS`): no wake-up after
+        Wake leaves its name in Redis for :data:`~podium.store.redis_lua.WAKE_KEEP_S` seconds): no wake-up after
         a watch is missed, and none is made up."""
         waiter = super().watch(name)
         cls = name.partition(":")[0]

@@ -19,8 +19,8 @@ byte length where something follows them, so no two (kind, id) or (queue, id) pa
     channel P wake:<class>      "<instance tag> <name>" after a Wake op, on the channel of the name's class (its
                                 text up to the first ``:``, ``job-end`` say): only stores watching a name
                                 of that class subscribe to it
-    P wk:<name>                 string, expires after WAKE_KEEP_MS: a Wake op of that name came lately (what
-                                a store that was subscribing meanwhile looks up: it may have missed it)
+    P wk                        zset of the names of the Wake ops of the last WAKE_KEEP_S seconds, by time
+                                (what a store that was subscribing meanwhile looks up: it may have missed them)
 
 Time is always ``ARGV[2]``, the caller's clock (never Redis ``TIME``), passed as text with all its digits;
 times the scripts store are those texts (Lua would print numbers with 14 digits). Optional strings travel as
@@ -46,8 +46,8 @@ __all__ = [
     "WOKEN",
 ]
 
-WAKE_KEEP_MS = 10_000
-"""How long a Wake op's name is kept in ``P wk:<name>`` (for a store whose subscription was on its way)."""
+WAKE_KEEP_S = 10
+"""How long a Wake op's name is kept in ``P wk`` (for a store whose subscription was on its way)."""
 
 _PRELUDE = (
     """
@@ -71,9 +71,10 @@ local function held(q, id, token)
 end
 local function wake(tag, q) redis.call('PUBLISH', P .. 'wake', tag .. ' ' .. q) end
 local function wake_name(tag, name)
-  redis.call('SET', P .. 'wk:' .. name, '1', 'PX', '"""
-    + str(WAKE_KEEP_MS)
-    + """')
+  redis.call('ZADD', P .. 'wk', now, name)
+  redis.call('ZREMRANGEBYSCORE', P .. 'wk', '-inf', '(' .. (nnow - """
+    + str(WAKE_KEEP_S)
+    + """))
   redis.call('PUBLISH', P .. 'wake:' .. string.match(name, '^[^:]*'), tag .. ' ' .. name)
 end
 -- Delayed items and expired leases that are due now become ready (a lease's owner is forgotten).
@@ -261,9 +262,14 @@ return out
 WOKEN = (
     _PRELUDE
     + """
--- ARGV: P, now, names... -> for each, 1 if a Wake op of that name came in the last WAKE_KEEP_MS, else 0
+-- ARGV: P, now, names... -> for each, 1 if a Wake op of that name came in the last WAKE_KEEP_S seconds, else 0
 local out = {}
-for n = 3, #ARGV do out[#out + 1] = redis.call('EXISTS', P .. 'wk:' .. ARGV[n]) end
+for n = 3, #ARGV do
+  local at = redis.call('ZSCORE', P .. 'wk', ARGV[n])
+  out[#out + 1] = (at and tonumber(at) >= nnow - """
+    + str(WAKE_KEEP_S)
+    + """) and 1 or 0
+end
 return out
 """
 )
