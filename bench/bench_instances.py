@@ -12,8 +12,12 @@ the server processes (summed), the workers (summed), this driver and PostgreSQL 
 ``--statements`` runs each server under ``bench/pgcount.py`` and adds the PostgreSQL statements per job (all
 instances summed, warm-up included), by kind: where the extra cost of several instances goes.
 
+``--rounds N`` runs every configuration N times, alternately (on a shared machine the load moves between
+runs: each round's ratio compares runs made side by side); ``--no-postgres`` runs on Redis only.
+
     python bench/bench_instances.py [--quick] [--instances 1,3] [--workers 4] [--capacity 8] [--jobs N]
                                     [--dsn postgresql://...] [--redis redis://127.0.0.1:6379/0] [--statements]
+                                    [--rounds N] [--no-postgres]
 """
 
 from __future__ import annotations
@@ -220,31 +224,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dsn", default=DSN)
     parser.add_argument("--redis", default=None, help="also run on this Redis server (redis://host:port/db)")
     parser.add_argument("--statements", action="store_true", help="count PostgreSQL statements per job")
+    parser.add_argument("--rounds", type=int, default=1, help="run every configuration this many times")
+    parser.add_argument("--no-postgres", action="store_true", help="run on Redis only (with --redis)")
     args = parser.parse_args(argv)
+    if args.no_postgres and not args.redis:
+        parser.error("--no-postgres needs --redis")
     n_jobs = args.jobs or (200 if args.quick else 3000)
     results: dict[str, dict[str, float]] = {}
     counts = [int(x) for x in args.instances.split(",")]
-    stores = {"podium-postgres": args.dsn, **({"podium-redis": args.redis} if args.redis else {})}
-    for store, dsn in stores.items():
-        for n in counts:
-            results[f"{store}/x{n}"] = asyncio.run(
-                run(
-                    dsn,
-                    n,
-                    args.workers,
-                    args.capacity,
-                    n_jobs,
-                    args.statements and store == "podium-postgres",
-                )
-            )
-    names = list(results)
-    ratios = {
-        f"{name}_over_{store}/x{counts[0]}": results[name]["jobs_s"]
-        / results[f"{store}/x{counts[0]}"]["jobs_s"]
-        for store in stores
-        for name in names
-        if name.startswith(f"{store}/") and name != f"{store}/x{counts[0]}"
+    stores = {
+        **({} if args.no_postgres else {"podium-postgres": args.dsn}),
+        **({"podium-redis": args.redis} if args.redis else {}),
     }
+    ratios: dict[str, float] = {}
+    for r in range(args.rounds):
+        tag = f"#{r + 1}" if args.rounds > 1 else ""
+        for store, dsn in stores.items():
+            for n in counts:
+                results[f"{store}/x{n}{tag}"] = asyncio.run(
+                    run(
+                        dsn,
+                        n,
+                        args.workers,
+                        args.capacity,
+                        n_jobs,
+                        args.statements and store == "podium-postgres",
+                    )
+                )
+            first = results[f"{store}/x{counts[0]}{tag}"]["jobs_s"]
+            for n in counts[1:]:
+                ratios[f"{store}/x{n}_over_{store}/x{counts[0]}{tag}"] = (
+                    results[f"{store}/x{n}{tag}"]["jobs_s"] / first
+                )
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
     if args.statements:
         keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -297,3 +297,72 @@ async def test_a_wake_on_one_instance_wakes_a_watcher_on_another(
     watcher = b.watch("job-end:j1")
     await a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1"))
     await asyncio.wait_for(watcher, timeout=5)  # through pub/sub: the clock never moves
+
+
+async def test_a_wake_reaches_only_stores_watching_its_class_and_reaches_them_by_pub_sub(
+    pair: tuple[Store, Store, ManualClock],
+) -> None:
+    """A Wake goes to its name's class channel (``<prefix>wake:job-end``), which a store subscribes to at its
+    first watcher of that class; a store that never watched the class receives none of them."""
+    a, b, _ = pair
+    assert isinstance(a, RedisStore) and isinstance(b, RedisStore)
+    end = f"{b.channel}:job-end"
+    assert end not in b._pubsub.channels
+    # Given B's first job-end watcher, and B's subscription to the class's channel confirmed
+    first = b.watch("job-end:j1")
+    await _until(lambda: "job-end" in b._live)
+    assert end in b._pubsub.channels and end not in a._pubsub.channels
+    # When A ends j1 and, after it, j2 (B watching j2 too)
+    second = b.watch("job-end:j2")
+    await a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1"))
+    await a.apply(Put("job", "j2", {}, status="finished"), Wake("job-end:j2"))
+    # Then each wakes by its own message, in order: j1's had come when j2's did, and no other name woke
+    await asyncio.wait_for(second, timeout=5)
+    assert first.done()
+    other = b.watch("job-end:j3")
+    assert not other.done()
+    b.unwatch("job-end:j3", other)
+    # and A, which never watched a job end, subscribed to nothing but its queues' channel
+    assert set(a._pubsub.channels) == {a.channel}
+
+
+async def test_a_wake_sent_while_the_watchers_subscription_is_on_its_way_still_wakes_it(url: str) -> None:
+    """The first watcher of a class waits for a subscription; a Wake of its name published before that took
+    effect is not heard but recorded (``wk``), and the watcher wakes on it once subscribed; a watcher
+    of a name nobody woke does not."""
+    async with open_store(url) as a, open_store(url) as b:
+        assert isinstance(b, RedisStore)
+        # Given A ended j1 (published to nobody: no store listens to job ends yet)
+        await a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1"))
+        # When B's first job-end watchers register, for j1 (too late for its message) and j2
+        late, other = b.watch("job-end:j1"), b.watch("job-end:j2")
+        # Then once B is subscribed, j1's watcher wakes and j2's does not
+        await asyncio.wait_for(late, timeout=5)
+        assert "job-end" in b._live and not other.done()
+        b.unwatch("job-end:j2", other)
+
+
+async def test_a_wake_older_than_the_kept_window_wakes_no_later_watcher(
+    pair: tuple[Store, Store, ManualClock],
+) -> None:
+    """What a subscribing store looks up is kept ``WAKE_KEEP_S`` seconds of the stores' clock, no longer: a
+    watcher arriving after that is not woken by an old Wake."""
+    a, b, clock = pair
+    assert isinstance(b, RedisStore)
+    await a.apply(Put("job", "j1", {}, status="finished"), Wake("job-end:j1"))
+    await clock.advance(redis_module.redis_lua.WAKE_KEEP_S + 1)
+    await a.apply(Wake("job-end:j9"))  # a later Wake trims the kept names
+    old, recent = b.watch("job-end:j1"), b.watch("job-end:j9")
+    await asyncio.wait_for(recent, timeout=5)  # the look-up after B's subscription found j9's, not j1's
+    assert not old.done()
+    b.unwatch("job-end:j1", old)
+
+
+async def _until(pred: Callable[[], bool]) -> None:
+    """Wait (bounded) until ``pred`` holds: the pub/sub connection's state, nothing to wait on here."""
+
+    async def poll() -> None:
+        while not pred():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), 5)

@@ -9,7 +9,10 @@ Data is held as compact JSON text (orjson), never decoded by the scripts.
 Time comes from the injected clock: each script receives ``now`` as an argument, never Redis ``TIME``, so
 :class:`~podium.clock.ManualClock` tests run unchanged. Takers waiting in :meth:`~podium.store.Store.take`
 wake at once on enqueues and nacks from any instance: the scripts publish the queue's name on the
-``<prefix>wake`` channel and every store listens on one pub/sub connection (no polling).
+``<prefix>wake`` channel and every store listens on one pub/sub connection (no polling). A :class:`Wake`
+op's name goes to the channel of its class (``<prefix>wake:job-end`` for ``job-end:<id>``), which a store
+subscribes to only once something on it watches a name of that class (:meth:`RedisStore.watch`): an
+instance nobody asks to wait for jobs never reads the other instances' job ends.
 
 Durability is the server's: ``durable=False`` changes nothing here; see ``docs/deploy.md`` for what a
 Redis restart keeps with and without AOF.
@@ -136,6 +139,9 @@ class RedisStore(Store):
         self._listener_client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._calls: _Pipeliner | None = None
+        self._classes: set[str] = set()  # Wake-name classes whose channel is subscribed (or being)
+        self._live: set[str] = set()  # ... and those Redis confirmed
+        self._subscribing: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -194,8 +200,14 @@ class RedisStore(Store):
         client, pubsub, listener = self._client, self._pubsub, self._listener
         listener_client, calls = self._listener_client, self._calls
         self._client = self._pubsub = self._listener = self._listener_client = self._calls = None
+        self._classes, self._live = set(), set()
+        for task in builtins.list(self._subscribing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if calls is not None:
             await calls.drain()
+            await calls.close()
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,17 +225,67 @@ class RedisStore(Store):
                 if message is None:
                     continue
                 if message["type"] == "subscribe":
-                    # Subscribed again after a reconnect: wake-ups published meanwhile were lost, so every
-                    # local taker looks again.
-                    self._notify(builtins.list(self._waiters))
+                    cls = message["channel"][len(self.channel) + 1 :]
+                    if cls and cls not in self._live:
+                        # A class's channel, subscribed for its first watcher (see watch): a wake-up
+                        # published while the subscription was on its way was not heard, but recorded.
+                        self._live.add(cls)
+                        self._spawn(self._catch_up(cls))
+                    else:
+                        # Subscribed again after a reconnect: wake-ups published meanwhile were lost, so
+                        # every local taker and watcher looks again.
+                        self._notify(builtins.list(self._waiters))
                 elif message["type"] == "message":
-                    tag, _, queue = message["data"].partition(" ")
+                    tag, _, name = message["data"].partition(" ")
                     if tag != self._tag:
-                        self._notify((queue,))
+                        self._notify((name,))
         except asyncio.CancelledError:
             raise
         except Exception:  # not a lost connection (the driver handles those): takers wake at their deadlines
             log.exception("the Redis wake-up listener on %s stopped", self.channel)
+
+    def watch(self, name: str) -> asyncio.Future[None]:
+        """As :meth:`Store.watch`. A :class:`Wake` reaches the channel of its name's class (the text up to the
+        first ``:``), which this store subscribes to at its first watcher of that class. Once Redis confirms
+        the subscription, the watchers registered meanwhile are woken if their name was woken lately (each
+        Wake leaves its name in Redis for :data:`~podium.store.redis_lua.WAKE_KEEP_S` seconds): no wake-up after
+        a watch is missed, and none is made up."""
+        waiter = super().watch(name)
+        cls = name.partition(":")[0]
+        if cls not in self._classes and self._pubsub is not None:
+            self._classes.add(cls)
+            self._spawn(self._subscribe(cls))
+        return waiter
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._subscribing.add(task)
+        task.add_done_callback(self._subscribing.discard)
+
+    async def _catch_up(self, cls: str) -> None:
+        """Wake the watchers of ``cls``'s names whose Wake came while the subscription was on its way."""
+        names = [name for name in self._waiters if name.partition(":")[0] == cls]
+        if not names:
+            return
+        try:
+            flags = await self._run("WOKEN", [_time(self.clock.now()), *names])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # cannot tell: they look again
+            self._notify(names)
+            return
+        self._notify([name for name, flag in zip(names, flags, strict=True) if int(flag)])
+
+    async def _subscribe(self, cls: str) -> None:
+        pubsub = self._pubsub
+        try:
+            await pubsub.subscribe(f"{self.channel}:{cls}")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis away past the driver's retries: the next watcher of the class asks again
+            log.exception("subscribing to %s:%s failed", self.channel, cls)
+            if self._pubsub is pubsub:
+                self._classes.discard(cls)
 
     async def schema_version(self) -> str | None:
         return SCHEMA_VERSION if self._client is not None else None
@@ -329,6 +391,22 @@ class RedisStore(Store):
         if v is None:
             return None
         return Record(kind, id, int(v), _loads(d), s, g, float(c), float(u))
+
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
+        """One script for all the keys (one round trip; the base class reads them one by one)."""
+        if not keys:
+            return []
+        if len(keys) == 1:
+            return [await self.get(*keys[0])]
+        args: builtins.list[str] = [_time(self.clock.now())]
+        for kind, id in keys:
+            args += (kind, id)
+        flat = await self._run("GET_MANY", args)
+        out: builtins.list[Record | None] = []
+        for n, (kind, id) in enumerate(keys):
+            v, s, g, c, u, d = flat[6 * n : 6 * n + 6]
+            out.append(None if v is None else Record(kind, id, int(v), _loads(d), s, g, float(c), float(u)))
+        return out
 
     async def list(
         self,
@@ -487,7 +565,11 @@ class RedisStore(Store):
 class _Pipeliner:
     """Sends the calls of many concurrent callers together: each batch is one pipeline (one round trip on
     one connection), at most :data:`PIPELINES` in flight; each script in it is still atomic on its own.
-    What a round trip costs is then shared, as SQLite's group commit shares an fsync."""
+    What a round trip costs is then shared, as SQLite's group commit shares an fsync.
+
+    A batch is written and read on a connection of its own (made by the client's pool, kept here), packed
+    by :func:`_pack`: redis-py's pipeline object, pool checkout and per-argument encoding cost more CPU than
+    the round trip itself when batches are small (several instances each see a part of the load)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -495,6 +577,14 @@ class _Pipeliner:
         self.pending: builtins.list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.flushers: set[asyncio.Task[None]] = set()
         self.active = 0  # flushers started and not yet past their last look at `pending`
+        self.idle: builtins.list[Any] = []  # this pipeliner's connections not in use (at most PIPELINES)
+
+    async def close(self) -> None:
+        """Close the connections (after :meth:`drain`)."""
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
 
     async def call(self, script: str, args: tuple[Any, ...]) -> Any:
         """Run one of :mod:`podium.store.redis_lua`'s scripts with ``args`` as ``ARGV``."""
@@ -548,11 +638,38 @@ class _Pipeliner:
         return replies
 
     async def _pipeline(self, commands: builtins.list[tuple[Any, ...]]) -> builtins.list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        replies: builtins.list[Any] = await pipe.execute(raise_on_error=False)
+        """Send ``commands`` and read their replies (an error reply in its command's place)."""
+        from redis.exceptions import ResponseError
+
+        conn = self.idle.pop() if self.idle else self.client.connection_pool.make_connection()
+        try:
+            await conn.send_packed_command(_pack(commands), check_health=False)  # (re)connects if needed
+            replies: builtins.list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # A failed or interrupted exchange leaves the connection in an unknown state: it is closed, and
+            # connects again at its next use.
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            raise
+        finally:
+            self.idle.append(conn)
         return replies
+
+
+def _pack(commands: builtins.list[tuple[Any, ...]]) -> bytes:
+    """The commands in the Redis protocol (RESP): arguments are text, bytes or numbers."""
+    out = bytearray()
+    for command in commands:
+        out += b"*%d\r\n" % len(command)
+        for arg in command:
+            data = arg if type(arg) is bytes else (arg if type(arg) is str else str(arg)).encode()
+            out += b"$%d\r\n%b\r\n" % (len(data), data)
+    return bytes(out)
 
 
 def _sha1(text: str) -> str:

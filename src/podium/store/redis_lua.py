@@ -15,8 +15,12 @@ byte length where something follows them, so no two (kind, id) or (queue, id) pa
     P l:<name>                  hash, one lock: o owner, t token, x expires at
     P h                         stream of history entries, id <seq>-0: j subject, e event, s status, t ts, d data
     P hs:<subject> / P he:<event> / P ht:<status>    zsets of history seqs (score = member = seq)
-    channel P wake              "<instance tag> <name>" after an enqueue or a nack (the queue's name) or a
-                                Wake op (its name): wakes takers and watchers elsewhere
+    channel P wake              "<instance tag> <queue>" after an enqueue or a nack: wakes takers elsewhere
+    channel P wake:<class>      "<instance tag> <name>" after a Wake op, on the channel of the name's class (its
+                                text up to the first ``:``, ``job-end`` say): only stores watching a name
+                                of that class subscribe to it
+    P wk                        zset of the names of the Wake ops of the last WAKE_KEEP_S seconds, by time
+                                (what a store that was subscribing meanwhile looks up: it may have missed them)
 
 Time is always ``ARGV[2]``, the caller's clock (never Redis ``TIME``), passed as text with all its digits;
 times the scripts store are those texts (Lua would print numbers with 14 digits). Optional strings travel as
@@ -31,6 +35,7 @@ __all__ = [
     "COUNT",
     "DEPTH",
     "EXTEND",
+    "GET_MANY",
     "HISTORY",
     "LIST",
     "NACK",
@@ -38,9 +43,14 @@ __all__ = [
     "REFRESH",
     "RELEASE",
     "TAKE",
+    "WOKEN",
 ]
 
-_PRELUDE = """
+WAKE_KEEP_S = 10
+"""How long a Wake op's name is kept in ``P wk`` (for a store whose subscription was on its way)."""
+
+_PRELUDE = (
+    """
 local P = ARGV[1]
 local now = ARGV[2]
 local nnow = tonumber(now)
@@ -60,6 +70,13 @@ local function held(q, id, token)
   return it[1] == '1' and it[2] == token and tonumber(it[3]) > nnow
 end
 local function wake(tag, q) redis.call('PUBLISH', P .. 'wake', tag .. ' ' .. q) end
+local function wake_name(tag, name)
+  redis.call('ZADD', P .. 'wk', now, name)
+  redis.call('ZREMRANGEBYSCORE', P .. 'wk', '-inf', '(' .. (nnow - """
+    + str(WAKE_KEEP_S)
+    + """))
+  redis.call('PUBLISH', P .. 'wake:' .. string.match(name, '^[^:]*'), tag .. ' ' .. name)
+end
 -- Delayed items and expired leases that are due now become ready (a lease's owner is forgotten).
 local function promote(q)
   for _, key in ipairs({dq(q), lq(q)}) do
@@ -76,6 +93,7 @@ local function promote(q)
   end
 end
 """
+)
 
 APPLY = (
     _PRELUDE
@@ -83,7 +101,7 @@ APPLY = (
 -- ARGV: P, now, tag, then the operations, each a code and a fixed number of fields:
 --   P kind id expected status group data      D kind id expected      Q queue id      A queue id token
 --   E queue id payload -priority due lease_owner lease_due            H subject event status data
---   W name (publish a wake-up for that name once the rest is written)
+--   W name (publish a wake-up for that name, on its class's channel, once the rest is written)
 -- Every precondition is checked before anything is written: a failing batch changes nothing.
 local ARITY = {P = 6, D = 3, E = 7, Q = 2, A = 3, H = 4, W = 1}
 local ops = {}
@@ -104,7 +122,7 @@ for n, at in ipairs(ops) do
   end
 end
 local out = {'ok'}
-local woken = {}
+local woken, named = {}, {}
 for n, at in ipairs(ops) do
   local code = ARGV[at]
   local r
@@ -169,7 +187,7 @@ for n, at in ipairs(ops) do
     end
     if owner == '' then woken[q] = true end
   elseif code == 'W' then
-    woken[ARGV[at + 1]] = true
+    named[ARGV[at + 1]] = true
     r = 0
   elseif code == 'Q' or code == 'A' then
     local q, id = ARGV[at + 1], ARGV[at + 2]
@@ -201,6 +219,7 @@ for n, at in ipairs(ops) do
   out[n + 1] = r
 end
 for q in pairs(woken) do wake(ARGV[3], q) end
+for name in pairs(named) do wake_name(ARGV[3], name) end
 return out
 """
 )
@@ -235,6 +254,34 @@ for n = 1, math.min(limit, #cands) do
   redis.call('ZADD', lq(q), due, id)
   local it = redis.call('HMGET', ik, 'p', 'np', 'e')
   for _, v in ipairs({q, id, it[1], it[2], attempts, token, it[3]}) do out[#out + 1] = v end
+end
+return out
+"""
+)
+
+WOKEN = (
+    _PRELUDE
+    + """
+-- ARGV: P, now, names... -> for each, 1 if a Wake op of that name came in the last WAKE_KEEP_S seconds, else 0
+local out = {}
+for n = 3, #ARGV do
+  local at = redis.call('ZSCORE', P .. 'wk', ARGV[n])
+  out[#out + 1] = (at and tonumber(at) >= nnow - """
+    + str(WAKE_KEEP_S)
+    + """) and 1 or 0
+end
+return out
+"""
+)
+
+GET_MANY = (
+    _PRELUDE
+    + """
+-- ARGV: P, now, then kind id pairs -> flat: v s g c u d of each record (v false for a missing one)
+local out = {}
+for n = 3, #ARGV, 2 do
+  local r = redis.call('HMGET', rkey(ARGV[n], ARGV[n + 1]), 'v', 's', 'g', 'c', 'u', 'd')
+  for j = 1, 6 do out[#out + 1] = r[j] end
 end
 return out
 """
