@@ -369,3 +369,25 @@ async def test_a_join_gets_only_the_fields_its_model_has_and_what_the_llm_gave_w
             }
         ],
     }
+
+
+async def test_a_run_whose_tools_and_llm_do_not_suspend_never_turns_the_loop() -> None:
+    # each parallel branch still runs as a task of its own (see the next tests), started eagerly: a branch
+    # done in its first step schedules nothing, so the whole run finishes in one step of the caller
+    fan_out = {
+        "thought": "both",
+        "plan": [{"node": "wiki", "args": {"topic": "a"}}, {"node": "web", "args": {"topic": "b"}}],
+        "join": {"node": "merge"},
+    }
+    planner = ReactPlanner(
+        llm_client=ScriptedLLM([fan_out, call("wiki", topic="c"), FINISH]), catalog=catalog()
+    )
+    loop = asyncio.get_running_loop()
+    ready = loop._ready  # type: ignore[attr-defined]
+    before = len(ready)
+    run = planner.run("q")
+    with pytest.raises(StopIteration) as done:
+        run.send(None)
+    assert done.value.value.reason == "answer_complete"
+    assert done.value.value.metadata["steps"][0]["observation"]["stats"] == {"success": 2, "failed": 0}
+    assert len(ready) == before  # nothing was scheduled
