@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_planner.py                # both (PenguiFlow venv built on first use)
     .venv/bin/python bench/bench_planner.py --podium-only  # no PenguiFlow, no network
+    .venv/bin/python bench/bench_planner.py --instructions # instructions per call under valgrind (minutes)
 
 The LLM is scripted and answers at once (a precomputed JSON string) and the tools return at once, so what
 is measured is the planner: prompt and history building, reading the action, validating arguments and
@@ -36,6 +37,32 @@ branch, and doing it batched does not help: pydantic-core validates a list of 4 
 The ``tools`` column is the tools' own time per call on each side (each call of a run awaited in turn, its
 arguments already validated); both ratios include it, and ``net`` is the ratio without it on either side
 ((podium - tools) / (penguiflow - tools)), the planners' own overhead.
+
+``--instructions`` counts instead of timing (valgrind's callgrind, no output file): per tool call, a worker
+doing 60 planner runs minus one doing 10, so start-up and warm-up cancel out. Counts do not depend on the
+machine's load, which the timings on a shared machine do.
+
+What bounds the parallel ratio, in instructions per plan (4 branches + join; each operation counted alone,
+CPython 3.11, pydantic 2.14 / pydantic-core 2.50; PenguiFlow 2.2.5 spends 1.60M per plan, 319.5k per call):
+
+    read the reply (PlannerAction, validate_json)                       41.7k
+    validate the 4 branches' arguments                                   20.9k
+    validate the 4 outputs (instances)                                    5.7k
+    dump the 4 arguments and the 4 outputs (json mode)                   39.0k
+    validate the join's arguments from those dumps                       30.6k
+    dump the action                                                      27.9k
+    render the action and the observation (json.dumps' C encoder)       164.2k
+    the tools themselves (4 x search, merge; counted on both sides)    118.5k
+    total                                                               448.5k  = 89.7k per call: 0.281
+
+That is the ratio of a planner with no loop, no tasks, no message lists and no bookkeeping at all, writing
+the same prompt text as PenguiFlow. Rendering the same data with orjson instead (sorted keys, no spaces
+after ``,`` and ``:``) costs 29.4k, which would bring that total to 313.7k (0.196), i.e. 1/5 with nothing
+else done; the planner itself measured 93.6k per call that way (0.29). The text would differ from
+PenguiFlow's (separators, and floats: ``1e-05`` vs ``0.00001``, ``NaN`` vs ``null``), and no exact post-pass
+was found that is cheaper than json's encoder (splitting on quotes to re-space the structure: 113k for the
+observation alone; orjson's indented form re-spaced with ``str.replace``: 220k). So the planner keeps
+PenguiFlow's text byte for byte, and 1/5 on this workload is out of reach in CPython 3.11.
 """
 
 from __future__ import annotations
@@ -251,7 +278,49 @@ async def run_worker(lib: str, runs: int) -> dict[str, float]:
     return figures
 
 
+WORKLOADS = {"sequential": (_sequential_replies, STEPS), "parallel": (_parallel_replies, STEPS + STEPS // 4)}
+
+
+async def run_count_worker(lib: str, workload: str, runs: int) -> None:
+    """``runs`` planner runs of ``workload`` and nothing else timed: what ``--instructions`` counts."""
+    replies, calls = WORKLOADS[workload]
+    await _per_call_us(lib, replies(), calls, runs)
+
+
 # -- parent side ------------------------------------------------------------------------------------------
+
+
+def count_instructions(python: str, side: str, workload: str, runs: int) -> int:
+    """Instructions of a worker process doing ``runs`` planner runs (valgrind's callgrind, no output file)."""
+    env = dict(os.environ)
+    if side == "podium":
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        python, str(Path(__file__).resolve()), "--count", side, workload, str(runs),
+    ]  # fmt: skip
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, timeout=1800)
+    (line,) = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    return int(line.split(":")[-1].strip().replace(",", ""))
+
+
+def instructions_per_call(python: str, side: str, workload: str) -> float:
+    """Instructions per tool call: 60 runs minus 10 runs (start-up, imports and warm-up cancel out)."""
+    calls = WORKLOADS[workload][1]
+    low, high = count_instructions(python, side, workload, 10), count_instructions(python, side, workload, 60)
+    return (high - low) / 50 / calls
+
+
+def print_instructions(sides: dict[str, str]) -> None:
+    counts = {
+        workload: {side: instructions_per_call(python, side, workload) for side, python in sides.items()}
+        for workload in WORKLOADS
+    }
+    print(f"{'workload':<12} {'penguiflow':>12} {'podium':>10} {'podium/pf':>10}   (instructions per call)")
+    for workload, figures in counts.items():
+        theirs, ours = figures.get("penguiflow", math.nan), figures["podium"]
+        print(f"{workload:<12} {theirs:>12,.0f} {ours:>10,.0f} {ours / theirs:>10.3f}")
+    print(json.dumps(counts, sort_keys=True))
 
 
 def run_side(side: str, python: str, runs: int) -> dict[str, float]:
@@ -287,10 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--podium-only", action="store_true", help="skip PenguiFlow (no venv, no network)")
     parser.add_argument("--runs", type=int, default=21, help="planner runs per workload (median taken)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (best round taken)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per call under valgrind instead"
+    )
     parser.add_argument("--worker", choices=sorted(MODULE), help=argparse.SUPPRESS)
+    parser.add_argument("--count", nargs=3, metavar=("SIDE", "WORKLOAD", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(asyncio.run(run_worker(args.worker, args.runs))))
+        return 0
+    if args.count:
+        side, workload, runs = args.count
+        asyncio.run(run_count_worker(side, workload, int(runs)))
         return 0
 
     sides = {"podium": sys.executable}
@@ -299,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.peervenv import PENGUIFLOW, peer_python
 
         sides = {"penguiflow": str(peer_python("penguiflow", PENGUIFLOW)), **sides}
+    if args.instructions:
+        print_instructions(sides)
+        return 0
     results: dict[str, dict[str, float]] = {}
     for _round in range(args.rounds):
         for side, python in sides.items():

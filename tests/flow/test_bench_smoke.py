@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +54,14 @@ def test_bench_planner_podium_only_runs_and_reports() -> None:
     assert set(report["results"]) == {"podium"}
     assert report["results"]["podium"]["sequential_us_per_step"] > 0
     assert report["results"]["podium"]["parallel_us_per_call"] > 0
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="--instructions needs valgrind")
+def test_bench_planner_counts_instructions_of_the_planner_runs_alone() -> None:
+    from bench.bench_planner import count_instructions
+
+    one, three = (count_instructions(sys.executable, "podium", "parallel", runs) for runs in (1, 3))
+    assert 0 < one < three  # each run adds its own work to what start-up costs
 
 
 def test_bench_a2a_podium_only_runs_and_reports() -> None:

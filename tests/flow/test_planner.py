@@ -301,3 +301,93 @@ async def test_models_that_override_model_dump_or_model_validate_keep_their_over
     result = await planner.run("q")
     assert isinstance(result, PlannerFinish)
     assert result.metadata["steps"][0]["observation"] == {"docs": ["QUIET"], "tag": "custom"}
+
+
+async def test_a_join_gets_only_the_fields_its_model_has_and_what_the_llm_gave_wins() -> None:
+    class Summary(BaseModel):
+        expect: int
+        branches: list[dict[str, Any]]
+        success_count: int
+        failure_count: int
+        failures: list[Any]
+
+    seen: list[Summary] = []
+
+    @tool(desc="summarise")
+    async def summarise(args: Summary, ctx: Any) -> Docs:
+        seen.append(args)
+        return Docs(docs=[f"{args.success_count}/{args.expect}"])
+
+    @tool(desc="breaks")
+    async def breaks(args: Topic, ctx: Any) -> Docs:
+        raise LookupError(f"no {args.topic}")
+
+    registry = ModelRegistry()
+    registry.register("wiki", Topic, Docs)
+    registry.register("breaks", Topic, Docs)
+    registry.register("summarise", Summary, Docs)
+    nodes = [Node(wiki, name="wiki"), Node(breaks, name="breaks"), Node(summarise, name="summarise")]
+    fan_out = {
+        "thought": "two",
+        "plan": [{"node": "wiki", "args": {"topic": "a"}}, {"node": "wiki", "args": {"topic": "b"}}],
+        "join": {"node": "summarise", "args": {"expect": 5}},
+    }
+    planner = ReactPlanner(llm_client=ScriptedLLM([fan_out, FINISH]), catalog=build_catalog(nodes, registry))
+    result = await planner.run("q")
+    assert isinstance(result, PlannerFinish)
+    assert len(seen) == 1 and seen[0].expect == 5  # the LLM's value, not the branch count
+    assert (seen[0].success_count, seen[0].failure_count, seen[0].failures) == (2, 0, [])
+    assert [b["args"] for b in seen[0].branches] == [{"topic": "a"}, {"topic": "b"}]
+    assert seen[0].branches[0]["observation"] == {"docs": ["wiki on a"]}
+    assert result.metadata["steps"][0]["observation"]["join"]["observation"] == {"docs": ["2/5"]}
+
+    failing = {
+        **fan_out,
+        "plan": [{"node": "wiki", "args": {"topic": "a"}}, {"node": "breaks", "args": {"topic": "x"}}],
+    }
+    planner = ReactPlanner(llm_client=ScriptedLLM([failing, FINISH]), catalog=build_catalog(nodes, registry))
+    result = await planner.run("q")
+    assert isinstance(result, PlannerFinish)
+    observation = result.metadata["steps"][0]["observation"]
+    assert observation["stats"] == {"success": 1, "failed": 1} and len(seen) == 1  # the join was skipped
+    assert observation["branches"][0] == {
+        "node": "wiki",
+        "args": {"topic": "a"},
+        "observation": {"docs": ["wiki on a"]},
+    }
+    assert observation["branches"][1]["error"] == "tool 'breaks' raised LookupError: no x"
+    assert observation["branches"][1]["failure"]["error_code"] == "LookupError"
+    assert observation["join"] == {
+        "node": "summarise",
+        "status": "skipped",
+        "reason": "branch_failures",
+        "failures": [
+            {
+                "node": "breaks",
+                "error": "tool 'breaks' raised LookupError: no x",
+                "failure": observation["branches"][1]["failure"],
+            }
+        ],
+    }
+
+
+async def test_a_run_whose_tools_and_llm_do_not_suspend_never_turns_the_loop() -> None:
+    # each parallel branch still runs as a task of its own (see the next tests), started eagerly: a branch
+    # done in its first step schedules nothing, so the whole run finishes in one step of the caller
+    fan_out = {
+        "thought": "both",
+        "plan": [{"node": "wiki", "args": {"topic": "a"}}, {"node": "web", "args": {"topic": "b"}}],
+        "join": {"node": "merge"},
+    }
+    planner = ReactPlanner(
+        llm_client=ScriptedLLM([fan_out, call("wiki", topic="c"), FINISH]), catalog=catalog()
+    )
+    loop = asyncio.get_running_loop()
+    ready = loop._ready  # type: ignore[attr-defined]
+    before = len(ready)
+    run = planner.run("q")
+    with pytest.raises(StopIteration) as done:
+        run.send(None)
+    assert done.value.value.reason == "answer_complete"
+    assert done.value.value.metadata["steps"][0]["observation"]["stats"] == {"success": 2, "failed": 0}
+    assert len(ready) == before  # nothing was scheduled

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -30,16 +31,26 @@ __all__ = [
 _MODEL_DUMP = BaseModel.model_dump
 _MODEL_VALIDATE = BaseModel.model_validate.__func__  # type: ignore[attr-defined]
 _validators: dict[type[BaseModel], Callable[[Any], Any]] = {}
+_dumpers: dict[type[BaseModel], Callable[[BaseModel], Any]] = {}
 
 
 def dump_json(model: BaseModel) -> Any:
     """``model.model_dump(mode="json")``, straight to pydantic-core's serializer when the class does not
     override ``model_dump`` (pydantic's method is a wrapper around that one call: same data, a third of the
-    time, and the planner dumps several models per step)."""
-    cls = type(model)
-    if cls.model_dump is _MODEL_DUMP:
-        return cls.__pydantic_serializer__.to_python(model, mode="json")
-    return model.model_dump(mode="json")
+    time, and the planner dumps several models per step); the call is looked up once per class."""
+    dump = _dumpers.get(type(model))
+    if dump is None:
+        dump = _dumper(type(model))
+    return dump(model)
+
+
+def _dumper(cls: type[BaseModel]) -> Callable[[BaseModel], Any]:
+    if cls.model_dump is not _MODEL_DUMP:
+        return lambda model: model.model_dump(mode="json")
+    if not cls.__pydantic_complete__:  # pydantic builds it on first use: asked every time until then
+        return lambda model: cls.__pydantic_serializer__.to_python(model, mode="json")
+    dump = _dumpers[cls] = partial(cls.__pydantic_serializer__.to_python, mode="json")
+    return dump
 
 
 def validator(cls: type[BaseModel]) -> Callable[[Any], Any]:

@@ -21,11 +21,21 @@ from .constraints import ConstraintTracker
 from .eager import gather_eager
 from .llm import errors_json
 from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep, dump_json, validator
-from .tools import PlannerContext, run_tool
+from .tools import PlannerContext, ToolOutcome, run_tool
 
 __all__ = ["ParallelPlan"]
 
 _JOIN_FILLS = ("expect", "results", "branches", "failures", "success_count", "failure_count")
+_fills: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _fills_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a join's model that the plan fills when the LLM did not say (looked up once per class)."""
+    names = _fills.get(model)
+    if names is None:
+        fields = model.model_fields
+        names = _fills[model] = tuple(name for name in _JOIN_FILLS if name in fields)
+    return names
 
 
 class ParallelPlan:
@@ -83,17 +93,20 @@ class ParallelPlan:
         successes: list[Any] = []
         failures: list[dict[str, Any]] = []
         pause: PlannerPause | None = None
+        record_hop, on_success = tracker.record_hop, self._on_success
         for (spec, args), outcome in zip(entries, outcomes, strict=True):
-            tracker.record_hop()
+            record_hop()
+            if not isinstance(outcome, ToolOutcome):  # the tool's validated output
+                observed = dump_json(outcome)
+                branches.append({"node": spec.name, "args": dump_json(args), "observation": observed})
+                successes.append(observed)
+                if on_success is not None:
+                    on_success(spec.name, trajectory)
+                continue
             branch: dict[str, Any] = {"node": spec.name, "args": dump_json(args)}
             if outcome.pause is not None and pause is None:
                 pause = outcome.pause
                 branch["pause"] = {"reason": pause.reason, "payload": dict(pause.payload)}
-            elif outcome.observation is not None:
-                branch["observation"] = dump_json(outcome.observation)
-                successes.append(branch["observation"])
-                if self._on_success is not None:
-                    self._on_success(spec.name, trajectory)
             else:
                 text = outcome.error or prompts.render_parallel_unknown_failure(spec.name)
                 branch["error"] = text
@@ -143,18 +156,16 @@ class ParallelPlan:
                 "failures": list(failures),
             }, None
         template = dict(action.join.args or {})
-        fills: dict[str, Any] = {
-            "expect": expect,
-            "results": list(successes),
-            "branches": list(branches),
-            "failures": [],
-            "success_count": len(successes),
-            "failure_count": len(failures),
-        }
-        fields = spec.args_model.model_fields
-        for name in _JOIN_FILLS:
-            if name in fields and name not in template:
-                template[name] = fills[name]
+        for name in _fills_of(spec.args_model):
+            if name not in template:
+                template[name] = (
+                    expect if name == "expect"
+                    else list(successes) if name == "results"
+                    else list(branches) if name == "branches"
+                    else [] if name == "failures"
+                    else len(successes) if name == "success_count"
+                    else 0  # failure_count: a failed branch skips the join
+                )  # fmt: skip
         try:
             args = validator(spec.args_model)(template)
         except ValidationError as exc:
@@ -173,16 +184,16 @@ class ParallelPlan:
         )
         outcome = await run_tool(spec, args, ctx)
         tracker.record_hop()
+        if not isinstance(outcome, ToolOutcome):
+            if self._on_success is not None:
+                self._on_success(spec.name, trajectory)
+            return {"node": spec.name, "observation": dump_json(outcome)}, None
         if outcome.pause is not None:
             pause = outcome.pause
             return {
                 "node": spec.name,
                 "pause": {"reason": pause.reason, "payload": dict(pause.payload)},
             }, pause
-        if outcome.observation is not None:
-            if self._on_success is not None:
-                self._on_success(spec.name, trajectory)
-            return {"node": spec.name, "observation": dump_json(outcome.observation)}, None
         join: dict[str, Any] = {"node": spec.name, "error": outcome.error}
         if outcome.failure is not None:
             join["failure"] = dict(outcome.failure)

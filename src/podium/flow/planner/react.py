@@ -49,7 +49,7 @@ from .models import (
     validator,
 )
 from .parallel import ParallelPlan
-from .tools import PlannerContext, run_tool
+from .tools import PlannerContext, ToolOutcome, run_tool
 
 __all__ = [
     "JSONLLMClient",
@@ -319,18 +319,18 @@ class ReactPlanner:
 
         outcome = await run_tool(spec, args, self._context(trajectory))
         tracker.record_hop()
-        if outcome.pause is not None:
-            pause = outcome.pause
-            observation = {"pause": pause.reason, "payload": pause.payload}
-            trajectory.steps.append(TrajectoryStep(action=action, observation=observation))
-            await self._record_pause(pause, trajectory, tracker)
-            return pause
-        if outcome.observation is None:
+        if isinstance(outcome, ToolOutcome):
+            if outcome.pause is not None:
+                pause = outcome.pause
+                observation = {"pause": pause.reason, "payload": pause.payload}
+                trajectory.steps.append(TrajectoryStep(action=action, observation=observation))
+                await self._record_pause(pause, trajectory, tracker)
+                return pause
             trajectory.steps.append(
                 TrajectoryStep(action=action, error=outcome.error, failure=outcome.failure)
             )
             return None
-        step = TrajectoryStep(action=action, observation=outcome.observation)
+        step = TrajectoryStep(action=action, observation=outcome)
         trajectory.steps.append(step)
         if self._ordering_hints:
             self._hint_progress(spec.name, trajectory)

@@ -50,9 +50,8 @@ class PlannerContext:
 
 @dataclass(slots=True)
 class ToolOutcome:
-    """One of: ``observation`` (validated output), ``error`` (+ ``failure`` for exceptions), ``pause``."""
+    """A tool call that gave no output: ``error`` (+ ``failure`` for exceptions), or ``pause``."""
 
-    observation: BaseModel | None = None
     error: str | None = None
     failure: dict[str, Any] | None = None
     pause: PlannerPause | None = None
@@ -78,8 +77,12 @@ def tool_error(spec: NodeSpec, exc: BaseException) -> str:
     return f"tool '{spec.name}' raised {type(exc).__name__}: {exc}"
 
 
-async def run_tool(spec: NodeSpec, args: BaseModel, ctx: PlannerContext) -> ToolOutcome:
-    """Call ``spec``'s function with validated ``args`` and validate what it returns."""
+async def run_tool(spec: NodeSpec, args: BaseModel, ctx: PlannerContext) -> BaseModel | ToolOutcome:
+    """Call ``spec``'s function with validated ``args`` and validate what it returns.
+
+    Returns the validated output (an instance of ``spec.out_model``) or, when there is none, a
+    :class:`ToolOutcome` saying why (the usual case allocates nothing beyond the output).
+    """
     try:
         raw = await spec.node.func(args, ctx)
     except PauseSignal as signal:
@@ -87,6 +90,6 @@ async def run_tool(spec: NodeSpec, args: BaseModel, ctx: PlannerContext) -> Tool
     except Exception as exc:
         return ToolOutcome(error=tool_error(spec, exc), failure=failure_payload(spec, args, exc))
     try:
-        return ToolOutcome(observation=validator(spec.out_model)(raw))
+        return validator(spec.out_model)(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
         return ToolOutcome(error=prompts.render_output_validation_error(spec.name, errors_json(exc)))
