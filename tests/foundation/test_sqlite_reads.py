@@ -181,8 +181,8 @@ def test_store_urls_name_the_synchronous_level(tmp_path: Path) -> None:
         sqlite_synchronous("sqlite:///a.db?mode=ro")
 
 
-async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store: SQLiteStore) -> None:
-    [a] = await store.apply(Put("job", "a", {"n": 0}, None, "running"))
+def _batch_sizes(store: SQLiteStore) -> list[int]:
+    """The size of every batch of calls the store commits from now on (one transaction each)."""
     sizes: list[int] = []
     run_batch = store._run_batch
 
@@ -191,6 +191,12 @@ async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store:
         run_batch(conn, batch)
 
     store._run_batch = counting  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_calls_made_in_one_loop_step_commit_together_and_fail_alone(store: SQLiteStore) -> None:
+    [a] = await store.apply(Put("job", "a", {"n": 0}, None, "running"))
+    sizes = _batch_sizes(store)
     # three calls started together: the first runs at once, the other two at the end of the step, in one
     # transaction where the stale one rolls back alone (calls that need no fsync: one that does commits at
     # once, see the next test)
@@ -215,14 +221,7 @@ async def test_a_call_that_waits_for_an_fsync_commits_at_once_after_the_deferred
 ) -> None:
     """Later in a step, calls that need no fsync wait for its end; one that does commits at once, together
     with those deferred before it (in order), so its fsync can start before the step ends."""
-    sizes: list[int] = []
-    run_batch = store._run_batch
-
-    def counting(conn: Any, batch: list[Any]) -> None:
-        sizes.append(len(batch))
-        run_batch(conn, batch)
-
-    store._run_batch = counting  # type: ignore[method-assign]
+    sizes = _batch_sizes(store)
     results = await asyncio.gather(
         store.apply(Put("job", "x", {"n": 0}, None, "running"), durable=False),  # the step's first: at once
         store.apply(Put("job", "y", {"n": 1}, 0, "running"), durable=False),  # deferred
