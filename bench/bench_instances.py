@@ -10,7 +10,8 @@ the server processes (summed), the workers (summed), this driver and PostgreSQL 
 ``docs/scaling.md`` builds its model from these per-job costs.
 
 ``--statements`` runs each server under ``bench/pgcount.py`` and adds the PostgreSQL statements per job (all
-instances summed, warm-up included), by kind: where the extra cost of several instances goes.
+instances summed, warm-up included), by kind, and on Redis the round trips, the pub/sub messages read and
+the takes per job: where the extra cost of several instances goes.
 
 ``--rounds N`` runs every configuration N times, alternately (on a shared machine the load moves between
 runs: each round's ratio compares runs made side by side); ``--no-postgres`` runs on Redis only.
@@ -121,10 +122,15 @@ def _statements(paths: list[str], jobs: int) -> dict[str, float]:
         "stmt_reads": ("SELECT kind, id, version, status",),
         "stmt_commits": ("COMMIT",),
         "stmt_takes": ("WITH picked",),
+        # on Redis: round trips, pub/sub messages read, TAKE calls
+        "redis_round_trips": ("redis pipeline",),
+        "redis_messages": ("redis message",),
+        "redis_takes": ("redis TAKE",),
     }
-    out = {"stmt_total": sum(total.values()) / jobs}
+    out = {"stmt_total": sum(n for k, n in total.items() if not k.startswith("redis ")) / jobs}
     for name, prefixes in kinds.items():
         out[name] = sum(n for k, n in total.items() if k.startswith(prefixes)) / jobs
+    out.update({k: n / jobs for k, n in total.items() if k.startswith("redis ")})  # in the JSON line
     return out
 
 
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         args.workers,
                         args.capacity,
                         n_jobs,
-                        args.statements and store == "podium-postgres",
+                        args.statements,
                     )
                 )
             first = results[f"{store}/x{counts[0]}{tag}"]["jobs_s"]
@@ -259,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
     if args.statements:
         keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]
+        keys += ["redis_round_trips", "redis_messages", "redis_takes"]
     rows = [
         [
             name,
