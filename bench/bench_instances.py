@@ -10,7 +10,8 @@ the server processes (summed), the workers (summed), this driver and PostgreSQL 
 ``docs/scaling.md`` builds its model from these per-job costs.
 
 ``--statements`` runs each server under ``bench/pgcount.py`` and adds the PostgreSQL statements per job (all
-instances summed, warm-up included), by kind: where the extra cost of several instances goes.
+instances summed, warm-up included), by kind, and on Redis the round trips, the pub/sub messages read and
+the takes per job: where the extra cost of several instances goes.
 
 ``--rounds N`` runs every configuration N times, alternately (on a shared machine the load moves between
 runs: each round's ratio compares runs made side by side); ``--no-postgres`` runs on Redis only.
@@ -96,11 +97,13 @@ async def drive_many(
             submitters = [(clients[i % len(clients)], 0) for i in range(32)]
             counts = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
             before = _cpu(server_pids, worker_pids)
+            switches = _switches(server_pids)
             t0 = time.perf_counter()
             await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
             await asyncio.wait_for(receiver.all_done.wait(), 300)
             elapsed = max(receiver.finished.values()) - t0
             after = _cpu(server_pids, worker_pids)
+            switches = _switches(server_pids) - switches
         finally:
             for c in clients:
                 await c.__aexit__()
@@ -108,6 +111,7 @@ async def drive_many(
         raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
     cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
     cpu["cpu_ms_total"] = sum(cpu.values())
+    cpu["ctx_switches_servers"] = switches / n_jobs
     return {"jobs_s": n_jobs / elapsed, **cpu}
 
 
@@ -121,11 +125,30 @@ def _statements(paths: list[str], jobs: int) -> dict[str, float]:
         "stmt_reads": ("SELECT kind, id, version, status",),
         "stmt_commits": ("COMMIT",),
         "stmt_takes": ("WITH picked",),
+        # on Redis: round trips, pub/sub messages read, TAKE calls
+        "redis_round_trips": ("redis pipeline",),
+        "redis_messages": ("redis message",),
+        "redis_takes": ("redis TAKE",),
     }
-    out = {"stmt_total": sum(total.values()) / jobs}
+    out = {"stmt_total": sum(n for k, n in total.items() if not k.startswith("redis ")) / jobs}
     for name, prefixes in kinds.items():
         out[name] = sum(n for k, n in total.items() if k.startswith(prefixes)) / jobs
+    out.update({k: n / jobs for k, n in total.items() if k.startswith("redis ")})  # in the JSON line
     return out
+
+
+def _switches(pids: list[int]) -> int:
+    """The context switches (voluntary and not) of these processes so far (0 where /proc cannot tell)."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
 
 
 def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
@@ -248,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         args.workers,
                         args.capacity,
                         n_jobs,
-                        args.statements and store == "podium-postgres",
+                        args.statements,
                     )
                 )
             first = results[f"{store}/x{counts[0]}{tag}"]["jobs_s"]
@@ -259,6 +282,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
     if args.statements:
         keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]
+        keys += ["redis_round_trips", "redis_messages", "redis_takes"]
+    keys += ["ctx_switches_servers"]
     rows = [
         [
             name,

@@ -1,4 +1,5 @@
-"""``podium serve`` with every PostgreSQL statement counted (``bench_instances.py --statements``).
+"""``podium serve`` with every PostgreSQL statement (or Redis round trip, script call and pub/sub message)
+counted (``bench_instances.py --statements``).
 
     python -m bench.pgcount OUT.json serve --port ... --storage postgresql://...
 
@@ -39,6 +40,37 @@ def install() -> None:
 
     connection.Connection._execute = counted_args  # type: ignore[method-assign]
     connection.Connection.execute = counted_text  # type: ignore[method-assign]
+    _install_redis()
+
+
+def _install_redis() -> None:
+    """On Redis: ``redis pipeline`` (round trips of the store's pipeliner), ``redis <SCRIPT>`` (calls of
+    each script), ``redis message`` (pub/sub messages the wake-up listener read)."""
+    try:
+        from redis.asyncio.client import PubSub
+
+        from podium.store import redis as store_redis
+    except ImportError:
+        return
+    names = {store_redis._sha1(getattr(store_redis.redis_lua, n)): n for n in store_redis.redis_lua.__all__}
+    pipeline = store_redis._Pipeliner._pipeline
+    get_message = PubSub.get_message
+
+    async def counted_pipeline(self: Any, commands: list[tuple[Any, ...]]) -> Any:
+        COUNTS["redis pipeline"] += 1
+        for command in commands:
+            name = names.get(command[1], "?") if command[0] == "EVALSHA" else str(command[0])
+            COUNTS[f"redis {name}"] += 1
+        return await pipeline(self, commands)
+
+    async def counted_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        message = await get_message(self, *args, **kwargs)
+        if message is not None and message.get("type") in ("message", "pmessage"):
+            COUNTS["redis message"] += 1
+        return message
+
+    store_redis._Pipeliner._pipeline = counted_pipeline  # type: ignore[method-assign]
+    PubSub.get_message = counted_message  # type: ignore[method-assign]
 
 
 def _dump(path: str) -> None:

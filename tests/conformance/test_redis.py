@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -323,7 +324,7 @@ async def test_a_wake_reaches_only_stores_watching_its_class_and_reaches_them_by
     assert not other.done()
     b.unwatch("job-end:j3", other)
     # and A, which never watched a job end, subscribed to nothing but its queues' channel
-    assert set(a._pubsub.channels) == {a.channel}
+    assert set(a._pubsub.channels) == {a._inbox}
 
 
 async def test_a_wake_sent_while_the_watchers_subscription_is_on_its_way_still_wakes_it(url: str) -> None:
@@ -356,6 +357,100 @@ async def test_a_wake_older_than_the_kept_window_wakes_no_later_watcher(
     await asyncio.wait_for(recent, timeout=5)  # the look-up after B's subscription found j9's, not j1's
     assert not old.done()
     b.unwatch("job-end:j1", old)
+
+
+@contextlib.asynccontextmanager
+async def _queue_wakeups(store: RedisStore) -> AsyncIterator[asyncio.Queue[tuple[str, str]]]:
+    """Every queue wake-up published on ``store``'s prefix, as (channel, queue), read by a connection of
+    its own (subscription confirmed before the body runs)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(store.url, decode_responses=True)
+    pubsub = client.pubsub()
+    await pubsub.psubscribe(f"{store.channel}@*")
+    confirmed = await pubsub.get_message(timeout=5.0)
+    assert confirmed is not None and confirmed["type"] == "psubscribe"
+    seen: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    async def read() -> None:
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is not None and message["type"] == "pmessage":
+                seen.put_nowait((message["channel"], message["data"]))
+
+    reader = asyncio.create_task(read())
+    try:
+        yield seen
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def test_an_enqueue_wakes_only_the_instances_whose_take_found_nothing(url: str) -> None:
+    """A take that finds nothing leaves its store's tag in the queue's waiting set; the next enqueue there
+    publishes to those stores' own channels, once, and not to the enqueuer (it wakes its own in place) nor
+    to a store whose take found work."""
+    clock = ManualClock()
+    async with (
+        open_store(url, clock=clock) as a,
+        open_store(url, clock=clock) as b,
+        open_store(url, clock=clock) as c,
+    ):
+        assert isinstance(a, RedisStore) and isinstance(b, RedisStore) and isinstance(c, RedisStore)
+        async with _queue_wakeups(a) as seen:
+            # Given takers parked on q on A (the enqueuer) and on B; C never took from q
+            on_a = asyncio.create_task(a.take("q", owner="a", lease_s=5, wait_s=60))
+            on_b = asyncio.create_task(b.take("q", owner="b", lease_s=5, wait_s=60))
+            await _until(lambda: _parked(clock) == 2)
+            # When A enqueues two items (in one commit: B's woken take finds one whatever A's does)
+            await a.apply(Enqueue("q", "t1", {}), Enqueue("q", "t2", {}))
+            # Then both takers get one, B through one message on its own channel, A in place
+            got = await asyncio.wait_for(asyncio.gather(on_a, on_b), timeout=5)
+            assert sorted(lease.id for leases in got for lease in leases) == ["t1", "t2"]
+            # When C's take on another queue finds nothing and A enqueues there (a marker)
+            on_c = asyncio.create_task(c.take("r", owner="c", lease_s=5, wait_s=60))
+            await _until(lambda: _parked(clock) == 1)
+            await a.enqueue("r", "t3", {})
+            [lease] = await asyncio.wait_for(on_c, timeout=5)
+            assert lease.id == "t3"
+            # Then the messages were one to B for q (none to A, which woke its own taker in place) and
+            # then one to C for r, and a third enqueue on q (nobody waiting: the set was emptied) sends none
+            await a.enqueue("q", "t4", {})
+            await a.enqueue("r", "t5", {})  # a marker: nobody waits on r either
+            await a.enqueue("q", "t6", {})
+            heard = [await asyncio.wait_for(seen.get(), timeout=5) for _ in range(2)]
+            assert heard == [(b._inbox, "q"), (c._inbox, "r")]
+            on_b = asyncio.create_task(b.take("s", owner="b", lease_s=5, wait_s=60))
+            await _until(lambda: _parked(clock) == 1)
+            await a.enqueue("s", "t7", {})
+            await asyncio.wait_for(on_b, timeout=5)
+            assert await asyncio.wait_for(seen.get(), timeout=5) == (b._inbox, "s")  # nothing in between
+
+
+async def test_a_watch_then_an_empty_take_now_is_woken_by_an_enqueue_on_another_instance(
+    pair: tuple[Store, Store, ManualClock],
+) -> None:
+    """The executor's pattern (watch the queue, then take_now): the take that found nothing registered B in
+    the same script, so an enqueue committed right after it reaches B; one that found work registers nothing."""
+    a, b, _ = pair
+    assert isinstance(b, RedisStore)
+    await a.enqueue("q", "t0", {})
+    assert [lease.id for lease in await b.take_now(["q"], owner="b", lease_s=5, limit=1)] == ["t0"]
+    assert not await b._client.smembers(f"{b.prefix}qw:q")  # found work: not waiting
+    woken = b.watch("q")
+    assert await b.take_now(["q"], owner="b", lease_s=5, limit=1) == []
+    assert await b._client.smembers(f"{b.prefix}qw:q") == {b._tag}
+    await a.enqueue("q", "t1", {})
+    await asyncio.wait_for(woken, timeout=5)
+    assert not await b._client.smembers(f"{b.prefix}qw:q")  # heard once: the set is emptied
+
+
+def _parked(clock: ManualClock) -> int:
+    """How many long polls are parked on the clock (each looked, found nothing due, and armed its timer)."""
+    return sum(1 for _, _, timer in clock._sleepers if not timer.done())
 
 
 async def _until(pred: Callable[[], bool]) -> None:

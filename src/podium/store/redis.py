@@ -8,8 +8,10 @@ Data is held as compact JSON text (orjson), never decoded by the scripts.
 
 Time comes from the injected clock: each script receives ``now`` as an argument, never Redis ``TIME``, so
 :class:`~podium.clock.ManualClock` tests run unchanged. Takers waiting in :meth:`~podium.store.Store.take`
-wake at once on enqueues and nacks from any instance: the scripts publish the queue's name on the
-``<prefix>wake`` channel and every store listens on one pub/sub connection (no polling). A :class:`Wake`
+wake at once on enqueues and nacks from any instance: a take that finds nothing leaves the store's tag in
+the queue's waiting set, and the next enqueue or nack there publishes the queue's name to each instance in
+it (its channel ``<prefix>wake@<tag>``, subscribed at :meth:`~RedisStore.open`) and empties it, so an
+instance whose takers found work, or which has none, reads nothing (no polling). A :class:`Wake`
 op's name goes to the channel of its class (``<prefix>wake:job-end`` for ``job-end:<id>``), which a store
 subscribes to only once something on it watches a name of that class (:meth:`RedisStore.watch`): an
 instance nobody asks to wait for jobs never reads the other instances' job ends.
@@ -134,6 +136,7 @@ class RedisStore(Store):
         self.prefix = url_prefix if prefix is None else (prefix if prefix.endswith(":") else prefix + ":")
         self.channel = self.prefix + "wake"
         self._tag = os.urandom(8).hex()  # tells this store's own wake-ups from other instances'
+        self._inbox = f"{self.channel}@{self._tag}"  # this store's queue wake-ups (see TAKE)
         self._client: Any = None
         self._pubsub: Any = None
         self._listener_client: Any = None
@@ -160,11 +163,11 @@ class RedisStore(Store):
                     found, LAYOUT_VERSION, f"a new prefix (?prefix=...) or deleting the keys {self.prefix}*"
                 )
             pubsub = listener.pubsub()
-            await pubsub.subscribe(self.channel)
+            await pubsub.subscribe(self._inbox)
             # Wait until Redis confirms the subscription, so no wake-up published after open() is missed.
             message = await pubsub.get_message(timeout=5.0)
             if message is None or message["type"] != "subscribe":
-                raise StoreError(f"Redis at {self.url} did not confirm the subscription to {self.channel}")
+                raise StoreError(f"Redis at {self.url} did not confirm the subscription to {self._inbox}")
         except Exception as exc:
             await client.aclose()
             await listener.aclose()
@@ -225,7 +228,8 @@ class RedisStore(Store):
                 if message is None:
                     continue
                 if message["type"] == "subscribe":
-                    cls = message["channel"][len(self.channel) + 1 :]
+                    channel = message["channel"]
+                    cls = "" if channel == self._inbox else channel[len(self.channel) + 1 :]
                     if cls and cls not in self._live:
                         # A class's channel, subscribed for its first watcher (see watch): a wake-up
                         # published while the subscription was on its way was not heard, but recorded.
@@ -236,6 +240,9 @@ class RedisStore(Store):
                         # every local taker and watcher looks again.
                         self._notify(builtins.list(self._waiters))
                 elif message["type"] == "message":
+                    if message["channel"] == self._inbox:  # a queue another instance's take waits on
+                        self._notify((message["data"],))
+                        continue
                     tag, _, name = message["data"].partition(" ")
                     if tag != self._tag:
                         self._notify((name,))
@@ -249,7 +256,11 @@ class RedisStore(Store):
         first ``:``), which this store subscribes to at its first watcher of that class. Once Redis confirms
         the subscription, the watchers registered meanwhile are woken if their name was woken lately (each
         Wake leaves its name in Redis for :data:`~podium.store.redis_lua.WAKE_KEEP_S` seconds): no wake-up after
-        a watch is missed, and none is made up."""
+        a watch is missed, and none is made up.
+
+        A queue's name is woken by another instance's enqueue or nack only once a take on that queue here found
+        nothing after this watch (its script leaves this store's tag in the queue's waiting set): watch, then
+        :meth:`take_now` or :meth:`take`, as the executor and :meth:`~podium.store.Store.take` do."""
         waiter = super().watch(name)
         cls = name.partition(":")[0]
         if cls not in self._classes and self._pubsub is not None:
@@ -466,7 +477,7 @@ class RedisStore(Store):
             return []
         now = self.clock.now()
         due = _time(now + lease_s)
-        flat = await self._run("TAKE", [_time(now), owner, due, limit, *dict.fromkeys(queues)])
+        flat = await self._run("TAKE", [_time(now), owner, due, limit, self._tag, *dict.fromkeys(queues)])
         expires = float(due)
         return [
             Lease(

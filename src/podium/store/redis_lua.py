@@ -15,7 +15,10 @@ byte length where something follows them, so no two (kind, id) or (queue, id) pa
     P l:<name>                  hash, one lock: o owner, t token, x expires at
     P h                         stream of history entries, id <seq>-0: j subject, e event, s status, t ts, d data
     P hs:<subject> / P he:<event> / P ht:<status>    zsets of history seqs (score = member = seq)
-    channel P wake              "<instance tag> <queue>" after an enqueue or a nack: wakes takers elsewhere
+    P qw:<queue>                set of the tags of the instances whose last take on the queue found nothing
+    channel P wake@<tag>        "<queue>" after an enqueue or a nack on a queue whose waiting set (P qw:) held
+                                that instance's tag (then emptied): wakes its takers; each instance listens on
+                                its own channel from open() on, so no wake-up waits on a subscription
     channel P wake:<class>      "<instance tag> <name>" after a Wake op, on the channel of the name's class (its
                                 text up to the first ``:``, ``job-end`` say): only stores watching a name
                                 of that class subscribe to it
@@ -69,7 +72,18 @@ local function held(q, id, token)
   local it = redis.call('HMGET', ikey(q, id), 'l', 't', 'd')
   return it[1] == '1' and it[2] == token and tonumber(it[3]) > nnow
 end
-local function wake(tag, q) redis.call('PUBLISH', P .. 'wake', tag .. ' ' .. q) end
+-- An enqueue or a nack on q: the instances whose take on q last found nothing hear it (each on its own
+-- channel), once; the caller (tag) wakes its own takers in place.
+local function wake(tag, q)
+  local key = P .. 'qw:' .. q
+  local tags = redis.call('SMEMBERS', key)
+  if #tags > 0 then
+    redis.call('DEL', key)
+    for _, t in ipairs(tags) do
+      if t ~= tag then redis.call('PUBLISH', P .. 'wake@' .. t, q) end
+    end
+  end
+end
 local function wake_name(tag, name)
   redis.call('ZADD', P .. 'wk', now, name)
   redis.call('ZREMRANGEBYSCORE', P .. 'wk', '-inf', '(' .. (nnow - """
@@ -227,16 +241,18 @@ return out
 TAKE = (
     _PRELUDE
     + """
--- ARGV: P, now, owner, lease due, limit, queues... -> flat: queue id payload -priority attempts token enqueued
-local owner, due, limit = ARGV[3], ARGV[4], tonumber(ARGV[5])
+-- ARGV: P, now, owner, lease due, limit, tag, queues... -> flat: queue id payload -priority attempts token enqueued
+-- A take that finds nothing leaves the caller's tag in each queue's waiting set (P qw:<queue>): the next
+-- enqueue or nack there wakes it.
+local owner, due, limit, tag = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local cands = {}
-for n = 6, #ARGV do
+for n = 7, #ARGV do
   local q = ARGV[n]
   promote(q)
   local r = redis.call('ZRANGE', rq(q), 0, limit - 1, 'WITHSCORES')
   for j = 1, #r, 2 do cands[#cands + 1] = {tonumber(r[j + 1]), r[j], q} end
 end
-if #ARGV > 6 then
+if #ARGV > 7 then
   table.sort(cands, function(a, b)
     if a[1] ~= b[1] then return a[1] < b[1] end
     return a[2] < b[2]
@@ -254,6 +270,9 @@ for n = 1, math.min(limit, #cands) do
   redis.call('ZADD', lq(q), due, id)
   local it = redis.call('HMGET', ik, 'p', 'np', 'e')
   for _, v in ipairs({q, id, it[1], it[2], attempts, token, it[3]}) do out[#out + 1] = v end
+end
+if #out == 0 then
+  for n = 7, #ARGV do redis.call('SADD', P .. 'qw:' .. ARGV[n], tag) end
 end
 return out
 """
