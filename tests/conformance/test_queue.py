@@ -8,7 +8,7 @@ import pytest
 
 from podium.clock import ManualClock
 from podium.errors import ConflictError, LeaseLostError
-from podium.store import Put, Store, Wake
+from podium.store import Fetch, Put, Store, Wake
 
 
 async def test_fifo_within_priority_and_priority_first(store: Store) -> None:
@@ -202,3 +202,40 @@ async def test_a_wake_in_a_refused_batch_wakes_no_one(store: Store) -> None:
     assert not watcher.done()
     await store.apply(Wake("job-end:j1"))
     await asyncio.wait_for(watcher, timeout=5)
+
+
+async def test_a_take_with_fetch_returns_each_items_record_and_its_group_record(store: Store) -> None:
+    job = await store.put("job", "j1", {"n": 1}, status="running")
+    task = await store.put("task", "t1", {"attempt": 2}, status="queued", group="j1")
+    await store.put("task", "t2", {"attempt": 1}, status="queued")  # no group
+    await store.enqueue("q", "t1:2", {"task_id": "t1"})
+    await store.enqueue("q", "t2:1", {"task_id": "t2"})
+    await store.enqueue("q", "gone:1", {"task_id": "gone"})  # no record
+    await store.enqueue("q", "plain", {})  # no ':' in its id: the record of the whole id
+    await store.put("task", "plain", {"x": True})
+    leases = await store.take("q", owner="w", lease_s=30, limit=10, fetch=Fetch("task", "job"))
+    assert [lease.id for lease in leases] == ["t1:2", "t2:1", "gone:1", "plain"]
+    assert leases[0].records == (task, job)
+    assert leases[0].records[0] is not None and leases[0].records[0].data == {"attempt": 2}
+    assert leases[1].records[0] is not None and leases[1].records[0].id == "t2"
+    assert leases[1].records[1] is None  # the record has no group
+    assert leases[2].records == (None, None)
+    assert leases[3].records[0] is not None and leases[3].records[0].data == {"x": True}
+    # the leases are ordinary leases: the fencing token holds, and they ack
+    for lease in leases:
+        await store.ack(lease)
+    assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 0}
+
+
+async def test_a_take_with_fetch_reads_records_as_they_are_at_the_take(store: Store) -> None:
+    await store.put("task", "t1", {"v": 1}, status="queued", group="j1")
+    rec = await store.put("task", "t1", {"v": 2}, expected_version=1, status="queued", group="j1")
+    await store.enqueue("q", "t1:1", {})
+    [lease] = await store.take("q", owner="w", lease_s=30, fetch=Fetch("task"))
+    assert lease.records == (rec,) and rec.version == 2
+    # without fetch, a lease carries no records
+    await store.enqueue("q", "t1:2", {})
+    [plain] = await store.take("q", owner="w", lease_s=30)
+    assert plain.records == ()
+    # nor does an empty take fail
+    assert await store.take("q", owner="w", lease_s=30, fetch=Fetch("task", "job")) == []

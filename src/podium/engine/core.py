@@ -200,6 +200,26 @@ class EngineCore:
             elif rec.kind == JOB and rec.status not in TERMINAL:
                 self.jobs[rec.id] = rec
 
+    def remember(self, records: Iterable[Record | None]) -> None:
+        """Cache task and job records just read from the store (what a take returned with its leases, say),
+        as :meth:`prefetch` does: open tasks and unfinished jobs, unless the cache holds a later version."""
+        for rec in records:
+            if rec is None:
+                continue
+            if rec.kind == TASK:
+                cache, keep = self.tasks, rec.status in OPEN
+            elif rec.kind == JOB:
+                cache, keep = self.jobs, rec.status not in TERMINAL
+            else:
+                continue
+            cached = cache.get(rec.id)
+            if cached is not None and cached.version >= rec.version:
+                continue
+            if keep:
+                cache[rec.id] = rec
+            else:
+                cache.pop(rec.id, None)
+
     def forget(self, ids: Iterable[str]) -> None:
         """Drop cached records (after a conflict said they are stale)."""
         for i in ids:

@@ -30,7 +30,7 @@ from podium.engine.planner import ActionPlanner
 from podium.engine.retries import Retry, RetryPolicy
 from podium.engine.transitions import Transitions
 from podium.errors import ConflictError, LeaseLostError
-from podium.store.base import Append, Dequeue, Enqueue, Lease, Op, Put, Record
+from podium.store.base import Append, Dequeue, Enqueue, Fetch, Lease, Op, Put, Record
 
 __all__ = ["Tasks"]
 
@@ -38,6 +38,11 @@ log = logging.getLogger("podium.engine")
 
 _TASK_COMPLETED, _TASK_TIMED_OUT = str(TaskStatus.COMPLETED), str(TaskStatus.TIMED_OUT)
 _TASK_CANCELLED = str(TaskStatus.CANCELLED)
+
+
+CLAIM_FETCH = Fetch(TASK, JOB)
+"""What a worker's take reads with each task queue item (``<task id>:<attempt>``): the task's record and its
+job's (the task's group), so that recording the claim needs no read of its own."""
 
 
 class Tasks:
@@ -59,6 +64,9 @@ class Tasks:
         self.transitions = transitions
         self.planner = planner
         self.retries = retries
+        # Where the take reads the records in its own round trip (Redis), ask it to; elsewhere reading them
+        # would cost a round trip even for the records this instance has cached.
+        self._fetch = CLAIM_FETCH if self.storage.fetches_in_take else None
 
     async def take_task(
         self, worker_id: str, skills: Sequence[str], *, wait_s: float = 0.0, lease_s: float | None = None
@@ -94,7 +102,7 @@ class Tasks:
                     out.extend(await self._claim_leases(leases, worker_id, lease_s))
                     continue
             leases = await self.storage.take(
-                queues, owner=worker_id, lease_s=lease_s, limit=limit, wait_s=remaining
+                queues, owner=worker_id, lease_s=lease_s, limit=limit, wait_s=remaining, fetch=self._fetch
             )
             if not leases:
                 return out
@@ -109,14 +117,18 @@ class Tasks:
         """Take from its own queues without waiting; with none there, steal from the queues of loaded
         workers (``WORK_STEALING_ENABLED``; the store's lease on an item makes the take atomic: the loaded
         worker and every thief race for it and one wins)."""
-        leases = await self.storage.take(queues, owner=worker_id, lease_s=lease_s, limit=limit)
+        leases = await self.storage.take(
+            queues, owner=worker_id, lease_s=lease_s, limit=limit, fetch=self._fetch
+        )
         if leases:
             return leases
         assert self.core.dispatch is not None
         victims = await self.core.dispatch.fleet.steal_queues(worker_id, skills)
         if not victims:
             return []
-        leases = await self.storage.take(victims, owner=worker_id, lease_s=lease_s, limit=limit)
+        leases = await self.storage.take(
+            victims, owner=worker_id, lease_s=lease_s, limit=limit, fetch=self._fetch
+        )
         if leases:
             log.info(
                 "worker %s stole %d task(s) from loaded workers",
@@ -180,13 +192,20 @@ class Tasks:
         conflict fall back to claiming one by one."""
         plan = Plan()
         claimed: list[tuple[Task, Lease]] = []
-        payloads = [lease.payload for lease in leases]
-        await self.core.prefetch(
-            (p["task_id"] for p in payloads), (p["job_id"] for p in payloads if "job_id" in p)
-        )
+        if all(lease.records for lease in leases):
+            # the take read each task and its job (CLAIM_FETCH): as fresh as reading them now
+            self.core.remember(rec for lease in leases for rec in lease.records)
+        else:
+            payloads = [lease.payload for lease in leases]
+            await self.core.prefetch(
+                (p["task_id"] for p in payloads), (p["job_id"] for p in payloads if "job_id" in p)
+            )
         for lease in leases:
             task_id = lease.payload["task_id"]
-            rec = self.core.tasks.get(task_id) or await self.core.load_task(task_id)
+            if lease.records:
+                rec = self.core.tasks.get(task_id) or lease.records[0]
+            else:
+                rec = self.core.tasks.get(task_id) or await self.core.load_task(task_id)
             if rec is None or rec.status not in OPEN or rec.data["attempt"] != lease.payload["attempt"]:
                 plan.ops.append(Dequeue(lease.queue, lease.id))  # a stale delivery
                 continue

@@ -43,6 +43,7 @@ __all__ = [
     "Delete",
     "Dequeue",
     "Enqueue",
+    "Fetch",
     "HistoryEntry",
     "Lease",
     "Op",
@@ -86,6 +87,24 @@ class Lease(NamedTuple):
     owner: str
     expires_at: float
     enqueued_at: float
+    records: tuple[Record | None, ...] = ()
+    """What the take read along with the item when asked to (:class:`Fetch`); empty otherwise."""
+
+
+class Fetch(NamedTuple):
+    """What :meth:`Store.take` reads along with each item it leases (its ``fetch``): the record of ``kind``
+    whose id is the item's id up to its last ``:`` (all of it without one), and, with ``group_kind``, the
+    record of that kind whose id is the first record's ``group``. Each lease carries them in ``records``:
+    ``(record,)`` or ``(record, group record)``, ``None`` for a missing one (a group record is ``None`` too when
+    the first is missing or has no group). They are read in the take's own transaction (Redis: the same
+    script) or right after it, so they are as fresh as a read just after the take."""
+
+    kind: str
+    group_kind: str | None = None
+
+    def record_id(self, item_id: str) -> str:
+        """The id of the first record read for a queue item of that id."""
+        return item_id.rpartition(":")[0] or item_id
 
 
 class HistoryEntry(NamedTuple):
@@ -190,6 +209,8 @@ class Store(abc.ABC):
     """
 
     name: str = "store"
+    fetches_in_take: bool = False
+    """Whether :meth:`take` reads a :class:`Fetch`'s records in its own round trip (else right after it)."""
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or system_clock
@@ -307,11 +328,13 @@ class Store(abc.ABC):
         lease_s: float,
         limit: int = 1,
         wait_s: float = 0.0,
+        fetch: Fetch | None = None,
     ) -> builtins.list[Lease]:
         """Lease up to ``limit`` due items, waiting up to ``wait_s`` for one to become due (a long poll).
 
         Wakes on enqueues and nacks in this process, and at the time the next delayed item or expired
-        lease becomes due; never busy-polls.
+        lease becomes due; never busy-polls. With ``fetch``, each lease carries the records it names (see
+        :class:`Fetch`).
         """
         queues = [queue] if isinstance(queue, str) else list(queue)
         deadline = self.clock.monotonic() + wait_s
@@ -321,7 +344,9 @@ class Store(abc.ABC):
             for name in queues:
                 self._waiters.setdefault(name, set()).add(waiter)
             try:
-                leases = await self._take_now_safely(queues, owner=owner, lease_s=lease_s, limit=limit)
+                leases = await self._take_now_safely(
+                    queues, owner=owner, lease_s=lease_s, limit=limit, fetch=fetch
+                )
                 remaining = deadline - self.clock.monotonic()
                 if leases or remaining <= 0:
                     return leases
@@ -341,13 +366,38 @@ class Store(abc.ABC):
                         if not waiting:
                             del self._waiters[name]
 
+    async def take_now_fetching(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None
+    ) -> builtins.list[Lease]:
+        """:meth:`take_now`, each lease carrying the records ``fetch`` names (see :class:`Fetch`). Here the
+        take, then one :meth:`get_many` (two with ``group_kind``); a backend that can read them in the take
+        itself overrides this (Redis: in the take's script)."""
+        leases = await self.take_now(queues, owner=owner, lease_s=lease_s, limit=limit)
+        if fetch is None or not leases:
+            return leases
+        return await self.fetch_records(leases, fetch)
+
+    async def fetch_records(self, leases: Sequence[Lease], fetch: Fetch) -> builtins.list[Lease]:
+        """``leases`` carrying the records ``fetch`` names, read now (what :meth:`take_now_fetching` adds)."""
+        firsts = await self.get_many([(fetch.kind, fetch.record_id(lease.id)) for lease in leases])
+        if fetch.group_kind is None:
+            return [lease._replace(records=(rec,)) for lease, rec in zip(leases, firsts, strict=True)]
+        groups = builtins.list(dict.fromkeys(rec.group for rec in firsts if rec is not None and rec.group))
+        found = dict(zip(groups, await self.get_many([(fetch.group_kind, g) for g in groups]), strict=True))
+        return [
+            lease._replace(records=(rec, found.get(rec.group) if rec is not None and rec.group else None))
+            for lease, rec in zip(leases, firsts, strict=True)
+        ]
+
     async def _take_now_safely(
-        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None = None
     ) -> builtins.list[Lease]:
         """:meth:`take_now`, safe to cancel: a caller cancelled while the store commits the take (a long poll
         whose worker hung up, or that another path answered) would lose the leases it never saw until they
         expired; here the take finishes and whatever it leased goes straight back to its queue."""
-        take = asyncio.ensure_future(self.take_now(queues, owner=owner, lease_s=lease_s, limit=limit))
+        take = asyncio.ensure_future(
+            self.take_now_fetching(queues, owner=owner, lease_s=lease_s, limit=limit, fetch=fetch)
+        )
         try:
             return await asyncio.shield(take)
         except asyncio.CancelledError:

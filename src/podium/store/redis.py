@@ -51,6 +51,7 @@ from podium.store.base import (
     Delete,
     Dequeue,
     Enqueue,
+    Fetch,
     HistoryEntry,
     Lease,
     Op,
@@ -123,6 +124,7 @@ class RedisStore(Store):
     connections with the client's settings); ``prefix`` (if given) overrides the URL's."""
 
     name = "redis"
+    fetches_in_take = True
 
     def __init__(self, url: str | Any, *, clock: Clock | None = None, prefix: str | None = None) -> None:
         super().__init__(clock=clock)
@@ -473,26 +475,51 @@ class RedisStore(Store):
     async def take_now(
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
+        return await self.take_now_fetching(queues, owner=owner, lease_s=lease_s, limit=limit, fetch=None)
+
+    async def take_now_fetching(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None
+    ) -> builtins.list[Lease]:
+        """The take and the records ``fetch`` names in one script (one round trip)."""
         if limit <= 0 or not queues:
             return []
         now = self.clock.now()
         due = _time(now + lease_s)
-        flat = await self._run("TAKE", [_time(now), owner, due, limit, self._tag, *dict.fromkeys(queues)])
+        fkind = fetch.kind if fetch is not None else ""
+        gkind = (fetch.group_kind or "") if fetch is not None else ""
+        flat = await self._run(
+            "TAKE", [_time(now), owner, due, limit, self._tag, fkind, gkind, *dict.fromkeys(queues)]
+        )
         expires = float(due)
-        return [
-            Lease(
-                flat[i],
-                flat[i + 1],
-                _loads(flat[i + 2]),
-                -int(flat[i + 3]),
-                int(flat[i + 4]),
-                int(flat[i + 5]),
-                owner,
-                expires,
-                float(flat[i + 6]),
+        kinds = [k for k in (fkind, gkind) if k]
+        step = 7 + 6 * len(kinds)
+        out: builtins.list[Lease] = []
+        for i in range(0, len(flat), step):
+            id = flat[i + 1]
+            records: builtins.list[Record | None] = []
+            rid = fetch.record_id(id) if fetch is not None else id
+            for n, kind in enumerate(kinds):
+                v, s, g, c, u, d = flat[i + 7 + 6 * n : i + 13 + 6 * n]
+                if v is None:
+                    records.append(None)
+                    continue
+                records.append(Record(kind, rid, int(v), _loads(d), s, g, float(c), float(u)))
+                rid = g
+            out.append(
+                Lease(
+                    flat[i],
+                    id,
+                    _loads(flat[i + 2]),
+                    -int(flat[i + 3]),
+                    int(flat[i + 4]),
+                    int(flat[i + 5]),
+                    owner,
+                    expires,
+                    float(flat[i + 6]),
+                    tuple(records),
+                )
             )
-            for i in range(0, len(flat), 7)
-        ]
+        return out
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         if not queues:

@@ -241,18 +241,28 @@ return out
 TAKE = (
     _PRELUDE
     + """
--- ARGV: P, now, owner, lease due, limit, tag, queues... -> flat: queue id payload -priority attempts token enqueued
+-- ARGV: P, now, owner, lease due, limit, tag, fetch kind, group kind, queues...
+--   -> flat: queue id payload -priority attempts token enqueued, then with a fetch kind (not '') v s g c u d
+--   of the record of that kind whose id is the item's up to its last ':', and with a group kind v s g c u d
+--   of the record of that kind whose id is the first one's group (v false for a missing record)
 -- A take that finds nothing leaves the caller's tag in each queue's waiting set (P qw:<queue>): the next
 -- enqueue or nack there wakes it.
 local owner, due, limit, tag = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local fkind, gkind = ARGV[7], ARGV[8]
+local function fetch(out, kind, id)
+  local r = {false, false, false, false, false, false}
+  if id then r = redis.call('HMGET', rkey(kind, id), 'v', 's', 'g', 'c', 'u', 'd') end
+  for j = 1, 6 do out[#out + 1] = r[j] end
+  return r[3]
+end
 local cands = {}
-for n = 7, #ARGV do
+for n = 9, #ARGV do
   local q = ARGV[n]
   promote(q)
   local r = redis.call('ZRANGE', rq(q), 0, limit - 1, 'WITHSCORES')
   for j = 1, #r, 2 do cands[#cands + 1] = {tonumber(r[j + 1]), r[j], q} end
 end
-if #ARGV > 7 then
+if #ARGV > 9 then
   table.sort(cands, function(a, b)
     if a[1] ~= b[1] then return a[1] < b[1] end
     return a[2] < b[2]
@@ -270,9 +280,15 @@ for n = 1, math.min(limit, #cands) do
   redis.call('ZADD', lq(q), due, id)
   local it = redis.call('HMGET', ik, 'p', 'np', 'e')
   for _, v in ipairs({q, id, it[1], it[2], attempts, token, it[3]}) do out[#out + 1] = v end
+  if fkind ~= '' then
+    local rid = string.match(id, '^(.*):[^:]*$')
+    if rid == nil or rid == '' then rid = id end
+    local g = fetch(out, fkind, rid)
+    if gkind ~= '' then fetch(out, gkind, g or nil) end
+  end
 end
 if #out == 0 then
-  for n = 7, #ARGV do redis.call('SADD', P .. 'qw:' .. ARGV[n], tag) end
+  for n = 9, #ARGV do redis.call('SADD', P .. 'qw:' .. ARGV[n], tag) end
 end
 return out
 """

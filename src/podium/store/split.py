@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from podium.store.base import Append, HistoryEntry, Lease, Op, Record, Store, dump_json
+from podium.store.base import Append, Fetch, HistoryEntry, Lease, Op, Record, Store, dump_json
 
 __all__ = ["SplitStore", "split_history_url"]
 
@@ -46,6 +46,7 @@ class SplitStore(Store):
     def __init__(self, state: Store, history: Store) -> None:
         super().__init__(clock=state.clock)
         self.state, self.history_store = state, history
+        self.fetches_in_take = state.fetches_in_take
 
     async def open(self) -> None:
         await self.state.open()
@@ -113,9 +114,19 @@ class SplitStore(Store):
         lease_s: float,
         limit: int = 1,
         wait_s: float = 0.0,
+        fetch: Fetch | None = None,
     ) -> builtins.list[Lease]:
         # The state store's own long poll: its enqueues (and other instances') wake it.
-        return await self.state.take(queue, owner=owner, lease_s=lease_s, limit=limit, wait_s=wait_s)
+        return await self.state.take(
+            queue, owner=owner, lease_s=lease_s, limit=limit, wait_s=wait_s, fetch=fetch
+        )
+
+    async def take_now_fetching(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None
+    ) -> builtins.list[Lease]:
+        return await self.state.take_now_fetching(
+            queues, owner=owner, lease_s=lease_s, limit=limit, fetch=fetch
+        )
 
     async def take_now(
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int

@@ -52,6 +52,7 @@ from podium.store.base import (
     Delete,
     Dequeue,
     Enqueue,
+    Fetch,
     HistoryEntry,
     Lease,
     Op,
@@ -785,7 +786,7 @@ class SQLiteStore(Store):
     (``PRAGMA data_version``: one cheap read, no scan); waiters wake only when one did."""
 
     async def _take_now_safely(
-        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None = None
     ) -> builtins.list[Lease]:
         """:meth:`take_now` for :meth:`Store.take`, which has registered its waiter: while anyone waits, a
         watcher wakes waiters on another process's commit to the file (several instances on one file). A
@@ -793,6 +794,10 @@ class SQLiteStore(Store):
         shielded as :meth:`Store._take_now_safely` does."""
         if self._waiters and self._watcher is None and self._conn is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_other_writers())
+        if fetch is not None:  # the take, then the read, shielded together
+            return await super()._take_now_safely(
+                queues, owner=owner, lease_s=lease_s, limit=limit, fetch=fetch
+            )
         take = self._take(queues, owner=owner, lease_s=lease_s, limit=limit)
         if take.done():
             return take.result()
