@@ -109,3 +109,28 @@ async def test_a_step_enqueued_on_one_instance_wakes_the_other_s_executor(
             assert task is not None and task.job_id == job_id
         finally:
             await a_store.close()
+
+
+async def test_a_task_created_on_one_instance_is_claimed_on_the_other_from_its_take(
+    stores: tuple[Store, Store],
+) -> None:
+    """B takes a task A created (B has cached neither the task nor its job): on Redis the take returns both
+    records with the lease and the claim is written on them; elsewhere B reads them. Either way the claim
+    is recorded on the store's current task record and B's caches hold what the store holds."""
+    a, b = _engine(stores[0]), _engine(stores[1])
+    async with a, b:
+        job_id = await a.create_job("crashy", {"i": 3})
+        task = await b.take_task("w1", ["double"], wait_s=10)
+        assert task is not None and task.job_id == job_id and task.attempt == 1 and task.worker_id == "w1"
+        [view] = await a.list_tasks(job_id)
+        assert (view.task_id, view.status, view.worker_id) == (task.task_id, "running", "w1")
+        stored = await stores[1].get("task", task.task_id)
+        assert stored is not None and b.core.tasks[task.task_id] == stored
+        job = await stores[1].get("job", job_id)
+        assert job is not None and b.core.jobs[job_id].version == job.version
+        assert await b.complete_task(task.task_id, "success", {"a": 6}, token=task.token) == "applied"
+        second = await a.take_task("w2", ["inc"], wait_s=10)
+        assert second is not None and second.job_id == job_id
+        assert await a.complete_task(second.task_id, "success", {"b": 7}, token=second.token) == "applied"
+        view_ = await asyncio.wait_for(b.wait_for_job(job_id), 10)
+        assert view_.status == "finished" and view_.state_history["a"] == 6
