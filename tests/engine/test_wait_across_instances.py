@@ -132,11 +132,31 @@ async def test_a_task_created_on_one_instance_is_claimed_on_the_other_from_its_t
         second = await a.take_task("w2", ["inc"], wait_s=10)
         assert second is not None and second.job_id == job_id
         assert await a.complete_task(second.task_id, "success", {"b": 7}, token=second.token) == "applied"
-        # Not b.wait_for_job: B caches the job as B last wrote it, and wait_for_job does not read a cached
-        # job first; if A's executor ended it before B registers, on PostgreSQL B waits for its next re-read.
         tasks = {t.task_id: t for t in await b.list_tasks(job_id)}
         assert {tasks[task.task_id].status, tasks[second.task_id].status} == {"completed"}
         assert (
             tasks[task.task_id].result == {"status": "success", "data": {"a": 6}, "error": None}
             and tasks[second.task_id].worker_id == "w2"
         )
+
+
+async def test_a_waiter_on_an_instance_that_cached_the_job_sees_an_end_made_elsewhere_before_it_waited(
+    stores: tuple[Store, Store],
+) -> None:
+    """A's cache still holds the job as A created it; B ended it before A's waiter registered (no wake-up is
+    coming): the waiter reads the store first and returns at once, not at its next re-read (an hour here)."""
+    a_store, b_store = stores
+    a, b = _engine(a_store), _engine(b_store)
+    async with a, b:
+        # Given a job created on A, run to its end through B
+        job_id = await a.create_job("crashy", {"i": 2})
+        for skill, result in (("double", {"a": 4}), ("inc", {"b": 5})):
+            task = await b.take_task("w", [skill], wait_s=10)
+            assert task is not None and task.job_id == job_id
+            assert await b.complete_task(task.task_id, "success", result, token=task.token) == "applied"
+        ended = await asyncio.wait_for(b.wait_for_job(job_id), 10)
+        # A still holds the job in its cache (as it created it, unless its executor ran the end step)
+        assert ended.status == "finished" and job_id in a.core.jobs
+        # When A is asked to wait for it afterwards; Then it answers with the finished job
+        view = await asyncio.wait_for(a.wait_for_job(job_id), 10)
+        assert (view.status, view.state_history["b"]) == ("finished", 5)

@@ -196,8 +196,9 @@ class Jobs:
         end (:func:`~podium.engine.keys.job_end`) that the ending commit sends whichever instance makes it
         (Redis pub/sub, PostgreSQL ``NOTIFY``; in-process only on SQLite and memory): the waiter then reads
         the store. It also re-reads the store every ``EXECUTOR_POLL_WAIT_S`` (a wake-up lost with a
-        connection, a SQLite file shared by processes). A job this instance is running (its record is in the
-        cache) is not read first: only a commit can end it, and a commit wakes this waiter. On the system
+        connection, a SQLite file shared by processes). The store is read first, even for a job this
+        instance has cached: another instance may have ended it before this waiter registered, and no
+        wake-up would come for that end. On the system
         clock one engine-wide timer wakes all waiters without a deadline for that re-read (no timer of its
         own per waiter: a batch of jobs waited on at once is common).
         """
@@ -208,14 +209,12 @@ class Jobs:
         storage, name = self.storage, job_end(job_id)
         woken = self._watch_end(job_id, name)  # registered before the store is read: no end slips between
         deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
-        read = job_id not in self.core.jobs
         on_loop_timer = type(self.clock) is SystemClock
         try:
             while True:
-                if read:
-                    view = await self.get_job(job_id)
-                    if view.status in TERMINAL:
-                        return view
+                view = await self.get_job(job_id)
+                if view.status in TERMINAL:
+                    return view
                 wait = self.config.EXECUTOR_POLL_WAIT_S
                 if deadline is not None:
                     left = deadline - self.clock.monotonic()
@@ -242,7 +241,6 @@ class Jobs:
                 if rec is None:
                     # Timed out or woken by the store: a fresh future (and store watch) takes this one's
                     # place before the store is read again.
-                    read = True
                     mine = waiters.setdefault(job_id, [])
                     if fut in mine:
                         mine.remove(fut)
