@@ -106,7 +106,7 @@ async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFact
 
 async def test_a_store_at_another_schema_version_refuses_to_open(make_store: StoreFactory) -> None:
     async with make_store() as store:
-        assert await store.schema_version() == "0001"
+        assert await store.schema_version() == "0002"
         assert isinstance(store, PostgresStore)
         await store._fetch("UPDATE alembic_version SET version_num = '0000'")
     with pytest.raises(SchemaMismatchError, match="podium db upgrade --store postgresql://"):
@@ -201,7 +201,7 @@ async def test_instances_starting_together_on_a_new_schema_create_it_once(make_s
     stores = [make_store() for _ in range(3)]
     await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), timeout=50)
     try:
-        assert [await s.schema_version() for s in stores] == ["0001"] * 3
+        assert [await s.schema_version() for s in stores] == ["0002"] * 3
         await stores[0].put("job", "a", {})
         assert await stores[2].get("job", "a") is not None
     finally:

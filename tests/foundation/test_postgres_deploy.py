@@ -58,7 +58,7 @@ async def test_db_commands_check_upgrade_backup_restore(pg_url: str, tmp_path: P
     missing = await asyncio.to_thread(_podium, "db", "check", "--store", pg_url, cwd=tmp_path)
     assert missing.returncode == 1 and f"podium db upgrade --store {pg_url}" in missing.stderr
     upgraded = await asyncio.to_thread(_podium, "db", "upgrade", "--store", pg_url, cwd=tmp_path)
-    assert upgraded.returncode == 0 and "schema none -> 0001" in upgraded.stdout, upgraded.stderr
+    assert upgraded.returncode == 0 and "schema none -> 0002" in upgraded.stdout, upgraded.stderr
     ok = await asyncio.to_thread(_podium, "db", "check", "--store", pg_url, cwd=tmp_path)
     assert ok.returncode == 0 and "up to date" in ok.stdout
 
@@ -106,7 +106,7 @@ async def test_a_backup_restores_into_a_new_schema(pg_url: str, tmp_path: Path) 
     await pg_admin.backup(pg_url, tmp_path / "b.backup")
     other = pg_url.replace("?schema=podium_t_", "?schema=podium_r_")
     try:
-        assert await pg_admin.restore(other, tmp_path / "b.backup") == "0001"
+        assert await pg_admin.restore(other, tmp_path / "b.backup") == "0002"
         async with PostgresStore(other) as store:
             rec = await store.get("job", "a")
             assert rec is not None and rec.data == {"v": [1, 2]} and rec.status == "running"
@@ -154,7 +154,7 @@ async def test_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
         tmp_path, ["serve", "--port", str(port), "--storage", pg_url], port, "/_public/health"
     ):
         # The server created and migrated its schema on the database
-        assert await _version(pg_url) == "0001"
+        assert await _version(pg_url) == "0002"
 
 
 async def test_workcell_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ async def test_workcell_serve_on_postgres(pg_url: str, tmp_path: Path) -> None:
     ]
     # The workcell keeps its state in the PostgreSQL schema
     async with _serving(tmp_path, args, port, "/health"), PostgresStore(pg_url) as store:
-        assert await store.schema_version() == "0001"
+        assert await store.schema_version() == "0002"
         assert (await store._fetch("SELECT count(*) FROM records"))[0][0] > 0
 
 

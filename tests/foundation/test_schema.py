@@ -110,3 +110,56 @@ def test_db_check_on_old_schema_prints_the_migration_command(tmp_path: Path) -> 
     _set_version(path, "0000")
     result = _podium("db", "check", "--store", f"sqlite:///{path}", cwd=tmp_path)
     assert result.returncode == 1 and f"podium db upgrade --store sqlite:///{path}" in result.stderr
+
+
+async def test_upgrade_to_0002_indexes_only_archived_history_by_status_and_time(tmp_path: Path) -> None:
+    """0002 drops history's status and time indexes over every row for partial ones over archived jobs
+    (the only cross-subject queries the engine makes): a 0001 file keeps its rows, refuses to open until
+    upgraded, and then lists archived jobs through the new index; other rows enter no status/time index."""
+    from podium.store import Append
+
+    path = tmp_path / "podium.db"
+    migrate.upgrade(path, "0001")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany(
+            "INSERT INTO history(subject_id, event, status, ts, data) VALUES (?,?,?,?,'{}')",
+            [("j1", "job_created", "pending", 1.0), ("j1", "job_archived", "finished", 2.0)],
+        )
+    conn.close()
+    with pytest.raises(SchemaMismatchError):
+        await SQLiteStore(path).open()
+    assert migrate.upgrade(path) == SCHEMA_VERSION == "0002"
+    async with SQLiteStore(path) as store:
+        await store.apply(
+            Append("j2", "job_archived", "failed", {"n": 2}), Append("j2", "transition", "running")
+        )
+        got = await store.history(event="job_archived", status="finished")
+        assert [(e.subject_id, e.ts) for e in got] == [("j1", 2.0)]
+        assert [e.subject_id for e in await store.history(event="job_archived", since=1.5)] == ["j1", "j2"]
+        assert [e.event for e in await store.history(status="running")] == ["transition"]  # unindexed: a scan
+    conn = sqlite3.connect(path)
+    try:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name='history'")}
+        assert {"ix_history_archived_status", "ix_history_archived_ts"} <= names
+        assert not {"ix_history_status", "ix_history_ts"} & names
+        partial = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name IN ('ix_history_archived_status', 'ix_history_archived_ts')"
+        ).fetchall()
+        assert len(partial) == 2 and all(r[0].endswith("WHERE event = 'job_archived'") for r in partial)
+        from podium.store.base import history_query
+
+        sql, args = history_query(
+            lambda _: "?",
+            None,
+            event="job_archived",
+            status="finished",
+            since=None,
+            until=None,
+            after_seq=0,
+            limit=10,
+        )
+        plan = " ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "ix_history_archived_status" in plan
+    finally:
+        conn.close()

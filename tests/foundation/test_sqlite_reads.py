@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,87 @@ async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore
         assert got is not None and got.data == {"by": "neighbour"} and len(checks) == before + 1
     finally:
         await other.close()
+
+
+OTHER_ENQUEUE = """
+import asyncio, sys
+from podium.store import Enqueue, SQLiteStore
+
+async def main(path):
+    async with SQLiteStore(path) as store:
+        await store.apply(Enqueue("q", "from-other"))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_a_take_that_finds_nothing_due_runs_no_write_transaction(tmp_path: Path) -> None:
+    """Idle workers' takes find nothing: the store sees so with one read, without taking the write lock;
+    an item that is due (this process's, another process's, or one enqueued earlier in the same step and
+    not yet committed) is still taken."""
+    from podium.clock import ManualClock
+    from podium.store import Enqueue
+
+    clock = ManualClock(time.time() + 3600)  # ahead of the other process's clock: its item is due here
+    store = SQLiteStore(tmp_path / "s.db", clock=clock)
+    await store.open()
+    try:
+        sizes = _batch_sizes(store)
+        assert await store.take_now(["q", "r"], owner="w", lease_s=30, limit=1) == []
+        await store.apply(Enqueue("q", "later", delay_s=5))
+        assert sizes == [1]
+        assert await store.take_now(["q"], owner="w", lease_s=30, limit=1) == []  # not due yet
+        assert sizes == [1]
+        await clock.advance(5)
+        [lease] = await store.take_now(["r", "q"], owner="w", lease_s=30, limit=1)
+        assert lease.id == "later" and sizes == [1, 1]
+        assert await store.take_now(["q"], owner="w", lease_s=30, limit=1) == []  # leased: not due
+        assert sizes == [1, 1]
+
+        # enqueued by another process: seen by the read
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", textwrap.dedent(OTHER_ENQUEUE), str(store.path)],
+            check=True,
+            timeout=60,
+        )
+        [lease] = await store.take_now(["q"], owner="w", lease_s=30, limit=1)
+        assert lease.id == "from-other"
+
+        # an enqueue deferred in this step (not committed yet) is taken by a take made after it
+        put, added, taken = await asyncio.gather(
+            store.apply(Put("job", "j", {}, None, "running"), durable=False),  # the step's first: at once
+            store.apply(Enqueue("q", "same-step"), durable=False),  # deferred to the step's end
+            store.take_now(["q"], owner="w", lease_s=30, limit=1),
+        )
+        assert put[0].version == 1 and added == [True] and [lease.id for lease in taken] == ["same-step"]
+    finally:
+        await store.close()
+
+
+async def test_counters_are_read_only_by_transactions_that_use_them(tmp_path: Path) -> None:
+    """Fence tokens and queue order come from the ``counters`` table, read once by the transaction that
+    needs one (most writes need none); tokens keep rising across stores (processes) on one file."""
+    from podium.store import Enqueue
+
+    path = tmp_path / "s.db"
+    store, other = SQLiteStore(path), SQLiteStore(path)
+    await store.open()
+    await other.open()
+    try:
+        assert store._conn is not None
+        reads: list[str] = []
+        store._conn.set_trace_callback(lambda sql: reads.append(sql) if "FROM counters" in sql else None)
+        await store.apply(Put("job", "j", {}, None, "running"))
+        assert reads == []
+        await store.apply(Enqueue("q", "a"), Enqueue("q", "b"), Enqueue("q", "c"))
+        assert len(reads) == 1  # once for the transaction's three
+        tokens = []
+        for s, id in ((store, "a"), (other, "b"), (store, "c")):
+            [lease] = await s.take_now(["q"], owner="w", lease_s=30, limit=1)
+            assert lease.id == id  # queue order kept
+            tokens.append(lease.token)
+        assert tokens == sorted(tokens) and len(set(tokens)) == 3
+    finally:
+        await other.close()
+        await store.close()

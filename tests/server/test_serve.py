@@ -31,6 +31,7 @@ def test_serve_refuses_a_malformed_clients_file_naming_file_and_line(tmp_path: P
         capture_output=True,
         text=True,
         timeout=30,
+        cwd=tmp_path,  # its own podium-data/: one left in the checkout may be at an older schema
     )
     assert out.returncode == 2
     assert f"{bad}:4" in out.stderr and "field 'token' is required" in out.stderr

@@ -53,7 +53,7 @@ __all__ = [
     "Wake",
 ]
 
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 """The schema revision this code expects (the Alembic head for SQL backends)."""
 
 JSON = dict[str, Any]
@@ -495,6 +495,11 @@ class Store(abc.ABC):
         """History entries in ``seq`` order, filtered; ``since``/``until`` bound ``ts`` (inclusive/exclusive)."""
 
 
+ARCHIVED_EVENT = "job_archived"
+"""The history event of an archived job: the SQL backends index these rows by status and time (the only
+history rows they index beyond subject order: migration 0002)."""
+
+
 def history_query(
     mark: Callable[[int], str],
     subject_id: str | None,
@@ -510,6 +515,10 @@ def history_query(
     placeholder (``?`` for SQLite, ``$n`` for PostgreSQL). Columns and operators are literals of this function."""
     where = f"seq > {mark(1)}"
     args: builtins.list[Any] = [after_seq]
+    if event == ARCHIVED_EVENT:
+        # spelled out, not a parameter: the planner can then use the partial indexes on archived rows
+        where += f" AND event = '{ARCHIVED_EVENT}'"
+        event = None
     for column, value, op in (
         ("subject_id", subject_id, "="),
         ("event", event, "="),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, text
 
 __all__ = ["counters", "history", "locks", "metadata", "queue", "records"]
 
@@ -67,6 +67,18 @@ history = Table(
     Column("ts", Float, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_history_subject", "subject_id", "seq"),
-    Index("ix_history_status", "status", "ts"),
-    Index("ix_history_ts", "ts"),
+    # archived-job listings (by final status, by archive time): only those rows are indexed (migration 0002)
+    Index(
+        "ix_history_archived_status",
+        "status",
+        "ts",
+        sqlite_where=text("event = 'job_archived'"),
+        postgresql_where=text("event = 'job_archived'"),
+    ),
+    Index(
+        "ix_history_archived_ts",
+        "ts",
+        sqlite_where=text("event = 'job_archived'"),
+        postgresql_where=text("event = 'job_archived'"),
+    ),
 )

@@ -10,7 +10,9 @@ every commit made before it started (group commit), and the next transactions ru
 (no write waits behind another's fsync). ``durable=False`` calls (takes, claims) return at their commit.
 A call that finds the write lock held by another process (several instances on one file) goes to a writer
 thread that waits for it; calls made meanwhile queue behind it there and run as one transaction (a
-SAVEPOINT each, so one call's conflict rolls back only that call), so order is kept.
+SAVEPOINT each, so one call's conflict rolls back only that call), so order is kept. A take that finds
+nothing due (idle workers' polls) is answered by a read, without a write transaction, and the ``counters``
+table (fence tokens, queue order) is read only by transactions that use it.
 
 Reads never wait behind a commit and see every call that returned before they started. A read does not
 show this process's durable writes before they are on disk: a record written by a commit not yet synced is
@@ -114,7 +116,8 @@ class SQLiteStore(Store):
         self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
         self._step_loop: asyncio.AbstractEventLoop | None = None  # a call ran in this loop's current step
         self._deferred: builtins.list[_Call] = []  # calls made later in that step
-        self._counters: dict[str, int] = {}
+        self._counters: dict[str, int] | None = None  # read on a transaction's first use (None: not yet)
+        self._tx_conn: sqlite3.Connection | None = None  # the connection of the transaction being run
         self._dirty = False
         self._touched: builtins.list[tuple[tuple[str, str], _Row | None]] = []  # what a batch writes
         # Records as this process last wrote them, valid while no other connection committed: a read of one
@@ -354,9 +357,11 @@ class SQLiteStore(Store):
         durable: builtins.list[_Outcome] = []
         seq = 0
         try:
-            # Counters are read once per transaction (under the write lock, so other processes on the
-            # same file cannot interleave) and written back once at the end.
-            self._counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            # Counters are read once per transaction, by its first call that needs one (under the write
+            # lock, so other processes on the same file cannot interleave), and written back once at the end;
+            # most transactions (creations, results, takes that find nothing) need none.
+            self._counters = None
+            self._tx_conn = conn
             self._dirty = False
             before = conn.total_changes
             self._touched = []
@@ -379,7 +384,7 @@ class SQLiteStore(Store):
                     outcome = (fut, loop, result, None)
                 (durable if wants_disk and self._fsyncs else outcomes).append(outcome)
             if conn.in_transaction:
-                if self._dirty:
+                if self._dirty and self._counters is not None:
                     conn.executemany(
                         "INSERT INTO counters(name, value) VALUES (?, ?)"
                         " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -645,8 +650,14 @@ class SQLiteStore(Store):
 
     def _next(self, name: str) -> int:
         """The next value of a counter (fence tokens, queue order); writer thread only, in a batch."""
-        value = self._counters.get(name, 0) + 1
-        self._counters[name] = value
+        counters = self._counters
+        if counters is None:
+            assert self._tx_conn is not None
+            counters = self._counters = dict(
+                self._tx_conn.execute("SELECT name, value FROM counters").fetchall()
+            )
+        value = counters.get(name, 0) + 1
+        counters[name] = value
         self._dirty = True
         return value
 
@@ -738,6 +749,11 @@ class SQLiteStore(Store):
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> asyncio.Future[builtins.list[Lease]]:
         now = self.clock.now()
+        if self._nothing_due(queues, now):
+            self._check_synced()
+            done: asyncio.Future[builtins.list[Lease]] = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
 
         def run(conn: sqlite3.Connection) -> builtins.list[Lease]:
             # One ordered index scan per queue (stops at `limit`), merged here: SQLite cannot merge
@@ -780,6 +796,25 @@ class SQLiteStore(Store):
 
         # A take that a power cut loses only offers the item again: no need to wait for the disk.
         return self._call(run, durable=False)
+
+    def _nothing_due(self, queues: Sequence[str], now: float) -> bool:
+        """Whether no item of ``queues`` is due, by a read on the event loop's thread (a take that finds
+        nothing then needs no write transaction: most takes of idle workers find nothing). Only when no
+        write of this process is still to run (deferred in this step, or queued for the writer thread): the
+        read sees every commit made before it, and a later enqueue wakes the waiting takers."""
+        conn = self._lconn
+        if conn is None or self._deferred or self._threaded:
+            return False
+        try:
+            for name in dict.fromkeys(queues):
+                if conn.execute(
+                    "SELECT 1 FROM queue INDEXED BY ix_queue_due WHERE queue = ? AND due_at <= ? LIMIT 1",
+                    (name, now),
+                ).fetchone():
+                    return False
+        except sqlite3.OperationalError:
+            return False  # busy a moment: the take runs as a write
+        return True
 
     CROSS_PROCESS_POLL_S = 0.2
     """How often a process with waiting takers checks whether another process committed to the file
