@@ -22,9 +22,11 @@ from typing import Any
 from podium.client.workcell import WorkcellClient
 from podium.nodes import RestNode
 from podium.nodes.sim import make_sim_nodes
+from podium.store.migrate import current_version, head_version, upgrade
 from podium.store.sqlite import SQLiteStore
 from podium.tokens import new_token, split_url_token, url_with_token
 from podium.workcell import WorkcellEngine, WorkcellManagerSettings, load_workcell
+from podium.workcell.resources import Resource, ResourceTable
 from podium.workcell.server import serve_asgi, serve_workcell
 
 DEMO_DIR = Path(__file__).resolve().parent
@@ -41,6 +43,9 @@ async def run_demo(
     process is interrupted."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    db = data_dir / "podium.db"
+    if current_version(db) not in (None, head_version()):
+        upgrade(db)  # the demo's own folder, left by an earlier podium: brought to this one's schema
     # One token per demo run for the nodes (the workcell passes it in each node URL's userinfo) and one
     # for the workcell API (serve_workcell makes it and hands it over in the URL it yields).
     node_token = new_token()
@@ -51,12 +56,17 @@ async def run_demo(
         settings = WorkcellManagerSettings(data_dir=data_dir, **workcell.settings)
         engine = WorkcellEngine(
             workcell,
-            store=SQLiteStore(data_dir / "podium.db"),
+            store=SQLiteStore(db),
             data_dir=data_dir,
             settings=settings,
             own_store=True,
         )
         async with serve_workcell(engine) as url:
+            # An earlier demo run left the plate at the reader (or, interrupted, a run in the queue): start
+            # from the lab workcell.yaml describes.
+            for earlier in engine.active_workflows():
+                await engine.cancel(earlier.workflow_id)
+            await engine.change_resources(_reset_lab)
             bare, token = split_url_token(url)
             print(f"dashboard: {bare}/dashboard (sign in with the token {token})", file=sys.stderr)
             with WorkcellClient(url) as client:
@@ -96,6 +106,20 @@ async def run_demo(
         "duration_s": wf.duration_seconds,
     }
     return result
+
+
+def _reset_lab(table: ResourceTable) -> list[Resource]:
+    """The lab as workcell.yaml sets it up: the plate back on its stack, unsealed, and the reagent back to
+    5,000 uL (what the plate assay starts from; the resources persist in the store between runs)."""
+    changed: list[Resource] = []
+    plate, stack, reagent = table.find("assay_plate"), table.find("plate_stack"), table.find("reagent")
+    if plate is not None and stack is not None and plate.parent_id not in (None, stack.resource_id):
+        changed += table.move(plate.parent_id, stack.resource_id)
+    if plate is not None and plate.attributes.get("sealed"):
+        changed += table.set_attribute(plate.resource_id, "sealed", False)
+    if reagent is not None and reagent.quantity is not None and reagent.quantity != 5000:
+        changed += table.change_quantity(reagent.resource_id, 5000 - reagent.quantity)
+    return changed
 
 
 @contextlib.asynccontextmanager
