@@ -81,7 +81,7 @@ EXPECTED = {
     ],
     "podium.settings": ["CoreSettings", "PodiumSettings", "SettingsConfigDict", "settings_files"],
     "podium.store": [
-        "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "HistoryEntry", "Lease", "MemoryStore",
+        "Ack", "Append", "Delete", "Dequeue", "Enqueue", "FencedOwnership", "Fetch", "HistoryEntry", "Lease", "MemoryStore",
         "Op", "PostgresStore", "Put", "Record", "RedisStore", "SCHEMA_VERSION", "SQLiteStore", "Store", "Wake", "open_store"
     ],
     "podium.tomlfile": ["header_line", "key_line", "read_toml", "where"],

@@ -68,7 +68,7 @@ from podium.store.base import (
     notify_queues,
     status_filter,
 )
-from podium.store.sqlite_sync import WalSyncer
+from podium.store.sqlite_sync import Outcome, WalSyncer, post_outcomes, set_sync_done
 
 __all__ = ["SQLiteStore"]
 
@@ -80,7 +80,6 @@ _dumps, _loads = dump_json, load_json
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
 _Row = tuple[str, str, int, str | None, str | None, str, float, float]
 """A record as its row holds it: kind, id, version, status, group, data (JSON text), created_at, updated_at."""
-_Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseException | None]
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
@@ -353,8 +352,8 @@ class SQLiteStore(Store):
 
     def _run_batch(self, conn: sqlite3.Connection, batch: builtins.list[_Call]) -> None:
         """Run the calls (a savepoint each) in the open transaction, commit once, then settle them."""
-        outcomes: builtins.list[_Outcome] = []
-        durable: builtins.list[_Outcome] = []
+        outcomes: builtins.list[Outcome] = []
+        durable: builtins.list[Outcome] = []
         seq = 0
         try:
             # Counters are read once per transaction, by its first call that needs one (under the write
@@ -377,7 +376,7 @@ class SQLiteStore(Store):
                     conn.execute("ROLLBACK" if single else "ROLLBACK TO call")
                     if not single:
                         conn.execute("RELEASE call")
-                    outcome: _Outcome = (fut, loop, None, exc)
+                    outcome: Outcome = (fut, loop, None, exc)
                 else:
                     if not single:
                         conn.execute("RELEASE call")
@@ -469,22 +468,22 @@ class SQLiteStore(Store):
         """The loop turn of the last ``data_version`` check is over: the next kept read checks again."""
         self._checked = None
 
-    def _settle(self, now: builtins.list[_Outcome], later: builtins.list[_Outcome], seq: int) -> None:
+    def _settle(self, now: builtins.list[Outcome], later: builtins.list[Outcome], seq: int) -> None:
         """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
-        _post(now)
+        post_outcomes(now)
         if not later:
             return
         syncer = self._syncer
         if syncer is None:
-            _post([(fut, loop, None, _closed()) for fut, loop, _, _ in later])
+            post_outcomes([(fut, loop, None, _closed()) for fut, loop, _, _ in later])
             return
 
         def synced(failure: BaseException | None) -> None:
             if failure is None:
-                _post(later)
+                post_outcomes(later)
             else:
                 error = StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk")
-                _post([(fut, loop, None, error) for fut, loop, _, _ in later])
+                post_outcomes([(fut, loop, None, error) for fut, loop, _, _ in later])
 
         syncer.after(seq, synced)
 
@@ -530,7 +529,7 @@ class SQLiteStore(Store):
 
             def done(failure: BaseException | None, fut: asyncio.Future[None] = fut) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                    loop.call_soon_threadsafe(_set_done, fut, failure)
+                    loop.call_soon_threadsafe(set_sync_done, fut, failure)
 
             fut.add_done_callback(lambda _: waits.pop((loop, seq), None))
             syncer.after(seq, done)
@@ -988,46 +987,6 @@ class SQLiteStore(Store):
                 HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in conn.execute(query, args)
             ]
         )
-
-
-def _post(items: builtins.list[_Outcome]) -> None:
-    """Resolve futures: at once on this thread's loop, through ``call_soon_threadsafe`` on another's."""
-    if not items:
-        return
-    try:
-        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
-    by_loop: dict[asyncio.AbstractEventLoop, builtins.list[_Outcome]] = {}
-    for item in items:
-        by_loop.setdefault(item[1], []).append(item)
-    for loop, batch in by_loop.items():
-        if loop is here:
-            _resolve(batch)
-            continue
-        try:
-            loop.call_soon_threadsafe(_resolve, batch)
-        except RuntimeError:  # the loop is closed; nobody is waiting any more
-            pass
-
-
-def _resolve(items: builtins.list[_Outcome]) -> None:
-    for fut, _, result, exc in items:
-        if fut.done():
-            continue
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-
-def _set_done(fut: asyncio.Future[None], failure: BaseException | None) -> None:
-    if fut.done():
-        return
-    if failure is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk"))
 
 
 def _closed() -> StoreError:

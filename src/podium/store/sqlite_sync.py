@@ -14,24 +14,33 @@ after a checkpoint has copied them into the database file and synced it (``NORMA
 files). Checkpoints are started from here too, every :data:`CHECKPOINT_COMMITS` commits, so the event loop
 never waits for one; the store runs them on its writing connection with no write of its own in between
 (a checkpoint that writes race past never completes, and the WAL then never starts over: it grows).
+
+:func:`post_outcomes` hands calls' results back to their event loops (from the writer or this thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CHECKPOINT_COMMITS", "WalSyncer"]
+from podium.errors import StoreError
+
+__all__ = ["CHECKPOINT_COMMITS", "Outcome", "WalSyncer", "post_outcomes", "set_sync_done"]
 
 CHECKPOINT_COMMITS = 250
 """A checkpoint runs after this many commits (a few pages each: about SQLite's default of 1,000 pages). The
 WAL file's size cannot say: it keeps its largest size while later transactions rewrite it from the start."""
 
 Done = Callable[[BaseException | None], None]
+
+Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseException | None]
+"""A call's future, its loop, and its result or exception: what :func:`post_outcomes` resolves."""
 
 
 class WalSyncer:
@@ -157,3 +166,43 @@ class WalSyncer:
             finally:
                 os.close(directory)
         os.fsync(self._fd)
+
+
+def post_outcomes(items: list[Outcome]) -> None:
+    """Resolve futures: at once on this thread's loop, through ``call_soon_threadsafe`` on another's."""
+    if not items:
+        return
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for item in items:
+        by_loop.setdefault(item[1], []).append(item)
+    for loop, batch in by_loop.items():
+        if loop is here:
+            _resolve(batch)
+            continue
+        try:
+            loop.call_soon_threadsafe(_resolve, batch)
+        except RuntimeError:  # the loop is closed; nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[Outcome]) -> None:
+    for fut, _, result, exc in items:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+
+def set_sync_done(fut: asyncio.Future[None], failure: BaseException | None) -> None:
+    if fut.done():
+        return
+    if failure is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk"))
