@@ -23,7 +23,7 @@ from podium.engine.registry import Registry, validated_input
 from podium.engine.transitions import Transitions
 from podium.errors import ConflictError
 from podium.ids import new_ulid_str
-from podium.store.base import Append, Dequeue, Enqueue, HistoryEntry, Op, Put, Record
+from podium.store.base import ARCHIVED_EVENT, Append, Dequeue, Enqueue, HistoryEntry, Op, Put, Record
 
 __all__ = ["Jobs", "job_view", "task_view"]
 
@@ -286,7 +286,7 @@ class Jobs:
 
     async def get_archived_job(self, job_id: str) -> dict[str, Any]:
         """The archived snapshot of a finished job plus its events."""
-        entries = await self.storage.history(job_id, event="job_archived")
+        entries = await self.storage.history(job_id, event=ARCHIVED_EVENT)
         if not entries:
             raise JobNotFoundError(f"job {job_id!r} is not archived (not finished yet, or unknown)")
         snapshot = dict(entries[-1].data)
@@ -307,7 +307,7 @@ class Jobs:
     ) -> list[dict[str, Any]]:
         """Archived job snapshots filtered by final status and archive time (``since`` <= ts < ``until``)."""
         entries = await self.storage.history(
-            event="job_archived", status=status, since=since, until=until, limit=limit, after_seq=after_seq
+            event=ARCHIVED_EVENT, status=status, since=since, until=until, limit=limit, after_seq=after_seq
         )
         return [{**e.data, "archived_at": e.ts, "seq": e.seq} for e in entries]
 

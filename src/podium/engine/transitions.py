@@ -15,7 +15,7 @@ from podium.engine.core import J_PENDING, T_CANCELLED, T_QUEUED, EngineCore, Pla
 from podium.engine.keys import DISPATCH_TIMER, JOB, RESULT_TIMER, STEPS_QUEUE, TASK, job_end, task_queue
 from podium.engine.models import EngineEvent, JobStatus, check_transition
 from podium.ids import new_ulid_str
-from podium.store.base import Append, Dequeue, Enqueue, Put, Record, Wake
+from podium.store.base import ARCHIVED_EVENT, Append, Dequeue, Enqueue, Put, Record, Wake
 
 __all__ = ["Transitions"]
 
@@ -108,7 +108,7 @@ class Transitions:
             "created_at": rec.created_at,
             "finished_at": now,
         }
-        plan.ops.append(Append(rec.id, "job_archived", str(status), snapshot))
+        plan.ops.append(Append(rec.id, ARCHIVED_EVENT, str(status), snapshot))
         plan.ops.append(Wake(job_end(rec.id)))  # wait_for_job on the other instances
         if parent is not None:
             self.resume_parent_ops(plan, parent, rec.id, status, data)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, text
 
+from podium.store.base import ARCHIVED_EVENT
+
 __all__ = ["counters", "history", "locks", "metadata", "queue", "records"]
 
 metadata = MetaData()
@@ -57,6 +59,9 @@ counters = Table(
     Column("value", Integer, nullable=False),
 )
 
+_ARCHIVED_ROWS = f"event = '{ARCHIVED_EVENT}'"
+"""The rows the archive indexes hold (the engine's archived-job history entries)."""
+
 history = Table(
     "history",
     metadata,
@@ -72,13 +77,13 @@ history = Table(
         "ix_history_archived_status",
         "status",
         "ts",
-        sqlite_where=text("event = 'job_archived'"),
-        postgresql_where=text("event = 'job_archived'"),
+        sqlite_where=text(_ARCHIVED_ROWS),
+        postgresql_where=text(_ARCHIVED_ROWS),
     ),
     Index(
         "ix_history_archived_ts",
         "ts",
-        sqlite_where=text("event = 'job_archived'"),
-        postgresql_where=text("event = 'job_archived'"),
+        sqlite_where=text(_ARCHIVED_ROWS),
+        postgresql_where=text(_ARCHIVED_ROWS),
     ),
 )
