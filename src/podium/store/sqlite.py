@@ -157,7 +157,6 @@ class SQLiteStore(Store):
         self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect_reader)
         self._lconn = self._connect_reader(busy_timeout_ms=200)
         self._syncer = WalSyncer(self.path, fsync=self._fsyncs, checkpoint=self._checkpoint)
-        self._data_version = _data_version(self._conn)
 
     def _checkpoint(self) -> None:
         """Checkpoint the WAL on the writing connection (the syncer's thread), holding it: writes made
@@ -180,6 +179,9 @@ class SQLiteStore(Store):
         # FULL's fsync is the syncer's (outside the write lock); the syncer checkpoints too
         conn.execute(f"PRAGMA synchronous={'NORMAL' if self._fsyncs else self.synchronous}")
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        # read while sqlite3's default busy timeout (5 s) still applies: another process opening the same
+        # file at once (creating its schema, recovering the WAL) holds it locked a moment
+        self._data_version = _data_version(conn)
         conn.execute("PRAGMA busy_timeout=0")  # a busy write lock sends the batch to the writer thread
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
