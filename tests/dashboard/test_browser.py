@@ -73,6 +73,46 @@ async def test_sign_in_keeps_the_token_out_of_the_url(lab: tuple[str, str, Any],
     assert await page.evaluate("Object.keys(localStorage).length") == 0
 
 
+async def test_a_late_refusal_of_an_earlier_token_does_not_sign_out_the_new_one(
+    lab: tuple[str, str, Any], browser: Any
+) -> None:
+    """On a loaded machine the answers to a wrong token's requests can arrive after the right token is signed
+    in (CI saw the page go back to the sign-in form). Here the wrong token's event stream (``/events``) is held
+    until the right token is in, then let through to its 401."""
+    url, token, _ = lab
+    page = await (await browser.new_context()).new_page()
+    page.set_default_timeout(WAIT_MS)
+    held: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def hold_the_wrong_tokens_stream(route: Any) -> None:
+        if route.request.headers.get("x-client-token") == "wrong":
+            await held.put(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/events", hold_the_wrong_tokens_stream)
+    await page.goto(f"{url}/dashboard")
+    await page.fill("#token", "wrong")
+    await page.click("#login button[type=submit]")
+    late = await asyncio.wait_for(held.get(), WAIT_MS / 1000)
+    await page.wait_for_selector("#login-error:text('refused')")  # another request's 401 came first
+    await page.fill("#token", token)
+    await page.click("#login button[type=submit]")
+    await page.wait_for_selector("[data-testid=live].on")
+    answered = asyncio.get_running_loop().create_future()
+    page.on(
+        "response",
+        lambda r: (
+            r.url.endswith("/events") and r.status == 401 and not answered.done() and answered.set_result(r)
+        ),
+    )
+    await late.continue_()  # the server now refuses the earlier token
+    await asyncio.wait_for(answered, WAIT_MS / 1000)
+    await page.wait_for_selector("[data-testid=node]")
+    assert not await page.is_visible("#login")
+    assert await page.evaluate("Object.values(sessionStorage)") == [token]
+
+
 async def test_workflow_progress_appears_live(lab: tuple[str, str, Any], browser: Any, shots: Path) -> None:
     url, token, _ = lab
     page = await signed_in(browser, url, token, viewport={"width": 1280, "height": 900})

@@ -49,10 +49,14 @@ const token = () => sessionStorage.getItem(TOKEN_KEY);
 class ApiError extends Error {
   constructor(status, detail) { super(detail); this.status = status; }
 }
+// A 401 signs out only the token it refused: a late answer to a request sent with an earlier token (one the
+// server refused, or one signed out of) must not sign out the token entered since.
+const refused = (sent) => { if (token() === sent) signIn("The server refused the token."); };
 async function api(path, options = {}) {
-  const headers = { "X-Client-Token": token() || "", ...(options.headers || {}) };
+  const sent = token() || "";
+  const headers = { "X-Client-Token": sent, ...(options.headers || {}) };
   const res = await fetch(path, { ...options, headers, cache: "no-store" });
-  if (res.status === 401) { signIn("The server refused the token."); throw new ApiError(401, "unauthorized"); }
+  if (res.status === 401) { refused(sent); throw new ApiError(401, "unauthorized"); }
   const type = res.headers.get("content-type") || "";
   const body = type.includes("json") ? await res.json() : await res.text();
   if (!res.ok) {
@@ -71,10 +75,11 @@ async function act(label, path, options = { method: "POST" }) {
 // Server-sent events over fetch (EventSource cannot send a header, and the token must not be in the URL).
 async function listen(path, onEvent) {
   const live = document.getElementById("live");
-  while (token()) {
+  const mine = token(); // a stream lives as long as the sign-in that opened it
+  while (mine && token() === mine) {
     try {
-      const res = await fetch(path, { headers: { "X-Client-Token": token(), Accept: "text/event-stream" }, cache: "no-store" });
-      if (res.status === 401) { signIn("The server refused the token."); return; }
+      const res = await fetch(path, { headers: { "X-Client-Token": mine, Accept: "text/event-stream" }, cache: "no-store" });
+      if (res.status === 401) { refused(mine); return; }
       if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
       live.textContent = "live"; live.className = "badge on";
       const reader = res.body.getReader();
@@ -83,6 +88,7 @@ async function listen(path, onEvent) {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        if (token() !== mine) { reader.cancel(); return; }
         buffer += decoder.decode(value, { stream: true });
         let cut;
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
@@ -97,6 +103,7 @@ async function listen(path, onEvent) {
         }
       }
     } catch (e) { /* reconnect below */ }
+    if (token() !== mine) return;
     live.textContent = "reconnecting"; live.className = "badge off";
     await sleep(2000);
   }
@@ -410,6 +417,8 @@ async function drawGraph(target, text, current) {
 
 function start() {
   if (!token()) { signIn(""); return; }
+  for (const timer of pending.values()) clearTimeout(timer); // refreshes due for an earlier sign-in's page
+  pending.clear();
   document.getElementById("login").hidden = true;
   document.getElementById("logout").hidden = false;
   main.hidden = false;
