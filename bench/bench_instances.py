@@ -100,6 +100,7 @@ async def drive_many(
             switches = _switches(server_pids)
             t0 = time.perf_counter()
             await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
+            submitted = time.perf_counter() - t0
             await asyncio.wait_for(receiver.all_done.wait(), 300)
             elapsed = max(receiver.finished.values()) - t0
             after = _cpu(server_pids, worker_pids)
@@ -112,7 +113,7 @@ async def drive_many(
     cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
     cpu["cpu_ms_total"] = sum(cpu.values())
     cpu["ctx_switches_servers"] = switches / n_jobs
-    return {"jobs_s": n_jobs / elapsed, **cpu}
+    return {"jobs_s": n_jobs / elapsed, "submit_s": submitted, "elapsed_s": elapsed, **cpu}
 
 
 def _statements(paths: list[str], jobs: int) -> dict[str, float]:

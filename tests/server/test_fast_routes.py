@@ -4,15 +4,21 @@ extension of the worker protocol (``tasks/next?max_tasks=``, ``POST /_worker/tas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httpx
 
+from podium.engine.keys import TASK
 from podium.engine.models import Task
+from podium.engine.storage import MemoryStorage
+from podium.errors import StoreError
 from podium.server.routes_worker import task_wire as _task_wire
 from podium.server.webhooks import WebhookSender
+from podium.store import Put
+from podium.testing import EngineHarness
 from podium.wire import rxon
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, running_stack
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, running_stack, transcode_blueprint
 
 WORKER = {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": "bw"}
 CLIENT = {"X-Client-Token": CLIENT_TOKEN}
@@ -152,3 +158,112 @@ async def test_job_status_on_the_fast_route_is_the_fastapi_routes_answer() -> No
         assert r.status_code == 200 and r.json()[0]["event"]
         metrics = (await http.get("/_public/metrics")).text
         assert 'method="GET",route="/api/v1/jobs/{job_id}",status="200"' in metrics
+
+
+class HeldCompletions(MemoryStorage):
+    """A memory store that holds each write completing a task until ``n`` of them are in flight and a take
+    was made since the first (at most 5 s): a results batch that applies one result after the other, or
+    takes only after its results, shows up as ``most < n`` or ``took_during == False``."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.in_flight, self.most = n, 0, 0
+        self.ready = asyncio.Event()
+        self.took_during = False
+        self.fail: set[str] = set()  # tasks whose completion fails (the store is away)
+
+    def _check(self) -> None:
+        if self.in_flight >= self.n and self.took_during:
+            self.ready.set()
+
+    async def apply(self, *ops: Any, durable: bool = True) -> list[Any]:
+        done = [op for op in ops if type(op) is Put and op.kind == TASK and op.status == "completed"]
+        if not done:
+            return await super().apply(*ops, durable=durable)
+        if any(op.id in self.fail for op in done):
+            raise StoreError("the store is away")
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        self._check()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ready.wait(), 5)
+            return await super().apply(*ops, durable=durable)
+        finally:
+            self.in_flight -= 1
+
+    async def take_now(self, queues: Any, *, owner: str, lease_s: float, limit: int) -> list[Any]:
+        leases = await super().take_now(queues, owner=owner, lease_s=lease_s, limit=limit)
+        if self.in_flight:
+            self.took_during = True
+            self._check()
+        return leases
+
+
+async def submit_and_take(http: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
+    """Submit ``n`` transcode jobs and lease ``n`` tasks to worker ``bw``."""
+    for i in range(n):
+        r = await http.post(
+            "/api/v1/jobs/transcode", json={"initial_data": {"path": f"/p{i}"}}, headers=CLIENT
+        )
+        assert r.status_code == 202, r.text
+    tasks: list[dict[str, Any]] = []
+    while len(tasks) < n:  # the engine dispatches asynchronously
+        r = await http.get(
+            rxon.ENDPOINT_TASK_NEXT.format(worker_id="bw"),
+            params={"max_tasks": str(n - len(tasks)), "timeout": "2"},
+            headers=WORKER,
+        )
+        assert r.status_code == 200, r.text
+        tasks += r.json()["tasks"]
+    return tasks
+
+
+def results_batch(tasks: list[dict[str, Any]], max_tasks: int) -> dict[str, Any]:
+    results = [
+        {"job_id": t["job_id"], "task_id": t["task_id"], "status": "success", "data": {}} for t in tasks
+    ]
+    body = {"worker_id": "bw", "results": results, "next": {"max_tasks": max_tasks}}
+    body["security"] = {"signature": rxon.sign_payload(body, WORKER_TOKEN)}
+    return body
+
+
+async def test_batch_results_are_applied_side_by_side_with_the_next_take() -> None:
+    # Given three tasks held by the worker, and a fourth job queued
+    store = HeldCompletions(3)
+    engine = EngineHarness(store, blueprints=[transcode_blueprint()]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        await register(http)
+        tasks = await submit_and_take(http, 3)
+        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {"path": "/q"}}, headers=CLIENT)
+        fourth = r.json()["job_id"]
+        # When the three results come in one batch that asks for the next task
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=results_batch(tasks, 1), headers=WORKER)
+        # Then the three writes were in flight together, with the take, and all of it is answered
+        assert r.status_code == 200, r.text
+        assert store.most == 3 and store.took_during
+        assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 3
+        assert [t["job_id"] for t in r.json()["tasks"]] == [fourth]
+        for t in tasks:
+            assert (await stack.engine.wait_for_job(t["job_id"], timeout_s=5)).status == "finished"
+
+
+async def test_a_failed_results_batch_hands_back_the_tasks_it_took() -> None:
+    # Given a task held by the worker whose completion will fail, and a second job queued
+    store = HeldCompletions(1)
+    engine = EngineHarness(store, blueprints=[transcode_blueprint()]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        await register(http)
+        tasks = await submit_and_take(http, 1)
+        store.fail.add(tasks[0]["task_id"])
+        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {"path": "/q"}}, headers=CLIENT)
+        second = r.json()["job_id"]
+        # When the batch carrying its result (and asking for a task) fails
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=results_batch(tasks, 1), headers=WORKER)
+        assert r.status_code >= 500
+        # Then the task its take leased is queued again at once (its lease lasts TASK_LEASE_S)
+        r = await http.get(
+            rxon.ENDPOINT_TASK_NEXT.format(worker_id="bw"), params={"max_tasks": "2"}, headers=WORKER
+        )
+        assert r.status_code == 200, r.text
+        assert [t["job_id"] for t in r.json()["tasks"]] == [second]

@@ -13,6 +13,7 @@ The endpoints carry no docstrings: FastAPI would publish them as OpenAPI descrip
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -374,8 +375,9 @@ async def take_result(st: ServerState, worker_id: str, token: str, body: dict[st
 
 
 async def take_results(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /_worker/tasks/results`` (podium extension): apply each result as ``tasks/result`` would,
-    then lease up to ``next.max_tasks`` new tasks without waiting."""
+    """``POST /_worker/tasks/results`` (podium extension): apply each result as ``tasks/result`` would (side by
+    side), and lease up to ``next.max_tasks`` new tasks without waiting, alongside; should a result fail, the
+    batch fails and the tasks leased are handed back."""
     check_signature(st, body, worker_id, token)
     batch: rxon.TaskResultBatch = _parse(rxon.TaskResultBatch, body)
     for i, result in enumerate(batch.results):
@@ -384,15 +386,59 @@ async def take_results(st: ServerState, worker_id: str, token: str, body: dict[s
             raise ApiError(
                 403, f"worker id mismatch: {result.worker_id} vs {worker_id}", field=f"results.{i}.worker_id"
             )
-    replies = [await _apply_result(st, worker_id, r) for r in batch.results]
-    tasks: list[dict[str, Any]] = []
     # A worker the server forgot gets no tasks here; its next poll answers 404 and it registers again.
+    taking: asyncio.Task[tuple[int, Any]] | None = None
     if batch.next is not None and batch.next.max_tasks and await known_worker(st, worker_id) is not None:
         skills = ",".join(batch.next.available_skills) if batch.next.available_skills is not None else None
-        status, payload = await next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
+        # The take does not wait for the results: the worker asked for its free slots, and the store
+        # calls of both go out together (a round trip less per batch).
+        taking = asyncio.get_running_loop().create_task(
+            next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
+        )
+    try:
+        replies = await _apply_results(st, worker_id, batch.results)
+    except BaseException:
+        if taking is not None:
+            await _give_back(st, taking)
+        raise
+    tasks: list[dict[str, Any]] = []
+    if taking is not None:
+        status, payload = await taking
         if status == 200:
             tasks = payload["tasks"]
     return {"results": replies, "tasks": tasks}
+
+
+async def _give_back(st: ServerState, taking: asyncio.Task[tuple[int, Any]]) -> None:
+    """The batch failed (or its caller left) after its take started: let the take finish (cancelled midway,
+    what it leased would wait for its leases to expire), then hand its tasks back at once."""
+    try:
+        status, payload = await asyncio.shield(taking)
+    except Exception:
+        return
+    if status != 200:
+        return
+    for wire in payload["tasks"]:
+        task = st.delivered.pop(wire["task_id"], None)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await st.engine.release_task(task.task_id, task.token)
+
+
+async def _apply_results(
+    st: ServerState, worker_id: str, results: list[rxon.TaskResult]
+) -> list[dict[str, Any]]:
+    """Apply a batch's results side by side: each is its own engine write, so the batch costs about one
+    store round trip rather than one per result (results of one job retry on the job's version)."""
+    if len(results) == 1:
+        return [await _apply_result(st, worker_id, results[0])]
+    out = await asyncio.gather(*(_apply_result(st, worker_id, r) for r in results), return_exceptions=True)
+    replies: list[dict[str, Any]] = []
+    for reply in out:
+        if isinstance(reply, BaseException):
+            raise reply
+        replies.append(reply)
+    return replies
 
 
 def _ignored(reason: str) -> dict[str, Any]:
