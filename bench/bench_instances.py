@@ -75,8 +75,12 @@ async def drive_many(
 ) -> dict[str, float]:
     async with receiver_server() as (receiver, hook_url):
         request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
-        per_instance = max(1, 32 // len(bases))
-        clients = [RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, per_instance) for b in bases]
+        # 32 submitters, round-robin over the instances, each with a connection of its own (11, 11 and 10
+        # with three instances: 32 // 3 for each held a submitter in three waiting for a connection)
+        conns = [len(range(k, 32, len(bases))) for k in range(len(bases))]
+        clients = [
+            RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, n) for b, n in zip(bases, conns, strict=True)
+        ]
         for c in clients:
             await c.__aenter__()
         try:
