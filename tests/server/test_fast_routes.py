@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from podium.server.webhooks import WebhookSender
 from podium.store import Put
 from podium.testing import EngineHarness
 from podium.wire import rxon
-from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, running_stack, transcode_blueprint
+from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, running_stack, transcode_blueprint
 
 WORKER = {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": "bw"}
 CLIENT = {"X-Client-Token": CLIENT_TOKEN}
@@ -228,15 +229,23 @@ def results_batch(tasks: list[dict[str, Any]], max_tasks: int) -> dict[str, Any]
     return body
 
 
-async def test_batch_results_are_applied_side_by_side_with_the_next_take() -> None:
-    # Given three tasks held by the worker, and a fourth job queued
-    store = HeldCompletions(3)
+@contextlib.asynccontextmanager
+async def held(
+    n: int,
+) -> AsyncIterator[tuple[HeldCompletions, Stack, httpx.AsyncClient, list[dict[str, Any]], str]]:
+    """A server on a :class:`HeldCompletions` store: ``n`` tasks leased to worker ``bw``, one more job queued."""
+    store = HeldCompletions(n)
     engine = EngineHarness(store, blueprints=[transcode_blueprint()]).engine
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
         await register(http)
-        tasks = await submit_and_take(http, 3)
+        tasks = await submit_and_take(http, n)
         r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {"path": "/q"}}, headers=CLIENT)
-        fourth = r.json()["job_id"]
+        yield store, stack, http, tasks, r.json()["job_id"]
+
+
+async def test_batch_results_are_applied_side_by_side_with_the_next_take() -> None:
+    # Given three tasks held by the worker, and a fourth job queued
+    async with held(3) as (store, stack, http, tasks, fourth):
         # When the three results come in one batch that asks for the next task
         r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=results_batch(tasks, 1), headers=WORKER)
         # Then the three writes were in flight together, with the take, and all of it is answered
@@ -250,14 +259,8 @@ async def test_batch_results_are_applied_side_by_side_with_the_next_take() -> No
 
 async def test_a_failed_results_batch_hands_back_the_tasks_it_took() -> None:
     # Given a task held by the worker whose completion will fail, and a second job queued
-    store = HeldCompletions(1)
-    engine = EngineHarness(store, blueprints=[transcode_blueprint()]).engine
-    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
-        await register(http)
-        tasks = await submit_and_take(http, 1)
+    async with held(1) as (store, _, http, tasks, second):
         store.fail.add(tasks[0]["task_id"])
-        r = await http.post("/api/v1/jobs/transcode", json={"initial_data": {"path": "/q"}}, headers=CLIENT)
-        second = r.json()["job_id"]
         # When the batch carrying its result (and asking for a task) fails
         r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=results_batch(tasks, 1), headers=WORKER)
         assert r.status_code >= 500
