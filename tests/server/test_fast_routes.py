@@ -4,12 +4,14 @@ extension of the worker protocol (``tasks/next?max_tasks=``, ``POST /_worker/tas
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+from podium.engine.blueprint import Blueprint
 from podium.engine.keys import TASK
 from podium.engine.models import Task
 from podium.engine.storage import MemoryStorage
@@ -162,15 +164,17 @@ async def test_job_status_on_the_fast_route_is_the_fastapi_routes_answer() -> No
 
 
 class HeldCompletions(MemoryStorage):
-    """A memory store that holds each write completing a task until ``n`` of them are in flight and a take
-    was made since the first (at most 5 s): a results batch that applies one result after the other, or
-    takes only after its results, shows up as ``most < n`` or ``took_during == False``."""
+    """A memory store that holds each write completing a task until ``n`` of them are in flight and (with
+    ``take``) a take was made since the first, for at most 5 s: a results batch that applies one result after
+    the other, or takes only after its results, shows up as ``most < n`` or ``took_during == False``."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, take: bool = True) -> None:
         super().__init__()
         self.n, self.in_flight, self.most = n, 0, 0
+        self.per_job: collections.Counter[str] = collections.Counter()
+        self.most_per_job = 0
         self.ready = asyncio.Event()
-        self.took_during = False
+        self.took_during = not take
         self.fail: set[str] = set()  # tasks whose completion fails (the store is away)
 
     def _check(self) -> None:
@@ -183,8 +187,11 @@ class HeldCompletions(MemoryStorage):
             return await super().apply(*ops, durable=durable)
         if any(op.id in self.fail for op in done):
             raise StoreError("the store is away")
+        job = done[0].group
         self.in_flight += 1
+        self.per_job[job] += 1
         self.most = max(self.most, self.in_flight)
+        self.most_per_job = max(self.most_per_job, self.per_job[job])
         self._check()
         try:
             with contextlib.suppress(TimeoutError):
@@ -192,6 +199,7 @@ class HeldCompletions(MemoryStorage):
             return await super().apply(*ops, durable=durable)
         finally:
             self.in_flight -= 1
+            self.per_job[job] -= 1
 
     async def take_now(self, queues: Any, *, owner: str, lease_s: float, limit: int) -> list[Any]:
         leases = await super().take_now(queues, owner=owner, lease_s=lease_s, limit=limit)
@@ -201,12 +209,12 @@ class HeldCompletions(MemoryStorage):
         return leases
 
 
-async def submit_and_take(http: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
-    """Submit ``n`` transcode jobs and lease ``n`` tasks to worker ``bw``."""
-    for i in range(n):
-        r = await http.post(
-            "/api/v1/jobs/transcode", json={"initial_data": {"path": f"/p{i}"}}, headers=CLIENT
-        )
+async def submit_and_take(
+    http: httpx.AsyncClient, n: int, *, jobs: int | None = None, route: str = "/api/v1/jobs/transcode"
+) -> list[dict[str, Any]]:
+    """Submit ``jobs`` jobs (default ``n``) on ``route`` and lease ``n`` tasks to worker ``bw``."""
+    for i in range(n if jobs is None else jobs):
+        r = await http.post(route, json={"initial_data": {"path": f"/p{i}"}}, headers=CLIENT)
         assert r.status_code == 202, r.text
     tasks: list[dict[str, Any]] = []
     while len(tasks) < n:  # the engine dispatches asynchronously
@@ -224,7 +232,9 @@ def results_batch(tasks: list[dict[str, Any]], max_tasks: int) -> dict[str, Any]
     results = [
         {"job_id": t["job_id"], "task_id": t["task_id"], "status": "success", "data": {}} for t in tasks
     ]
-    body = {"worker_id": "bw", "results": results, "next": {"max_tasks": max_tasks}}
+    body: dict[str, Any] = {"worker_id": "bw", "results": results}
+    if max_tasks:
+        body["next"] = {"max_tasks": max_tasks}
     body["security"] = {"signature": rxon.sign_payload(body, WORKER_TOKEN)}
     return body
 
@@ -270,3 +280,34 @@ async def test_a_failed_results_batch_hands_back_the_tasks_it_took() -> None:
         )
         assert r.status_code == 200, r.text
         assert [t["job_id"] for t in r.json()["tasks"]] == [second]
+
+
+def fanout_blueprint() -> Blueprint:
+    bp = Blueprint("fanout", api_endpoint="/jobs/fanout", api_version="v1")
+
+    @bp.handler(is_start=True)
+    async def start(actions: Any) -> None:
+        actions.dispatch_parallel([{"type": "video_transcoding", "params": {"path": "/f"}}] * 2, "joined")
+
+    @bp.handler(is_end=True)
+    async def joined() -> None:
+        return None
+
+    return bp
+
+
+async def test_batch_results_of_one_job_are_applied_in_turn() -> None:
+    # Given two jobs of two parallel tasks each, the four tasks held by the worker
+    store = HeldCompletions(2, take=False)
+    engine = EngineHarness(store, blueprints=[fanout_blueprint()]).engine
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
+        await register(http)
+        tasks = await submit_and_take(http, 4, jobs=2, route="/api/v1/jobs/fanout")
+        # When their four results come in one batch
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=results_batch(tasks, 0), headers=WORKER)
+        # Then the two jobs' writes were side by side, each job's one after the other, and both jobs joined
+        assert r.status_code == 200, r.text
+        assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 4
+        assert store.most == 2 and store.most_per_job == 1
+        for job_id in {t["job_id"] for t in tasks}:
+            assert (await stack.engine.wait_for_job(job_id, timeout_s=5)).status == "finished"

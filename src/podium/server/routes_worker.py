@@ -428,16 +428,25 @@ async def _give_back(st: ServerState, taking: asyncio.Task[tuple[int, Any]]) -> 
 async def _apply_results(
     st: ServerState, worker_id: str, results: list[rxon.TaskResult]
 ) -> list[dict[str, Any]]:
-    """Apply a batch's results side by side: each is its own engine write, so the batch costs about one
-    store round trip rather than one per result (results of one job retry on the job's version)."""
+    """Apply a batch's results, those of different jobs side by side: each is its own engine write, so the
+    batch costs about one store round trip rather than one per result. Results of one job (parallel tasks)
+    go in turn, in the batch's order: they write the same job record, and side by side all but one would
+    fail its version check and try again."""
     if len(results) == 1:
         return [await _apply_result(st, worker_id, results[0])]
-    out = await asyncio.gather(*(_apply_result(st, worker_id, r) for r in results), return_exceptions=True)
-    replies: list[dict[str, Any]] = []
-    for reply in out:
-        if isinstance(reply, BaseException):
-            raise reply
-        replies.append(reply)
+    replies: list[dict[str, Any]] = [{}] * len(results)
+    by_job: dict[str, list[int]] = {}
+    for i, result in enumerate(results):
+        by_job.setdefault(result.job_id, []).append(i)
+
+    async def apply_in_turn(indexes: list[int]) -> None:
+        for i in indexes:
+            replies[i] = await _apply_result(st, worker_id, results[i])
+
+    out = await asyncio.gather(*map(apply_in_turn, by_job.values()), return_exceptions=True)
+    for failed in out:
+        if isinstance(failed, BaseException):
+            raise failed
     return replies
 
 
