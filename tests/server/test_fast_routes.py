@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from podium.engine.blueprint import Blueprint
 from podium.engine.keys import TASK
@@ -18,9 +19,10 @@ from podium.engine.storage import MemoryStorage
 from podium.errors import StoreError
 from podium.server.routes_worker import task_wire as _task_wire
 from podium.server.webhooks import WebhookSender
-from podium.store import Put
+from podium.store import Put, open_store
 from podium.testing import EngineHarness
 from podium.wire import rxon
+from tests.conformance.redis_support import redis_prefix
 from tests.server.harness import CLIENT_TOKEN, WORKER_TOKEN, Stack, running_stack, transcode_blueprint
 
 WORKER = {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": "bw"}
@@ -311,3 +313,24 @@ async def test_batch_results_of_one_job_are_applied_in_turn() -> None:
         assert store.most == 2 and store.most_per_job == 1
         for job_id in {t["job_id"] for t in tasks}:
             assert (await stack.engine.wait_for_job(job_id, timeout_s=5)).status == "finished"
+
+
+async def test_a_batch_of_failures_scores_its_worker_once_each(redis_url: str) -> None:
+    # Given ten tasks held by the worker, on Redis (where a worker's score is a read and a versioned write)
+    async with redis_prefix(redis_url) as url:
+        engine = EngineHarness(open_store(url), blueprints=[transcode_blueprint()]).engine
+        async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
+            await register(http)
+            tasks = await submit_and_take(http, 10)
+            # When their ten results, permanent failures, come in one batch
+            body = results_batch(tasks, 0)
+            for result in body["results"]:
+                result.update(status="failure", error={"code": rxon.ERROR_CODE_PERMANENT, "message": "no"})
+            body.pop("security")
+            body["security"] = {"signature": rxon.sign_payload(body, WORKER_TOKEN)}
+            r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=body, headers=WORKER)
+            # Then each of them cost the worker its penalty (side by side, eight tries each would lose some)
+            assert r.status_code == 200, r.text
+            assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 10
+            state = await stack.engine.worker_state("bw")
+            assert state is not None and state.reputation == pytest.approx(1.0 - 10 * 0.05)

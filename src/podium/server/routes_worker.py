@@ -439,9 +439,11 @@ async def _apply_results(
     for i, result in enumerate(results):
         by_job.setdefault(result.job_id, []).append(i)
 
+    scoring = asyncio.Lock()
+
     async def apply_in_turn(indexes: list[int]) -> None:
         for i in indexes:
-            replies[i] = await _apply_result(st, worker_id, results[i])
+            replies[i] = await _apply_result(st, worker_id, results[i], scoring)
 
     out = await asyncio.gather(*map(apply_in_turn, by_job.values()), return_exceptions=True)
     for failed in out:
@@ -455,8 +457,12 @@ def _ignored(reason: str) -> dict[str, Any]:
     return {"status": "ignored", "reason": reason}
 
 
-async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> dict[str, Any]:
-    """Apply one result; the :class:`rxon.ResultResponse` to send, as a dict."""
+async def _apply_result(
+    st: ServerState, worker_id: str, result: rxon.TaskResult, scoring: asyncio.Lock | None = None
+) -> dict[str, Any]:
+    """Apply one result; the :class:`rxon.ResultResponse` to send, as a dict. ``scoring``: held while the
+    worker is scored (a batch's results score their one worker in turn: side by side, its record's version
+    check would turn all but one away)."""
     # The engine fences results on the delivery's lease token (or, for a task this process did not hand
     # out, on the worker id): a stale holder's result is recorded and ignored there. The token and the
     # task type come from what this process delivered; after a restart, from the task record.
@@ -515,7 +521,11 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
     st.delivered.pop(result.task_id, None)
     if outcome == "ignored":
         return _ignored(rxon.IGNORED_REASON_STALE)
-    await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
+    if scoring is None:
+        await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
+    else:
+        async with scoring:
+            await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
     return {"status": "accepted", "message": outcome}
 
 
