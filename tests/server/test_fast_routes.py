@@ -17,6 +17,7 @@ from podium.engine.keys import TASK
 from podium.engine.models import Task
 from podium.engine.storage import MemoryStorage
 from podium.errors import StoreError
+from podium.server.routes_worker import RESULT_LANES
 from podium.server.routes_worker import task_wire as _task_wire
 from podium.server.webhooks import WebhookSender
 from podium.store import Put, open_store
@@ -243,10 +244,11 @@ def results_batch(tasks: list[dict[str, Any]], max_tasks: int) -> dict[str, Any]
 
 @contextlib.asynccontextmanager
 async def held(
-    n: int,
+    n: int, *, hold: int | None = None, take: bool = True
 ) -> AsyncIterator[tuple[HeldCompletions, Stack, httpx.AsyncClient, list[dict[str, Any]], str]]:
-    """A server on a :class:`HeldCompletions` store: ``n`` tasks leased to worker ``bw``, one more job queued."""
-    store = HeldCompletions(n)
+    """A server on a :class:`HeldCompletions` store (holding till ``hold``, default ``n``, are in flight):
+    ``n`` tasks leased to worker ``bw``, one more job queued."""
+    store = HeldCompletions(n if hold is None else hold, take=take)
     engine = EngineHarness(store, blueprints=[transcode_blueprint()]).engine
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url) as http:
         await register(http)
@@ -334,3 +336,15 @@ async def test_a_batch_of_failures_scores_its_worker_once_each(redis_url: str) -
             assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 10
             state = await stack.engine.worker_state("bw")
             assert state is not None and state.reputation == pytest.approx(1.0 - 10 * 0.05)
+
+
+async def test_a_batch_applies_at_most_result_lanes_results_at_once() -> None:
+    # Given more tasks of different jobs held by the worker than there are lanes
+    n = RESULT_LANES + 4
+    async with held(n, hold=RESULT_LANES, take=False) as (store, _, http, tasks, _):
+        # When their results come in one batch
+        r = await http.post(rxon.ENDPOINT_TASK_RESULTS, json=results_batch(tasks, 0), headers=WORKER)
+        # Then at most RESULT_LANES of their writes were in flight at once, and every one was applied
+        assert r.status_code == 200, r.text
+        assert [x["status"] for x in r.json()["results"]] == ["accepted"] * n
+        assert store.most == RESULT_LANES

@@ -33,9 +33,22 @@ from podium.server.errors import TOO_LARGE, ApiError
 from podium.wire import rxon
 from podium.wire.jobs import ErrorBody
 
-__all__ = ["known_worker", "next_tasks", "take_result", "take_results", "task_wire", "worker_router"]
+__all__ = [
+    "RESULT_LANES",
+    "known_worker",
+    "next_tasks",
+    "take_result",
+    "take_results",
+    "task_wire",
+    "worker_router",
+]
 
 log = logging.getLogger("podium.server")
+
+RESULT_LANES = 8
+"""How many of a results batch's results are applied at once. Results of different jobs may still write one
+record (the parent of several child jobs): it then sees at most this many version conflicts in a row, fewer
+than the engine tries (its ``MAX_CONFLICT_RETRIES``)."""
 
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 
@@ -428,24 +441,26 @@ async def _give_back(st: ServerState, taking: asyncio.Task[tuple[int, Any]]) -> 
 async def _apply_results(
     st: ServerState, worker_id: str, results: list[rxon.TaskResult]
 ) -> list[dict[str, Any]]:
-    """Apply a batch's results, those of different jobs side by side: each is its own engine write, so the
-    batch costs about one store round trip rather than one per result. Results of one job (parallel tasks)
-    go in turn, in the batch's order: they write the same job record, and side by side all but one would
-    fail its version check and try again."""
+    """Apply a batch's results, those of different jobs side by side (at most :data:`RESULT_LANES` at once):
+    each is its own engine write, so the batch costs about one store round trip rather than one per result.
+    Results of one job (parallel tasks) go in turn, in the batch's order: they write the same job record, and
+    side by side all but one would fail its version check and try again."""
     if len(results) == 1:
         return [await _apply_result(st, worker_id, results[0])]
     replies: list[dict[str, Any]] = [{}] * len(results)
     by_job: dict[str, list[int]] = {}
     for i, result in enumerate(results):
         by_job.setdefault(result.job_id, []).append(i)
-
+    lanes: list[list[int]] = [[] for _ in range(min(RESULT_LANES, len(by_job)))]
+    for n, indexes in enumerate(by_job.values()):
+        lanes[n % len(lanes)] += indexes
     scoring = asyncio.Lock()
 
     async def apply_in_turn(indexes: list[int]) -> None:
         for i in indexes:
             replies[i] = await _apply_result(st, worker_id, results[i], scoring)
 
-    out = await asyncio.gather(*map(apply_in_turn, by_job.values()), return_exceptions=True)
+    out = await asyncio.gather(*map(apply_in_turn, lanes), return_exceptions=True)
     for failed in out:
         if isinstance(failed, BaseException):
             raise failed
