@@ -13,6 +13,7 @@ The endpoints carry no docstrings: FastAPI would publish them as OpenAPI descrip
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,9 +33,22 @@ from podium.server.errors import TOO_LARGE, ApiError
 from podium.wire import rxon
 from podium.wire.jobs import ErrorBody
 
-__all__ = ["known_worker", "next_tasks", "take_result", "take_results", "task_wire", "worker_router"]
+__all__ = [
+    "RESULT_LANES",
+    "known_worker",
+    "next_tasks",
+    "take_result",
+    "take_results",
+    "task_wire",
+    "worker_router",
+]
 
 log = logging.getLogger("podium.server")
+
+RESULT_LANES = 8
+"""How many of a results batch's results are applied at once. Results of different jobs may still write one
+record (the parent of several child jobs): it then sees at most this many version conflicts in a row, fewer
+than the engine tries (its ``MAX_CONFLICT_RETRIES``)."""
 
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 
@@ -374,8 +388,9 @@ async def take_result(st: ServerState, worker_id: str, token: str, body: dict[st
 
 
 async def take_results(st: ServerState, worker_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /_worker/tasks/results`` (podium extension): apply each result as ``tasks/result`` would,
-    then lease up to ``next.max_tasks`` new tasks without waiting."""
+    """``POST /_worker/tasks/results`` (podium extension): apply each result as ``tasks/result`` would (side by
+    side), and lease up to ``next.max_tasks`` new tasks without waiting, alongside; should a result fail, the
+    batch fails and the tasks leased are handed back."""
     check_signature(st, body, worker_id, token)
     batch: rxon.TaskResultBatch = _parse(rxon.TaskResultBatch, body)
     for i, result in enumerate(batch.results):
@@ -384,15 +399,72 @@ async def take_results(st: ServerState, worker_id: str, token: str, body: dict[s
             raise ApiError(
                 403, f"worker id mismatch: {result.worker_id} vs {worker_id}", field=f"results.{i}.worker_id"
             )
-    replies = [await _apply_result(st, worker_id, r) for r in batch.results]
-    tasks: list[dict[str, Any]] = []
     # A worker the server forgot gets no tasks here; its next poll answers 404 and it registers again.
+    taking: asyncio.Task[tuple[int, Any]] | None = None
     if batch.next is not None and batch.next.max_tasks and await known_worker(st, worker_id) is not None:
         skills = ",".join(batch.next.available_skills) if batch.next.available_skills is not None else None
-        status, payload = await next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
+        # The take does not wait for the results: the worker asked for its free slots, and the store
+        # calls of both go out together (a round trip less per batch).
+        taking = asyncio.get_running_loop().create_task(
+            next_tasks(st, worker_id, skills, batch.next.max_tasks, 0.0, None)
+        )
+    try:
+        replies = await _apply_results(st, worker_id, batch.results)
+    except BaseException:
+        if taking is not None:
+            await _give_back(st, taking)
+        raise
+    tasks: list[dict[str, Any]] = []
+    if taking is not None:
+        status, payload = await taking
         if status == 200:
             tasks = payload["tasks"]
     return {"results": replies, "tasks": tasks}
+
+
+async def _give_back(st: ServerState, taking: asyncio.Task[tuple[int, Any]]) -> None:
+    """The batch failed (or its caller left) after its take started: let the take finish (cancelled midway,
+    what it leased would wait for its leases to expire), then hand its tasks back at once."""
+    try:
+        status, payload = await asyncio.shield(taking)
+    except Exception:
+        return
+    if status != 200:
+        return
+    for wire in payload["tasks"]:
+        task = st.delivered.pop(wire["task_id"], None)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await st.engine.release_task(task.task_id, task.token)
+
+
+async def _apply_results(
+    st: ServerState, worker_id: str, results: list[rxon.TaskResult]
+) -> list[dict[str, Any]]:
+    """Apply a batch's results, those of different jobs side by side (at most :data:`RESULT_LANES` at once):
+    each is its own engine write, so the batch costs about one store round trip rather than one per result.
+    Results of one job (parallel tasks) go in turn, in the batch's order: they write the same job record, and
+    side by side all but one would fail its version check and try again."""
+    if len(results) == 1:
+        return [await _apply_result(st, worker_id, results[0])]
+    replies: list[dict[str, Any]] = [{}] * len(results)
+    by_job: dict[str, list[int]] = {}
+    for i, result in enumerate(results):
+        by_job.setdefault(result.job_id, []).append(i)
+    lanes: list[list[int]] = [[] for _ in range(min(RESULT_LANES, len(by_job)))]
+    for n, indexes in enumerate(by_job.values()):
+        lanes[n % len(lanes)] += indexes
+    scoring = asyncio.Lock()
+
+    async def apply_in_turn(indexes: list[int]) -> None:
+        for i in indexes:
+            replies[i] = await _apply_result(st, worker_id, results[i], scoring)
+
+    out = await asyncio.gather(*map(apply_in_turn, lanes), return_exceptions=True)
+    for failed in out:
+        if isinstance(failed, BaseException):
+            raise failed
+    return replies
 
 
 def _ignored(reason: str) -> dict[str, Any]:
@@ -400,8 +472,12 @@ def _ignored(reason: str) -> dict[str, Any]:
     return {"status": "ignored", "reason": reason}
 
 
-async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult) -> dict[str, Any]:
-    """Apply one result; the :class:`rxon.ResultResponse` to send, as a dict."""
+async def _apply_result(
+    st: ServerState, worker_id: str, result: rxon.TaskResult, scoring: asyncio.Lock | None = None
+) -> dict[str, Any]:
+    """Apply one result; the :class:`rxon.ResultResponse` to send, as a dict. ``scoring``: held while the
+    worker is scored (a batch's results score their one worker in turn: side by side, its record's version
+    check would turn all but one away)."""
     # The engine fences results on the delivery's lease token (or, for a task this process did not hand
     # out, on the worker id): a stale holder's result is recorded and ignored there. The token and the
     # task type come from what this process delivered; after a restart, from the task record.
@@ -460,7 +536,11 @@ async def _apply_result(st: ServerState, worker_id: str, result: rxon.TaskResult
     st.delivered.pop(result.task_id, None)
     if outcome == "ignored":
         return _ignored(rxon.IGNORED_REASON_STALE)
-    await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
+    if scoring is None:
+        await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
+    else:
+        async with scoring:
+            await st.engine.score_worker(worker_id, _reputation_outcome(status, error))
     return {"status": "accepted", "message": outcome}
 
 

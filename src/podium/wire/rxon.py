@@ -360,8 +360,8 @@ class NextTasks(_In):
 
 
 class TaskResultBatch(_In):
-    """``POST /_worker/tasks/results`` (podium): several results, applied one by one as ``tasks/result``
-    applies each; signed as one message."""
+    """``POST /_worker/tasks/results`` (podium): several results, each applied as ``tasks/result`` applies
+    it (side by side), and ``next``: the tasks to lease meanwhile; signed as one message."""
 
     worker_id: str | None = None
     results: list[TaskResult] = Field(default_factory=list, max_length=1000)
