@@ -10,14 +10,26 @@ call in the step that finished it, not a loop turn later (on a busy loop a turn 
 result's answer would wait for it after its fsync), and a streamed one still leaves as it is produced
 (each chunk at the end of the step that wrote it). Closing, aborting and switching protocols flush first,
 so nothing is reordered or lost.
+
+It also answers a request at once, as it is parsed, when the app it serves can (an ``answer_now(path,
+headers)`` method returning a 200's JSON body, or ``None``: a job's status the store knows without a read,
+:meth:`podium.server.app._Front.answer_now`): no task, no ASGI messages, the same bytes uvicorn would write.
+Only a plain keep-alive HTTP/1.1 ``GET`` with no body, no request before it still being answered, nothing
+paused, is asked; everything else (and every refusal) goes the usual way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CoalescingTransport", "http_protocol"]
+
+log = logging.getLogger("podium.server")
+
+AnswerNow = Callable[[str, list[tuple[bytes, bytes]]], bytes | None]
 
 
 class CoalescingTransport:
@@ -74,14 +86,62 @@ class CoalescingTransport:
 def http_protocol() -> Any:
     """uvicorn's ``http=`` argument: the coalescing httptools protocol, or ``"auto"`` without httptools."""
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        import httptools
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:  # httptools is optional: uvicorn falls back to h11
         return "auto"
+    ok = STATUS_LINE[200]
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        _answer_now: AnswerNow | None = None
+        _answer: bytes | None = None  # the body of the request being parsed, answered at its end
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             wrapped: Any = CoalescingTransport(transport, self.loop)
             super().connection_made(wrapped)
+            self._answer_now = getattr(self.app, "answer_now", None)
+
+        def on_headers_complete(self) -> None:
+            answer_now = self._answer_now
+            cycle, parser = self.cycle, self.parser
+            if (
+                answer_now is not None
+                and (cycle is None or cycle.response_complete)
+                and not self.pipeline
+                and parser.get_method() == b"GET"
+                and parser.get_http_version() == "1.1"
+                and parser.should_keep_alive()
+                and not parser.should_upgrade()
+                and not self.expect_100_continue
+                and self.limit_concurrency is None
+                and not self.access_log
+                and not self.root_path
+                and not self.flow.write_paused
+            ):
+                path = httptools.parse_url(self.url).path
+                if path.isascii() and b"%" not in path:
+                    try:
+                        self._answer = answer_now(path.decode("ascii"), self.headers)
+                    except Exception:  # answered the usual way, which reports what went wrong
+                        log.exception("answering GET %r at once failed", path)
+                    if self._answer is not None:
+                        return  # no cycle: answered when the message ends (it has no body)
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            body = self._answer
+            if body is None:
+                super().on_message_complete()
+                return
+            self._answer = None
+            # what uvicorn writes for ``http.response.start`` (its default headers first) and the body
+            content = [ok]
+            for name, value in self.server_state.default_headers:
+                content += [name.lower(), b": ", value, b"\r\n"]
+            content.append(b"content-length: %d\r\ncontent-type: application/json\r\n\r\n" % len(body))
+            content.append(body)
+            self.transport.write(b"".join(content))
+            self.on_response_complete()
 
         def on_response_complete(self) -> None:
             # the response's last write was just made: send it now (the step's scheduled flush finds
