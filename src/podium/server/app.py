@@ -58,7 +58,8 @@ class _Front:
     """The outermost layer, pure ASGI: request metrics, the RXON version header on worker routes, and the
     hot routes (job submission to a blueprint's endpoint, a job's status, ``tasks/next``, ``tasks/result``,
     ``tasks/results``) served directly. Those routes keep their FastAPI twins (OpenAPI, the same core
-    functions); everything else goes to FastAPI."""
+    functions); everything else goes to FastAPI. A job's status known at once is answered before ASGI
+    (:meth:`answer_now`, asked by the HTTP protocol as it parses the request)."""
 
     def __init__(self, app: Any, st: ServerState) -> None:
         self.app, self.st = app, st
