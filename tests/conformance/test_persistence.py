@@ -47,6 +47,8 @@ async def test_another_instance_s_writes_are_read_at_once(make_store: StoreFacto
         got = await a.get("job", "j1")
         assert got is not None and got.data == {"by": "a"}
         [theirs] = await b.apply(Put("job", "j1", {"by": "b"}, mine.version, "finished"))
+        peeked = a.peek("job", "j1")  # at once (a server answering a status poll): theirs, or nothing known
+        assert peeked is None or (peeked.data, peeked.version) == ({"by": "b"}, theirs.version)
         got = await a.get("job", "j1")
         assert got is not None and (got.data, got.version, got.status) == (
             {"by": "b"},
@@ -56,5 +58,6 @@ async def test_another_instance_s_writes_are_read_at_once(make_store: StoreFacto
         with pytest.raises(ConflictError):  # a decision on a's stale version fails
             await a.apply(Put("job", "j1", {"by": "a"}, mine.version, "running"))
         await b.apply(Delete("job", "j1"))
+        assert a.peek("job", "j1") is None
         assert await a.get("job", "j1") is None
         assert await a.count("job") == 0

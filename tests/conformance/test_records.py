@@ -59,6 +59,23 @@ async def test_returned_data_is_not_aliased(store: Store) -> None:
     assert got is not None and got.data == {"nested": {"k": [1, 2]}}
 
 
+async def test_peek_is_get_or_nothing(store: Store) -> None:
+    """``peek`` answers at once with what ``get`` would return, or ``None`` (then ``get`` is read); never a
+    missing record, never data the caller can change under the store."""
+    assert store.peek("job", "nope") is None
+    await store.put("job", "a", {"nested": {"k": [1]}}, status="running")
+    await store.put("job", "a", {"nested": {"k": [1, 2]}}, status="finished")
+    got = await store.get("job", "a")
+    peeked = store.peek("job", "a")
+    assert peeked is None or peeked == got
+    if peeked is not None:
+        peeked.data["nested"]["k"].append(3)
+        again = store.peek("job", "a")
+        assert again is not None and again.data == {"nested": {"k": [1, 2]}}
+    await store.delete("job", "a")
+    assert store.peek("job", "a") is None
+
+
 async def test_list_filters_orders_and_pages(store: Store) -> None:
     ids = [new_ulid_str() for _ in range(6)]
     for i, id in enumerate(ids):

@@ -274,6 +274,33 @@ async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore
         await other.close()
 
 
+async def test_peek_answers_a_kept_record_checked_at_that_moment(store: SQLiteStore) -> None:
+    """``peek`` (a status poll answered as it is parsed) returns a kept record on disk, checking
+    ``data_version`` every time (the turn's check does not cover a request read after it), and nothing for a
+    record another process wrote since, or one whose commit is not on disk yet."""
+    [mine] = await store.apply(Put("job", "j1", {"by": "me"}, None, "running"))
+    assert store._conn is not None
+    checks: list[str] = []
+    store._conn.set_trace_callback(lambda sql: checks.append(sql) if "data_version" in sql else None)
+    assert store.peek("job", "j1") == mine._replace(data={"by": "me"})
+    assert store.peek("job", "j1") is not None and len(checks) == 2  # no await between: checked both times
+    assert store.peek("job", "other") is None  # not kept: to be read
+
+    await asyncio.to_thread(_other_process, store.path, "put")
+    assert store.peek("job", "j1") is None  # another process wrote: read it
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"by": "other"}
+
+    held = HeldFsync(store)  # a durable write whose fsync has not finished: not shown yet
+    writing = asyncio.ensure_future(store.apply(Put("job", "j1", {"by": "me again"}, got.version, "running")))
+    await held.wait_entered()
+    assert store.peek("job", "j1") is None
+    held.release.set()
+    [again] = await asyncio.wait_for(writing, WAIT_S)
+    peeked = store.peek("job", "j1")
+    assert peeked is not None and (peeked.data, peeked.version) == ({"by": "me again"}, again.version)
+
+
 OTHER_ENQUEUE = """
 import asyncio, sys
 from podium.store import Enqueue, SQLiteStore

@@ -139,6 +139,12 @@ class Jobs:
             raise JobNotFoundError(f"no job {job_id!r}")
         return job_view(rec)
 
+    def peek_job(self, job_id: str) -> JobView | None:
+        """The job's view when the store knows it at once (:meth:`~podium.store.base.Store.peek`), as
+        :meth:`get_job` would return it now; ``None``: read it with :meth:`get_job`."""
+        rec = self.storage.peek(JOB, job_id)
+        return job_view(rec) if rec is not None else None
+
     async def list_jobs(
         self,
         *,

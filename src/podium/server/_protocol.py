@@ -10,14 +10,29 @@ call in the step that finished it, not a loop turn later (on a busy loop a turn 
 result's answer would wait for it after its fsync), and a streamed one still leaves as it is produced
 (each chunk at the end of the step that wrote it). Closing, aborting and switching protocols flush first,
 so nothing is reordered or lost.
+
+It also answers a request as it is parsed, when the app it serves can (an ``answer_now(path, headers)``
+method returning a 200's JSON body, or ``None``: a job's status the store knows without a read,
+:meth:`podium.server.app._Front.answer_now`): no task, no ASGI messages, the same bytes uvicorn would write.
+Only a plain keep-alive HTTP/1.1 ``GET`` with no body, no request before it still being answered, nothing
+paused, is asked; everything else (and every refusal) goes the usual way. The answer is made then and
+written in the loop's next round of callbacks (``call_soon``), in turn with the tasks of the requests read
+with it: written at once, status polls answered in the I/O phase went ahead of every result and submission
+of the turn, and jobs took longer (the bench's poll client: fewer jobs/s, more polls per job).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CoalescingTransport", "http_protocol"]
+
+log = logging.getLogger("podium.server")
+
+AnswerNow = Callable[[str, list[tuple[bytes, bytes]]], bytes | None]
 
 
 class CoalescingTransport:
@@ -74,14 +89,90 @@ class CoalescingTransport:
 def http_protocol() -> Any:
     """uvicorn's ``http=`` argument: the coalescing httptools protocol, or ``"auto"`` without httptools."""
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        import httptools
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:  # httptools is optional: uvicorn falls back to h11
         return "auto"
+    ok = STATUS_LINE[200]
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        _answer_now: AnswerNow | None = None
+        _answer: bytes | None = None  # the body of the request being parsed, answered at its end
+        _answers = 0  # answers made, still to be written
+        _closing = False  # shut down while answers were still to be written: close after the last
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             wrapped: Any = CoalescingTransport(transport, self.loop)
             super().connection_made(wrapped)
+            self._answer_now = getattr(self.app, "answer_now", None)
+
+        def on_headers_complete(self) -> None:
+            answer_now = self._answer_now
+            cycle, parser = self.cycle, self.parser
+            if (
+                answer_now is not None
+                and (cycle is None or cycle.response_complete)
+                and not self.pipeline
+                and parser.get_method() == b"GET"
+                and parser.get_http_version() == "1.1"
+                and parser.should_keep_alive()
+                and not parser.should_upgrade()
+                and not self.expect_100_continue
+                and self.limit_concurrency is None
+                and not self.access_log
+                and not self.root_path
+                and not self.flow.write_paused
+                and not self._closing
+            ):
+                path = httptools.parse_url(self.url).path
+                if path.isascii() and b"%" not in path:
+                    try:
+                        self._answer = answer_now(path.decode("ascii"), self.headers)
+                    except Exception:  # answered the usual way, which reports what went wrong
+                        log.exception("answering GET %r at once failed", path)
+                    if self._answer is not None:
+                        return  # no cycle: answered when the message ends (it has no body)
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            body = self._answer
+            if body is None:
+                super().on_message_complete()
+                return
+            self._answer = None
+            self._answers += 1
+            self.loop.call_soon(self._write_answer, body)
+
+        def _write_answer(self, body: bytes) -> None:
+            self._answers -= 1
+            cycle = self.cycle
+            idle = cycle is None or cycle.response_complete  # no request after it answered the usual way
+            last = self._closing and not self._answers and idle
+            # what uvicorn writes for ``http.response.start`` (its default headers first) and the body
+            content = [ok]
+            for name, value in self.server_state.default_headers:
+                content += [name.lower(), b": ", value, b"\r\n"]
+            content.append(b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body))
+            content += [b"connection: close\r\n\r\n" if last else b"\r\n", body]
+            self.transport.write(b"".join(content))
+            if last:
+                self.transport.close()
+            if idle:
+                self.on_response_complete()
+            else:  # the request after it arms the keep-alive timer when it is answered
+                self.server_state.total_requests += 1
+                transport = self.transport
+                if isinstance(transport, CoalescingTransport):
+                    transport.flush()
+
+        def shutdown(self) -> None:
+            if not self._answers:
+                super().shutdown()
+                return
+            self._closing = True  # the last answer closes the connection, as uvicorn closes after a response
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
 
         def on_response_complete(self) -> None:
             # the response's last write was just made: send it now (the step's scheduled flush finds

@@ -33,6 +33,7 @@ from podium.server.routes_client import (
     find_job,
     job_out,
     job_path,
+    may_see,
     submit_job,
 )
 from podium.server.routes_ops import ops_router
@@ -57,7 +58,8 @@ class _Front:
     """The outermost layer, pure ASGI: request metrics, the RXON version header on worker routes, and the
     hot routes (job submission to a blueprint's endpoint, a job's status, ``tasks/next``, ``tasks/result``,
     ``tasks/results``) served directly. Those routes keep their FastAPI twins (OpenAPI, the same core
-    functions); everything else goes to FastAPI."""
+    functions); everything else goes to FastAPI. A job's status known at once is answered before ASGI
+    (:meth:`answer_now`, asked by the HTTP protocol as it parses the request)."""
 
     def __init__(self, app: Any, st: ServerState) -> None:
         self.app, self.st = app, st
@@ -144,6 +146,38 @@ class _Front:
             self.observe(
                 method, getattr(route, "path", "unmatched"), status_holder[0], time.perf_counter() - started
             )
+
+    def answer_now(self, path: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The JSON body of a 200 answer to ``GET path`` (a job's status), when it is known at once: the
+        client is authenticated and not counted against quotas, the store knows the job without a read
+        (:meth:`~podium.engine.jobs.Jobs.peek_job`) and the client may see it; the request is counted in the
+        metrics as :meth:`_serve` counts it. ``None``, having changed nothing: the request takes the usual
+        way (which answers everything else: 401, 404, 429, ...). The HTTP protocol calls this as it parses
+        a request (:mod:`podium.server._protocol`), without starting a task for it."""
+        started = time.perf_counter()
+        st = self.st
+        prefix = self._job_prefix
+        if not self._serve_jobs or st.rate_limiter is not None or not path.startswith(prefix):
+            return None
+        job_id = path[len(prefix) :]
+        if not job_id or "/" in job_id:
+            return None
+        token = None
+        for key, value in headers:
+            if key == b"x-client-token":
+                if token is None:  # the first one, as _header reads it
+                    token = value.decode("latin-1")
+            elif key == b"content-length" or key == b"transfer-encoding":
+                return None  # a body: the usual way reads it (and its limit)
+        client = st.clients.authenticate(token)
+        if client is None or st.quotas.counts(client):
+            return None
+        view = st.engine.jobs.peek_job(job_id)
+        if view is None or not may_see(client, view):
+            return None
+        body = codec.dumps(job_out(st, view))
+        self.observe("GET", self._job_template, 200, time.perf_counter() - started)
+        return body
 
     async def _reply(self, scope: dict[str, Any], send: _Send, exc: Exception) -> int:
         """Answer ``exc`` by the app's error table before any route ran (a request over its rate limit)."""
@@ -348,6 +382,11 @@ class _PodiumApp(FastAPI):
 
     async def _fastapi(self, scope: Any, receive: Any, send: Any) -> None:
         await super().__call__(scope, receive, send)
+
+    def answer_now(self, path: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """:meth:`_Front.answer_now` (the HTTP protocol looks for it on the app it serves)."""
+        front = self.front
+        return front.answer_now(path, headers) if front is not None else None
 
 
 def create_app(

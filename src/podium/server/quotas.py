@@ -154,9 +154,14 @@ class QuotaTracker:
             self._minute, self._month = minute, datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
         return minute, self._month
 
-    async def _count(self, client: ClientConfig, ask: _Ask) -> None:
+    @staticmethod
+    def counts(client: ClientConfig) -> bool:
+        """Whether the client's requests are counted (it has a per-minute or a monthly quota)."""
         q = client.quotas
-        if q.requests_per_minute is None and q.monthly_attempts is None:
+        return q.requests_per_minute is not None or q.monthly_attempts is not None
+
+    async def _count(self, client: ClientConfig, ask: _Ask) -> None:
+        if not self.counts(client):
             return
         state = self._clients.get(client.name)
         if state is None:

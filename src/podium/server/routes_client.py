@@ -43,7 +43,15 @@ from podium.wire.jobs import (
     WorkerView,
 )
 
-__all__ = ["add_blueprint_routes", "client_router", "find_job", "job_out", "job_path", "submit_job"]
+__all__ = [
+    "add_blueprint_routes",
+    "client_router",
+    "find_job",
+    "job_out",
+    "job_path",
+    "may_see",
+    "submit_job",
+]
 
 # Avtomatika's names for podium's statuses, where they differ.
 _STATUS_OUT = {"waiting_for_approval": "waiting_for_human"}
@@ -117,12 +125,13 @@ async def find_job(st: ServerState, job_id: str, client: ClientConfig | None = N
         job = await st.engine.get_job(job_id)
     except JobNotFoundError:
         raise ApiError(404, f"job {job_id!r} not found") from None
-    if client is not None and not _may_see(client, job):
+    if client is not None and not may_see(client, job):
         raise ApiError(404, f"job {job_id!r} not found")
     return job
 
 
-def _may_see(client: ClientConfig, job: EngineJobView) -> bool:
+def may_see(client: ClientConfig, job: EngineJobView) -> bool:
+    """Whether ``client`` may see ``job`` (see :func:`find_job`)."""
     owner = job.client_name
     return owner is None or owner == client.name or client.admin
 
@@ -205,7 +214,7 @@ async def list_jobs(
             break
         for v in views[:limit]:
             cursor = v.job_id
-            if _may_see(client, v):
+            if may_see(client, v):
                 page.append(v)
                 if len(page) == limit:
                     break

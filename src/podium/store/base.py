@@ -256,6 +256,12 @@ class Store(abc.ABC):
     async def get(self, kind: str, id: str) -> Record | None:
         """The record, or ``None``."""
 
+    def peek(self, kind: str, id: str) -> Record | None:
+        """The record, when this store knows it at once (no wait, no I/O beyond a local check), as
+        :meth:`get` would return it now; ``None`` when it does not (missing, or to be read: use :meth:`get`).
+        Servers answer a job's status from it without a task of their own."""
+        return None
+
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
         """The records of ``(kind, id)`` keys, in order (``None`` for a missing one). Backends where a read
         is a round trip answer in one."""

@@ -253,6 +253,9 @@ class MemoryStore(Store):
     # --- records --------------------------------------------------------------------------------
 
     async def get(self, kind: str, id: str) -> Record | None:
+        return self.peek(kind, id)
+
+    def peek(self, kind: str, id: str) -> Record | None:
         table = self._records.get(kind)
         row = table.get(id) if table is not None else None
         return _record(row) if row is not None else None

@@ -84,6 +84,9 @@ class SplitStore(Store):
     async def get(self, kind: str, id: str) -> Record | None:
         return await self.state.get(kind, id)
 
+    def peek(self, kind: str, id: str) -> Record | None:
+        return self.state.peek(kind, id)
+
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
         return await self.state.get_many(keys)
 

@@ -74,7 +74,6 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-
 _dumps, _loads = dump_json, load_json
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
@@ -439,15 +438,16 @@ class SQLiteStore(Store):
         while len(cache) > self.CACHE_SIZE:
             del cache[next(iter(cache))]
 
-    def _cached(self, key: tuple[str, str]) -> _Row | None:
+    def _cached(self, key: tuple[str, str], *, fresh: bool = False) -> _Row | None:
         """The record as this process last wrote it, if no other connection committed since (then the
-        kept records are dropped); ``None`` when the store must be read."""
+        kept records are dropped); ``None`` when the store must be read. ``fresh``: checked now, whatever
+        this loop turn checked, and the check not kept for the turn (a read made outside its tasks)."""
         cache = self._cache
         conn = self._conn
         if key not in cache or conn is None:
             return None
         others = _commits[0] - self._own_commits
-        if self._checked == others:
+        if self._checked == others and not fresh:
             return cache.get(key)  # checked in this loop turn, and no other store of this process committed
         if not self._write_lock.acquire(blocking=False):
             return None
@@ -461,9 +461,10 @@ class SQLiteStore(Store):
             cache.clear()
             self._data_version = version
             return None
-        if self._checked is None:
-            asyncio.get_running_loop().call_soon(self._turn_over)
-        self._checked = others
+        if not fresh:
+            if self._checked is None:
+                asyncio.get_running_loop().call_soon(self._turn_over)
+            self._checked = others
         return cache.get(key)
 
     def _turn_over(self) -> None:
@@ -667,6 +668,10 @@ class SQLiteStore(Store):
     @staticmethod
     def _record(row: Sequence[Any]) -> Record:
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
+
+    def peek(self, kind: str, id: str) -> Record | None:  # kept, checked now (not per turn), on disk
+        row = self._cached((kind, id), fresh=True) if self._cache else None
+        return None if row is None or self._unsynced_commit((kind, id)) is not None else self._record(row)
 
     async def get(self, kind: str, id: str) -> Record | None:
         cached = self._cached((kind, id)) if self._cache else None
