@@ -136,6 +136,9 @@ class TrajectoryStep:
     rendered: tuple[dict[str, str], dict[str, str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # whether the observation is JSON data made by JSON-mode dumps (exact dict/list/str/int/float/bool/None):
+    # set when as_json dumps it, or by the planner for what it builds from such dumps (a parallel plan's)
+    observation_is_dumped: bool = field(default=False, init=False, repr=False, compare=False)
 
     def as_json(self) -> tuple[dict[str, Any], Any]:
         """(the action, the observation) as JSON data, dumped once."""
@@ -144,6 +147,7 @@ class TrajectoryStep:
             observation = self.observation
             if isinstance(observation, BaseModel):
                 observation = dump_json(observation)
+                self.observation_is_dumped = True
             dumped = self.dumped = (dump_json(self.action), observation)
         return dumped
 

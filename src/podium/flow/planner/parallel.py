@@ -128,7 +128,11 @@ class ParallelPlan:
             )
             if join is not None:
                 observation["join"] = join
-        trajectory.steps.append(TrajectoryStep(action=action, observation=observation))
+        step = TrajectoryStep(action=action, observation=observation)
+        # the branches' and the join's dumps, node names, error texts and run_tool's failures; a pause's
+        # payload is the tool's own data
+        step.observation_is_dumped = pause is None
+        trajectory.steps.append(step)
         return observation, pause
 
     async def _join(

@@ -381,15 +381,16 @@ class ReactPlanner:
         """The step as the LLM sees it: its action, then what came of it (rendered once per step)."""
         rendered = step.rendered
         if rendered is None:
-            action, observation = step.as_json()
+            action, observation = step.as_json()  # the action is a JSON-mode dump
+            if step.observation_is_dumped and step.error is None and not step.failure:
+                content = prompts.encode_json_data({"observation": observation})
+            else:
+                content = prompts.render_observation(
+                    observation=observation, error=step.error, failure=step.failure
+                )
             rendered = step.rendered = (
-                {"role": "assistant", "content": prompts.encode_json(action)},
-                {
-                    "role": "user",
-                    "content": prompts.render_observation(
-                        observation=observation, error=step.error, failure=step.failure
-                    ),
-                },
+                {"role": "assistant", "content": prompts.encode_json_data(action)},
+                {"role": "user", "content": content},
             )
         return rendered
 
