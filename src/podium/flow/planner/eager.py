@@ -69,6 +69,11 @@ _py_set_result: Callable[[Any, Any], None] = getattr(asyncio.futures, "_PyFuture
 _PENDING: str = getattr(asyncio.futures, "_PENDING")  # noqa: B009
 _FINISHED: str = getattr(asyncio.futures, "_FINISHED")  # noqa: B009
 _next_task_number: Callable[[], int] = getattr(_tasks, "_task_name_counter")  # noqa: B009
+_current_task = _tasks.current_task
+_enter_task: Callable[[asyncio.AbstractEventLoop, Any], None] = getattr(_tasks, "_enter_task")  # noqa: B009
+_leave_task: Callable[[asyncio.AbstractEventLoop, Any], None] = getattr(_tasks, "_leave_task")  # noqa: B009
+_copy_context = contextvars.copy_context
+_new = object.__new__
 
 
 class _EagerTask(_PyTask):  # type: ignore[misc]
@@ -79,14 +84,11 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
     _fut_waiter = None
     _name: str | None = None  # numbered when first asked for (most branches never are)
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
-        # Future.__init__ and Task.__init__ without the call_soon: the other attributes are class defaults
-        self._loop = loop
-        self._callbacks: list[Any] = []
-        if loop.get_debug():
-            self._source_traceback = format_helpers.extract_stack(sys._getframe(1))
-        self._coro = coro
-        self._context = contextvars.copy_context()
+    # made by _first_step_311 (object.__new__, then Future.__init__'s and Task.__init__'s attributes without
+    # the call_soon: the others are class defaults), not by calling the class: that is a frame less per branch
+    _callbacks: list[Any]
+    _coro: Coroutine[Any, Any, Any]
+    _context: contextvars.Context
 
     def get_name(self) -> str:
         if self._name is None:
@@ -105,13 +107,18 @@ def _first_step_311(
 ) -> tuple[asyncio.Future[Any], bool]:
     """``coro``'s first step as a task of its own: (the task, whether it returned in that step with nothing
     else asked of it, its value then in ``task._result``)."""
-    current = _tasks.current_task(loop)
-    task = _EagerTask(coro, loop)
-    context = task._context
+    current = _current_task(loop)
+    task = _new(_EagerTask)
+    task._loop = loop
+    task._callbacks = []
+    if loop.get_debug():
+        task._source_traceback = format_helpers.extract_stack(sys._getframe(1))
+    task._coro = coro
+    context = task._context = _copy_context()
     if current is not None:
-        _tasks._leave_task(loop, current)
+        _leave_task(loop, current)
     try:
-        _tasks._enter_task(loop, task)
+        _enter_task(loop, task)
         try:
             yielded = context.run(coro.send, None)
         except StopIteration as stop:
@@ -128,11 +135,11 @@ def _first_step_311(
         else:
             task._coro = _resuming(coro, yielded)
         finally:
-            _tasks._leave_task(loop, task)
+            _leave_task(loop, task)
         context.run(task._Task__step)
     finally:
         if current is not None:
-            _tasks._enter_task(loop, current)
+            _enter_task(loop, current)
     if not task.done():
         _tasks._register_task(task)
     return task, False
