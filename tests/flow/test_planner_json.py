@@ -11,12 +11,14 @@ import json
 import random
 import struct
 import sys
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from podium.flow.planner import prompts
+from podium.flow import ModelRegistry, Node, build_catalog, tool
+from podium.flow.planner import ReactPlanner, ScriptedLLM, prompts
 
 TRICKY = [
     *(chr(code) for code in range(0x20)),
@@ -121,3 +123,86 @@ def test_a_json_mode_dump_reads_as_json_dumps_writes_it() -> None:
 
     dumped = Out(title='a "b"\n', score=2.5e-06, tags={2: "x", 10: "y"}, seen={3}).model_dump(mode="json")
     assert prompts.encode_json_data(dumped) == _json(dumped)
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Quote(BaseModel):
+    """An output whose own model_dump returns data json.dumps refuses (a Decimal), as an override may."""
+
+    price: str
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return {"price": Decimal(self.price), "seen": ["a", "b"]}
+
+
+class Hits(BaseModel):
+    hits: list[str]
+    score: float
+
+
+@tool(desc="Quote a price")
+async def quote(args: Topic, ctx: Any) -> Quote:
+    return Quote(price="1.5")
+
+
+@tool(desc="Search")
+async def search(args: Topic, ctx: Any) -> Hits:
+    score = 2.5e-06 if args.topic == "seals" else 0.25  # json writes 2.5e-06; ujson would write 2.5e-6
+    return Hits(hits=[f'{args.topic}, "quoted": \\ / \u2028 é'], score=score)
+
+
+def _planner(replies: list[dict[str, Any]]) -> tuple[ReactPlanner, ScriptedLLM]:
+    registry = ModelRegistry()
+    registry.register("quote", Topic, Quote)
+    registry.register("search", Topic, Hits)
+    nodes = [Node(quote, name="quote"), Node(search, name="search")]
+    llm = ScriptedLLM(replies)
+    return ReactPlanner(llm_client=llm, catalog=build_catalog(nodes, registry), max_iters=4), llm
+
+
+DONE = {"thought": "done", "next_node": None, "args": {"ok": True}}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"thought": "one", "next_node": "quote", "args": {"topic": "x"}},
+        {
+            "thought": "two",
+            "plan": [{"node": "search", "args": {"topic": "y"}}, {"node": "quote", "args": {"topic": "x"}}],
+        },
+    ],
+    ids=["sequential", "parallel"],
+)
+async def test_a_model_dump_override_s_data_is_written_by_json_and_refused_as_penguiflow_does(
+    reply: dict[str, Any],
+) -> None:
+    planner, _llm = _planner([reply, DONE])
+    with pytest.raises(TypeError, match="Decimal is not JSON serializable"):
+        await planner.run("price?")  # the next prompt renders the step, as PenguiFlow's json.dumps does
+
+
+async def test_the_planner_shows_the_llm_json_dumps_text_of_each_step() -> None:
+    reply = {
+        "thought": "search, then quote: both",
+        "plan": [
+            {"node": "search", "args": {"topic": "seals"}},
+            {"node": "search", "args": {"topic": "é/ü"}},
+        ],
+    }
+    planner, llm = _planner(
+        [reply, {"thought": "again", "next_node": "search", "args": {"topic": "z"}}, DONE]
+    )
+    finish = await planner.run("find")
+    assert finish.reason == "answer_complete"
+    history = llm.calls[-1][2:]
+    steps = finish.metadata["steps"]
+    assert len(history) == 2 * len(steps) == 4
+    for (said, saw), step in zip(zip(history[::2], history[1::2], strict=True), steps, strict=True):
+        assert said["content"] == json.dumps(step["action"], ensure_ascii=False, sort_keys=True)
+        expected = json.dumps({"observation": step["observation"]}, ensure_ascii=False, sort_keys=True)
+        assert saw["content"] == expected
+    assert "2.5e-06" in history[1]["content"] and '\\"quoted\\"' in history[3]["content"]

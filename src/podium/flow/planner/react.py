@@ -46,6 +46,7 @@ from .models import (
     Trajectory,
     TrajectoryStep,
     TrajectorySummary,
+    dumps_json_data,
     validator,
 )
 from .parallel import ParallelPlan
@@ -381,7 +382,12 @@ class ReactPlanner:
         """The step as the LLM sees it: its action, then what came of it (rendered once per step)."""
         rendered = step.rendered
         if rendered is None:
-            action, observation = step.as_json()  # the action is a JSON-mode dump
+            action, observation = step.as_json()
+            # JSON data as pydantic-core's JSON-mode dumps make it: written by the faster encoder, same text
+            if dumps_json_data(step.action):
+                said = prompts.encode_json_data(action)
+            else:
+                said = prompts.encode_json(action)
             if step.observation_is_dumped and step.error is None and not step.failure:
                 content = prompts.encode_json_data({"observation": observation})
             else:
@@ -389,7 +395,7 @@ class ReactPlanner:
                     observation=observation, error=step.error, failure=step.failure
                 )
             rendered = step.rendered = (
-                {"role": "assistant", "content": prompts.encode_json_data(action)},
+                {"role": "assistant", "content": said},
                 {"role": "user", "content": content},
             )
         return rendered
