@@ -68,7 +68,7 @@ join) 186k; a regex over it 133k for the observation alone; splitting on quotes 
 Python's string operations cost 7 to 14 instructions per character and a few hundred per piece, as much as
 an encoder. So 1/5 on this workload is out of reach in CPython 3.11 for any planner that shows the LLM
 PenguiFlow's text. What podium's planner spends above that floor (106.9k per call measured, 534k per plan:
-148k more) is mostly the branches' tasks (about 12k each: PenguiFlow's contract runs each branch as a task
+148k more) is mostly the branches' tasks (about 11k each: PenguiFlow's contract runs each branch as a task
 of its own, see planner/eager.py) and the loop's Python (the step, its messages, the coroutines, contexts).
 """
 
