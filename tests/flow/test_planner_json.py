@@ -102,6 +102,14 @@ def test_nesting_deeper_than_ujson_goes_reads_as_json_writes_it() -> None:
         sys.setrecursionlimit(limit)
 
 
+def test_without_ujson_json_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ujson", None)  # import ujson fails
+    monkeypatch.setattr(prompts, "_ujson_dumps", None)
+    data = {"b": [1, 0.5, None], "a": "é/\n"}
+    assert prompts.encode_json_data(data) == _json(data)
+    assert prompts._ujson_dumps is prompts._json_with_options
+
+
 def test_what_is_not_json_data_raises_as_json_dumps_does() -> None:
     cycle: list[Any] = []
     cycle.append(cycle)

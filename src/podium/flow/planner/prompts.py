@@ -10,8 +10,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import ujson
-
 __all__ = [
     "build_summarizer_messages",
     "build_system_prompt",
@@ -74,8 +72,28 @@ def encode_json(data: Any) -> str:
     return _compact_json(data)
 
 
-_ujson_dumps = ujson.dumps
 _SEPARATORS = (", ", ": ")
+_ujson_dumps: Callable[..., str] | None = None
+
+
+def _load_ujson() -> Callable[..., str]:
+    """``ujson.dumps``, imported on first use: importing podium.flow loads pydantic and the standard library
+    only (tests/flow/test_surface.py). Without ujson (a dependency of podium, but podium.flow may run
+    without it), json's own encoder."""
+    global _ujson_dumps
+    dumps: Callable[..., str]
+    try:
+        import ujson
+    except ImportError:
+        dumps = _json_with_options
+    else:
+        dumps = ujson.dumps
+    _ujson_dumps = dumps
+    return dumps
+
+
+def _json_with_options(data: Any, *options: Any) -> str:
+    return _compact_json(data)
 
 
 def encode_json_data(data: Any) -> str:
@@ -94,7 +112,9 @@ def encode_json_data(data: Any) -> str:
         # positionally (keywords cost ujson a lookup each, more than encoding a small payload): ensure_ascii,
         # encode_html_chars, escape_forward_slashes, sort_keys, indent, allow_nan, reject_bytes, default,
         # separators
-        text: str = _ujson_dumps(data, False, False, False, True, 0, True, True, None, _SEPARATORS)
+        text = (_ujson_dumps or _load_ujson())(
+            data, False, False, False, True, 0, True, True, None, _SEPARATORS
+        )
     except Exception:  # too deep, or not JSON data after all: json's text, or json's error
         return _compact_json(data)
     if "e-" in text:  # maybe a float below 1e-4, whose exponent json writes with two digits
