@@ -17,22 +17,22 @@ The machine is shared, so the two sides alternate for ``--rounds`` rounds and ea
 round's median. Prints a table, then one JSON line with every figure and the ratios (podium / PenguiFlow;
 goal <= 0.2).
 
-The ``floor`` column is the same work without a planner, measured on the podium side: each reply read
-into a ``PlannerAction``, the arguments validated, the tools called, their outputs validated and dumped,
-the join's arguments filled and validated, and each step's action and observation rendered as the JSON
-text the LLM reads next (``json.dumps``), all inline. Any planner that keeps PenguiFlow's contract does at
-least this, so ``floor/pf`` bounds the ratio a planner can reach on that workload. It is a subset of what
-PenguiFlow 2.2.5 itself does (``penguiflow/planner/react.py``): ``step`` reads every reply with
+The ``floor`` column is the same work without a planner, measured on the podium side: each reply read into a
+``PlannerAction``, the arguments validated, the tools called, their outputs validated and dumped, the join's
+arguments filled and validated, and each step's action and observation rendered as the JSON text the LLM reads
+next (``json.dumps``' text, written as podium writes it), all inline. Any planner that keeps PenguiFlow's
+contract does at least this, so ``floor/pf`` bounds the ratio a planner can reach on that workload. It is a
+subset of what PenguiFlow 2.2.5 itself does (``penguiflow/planner/react.py``): ``step`` reads every reply with
 ``PlannerAction.model_validate_json``; ``_execute_parallel_plan`` validates each branch's arguments with
 ``spec.args_model.model_validate``, runs the branches under ``asyncio.gather`` (one task each), where
-``_run_parallel_branch`` awaits the tool and validates its output with ``spec.out_model.model_validate``;
-then per branch it dumps the arguments and the output (``model_dump(mode="json")``) into the branch's
-payload, fills the join's ``results`` with those dumps and validates them with the join's model, calls
-the join, validates and dumps its output; and ``_build_messages`` renders every step's action and
-observation with ``json.dumps(..., sort_keys=True)`` on every prompt (so each step is rendered once per
-later step; the floor renders it once). None of that is done once per plan where PenguiFlow does it per
-branch, and doing it batched does not help: pydantic-core validates a list of 4 argument dicts through a
-``TypeAdapter`` in the time of 4 separate calls (2.2 us either way), and dumps 4 outputs likewise (1.6 us).
+``_run_parallel_branch`` awaits the tool and validates its output with ``spec.out_model.model_validate``; then
+per branch it dumps the arguments and the output (``model_dump(mode="json")``) into the branch's payload,
+fills the join's ``results`` with those dumps and validates them with the join's model, calls the join,
+validates and dumps its output; and ``_build_messages`` renders every step's action and observation with
+``json.dumps(..., sort_keys=True)`` on every prompt (so each step is rendered once per later step; the floor
+renders it once). None of that is done once per plan where PenguiFlow does it per branch, and doing it batched
+does not help: pydantic-core validates a list of 4 argument dicts through a ``TypeAdapter`` in the time of 4
+separate calls (2.2 us either way), and dumps 4 outputs likewise (1.6 us).
 
 The ``tools`` column is the tools' own time per call on each side (each call of a run awaited in turn, its
 arguments already validated); both ratios include it, and ``net`` is the ratio without it on either side
@@ -40,10 +40,11 @@ arguments already validated); both ratios include it, and ``net`` is the ratio w
 
 ``--instructions`` counts instead of timing (valgrind's callgrind, no output file): per tool call, a worker
 doing 60 planner runs minus one doing 10, so start-up and warm-up cancel out. Counts do not depend on the
-machine's load, which the timings on a shared machine do.
+machine's load, which the timings on a shared machine do; both workers run with ``PYTHONHASHSEED=0``, since
+start-up's count moves with the hash seed by a few million instructions, a few thousand per call here.
 
 What bounds the parallel ratio, in instructions per plan (4 branches + join; each operation counted alone,
-CPython 3.11, pydantic 2.14 / pydantic-core 2.50; PenguiFlow 2.2.5 spends 1.60M per plan, 319.5k per call):
+CPython 3.11, pydantic 2.14 / pydantic-core 2.50; PenguiFlow 2.2.5 spends 1.60M per plan, 320k per call):
 
     read the reply (PlannerAction, validate_json)                       41.7k
     validate the 4 branches' arguments                                   20.9k
@@ -51,18 +52,24 @@ CPython 3.11, pydantic 2.14 / pydantic-core 2.50; PenguiFlow 2.2.5 spends 1.60M 
     dump the 4 arguments and the 4 outputs (json mode)                   39.0k
     validate the join's arguments from those dumps                       30.6k
     dump the action                                                      27.9k
-    render the action and the observation (json.dumps' C encoder)       164.2k
+    render the action and the observation (prompts.encode_json_data)    102.0k
     the tools themselves (4 x search, merge; counted on both sides)    118.5k
-    total                                                               448.5k  = 89.7k per call: 0.281
+    total                                                               386.3k  = 77.3k per call: 0.24
 
 That is the ratio of a planner with no loop, no tasks, no message lists and no bookkeeping at all, writing
-the same prompt text as PenguiFlow. Rendering the same data with orjson instead (sorted keys, no spaces
-after ``,`` and ``:``) costs 29.4k, which would bring that total to 313.7k (0.196), i.e. 1/5 with nothing
-else done; the planner itself measured 93.6k per call that way (0.29). The text would differ from
-PenguiFlow's (separators, and floats: ``1e-05`` vs ``0.00001``, ``NaN`` vs ``null``), and no exact post-pass
-was found that is cheaper than json's encoder (splitting on quotes to re-space the structure: 113k for the
-observation alone; orjson's indented form re-spaced with ``str.replace``: 220k). So the planner keeps
-PenguiFlow's text byte for byte, and 1/5 on this workload is out of reach in CPython 3.11.
+the same prompt text as PenguiFlow. The render is ujson with json's separators (``json.dumps(data,
+ensure_ascii=False, sort_keys=True)``'s text for JSON-mode dumps, byte for byte; json's C encoder takes
+163.2k for it, and 28k of ujson's 102k is sorting keys). orjson takes 26.8k, which would bring the total to
+311k (0.194), but its text differs (no spaces after ``,`` and ``:``; floats: ``1e-5``/``0.00001`` vs
+``1e-05``; ``null`` for ``NaN``), and no exact post-pass was found that is cheaper than ujson: ``bytes.replace``
+of ``,`` and ``:`` (orjson + 2 replaces: 60.5k) is exact only when no string holds a ``,`` or a ``:``, which an
+LLM's thoughts and tools' texts usually do; orjson's indented form with its newlines dropped (split, lstrip,
+join) 186k; a regex over it 133k for the observation alone; splitting on quotes 113k for the observation.
+Python's string operations cost 7 to 14 instructions per character and a few hundred per piece, as much as
+an encoder. So 1/5 on this workload is out of reach in CPython 3.11 for any planner that shows the LLM
+PenguiFlow's text. What podium's planner spends above that floor (106.9k per call measured, 534k per plan:
+148k more) is mostly the branches' tasks (about 11k each: PenguiFlow's contract runs each branch as a task
+of its own, see planner/eager.py) and the loop's Python (the step, its messages, the coroutines, contexts).
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,15 +182,13 @@ async def _per_call_us(lib: str, replies: list[str], calls_per_run: int, runs: i
     return statistics.median(samples)
 
 
-def _render(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
-
-
 async def _call(spec: Any, args: Any) -> Any:
     return spec.out_model.model_validate(await spec.node.func(args, None)).model_dump(mode="json")
 
 
-async def _floor_run(action_model: Any, specs: dict[str, Any], replies: list[str]) -> None:
+async def _floor_run(
+    action_model: Any, specs: dict[str, Any], replies: list[str], render: Callable[[Any], str]
+) -> None:
     """One run's essential work, inline: read, validate, call, dump, render (see the module's docstring)."""
     history: list[str] = []
     for raw in replies:
@@ -209,17 +215,19 @@ async def _floor_run(action_model: Any, specs: dict[str, Any], replies: list[str
         else:
             spec = specs[action.next_node]
             observation = await _call(spec, spec.args_model.model_validate(action.args))
-        history.append(_render(action.model_dump(mode="json")))
-        history.append(_render({"observation": observation}))
+        history.append(render(action.model_dump(mode="json")))
+        history.append(render({"observation": observation}))
 
 
 async def _floor_us_per_call(lib: str, replies: list[str], calls_per_run: int, runs: int) -> float:
     action_model = importlib.import_module(f"{MODULE[lib]}.planner").PlannerAction
     specs = {spec.name: spec for spec in _catalog(lib)}
+    # json.dumps(data, ensure_ascii=False, sort_keys=True)'s text, as podium writes it for JSON-mode dumps
+    render = importlib.import_module(f"{MODULE[lib]}.planner.prompts").encode_json_data
     samples: list[float] = []
     for _ in range(runs):
         start = time.perf_counter()
-        await _floor_run(action_model, specs, replies)
+        await _floor_run(action_model, specs, replies, render)
         samples.append((time.perf_counter() - start) / calls_per_run * 1e6)
     return statistics.median(samples)
 
@@ -292,7 +300,7 @@ async def run_count_worker(lib: str, workload: str, runs: int) -> None:
 
 def count_instructions(python: str, side: str, workload: str, runs: int) -> int:
     """Instructions of a worker process doing ``runs`` planner runs (valgrind's callgrind, no output file)."""
-    env = dict(os.environ)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up in both workers (see the docstring)
     if side == "podium":
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [

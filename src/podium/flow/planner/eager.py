@@ -69,6 +69,11 @@ _py_set_result: Callable[[Any, Any], None] = getattr(asyncio.futures, "_PyFuture
 _PENDING: str = getattr(asyncio.futures, "_PENDING")  # noqa: B009
 _FINISHED: str = getattr(asyncio.futures, "_FINISHED")  # noqa: B009
 _next_task_number: Callable[[], int] = getattr(_tasks, "_task_name_counter")  # noqa: B009
+_current_task = _tasks.current_task
+_enter_task: Callable[[asyncio.AbstractEventLoop, Any], None] = getattr(_tasks, "_enter_task")  # noqa: B009
+_leave_task: Callable[[asyncio.AbstractEventLoop, Any], None] = getattr(_tasks, "_leave_task")  # noqa: B009
+_copy_context = contextvars.copy_context
+_new = object.__new__
 
 
 class _EagerTask(_PyTask):  # type: ignore[misc]
@@ -79,14 +84,11 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
     _fut_waiter = None
     _name: str | None = None  # numbered when first asked for (most branches never are)
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
-        # Future.__init__ and Task.__init__ without the call_soon: the other attributes are class defaults
-        self._loop = loop
-        self._callbacks: list[Any] = []
-        if loop.get_debug():
-            self._source_traceback = format_helpers.extract_stack(sys._getframe(1))
-        self._coro = coro
-        self._context = contextvars.copy_context()
+    # made by _first_steps_311 (object.__new__, then Future.__init__'s and Task.__init__'s attributes without
+    # the call_soon: the others are class defaults), not by calling the class: that is a frame less per branch
+    _callbacks: list[Any]
+    _coro: Coroutine[Any, Any, Any]
+    _context: contextvars.Context
 
     def get_name(self) -> str:
         if self._name is None:
@@ -100,58 +102,88 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
             super().__del__()
 
 
-def _first_step_311(
-    coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop
-) -> tuple[asyncio.Future[Any], bool]:
-    """``coro``'s first step as a task of its own: (the task, whether it returned in that step with nothing
-    else asked of it, its value then in ``task._result``)."""
-    current = _tasks.current_task(loop)
-    task = _EagerTask(coro, loop)
-    context = task._context
-    if current is not None:
-        _tasks._leave_task(loop, current)
-    try:
-        _tasks._enter_task(loop, task)
-        try:
-            yielded = context.run(coro.send, None)
-        except StopIteration as stop:
-            if not task._must_cancel:  # the usual case: done, in one step
-                if task._callbacks:  # added by the coroutine to its own task: scheduled as set_result does
-                    _py_set_result(task, stop.value)
-                    return task, False
-                task._result = stop.value
-                task._state = _FINISHED
-                return task, True
-            task._coro = _returning(stop.value)
-        except BaseException as exc:  # recorded (or re-raised) by the task's own step below
-            task._coro = _raising(exc)
-        else:
-            task._coro = _resuming(coro, yielded)
-        finally:
-            _tasks._leave_task(loop, task)
-        context.run(task._Task__step)
-    finally:
+def _first_steps_311(
+    coros: Iterable[Coroutine[Any, Any, Any]],
+    loop: asyncio.AbstractEventLoop,
+    results: list[Any],
+    started: list[tuple[int, asyncio.Future[Any]]],
+    tasks: list[asyncio.Future[Any]] | None,
+) -> None:
+    """Each coroutine's first step in turn, each as a task of its own (kept in ``tasks`` when given).
+
+    The value of one that returned in that step with nothing else asked of its task is appended to
+    ``results`` (its task done with it); for any other, ``None`` is, and (its index, its task) to ``started``.
+    """
+    current = _current_task(loop)
+    debug = loop.get_debug()
+    for coro in coros:
+        task = _new(_EagerTask)
+        task._loop = loop
+        task._callbacks = []
+        if debug:
+            task._source_traceback = format_helpers.extract_stack(sys._getframe(1))
+        task._coro = coro
+        context = task._context = _copy_context()
+        if tasks is not None:
+            tasks.append(task)
         if current is not None:
-            _tasks._enter_task(loop, current)
-    if not task.done():
-        _tasks._register_task(task)
-    return task, False
+            _leave_task(loop, current)
+        try:
+            _enter_task(loop, task)
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration as stop:
+                if not task._must_cancel:  # the usual case: done, in one step
+                    if not task._callbacks:
+                        task._result = value = stop.value
+                        task._state = _FINISHED
+                        results.append(value)
+                        continue
+                    # callbacks added by the coroutine to its own task: scheduled as set_result does
+                    _py_set_result(task, stop.value)
+                    started.append((len(results), task))
+                    results.append(None)
+                    continue
+                task._coro = _returning(stop.value)
+            except BaseException as exc:  # recorded (or re-raised) by the task's own step below
+                task._coro = _raising(exc)
+            else:
+                task._coro = _resuming(coro, yielded)
+            finally:
+                _leave_task(loop, task)
+            context.run(task._Task__step)
+        finally:
+            if current is not None:
+                _enter_task(loop, current)
+        if not task.done():
+            _tasks._register_task(task)
+        started.append((len(results), task))
+        results.append(None)
 
 
 def _start_eager_311(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-    return _first_step_311(coro, loop)[0]
+    tasks: list[asyncio.Future[Any]] = []
+    _first_steps_311((coro,), loop, [], [], tasks)
+    return tasks[0]
 
 
-def _first_step_312(
-    coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop
-) -> tuple[asyncio.Future[Any], bool]:
-    return _start_eager_312(coro, loop), False  # a C task: done()/result() are cheap
+def _first_steps_312(
+    coros: Iterable[Coroutine[Any, Any, Any]],
+    loop: asyncio.AbstractEventLoop,
+    results: list[Any],
+    started: list[tuple[int, asyncio.Future[Any]]],
+    tasks: list[asyncio.Future[Any]] | None,
+) -> None:
+    for coro in coros:  # C tasks: done()/result() are cheap
+        task = _start_eager_312(coro, loop)
+        started.append((len(results), task))
+        results.append(None)
 
 
 start_eager: Callable[[Coroutine[Any, Any, Any], asyncio.AbstractEventLoop], asyncio.Future[Any]] = (
     _start_eager_312 if sys.version_info >= (3, 12) else _start_eager_311
 )
-_first_step = _first_step_312 if sys.version_info >= (3, 12) else _first_step_311
+_first_steps = _first_steps_312 if sys.version_info >= (3, 12) else _first_steps_311
 
 
 async def gather_eager(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
@@ -163,17 +195,14 @@ async def gather_eager(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
     """
     loop = asyncio.get_running_loop()
     results: list[Any] = []
+    started: list[tuple[int, asyncio.Future[Any]]] = []
+    _first_steps(coros, loop, results, started, None)
     pending: list[tuple[int, asyncio.Future[Any]]] = []
-    for coro in coros:
-        task, returned = _first_step(coro, loop)
-        if returned:
-            results.append(task._result)  # type: ignore[attr-defined]
-            continue
+    for index, task in started:
         if task.done() and not task.cancelled() and task.exception() is None:
-            results.append(task.result())
-            continue
-        pending.append((len(results), task))
-        results.append(None)
+            results[index] = task.result()
+        else:
+            pending.append((index, task))
     if pending:
         for _index, task in pending:  # gather's behaviour: a branch already raising is raised at once
             if task.done() and (task.cancelled() or task.exception() is not None):

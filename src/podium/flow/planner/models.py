@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "JSON_DUMPED",
     "JSONLLMClient",
     "ParallelCall",
     "ParallelJoin",
@@ -25,6 +26,7 @@ __all__ = [
     "TrajectoryStep",
     "TrajectorySummary",
     "dump_json",
+    "dumps_json_data",
     "validator",
 ]
 
@@ -42,6 +44,16 @@ def dump_json(model: BaseModel) -> Any:
     if dump is None:
         dump = _dumper(type(model))
     return dump(model)
+
+
+# the classes whose dump_json is pydantic-core's JSON-mode dump (exact dict, list, str, int, float, bool and
+# None, str keys), not what an override of model_dump returns (any data): each once it has been dumped
+JSON_DUMPED: Mapping[type[BaseModel], Any] = _dumpers
+
+
+def dumps_json_data(model: BaseModel) -> bool:
+    """Whether :func:`dump_json` gives pydantic-core's JSON-mode dump of ``model`` (``JSON_DUMPED``)."""
+    return type(model) in _dumpers
 
 
 def _dumper(cls: type[BaseModel]) -> Callable[[BaseModel], Any]:
@@ -136,6 +148,10 @@ class TrajectoryStep:
     rendered: tuple[dict[str, str], dict[str, str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # whether the observation is JSON data that pydantic-core's JSON-mode dumps made (exact dict, list, str,
+    # int, float, bool, None; see dumps_json_data): set when as_json dumps it, or by the planner for what it
+    # builds from such dumps (a parallel plan's)
+    observation_is_dumped: bool = field(default=False, init=False, repr=False, compare=False)
 
     def as_json(self) -> tuple[dict[str, Any], Any]:
         """(the action, the observation) as JSON data, dumped once."""
@@ -143,7 +159,9 @@ class TrajectoryStep:
         if dumped is None:
             observation = self.observation
             if isinstance(observation, BaseModel):
-                observation = dump_json(observation)
+                model = observation
+                observation = dump_json(model)
+                self.observation_is_dumped = dumps_json_data(model)
             dumped = self.dumped = (dump_json(self.action), observation)
         return dumped
 

@@ -20,7 +20,16 @@ from . import prompts
 from .constraints import ConstraintTracker
 from .eager import gather_eager
 from .llm import errors_json
-from .models import PlannerAction, PlannerPause, Trajectory, TrajectoryStep, dump_json, validator
+from .models import (
+    JSON_DUMPED,
+    PlannerAction,
+    PlannerPause,
+    Trajectory,
+    TrajectoryStep,
+    dump_json,
+    dumps_json_data,
+    validator,
+)
 from .tools import PlannerContext, ToolOutcome, run_tool
 
 __all__ = ["ParallelPlan"]
@@ -94,16 +103,21 @@ class ParallelPlan:
         failures: list[dict[str, Any]] = []
         pause: PlannerPause | None = None
         record_hop, on_success = tracker.record_hop, self._on_success
+        # whether the observation is JSON data (TrajectoryStep.observation_is_dumped): the dumps are
+        # pydantic-core's, the rest node names, error texts and run_tool's failures; a pause's payload is not
+        json_data = True
         for (spec, args), outcome in zip(entries, outcomes, strict=True):
             record_hop()
             if not isinstance(outcome, ToolOutcome):  # the tool's validated output
                 observed = dump_json(outcome)
                 branches.append({"node": spec.name, "args": dump_json(args), "observation": observed})
+                json_data = json_data and type(outcome) in JSON_DUMPED and type(args) in JSON_DUMPED
                 successes.append(observed)
                 if on_success is not None:
                     on_success(spec.name, trajectory)
                 continue
             branch: dict[str, Any] = {"node": spec.name, "args": dump_json(args)}
+            json_data = json_data and type(args) in JSON_DUMPED
             if outcome.pause is not None and pause is None:
                 pause = outcome.pause
                 branch["pause"] = {"reason": pause.reason, "payload": dict(pause.payload)}
@@ -123,12 +137,15 @@ class ParallelPlan:
         if pause is not None:
             observation["join"] = {"status": "skipped", "reason": "pause"}
         elif action.join is not None:
-            join, pause = await self._join(
+            join, pause, join_json_data = await self._join(
                 action, trajectory, tracker, len(entries), branches, successes, failures
             )
+            json_data = json_data and join_json_data
             if join is not None:
                 observation["join"] = join
-        trajectory.steps.append(TrajectoryStep(action=action, observation=observation))
+        step = TrajectoryStep(action=action, observation=observation)
+        step.observation_is_dumped = json_data and pause is None
+        trajectory.steps.append(step)
         return observation, pause
 
     async def _join(
@@ -140,21 +157,30 @@ class ParallelPlan:
         branches: list[dict[str, Any]],
         successes: list[Any],
         failures: list[dict[str, Any]],
-    ) -> tuple[dict[str, Any] | None, PlannerPause | None]:
+    ) -> tuple[dict[str, Any] | None, PlannerPause | None, bool]:
+        """The join's part of the observation, its pause, and whether that part is JSON data."""
         assert action.join is not None
         spec = self._specs.get(action.join.node)
         if spec is None:
-            return {
-                "node": action.join.node,
-                "error": prompts.render_invalid_node(action.join.node, list(self._specs)),
-            }, None
+            return (
+                {
+                    "node": action.join.node,
+                    "error": prompts.render_invalid_node(action.join.node, list(self._specs)),
+                },
+                None,
+                True,
+            )
         if failures:
-            return {
-                "node": spec.name,
-                "status": "skipped",
-                "reason": "branch_failures",
-                "failures": list(failures),
-            }, None
+            return (
+                {
+                    "node": spec.name,
+                    "status": "skipped",
+                    "reason": "branch_failures",
+                    "failures": list(failures),
+                },
+                None,
+                True,
+            )
         template = dict(action.join.args or {})
         for name in _fills_of(spec.args_model):
             if name not in template:
@@ -169,10 +195,14 @@ class ParallelPlan:
         try:
             args = validator(spec.args_model)(template)
         except ValidationError as exc:
-            return {
-                "node": spec.name,
-                "error": prompts.render_validation_error(spec.name, errors_json(exc)),
-            }, None
+            return (
+                {
+                    "node": spec.name,
+                    "error": prompts.render_validation_error(spec.name, errors_json(exc)),
+                },
+                None,
+                True,
+            )
         ctx = self._make_ctx(trajectory)
         ctx.meta.update(
             {
@@ -187,14 +217,18 @@ class ParallelPlan:
         if not isinstance(outcome, ToolOutcome):
             if self._on_success is not None:
                 self._on_success(spec.name, trajectory)
-            return {"node": spec.name, "observation": dump_json(outcome)}, None
+            return {"node": spec.name, "observation": dump_json(outcome)}, None, dumps_json_data(outcome)
         if outcome.pause is not None:
             pause = outcome.pause
-            return {
-                "node": spec.name,
-                "pause": {"reason": pause.reason, "payload": dict(pause.payload)},
-            }, pause
+            return (
+                {
+                    "node": spec.name,
+                    "pause": {"reason": pause.reason, "payload": dict(pause.payload)},
+                },
+                pause,
+                False,
+            )
         join: dict[str, Any] = {"node": spec.name, "error": outcome.error}
         if outcome.failure is not None:
             join["failure"] = dict(outcome.failure)
-        return join, None
+        return join, None, True

@@ -46,6 +46,7 @@ from .models import (
     Trajectory,
     TrajectoryStep,
     TrajectorySummary,
+    dumps_json_data,
     validator,
 )
 from .parallel import ParallelPlan
@@ -382,14 +383,20 @@ class ReactPlanner:
         rendered = step.rendered
         if rendered is None:
             action, observation = step.as_json()
+            # JSON data as pydantic-core's JSON-mode dumps make it: written by the faster encoder, same text
+            if dumps_json_data(step.action):
+                said = prompts.encode_json_data(action)
+            else:
+                said = prompts.encode_json(action)
+            if step.observation_is_dumped and step.error is None and not step.failure:
+                content = prompts.encode_json_data({"observation": observation})
+            else:
+                content = prompts.render_observation(
+                    observation=observation, error=step.error, failure=step.failure
+                )
             rendered = step.rendered = (
-                {"role": "assistant", "content": prompts.encode_json(action)},
-                {
-                    "role": "user",
-                    "content": prompts.render_observation(
-                        observation=observation, error=step.error, failure=step.failure
-                    ),
-                },
+                {"role": "assistant", "content": said},
+                {"role": "user", "content": content},
             )
         return rendered
 
