@@ -156,7 +156,7 @@ async def test_a_batch_that_loses_an_insert_race_reruns_call_by_call(make_store:
             async def insert_waits() -> None:
                 query = (
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'podium'"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO records%'"
                 )
                 while not (await store._fetch(query))[0][0]:  # (`other` would see one snapshot of it)
                     await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
