@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import sys
 import threading
 import time
@@ -128,8 +129,9 @@ def _install_redis() -> None:
 def _dump(path: str) -> None:
     while True:
         time.sleep(0.5)
-        with open(path, "w") as f:
+        with open(f"{path}.tmp", "w") as f:
             json.dump(dict(COUNTS), f)
+        os.replace(f"{path}.tmp", path)  # a reader never sees a half-written file
 
 
 def main() -> None:

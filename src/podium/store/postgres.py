@@ -525,8 +525,12 @@ class PostgresStore(Store):
             i.key for i in plan.queue_inserts
         )
         inserted: builtins.list[Any] = []
-        if plan.record_deletes or plan.record_updates or plan.record_inserts or plan.queue_deletes or (
-            item_rows and not reinserted
+        if (
+            plan.record_deletes
+            or plan.record_updates
+            or plan.record_inserts
+            or plan.queue_deletes
+            or (item_rows and not reinserted)
         ):
             written = await conn.fetch(
                 _WRITE_ROWS,
