@@ -137,8 +137,7 @@ _ITEM_INSERT = (
 _INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
 # A batch's net writes but its history lines, in one statement (its parts touch different rows: records
 # deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
-# is inserted by _INSERT_ITEMS after it). The first row is (NULL, NULL, records inserted), then one per item
-# inserted.
+# is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
 _WRITE_ROWS = (
     f"WITH rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
     " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
@@ -540,9 +539,9 @@ class PostgresStore(Store):
                 *_columns(plan.queue_deletes, 2),
                 *_columns([] if reinserted else item_rows, 8),
             )
-            if written[0][2] != len(plan.record_inserts):
+            inserted = [row for row in written if row[0] is not None]
+            if sum(row[2] for row in written if row[0] is None) != len(plan.record_inserts):
                 raise Fallback("another instance created one of these records first")
-            inserted = written[1:]
         if reinserted and item_rows:
             inserted = await conn.fetch(_INSERT_ITEMS, *_columns(item_rows, 8))
         if item_rows:
