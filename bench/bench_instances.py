@@ -135,10 +135,12 @@ def _statements(paths: list[str], jobs: int) -> dict[str, float]:
         "redis_messages": ("redis message",),
         "redis_takes": ("redis TAKE",),
     }
-    out = {"stmt_total": sum(n for k, n in total.items() if not k.startswith("redis ")) / jobs}
+    out = {"stmt_total": sum(n for k, n in total.items() if not k.startswith(("redis ", "pg "))) / jobs}
     for name, prefixes in kinds.items():
         out[name] = sum(n for k, n in total.items() if k.startswith(prefixes)) / jobs
-    out.update({k: n / jobs for k, n in total.items() if k.startswith("redis ")})  # in the JSON line
+    out.update({k: n / jobs for k, n in total.items() if k.startswith(("redis ", "pg "))})  # in the JSON line
+    if os.environ.get("BENCH_STATEMENT_KINDS"):  # every statement kind per job, in the JSON line
+        out.update({f"sql {k}": n / jobs for k, n in total.items() if not k.startswith(("redis ", "pg "))})
     return out
 
 
@@ -179,7 +181,8 @@ async def run(
         url = f"{dsn}{sep}prefix=podium-bench-inst-{uuid.uuid4().hex[:8]}"
         cleanup = drop_prefix(url)
     else:
-        url = f"{dsn}?schema=podium_bench_inst_{uuid.uuid4().hex[:8]}"
+        sep = "&" if "?" in dsn else "?"
+        url = f"{dsn}{sep}schema=podium_bench_inst_{uuid.uuid4().hex[:8]}"
         cleanup = drop_pg_schema(url)
     env = {
         **os.environ,

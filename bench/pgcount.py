@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import sys
 import threading
 import time
@@ -41,6 +42,58 @@ def install() -> None:
     connection.Connection._execute = counted_args  # type: ignore[method-assign]
     connection.Connection.execute = counted_text  # type: ignore[method-assign]
     _install_redis()
+    _install_store()
+
+
+def _install_store() -> None:
+    """On PostgreSQL, the store's own events: ``pg batch`` (group commits) and ``pg calls`` (the calls they
+    held), ``pg fallback`` (planned batches run call by call), ``pg conflict`` (version conflicts raised),
+    ``pg notify in`` / ``pg notify own`` (notifications read from other processes / from this one),
+    ``pg take`` / ``pg take empty`` (takes, and takes that found nothing)."""
+    from podium import errors
+    from podium.store import postgres
+
+    store = postgres.PostgresStore
+    commit, planned, on_notify, take_now = (
+        store._commit,
+        store._run_planned,
+        store._on_notify,
+        store.take_now,
+    )
+
+    async def counted_commit(self: Any, conn: Any, batch: Any) -> Any:
+        COUNTS["pg batch"] += 1
+        COUNTS["pg calls"] += len(batch)
+        return await commit(self, conn, batch)
+
+    async def counted_planned(self: Any, conn: Any, batch: Any) -> Any:
+        try:
+            return await planned(self, conn, batch)
+        except postgres.Fallback:
+            COUNTS["pg fallback"] += 1
+            raise
+
+    def counted_notify(self: Any, conn: Any, pid: int, channel: str, payload: str) -> None:
+        COUNTS["pg notify own" if pid in self._own_pids else "pg notify in"] += 1
+        on_notify(self, conn, pid, channel, payload)
+
+    async def counted_take(self: Any, *args: Any, **kwargs: Any) -> Any:
+        leases = await take_now(self, *args, **kwargs)
+        COUNTS["pg take"] += 1
+        COUNTS["pg take empty"] += not leases
+        return leases
+
+    conflict_init = errors.ConflictError.__init__
+
+    def counted_conflict(self: Any, *args: Any, **kwargs: Any) -> None:
+        COUNTS["pg conflict"] += 1
+        conflict_init(self, *args, **kwargs)
+
+    store._commit = counted_commit  # type: ignore[method-assign]
+    store._run_planned = counted_planned  # type: ignore[method-assign]
+    store._on_notify = counted_notify  # type: ignore[method-assign]
+    store.take_now = counted_take  # type: ignore[method-assign]
+    errors.ConflictError.__init__ = counted_conflict  # type: ignore[method-assign]
 
 
 def _install_redis() -> None:
@@ -76,8 +129,9 @@ def _install_redis() -> None:
 def _dump(path: str) -> None:
     while True:
         time.sleep(0.5)
-        with open(path, "w") as f:
+        with open(f"{path}.tmp", "w") as f:
             json.dump(dict(COUNTS), f)
+        os.replace(f"{path}.tmp", path)  # a reader never sees a half-written file
 
 
 def main() -> None:

@@ -4,12 +4,13 @@ commit, URL options and the schema check."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from podium.clock import ManualClock
-from podium.errors import ConfigError, ConflictError, SchemaMismatchError, StoreError
-from podium.store import Append, Enqueue, Put, Wake
+from podium.errors import ConfigError, ConflictError, LeaseLostError, SchemaMismatchError, StoreError
+from podium.store import Ack, Append, Delete, Dequeue, Enqueue, Put, Wake
 from podium.store.pg_admin import DEFAULT_POOL_SIZE, parse_url
 from podium.store.postgres import PostgresStore
 from tests.conformance.conftest import StoreFactory
@@ -104,6 +105,85 @@ async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFact
         assert made == {f"j{i}" for i in range(30) if i % 3}
 
 
+async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store: StoreFactory) -> None:
+    # Given a store whose pool allows one writer, every statement its connections send counted
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        sent: list[str] = []
+        pool = store._require_pool()
+        held = [await pool.acquire() for _ in range(3)]  # every connection of the pool
+        for conn in held:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+        for conn in held:
+            await pool.release(conn)
+
+        async def batch(n: int) -> list[list[Any]]:
+            """One batch that updates, deletes and creates records, acks, removes and adds items, appends."""
+            await store.put("job", f"old{n}", {})
+            await store.put("job", f"gone{n}", {})
+            await store.enqueue(f"q{n}", f"done{n}", {})
+            [lease] = await store.take(f"q{n}", owner="w", lease_s=30)
+            await store.enqueue(f"q{n}", f"dropped{n}", {})
+            sent.clear()
+            return await asyncio.gather(
+                store.apply(
+                    Put("job", f"old{n}", {"n": n}, expected_version=1), Ack(lease), Append("o", "moved")
+                ),
+                store.apply(Delete("job", f"gone{n}"), Dequeue(f"q{n}", f"dropped{n}")),
+                store.apply(
+                    Put("job", f"new{n}", {}, expected_version=0), Enqueue(f"q{n}", f"next{n}", {"n": n})
+                ),
+                store.apply(
+                    Enqueue(f"q{n}", f"mine{n}", {}, lease_owner="w", lease_s=30), Append("n", "made")
+                ),
+            )
+
+        await batch(1)  # (asyncpg reads the statements' types once per connection)
+        # When one such batch runs
+        results = await batch(2)
+        # Then it took five statements: BEGIN, the rows' locks, the writes, the history lines, COMMIT
+        assert len(sent) == 5, [q[:50] for q in sent]
+        assert sent[0] == "BEGIN" and sent[-1] == "COMMIT"
+        # and every call did what it says
+        assert results[0][0].version == 2 and results[1] == [True, True] and results[2][1] is True
+        mine = results[3][0]
+        assert mine is not None and mine.token > 0
+        assert (await store.get("job", "old2")).data == {"n": 2}  # type: ignore[union-attr]
+        assert await store.get("job", "gone2") is None
+        assert await store.get("job", "new2") is not None
+        assert await store.queue_depth("q2") == {"ready": 1, "delayed": 0, "leased": 1}
+        taken = await store.take("q2", owner="w2", lease_s=30, limit=5)
+        assert [(t.id, t.payload) for t in taken] == [("next2", {"n": 2})]
+        assert [e.event for e in await store.history(subject_id="o")] == ["moved", "moved"]
+
+
+async def test_a_batch_that_removes_an_item_and_adds_it_again_leaves_the_new_one(
+    make_store: StoreFactory,
+) -> None:
+    # Given a store whose pool allows one writer, and an item q/a leased to a worker
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        await store.enqueue("q", "a", {"n": 1})
+        [lease] = await store.take("q", owner="w", lease_s=30)
+        # When one batch acks it and enqueues q/a again (leased to another owner), next to another call
+        again, other = await asyncio.gather(
+            store.apply(Ack(lease), Enqueue("q", "a", {"n": 2}, lease_owner="w2", lease_s=30)),
+            store.apply(Put("job", "z", {}), Enqueue("q", "b", {"n": 3})),
+        )
+        # Then q/a is the new item, under a new lease, and the other call's item is there too
+        new_lease = again[1]
+        assert new_lease is not None and new_lease.token > lease.token and new_lease.payload == {"n": 2}
+        assert other[1] is True
+        assert await store.queue_depth("q") == {"ready": 1, "delayed": 0, "leased": 1}
+        await store.ack(new_lease)  # the token the batch returned is the one the store holds
+        [b] = await store.take("q", owner="w", lease_s=30)
+        assert (b.id, b.payload) == ("b", {"n": 3})
+        with pytest.raises(LeaseLostError):
+            await store.ack(lease)
+
+
 async def test_a_store_at_another_schema_version_refuses_to_open(make_store: StoreFactory) -> None:
     async with make_store() as store:
         assert await store.schema_version() == "0002"
@@ -156,7 +236,7 @@ async def test_a_batch_that_loses_an_insert_race_reruns_call_by_call(make_store:
             async def insert_waits() -> None:
                 query = (
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'podium'"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO records%'"
                 )
                 while not (await store._fetch(query))[0][0]:  # (`other` would see one snapshot of it)
                     await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here

@@ -1,11 +1,12 @@
 """Group commit for the PostgreSQL store: many :meth:`~podium.store.Store.apply` calls as a few statements.
 
 A batch of calls is planned here, without I/O, against the rows it touches as they stand (read and locked
-``FOR UPDATE`` by the caller in one query per table): each call is checked in order against the state the
+``FOR UPDATE`` by the caller in one query for both tables): each call is checked in order against the state the
 calls before it leave (versions, queue items, leases), so a call that conflicts fails alone and changes
 nothing, exactly as if each had run in its own transaction. What the successful calls do is then reduced
 to its net effect per row -- rows to insert, update and delete per table, and history lines to append --
-which the store writes with one array statement each (``unnest``), whatever the batch's size.
+which the store writes with array statements (``unnest``): one for the records and queue items, one for the
+history lines, whatever the batch's size.
 
 Results that depend on the database (history ``seq``, fencing tokens of pre-leased items) are filled in
 after those statements return. :class:`Fallback` means "run this batch call by call instead" (a case the

@@ -106,30 +106,48 @@ _RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
 # Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
 # locking overlapping rows wait for each other instead of deadlocking.
 _KEYS = "(SELECT * FROM unnest($1::text[], $2::text[]))"
-_LOCK_RECORDS = f"SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN {_KEYS} ORDER BY kind, id FOR UPDATE"
-_LOCK_ITEMS = (
-    f"SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN {_KEYS} ORDER BY queue, id"
-    " FOR UPDATE"
+# The rows a batch touches, both tables in one round trip: records first, then queue items (UNION ALL runs
+# its branches in order), each locked in key order. A row: (is an item, key, key, version | leased,
+# created_at | due_at, 0 | token).
+_LOCK_ROWS = (
+    "WITH r AS (SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN"
+    " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY kind, id FOR UPDATE),"
+    " q AS (SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN"
+    " (SELECT * FROM unnest($3::text[], $4::text[])) ORDER BY queue, id FOR UPDATE)"
+    " SELECT false, kind, id, version, created_at, 0 FROM r"
+    " UNION ALL SELECT true, queue, id, leased, due_at, token FROM q"
 )
-_RECORD_ROWS = "unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[])"
-_DELETE_RECORDS = f"DELETE FROM records WHERE (kind, id) IN {_KEYS}"
-_UPDATE_RECORDS = (
-    "UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
-    f" created_at = u.created_at, updated_at = u.updated_at FROM {_RECORD_ROWS}"
-    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id"
-)
-_INSERT_RECORDS = (
-    f"INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_RECORD_ROWS}"
-    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind"
-)
-_DELETE_ITEMS = f"DELETE FROM queue WHERE (queue, id) IN {_KEYS}"
-_INSERT_ITEMS = (
+
+
+def _rows(first: int, types: str) -> str:
+    """``unnest`` of array parameters ``$first..``, one per type of ``types`` (comma-separated)."""
+    names = types.split(",")
+    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(names)) + ")"
+
+
+_RECORD_TYPES = "text,text,int,text,text,text,float8,float8"
+_ITEM_TYPES = "text,text,int,text,int,float8,text,float8"
+_ITEM_INSERT = (
     "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
     " SELECT u.queue, u.id, nextval('podium_seq'), u.priority, u.payload, u.leased, u.due_at,"
     " CASE WHEN u.leased = 1 THEN nextval('podium_fence') ELSE 0 END, u.owner, u.leased, u.enqueued_at"
-    " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::float8[], $7::text[],"
-    " $8::float8[]) AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
+    " FROM {rows} AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
     " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
+)
+_INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
+# A batch's net writes but its history lines, in one statement (its parts touch different rows: records
+# deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
+# is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
+_WRITE_ROWS = (
+    f"WITH rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
+    " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(3, _RECORD_TYPES)}"
+    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(11, _RECORD_TYPES)}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
+    f" qd AS (DELETE FROM queue WHERE (queue, id) IN (SELECT * FROM {_rows(19, 'text,text')})),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(21, _ITEM_TYPES))})"
+    " SELECT NULL::text, NULL::text, count(*)::int FROM ri UNION ALL SELECT queue, id, token FROM qi"
 )
 # History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
 # before any seq is drawn (the CTEs are computed before the join yields a row), and held until commit. The
@@ -489,32 +507,45 @@ class PostgresStore(Store):
                     q_keys[(op.lease.queue, op.lease.id)] = None
         records: dict[tuple[str, str], RecordRow] = {}
         items: dict[tuple[str, str], HeldRow] = {}
-        if rec_keys:
-            kinds, ids = zip(*rec_keys, strict=True)
-            for row in await conn.fetch(_LOCK_RECORDS, kinds, ids):
-                records[(row[0], row[1])] = RecordRow(row[2], row[3])
-        if q_keys:
-            names, ids = zip(*q_keys, strict=True)
-            for row in await conn.fetch(_LOCK_ITEMS, names, ids):
-                items[(row[0], row[1])] = HeldRow(bool(row[2]), row[3], row[4])
+        if rec_keys or q_keys:
+            rec_cols, q_cols = _columns(builtins.list(rec_keys), 2), _columns(builtins.list(q_keys), 2)
+            for row in await conn.fetch(_LOCK_ROWS, *rec_cols, *q_cols):
+                if row[0]:
+                    items[(row[1], row[2])] = HeldRow(bool(row[3]), row[5], row[4])
+                else:
+                    records[(row[1], row[2])] = RecordRow(row[3], row[4])
         plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
-        if plan.record_deletes:
-            await conn.execute(_DELETE_RECORDS, *_columns(plan.record_deletes, 2))
-        if plan.record_updates:
-            await conn.execute(_UPDATE_RECORDS, *_columns(plan.record_updates, 8))
-        if plan.record_inserts:
-            inserted = await conn.fetch(_INSERT_RECORDS, *_columns(plan.record_inserts, 8))
-            if len(inserted) != len(plan.record_inserts):
+        item_rows = [
+            (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
+            for i in plan.queue_inserts
+        ]
+        # an item deleted and inserted again: the insert after the delete, in a statement of its own
+        reinserted = bool(plan.queue_deletes) and not set(plan.queue_deletes).isdisjoint(
+            i.key for i in plan.queue_inserts
+        )
+        inserted: builtins.list[Any] = []
+        if (
+            plan.record_deletes
+            or plan.record_updates
+            or plan.record_inserts
+            or plan.queue_deletes
+            or (item_rows and not reinserted)
+        ):
+            written = await conn.fetch(
+                _WRITE_ROWS,
+                *_columns(plan.record_deletes, 2),
+                *_columns(plan.record_updates, 8),
+                *_columns(plan.record_inserts, 8),
+                *_columns(plan.queue_deletes, 2),
+                *_columns([] if reinserted else item_rows, 8),
+            )
+            inserted = [row for row in written if row[0] is not None]
+            if sum(row[2] for row in written if row[0] is None) != len(plan.record_inserts):
                 raise Fallback("another instance created one of these records first")
-        if plan.queue_deletes:
-            await conn.execute(_DELETE_ITEMS, *_columns(plan.queue_deletes, 2))
-        if plan.queue_inserts:
-            rows = [
-                (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
-                for i in plan.queue_inserts
-            ]
-            inserted = await conn.fetch(_INSERT_ITEMS, *_columns(rows, 8))
-            if len(inserted) != len(rows):
+        if reinserted and item_rows:
+            inserted = await conn.fetch(_INSERT_ITEMS, *_columns(item_rows, 8))
+        if item_rows:
+            if len(inserted) != len(item_rows):
                 raise Fallback("another instance enqueued one of these items first")
             plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
         if plan.appends:
