@@ -1,8 +1,8 @@
 """Child process for test_crash_recovery: runs an engine on a sqlite file (or a store URL such as
 ``postgresql://...``) until it is SIGKILLed.
 
-Usage: python crash_child.py DB_PATH|STORE_URL N_JOBS — creates N jobs, runs them, prints READY after a third of the
-tasks completed, and keeps running (the parent kills it mid-flight).
+Usage: python crash_child.py DB_PATH|STORE_URL N_JOBS [READY_AFTER] — creates N jobs, runs them, prints READY once
+it completed READY_AFTER tasks (default: a third of them), and keeps running (the parent kills it mid-flight).
 """
 
 from __future__ import annotations
@@ -51,18 +51,19 @@ def store(target: str) -> Store:
     return open_store(target) if "://" in target else SQLiteStorage(target, synchronous="NORMAL")
 
 
-async def main(path: str, n: int) -> None:
+async def main(path: str, n: int, ready_after: int | None = None) -> None:
     engine = OrchestratorEngine(store(path), config(), serve_http=False)
     engine.register_blueprint(blueprint())
     engine.add_worker(worker())
     done = 0
     ready = asyncio.Event()
+    threshold = (2 * n) // 3 if ready_after is None else ready_after
 
     def on(ev: EngineEvent) -> None:
         nonlocal done
         if ev.type == "task_completed":
             done += 1
-            if done >= (2 * n) // 3:
+            if done >= threshold:
                 ready.set()
 
     engine.subscribe(on)
@@ -75,4 +76,4 @@ async def main(path: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None))

@@ -31,13 +31,19 @@ async def test_sigkill_mid_flight_then_recover_on_postgres(postgres_dsn: str, tm
         await drop_pg_schema(url)
 
 
-async def kill_mid_flight(db: str, tmp_path: Path) -> None:
-    """Run crash_child on ``db`` and SIGKILL it once a third of its tasks completed."""
+async def kill_mid_flight(db: str, tmp_path: Path, ready_after: int | None = None) -> None:
+    """Run crash_child on ``db`` and SIGKILL it once it completed ``ready_after`` tasks (default: a third)."""
     log = tmp_path / "child.log"
     with (
         log.open("w") as err,
         subprocess.Popen(
-            [sys.executable, crash_child.__file__, str(db), str(N)],
+            [
+                sys.executable,
+                crash_child.__file__,
+                str(db),
+                str(N),
+                *([str(ready_after)] if ready_after else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

@@ -43,7 +43,9 @@ async def test_standby_alongside_a_killed_engine_finishes_every_job(
     standby.register_blueprint(crash_child.blueprint())
     standby.add_worker(crash_child.worker())
     async with standby:
-        await kill_mid_flight(store_target, tmp_path)
+        # The standby takes tasks too, so the child may never complete a third of them itself (CI saw it
+        # wait 30 s for that): it is killed once it has completed some, with jobs still in flight.
+        await kill_mid_flight(store_target, tmp_path, ready_after=N // 15)
         jobs = await standby.list_jobs(limit=N + 1)
         assert len(jobs) == N
         # Well within the in-process workers' 30 s long poll: a poll waiting in the standby is woken by
