@@ -14,7 +14,6 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 __all__ = [
-    "JSON_DUMPED",
     "JSONLLMClient",
     "ParallelCall",
     "ParallelJoin",
@@ -46,13 +45,10 @@ def dump_json(model: BaseModel) -> Any:
     return dump(model)
 
 
-# the classes whose dump_json is pydantic-core's JSON-mode dump (exact dict, list, str, int, float, bool and
-# None, str keys), not what an override of model_dump returns (any data): each once it has been dumped
-JSON_DUMPED: Mapping[type[BaseModel], Any] = _dumpers
-
-
 def dumps_json_data(model: BaseModel) -> bool:
-    """Whether :func:`dump_json` gives pydantic-core's JSON-mode dump of ``model`` (``JSON_DUMPED``)."""
+    """Whether :func:`dump_json` gives pydantic-core's JSON-mode dump of ``model`` (exact dict, list, str, int,
+    float, bool and None, str keys), not what an override of ``model_dump`` returns (any data): true of a
+    class in ``_dumpers``, which holds each such class once it has been dumped."""
     return type(model) in _dumpers
 
 

@@ -21,7 +21,6 @@ from .constraints import ConstraintTracker
 from .eager import gather_eager
 from .llm import errors_json
 from .models import (
-    JSON_DUMPED,
     PlannerAction,
     PlannerPause,
     Trajectory,
@@ -111,13 +110,13 @@ class ParallelPlan:
             if not isinstance(outcome, ToolOutcome):  # the tool's validated output
                 observed = dump_json(outcome)
                 branches.append({"node": spec.name, "args": dump_json(args), "observation": observed})
-                json_data = json_data and type(outcome) in JSON_DUMPED and type(args) in JSON_DUMPED
+                json_data = json_data and dumps_json_data(outcome) and dumps_json_data(args)
                 successes.append(observed)
                 if on_success is not None:
                     on_success(spec.name, trajectory)
                 continue
             branch: dict[str, Any] = {"node": spec.name, "args": dump_json(args)}
-            json_data = json_data and type(args) in JSON_DUMPED
+            json_data = json_data and dumps_json_data(args)
             if outcome.pause is not None and pause is None:
                 pause = outcome.pause
                 branch["pause"] = {"reason": pause.reason, "payload": dict(pause.payload)}
