@@ -321,7 +321,7 @@ async def system(
                 extra = {"PORT": str(port), **({"REDIS_URL": store_url} if store_url else {})}
                 procs.append(spawn([str(python), str(tmp / "server.py")], {**env, **extra}))
                 await wait_http(f"{base}/_public/status")
-            elif server == "stub":
+            elif server in ("stub", "stub-jobs"):
                 procs.append(spawn([sys.executable, "-m", "bench.rxon_stub", str(port)], env))
                 await wait_http(f"{base}/_public/status")
             else:
@@ -510,6 +510,7 @@ async def drive_stub(base: str, procs: Processes, opts: Options) -> dict[str, fl
 SYSTEMS = {
     # name: (server, worker SDK, clients)
     "stub": ("stub", "avtomatika-worker", ["none"]),
+    "stub-jobs": ("stub-jobs", "avtomatika-worker", ["poll"]),
     "avtomatika": ("avtomatika", "avtomatika-worker", ["poll", "webhook"]),
     "podium-memory": ("podium-memory", "avtomatika-worker", ["poll", "webhook"]),
     "podium-sqlite": ("podium-sqlite", "avtomatika-worker", ["poll", "webhook"]),
@@ -518,6 +519,7 @@ SYSTEMS = {
 }
 STORE = {
     "stub": "stub (no jobs)",
+    "stub-jobs": "stub (jobs in a dict)",
     "avtomatika": "Avtomatika memory",
     "podium-memory": "podium memory",
     "podium-sqlite": "podium SQLite FULL",
@@ -557,10 +559,10 @@ def ratios(results: dict[str, tuple[Any, dict[str, float]]]) -> dict[str, float]
                 out[f"{client}_{store}_throughput_vs_avtomatika"] = mine["jobs_s"] / peer["jobs_s"]
                 out[f"{client}_{store}_p50_vs_avtomatika"] = mine["p50_ms"] / peer["p50_ms"]
                 out[f"{client}_{store}_cpu_vs_avtomatika"] = mine["cpu_ms_total"] / peer["cpu_ms_total"]
-    stub = figures.get("avtw_stub_none")
     peer = figures.get("avtw_avtomatika_poll")
-    if stub and peer:
-        out["stub_limit_vs_avtomatika_poll"] = stub["jobs_s"] / peer["jobs_s"]
+    for stub, key in (("avtw_stub_none", "stub_limit"), ("avtw_stub_jobs_poll", "stub_jobs_limit")):
+        if peer and stub in figures:
+            out[f"{key}_vs_avtomatika_poll"] = figures[stub]["jobs_s"] / peer["jobs_s"]
     return out
 
 
@@ -661,6 +663,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{figures['durable_ack_bound_jobs_s']:,.0f} jobs/s, and a job (submit, result: two fsyncs) takes at "
         f"least {2 * fsync_p50:.1f} ms"
     )
+    if "stub_jobs_limit_vs_avtomatika_poll" in figures:
+        print(
+            f"setup limit with the poll client (avtomatika-worker and the polling client against a stub that "
+            f"keeps jobs in a dict): {figures['avtw_stub_jobs_poll_jobs_s']:,.0f} jobs/s = "
+            f"{figures['stub_jobs_limit_vs_avtomatika_poll']:.2f}x Avtomatika's jobs/s (poll client)"
+        )
     if "stub_limit_vs_avtomatika_poll" in figures:
         print(
             f"stub limit (avtomatika-worker against a server that does nothing): "
