@@ -10,7 +10,9 @@ with its configuration: **worker SDK** / **server and store** / **client**.
   default caps a worker at 60 polls a minute), ``podium serve`` on the memory store, ``podium serve`` on
   durable SQLite (``synchronous=FULL``, the ``serve`` default), and a **stub**: a raw RXON server
   (``bench/rxon_stub.py``) that answers polls and results at once and keeps no jobs, which shows how fast
-  the worker SDK itself goes here (the limit of any server it talks to).
+  the worker SDK itself goes here (the limit of any server it talks to); and the same stub keeping jobs in
+  a dict for the poll client (``stub-jobs``): the limit of the whole setup, workers and polling client
+  included, with a server that does nothing else.
 - Client (this process, raw HTTP/1.1 over asyncio streams, the same for every server): ``poll`` submits
   (``POST /api/v1/jobs/bench``) and polls ``GET /api/v1/jobs/{id}`` until the job ends; ``webhook``
   submits with a ``webhook_url`` and waits for ``job_finished`` on a loopback receiver.
@@ -25,7 +27,8 @@ one JSON line, then the ratios.
     python bench/bench_server.py [--quick] [--only NAME,...] [--workers 4] [--capacity 8] [--jobs N]
                                  [--in-flight 64] [--poll-ms 5] [--quotas]
 
-``--only`` picks systems: ``stub``, ``avtomatika``, ``podium-memory``, ``podium-sqlite`` (``FULL``: every
+``--only`` picks systems: ``stub``, ``stub-jobs`` (the stub keeping jobs for the poll client: the limit of
+the whole setup), ``avtomatika``, ``podium-memory``, ``podium-sqlite`` (``FULL``: every
 call durable before it returns), ``podium-sqlite-normal`` (``?synchronous=NORMAL``: survives a process
 crash, not a power cut), all with avtomatika-worker, and ``podium-sdk`` (podium's worker SDK on memory and
 on SQLite). The fsync time of this disk is measured too: it bounds what durable SQLite can do. ``--quotas`` gives
