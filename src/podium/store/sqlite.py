@@ -20,10 +20,11 @@ returned once the sync has covered it (lists, counts and history wait for every 
 Another process on the same file may see a commit up to one fsync before it is durable, as with
 ``synchronous=NORMAL``; what it may do with it is bounded by what that process writes (its own writes wait
 for their own fsync). A record this process wrote is read from the row it kept (its JSON text, decoded as a
-read would decode it) while ``PRAGMA data_version`` on the writing connection, which changes only when
-another connection commits, says nobody else wrote since (checked once per loop turn: every request served
-in a turn arrived before its first check, so a commit another process finished before a request was sent is
-seen; another store of this process committing ends the turn's check at once); any other record by kind and id is read on the
+read would decode it) while nobody else wrote since: ``PRAGMA data_version`` on the writing connection
+changes only when another connection commits; it is asked only when the WAL index header (mapped from the
+``-shm`` file, rewritten by every commit of any connection) changed since the last check that found no other
+connection's commit, so every read sees a commit another process finished before it (a request sent after
+it) at no syscall; any other record by kind and id is read on the
 event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU through
 a thread hop: job status polls are reads of one record); lists, counts and history run on a reader thread
 with its own connection.
@@ -45,30 +46,31 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from podium.clock import Clock
-from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
+from podium.errors import LeaseLostError, SchemaMismatchError, StoreError
 from podium.store import migrate
 from podium.store.base import (
     SCHEMA_VERSION,
-    Ack,
-    Append,
-    Delete,
-    Dequeue,
-    Enqueue,
     Fetch,
     HistoryEntry,
     Lease,
     Op,
-    Put,
     Record,
     Store,
-    Wake,
     dump_json,
     history_query,
     load_json,
     notify_queues,
     status_filter,
 )
-from podium.store.sqlite_sync import Outcome, WalSyncer, post_outcomes, set_sync_done
+from podium.store.sqlite_ops import run_op
+from podium.store.sqlite_sync import (
+    Outcome,
+    WalIndexHeader,
+    WalSyncer,
+    post_outcomes,
+    post_to,
+    set_sync_done,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -83,12 +85,6 @@ _Row = tuple[str, str, int, str | None, str | None, str, float, float]
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-_commits = [0]
-"""Commits made by every :class:`SQLiteStore` of this process (another store on the same file is another
-connection: its commits change ``data_version`` for this one, so they end a store's check of it)."""
-_commits_lock = threading.Lock()
 
 
 class SQLiteStore(Store):
@@ -116,18 +112,17 @@ class SQLiteStore(Store):
         self._deferred: builtins.list[_Call] = []  # calls made later in that step
         self._counters: dict[str, int] | None = None  # read on a transaction's first use (None: not yet)
         self._tx_conn: sqlite3.Connection | None = None  # the connection of the transaction being run
-        self._dirty = False
+        self._dirty: set[str] = set()  # the counters a transaction changed (written back at its end)
         self._touched: builtins.list[tuple[tuple[str, str], _Row | None]] = []  # what a batch writes
         # Records as this process last wrote them, valid while no other connection committed: a read of one
         # checks ``PRAGMA data_version`` on the writing connection (it changes only when another
         # connection commits) instead of reading the record.
         self._cache: dict[tuple[str, str], _Row] = {}
         self._data_version = 0
-        # A check of ``data_version`` holds for the rest of the loop turn it was made in (every request served
-        # in that turn arrived before it), unless another store of this process commits meanwhile: the
-        # commits of other stores it had seen (``_commits`` minus its own), ``None`` once the turn is over.
-        self._checked: int | None = None
-        self._own_commits = 0
+        self._shm: WalIndexHeader | None = None
+        self._quiet: bytes | None = (
+            None  # the WAL index header when a check found no other connection's commit
+        )
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
         self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
@@ -156,6 +151,7 @@ class SQLiteStore(Store):
         self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect_reader)
         self._lconn = self._connect_reader(busy_timeout_ms=200)
         self._syncer = WalSyncer(self.path, fsync=self._fsyncs, checkpoint=self._checkpoint)
+        self._shm = WalIndexHeader(self.path)
 
     def _checkpoint(self) -> None:
         """Checkpoint the WAL on the writing connection (the syncer's thread), holding it: writes made
@@ -194,6 +190,9 @@ class SQLiteStore(Store):
     async def close(self) -> None:
         if self._conn is None or self._executor is None:
             return
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = self._quiet = None
         if self._lconn is not None:
             self._lconn.close()
             self._lconn = None
@@ -362,7 +361,7 @@ class SQLiteStore(Store):
             # most transactions (creations, results, takes that find nothing) need none.
             self._counters = None
             self._tx_conn = conn
-            self._dirty = False
+            self._dirty = set()
             before = conn.total_changes
             self._touched = []
             single = len(batch) == 1
@@ -388,7 +387,7 @@ class SQLiteStore(Store):
                     conn.executemany(
                         "INSERT INTO counters(name, value) VALUES (?, ?)"
                         " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                        builtins.list(self._counters.items()),
+                        [(name, self._counters[name]) for name in self._dirty],
                     )
                 syncer = self._syncer
                 if syncer is not None and conn.total_changes != before:
@@ -410,9 +409,6 @@ class SQLiteStore(Store):
                     if seq:
                         assert syncer is not None
                         syncer.committed(seq)
-                with _commits_lock:
-                    _commits[0] += 1
-                    self._own_commits += 1
                 self._remember(self._touched)
             if durable and not seq and self._syncer is not None:
                 seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
@@ -438,38 +434,32 @@ class SQLiteStore(Store):
         while len(cache) > self.CACHE_SIZE:
             del cache[next(iter(cache))]
 
-    def _cached(self, key: tuple[str, str], *, fresh: bool = False) -> _Row | None:
+    def _cached(self, key: tuple[str, str]) -> _Row | None:
         """The record as this process last wrote it, if no other connection committed since (then the
-        kept records are dropped); ``None`` when the store must be read. ``fresh``: checked now, whatever
-        this loop turn checked, and the check not kept for the turn (a read made outside its tasks)."""
+        kept records are dropped); ``None`` when the store must be read."""
         cache = self._cache
-        conn = self._conn
+        conn, shm = self._conn, self._shm
         if key not in cache or conn is None:
             return None
-        others = _commits[0] - self._own_commits
-        if self._checked == others and not fresh:
-            return cache.get(key)  # checked in this loop turn, and no other store of this process committed
+        if shm is not None and self._quiet is not None and shm.read() == self._quiet:
+            return cache.get(key)  # nobody committed since a check found no other connection's commit
         if not self._write_lock.acquire(blocking=False):
             return None
         try:
+            # read under the write lock (this process's commits and what they keep wait), before the check:
+            # while it stays the same, nobody committed after the check
+            header = shm.read() if shm is not None else None
             version = _data_version(conn)
         except sqlite3.Error:
             return None
         finally:
             self._write_lock.release()
+        self._quiet = header
         if version != self._data_version:
             cache.clear()
             self._data_version = version
             return None
-        if not fresh:
-            if self._checked is None:
-                asyncio.get_running_loop().call_soon(self._turn_over)
-            self._checked = others
         return cache.get(key)
-
-    def _turn_over(self) -> None:
-        """The loop turn of the last ``data_version`` check is over: the next kept read checks again."""
-        self._checked = None
 
     def _settle(self, now: builtins.list[Outcome], later: builtins.list[Outcome], seq: int) -> None:
         """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
@@ -531,8 +521,7 @@ class SQLiteStore(Store):
             fut = waits[(loop, seq)] = loop.create_future()
 
             def done(failure: BaseException | None, fut: asyncio.Future[None] = fut) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                    loop.call_soon_threadsafe(set_sync_done, fut, failure)
+                post_to(loop, set_sync_done, fut, failure)
 
             fut.add_done_callback(lambda _: waits.pop((loop, seq), None))
             syncer.after(seq, done)
@@ -542,113 +531,11 @@ class SQLiteStore(Store):
 
     async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         now = self.clock.now()
-        results = await self._call(lambda conn: [self._op(conn, op, now) for op in ops], durable=durable)
+        results = await self._call(
+            lambda conn: [run_op(conn, op, now, self._touched, self._next) for op in ops], durable=durable
+        )
         self._notify(notify_queues(ops))
         return results
-
-    def _op(self, conn: sqlite3.Connection, op: Op, now: float) -> Any:
-        if isinstance(op, Put):
-            text = _dumps(op.data)
-            if op.expected_version is None:
-                row = conn.execute(
-                    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
-                    " VALUES (?,?,1,?,?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET version = version + 1,"
-                    " status = excluded.status, grp = excluded.grp, data = excluded.data,"
-                    " updated_at = excluded.updated_at RETURNING version, created_at",
-                    (op.kind, op.id, op.status, op.group, text, now, now),
-                ).fetchone()
-            elif op.expected_version == 0:
-                row = conn.execute(
-                    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
-                    " VALUES (?,?,1,?,?,?,?,?) ON CONFLICT(kind, id) DO NOTHING RETURNING version, created_at",
-                    (op.kind, op.id, op.status, op.group, text, now, now),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    "UPDATE records SET version = version + 1, status = ?, grp = ?, data = ?, updated_at = ?"
-                    " WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
-                    (op.status, op.group, text, now, op.kind, op.id, op.expected_version),
-                ).fetchone()
-            if row is None:
-                found = conn.execute(
-                    "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
-                ).fetchone()
-                raise ConflictError(op.kind, op.id, op.expected_version, found[0] if found else None)
-            # The caller keeps its own object; the store holds the JSON text.
-            self._touched.append(
-                ((op.kind, op.id), (op.kind, op.id, row[0], op.status, op.group, text, row[1], now))
-            )
-            return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
-        if isinstance(op, Delete):
-            if op.expected_version is not None:
-                row = conn.execute(
-                    "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
-                ).fetchone()
-                actual = row[0] if row else 0
-                if actual != op.expected_version:
-                    raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-            self._touched.append(((op.kind, op.id), None))
-            return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
-        if isinstance(op, Enqueue):
-            seq = self._next("seq")
-            if op.lease_owner:
-                token = self._next("fence")
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
-                    " attempts, enqueued_at) VALUES (?,?,?,?,?,1,?,?,?,1,?)",
-                    (
-                        op.queue,
-                        op.id,
-                        seq,
-                        op.priority,
-                        _dumps(op.payload or {}),
-                        now + op.lease_s,
-                        token,
-                        op.lease_owner,
-                        now,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    return None
-                return Lease(
-                    op.queue,
-                    op.id,
-                    op.payload or {},
-                    op.priority,
-                    1,
-                    token,
-                    op.lease_owner,
-                    now + op.lease_s,
-                    now,
-                )
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
-                " attempts, enqueued_at) VALUES (?,?,?,?,?,0,?,0,'',0,?)",
-                (op.queue, op.id, seq, op.priority, _dumps(op.payload or {}), now + op.delay_s, now),
-            )
-            return cur.rowcount > 0
-        if isinstance(op, Dequeue):
-            return conn.execute("DELETE FROM queue WHERE queue=? AND id=?", (op.queue, op.id)).rowcount > 0
-        if isinstance(op, Ack):
-            lease = op.lease
-            cur = conn.execute(
-                "DELETE FROM queue WHERE queue=? AND id=? AND leased=1 AND token=? AND due_at>?",
-                (lease.queue, lease.id, lease.token, now),
-            )
-            if cur.rowcount == 0:
-                raise LeaseLostError(
-                    f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
-                )
-            return None
-        if isinstance(op, Wake):
-            return None
-        assert isinstance(op, Append)
-        data = _dumps(op.data or {})
-        cur = conn.execute(
-            "INSERT INTO history(subject_id, event, status, ts, data) VALUES (?,?,?,?,?)",
-            (op.subject_id, op.event, op.status, now, data),
-        )
-        return HistoryEntry(int(cur.lastrowid or 0), op.subject_id, op.event, op.status, now, op.data or {})
 
     def _next(self, name: str) -> int:
         """The next value of a counter (fence tokens, queue order); writer thread only, in a batch."""
@@ -660,7 +547,7 @@ class SQLiteStore(Store):
             )
         value = counters.get(name, 0) + 1
         counters[name] = value
-        self._dirty = True
+        self._dirty.add(name)
         return value
 
     # --- records --------------------------------------------------------------------------------
@@ -669,8 +556,8 @@ class SQLiteStore(Store):
     def _record(row: Sequence[Any]) -> Record:
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
-    def peek(self, kind: str, id: str) -> Record | None:  # kept, checked now (not per turn), on disk
-        row = self._cached((kind, id), fresh=True) if self._cache else None
+    def peek(self, kind: str, id: str) -> Record | None:  # kept, nobody else wrote since, on disk
+        row = self._cached((kind, id)) if self._cache else None
         return None if row is None or self._unsynced_commit((kind, id)) is not None else self._record(row)
 
     async def get(self, kind: str, id: str) -> Record | None:
@@ -807,9 +694,11 @@ class SQLiteStore(Store):
         """Whether no item of ``queues`` is due, by a read on the event loop's thread (a take that finds
         nothing then needs no write transaction: most takes of idle workers find nothing). Only when no
         write of this process is still to run (deferred in this step, or queued for the writer thread): the
-        read sees every commit made before it, and a later enqueue wakes the waiting takers."""
-        conn = self._lconn
-        if conn is None or self._deferred or self._threaded:
+        read sees every commit made before it, and a later enqueue wakes the waiting takers. The read runs
+        on the writing connection when it is free (its page cache holds what this process wrote: another
+        connection would read those pages again after every commit)."""
+        conn = self._conn
+        if conn is None or self._deferred or self._threaded or not self._write_lock.acquire(blocking=False):
             return False
         try:
             for name in dict.fromkeys(queues):
@@ -820,6 +709,8 @@ class SQLiteStore(Store):
                     return False
         except sqlite3.OperationalError:
             return False  # busy a moment: the take runs as a write
+        finally:
+            self._write_lock.release()
         return True
 
     CROSS_PROCESS_POLL_S = 0.2

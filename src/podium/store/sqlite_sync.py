@@ -31,7 +31,15 @@ from typing import Any
 
 from podium.errors import StoreError
 
-__all__ = ["CHECKPOINT_COMMITS", "Outcome", "WalSyncer", "post_outcomes", "set_sync_done"]
+__all__ = [
+    "CHECKPOINT_COMMITS",
+    "Outcome",
+    "WalIndexHeader",
+    "WalSyncer",
+    "post_outcomes",
+    "post_to",
+    "set_sync_done",
+]
 
 CHECKPOINT_COMMITS = 250
 """A checkpoint runs after this many commits (a few pages each: about SQLite's default of 1,000 pages). The
@@ -145,8 +153,15 @@ class WalSyncer:
             self.synced = max(self.synced, target)
             ready = [done for seq, done in self._after if seq <= target or self.failure is not None]
             self._after = [(seq, done) for seq, done in self._after if seq > target and self.failure is None]
-        for done in ready:
-            done(self.failure)
+        _posting.calls = {}  # what the callbacks hand to event loops: one wake-up per loop for this sync
+        try:
+            for done in ready:
+                done(self.failure)
+        finally:
+            calls, _posting.calls = _posting.calls, None
+            for loop, items in calls.items():
+                with contextlib.suppress(RuntimeError):  # the loop is closed; nobody is waiting any more
+                    loop.call_soon_threadsafe(_run_calls, items)
 
     def _fsync_wal(self) -> None:
         """fsync the WAL file (reopened if it was replaced: a new file after every connection closed)."""
@@ -168,6 +183,68 @@ class WalSyncer:
         os.fsync(self._fd)
 
 
+class WalIndexHeader:
+    """The WAL index header (the first 48 bytes of the ``-shm`` file). Every commit, by any connection of
+    any process, rewrites it before ``COMMIT`` returns (its change counter goes up), so the same bytes read
+    twice mean that nobody committed in between. Read with ``pread`` on the descriptor SQLite holds open
+    (found in ``/proc/self/fd``): this never opens or closes one, which would drop SQLite's locks on the file
+    (POSIX locks belong to the process); each read checks the descriptor still names that file. ``read()``
+    is ``None`` where there is no such descriptor (the store then asks ``PRAGMA data_version`` each time)."""
+
+    SIZE = 48
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        self._file: tuple[int, int] = (0, 0)
+        shm = os.path.realpath(f"{path}-shm")
+        with contextlib.suppress(OSError):
+            st = os.stat(shm)
+            self._file = (st.st_dev, st.st_ino)
+            for name in os.listdir("/proc/self/fd"):
+                with contextlib.suppress(OSError, ValueError):
+                    if os.readlink(f"/proc/self/fd/{name}") == shm and self._names_file(int(name)):
+                        self._fd = int(name)
+                        break
+
+    def _names_file(self, fd: int) -> bool:
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == self._file
+
+    def read(self) -> bytes | None:
+        fd = self._fd
+        if fd is None:
+            return None
+        try:
+            header = os.pread(fd, self.SIZE, 0)
+            # checked after the read: what was read is that file's
+            return header if len(header) == self.SIZE and self._names_file(fd) else None
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        self._fd = None  # SQLite's descriptor: not closed here
+
+
+_posting = threading.local()
+"""``calls``: while the syncer releases the callers of one sync, what they hand each loop (else ``None``)."""
+
+
+def post_to(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn(*args)`` on ``loop`` (another thread's): at the end of the syncer's round if this is the
+    syncer's thread releasing a sync's callers (one wake-up of each loop for all of them), else now."""
+    calls = getattr(_posting, "calls", None)
+    if calls is not None:
+        calls.setdefault(loop, []).append((fn, args))
+        return
+    with contextlib.suppress(RuntimeError):  # the loop is closed; nobody is waiting any more
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _run_calls(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    for fn, args in calls:
+        fn(*args)
+
+
 def post_outcomes(items: list[Outcome]) -> None:
     """Resolve futures: at once on this thread's loop, through ``call_soon_threadsafe`` on another's."""
     if not items:
@@ -182,11 +259,8 @@ def post_outcomes(items: list[Outcome]) -> None:
     for loop, batch in by_loop.items():
         if loop is here:
             _resolve(batch)
-            continue
-        try:
-            loop.call_soon_threadsafe(_resolve, batch)
-        except RuntimeError:  # the loop is closed; nobody is waiting any more
-            pass
+        else:
+            post_to(loop, _resolve, batch)
 
 
 def _resolve(items: list[Outcome]) -> None:
