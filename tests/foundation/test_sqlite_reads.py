@@ -187,9 +187,9 @@ def _batch_sizes(store: SQLiteStore) -> list[int]:
     sizes: list[int] = []
     run_batch = store._run_batch
 
-    def counting(conn: Any, batch: list[Any]) -> None:
+    def counting(conn: Any, batch: list[Any], **kw: Any) -> None:
         sizes.append(len(batch))
-        run_batch(conn, batch)
+        run_batch(conn, batch, **kw)
 
     store._run_batch = counting  # type: ignore[method-assign]
     return sizes

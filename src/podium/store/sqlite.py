@@ -110,6 +110,10 @@ class SQLiteStore(Store):
         self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
         self._step_loop: asyncio.AbstractEventLoop | None = None  # a call ran in this loop's current step
         self._deferred: builtins.list[_Call] = []  # calls made later in that step
+        # That step's first call (a take) returned in a transaction still open, with the write lock
+        # held by the loop's thread: the step's later calls run in it, and it commits with them.
+        self._held = False
+        self._before = 0  # total_changes when the transaction began
         self._counters: dict[str, int] | None = None  # read on a transaction's first use (None: not yet)
         self._tx_conn: sqlite3.Connection | None = None  # the connection of the transaction being run
         self._dirty: set[str] = set()  # the counters a transaction changed (written back at its end)
@@ -207,7 +211,7 @@ class SQLiteStore(Store):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        if self._deferred:
+        if self._deferred or self._held:
             self._end_step()
         while self._threaded:  # what the writer thread holds runs first
             await asyncio.get_running_loop().run_in_executor(executor, self._drain)
@@ -224,9 +228,15 @@ class SQLiteStore(Store):
 
     # --- the writes -----------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> asyncio.Future[T]:
+    def _call(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True, hold: bool = False
+    ) -> asyncio.Future[T]:
         """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
-        transaction (its future is done when this returns, unless it waits for an fsync); the calls made
+        transaction (its future is done when this returns, unless it waits for an fsync; a take's (``hold``)
+        transaction stays open until the step's end or this store's next read, and commits with the calls
+        made later in the step: the take and the claim that follows it are one transaction. Until then
+        others see the item not yet leased, and its lease is lost if the process dies: it is offered again,
+        as after a power cut); the calls made
         later in the same step run together at its end, in one transaction (many calls at once: fewer
         commits), except a call that waits for an fsync: it commits at once, with the calls deferred before
         it (in order), so the fsync that covers it can start before the step ends (on a busy server the rest
@@ -248,12 +258,13 @@ class SQLiteStore(Store):
                 with self._pending_lock:
                     queued = self._threaded
                 if not queued:
-                    self._run_now([call])
+                    self._run_now([call], hold=hold)
                     self._step_loop = loop
                     loop.call_soon(self._end_step)
                     return fut
             finally:
-                self._write_lock.release()
+                if not self._held:
+                    self._write_lock.release()
         self._enqueue([call])
         return fut
 
@@ -265,6 +276,14 @@ class SQLiteStore(Store):
     def _run_deferred(self) -> None:
         """Run the calls deferred in this step, in order, as one batch."""
         batch, self._deferred = self._deferred, []
+        if self._held:  # in the step's open transaction (this thread holds the write lock): commit it
+            assert self._conn is not None
+            try:
+                self._run_batch(self._conn, batch)
+            finally:
+                self._held = False
+                self._write_lock.release()
+            return
         if not batch:
             return
         if self._conn is None:
@@ -301,7 +320,17 @@ class SQLiteStore(Store):
                 f"SQLite fsync failed earlier ({syncer.failure}): the store refuses further calls"
             )
 
-    def _run_now(self, batch: builtins.list[_Call]) -> None:
+    def _flush(self) -> None:
+        """Before a read on the loop's thread: commit the step's open transaction (reads see what returned)."""
+        if self._held:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # another thread's read: as if made before the transaction
+            if loop is self._step_loop:
+                self._run_deferred()
+
+    def _run_now(self, batch: builtins.list[_Call], *, hold: bool = False) -> None:
         """Run calls in one transaction on this thread, unless another process holds the write lock: then
         they go to the writer thread, which waits for the lock (and the calls after them follow them there
         until it is done, so order is kept)."""
@@ -316,7 +345,7 @@ class SQLiteStore(Store):
                 failure = StoreError(f"SQLite commit failed: {exc}")
                 self._settle([(fut, loop, None, failure) for _, fut, loop, _ in batch], [], 0)
             return
-        self._run_batch(conn, batch)
+        self._run_batch(conn, batch, hold=hold)
 
     def _drain(self) -> None:
         """On the writer thread: run every queued call in one transaction, waiting for the write lock."""
@@ -350,8 +379,11 @@ class SQLiteStore(Store):
                     assert self._executor is not None
                     self._executor.submit(self._drain)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: builtins.list[_Call]) -> None:
-        """Run the calls (a savepoint each) in the open transaction, commit once, then settle them."""
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: builtins.list[_Call], *, hold: bool = False
+    ) -> None:
+        """Run the calls (a savepoint each) in the open transaction, commit once, then settle them. ``hold``
+        (one call): once it succeeded, resolve it and leave the transaction open (``_held``)."""
         outcomes: builtins.list[Outcome] = []
         durable: builtins.list[Outcome] = []
         seq = 0
@@ -359,12 +391,13 @@ class SQLiteStore(Store):
             # Counters are read once per transaction, by its first call that needs one (under the write
             # lock, so other processes on the same file cannot interleave), and written back once at the end;
             # most transactions (creations, results, takes that find nothing) need none.
-            self._counters = None
-            self._tx_conn = conn
-            self._dirty = set()
-            before = conn.total_changes
-            self._touched = []
-            single = len(batch) == 1
+            if not self._held:  # a new transaction (else the held one goes on)
+                self._counters = None
+                self._tx_conn = conn
+                self._dirty = set()
+                self._before = conn.total_changes
+                self._touched = []
+            single, self._held = len(batch) == 1 and not self._held, False
             for fn, fut, loop, wants_disk in batch:
                 if not single:
                     conn.execute("SAVEPOINT call")
@@ -382,6 +415,12 @@ class SQLiteStore(Store):
                         conn.execute("RELEASE call")
                     outcome = (fut, loop, result, None)
                 (durable if wants_disk and self._fsyncs else outcomes).append(outcome)
+            if hold and conn.in_transaction and not durable:
+                self._held = (
+                    True  # commits at the step's end (or the next read), with the calls made till then
+                )
+                post_outcomes(outcomes)
+                return
             if conn.in_transaction:
                 if self._dirty and self._counters is not None:
                     conn.executemany(
@@ -390,7 +429,7 @@ class SQLiteStore(Store):
                         [(name, self._counters[name]) for name in self._dirty],
                     )
                 syncer = self._syncer
-                if syncer is not None and conn.total_changes != before:
+                if syncer is not None and conn.total_changes != self._before:
                     if self._fsyncs and durable:
                         seq = syncer.reserve()  # from here on the commit may be visible: reads wait for it
                         with self._unsynced_lock:
@@ -503,6 +542,8 @@ class SQLiteStore(Store):
         returns once every commit it may have seen is on disk."""
         if self._rconn is None or self._reader is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
+        if self._held:
+            self._flush()
         result = await asyncio.get_running_loop().run_in_executor(self._reader, fn, self._rconn)
         syncer = self._syncer
         if syncer is not None and syncer.synced < syncer.visible:
@@ -557,10 +598,14 @@ class SQLiteStore(Store):
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
     def peek(self, kind: str, id: str) -> Record | None:  # kept, nobody else wrote since, on disk
+        if self._held:
+            self._flush()
         row = self._cached((kind, id)) if self._cache else None
         return None if row is None or self._unsynced_commit((kind, id)) is not None else self._record(row)
 
     async def get(self, kind: str, id: str) -> Record | None:
+        if self._held:
+            self._flush()
         cached = self._cached((kind, id)) if self._cache else None
         if cached is not None:
             seq = self._unsynced_commit((kind, id))
@@ -687,8 +732,9 @@ class SQLiteStore(Store):
                 )
             return out
 
-        # A take that a power cut loses only offers the item again: no need to wait for the disk.
-        return self._call(run, durable=False)
+        # A take that a power cut loses only offers the item again: no need to wait for the disk (nor to
+        # commit before the step's end: the claim that follows it joins its transaction).
+        return self._call(run, durable=False, hold=True)
 
     def _nothing_due(self, queues: Sequence[str], now: float) -> bool:
         """Whether no item of ``queues`` is due, by a read on the event loop's thread (a take that finds
@@ -698,8 +744,19 @@ class SQLiteStore(Store):
         on the writing connection when it is free (its page cache holds what this process wrote: another
         connection would read those pages again after every commit)."""
         conn = self._conn
-        if conn is None or self._deferred or self._threaded or not self._write_lock.acquire(blocking=False):
+        if conn is None or self._deferred or self._threaded:
             return False
+        if self._held:  # in the step's open transaction (this loop's thread holds the write lock)
+            return self._step_loop is asyncio.get_running_loop() and self._none_due(conn, queues, now)
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            return self._none_due(conn, queues, now)
+        finally:
+            self._write_lock.release()
+
+    @staticmethod
+    def _none_due(conn: sqlite3.Connection, queues: Sequence[str], now: float) -> bool:
         try:
             for name in dict.fromkeys(queues):
                 if conn.execute(
@@ -709,8 +766,6 @@ class SQLiteStore(Store):
                     return False
         except sqlite3.OperationalError:
             return False  # busy a moment: the take runs as a write
-        finally:
-            self._write_lock.release()
         return True
 
     CROSS_PROCESS_POLL_S = 0.2
