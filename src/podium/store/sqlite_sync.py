@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
+import mmap
 import os
 import sqlite3
 import threading
@@ -186,43 +189,64 @@ class WalSyncer:
 class WalIndexHeader:
     """The WAL index header (the first 48 bytes of the ``-shm`` file). Every commit, by any connection of
     any process, rewrites it before ``COMMIT`` returns (its change counter goes up), so the same bytes read
-    twice mean that nobody committed in between. Read with ``pread`` on the descriptor SQLite holds open
-    (found in ``/proc/self/fd``): this never opens or closes one, which would drop SQLite's locks on the file
-    (POSIX locks belong to the process); each read checks the descriptor still names that file. ``read()``
-    is ``None`` where there is no such descriptor (the store then asks ``PRAGMA data_version`` each time)."""
+    twice mean that nobody committed in between. Read from a read-only mapping of the file made from the
+    descriptor SQLite holds open (found in ``/proc/self/fd``, checked to name that file): nothing here opens
+    or closes a descriptor of the file, which would drop SQLite's locks on it (POSIX locks belong to the
+    process; Python's ``mmap`` keeps a descriptor of its own), and a read costs no syscall. The file is
+    never truncated while this process holds it open (SQLite maps it too). ``read()`` is ``None`` where it
+    cannot be mapped (the store then asks ``PRAGMA data_version`` each time)."""
 
     SIZE = 48
 
     def __init__(self, path: Path) -> None:
-        self._fd: int | None = None
-        self._file: tuple[int, int] = (0, 0)
+        self._addr: int | None = None
+        self._header: ctypes.Array[ctypes.c_char] | None = None  # over the mapping
         shm = os.path.realpath(f"{path}-shm")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             st = os.stat(shm)
-            self._file = (st.st_dev, st.st_ino)
             for name in os.listdir("/proc/self/fd"):
                 with contextlib.suppress(OSError, ValueError):
-                    if os.readlink(f"/proc/self/fd/{name}") == shm and self._names_file(int(name)):
-                        self._fd = int(name)
+                    fd = int(name)
+                    if os.readlink(f"/proc/self/fd/{name}") != shm:
+                        continue
+                    found = os.fstat(fd)
+                    same = (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino)
+                    if same and found.st_size >= 2 * self.SIZE:
+                        self._addr = _map(fd, 2 * self.SIZE)
+                        if self._addr is not None:
+                            self._header = (ctypes.c_char * self.SIZE).from_address(self._addr)
                         break
 
-    def _names_file(self, fd: int) -> bool:
-        st = os.fstat(fd)
-        return (st.st_dev, st.st_ino) == self._file
-
     def read(self) -> bytes | None:
-        fd = self._fd
-        if fd is None:
-            return None
-        try:
-            header = os.pread(fd, self.SIZE, 0)
-            # checked after the read: what was read is that file's
-            return header if len(header) == self.SIZE and self._names_file(fd) else None
-        except OSError:
-            return None
+        header = self._header
+        return None if header is None else header.raw
 
     def close(self) -> None:
-        self._fd = None  # SQLite's descriptor: not closed here
+        addr, self._addr, self._header = self._addr, None, None
+        if addr is not None:
+            _libc().munmap(ctypes.c_void_p(addr), ctypes.c_size_t(2 * self.SIZE))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+def _map(fd: int, size: int) -> int | None:
+    """A shared read-only mapping of ``fd``'s first ``size`` bytes, made without a descriptor of its own."""
+    addr = _libc().mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    return None if addr is None or addr == ctypes.c_void_p(-1).value else int(addr)
 
 
 _posting = threading.local()
