@@ -379,3 +379,32 @@ async def test_counters_are_read_only_by_transactions_that_use_them(tmp_path: Pa
     finally:
         await other.close()
         await store.close()
+
+
+async def test_a_take_and_the_claim_made_after_it_in_its_step_commit_as_one_transaction(
+    store: SQLiteStore,
+) -> None:
+    """A take that is its step's first call returns with its transaction open; the claim made after it in
+    the same step runs in it and both commit once. A read in between sees the take (it commits first)."""
+    from podium.store import Enqueue
+
+    await store.apply(Enqueue("q", "a"), Enqueue("q", "b"), Put("task", "t", {"n": 0}, None, "queued"))
+    assert store._conn is not None
+    sqls: list[str] = []
+    store._conn.set_trace_callback(
+        lambda sql: sqls.append(sql) if sql in ("BEGIN IMMEDIATE", "COMMIT") else None
+    )
+    [lease] = await store.take_now(["q"], owner="w", lease_s=30, limit=1)
+    [claimed] = await store.apply(Put("task", "t", {"n": 1}, 1, "running"), durable=False)
+    assert sqls == ["BEGIN IMMEDIATE", "COMMIT"]  # one transaction
+    assert await store.queue_depth("q") == {"ready": 1, "delayed": 0, "leased": 1}
+    got = await store.get("task", "t")
+    assert got is not None and got.version == claimed.version == 2 and lease.id == "a"
+
+    await asyncio.sleep(0)  # a new step: the take is its first call
+    sqls.clear()
+    [lease] = await store.take_now(["q"], owner="w", lease_s=30, limit=1)
+    assert sqls == ["BEGIN IMMEDIATE"]  # returned, its transaction open
+    assert (await store.get("task", "t")) is not None  # a read: what returned is committed first
+    assert sqls == ["BEGIN IMMEDIATE", "COMMIT"] and lease.id == "b"
+    assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 2}
