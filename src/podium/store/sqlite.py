@@ -9,8 +9,8 @@ that waited for it. A durable call returns only after an fsync that covers its c
 every commit made before it started (group commit), and the next transactions run while the disk flushes
 (no write waits behind another's fsync). ``durable=False`` calls (takes, claims) return at their commit; a
 take that is its loop step's first call returns with its transaction open, and the step's later calls (the
-claim) commit with it. A call that finds the write lock held by another process (several instances on one file) goes to a writer
-thread that waits for it; calls made meanwhile queue behind it there and run as one transaction (a
+claim) commit with it. A call that finds the write lock held by another process (several instances on one
+file) goes to a writer thread that waits for it; calls made meanwhile queue behind it there and run as one transaction (a
 SAVEPOINT each, so one call's conflict rolls back only that call), so order is kept. A take that finds
 nothing due (idle workers' polls) is answered by a read, without a write transaction, and the ``counters``
 table (fence tokens, queue order) is read only by transactions that use it.
