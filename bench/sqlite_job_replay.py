@@ -27,6 +27,9 @@ if str(ROOT / "src") not in sys.path:
 from podium.ids import new_ulid_str  # noqa: E402
 from podium.store import Ack, Append, Enqueue, Put, SQLiteStore  # noqa: E402
 
+POLLS = 18
+"""Status polls per job (``bench_server``'s poll client on SQLite: about 18 a job)."""
+
 JOB = {
     "blueprint": "bench",
     "state": "start",
@@ -61,12 +64,18 @@ async def replay(n: int) -> tuple[float, float]:
                 Put("job", j, {**JOB, "task_id": t}, 0, "waiting_for_worker", "bench"),
                 Append(j, "job_waiting", "waiting_for_worker", {"state": "start", "task_id": t}),
             )
+            for _ in range(POLLS // 2):
+                store.peek("job", j)
             [lease] = await store.take_now(["task:noop", "task:@w0/noop"], owner="w0", lease_s=300, limit=1)
+            running = {**task, "worker_id": "w0", "token": lease.token}
+            await store.apply(Put("task", t, running, 1, "running", j), durable=False)
+            for _ in range(POLLS - POLLS // 2):
+                store.peek("job", j)
             await store.apply(
                 Append(
                     j, "task_completed", "success", {"task_id": t, "status": "success", "worker_id": "w0"}
                 ),
-                Put("task", t, {**task, "worker_id": "w0", "result": {}}, 1, "completed", j),
+                Put("task", t, {**running, "result": {}}, 2, "completed", j),
                 Ack(lease),
                 Append(j, "transition", "running", {"state": "finished", "from": "start", "task_id": t}),
                 Put("job", j, {**JOB, "state": "finished", "step": 2}, 1, "finished", "bench"),

@@ -187,9 +187,9 @@ def _batch_sizes(store: SQLiteStore) -> list[int]:
     sizes: list[int] = []
     run_batch = store._run_batch
 
-    def counting(conn: Any, batch: list[Any]) -> None:
+    def counting(conn: Any, batch: list[Any], **kw: Any) -> None:
         sizes.append(len(batch))
-        run_batch(conn, batch)
+        run_batch(conn, batch, **kw)
 
     store._run_batch = counting  # type: ignore[method-assign]
     return sizes
@@ -235,58 +235,54 @@ async def test_a_call_that_waits_for_an_fsync_commits_at_once_after_the_deferred
     assert got is not None and got.data == {"n": 2}
 
 
-async def test_kept_reads_check_data_version_once_a_loop_turn(store: SQLiteStore, tmp_path: Path) -> None:
-    """Status polls read kept records: one ``PRAGMA data_version`` covers every read of a loop turn (each
-    request served in it arrived before the check); another connection's commit is seen from the next turn
-    on, and another store of this process committing ends the check at once."""
+async def test_kept_reads_ask_data_version_only_after_a_commit(store: SQLiteStore, tmp_path: Path) -> None:
+    """Status polls read kept records: ``PRAGMA data_version`` is asked only when the WAL index header
+    changed (somebody committed) since the last check; another process's commit and another store of this
+    process committing are both seen by the very next read, in the same loop turn."""
     await store.apply(Put("job", "j1", {"n": 0}, None, "running"))
     assert store._conn is not None
     checks: list[str] = []
     store._conn.set_trace_callback(lambda sql: checks.append(sql) if "data_version" in sql else None)
-    for _ in range(5):  # one turn: no await below yields
+    for _ in range(5):
         got = await store.get("job", "j1")
         assert got is not None and got.data == {"n": 0}
-    assert len(checks) == 1
-    await asyncio.sleep(0)
-    assert (await store.get("job", "j1")) is not None
-    assert len(checks) == 2  # a new turn checks again
+    assert len(checks) == 1  # the first read after this store's commit; nobody committed since
+    await store.apply(Put("job", "j2", {"n": 0}, None, "running"))
+    assert (await store.get("job", "j1")) is not None and (await store.get("job", "j2")) is not None
+    assert len(checks) == 2  # a commit (its own): checked once again
 
-    # another process's commit: seen by the first read of the next turn
-    assert (await store.get("job", "j1")) is not None
+    # another process's commit: seen by the next read
     await asyncio.to_thread(_other_process, store.path, "put")
     got = await store.get("job", "j1")
     assert got is not None and got.data == {"by": "other"}
 
-    # another store of this process on the same file commits within the same turn: seen at once
+    # another store of this process on the same file commits: seen at once, without yielding
     other = SQLiteStore(store.path, synchronous="NORMAL")
     await other.open()
     try:
         [mine] = await store.apply(Put("job", "j1", {"by": "me"}, got.version, "running"))  # kept again
-        await asyncio.sleep(0)
         got = await store.get("job", "j1")
         assert got == mine
         before = len(checks)
-        assert (await store.get("job", "j1")) is not None and len(checks) == before  # checked this turn
+        assert (await store.get("job", "j1")) is not None and len(checks) == before  # nobody committed
         await other.apply(Put("job", "j1", {"by": "neighbour"}, got.version, "running"), durable=False)
-        got = await store.get("job", "j1")  # no await above yielded: the same turn
+        got = await store.get("job", "j1")
         assert got is not None and got.data == {"by": "neighbour"} and len(checks) == before + 1
     finally:
         await other.close()
 
 
 async def test_peek_answers_a_kept_record_checked_at_that_moment(store: SQLiteStore) -> None:
-    """``peek`` (a status poll answered as it is parsed) returns a kept record on disk, checking
-    ``data_version`` every time (the turn's check does not cover a request read after it), and nothing for a
-    record another process wrote since, or one whose commit is not on disk yet."""
+    """``peek`` (a status poll answered as it is parsed) returns a kept record on disk, and nothing for a
+    record another process wrote since (even without a yield in between), or one whose commit is not on
+    disk yet."""
     [mine] = await store.apply(Put("job", "j1", {"by": "me"}, None, "running"))
-    assert store._conn is not None
-    checks: list[str] = []
-    store._conn.set_trace_callback(lambda sql: checks.append(sql) if "data_version" in sql else None)
     assert store.peek("job", "j1") == mine._replace(data={"by": "me"})
-    assert store.peek("job", "j1") is not None and len(checks) == 2  # no await between: checked both times
+    assert store.peek("job", "j1") is not None
     assert store.peek("job", "other") is None  # not kept: to be read
 
-    await asyncio.to_thread(_other_process, store.path, "put")
+    assert store.peek("job", "j1") is not None
+    _other_process(store.path, "put")  # no yield since the last peek
     assert store.peek("job", "j1") is None  # another process wrote: read it
     got = await store.get("job", "j1")
     assert got is not None and got.data == {"by": "other"}
@@ -383,3 +379,32 @@ async def test_counters_are_read_only_by_transactions_that_use_them(tmp_path: Pa
     finally:
         await other.close()
         await store.close()
+
+
+async def test_a_take_and_the_claim_made_after_it_in_its_step_commit_as_one_transaction(
+    store: SQLiteStore,
+) -> None:
+    """A take that is its step's first call returns with its transaction open; the claim made after it in
+    the same step runs in it and both commit once. A read in between sees the take (it commits first)."""
+    from podium.store import Enqueue
+
+    await store.apply(Enqueue("q", "a"), Enqueue("q", "b"), Put("task", "t", {"n": 0}, None, "queued"))
+    assert store._conn is not None
+    sqls: list[str] = []
+    store._conn.set_trace_callback(
+        lambda sql: sqls.append(sql) if sql in ("BEGIN IMMEDIATE", "COMMIT") else None
+    )
+    [lease] = await store.take_now(["q"], owner="w", lease_s=30, limit=1)
+    [claimed] = await store.apply(Put("task", "t", {"n": 1}, 1, "running"), durable=False)
+    assert sqls == ["BEGIN IMMEDIATE", "COMMIT"]  # one transaction
+    assert await store.queue_depth("q") == {"ready": 1, "delayed": 0, "leased": 1}
+    got = await store.get("task", "t")
+    assert got is not None and got.version == claimed.version == 2 and lease.id == "a"
+
+    await asyncio.sleep(0)  # a new step: the take is its first call
+    sqls.clear()
+    [lease] = await store.take_now(["q"], owner="w", lease_s=30, limit=1)
+    assert sqls == ["BEGIN IMMEDIATE"]  # returned, its transaction open
+    assert (await store.get("task", "t")) is not None  # a read: what returned is committed first
+    assert sqls == ["BEGIN IMMEDIATE", "COMMIT"] and lease.id == "b"
+    assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 2}

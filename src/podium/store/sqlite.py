@@ -7,9 +7,10 @@ with ``synchronous=FULL`` (the default) the store commits with SQLite's ``NORMAL
 (:class:`~podium.store.sqlite_sync.WalSyncer`) fsyncs the WAL outside the write lock, then releases the calls
 that waited for it. A durable call returns only after an fsync that covers its commit; one fsync covers
 every commit made before it started (group commit), and the next transactions run while the disk flushes
-(no write waits behind another's fsync). ``durable=False`` calls (takes, claims) return at their commit.
-A call that finds the write lock held by another process (several instances on one file) goes to a writer
-thread that waits for it; calls made meanwhile queue behind it there and run as one transaction (a
+(no write waits behind another's fsync). ``durable=False`` calls (takes, claims) return at their commit; a
+take that is its loop step's first call returns with its transaction open, and the step's later calls (the
+claim) commit with it. A call that finds the write lock held by another process (several instances on one
+file) goes to a writer thread that waits for it; calls made meanwhile queue behind it there and run as one transaction (a
 SAVEPOINT each, so one call's conflict rolls back only that call), so order is kept. A take that finds
 nothing due (idle workers' polls) is answered by a read, without a write transaction, and the ``counters``
 table (fence tokens, queue order) is read only by transactions that use it.
@@ -20,10 +21,11 @@ returned once the sync has covered it (lists, counts and history wait for every 
 Another process on the same file may see a commit up to one fsync before it is durable, as with
 ``synchronous=NORMAL``; what it may do with it is bounded by what that process writes (its own writes wait
 for their own fsync). A record this process wrote is read from the row it kept (its JSON text, decoded as a
-read would decode it) while ``PRAGMA data_version`` on the writing connection, which changes only when
-another connection commits, says nobody else wrote since (checked once per loop turn: every request served
-in a turn arrived before its first check, so a commit another process finished before a request was sent is
-seen; another store of this process committing ends the turn's check at once); any other record by kind and id is read on the
+read would decode it) while nobody else wrote since: ``PRAGMA data_version`` on the writing connection
+changes only when another connection commits; it is asked only when the WAL index header (mapped from the
+``-shm`` file, rewritten by every commit of any connection) changed since the last check that found no other
+connection's commit, so every read sees a commit another process finished before it (a request sent after
+it) at no syscall; any other record by kind and id is read on the
 event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU through
 a thread hop: job status polls are reads of one record); lists, counts and history run on a reader thread
 with its own connection.
@@ -45,30 +47,31 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from podium.clock import Clock
-from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
+from podium.errors import LeaseLostError, SchemaMismatchError, StoreError
 from podium.store import migrate
 from podium.store.base import (
     SCHEMA_VERSION,
-    Ack,
-    Append,
-    Delete,
-    Dequeue,
-    Enqueue,
     Fetch,
     HistoryEntry,
     Lease,
     Op,
-    Put,
     Record,
     Store,
-    Wake,
     dump_json,
     history_query,
     load_json,
     notify_queues,
     status_filter,
 )
-from podium.store.sqlite_sync import Outcome, WalSyncer, post_outcomes, set_sync_done
+from podium.store.sqlite_ops import run_op
+from podium.store.sqlite_sync import (
+    Outcome,
+    WalIndexHeader,
+    WalSyncer,
+    post_outcomes,
+    post_to,
+    set_sync_done,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -83,12 +86,6 @@ _Row = tuple[str, str, int, str | None, str | None, str, float, float]
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-_commits = [0]
-"""Commits made by every :class:`SQLiteStore` of this process (another store on the same file is another
-connection: its commits change ``data_version`` for this one, so they end a store's check of it)."""
-_commits_lock = threading.Lock()
 
 
 class SQLiteStore(Store):
@@ -114,20 +111,23 @@ class SQLiteStore(Store):
         self._write_lock = threading.Lock()  # the writing connection is used by one thread at a time
         self._step_loop: asyncio.AbstractEventLoop | None = None  # a call ran in this loop's current step
         self._deferred: builtins.list[_Call] = []  # calls made later in that step
+        # That step's first call (a take) returned in a transaction still open, with the write lock
+        # held by the loop's thread: the step's later calls run in it, and it commits with them.
+        self._held = False
+        self._before = 0  # total_changes when the transaction began
         self._counters: dict[str, int] | None = None  # read on a transaction's first use (None: not yet)
         self._tx_conn: sqlite3.Connection | None = None  # the connection of the transaction being run
-        self._dirty = False
+        self._dirty: set[str] = set()  # the counters a transaction changed (written back at its end)
         self._touched: builtins.list[tuple[tuple[str, str], _Row | None]] = []  # what a batch writes
         # Records as this process last wrote them, valid while no other connection committed: a read of one
         # checks ``PRAGMA data_version`` on the writing connection (it changes only when another
         # connection commits) instead of reading the record.
         self._cache: dict[tuple[str, str], _Row] = {}
         self._data_version = 0
-        # A check of ``data_version`` holds for the rest of the loop turn it was made in (every request served
-        # in that turn arrived before it), unless another store of this process commits meanwhile: the
-        # commits of other stores it had seen (``_commits`` minus its own), ``None`` once the turn is over.
-        self._checked: int | None = None
-        self._own_commits = 0
+        self._shm: WalIndexHeader | None = None
+        self._quiet: bytes | None = (
+            None  # the WAL index header when a check found no other connection's commit
+        )
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
         self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
@@ -156,6 +156,7 @@ class SQLiteStore(Store):
         self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect_reader)
         self._lconn = self._connect_reader(busy_timeout_ms=200)
         self._syncer = WalSyncer(self.path, fsync=self._fsyncs, checkpoint=self._checkpoint)
+        self._shm = WalIndexHeader(self.path)
 
     def _checkpoint(self) -> None:
         """Checkpoint the WAL on the writing connection (the syncer's thread), holding it: writes made
@@ -194,6 +195,9 @@ class SQLiteStore(Store):
     async def close(self) -> None:
         if self._conn is None or self._executor is None:
             return
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = self._quiet = None
         if self._lconn is not None:
             self._lconn.close()
             self._lconn = None
@@ -208,7 +212,7 @@ class SQLiteStore(Store):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        if self._deferred:
+        if self._deferred or self._held:
             self._end_step()
         while self._threaded:  # what the writer thread holds runs first
             await asyncio.get_running_loop().run_in_executor(executor, self._drain)
@@ -225,9 +229,15 @@ class SQLiteStore(Store):
 
     # --- the writes -----------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> asyncio.Future[T]:
+    def _call(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True, hold: bool = False
+    ) -> asyncio.Future[T]:
         """Run ``fn`` in a write transaction. The first call of a loop step runs here and now, in its own
-        transaction (its future is done when this returns, unless it waits for an fsync); the calls made
+        transaction (its future is done when this returns, unless it waits for an fsync; a take's (``hold``)
+        transaction stays open until the step's end or this store's next read, and commits with the calls
+        made later in the step: the take and the claim that follows it are one transaction. Until then
+        others see the item not yet leased, and its lease is lost if the process dies: it is offered again,
+        as after a power cut); the calls made
         later in the same step run together at its end, in one transaction (many calls at once: fewer
         commits), except a call that waits for an fsync: it commits at once, with the calls deferred before
         it (in order), so the fsync that covers it can start before the step ends (on a busy server the rest
@@ -249,12 +259,13 @@ class SQLiteStore(Store):
                 with self._pending_lock:
                     queued = self._threaded
                 if not queued:
-                    self._run_now([call])
+                    self._run_now([call], hold=hold)
                     self._step_loop = loop
                     loop.call_soon(self._end_step)
                     return fut
             finally:
-                self._write_lock.release()
+                if not self._held:
+                    self._write_lock.release()
         self._enqueue([call])
         return fut
 
@@ -266,6 +277,14 @@ class SQLiteStore(Store):
     def _run_deferred(self) -> None:
         """Run the calls deferred in this step, in order, as one batch."""
         batch, self._deferred = self._deferred, []
+        if self._held:  # in the step's open transaction (this thread holds the write lock): commit it
+            assert self._conn is not None
+            try:
+                self._run_batch(self._conn, batch)
+            finally:
+                self._held = False
+                self._write_lock.release()
+            return
         if not batch:
             return
         if self._conn is None:
@@ -302,7 +321,17 @@ class SQLiteStore(Store):
                 f"SQLite fsync failed earlier ({syncer.failure}): the store refuses further calls"
             )
 
-    def _run_now(self, batch: builtins.list[_Call]) -> None:
+    def _flush(self) -> None:
+        """Before a read on the loop's thread: commit the step's open transaction (reads see what returned)."""
+        if self._held:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # another thread's read: as if made before the transaction
+            if loop is self._step_loop:
+                self._run_deferred()
+
+    def _run_now(self, batch: builtins.list[_Call], *, hold: bool = False) -> None:
         """Run calls in one transaction on this thread, unless another process holds the write lock: then
         they go to the writer thread, which waits for the lock (and the calls after them follow them there
         until it is done, so order is kept)."""
@@ -317,7 +346,7 @@ class SQLiteStore(Store):
                 failure = StoreError(f"SQLite commit failed: {exc}")
                 self._settle([(fut, loop, None, failure) for _, fut, loop, _ in batch], [], 0)
             return
-        self._run_batch(conn, batch)
+        self._run_batch(conn, batch, hold=hold)
 
     def _drain(self) -> None:
         """On the writer thread: run every queued call in one transaction, waiting for the write lock."""
@@ -351,8 +380,11 @@ class SQLiteStore(Store):
                     assert self._executor is not None
                     self._executor.submit(self._drain)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: builtins.list[_Call]) -> None:
-        """Run the calls (a savepoint each) in the open transaction, commit once, then settle them."""
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: builtins.list[_Call], *, hold: bool = False
+    ) -> None:
+        """Run the calls (a savepoint each) in the open transaction, commit once, then settle them. ``hold``
+        (one call): once it succeeded, resolve it and leave the transaction open (``_held``)."""
         outcomes: builtins.list[Outcome] = []
         durable: builtins.list[Outcome] = []
         seq = 0
@@ -360,12 +392,13 @@ class SQLiteStore(Store):
             # Counters are read once per transaction, by its first call that needs one (under the write
             # lock, so other processes on the same file cannot interleave), and written back once at the end;
             # most transactions (creations, results, takes that find nothing) need none.
-            self._counters = None
-            self._tx_conn = conn
-            self._dirty = False
-            before = conn.total_changes
-            self._touched = []
-            single = len(batch) == 1
+            if not self._held:  # a new transaction (else the held one goes on)
+                self._counters = None
+                self._tx_conn = conn
+                self._dirty = set()
+                self._before = conn.total_changes
+                self._touched = []
+            single, self._held = len(batch) == 1 and not self._held, False
             for fn, fut, loop, wants_disk in batch:
                 if not single:
                     conn.execute("SAVEPOINT call")
@@ -383,15 +416,21 @@ class SQLiteStore(Store):
                         conn.execute("RELEASE call")
                     outcome = (fut, loop, result, None)
                 (durable if wants_disk and self._fsyncs else outcomes).append(outcome)
+            if hold and conn.in_transaction and not durable:
+                self._held = (
+                    True  # commits at the step's end (or the next read), with the calls made till then
+                )
+                post_outcomes(outcomes)
+                return
             if conn.in_transaction:
                 if self._dirty and self._counters is not None:
                     conn.executemany(
                         "INSERT INTO counters(name, value) VALUES (?, ?)"
                         " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                        builtins.list(self._counters.items()),
+                        [(name, self._counters[name]) for name in self._dirty],
                     )
                 syncer = self._syncer
-                if syncer is not None and conn.total_changes != before:
+                if syncer is not None and conn.total_changes != self._before:
                     if self._fsyncs and durable:
                         seq = syncer.reserve()  # from here on the commit may be visible: reads wait for it
                         with self._unsynced_lock:
@@ -410,9 +449,6 @@ class SQLiteStore(Store):
                     if seq:
                         assert syncer is not None
                         syncer.committed(seq)
-                with _commits_lock:
-                    _commits[0] += 1
-                    self._own_commits += 1
                 self._remember(self._touched)
             if durable and not seq and self._syncer is not None:
                 seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
@@ -438,38 +474,32 @@ class SQLiteStore(Store):
         while len(cache) > self.CACHE_SIZE:
             del cache[next(iter(cache))]
 
-    def _cached(self, key: tuple[str, str], *, fresh: bool = False) -> _Row | None:
+    def _cached(self, key: tuple[str, str]) -> _Row | None:
         """The record as this process last wrote it, if no other connection committed since (then the
-        kept records are dropped); ``None`` when the store must be read. ``fresh``: checked now, whatever
-        this loop turn checked, and the check not kept for the turn (a read made outside its tasks)."""
+        kept records are dropped); ``None`` when the store must be read."""
         cache = self._cache
-        conn = self._conn
+        conn, shm = self._conn, self._shm
         if key not in cache or conn is None:
             return None
-        others = _commits[0] - self._own_commits
-        if self._checked == others and not fresh:
-            return cache.get(key)  # checked in this loop turn, and no other store of this process committed
+        if shm is not None and self._quiet is not None and shm.read() == self._quiet:
+            return cache.get(key)  # nobody committed since a check found no other connection's commit
         if not self._write_lock.acquire(blocking=False):
             return None
         try:
+            # read under the write lock (this process's commits and what they keep wait), before the check:
+            # while it stays the same, nobody committed after the check
+            header = shm.read() if shm is not None else None
             version = _data_version(conn)
         except sqlite3.Error:
             return None
         finally:
             self._write_lock.release()
+        self._quiet = header
         if version != self._data_version:
             cache.clear()
             self._data_version = version
             return None
-        if not fresh:
-            if self._checked is None:
-                asyncio.get_running_loop().call_soon(self._turn_over)
-            self._checked = others
         return cache.get(key)
-
-    def _turn_over(self) -> None:
-        """The loop turn of the last ``data_version`` check is over: the next kept read checks again."""
-        self._checked = None
 
     def _settle(self, now: builtins.list[Outcome], later: builtins.list[Outcome], seq: int) -> None:
         """Resolve ``now`` at once and ``later`` once a sync covers commit ``seq``."""
@@ -513,6 +543,8 @@ class SQLiteStore(Store):
         returns once every commit it may have seen is on disk."""
         if self._rconn is None or self._reader is None:
             raise StoreError("the SQLite store is not open (use `async with store:` or `await store.open()`)")
+        if self._held:
+            self._flush()
         result = await asyncio.get_running_loop().run_in_executor(self._reader, fn, self._rconn)
         syncer = self._syncer
         if syncer is not None and syncer.synced < syncer.visible:
@@ -531,8 +563,7 @@ class SQLiteStore(Store):
             fut = waits[(loop, seq)] = loop.create_future()
 
             def done(failure: BaseException | None, fut: asyncio.Future[None] = fut) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                    loop.call_soon_threadsafe(set_sync_done, fut, failure)
+                post_to(loop, set_sync_done, fut, failure)
 
             fut.add_done_callback(lambda _: waits.pop((loop, seq), None))
             syncer.after(seq, done)
@@ -542,113 +573,11 @@ class SQLiteStore(Store):
 
     async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         now = self.clock.now()
-        results = await self._call(lambda conn: [self._op(conn, op, now) for op in ops], durable=durable)
+        results = await self._call(
+            lambda conn: [run_op(conn, op, now, self._touched, self._next) for op in ops], durable=durable
+        )
         self._notify(notify_queues(ops))
         return results
-
-    def _op(self, conn: sqlite3.Connection, op: Op, now: float) -> Any:
-        if isinstance(op, Put):
-            text = _dumps(op.data)
-            if op.expected_version is None:
-                row = conn.execute(
-                    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
-                    " VALUES (?,?,1,?,?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET version = version + 1,"
-                    " status = excluded.status, grp = excluded.grp, data = excluded.data,"
-                    " updated_at = excluded.updated_at RETURNING version, created_at",
-                    (op.kind, op.id, op.status, op.group, text, now, now),
-                ).fetchone()
-            elif op.expected_version == 0:
-                row = conn.execute(
-                    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
-                    " VALUES (?,?,1,?,?,?,?,?) ON CONFLICT(kind, id) DO NOTHING RETURNING version, created_at",
-                    (op.kind, op.id, op.status, op.group, text, now, now),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    "UPDATE records SET version = version + 1, status = ?, grp = ?, data = ?, updated_at = ?"
-                    " WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
-                    (op.status, op.group, text, now, op.kind, op.id, op.expected_version),
-                ).fetchone()
-            if row is None:
-                found = conn.execute(
-                    "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
-                ).fetchone()
-                raise ConflictError(op.kind, op.id, op.expected_version, found[0] if found else None)
-            # The caller keeps its own object; the store holds the JSON text.
-            self._touched.append(
-                ((op.kind, op.id), (op.kind, op.id, row[0], op.status, op.group, text, row[1], now))
-            )
-            return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
-        if isinstance(op, Delete):
-            if op.expected_version is not None:
-                row = conn.execute(
-                    "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
-                ).fetchone()
-                actual = row[0] if row else 0
-                if actual != op.expected_version:
-                    raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-            self._touched.append(((op.kind, op.id), None))
-            return conn.execute("DELETE FROM records WHERE kind=? AND id=?", (op.kind, op.id)).rowcount > 0
-        if isinstance(op, Enqueue):
-            seq = self._next("seq")
-            if op.lease_owner:
-                token = self._next("fence")
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
-                    " attempts, enqueued_at) VALUES (?,?,?,?,?,1,?,?,?,1,?)",
-                    (
-                        op.queue,
-                        op.id,
-                        seq,
-                        op.priority,
-                        _dumps(op.payload or {}),
-                        now + op.lease_s,
-                        token,
-                        op.lease_owner,
-                        now,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    return None
-                return Lease(
-                    op.queue,
-                    op.id,
-                    op.payload or {},
-                    op.priority,
-                    1,
-                    token,
-                    op.lease_owner,
-                    now + op.lease_s,
-                    now,
-                )
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner,"
-                " attempts, enqueued_at) VALUES (?,?,?,?,?,0,?,0,'',0,?)",
-                (op.queue, op.id, seq, op.priority, _dumps(op.payload or {}), now + op.delay_s, now),
-            )
-            return cur.rowcount > 0
-        if isinstance(op, Dequeue):
-            return conn.execute("DELETE FROM queue WHERE queue=? AND id=?", (op.queue, op.id)).rowcount > 0
-        if isinstance(op, Ack):
-            lease = op.lease
-            cur = conn.execute(
-                "DELETE FROM queue WHERE queue=? AND id=? AND leased=1 AND token=? AND due_at>?",
-                (lease.queue, lease.id, lease.token, now),
-            )
-            if cur.rowcount == 0:
-                raise LeaseLostError(
-                    f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
-                )
-            return None
-        if isinstance(op, Wake):
-            return None
-        assert isinstance(op, Append)
-        data = _dumps(op.data or {})
-        cur = conn.execute(
-            "INSERT INTO history(subject_id, event, status, ts, data) VALUES (?,?,?,?,?)",
-            (op.subject_id, op.event, op.status, now, data),
-        )
-        return HistoryEntry(int(cur.lastrowid or 0), op.subject_id, op.event, op.status, now, op.data or {})
 
     def _next(self, name: str) -> int:
         """The next value of a counter (fence tokens, queue order); writer thread only, in a batch."""
@@ -660,7 +589,7 @@ class SQLiteStore(Store):
             )
         value = counters.get(name, 0) + 1
         counters[name] = value
-        self._dirty = True
+        self._dirty.add(name)
         return value
 
     # --- records --------------------------------------------------------------------------------
@@ -669,11 +598,15 @@ class SQLiteStore(Store):
     def _record(row: Sequence[Any]) -> Record:
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
-    def peek(self, kind: str, id: str) -> Record | None:  # kept, checked now (not per turn), on disk
-        row = self._cached((kind, id), fresh=True) if self._cache else None
+    def peek(self, kind: str, id: str) -> Record | None:  # kept, nobody else wrote since, on disk
+        if self._held:
+            self._flush()
+        row = self._cached((kind, id)) if self._cache else None
         return None if row is None or self._unsynced_commit((kind, id)) is not None else self._record(row)
 
     async def get(self, kind: str, id: str) -> Record | None:
+        if self._held:
+            self._flush()
         cached = self._cached((kind, id)) if self._cache else None
         if cached is not None:
             seq = self._unsynced_commit((kind, id))
@@ -800,17 +733,31 @@ class SQLiteStore(Store):
                 )
             return out
 
-        # A take that a power cut loses only offers the item again: no need to wait for the disk.
-        return self._call(run, durable=False)
+        # A take that a power cut loses only offers the item again: no need to wait for the disk (nor to
+        # commit before the step's end: the claim that follows it joins its transaction).
+        return self._call(run, durable=False, hold=True)
 
     def _nothing_due(self, queues: Sequence[str], now: float) -> bool:
         """Whether no item of ``queues`` is due, by a read on the event loop's thread (a take that finds
         nothing then needs no write transaction: most takes of idle workers find nothing). Only when no
         write of this process is still to run (deferred in this step, or queued for the writer thread): the
-        read sees every commit made before it, and a later enqueue wakes the waiting takers."""
-        conn = self._lconn
+        read sees every commit made before it, and a later enqueue wakes the waiting takers. The read runs
+        on the writing connection when it is free (its page cache holds what this process wrote: another
+        connection would read those pages again after every commit)."""
+        conn = self._conn
         if conn is None or self._deferred or self._threaded:
             return False
+        if self._held:  # in the step's open transaction (this loop's thread holds the write lock)
+            return self._step_loop is asyncio.get_running_loop() and self._none_due(conn, queues, now)
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            return self._none_due(conn, queues, now)
+        finally:
+            self._write_lock.release()
+
+    @staticmethod
+    def _none_due(conn: sqlite3.Connection, queues: Sequence[str], now: float) -> bool:
         try:
             for name in dict.fromkeys(queues):
                 if conn.execute(

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
+import mmap
 import os
 import sqlite3
 import threading
@@ -31,7 +34,15 @@ from typing import Any
 
 from podium.errors import StoreError
 
-__all__ = ["CHECKPOINT_COMMITS", "Outcome", "WalSyncer", "post_outcomes", "set_sync_done"]
+__all__ = [
+    "CHECKPOINT_COMMITS",
+    "Outcome",
+    "WalIndexHeader",
+    "WalSyncer",
+    "post_outcomes",
+    "post_to",
+    "set_sync_done",
+]
 
 CHECKPOINT_COMMITS = 250
 """A checkpoint runs after this many commits (a few pages each: about SQLite's default of 1,000 pages). The
@@ -145,8 +156,15 @@ class WalSyncer:
             self.synced = max(self.synced, target)
             ready = [done for seq, done in self._after if seq <= target or self.failure is not None]
             self._after = [(seq, done) for seq, done in self._after if seq > target and self.failure is None]
-        for done in ready:
-            done(self.failure)
+        _posting.calls = {}  # what the callbacks hand to event loops: one wake-up per loop for this sync
+        try:
+            for done in ready:
+                done(self.failure)
+        finally:
+            calls, _posting.calls = _posting.calls, None
+            for loop, items in calls.items():
+                with contextlib.suppress(RuntimeError):  # the loop is closed; nobody is waiting any more
+                    loop.call_soon_threadsafe(_run_calls, items)
 
     def _fsync_wal(self) -> None:
         """fsync the WAL file (reopened if it was replaced: a new file after every connection closed)."""
@@ -168,6 +186,89 @@ class WalSyncer:
         os.fsync(self._fd)
 
 
+class WalIndexHeader:
+    """The WAL index header (the first 48 bytes of the ``-shm`` file). Every commit, by any connection of
+    any process, rewrites it before ``COMMIT`` returns (its change counter goes up), so the same bytes read
+    twice mean that nobody committed in between. Read from a read-only mapping of the file made from the
+    descriptor SQLite holds open (found in ``/proc/self/fd``, checked to name that file): nothing here opens
+    or closes a descriptor of the file, which would drop SQLite's locks on it (POSIX locks belong to the
+    process; Python's ``mmap`` keeps a descriptor of its own), and a read costs no syscall. The file is
+    never truncated while this process holds it open (SQLite maps it too). ``read()`` is ``None`` where it
+    cannot be mapped (the store then asks ``PRAGMA data_version`` each time)."""
+
+    SIZE = 48
+
+    def __init__(self, path: Path) -> None:
+        self._addr: int | None = None
+        self._header: ctypes.Array[ctypes.c_char] | None = None  # over the mapping
+        shm = os.path.realpath(f"{path}-shm")
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            st = os.stat(shm)
+            for name in os.listdir("/proc/self/fd"):
+                with contextlib.suppress(OSError, ValueError):
+                    fd = int(name)
+                    if os.readlink(f"/proc/self/fd/{name}") != shm:
+                        continue
+                    found = os.fstat(fd)
+                    same = (found.st_dev, found.st_ino) == (st.st_dev, st.st_ino)
+                    if same and found.st_size >= 2 * self.SIZE:
+                        self._addr = _map(fd, 2 * self.SIZE)
+                        if self._addr is not None:
+                            self._header = (ctypes.c_char * self.SIZE).from_address(self._addr)
+                        break
+
+    def read(self) -> bytes | None:
+        header = self._header
+        return None if header is None else header.raw
+
+    def close(self) -> None:
+        addr, self._addr, self._header = self._addr, None, None
+        if addr is not None:
+            _libc().munmap(ctypes.c_void_p(addr), ctypes.c_size_t(2 * self.SIZE))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+def _map(fd: int, size: int) -> int | None:
+    """A shared read-only mapping of ``fd``'s first ``size`` bytes, made without a descriptor of its own."""
+    addr = _libc().mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    return None if addr is None or addr == ctypes.c_void_p(-1).value else int(addr)
+
+
+_posting = threading.local()
+"""``calls``: while the syncer releases the callers of one sync, what they hand each loop (else ``None``)."""
+
+
+def post_to(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn(*args)`` on ``loop`` (another thread's): at the end of the syncer's round if this is the
+    syncer's thread releasing a sync's callers (one wake-up of each loop for all of them), else now."""
+    calls = getattr(_posting, "calls", None)
+    if calls is not None:
+        calls.setdefault(loop, []).append((fn, args))
+        return
+    with contextlib.suppress(RuntimeError):  # the loop is closed; nobody is waiting any more
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _run_calls(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    for fn, args in calls:
+        fn(*args)
+
+
 def post_outcomes(items: list[Outcome]) -> None:
     """Resolve futures: at once on this thread's loop, through ``call_soon_threadsafe`` on another's."""
     if not items:
@@ -182,11 +283,8 @@ def post_outcomes(items: list[Outcome]) -> None:
     for loop, batch in by_loop.items():
         if loop is here:
             _resolve(batch)
-            continue
-        try:
-            loop.call_soon_threadsafe(_resolve, batch)
-        except RuntimeError:  # the loop is closed; nobody is waiting any more
-            pass
+        else:
+            post_to(loop, _resolve, batch)
 
 
 def _resolve(items: list[Outcome]) -> None:
