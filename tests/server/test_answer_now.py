@@ -181,6 +181,33 @@ async def test_a_status_poll_is_answered_as_it_is_parsed_with_the_usual_bytes(
     assert conn.transport.closed
 
 
+async def test_an_unchanged_job_is_answered_from_its_last_view_and_a_change_shows_at_once(
+    served: tuple[Any, OrchestratorEngine],
+) -> None:
+    """Polls of a job that did not change reuse the view (and body) made for the first; the first poll after
+    the job changed answers the change."""
+    app, engine = served
+    job_id = await engine.create_job("transcode", {"path": "/p"}, client=_client("default"))
+    view = engine.jobs.peek_job(job_id)
+    assert view is not None and engine.jobs.peek_job(job_id) is view  # unchanged: the same view
+    conn = _Connection(app)
+    assert conn.send(_get(job_id)) == 0
+    first = await conn.answer()
+    assert conn.send(_get(job_id)) == 0
+    assert await conn.answer() == first
+    await engine.cancel_job(job_id)
+    changed = engine.jobs.peek_job(job_id)
+    assert changed is not None and changed is not view and changed.version > view.version
+    assert conn.send(_get(job_id)) == 0
+    after = await conn.answer()
+    body = after.partition(b"\r\n\r\n")[2]
+    assert httpx.Response(200, content=body).json()["status"] == (await engine.get_job(job_id)).status
+    assert after != first
+    # the usual way writes the same bytes for the changed job
+    assert conn.send(_get(job_id, extra="content-length: 0\r\n")) == 1
+    assert _without_date(await conn.answer()) == _without_date(after)
+
+
 async def test_refusals_take_the_usual_way(served: tuple[Any, OrchestratorEngine]) -> None:
     app, engine = served
     st = app.state.podium

@@ -25,7 +25,10 @@ from podium.errors import ConflictError
 from podium.ids import new_ulid_str
 from podium.store.base import ARCHIVED_EVENT, Append, Dequeue, Enqueue, HistoryEntry, Op, Put, Record
 
-__all__ = ["Jobs", "job_view", "task_view"]
+__all__ = ["PEEKED_VIEWS", "Jobs", "job_view", "task_view"]
+
+PEEKED_VIEWS = 4096
+"""How many jobs' last peeked views :meth:`Jobs.peek_job` keeps (all are dropped when it is full)."""
 
 
 def job_view(rec: Record) -> JobView:
@@ -91,6 +94,8 @@ class Jobs:
         self.planner = planner
         self._waiter_tick: asyncio.TimerHandle | None = None  # wakes every waiter to re-read (system clock)
         self._waiter_tick_loop: asyncio.AbstractEventLoop | None = None
+        # the last view peek_job made of each job, with what identifies the record it came from
+        self._peeked: dict[str, tuple[tuple[int, float, float], JobView]] = {}
 
     async def create_job(
         self,
@@ -141,9 +146,21 @@ class Jobs:
 
     def peek_job(self, job_id: str) -> JobView | None:
         """The job's view when the store knows it at once (:meth:`~podium.store.base.Store.peek`), as
-        :meth:`get_job` would return it now; ``None``: read it with :meth:`get_job`."""
+        :meth:`get_job` would return it now; ``None``: read it with :meth:`get_job`. A record peeked again
+        unchanged (same version, created and updated at the same times) gives the view made the first time:
+        the same object, to be read, not changed (a status poller asks a job many times between changes)."""
         rec = self.storage.peek(JOB, job_id)
-        return job_view(rec) if rec is not None else None
+        if rec is None:
+            return None
+        seen = self._peeked.get(job_id)
+        mark = (rec.version, rec.created_at, rec.updated_at)
+        if seen is not None and seen[0] == mark:
+            return seen[1]
+        if len(self._peeked) >= PEEKED_VIEWS:
+            self._peeked.clear()  # the jobs being polled now come back at once
+        view = job_view(rec)
+        self._peeked[job_id] = (mark, view)
+        return view
 
     async def list_jobs(
         self,

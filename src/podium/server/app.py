@@ -52,6 +52,7 @@ _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _VERSION_HEADER = (rxon.PROTOCOL_VERSION_HEADER.lower().encode(), rxon.PROTOCOL_VERSION.encode())
 _NEXT_SUFFIX = "/tasks/next"
+_BODIES_KEPT = 4096  # jobs whose last status body answer_now keeps (all dropped when full)
 
 
 class _Front:
@@ -72,6 +73,7 @@ class _Front:
         self._job_prefix = f"/{prefix}/v1/jobs/" if prefix else "/v1/jobs/"
         self._job_template = f"{self._job_prefix}{{job_id}}"
         self._serve_jobs = st.settings.enable_client_api
+        self._bodies: dict[str, tuple[Any, bytes]] = {}  # job id -> the view last answered, its body
 
     def observe(self, method: str, template: str, status: int, seconds: float) -> None:
         key = (method, template, status)
@@ -175,7 +177,15 @@ class _Front:
         view = st.engine.jobs.peek_job(job_id)
         if view is None or not may_see(client, view):
             return None
-        body = codec.dumps(job_out(st, view))
+        # the same view again (peek_job gives the same object while the job is unchanged): the same body
+        answered = self._bodies.get(job_id)
+        if answered is not None and answered[0] is view:
+            body = answered[1]
+        else:
+            body = codec.dumps(job_out(st, view))
+            if len(self._bodies) >= _BODIES_KEPT:
+                self._bodies.clear()
+            self._bodies[job_id] = (view, body)
         self.observe("GET", self._job_template, 200, time.perf_counter() - started)
         return body
 
