@@ -290,7 +290,13 @@ WORKLOADS = {"sequential": (_sequential_replies, STEPS), "parallel": (_parallel_
 
 
 async def run_count_worker(lib: str, workload: str, runs: int) -> None:
-    """``runs`` planner runs of ``workload`` and nothing else timed: what ``--instructions`` counts."""
+    """``runs`` planner runs of ``workload`` and nothing else timed: what ``--instructions`` counts.
+
+    ``tools-WORKLOAD`` runs only that workload's tool calls ``runs`` times (the ``tools`` column's work)."""
+    if workload.startswith("tools-"):
+        replies, calls = WORKLOADS[workload.removeprefix("tools-")]
+        await _tools_us_per_call(lib, replies(), calls, runs)
+        return
     replies, calls = WORKLOADS[workload]
     await _per_call_us(lib, replies(), calls, runs)
 
@@ -314,7 +320,7 @@ def count_instructions(python: str, side: str, workload: str, runs: int) -> int:
 
 def instructions_per_call(python: str, side: str, workload: str) -> float:
     """Instructions per tool call: 60 runs minus 10 runs (start-up, imports and warm-up cancel out)."""
-    calls = WORKLOADS[workload][1]
+    calls = WORKLOADS[workload.removeprefix("tools-")][1]
     low, high = count_instructions(python, side, workload, 10), count_instructions(python, side, workload, 60)
     return (high - low) / 50 / calls
 
@@ -322,12 +328,21 @@ def instructions_per_call(python: str, side: str, workload: str) -> float:
 def print_instructions(sides: dict[str, str]) -> None:
     counts = {
         workload: {side: instructions_per_call(python, side, workload) for side, python in sides.items()}
-        for workload in WORKLOADS
+        for workload in [*WORKLOADS, *(f"tools-{workload}" for workload in WORKLOADS)]
     }
-    print(f"{'workload':<12} {'penguiflow':>12} {'podium':>10} {'podium/pf':>10}   (instructions per call)")
-    for workload, figures in counts.items():
-        theirs, ours = figures.get("penguiflow", math.nan), figures["podium"]
-        print(f"{workload:<12} {theirs:>12,.0f} {ours:>10,.0f} {ours / theirs:>10.3f}")
+    print(
+        f"{'workload':<12} {'penguiflow':>12} {'podium':>10} {'podium/pf':>10}"
+        f" {'pf tools':>9} {'our tools':>10} {'net':>7}   (instructions per call)"
+    )
+    for workload in WORKLOADS:
+        theirs, ours = counts[workload].get("penguiflow", math.nan), counts[workload]["podium"]
+        tools = counts[f"tools-{workload}"]
+        their_tools, our_tools = tools.get("penguiflow", math.nan), tools["podium"]
+        net = counts[workload]["net"] = (ours - our_tools) / (theirs - their_tools)
+        print(
+            f"{workload:<12} {theirs:>12,.0f} {ours:>10,.0f} {ours / theirs:>10.3f}"
+            f" {their_tools:>9,.0f} {our_tools:>10,.0f} {net:>7.3f}"
+        )
     print(json.dumps(counts, sort_keys=True))
 
 
