@@ -170,13 +170,14 @@ class ParallelPlan:
         failures: list[dict[str, Any]],
     ) -> tuple[dict[str, Any] | None, PlannerPause | None, bool]:
         """The join's part of the observation, its pause, and whether that part is JSON data."""
-        assert action.join is not None
-        spec = self._specs.get(action.join.node)
+        join_call = action.join  # read once: a pydantic model's attributes are slow to read
+        assert join_call is not None
+        spec = self._specs.get(join_call.node)
         if spec is None:
             return (
                 {
-                    "node": action.join.node,
-                    "error": prompts.render_invalid_node(action.join.node, list(self._specs)),
+                    "node": join_call.node,
+                    "error": prompts.render_invalid_node(join_call.node, list(self._specs)),
                 },
                 None,
                 True,
@@ -192,7 +193,7 @@ class ParallelPlan:
                 None,
                 True,
             )
-        template = dict(action.join.args or {})
+        template = dict(join_call.args or {})
         for name in _fills_of(spec.args_model):
             if name not in template:
                 template[name] = (
