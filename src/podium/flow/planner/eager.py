@@ -107,6 +107,10 @@ class _FinalisedEagerTask(_EagerTask):
     __del__ = _PyTask.__del__
 
 
+# what asyncio's reprs and finalisers' messages call it ("_EagerTask exception was never retrieved"): one name
+_FinalisedEagerTask.__name__ = _FinalisedEagerTask.__qualname__ = _EagerTask.__name__
+
+
 def _first_steps_311(
     coros: Iterable[Coroutine[Any, Any, Any]],
     loop: asyncio.AbstractEventLoop,
