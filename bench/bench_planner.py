@@ -67,9 +67,12 @@ LLM's thoughts and tools' texts usually do; orjson's indented form with its newl
 join) 186k; a regex over it 133k for the observation alone; splitting on quotes 113k for the observation.
 Python's string operations cost 7 to 14 instructions per character and a few hundred per piece, as much as
 an encoder. So 1/5 on this workload is out of reach in CPython 3.11 for any planner that shows the LLM
-PenguiFlow's text. What podium's planner spends above that floor (106.9k per call measured, 534k per plan:
-148k more) is mostly the branches' tasks (about 11k each: PenguiFlow's contract runs each branch as a task
-of its own, see planner/eager.py) and the loop's Python (the step, its messages, the coroutines, contexts).
+PenguiFlow's text. What podium's planner spends above that floor (102.4k per call measured, 512k per plan:
+126k more) is the branches' tasks (about 6.5k each: PenguiFlow's contract runs each branch as a task of its
+own, see planner/eager.py; the Task object alone is ~3k, its context copy and run ~1.4k) and the loop's
+Python, spread thin (run_tool ~2k a call, a tool context ~2.6k, the join's template ~5k, the branches'
+bookkeeping ~2.5k each). The floor as a run (``_floor_run`` under callgrind, its own loop and calls
+included) is 99.4k per call, with the tools at 19.7k on either side: net 0.27 for it as well.
 """
 
 from __future__ import annotations
