@@ -67,9 +67,12 @@ LLM's thoughts and tools' texts usually do; orjson's indented form with its newl
 join) 186k; a regex over it 133k for the observation alone; splitting on quotes 113k for the observation.
 Python's string operations cost 7 to 14 instructions per character and a few hundred per piece, as much as
 an encoder. So 1/5 on this workload is out of reach in CPython 3.11 for any planner that shows the LLM
-PenguiFlow's text. What podium's planner spends above that floor (106.9k per call measured, 534k per plan:
-148k more) is mostly the branches' tasks (about 11k each: PenguiFlow's contract runs each branch as a task
-of its own, see planner/eager.py) and the loop's Python (the step, its messages, the coroutines, contexts).
+PenguiFlow's text. What podium's planner spends above that floor (102.4k per call measured, 512k per plan:
+126k more) is the branches' tasks (about 6.5k each: PenguiFlow's contract runs each branch as a task of its
+own, see planner/eager.py; the Task object alone is ~3k, its context copy and run ~1.4k) and the loop's
+Python, spread thin (run_tool ~2k a call, a tool context ~2.6k, the join's template ~5k, the branches'
+bookkeeping ~2.5k each). The floor as a run (``_floor_run`` under callgrind, its own loop and calls
+included) is 99.4k per call, with the tools at 19.7k on either side: net 0.27 for it as well.
 """
 
 from __future__ import annotations
@@ -290,7 +293,13 @@ WORKLOADS = {"sequential": (_sequential_replies, STEPS), "parallel": (_parallel_
 
 
 async def run_count_worker(lib: str, workload: str, runs: int) -> None:
-    """``runs`` planner runs of ``workload`` and nothing else timed: what ``--instructions`` counts."""
+    """``runs`` planner runs of ``workload`` and nothing else timed: what ``--instructions`` counts.
+
+    ``tools-WORKLOAD`` runs only that workload's tool calls ``runs`` times (the ``tools`` column's work)."""
+    if workload.startswith("tools-"):
+        replies, calls = WORKLOADS[workload.removeprefix("tools-")]
+        await _tools_us_per_call(lib, replies(), calls, runs)
+        return
     replies, calls = WORKLOADS[workload]
     await _per_call_us(lib, replies(), calls, runs)
 
@@ -314,7 +323,7 @@ def count_instructions(python: str, side: str, workload: str, runs: int) -> int:
 
 def instructions_per_call(python: str, side: str, workload: str) -> float:
     """Instructions per tool call: 60 runs minus 10 runs (start-up, imports and warm-up cancel out)."""
-    calls = WORKLOADS[workload][1]
+    calls = WORKLOADS[workload.removeprefix("tools-")][1]
     low, high = count_instructions(python, side, workload, 10), count_instructions(python, side, workload, 60)
     return (high - low) / 50 / calls
 
@@ -322,12 +331,21 @@ def instructions_per_call(python: str, side: str, workload: str) -> float:
 def print_instructions(sides: dict[str, str]) -> None:
     counts = {
         workload: {side: instructions_per_call(python, side, workload) for side, python in sides.items()}
-        for workload in WORKLOADS
+        for workload in [*WORKLOADS, *(f"tools-{workload}" for workload in WORKLOADS)]
     }
-    print(f"{'workload':<12} {'penguiflow':>12} {'podium':>10} {'podium/pf':>10}   (instructions per call)")
-    for workload, figures in counts.items():
-        theirs, ours = figures.get("penguiflow", math.nan), figures["podium"]
-        print(f"{workload:<12} {theirs:>12,.0f} {ours:>10,.0f} {ours / theirs:>10.3f}")
+    print(
+        f"{'workload':<12} {'penguiflow':>12} {'podium':>10} {'podium/pf':>10}"
+        f" {'pf tools':>9} {'our tools':>10} {'net':>7}   (instructions per call)"
+    )
+    for workload in WORKLOADS:
+        theirs, ours = counts[workload].get("penguiflow", math.nan), counts[workload]["podium"]
+        tools = counts[f"tools-{workload}"]
+        their_tools, our_tools = tools.get("penguiflow", math.nan), tools["podium"]
+        net = counts[workload]["net"] = (ours - our_tools) / (theirs - their_tools)
+        print(
+            f"{workload:<12} {theirs:>12,.0f} {ours:>10,.0f} {ours / theirs:>10.3f}"
+            f" {their_tools:>9,.0f} {our_tools:>10,.0f} {net:>7.3f}"
+        )
     print(json.dumps(counts, sort_keys=True))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 from typing import Any
 
 import pytest
@@ -157,3 +158,28 @@ async def test_gather_eager_raises_a_first_step_failure_at_once() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_dropped_task_with_an_unretrieved_error_is_reported_as_asyncio_does() -> None:
+    # a task done in its first step with a result skips asyncio's finalisers (nothing to report); any other
+    # keeps them, under the one class name
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+
+    async def instant() -> str:
+        return "ok"
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    try:
+        for coro in (instant(), fails()):
+            task = start_eager(coro, loop)
+            assert type(task).__name__ == "_EagerTask"
+            del task
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == ["_EagerTask exception was never retrieved"]

@@ -176,6 +176,14 @@ class ConstraintTracker:
         if self._hops_used >= self._hop_budget:
             self.hop_exhausted = True
 
+    def record_hops(self, count: int) -> None:
+        """``record_hop()`` ``count`` times (a parallel plan's branches)."""
+        if self._hop_budget is None or count <= 0:
+            return
+        self._hops_used += count
+        if self._hops_used >= self._hop_budget:
+            self.hop_exhausted = True
+
     def snapshot(self) -> dict[str, Any]:
         """The tracker as JSON data (PenguiFlow's keys); also what a run's metadata reports."""
         remaining = None if self._deadline_at is None else max(self._deadline_at - self._time_source(), 0.0)

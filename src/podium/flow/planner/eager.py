@@ -66,12 +66,12 @@ def _returning(value: Any) -> Generator[Any, Any, Any]:
 
 _PyTask: Any = getattr(_tasks, "_PyTask")  # noqa: B009 - asyncio's pure Python Task (3.11 keeps it beside the C one)
 _py_set_result: Callable[[Any, Any], None] = getattr(asyncio.futures, "_PyFuture").set_result  # noqa: B009
-_PENDING: str = getattr(asyncio.futures, "_PENDING")  # noqa: B009
 _FINISHED: str = getattr(asyncio.futures, "_FINISHED")  # noqa: B009
 _next_task_number: Callable[[], int] = getattr(_tasks, "_task_name_counter")  # noqa: B009
-_current_task = _tasks.current_task
-_enter_task: Callable[[asyncio.AbstractEventLoop, Any], None] = getattr(_tasks, "_enter_task")  # noqa: B009
-_leave_task: Callable[[asyncio.AbstractEventLoop, Any], None] = getattr(_tasks, "_leave_task")  # noqa: B009
+# asyncio's current task per loop, which _enter_task and _leave_task keep: the first step swaps its entry
+# directly (two dict stores, where four calls check what is known here)
+# (3.11's; later versions start eagerly with asyncio's own Task and may keep it elsewhere)
+_current_tasks: dict[asyncio.AbstractEventLoop, Any] = getattr(_tasks, "_current_tasks", {})
 _copy_context = contextvars.copy_context
 _new = object.__new__
 
@@ -95,11 +95,20 @@ class _EagerTask(_PyTask):  # type: ignore[misc]
             self._name = f"Task-{_next_task_number()}"
         return self._name
 
-    def __del__(self) -> None:
-        # asyncio's two finalisers (Task's, then Future's) only report a task destroyed while pending or an
-        # exception never retrieved: a task done in its first step has neither, so skip both frames
-        if self._state == _PENDING or self._Future__log_traceback:
-            super().__del__()
+    # asyncio's two finalisers (Task's, then Future's) only report a task destroyed while pending or an
+    # exception never retrieved: a task done in its first step with a result has neither, so its finaliser
+    # is a C no-op (no frame); any other becomes a _FinalisedEagerTask, whose finaliser is asyncio's
+    __del__ = object.__init__
+
+
+class _FinalisedEagerTask(_EagerTask):
+    """An :class:`_EagerTask` not done with a result in its first step: asyncio's finalisers apply."""
+
+    __del__ = _PyTask.__del__
+
+
+# what asyncio's reprs and finalisers' messages call it ("_EagerTask exception was never retrieved"): one name
+_FinalisedEagerTask.__name__ = _FinalisedEagerTask.__qualname__ = _EagerTask.__name__
 
 
 def _first_steps_311(
@@ -114,7 +123,8 @@ def _first_steps_311(
     The value of one that returned in that step with nothing else asked of its task is appended to
     ``results`` (its task done with it); for any other, ``None`` is, and (its index, its task) to ``started``.
     """
-    current = _current_task(loop)
+    current_tasks = _current_tasks
+    current = current_tasks.get(loop)  # asyncio.current_task(loop)
     debug = loop.get_debug()
     for coro in coros:
         task = _new(_EagerTask)
@@ -126,10 +136,8 @@ def _first_steps_311(
         context = task._context = _copy_context()
         if tasks is not None:
             tasks.append(task)
-        if current is not None:
-            _leave_task(loop, current)
+        current_tasks[loop] = task  # _leave_task(loop, current), _enter_task(loop, task)
         try:
-            _enter_task(loop, task)
             try:
                 yielded = context.run(coro.send, None)
             except StopIteration as stop:
@@ -149,12 +157,15 @@ def _first_steps_311(
                 task._coro = _raising(exc)
             else:
                 task._coro = _resuming(coro, yielded)
-            finally:
-                _leave_task(loop, task)
+            task.__class__ = _FinalisedEagerTask
+            del current_tasks[loop]  # _leave_task(loop, task): the task's own step enters it again
             context.run(task._Task__step)
         finally:
+            # _leave_task(loop, task) (if the step above did not), _enter_task(loop, current)
             if current is not None:
-                _enter_task(loop, current)
+                current_tasks[loop] = current
+            else:
+                current_tasks.pop(loop, None)
         if not task.done():
             _tasks._register_task(task)
         started.append((len(results), task))

@@ -25,6 +25,7 @@ from .models import (
     PlannerPause,
     Trajectory,
     TrajectoryStep,
+    _dumpers,
     dump_json,
     dumps_json_data,
     validator,
@@ -101,16 +102,27 @@ class ParallelPlan:
         successes: list[Any] = []
         failures: list[dict[str, Any]] = []
         pause: PlannerPause | None = None
-        record_hop, on_success = tracker.record_hop, self._on_success
+        on_success = self._on_success
+        tracker.record_hops(len(entries))  # one per branch (nothing reads the tracker in between)
         # whether the observation is JSON data (TrajectoryStep.observation_is_dumped): the dumps are
         # pydantic-core's, the rest node names, error texts and run_tool's failures; a pause's payload is not
         json_data = True
+        dumpers = _dumpers  # dump_json and dumps_json_data inline: a class in it dumps to JSON data
         for (spec, args), outcome in zip(entries, outcomes, strict=True):
-            record_hop()
             if not isinstance(outcome, ToolOutcome):  # the tool's validated output
-                observed = dump_json(outcome)
-                branches.append({"node": spec.name, "args": dump_json(args), "observation": observed})
-                json_data = json_data and dumps_json_data(outcome) and dumps_json_data(args)
+                dump = dumpers.get(type(outcome))
+                if dump is not None:
+                    observed = dump(outcome)
+                else:
+                    observed = dump_json(outcome)
+                    json_data = json_data and type(outcome) in dumpers
+                dump = dumpers.get(type(args))
+                if dump is not None:
+                    dumped_args = dump(args)
+                else:
+                    dumped_args = dump_json(args)
+                    json_data = json_data and type(args) in dumpers
+                branches.append({"node": spec.name, "args": dumped_args, "observation": observed})
                 successes.append(observed)
                 if on_success is not None:
                     on_success(spec.name, trajectory)
@@ -158,13 +170,14 @@ class ParallelPlan:
         failures: list[dict[str, Any]],
     ) -> tuple[dict[str, Any] | None, PlannerPause | None, bool]:
         """The join's part of the observation, its pause, and whether that part is JSON data."""
-        assert action.join is not None
-        spec = self._specs.get(action.join.node)
+        join_call = action.join  # read once: a pydantic model's attributes are slow to read
+        assert join_call is not None
+        spec = self._specs.get(join_call.node)
         if spec is None:
             return (
                 {
-                    "node": action.join.node,
-                    "error": prompts.render_invalid_node(action.join.node, list(self._specs)),
+                    "node": join_call.node,
+                    "error": prompts.render_invalid_node(join_call.node, list(self._specs)),
                 },
                 None,
                 True,
@@ -180,7 +193,7 @@ class ParallelPlan:
                 None,
                 True,
             )
-        template = dict(action.join.args or {})
+        template = dict(join_call.args or {})
         for name in _fills_of(spec.args_model):
             if name not in template:
                 template[name] = (

@@ -38,7 +38,7 @@ class PlannerContext:
     __slots__ = ("_on_pause", "meta")
 
     def __init__(self, meta: Mapping[str, Any] | None, on_pause: PauseHandler) -> None:
-        self.meta: dict[str, Any] = dict(meta or {})
+        self.meta: dict[str, Any] = {} if meta is None else dict(meta)
         self._on_pause = on_pause
 
     async def pause(
