@@ -409,8 +409,10 @@ class PostgresStore(Store):
                         while self._pending:
                             batch = builtins.list(self._pending)
                             self._pending.clear()
-                            if not await self._commit(conn, batch):
+                            if not await self._commit(conn, batch, chain=True):
                                 break  # the connection failed: the next batch gets another
+                        if not conn.is_closed() and conn.is_in_transaction():
+                            await conn.execute("ROLLBACK")  # begun for calls another writer took
                 except self._errors as exc:  # no connection to be had (or to give back)
                     self._fail([*batch, *self._pending], exc)
                     self._pending.clear()
@@ -428,20 +430,24 @@ class PostgresStore(Store):
             if not call.future.done():
                 call.future.set_exception(failure)
 
-    async def _commit(self, conn: Any, batch: builtins.list[_Call]) -> bool:
+    async def _commit(self, conn: Any, batch: builtins.list[_Call], *, chain: bool = False) -> bool:
         """One transaction for ``batch``: planned as array statements when it holds several calls (see
         :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future. ``False``:
-        the connection failed (the calls got a StoreError)."""
-        begin = (
-            "BEGIN" if any(call.durable for call in batch) else "BEGIN; SET LOCAL synchronous_commit TO OFF"
-        )
+        the connection failed (the calls got a StoreError). ``chain``: when calls wait by the time it
+        commits, begin the connection's next transaction in the same round trip (the caller runs them next,
+        or rolls that transaction back)."""
+        durable = any(call.durable for call in batch)
+        begin = "BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit TO OFF"
         outcomes: builtins.list[Any] = []
         # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
         # round trips only for a lone call of a few operations.
         batched = len(batch) > 1 or len(batch[0].ops) > _PLAN_FROM_OPS
         for attempt in range(_ATTEMPTS):
             try:
-                await conn.execute(begin)
+                if not conn.is_in_transaction():
+                    await conn.execute(begin)
+                elif not durable:  # begun by the previous batch's commit
+                    await conn.execute("SET LOCAL synchronous_commit TO OFF")
                 if batched:
                     try:
                         outcomes, queues = await self._run_planned(conn, batch)
@@ -453,7 +459,7 @@ class PostgresStore(Store):
                 if queues:  # the wake-ups no history insert sent
                     await conn.execute(_NOTIFY, self.channel, _packed(queues))
                 if conn.is_in_transaction():  # a single refused call has rolled back already
-                    await conn.execute("COMMIT")
+                    await conn.execute("COMMIT; BEGIN" if chain and self._pending else "COMMIT")
                 break
             except BaseException as exc:
                 try:  # (a connection the server cut is no longer ours to ask: the pool took it back)
