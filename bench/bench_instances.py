@@ -70,6 +70,54 @@ def postgres_cpu_s() -> float:
     return total
 
 
+def postgres_cpu_by_pid() -> dict[int, float]:
+    """CPU time used so far by each process of the local PostgreSQL server (pid -> seconds)."""
+    out: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            if "(postgres)" in text or "(postmaster)" in text:
+                out[int(stat.parent.name)] = cpu_s(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def own_backends(server_pids: list[int]) -> set[int]:
+    """The PostgreSQL backends serving these processes' connections (matched by the client's TCP port; the
+    machine is shared, and other sessions' backends are not ours to count)."""
+    inodes: set[str] = set()
+    for pid in server_pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    out: set[int] = set()
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmd.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text.startswith("postgres: ") and "(" in text:
+            port = text.rsplit("(", 1)[1].split(")", 1)[0]
+            if port.isdigit() and int(port) in ports:
+                out.add(int(cmd.parent.name))
+    return out
+
+
 async def drive_many(
     bases: list[str], n_jobs: int, server_pids: list[int], worker_pids: list[int]
 ) -> dict[str, float]:
@@ -101,6 +149,7 @@ async def drive_many(
             submitters = [(clients[i % len(clients)], 0) for i in range(32)]
             counts = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
             before = _cpu(server_pids, worker_pids)
+            pg_before = postgres_cpu_by_pid()
             switches = _switches(server_pids)
             t0 = time.perf_counter()
             await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
@@ -108,6 +157,8 @@ async def drive_many(
             await asyncio.wait_for(receiver.all_done.wait(), 300)
             elapsed = max(receiver.finished.values()) - t0
             after = _cpu(server_pids, worker_pids)
+            pg_after = postgres_cpu_by_pid()
+            own = own_backends(server_pids)
             switches = _switches(server_pids) - switches
         finally:
             for c in clients:
@@ -116,6 +167,9 @@ async def drive_many(
         raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
     cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
     cpu["cpu_ms_total"] = sum(cpu.values())
+    cpu["cpu_ms_pg_own"] = (
+        sum(pg_after[p] - pg_before.get(p, 0.0) for p in own if p in pg_after) * 1e3 / n_jobs
+    )
     cpu["ctx_switches_servers"] = switches / n_jobs
     return {"jobs_s": n_jobs / elapsed, "submit_s": submitted, "elapsed_s": elapsed, **cpu}
 
@@ -288,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     results[f"{store}/x{n}{tag}"]["jobs_s"] / first
                 )
     keys = ["jobs_s", "cpu_ms_servers", "cpu_ms_workers", "cpu_ms_driver", "cpu_ms_postgres", "cpu_ms_total"]
+    keys += ["cpu_ms_pg_own"]
     if args.statements:
         keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]
         keys += ["redis_round_trips", "redis_messages", "redis_takes"]

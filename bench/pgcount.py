@@ -61,10 +61,10 @@ def _install_store() -> None:
         store.take_now,
     )
 
-    async def counted_commit(self: Any, conn: Any, batch: Any) -> Any:
+    async def counted_commit(self: Any, conn: Any, batch: Any, **kwargs: Any) -> Any:
         COUNTS["pg batch"] += 1
         COUNTS["pg calls"] += len(batch)
-        return await commit(self, conn, batch)
+        return await commit(self, conn, batch, **kwargs)
 
     async def counted_planned(self: Any, conn: Any, batch: Any) -> Any:
         try:
