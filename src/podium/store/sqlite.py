@@ -41,6 +41,7 @@ import builtins
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,6 +87,10 @@ _Row = tuple[str, str, int, str | None, str | None, str, float, float]
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+_OPEN_BUSY_S = 30.0
+"""How long opening the writing connection keeps trying while other processes opening the file lock it."""
 
 
 class SQLiteStore(Store):
@@ -174,17 +179,33 @@ class SQLiteStore(Store):
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL's fsync is the syncer's (outside the write lock); the syncer checkpoints too
-        conn.execute(f"PRAGMA synchronous={'NORMAL' if self._fsyncs else self.synchronous}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        # read while sqlite3's default busy timeout (5 s) still applies: another process opening the same
-        # file at once (creating its schema, recovering the WAL) holds it locked a moment
-        self._data_version = _data_version(conn)
-        conn.execute("PRAGMA busy_timeout=0")  # a busy write lock sends the batch to the writer thread
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
+        """The writing connection. Processes opening one file at once can find it locked in a way SQLite does
+        not wait out (two connections each holding a lock the other's journal-mode switch needs: ``database
+        is locked`` at once, not after the busy timeout): tried again until :data:`_OPEN_BUSY_S` passed."""
+        deadline = time.monotonic() + _OPEN_BUSY_S
+        while True:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL's fsync is the syncer's (outside the write lock); the syncer checkpoints too
+                conn.execute(f"PRAGMA synchronous={'NORMAL' if self._fsyncs else self.synchronous}")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                # read while sqlite3's default busy timeout (5 s) still applies: another process opening the
+                # same file at once (creating its schema, recovering the WAL) holds it locked a moment
+                self._data_version = _data_version(conn)
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
+                    sqlite3.SQLITE_BUSY,
+                    sqlite3.SQLITE_LOCKED,
+                )
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)  # this thread only (the store is opening): the other process's moment
+                continue
+            conn.execute("PRAGMA busy_timeout=0")  # a busy write lock sends the batch to the writer thread
+            conn.execute("PRAGMA foreign_keys=ON")
+            return conn
 
     def _connect_reader(self, busy_timeout_ms: int = 10000) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
