@@ -25,9 +25,9 @@ from podium.errors import ConflictError
 from podium.ids import new_ulid_str
 from podium.store.base import ARCHIVED_EVENT, Append, Dequeue, Enqueue, HistoryEntry, Op, Put, Record
 
-__all__ = ["PEEKED_VIEWS", "Jobs", "job_view", "task_view"]
+__all__ = ["Jobs", "job_view", "task_view"]
 
-PEEKED_VIEWS = 4096
+_PEEKED_VIEWS = 4096
 """How many jobs' last peeked views :meth:`Jobs.peek_job` keeps (all are dropped when it is full)."""
 
 
@@ -156,7 +156,7 @@ class Jobs:
         mark = (rec.version, rec.created_at, rec.updated_at)
         if seen is not None and seen[0] == mark:
             return seen[1]
-        if len(self._peeked) >= PEEKED_VIEWS:
+        if len(self._peeked) >= _PEEKED_VIEWS:
             self._peeked.clear()  # the jobs being polled now come back at once
         view = job_view(rec)
         self._peeked[job_id] = (mark, view)
