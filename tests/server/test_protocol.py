@@ -76,3 +76,44 @@ async def test_a_complete_response_leaves_in_the_step_that_completed_it() -> Non
     (written,) = seen_at_completion[0]  # one write: status line, headers and body together
     assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b"\r\n\r\nok")
     protocol.connection_lost(None)
+
+
+async def test_the_keep_alive_timeout_counts_from_the_last_response() -> None:
+    """One keep-alive timer per connection, moved on lazily (not a new one per request): a connection that
+    keeps sending requests stays open past the timeout counted from its first response, and once idle it
+    is closed the timeout after its last response, not before."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    loop = asyncio.get_running_loop()
+    raw = _Recorder()
+    closed_at: list[float] = []
+    raw.close = lambda: closed_at.append(loop.time())  # type: ignore[method-assign]
+    answered: list[float] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        answered.append(loop.time())
+
+    timeout_s = 1.0
+    config = Config(app, http=http_protocol(), lifespan="off", timeout_keep_alive=timeout_s)
+    config.load()
+    protocol = http_protocol()(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(raw)
+    # Given requests 0.25 s apart for 1.5 s: never idle for the timeout
+    first = loop.time()
+    while loop.time() - first < 1.5 * timeout_s:
+        protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        while len(answered) < len(raw.writes) or not raw.writes:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.25)
+    assert not closed_at and len(answered) >= 5
+    # When it is idle, then it is closed once the timeout has passed since its last response
+    for _ in range(400):
+        if closed_at:
+            break
+        await asyncio.sleep(0.01)
+    assert closed_at and closed_at[0] >= answered[-1] + timeout_s
+    protocol.connection_lost(None)

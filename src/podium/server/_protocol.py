@@ -19,6 +19,12 @@ paused, is asked; everything else (and every refusal) goes the usual way. The an
 written in the loop's next round of callbacks (``call_soon``), in turn with the tasks of the requests read
 with it: written at once, status polls answered in the I/O phase went ahead of every result and submission
 of the turn, and jobs took longer (the bench's poll client: fewer jobs/s, more polls per job).
+
+Two per-request costs of uvicorn's protocol are cut, with what a client sees unchanged: the keep-alive
+timer is one timer per connection, moved on lazily (uvicorn cancels one and arms a new one, a libuv timer
+each, for every request; here a request only notes when the connection went idle, and a timer that comes
+due early arms itself again for what is left), and a request's ASGI scope is built only for a request that
+takes the usual way (uvicorn builds it as each request begins).
 """
 
 from __future__ import annotations
@@ -95,16 +101,73 @@ def http_protocol() -> Any:
         return "auto"
     ok = STATUS_LINE[200]
 
+    seen: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers (renewed each second) ...
+    head = b""  # ... and a 200's status line with them, as uvicorn writes them
+
+    def answer_head(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+        nonlocal seen, head
+        if default_headers is not seen:
+            content = [ok]
+            for name, value in default_headers:
+                content += [name.lower(), b": ", value, b"\r\n"]
+            seen, head = default_headers, b"".join(content)
+        return head
+
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         _answer_now: AnswerNow | None = None
         _answer: bytes | None = None  # the body of the request being parsed, answered at its end
         _answers = 0  # answers made, still to be written
         _closing = False  # shut down while answers were still to be written: close after the last
+        _idle_until: float | None = None  # when an idle connection is closed (None: a request is under way)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             wrapped: Any = CoalescingTransport(transport, self.loop)
             super().connection_made(wrapped)
             self._answer_now = getattr(self.app, "answer_now", None)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            self._idle_until = None
+            timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
+            if timer is not None:
+                timer.cancel()
+
+        # --- the keep-alive timer: one per connection, moved on lazily ----------------------------------
+
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_until = None  # the timer, when it comes due, finds the connection busy and lapses
+
+        def _arm_keep_alive(self) -> None:
+            """The connection is idle: close it after ``timeout_keep_alive`` s unless a request comes."""
+            self._idle_until = until = self.loop.time() + self.timeout_keep_alive
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(until, self._keep_alive_due)
+
+        def _keep_alive_due(self) -> None:
+            self.timeout_keep_alive_task = None
+            until = self._idle_until
+            if until is None:
+                return  # busy: armed again when its response is complete
+            if self.loop.time() < until:  # idle again since, later: wait for what is left
+                self.timeout_keep_alive_task = self.loop.call_at(until, self._keep_alive_due)
+                return
+            self._idle_until = None
+            self.timeout_keep_alive_handler()
+
+        # --- the parser's callbacks ------------------------------------------------------------------
+
+        def on_message_begin(self) -> None:
+            # what uvicorn's does, but the scope: built in on_headers_complete, for the usual way only
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+
+        def _begin_scope(self) -> None:
+            """uvicorn's ``on_message_begin``, for its scope: the request's URL and headers are kept."""
+            url, headers, expect = self.url, self.headers, self.expect_100_continue
+            super().on_message_begin()
+            self.url, self.headers, self.expect_100_continue = url, headers, expect
+            self.scope["headers"] = headers
 
         def on_headers_complete(self) -> None:
             answer_now = self._answer_now
@@ -132,6 +195,7 @@ def http_protocol() -> Any:
                         log.exception("answering GET %r at once failed", path)
                     if self._answer is not None:
                         return  # no cycle: answered when the message ends (it has no body)
+            self._begin_scope()
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -149,12 +213,16 @@ def http_protocol() -> Any:
             idle = cycle is None or cycle.response_complete  # no request after it answered the usual way
             last = self._closing and not self._answers and idle
             # what uvicorn writes for ``http.response.start`` (its default headers first) and the body
-            content = [ok]
-            for name, value in self.server_state.default_headers:
-                content += [name.lower(), b": ", value, b"\r\n"]
-            content.append(b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body))
-            content += [b"connection: close\r\n\r\n" if last else b"\r\n", body]
-            self.transport.write(b"".join(content))
+            self.transport.write(
+                b"".join(
+                    (
+                        answer_head(self.server_state.default_headers),
+                        b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body),
+                        b"connection: close\r\n\r\n" if last else b"\r\n",
+                        body,
+                    )
+                )
+            )
             if last:
                 self.transport.close()
             if idle:
@@ -176,10 +244,20 @@ def http_protocol() -> Any:
 
         def on_response_complete(self) -> None:
             # the response's last write was just made: send it now (the step's scheduled flush finds
-            # nothing left), then let uvicorn start a pipelined request or arm the keep-alive timer
+            # nothing left), then start a pipelined request or arm the keep-alive timer (uvicorn's own,
+            # but for that timer)
             transport = self.transport
             if isinstance(transport, CoalescingTransport):
                 transport.flush()
-            super().on_response_complete()
+            self.server_state.total_requests += 1
+            if transport.is_closing():
+                return
+            self._idle_until = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._arm_keep_alive()
 
     return CoalescingHttpToolsProtocol
