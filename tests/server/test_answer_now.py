@@ -136,8 +136,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Any, OrchestratorEngine]
 
 def _requests(app: Any, status: str) -> float:
     st = app.state.podium
-    value = st.metrics.requests.labels("GET", "/api/v1/jobs/{job_id}", status)._value.get()
-    return float(value)
+    return float(st.metrics.http.requests("GET", "/api/v1/jobs/{job_id}", int(status)))
 
 
 async def test_a_status_poll_is_answered_as_it_is_parsed_with_the_usual_bytes(

@@ -65,8 +65,7 @@ class _Front:
     def __init__(self, app: Any, st: ServerState) -> None:
         self.app, self.st = app, st
         self.job_routes = st.job_routes
-        self._requests: dict[tuple[str, str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
+        self.observe = st.metrics.http.observe  # (method, route template, status, seconds)
         self._next_prefix = f"{rxon.WORKER_API_PREFIX}/workers/"
         prefix = st.settings.api_prefix.strip("/")
         # a job's status: GET {prefix}/v1/jobs/{job_id}, served here when the client API is on
@@ -74,17 +73,6 @@ class _Front:
         self._job_template = f"{self._job_prefix}{{job_id}}"
         self._serve_jobs = st.settings.enable_client_api
         self._bodies: dict[str, tuple[Any, bytes]] = {}  # job id -> the view last answered, its body
-
-    def observe(self, method: str, template: str, status: int, seconds: float) -> None:
-        key = (method, template, status)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = self.st.metrics.requests.labels(method, template, str(status))
-        counter.inc()
-        histogram = self._latency.get(template)
-        if histogram is None:
-            histogram = self._latency[template] = self.st.metrics.latency.labels(template)
-        histogram.observe(seconds)
 
     async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
