@@ -117,3 +117,18 @@ async def test_the_keep_alive_timeout_counts_from_the_last_response() -> None:
         await asyncio.sleep(0.01)
     assert closed_at and closed_at[0] >= answered[-1] + timeout_s
     protocol.connection_lost(None)
+
+
+async def test_send_writes_what_waits_then_its_data_in_one_write_and_schedules_nothing() -> None:
+    raw = _Recorder()
+    t = CoalescingTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    t.send(b"alone")
+    assert raw.writes == [b"alone"]  # at once, nothing left for a flush
+    t.write(b"first,")
+    t.send(b"then")
+    assert raw.writes == [b"alone", b"first,then"]  # in order, one write
+    await asyncio.sleep(0)
+    assert len(raw.writes) == 2  # the flush scheduled by write found nothing
+    raw.closed = True
+    t.send(b"late")
+    assert len(raw.writes) == 2  # a closing transport takes nothing, as flush does

@@ -72,6 +72,18 @@ class CoalescingTransport:
             return
         self._transport.write(buffer[0] if len(buffer) == 1 else b"".join(buffer))
 
+    def send(self, data: bytes) -> None:
+        """Write ``data`` after what is waiting, all of it now, in one write (for a complete response: no
+        flush is scheduled for it)."""
+        if self._buffer:
+            self._buffer.append(bytes(data))
+            self.flush()
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
+    def is_closing(self) -> bool:  # asked for every response: not through __getattr__ (an exception first)
+        return self._transport.is_closing()
+
     def close(self) -> None:
         self.flush()
         self._transport.close()
@@ -212,26 +224,27 @@ def http_protocol() -> Any:
             cycle = self.cycle
             idle = cycle is None or cycle.response_complete  # no request after it answered the usual way
             last = self._closing and not self._answers and idle
-            # what uvicorn writes for ``http.response.start`` (its default headers first) and the body
-            self.transport.write(
-                b"".join(
-                    (
-                        answer_head(self.server_state.default_headers),
-                        b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body),
-                        b"connection: close\r\n\r\n" if last else b"\r\n",
-                        body,
-                    )
+            # what uvicorn writes for ``http.response.start`` (its default headers first) and the body,
+            # sent now (every way on from here flushes)
+            response = b"".join(
+                (
+                    answer_head(self.server_state.default_headers),
+                    b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body),
+                    b"connection: close\r\n\r\n" if last else b"\r\n",
+                    body,
                 )
             )
+            transport = self.transport
+            if isinstance(transport, CoalescingTransport):
+                transport.send(response)
+            else:
+                transport.write(response)
             if last:
-                self.transport.close()
+                transport.close()
             if idle:
                 self.on_response_complete()
             else:  # the request after it arms the keep-alive timer when it is answered
                 self.server_state.total_requests += 1
-                transport = self.transport
-                if isinstance(transport, CoalescingTransport):
-                    transport.flush()
 
         def shutdown(self) -> None:
             if not self._answers:
