@@ -21,6 +21,29 @@ async def test_create_then_update_bumps_version(store: Store) -> None:
     assert got.created_at == rec.created_at
 
 
+async def test_versioned_write_moves_the_record_between_groups(store: Store) -> None:
+    """A versioned write keeps, changes or clears the group; listings by group follow (SQLite updates the
+    group's index only when the group changes); a stale one changes nothing, whatever group it names."""
+    await store.put("task", "t", {"n": 1}, expected_version=0, status="queued", group="j1")
+    await store.put("task", "t", {"n": 2}, expected_version=1, status="running", group="j1")
+    rec = await store.put("task", "t", {"n": 3}, expected_version=2, status="running", group="j2")
+    assert (rec.version, rec.group) == (3, "j2")
+    assert [r.id for r in await store.list("task", group="j2")] == ["t"]
+    assert await store.list("task", group="j1") == []
+    with pytest.raises(ConflictError) as info:
+        await store.put("task", "t", {"n": 99}, expected_version=2, group="j3")
+    assert info.value.actual == 3
+    with pytest.raises(ConflictError):
+        await store.put("task", "t", {"n": 99}, expected_version=2, group="j2")
+    rec = await store.put("task", "t", {"n": 4}, expected_version=3, status="done", group=None)
+    got = await store.get("task", "t")
+    assert got is not None and (got.version, got.group, got.status, got.data) == (4, None, "done", {"n": 4})
+    assert await store.count("task", group="j2") == 0
+    assert [r.id for r in await store.list("task", status="done")] == ["t"]
+    await store.put("task", "t", {"n": 5}, expected_version=4, status="done", group="j1")
+    assert [r.id for r in await store.list("task", group="j1")] == ["t"]
+
+
 async def test_stale_write_fails_and_changes_nothing(store: Store) -> None:
     await store.put("job", "a", {"x": 1}, expected_version=0)
     await store.put("job", "a", {"x": 2}, expected_version=1)

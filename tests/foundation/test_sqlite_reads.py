@@ -237,8 +237,9 @@ async def test_a_call_that_waits_for_an_fsync_commits_at_once_after_the_deferred
 
 async def test_kept_reads_ask_data_version_only_after_a_commit(store: SQLiteStore, tmp_path: Path) -> None:
     """Status polls read kept records: ``PRAGMA data_version`` is asked only when the WAL index header
-    changed (somebody committed) since the last check; another process's commit and another store of this
-    process committing are both seen by the very next read, in the same loop turn."""
+    changed since the last check by another connection's commit (this store's own commits, begun with the
+    header as checked, need none); another process's commit and another store of this process committing
+    are both seen by the very next read, in the same loop turn, even after a commit of this store's."""
     await store.apply(Put("job", "j1", {"n": 0}, None, "running"))
     assert store._conn is not None
     checks: list[str] = []
@@ -246,15 +247,25 @@ async def test_kept_reads_ask_data_version_only_after_a_commit(store: SQLiteStor
     for _ in range(5):
         got = await store.get("job", "j1")
         assert got is not None and got.data == {"n": 0}
-    assert len(checks) == 1  # the first read after this store's commit; nobody committed since
+    assert len(checks) == 1  # the first read since the store opened; nobody committed since
     await store.apply(Put("job", "j2", {"n": 0}, None, "running"))
     assert (await store.get("job", "j1")) is not None and (await store.get("job", "j2")) is not None
-    assert len(checks) == 2  # a commit (its own): checked once again
+    assert len(checks) == 1  # its own commit, begun with the header as checked: no check
 
     # another process's commit: seen by the next read
     await asyncio.to_thread(_other_process, store.path, "put")
     got = await store.get("job", "j1")
     assert got is not None and got.data == {"by": "other"}
+    assert len(checks) == 2
+
+    # another process's commit, then one of this store's before any read: the read still checks
+    [mine] = await store.apply(Put("job", "j1", {"by": "me"}, got.version, "running"))  # kept
+    assert (await store.get("job", "j1")) == mine and len(checks) == 2
+    await asyncio.to_thread(_other_process, store.path, "put")
+    await store.apply(Put("job", "j3", {"n": 0}, None, "running"))
+    got = await store.get("job", "j1")
+    assert got is not None and got.data == {"by": "other"} and got.version == mine.version + 1
+    assert len(checks) == 3
 
     # another store of this process on the same file commits: seen at once, without yielding
     other = SQLiteStore(store.path, synchronous="NORMAL")

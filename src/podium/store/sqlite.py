@@ -24,7 +24,7 @@ for their own fsync). A record this process wrote is read from the row it kept (
 read would decode it) while nobody else wrote since: ``PRAGMA data_version`` on the writing connection
 changes only when another connection commits; it is asked only when the WAL index header (mapped from the
 ``-shm`` file, rewritten by every commit of any connection) changed since the last check that found no other
-connection's commit, so every read sees a commit another process finished before it (a request sent after
+connection's commit (or since this store's own commit that began with the header as checked), so every read sees a commit another process finished before it (a request sent after
 it) at no syscall; any other record by kind and id is read on the
 event loop's thread with its own connection (a primary-key lookup costs ~7 us there, ~70 us of CPU through
 a thread hop: job status polls are reads of one record); lists, counts and history run on a reader thread
@@ -133,6 +133,10 @@ class SQLiteStore(Store):
         self._quiet: bytes | None = (
             None  # the WAL index header when a check found no other connection's commit
         )
+        # The transaction being run began with the WAL index header still ``_quiet``: no other connection
+        # committed since that check, nor can one before its COMMIT (it holds the write lock), so the header
+        # after it is quiet too (the next read of a kept record needs no ``data_version``).
+        self._sole = False
         self._unsynced: dict[tuple[str, str], int] = {}  # record -> the commit to sync before reading it
         self._unsynced_lock = threading.Lock()
         self._sync_waits: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Future[None]] = {}
@@ -367,6 +371,8 @@ class SQLiteStore(Store):
                 failure = StoreError(f"SQLite commit failed: {exc}")
                 self._settle([(fut, loop, None, failure) for _, fut, loop, _ in batch], [], 0)
             return
+        shm = self._shm
+        self._sole = shm is not None and self._quiet is not None and shm.read() == self._quiet
         self._run_batch(conn, batch, hold=hold)
 
     def _drain(self) -> None:
@@ -382,6 +388,7 @@ class SQLiteStore(Store):
             if conn is None:
                 self._settle([(fut, loop, None, _closed()) for _, fut, loop, _ in batch], [], 0)
                 return
+            self._sole = False
             try:
                 conn.execute("PRAGMA busy_timeout=10000")
                 try:
@@ -471,6 +478,8 @@ class SQLiteStore(Store):
                         assert syncer is not None
                         syncer.committed(seq)
                 self._remember(self._touched)
+                if self._sole and self._shm is not None:
+                    self._quiet = self._shm.read()
             if durable and not seq and self._syncer is not None:
                 seq = self._syncer.visible  # wrote nothing: what it read must be on disk before it returns
         except sqlite3.Error as exc:

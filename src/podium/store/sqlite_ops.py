@@ -53,11 +53,21 @@ def run_op(
                 (op.kind, op.id, op.status, op.group, text, now, now),
             ).fetchone()
         else:
-            row = conn.execute(
-                "UPDATE records SET version = version + 1, status = ?, grp = ?, data = ?, updated_at = ?"
-                " WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
-                (op.status, op.group, text, now, op.kind, op.id, op.expected_version),
-            ).fetchone()
+            # The group seldom changes: an UPDATE that does not set it leaves its index entry alone (SQLite
+            # rewrites the index entries of every column an UPDATE sets, even to the same value: a delete
+            # and an insert in that index, and its page in the WAL). Only a new group takes the second one.
+            row = (
+                conn.execute(
+                    "UPDATE records SET version = version + 1, status = ?, data = ?, updated_at = ?"
+                    " WHERE kind = ? AND id = ? AND version = ? AND grp IS ? RETURNING version, created_at",
+                    (op.status, text, now, op.kind, op.id, op.expected_version, op.group),
+                ).fetchone()
+                or conn.execute(
+                    "UPDATE records SET version = version + 1, status = ?, grp = ?, data = ?, updated_at = ?"
+                    " WHERE kind = ? AND id = ? AND version = ? RETURNING version, created_at",
+                    (op.status, op.group, text, now, op.kind, op.id, op.expected_version),
+                ).fetchone()
+            )
         if row is None:
             found = conn.execute(
                 "SELECT version FROM records WHERE kind=? AND id=?", (op.kind, op.id)
