@@ -47,8 +47,7 @@ def install() -> None:
 
 def _install_store() -> None:
     """On PostgreSQL, the store's own events: ``pg batch`` (group commits) and ``pg calls`` (the calls they
-    held), ``pg fallback`` (planned batches run call by call), ``pg misguessed`` (batches planned on the rows their calls
-    expected, planned again on the rows read), ``pg conflict`` (version conflicts raised),
+    held), ``pg fallback`` (planned batches run call by call), ``pg conflict`` (version conflicts raised),
     ``pg notify in`` / ``pg notify own`` (notifications read from other processes / from this one),
     ``pg take`` / ``pg take empty`` / ``pg take leases`` (takes, takes that found nothing, items they leased), and
     ``pg pushed`` (tasks leased straight to a waiting poll or in-process worker by the write that dispatched them)."""
@@ -68,12 +67,9 @@ def _install_store() -> None:
         COUNTS["pg calls"] += len(batch)
         return await commit(self, conn, batch, **kwargs)
 
-    async def counted_planned(self: Any, conn: Any, *args: Any) -> Any:
+    async def counted_planned(self: Any, conn: Any, batch: Any) -> Any:
         try:
-            return await planned(self, conn, *args)
-        except postgres.Misguessed:
-            COUNTS["pg misguessed"] += 1
-            raise
+            return await planned(self, conn, batch)
         except postgres.Fallback:
             COUNTS["pg fallback"] += 1
             raise

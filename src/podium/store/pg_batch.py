@@ -35,27 +35,13 @@ from podium.store.base import (
     notify_queues,
 )
 
-__all__ = [
-    "BatchCall",
-    "BatchPlan",
-    "Fallback",
-    "Guess",
-    "HeldRow",
-    "Misguessed",
-    "RecordRow",
-    "guess_rows",
-    "plan_batch",
-]
+__all__ = ["BatchCall", "BatchPlan", "Fallback", "HeldRow", "RecordRow", "plan_batch"]
 
 Key = tuple[str, str]
 
 
 class Fallback(Exception):
     """The batch cannot be reduced: run it call by call."""
-
-
-class Misguessed(Fallback):
-    """The rows were not as the batch's calls expected (:func:`guess_rows`): plan it again on the rows read."""
 
 
 class BatchCall(NamedTuple):
@@ -68,7 +54,7 @@ class BatchCall(NamedTuple):
 
 class RecordRow(NamedTuple):
     version: int
-    created_at: float | None  # None: not known yet (a guessed row; the write keeps the stored value)
+    created_at: float
 
 
 class HeldRow(NamedTuple):
@@ -104,20 +90,6 @@ class BatchPlan:
     queue_inserts: list[_NewItem] = field(default_factory=list)
     appends: list[tuple[int, int, tuple[Any, ...]]] = field(default_factory=list)  # (call, index, row)
     queues_to_notify: set[str] = field(default_factory=set)
-    undated: list[tuple[int, int, Key]] = field(default_factory=list)  # Records made on a guessed row
-
-    def fill_created(self, created: dict[Key, float]) -> None:
-        """Put the stored ``created_at`` of guessed rows into the records made on them."""
-        for call, index, key in self.undated:
-            result = self.outcomes[call]
-            if isinstance(result, list):
-                result[index] = result[index]._replace(created_at=created[key])
-
-    def reinserts(self) -> bool:
-        """Whether an item is both deleted and inserted (the insert needs a statement after the delete)."""
-        return bool(self.queue_deletes) and not set(self.queue_deletes).isdisjoint(
-            i.key for i in self.queue_inserts
-        )
 
     def fill_tokens(self, tokens: dict[Key, int]) -> None:
         """Put the fencing tokens the insert returned into the pre-leased items' leases."""
@@ -152,7 +124,6 @@ def plan_batch(
         writes_rec: dict[Key, tuple[Any, ...] | None] = {}
         writes_q: dict[Key, _NewItem | None] = {}
         call_appends: list[tuple[int, int, tuple[Any, ...]]] = []
-        undated: list[tuple[int, int, Key]] = []
         results: list[Any] = []
         now = call.now
         try:
@@ -173,10 +144,8 @@ def plan_batch(
                     created = cur.created_at if cur is not None else now
                     recs[key] = RecordRow(actual + 1, created)
                     writes_rec[key] = (op.kind, op.id, actual + 1, op.status, op.group, blob, created, now)
-                    if created is None:
-                        undated.append((number, index, key))
                     results.append(
-                        Record(op.kind, op.id, actual + 1, op.data, op.status, op.group, created, now)  # type: ignore[arg-type]
+                        Record(op.kind, op.id, actual + 1, op.data, op.status, op.group, created, now)
                     )
                 elif isinstance(op, Enqueue):
                     key = (op.queue, op.id)
@@ -240,7 +209,6 @@ def plan_batch(
             final_q[key] = value
         final_rec.update(writes_rec)
         appends.extend(call_appends)
-        plan.undated += undated
         plan.queues_to_notify |= notify_queues(call.ops)
         plan.outcomes.append(results)
     for key, row in final_rec.items():
@@ -259,97 +227,3 @@ def plan_batch(
             plan.queue_inserts.append(item)
     plan.appends = appends
     return plan
-
-
-_HELD = float("inf")  # a guessed lease's expiry: checked against the row read (:meth:`Guess.holds`)
-
-
-@dataclass
-class Guess:
-    """The rows a batch's calls expect, taken from the first operation on each row: a ``Put`` or ``Delete``
-    with ``expected_version`` v expects version v (0: no record), an ``Enqueue`` no item, a ``Dequeue`` an
-    item, an ``Ack`` its lease held. The batch is planned on these rows, written with them locked and read
-    back in the same statement, and kept only if :meth:`holds` on the rows read."""
-
-    records: dict[Key, RecordRow] = field(default_factory=dict)
-    items: dict[Key, HeldRow] = field(default_factory=dict)
-    record_versions: dict[Key, int] = field(default_factory=dict)  # 0: no record
-    item_states: dict[Key, tuple[str, int, float]] = field(default_factory=dict)  # (absent|present|held, ...)
-
-    def holds(self, records: dict[Key, RecordRow], items: dict[Key, HeldRow]) -> bool:
-        """Whether the rows read (locked) are as guessed, wherever the plan relied on them."""
-        for key, version in self.record_versions.items():
-            found = records.get(key)
-            if (found.version if found is not None else 0) != version:
-                return False
-        for key, (state, token, now) in self.item_states.items():
-            item = items.get(key)
-            if state == "absent":
-                if item is not None:
-                    return False
-            elif item is None or (
-                state == "held" and not (item.leased and item.token == token and item.due_at > now)
-            ):
-                return False
-        return True
-
-
-def guess_rows(calls: Sequence[BatchCall]) -> Guess | None:
-    """The rows ``calls`` expect (see :class:`Guess`), or None when a call depends on a row it does not
-    describe (a ``Put`` or ``Delete`` without ``expected_version``)."""
-    guess = Guess()
-    for call in calls:
-        for op in call.ops:
-            if isinstance(op, (Put, Delete)):
-                key = (op.kind, op.id)
-                if op.expected_version is None:
-                    return None
-                if key not in guess.record_versions:
-                    guess.record_versions[key] = op.expected_version
-                    if op.expected_version:
-                        guess.records[key] = RecordRow(op.expected_version, None)
-            elif isinstance(op, (Enqueue, Dequeue)):
-                key = (op.queue, op.id)
-                if key not in guess.item_states:
-                    present = isinstance(op, Dequeue)
-                    guess.item_states[key] = ("present" if present else "absent", 0, 0.0)
-                    if present:
-                        guess.items[key] = HeldRow(False, 0, 0.0)
-            elif isinstance(op, Ack):
-                key = (op.lease.queue, op.lease.id)
-                state, token, now = guess.item_states.get(key, ("present", op.lease.token, call.now))
-                if state == "absent":
-                    continue  # any ack of it fails, as it would on no item
-                if state == "present":  # (a Dequeue's call before it may have failed: the ack then counts)
-                    state, token = "held", op.lease.token
-                elif token == op.lease.token:
-                    now = max(now, call.now)  # the lease must outlive every ack of it that counts
-                guess.item_states[key] = (state, token, now)
-                guess.items[key] = HeldRow(True, token, _HELD)
-    return guess
-
-
-PAYLOAD_BYTES = 7000
-"""A notification's payload holds several names, one a line, up to this size (PostgreSQL's limit is 8000)."""
-
-
-def packed(names: set[str]) -> list[str]:
-    """The payloads that carry ``names``: one notification per few dozen names rather than one each (every
-    listening instance is signalled and reads each notification)."""
-    out: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    for name in sorted(names):
-        if chunk and size + len(name) + 1 > PAYLOAD_BYTES:
-            out.append("\n".join(chunk))
-            chunk, size = [], 0
-        chunk.append(name)
-        size += len(name.encode()) + 1
-    if chunk:
-        out.append("\n".join(chunk))
-    return out
-
-
-def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as ``width`` column lists (the arrays an ``unnest`` statement takes)."""
-    return [[row[i] for row in rows] for i in range(width)]

@@ -38,7 +38,7 @@ from typing import Any
 
 from podium.clock import Clock
 from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
-from podium.store import pg_admin, pg_sql
+from podium.store import pg_admin
 from podium.store.base import (
     SCHEMA_VERSION,
     Ack,
@@ -59,18 +59,7 @@ from podium.store.base import (
     notify_queues,
     status_filter,
 )
-from podium.store.pg_batch import (
-    BatchCall,
-    Fallback,
-    Guess,
-    HeldRow,
-    Misguessed,
-    RecordRow,
-    columns,
-    guess_rows,
-    packed,
-    plan_batch,
-)
+from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch
 
 __all__ = ["PostgresStore", "subject_lock"]
 
@@ -79,6 +68,133 @@ log = logging.getLogger("podium.store")
 _dumps, _loads = dump_json, load_json
 _EMPTY = "{}"
 
+_PUT_ANY = (
+    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+    " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO UPDATE SET"
+    " version = records.version + 1, status = excluded.status, grp = excluded.grp, data = excluded.data,"
+    " updated_at = excluded.updated_at RETURNING version, created_at"
+)
+_PUT_NEW = (
+    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+    " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO NOTHING RETURNING version, created_at"
+)
+_PUT_VERSION = (
+    "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
+    " WHERE kind = $1 AND id = $2 AND version = $7 RETURNING version, created_at"
+)
+_VERSION = "SELECT version FROM records WHERE kind = $1 AND id = $2"
+_ENQUEUE = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 0, $5, 0, '', 0, $6) ON CONFLICT (queue, id) DO NOTHING"
+    " RETURNING 1"
+)
+_ENQUEUE_LEASED = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 1, $5, nextval('podium_fence'), $6, 1, $7)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING token"
+)
+_HELD = "queue = $1 AND id = $2 AND leased = 1 AND token = $3 AND due_at > $4"
+# The set_config() in the WHERE clause makes the take's own commit asynchronous (as a durable=False
+# write): a take lost in a server crash only offers the item again.
+_TAKE = (
+    "WITH picked AS (SELECT queue, id FROM queue WHERE queue = {queues} AND due_at <= $2"
+    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " UPDATE queue AS q SET leased = 1, token = nextval('podium_fence'), owner = $4, due_at = $5,"
+    " attempts = q.attempts + 1 FROM picked WHERE q.queue = picked.queue AND q.id = picked.id"
+    " AND set_config('synchronous_commit', 'off', true) = 'off'"
+    " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
+)
+_TAKE_ONE = _TAKE.format(queues="$1")
+_TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
+_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+# Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
+# locking overlapping rows wait for each other instead of deadlocking.
+_KEYS = "(SELECT * FROM unnest($1::text[], $2::text[]))"
+# The rows a batch touches, both tables in one round trip: records first, then queue items (UNION ALL runs
+# its branches in order), each locked in key order. A row: (is an item, key, key, version | leased,
+# created_at | due_at, 0 | token).
+_LOCK_ROWS = (
+    "WITH r AS (SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN"
+    " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY kind, id FOR UPDATE),"
+    " q AS (SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN"
+    " (SELECT * FROM unnest($3::text[], $4::text[])) ORDER BY queue, id FOR UPDATE)"
+    " SELECT false, kind, id, version, created_at, 0 FROM r"
+    " UNION ALL SELECT true, queue, id, leased, due_at, token FROM q"
+)
+
+
+def _rows(first: int, types: str) -> str:
+    """``unnest`` of array parameters ``$first..``, one per type of ``types`` (comma-separated)."""
+    names = types.split(",")
+    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(names)) + ")"
+
+
+_RECORD_TYPES = "text,text,int,text,text,text,float8,float8"
+_ITEM_TYPES = "text,text,int,text,int,float8,text,float8"
+_ITEM_INSERT = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " SELECT u.queue, u.id, nextval('podium_seq'), u.priority, u.payload, u.leased, u.due_at,"
+    " CASE WHEN u.leased = 1 THEN nextval('podium_fence') ELSE 0 END, u.owner, u.leased, u.enqueued_at"
+    " FROM {rows} AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
+)
+_INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
+# A batch's net writes but its history lines, in one statement (its parts touch different rows: records
+# deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
+# is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
+_WRITES = (
+    f"rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
+    " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(3, _RECORD_TYPES)}"
+    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(11, _RECORD_TYPES)}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
+    f" qd AS (DELETE FROM queue WHERE (queue, id) IN (SELECT * FROM {_rows(19, 'text,text')})),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(21, _ITEM_TYPES))})"
+)
+_WRITE_ROWS = (
+    f"WITH {_WRITES} SELECT NULL::text, NULL::text, count(*)::int FROM ri"
+    " UNION ALL SELECT queue, id, token FROM qi"
+)
+
+
+def _lock_subjects(first: int) -> str:
+    """History lines' CTEs: the subjects' advisory locks (``$first``: the store's lock class, ``$first+1``: the
+    keys in order) are taken before any seq is drawn (the CTEs are computed before the join yields a row),
+    and held until commit. The same statement sends the transaction's wake-ups (``$first+2``: the channel,
+    ``$first+3``: the names; delivered at commit, and dropped with a savepoint rolled back): no round trip
+    of their own."""
+    return (
+        f"locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(${first}, k)"
+        f" FROM unnest(${first + 1}::int4[]) AS k) AS l), notified AS (SELECT count(*) FROM"
+        f" (SELECT pg_notify(${first + 2}, q) FROM unnest(${first + 3}::text[]) AS q) AS n)"
+    )
+
+
+_INSERT_HISTORY = (
+    f"WITH {_lock_subjects(6)} INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked,"
+    " notified, unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS u RETURNING seq"
+)
+_INSERT_HISTORY_ONE = (
+    f"WITH {_lock_subjects(6)} INSERT INTO history(subject_id, event, status, ts, data)"
+    " SELECT $1, $2, $3, $4, $5 FROM locked, notified RETURNING seq"
+)
+# A planned batch's writes and its history lines in one round trip: _WRITES ($1-$28), then the lines
+# ($29-$33) under the subjects' locks ($34-$35) and the wake-ups ($36-$37). The rows the batch locked
+# (_LOCK_ROWS) were locked by the statement before, so the only waits left are the subjects' locks, as in
+# _INSERT_HISTORY. Rows: (0, NULL, NULL, records inserted), (1, queue, id, token) per item inserted, (2,
+# NULL, NULL, seq) per line.
+_WRITE_ALL = (
+    f"WITH {_lock_subjects(34)}, {_WRITES}, h AS (INSERT INTO history(subject_id, event, status, ts, data)"
+    " SELECT u.* FROM locked, notified,"
+    " unnest($29::text[], $30::text[], $31::text[], $32::float8[], $33::text[]) AS u RETURNING seq)"
+    " SELECT 0, NULL::text, NULL::text, count(*)::int8 FROM ri UNION ALL SELECT 1, queue, id, token::int8 FROM qi"
+    " UNION ALL SELECT 2, NULL, NULL, seq::int8 FROM h"
+)
+_NOTIFY = "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q"
+_APPEND_ONE = (
+    "INSERT INTO history(subject_id, event, status, ts, data) VALUES ($1, $2, $3, $4, $5) RETURNING seq"
+)
 _ATTEMPTS = 3
 _PLAN_FROM_OPS = 4
 _SPLIT_AT = 32
@@ -136,7 +252,6 @@ class PostgresStore(Store):
         self.group_commit = group_commit
         self._errors: tuple[type[BaseException], ...] = ()
         self._retry: tuple[type[BaseException], ...] = ()
-        self._unique: tuple[type[BaseException], ...] = ()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -146,7 +261,6 @@ class PostgresStore(Store):
         asyncpg = pg_admin.import_asyncpg()
         self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
         self._retry = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-        self._unique = (asyncpg.UniqueViolationError,)
         conn = await pg_admin.connect(self.target, create_schema=True)
         try:
             found = await pg_admin.current_version(conn)
@@ -351,39 +465,25 @@ class PostgresStore(Store):
         begun_off = conn in self._begun_off
         self._begun_off.discard(conn)
         outcomes: builtins.list[Any] = []
-        calls = [BatchCall(c.ops, c.blobs, c.now) for c in batch]
-        guess = guess_rows(calls)
-        # Planned: on the rows the calls expect, one statement that is its own transaction; else a few
-        # statements in one. Call by call: one statement per operation, for a lone call of one operation
-        # (costs PostgreSQL less than the planned statement, ~0.15 ms) or of a few that cannot say which rows
-        # they expect.
-        ops = len(batch[0].ops)
-        batched = len(batch) > 1 or ops > (1 if guess is not None else _PLAN_FROM_OPS)
+        # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
+        # round trips only for a lone call of a few operations.
+        batched = len(batch) > 1 or len(batch[0].ops) > _PLAN_FROM_OPS
         for attempt in range(_ATTEMPTS):
             try:
-                alone = batched and guess is not None and not conn.is_in_transaction()
-                if alone:
-                    pass  # one statement, a transaction of its own
-                elif not conn.is_in_transaction():
+                if not conn.is_in_transaction():
                     await conn.execute(begin)
                 elif begun_off == durable:  # begun by the previous batch's commit, for other calls
                     await conn.execute(f"SET LOCAL synchronous_commit TO {'DEFAULT' if durable else 'OFF'}")
                 if batched:
                     try:
-                        try:
-                            outcomes, queues = await self._run_planned(
-                                conn, calls, guess, alone and not durable
-                            )
-                        except Misguessed:
-                            await conn.execute(f"ROLLBACK; {begin}" if conn.is_in_transaction() else begin)
-                            outcomes, queues = await self._run_planned(conn, calls)
+                        outcomes, queues = await self._run_planned(conn, batch)
                     except Fallback:
                         await conn.execute(f"ROLLBACK; {begin}")
                         batched = False
                 if not batched:
                     outcomes, queues = await self._run_each(conn, batch)
                 if queues:  # the wake-ups no history insert sent
-                    await conn.execute(pg_sql.NOTIFY, self.channel, packed(queues))
+                    await conn.execute(_NOTIFY, self.channel, _packed(queues))
                 if not conn.is_in_transaction():  # a single refused call has rolled back already
                     break
                 if chain and self._pending:  # the next batch as these calls would begin it
@@ -459,109 +559,23 @@ class PostgresStore(Store):
         for index, op in entries:
             args = (op.subject_id, op.event, op.status, call.now, call.blobs[index])
             if locks is None:
-                seq = await conn.fetchval(pg_sql.APPEND_ONE, *args)
+                seq = await conn.fetchval(_APPEND_ONE, *args)
             else:  # the first line takes the locks and sends the call's wake-ups
-                wake = packed(notify_queues(call.ops))
+                wake = _packed(notify_queues(call.ops))
                 seq = await conn.fetchval(
-                    pg_sql.INSERT_HISTORY_ONE, *args, self.lock_class, locks, self.channel, wake
+                    _INSERT_HISTORY_ONE, *args, self.lock_class, locks, self.channel, wake
                 )
                 locks = None  # taken, for the rest of the transaction
             results[index] = HistoryEntry(seq, op.subject_id, op.event, op.status, call.now, op.data or {})
         return results
 
     async def _run_planned(
-        self, conn: Any, calls: builtins.list[BatchCall], guess: Guess | None = None, off: bool = False
+        self, conn: Any, batch: builtins.list[_Call]
     ) -> tuple[builtins.list[Any], set[str]]:
-        """Plan the batch and write its net effect in a few array statements: on the rows its calls expect
-        (``guess``: one statement that checks them and writes only if they hold, else :class:`Misguessed`;
-        ``off``: it commits asynchronously, when it runs as its own transaction), or on the rows read and
-        locked first."""
-        plan = None if guess is None else plan_batch(calls, guess.records, guess.items)
-        if plan is None or plan.reinserts():
-            guess, plan = None, plan_batch(calls, *await self._lock_rows(conn, calls))
-        item_rows = [
-            (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
-            for i in plan.queue_inserts
-        ]
-        # an item deleted and inserted again: the insert after the delete, in a statement of its own
-        reinserted = plan.reinserts()
-        rows = [row for _, _, row in plan.appends]
-        history = (
-            *columns(rows, 5),
-            self.lock_class,
-            sorted({subject_lock(row[0]) for row in rows}),
-            self.channel,
-            packed(plan.queues_to_notify),
-        )
-        writes = (
-            *columns(plan.record_deletes, 2),
-            *columns(plan.record_updates, 8),
-            *columns(plan.record_inserts, 8),
-            *columns(plan.queue_deletes, 2),
-            *columns([] if reinserted else item_rows, 8),
-        )
-        inserted: builtins.list[Any] = []
-        seqs: builtins.list[int] | None = None
-        if guess is not None:
-            rows_expected = builtins.list(guess.record_versions.items())
-            items_expected = builtins.list(guess.item_states.items())
-            checks = (
-                *columns([key for key, _ in rows_expected], 2),
-                *columns([key for key, _ in items_expected], 2),
-                [version for _, version in rows_expected],
-                [pg_sql.ITEM_STATES[state] for _, (state, _, _) in items_expected],
-                [token for _, (_, token, _) in items_expected],
-                [now for _, (_, _, now) in items_expected],
-                off,
-            )
-            try:
-                written = await conn.fetch(pg_sql.WRITE_GUESSED, *writes, *history, *checks)
-            except self._unique as exc:
-                raise Misguessed("another instance inserted one of these rows first") from exc
-            if not next(row[3] for row in written if row[0] == 6):
-                raise Misguessed("the rows were not as the calls expected")  # (nothing was written)
-            plan.fill_created({(r[1], r[2]): r[4] for r in written if r[0] == 3})
-            inserted = [r[1:4] for r in written if r[0] == 1]
-            seqs = [r[3] for r in written if r[0] == 2]
-        elif (
-            plan.record_deletes
-            or plan.record_updates
-            or plan.record_inserts
-            or plan.queue_deletes
-            or (item_rows and not reinserted)
-        ):
-            if plan.appends and not reinserted:  # the history lines in the same round trip
-                written = await conn.fetch(pg_sql.WRITE_ALL, *writes, *history)
-                records_in = sum(row[3] for row in written if row[0] == 0)
-                inserted = [row[1:] for row in written if row[0] == 1]
-                seqs = [row[3] for row in written if row[0] == 2]
-            else:
-                written = await conn.fetch(pg_sql.WRITE_ROWS, *writes)
-                records_in = sum(row[2] for row in written if row[0] is None)
-                inserted = [row for row in written if row[0] is not None]
-            if records_in != len(plan.record_inserts):
-                raise Fallback("another instance created one of these records first")
-        if reinserted and item_rows:
-            inserted = await conn.fetch(pg_sql.INSERT_ITEMS, *columns(item_rows, 8))
-        if item_rows:
-            if len(inserted) != len(item_rows):
-                raise Fallback("another instance enqueued one of these items first")
-            plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
-        if plan.appends:
-            if seqs is None:
-                seqs = [r[0] for r in await conn.fetch(pg_sql.INSERT_HISTORY, *history)]
-            plan.fill_seqs(seqs)
-        elif guess is None:
-            return plan.outcomes, plan.queues_to_notify
-        return plan.outcomes, set()  # the statement with the history lines sent the wake-ups
-
-    async def _lock_rows(
-        self, conn: Any, calls: builtins.list[BatchCall]
-    ) -> tuple[dict[tuple[str, str], RecordRow], dict[tuple[str, str], HeldRow]]:
-        """Read and lock the rows the calls touch (records, then queue items, each in key order)."""
+        """Read and lock the touched rows, plan the batch, write its net effect in a few array statements."""
         rec_keys: dict[tuple[str, str], None] = {}
         q_keys: dict[tuple[str, str], None] = {}
-        for call in calls:
+        for call in batch:
             for op in call.ops:
                 if isinstance(op, (Put, Delete)):
                     rec_keys[(op.kind, op.id)] = None
@@ -572,33 +586,91 @@ class PostgresStore(Store):
         records: dict[tuple[str, str], RecordRow] = {}
         items: dict[tuple[str, str], HeldRow] = {}
         if rec_keys or q_keys:
-            rec_cols, q_cols = columns(builtins.list(rec_keys), 2), columns(builtins.list(q_keys), 2)
-            for row in await conn.fetch(pg_sql.LOCK_ROWS, *rec_cols, *q_cols):
+            rec_cols, q_cols = _columns(builtins.list(rec_keys), 2), _columns(builtins.list(q_keys), 2)
+            for row in await conn.fetch(_LOCK_ROWS, *rec_cols, *q_cols):
                 if row[0]:
                     items[(row[1], row[2])] = HeldRow(bool(row[3]), row[5], row[4])
                 else:
                     records[(row[1], row[2])] = RecordRow(row[3], row[4])
-        return records, items
+        plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
+        item_rows = [
+            (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
+            for i in plan.queue_inserts
+        ]
+        # an item deleted and inserted again: the insert after the delete, in a statement of its own
+        reinserted = bool(plan.queue_deletes) and not set(plan.queue_deletes).isdisjoint(
+            i.key for i in plan.queue_inserts
+        )
+        history: tuple[Any, ...] = ()
+        if plan.appends:
+            rows = [row for _, _, row in plan.appends]
+            locks = sorted({subject_lock(row[0]) for row in rows})
+            history = (
+                *_columns(rows, 5),
+                self.lock_class,
+                locks,
+                self.channel,
+                _packed(plan.queues_to_notify),
+            )
+        inserted: builtins.list[Any] = []
+        seqs: builtins.list[int] | None = None
+        if (
+            plan.record_deletes
+            or plan.record_updates
+            or plan.record_inserts
+            or plan.queue_deletes
+            or (item_rows and not reinserted)
+        ):
+            writes = (
+                *_columns(plan.record_deletes, 2),
+                *_columns(plan.record_updates, 8),
+                *_columns(plan.record_inserts, 8),
+                *_columns(plan.queue_deletes, 2),
+                *_columns([] if reinserted else item_rows, 8),
+            )
+            if history and not reinserted:  # the history lines in the same round trip
+                written = await conn.fetch(_WRITE_ALL, *writes, *history)
+                records_in = sum(row[3] for row in written if row[0] == 0)
+                inserted = [row[1:] for row in written if row[0] == 1]
+                seqs = [row[3] for row in written if row[0] == 2]
+            else:
+                written = await conn.fetch(_WRITE_ROWS, *writes)
+                records_in = sum(row[2] for row in written if row[0] is None)
+                inserted = [row for row in written if row[0] is not None]
+            if records_in != len(plan.record_inserts):
+                raise Fallback("another instance created one of these records first")
+        if reinserted and item_rows:
+            inserted = await conn.fetch(_INSERT_ITEMS, *_columns(item_rows, 8))
+        if item_rows:
+            if len(inserted) != len(item_rows):
+                raise Fallback("another instance enqueued one of these items first")
+            plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
+        if history:
+            if seqs is None:
+                seqs = [r[0] for r in await conn.fetch(_INSERT_HISTORY, *history)]
+            plan.fill_seqs(seqs)
+            return plan.outcomes, set()  # the history insert sent the wake-ups
+        return plan.outcomes, plan.queues_to_notify
 
     async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
         """One operation other than an :class:`Append` (:meth:`_run_call` writes those)."""
         if isinstance(op, Put):
             if op.expected_version is None:
-                row = await conn.fetchrow(pg_sql.PUT_ANY, op.kind, op.id, op.status, op.group, blob, now)
+                row = await conn.fetchrow(_PUT_ANY, op.kind, op.id, op.status, op.group, blob, now)
             elif op.expected_version == 0:
-                row = await conn.fetchrow(pg_sql.PUT_NEW, op.kind, op.id, op.status, op.group, blob, now)
+                row = await conn.fetchrow(_PUT_NEW, op.kind, op.id, op.status, op.group, blob, now)
             else:
                 row = await conn.fetchrow(
-                    pg_sql.PUT_VERSION, op.kind, op.id, op.status, op.group, blob, now, op.expected_version
+                    _PUT_VERSION, op.kind, op.id, op.status, op.group, blob, now, op.expected_version
                 )
             if row is None:
-                found = await conn.fetchval(pg_sql.VERSION, op.kind, op.id)
+                found = await conn.fetchval(_VERSION, op.kind, op.id)
                 raise ConflictError(op.kind, op.id, op.expected_version, found)
             return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
         if isinstance(op, Enqueue):
             if op.lease_owner:
                 token = await conn.fetchval(
-                    pg_sql.ENQUEUE_LEASED,
+                    _ENQUEUE_LEASED,
                     op.queue,
                     op.id,
                     op.priority,
@@ -620,14 +692,12 @@ class PostgresStore(Store):
                     now + op.lease_s,
                     now,
                 )
-            added = await conn.fetchval(
-                pg_sql.ENQUEUE, op.queue, op.id, op.priority, blob, now + op.delay_s, now
-            )
+            added = await conn.fetchval(_ENQUEUE, op.queue, op.id, op.priority, blob, now + op.delay_s, now)
             return added is not None
         if isinstance(op, Ack):
             lease = op.lease
             gone = await conn.fetchval(
-                f"DELETE FROM queue WHERE {pg_sql.HELD} RETURNING 1", lease.queue, lease.id, lease.token, now
+                f"DELETE FROM queue WHERE {_HELD} RETURNING 1", lease.queue, lease.id, lease.token, now
             )
             if gone is None:
                 raise LeaseLostError(
@@ -643,7 +713,7 @@ class PostgresStore(Store):
             return None
         assert isinstance(op, Delete)
         if op.expected_version is not None:
-            actual = await conn.fetchval(pg_sql.VERSION + " FOR UPDATE", op.kind, op.id) or 0
+            actual = await conn.fetchval(_VERSION + " FOR UPDATE", op.kind, op.id) or 0
             if actual != op.expected_version:
                 raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
         gone = await conn.fetchval(
@@ -666,7 +736,7 @@ class PostgresStore(Store):
 
     async def get(self, kind: str, id: str) -> Record | None:
         rows = await self._fetch(
-            f"SELECT {pg_sql.RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2", kind, id
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2", kind, id
         )
         return self._record(rows[0]) if rows else None
 
@@ -675,7 +745,7 @@ class PostgresStore(Store):
             return []
         kinds, ids = zip(*keys, strict=True)
         rows = await self._fetch(
-            f"SELECT {pg_sql.RECORD_COLUMNS} FROM records WHERE (kind, id) IN {pg_sql.KEYS}", kinds, ids
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE (kind, id) IN {_KEYS}", kinds, ids
         )
         found = {(row[0], row[1]): self._record(row) for row in rows}
         return [found.get(key) for key in keys]
@@ -709,8 +779,7 @@ class PostgresStore(Store):
         args.append(limit)
         order = "DESC" if descending else "ASC"
         rows = await self._fetch(
-            f"SELECT {pg_sql.RECORD_COLUMNS} FROM records WHERE {sql} ORDER BY id {order} LIMIT ${len(args)}",
-            *args,
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE {sql} ORDER BY id {order} LIMIT ${len(args)}", *args
         )
         return [self._record(row) for row in rows]
 
@@ -728,7 +797,7 @@ class PostgresStore(Store):
     ) -> builtins.list[Lease]:
         now = self.clock.now()
         names = builtins.list(dict.fromkeys(queues))
-        query, first = (pg_sql.TAKE_ONE, names[0]) if len(names) == 1 else (pg_sql.TAKE_MANY, names)
+        query, first = (_TAKE_ONE, names[0]) if len(names) == 1 else (_TAKE_MANY, names)
         rows = await self._fetch(query, first, now, limit, owner, now + lease_s)
         rows.sort(key=lambda r: (-r[3], r[7]))
         return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, now + lease_s, r[6]) for r in rows]
@@ -739,7 +808,7 @@ class PostgresStore(Store):
 
     async def _held_update(self, lease: Lease, sets: str, due_at: float, now: float) -> None:
         rows = await self._fetch(
-            f"UPDATE queue SET {sets} WHERE {pg_sql.HELD} RETURNING 1",
+            f"UPDATE queue SET {sets} WHERE {_HELD} RETURNING 1",
             lease.queue,
             lease.id,
             lease.token,
@@ -833,6 +902,27 @@ class PostgresStore(Store):
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
 
 
+_PAYLOAD_BYTES = 7000
+"""A notification's payload holds several names, one a line, up to this size (PostgreSQL's limit is 8000)."""
+
+
+def _packed(names: set[str]) -> builtins.list[str]:
+    """The payloads that carry ``names``: one notification per few dozen names rather than one each (every
+    listening instance is signalled and reads each notification)."""
+    out: builtins.list[str] = []
+    chunk: builtins.list[str] = []
+    size = 0
+    for name in sorted(names):
+        if chunk and size + len(name) + 1 > _PAYLOAD_BYTES:
+            out.append("\n".join(chunk))
+            chunk, size = [], 0
+        chunk.append(name)
+        size += len(name.encode()) + 1
+    if chunk:
+        out.append("\n".join(chunk))
+    return out
+
+
 async def _keep_session(conn: Any) -> None:
     """A pool connection going back needs no reset beyond asyncpg's own (it rolls back a transaction left
     open): the store leaves no session state on pool connections (no LISTEN, SET, cursor or session
@@ -842,6 +932,11 @@ async def _keep_session(conn: Any) -> None:
 def subject_lock(subject: str) -> int:
     """The advisory lock key (an int4) under which a history subject's ``seq`` values are drawn."""
     return zlib.crc32(subject.encode()) - 2**31
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> builtins.list[builtins.list[Any]]:
+    """Rows as ``width`` column lists (the arrays an ``unnest`` statement takes)."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _encode(op: Op) -> str | None:
