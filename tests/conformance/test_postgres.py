@@ -105,51 +105,7 @@ async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFact
         assert made == {f"j{i}" for i in range(30) if i % 3}
 
 
-async def test_a_durable_batch_in_a_transaction_begun_non_durable_commits_durably(
-    make_store: StoreFactory,
-) -> None:
-    """A commit that sees only non-durable calls waiting begins their transaction non-durable in its own
-    round trip; when a durable call joins them before they run, the batch restores the session's setting
-    before it commits, and a batch that matches how its transaction was begun sends no SET at all."""
-    from podium.store.postgres import _Call, _encode
-
-    def call(key: str, durable: bool) -> _Call:
-        op = Put("job", key, {})
-        return _Call([op], [_encode(op)], 0.0, durable)
-
-    async with make_store() as store:
-        assert isinstance(store, PostgresStore)
-        sent: list[str] = []
-        async with store._require_pool().acquire() as conn:
-            conn.add_query_logger(lambda logged: sent.append(logged.query))
-            setting = "SELECT current_setting('synchronous_commit')"
-            # Given a commit while only a non-durable call waits: its transaction is begun non-durable
-            store._pending.append(call("waiting", durable=False))
-            assert await store._commit(conn, [call("first", durable=False)], chain=True)
-            await asyncio.sleep(0)  # (asyncpg calls query loggers soon after, not in the query)
-            assert sent[-1] == "COMMIT; BEGIN; SET LOCAL synchronous_commit TO OFF"
-            assert await conn.fetchval(setting) == "off"
-            await asyncio.sleep(0)
-            # When a durable call joins the batch that runs in it
-            store._pending.clear()
-            sent.clear()
-            later = [call("waiting", durable=False), call("durable", durable=True)]
-            store._pending.append(call("next", durable=False))
-            assert await store._commit(conn, later, chain=True)
-            await asyncio.sleep(0)
-            # Then the setting is restored before anything is written, and the next is begun non-durable
-            assert sent[0] == "SET LOCAL synchronous_commit TO DEFAULT" and "COMMIT" in sent[-1]
-            # and a non-durable batch in that transaction sends no SET of its own
-            store._pending.clear()
-            sent.clear()
-            assert await store._commit(conn, [call("next", durable=False)])
-            await asyncio.sleep(0)
-            assert not any(q.startswith("SET") for q in sent) and sent[-1] == "COMMIT"
-            assert await conn.fetchval(setting) == "on"
-        assert {r.id for r in await store.list("job")} == {"first", "waiting", "durable", "next"}
-
-
-async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store: StoreFactory) -> None:
+async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store: StoreFactory) -> None:
     # Given a store whose pool allows one writer, every statement its connections send counted
     base = make_store()
     assert isinstance(base, PostgresStore)
@@ -186,8 +142,8 @@ async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store:
         await batch(1)  # (asyncpg reads the statements' types once per connection)
         # When one such batch runs
         results = await batch(2)
-        # Then it took four statements: BEGIN, the rows' locks, the writes with the history lines, COMMIT
-        assert len(sent) == 4, [q[:50] for q in sent]
+        # Then it took five statements: BEGIN, the rows' locks, the writes, the history lines, COMMIT
+        assert len(sent) == 5, [q[:50] for q in sent]
         assert sent[0] == "BEGIN" and sent[-1] == "COMMIT"
         # and every call did what it says
         assert results[0][0].version == 2 and results[1] == [True, True] and results[2][1] is True

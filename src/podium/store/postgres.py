@@ -142,8 +142,8 @@ _INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
 # A batch's net writes but its history lines, in one statement (its parts touch different rows: records
 # deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
 # is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
-_WRITES = (
-    f"rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
+_WRITE_ROWS = (
+    f"WITH rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
     " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
     f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(3, _RECORD_TYPES)}"
     " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id),"
@@ -151,45 +151,23 @@ _WRITES = (
     " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
     f" qd AS (DELETE FROM queue WHERE (queue, id) IN (SELECT * FROM {_rows(19, 'text,text')})),"
     f" qi AS ({_ITEM_INSERT.format(rows=_rows(21, _ITEM_TYPES))})"
+    " SELECT NULL::text, NULL::text, count(*)::int FROM ri UNION ALL SELECT queue, id, token FROM qi"
 )
-_WRITE_ROWS = (
-    f"WITH {_WRITES} SELECT NULL::text, NULL::text, count(*)::int FROM ri"
-    " UNION ALL SELECT queue, id, token FROM qi"
+# History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
+# before any seq is drawn (the CTEs are computed before the join yields a row), and held until commit. The
+# same statement sends the transaction's wake-ups ($8: the channel, $9: the names; delivered at commit, and
+# dropped with a savepoint rolled back): no round trip of their own.
+_LOCK_SUBJECTS = (
+    "WITH locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($6, k) FROM unnest($7::int4[]) AS k)"
+    " AS l), notified AS (SELECT count(*) FROM (SELECT pg_notify($8, q) FROM unnest($9::text[]) AS q) AS n)"
 )
-
-
-def _lock_subjects(first: int) -> str:
-    """History lines' CTEs: the subjects' advisory locks (``$first``: the store's lock class, ``$first+1``: the
-    keys in order) are taken before any seq is drawn (the CTEs are computed before the join yields a row),
-    and held until commit. The same statement sends the transaction's wake-ups (``$first+2``: the channel,
-    ``$first+3``: the names; delivered at commit, and dropped with a savepoint rolled back): no round trip
-    of their own."""
-    return (
-        f"locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(${first}, k)"
-        f" FROM unnest(${first + 1}::int4[]) AS k) AS l), notified AS (SELECT count(*) FROM"
-        f" (SELECT pg_notify(${first + 2}, q) FROM unnest(${first + 3}::text[]) AS q) AS n)"
-    )
-
-
 _INSERT_HISTORY = (
-    f"WITH {_lock_subjects(6)} INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked,"
+    f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked,"
     " notified, unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS u RETURNING seq"
 )
 _INSERT_HISTORY_ONE = (
-    f"WITH {_lock_subjects(6)} INSERT INTO history(subject_id, event, status, ts, data)"
+    f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data)"
     " SELECT $1, $2, $3, $4, $5 FROM locked, notified RETURNING seq"
-)
-# A planned batch's writes and its history lines in one round trip: _WRITES ($1-$28), then the lines
-# ($29-$33) under the subjects' locks ($34-$35) and the wake-ups ($36-$37). The rows the batch locked
-# (_LOCK_ROWS) were locked by the statement before, so the only waits left are the subjects' locks, as in
-# _INSERT_HISTORY. Rows: (0, NULL, NULL, records inserted), (1, queue, id, token) per item inserted, (2,
-# NULL, NULL, seq) per line.
-_WRITE_ALL = (
-    f"WITH {_lock_subjects(34)}, {_WRITES}, h AS (INSERT INTO history(subject_id, event, status, ts, data)"
-    " SELECT u.* FROM locked, notified,"
-    " unnest($29::text[], $30::text[], $31::text[], $32::float8[], $33::text[]) AS u RETURNING seq)"
-    " SELECT 0, NULL::text, NULL::text, count(*)::int8 FROM ri UNION ALL SELECT 1, queue, id, token::int8 FROM qi"
-    " UNION ALL SELECT 2, NULL, NULL, seq::int8 FROM h"
 )
 _NOTIFY = "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q"
 _APPEND_ONE = (
@@ -242,7 +220,6 @@ class PostgresStore(Store):
         self._listener: Any = None
         self._pending: deque[_Call] = deque()
         self._writers = 0
-        self._begun_off: set[Any] = set()  # connections whose open transaction was begun non-durable
         self._valve: asyncio.TimerHandle | None = None  # see _unstick
         self._tasks: set[asyncio.Task[None]] = set()
         self._relisten_task: asyncio.Task[None] | None = None
@@ -434,7 +411,6 @@ class PostgresStore(Store):
                             self._pending.clear()
                             if not await self._commit(conn, batch, chain=True):
                                 break  # the connection failed: the next batch gets another
-                        self._begun_off.discard(conn)
                         if not conn.is_closed() and conn.is_in_transaction():
                             await conn.execute("ROLLBACK")  # begun for calls another writer took
                 except self._errors as exc:  # no connection to be had (or to give back)
@@ -459,11 +435,9 @@ class PostgresStore(Store):
         :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future. ``False``:
         the connection failed (the calls got a StoreError). ``chain``: when calls wait by the time it
         commits, begin the connection's next transaction in the same round trip (the caller runs them next,
-        or rolls that transaction back), non-durable if all of them are."""
+        or rolls that transaction back)."""
         durable = any(call.durable for call in batch)
         begin = "BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit TO OFF"
-        begun_off = conn in self._begun_off
-        self._begun_off.discard(conn)
         outcomes: builtins.list[Any] = []
         # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
         # round trips only for a lone call of a few operations.
@@ -472,8 +446,8 @@ class PostgresStore(Store):
             try:
                 if not conn.is_in_transaction():
                     await conn.execute(begin)
-                elif begun_off == durable:  # begun by the previous batch's commit, for other calls
-                    await conn.execute(f"SET LOCAL synchronous_commit TO {'DEFAULT' if durable else 'OFF'}")
+                elif not durable:  # begun by the previous batch's commit
+                    await conn.execute("SET LOCAL synchronous_commit TO OFF")
                 if batched:
                     try:
                         outcomes, queues = await self._run_planned(conn, batch)
@@ -484,19 +458,10 @@ class PostgresStore(Store):
                     outcomes, queues = await self._run_each(conn, batch)
                 if queues:  # the wake-ups no history insert sent
                     await conn.execute(_NOTIFY, self.channel, _packed(queues))
-                if not conn.is_in_transaction():  # a single refused call has rolled back already
-                    break
-                if chain and self._pending:  # the next batch as these calls would begin it
-                    if any(call.durable for call in self._pending):
-                        await conn.execute("COMMIT; BEGIN")
-                    else:
-                        await conn.execute("COMMIT; BEGIN; SET LOCAL synchronous_commit TO OFF")
-                        self._begun_off.add(conn)
-                else:
-                    await conn.execute("COMMIT")
+                if conn.is_in_transaction():  # a single refused call has rolled back already
+                    await conn.execute("COMMIT; BEGIN" if chain and self._pending else "COMMIT")
                 break
             except BaseException as exc:
-                self._begun_off.discard(conn)
                 try:  # (a connection the server cut is no longer ours to ask: the pool took it back)
                     if not conn.is_closed() and conn.is_in_transaction():
                         await conn.execute("ROLLBACK")
@@ -601,19 +566,7 @@ class PostgresStore(Store):
         reinserted = bool(plan.queue_deletes) and not set(plan.queue_deletes).isdisjoint(
             i.key for i in plan.queue_inserts
         )
-        history: tuple[Any, ...] = ()
-        if plan.appends:
-            rows = [row for _, _, row in plan.appends]
-            locks = sorted({subject_lock(row[0]) for row in rows})
-            history = (
-                *_columns(rows, 5),
-                self.lock_class,
-                locks,
-                self.channel,
-                _packed(plan.queues_to_notify),
-            )
         inserted: builtins.list[Any] = []
-        seqs: builtins.list[int] | None = None
         if (
             plan.record_deletes
             or plan.record_updates
@@ -621,23 +574,16 @@ class PostgresStore(Store):
             or plan.queue_deletes
             or (item_rows and not reinserted)
         ):
-            writes = (
+            written = await conn.fetch(
+                _WRITE_ROWS,
                 *_columns(plan.record_deletes, 2),
                 *_columns(plan.record_updates, 8),
                 *_columns(plan.record_inserts, 8),
                 *_columns(plan.queue_deletes, 2),
                 *_columns([] if reinserted else item_rows, 8),
             )
-            if history and not reinserted:  # the history lines in the same round trip
-                written = await conn.fetch(_WRITE_ALL, *writes, *history)
-                records_in = sum(row[3] for row in written if row[0] == 0)
-                inserted = [row[1:] for row in written if row[0] == 1]
-                seqs = [row[3] for row in written if row[0] == 2]
-            else:
-                written = await conn.fetch(_WRITE_ROWS, *writes)
-                records_in = sum(row[2] for row in written if row[0] is None)
-                inserted = [row for row in written if row[0] is not None]
-            if records_in != len(plan.record_inserts):
+            inserted = [row for row in written if row[0] is not None]
+            if sum(row[2] for row in written if row[0] is None) != len(plan.record_inserts):
                 raise Fallback("another instance created one of these records first")
         if reinserted and item_rows:
             inserted = await conn.fetch(_INSERT_ITEMS, *_columns(item_rows, 8))
@@ -645,11 +591,15 @@ class PostgresStore(Store):
             if len(inserted) != len(item_rows):
                 raise Fallback("another instance enqueued one of these items first")
             plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
-        if history:
-            if seqs is None:
-                seqs = [r[0] for r in await conn.fetch(_INSERT_HISTORY, *history)]
-            plan.fill_seqs(seqs)
-            return plan.outcomes, set()  # the history insert sent the wake-ups
+        if plan.appends:
+            rows = [row for _, _, row in plan.appends]
+            locks = sorted({subject_lock(row[0]) for row in rows})
+            wake = _packed(plan.queues_to_notify)
+            seqs = await conn.fetch(
+                _INSERT_HISTORY, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
+            )
+            plan.fill_seqs([r[0] for r in seqs])
+            return plan.outcomes, set()  # the insert sent the wake-ups
         return plan.outcomes, plan.queues_to_notify
 
     async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
