@@ -49,7 +49,8 @@ def _install_store() -> None:
     """On PostgreSQL, the store's own events: ``pg batch`` (group commits) and ``pg calls`` (the calls they
     held), ``pg fallback`` (planned batches run call by call), ``pg conflict`` (version conflicts raised),
     ``pg notify in`` / ``pg notify own`` (notifications read from other processes / from this one),
-    ``pg take`` / ``pg take empty`` (takes, and takes that found nothing)."""
+    ``pg take`` / ``pg take empty`` / ``pg take leases`` (takes, takes that found nothing, items they leased), and
+    ``pg pushed`` (tasks leased straight to a waiting poll or in-process worker by the write that dispatched them)."""
     from podium import errors
     from podium.store import postgres
 
@@ -81,7 +82,18 @@ def _install_store() -> None:
         leases = await take_now(self, *args, **kwargs)
         COUNTS["pg take"] += 1
         COUNTS["pg take empty"] += not leases
+        COUNTS["pg take leases"] += len(leases)
         return leases
+
+    from podium.engine import dispatch
+
+    deliver_pushed = dispatch.Dispatch.deliver_pushed
+
+    def counted_push(self: Any, plan: Any, worker: Any, lease: Any) -> None:
+        COUNTS["pg pushed"] += lease is not None
+        deliver_pushed(self, plan, worker, lease)
+
+    dispatch.Dispatch.deliver_pushed = counted_push  # type: ignore[method-assign]
 
     conflict_init = errors.ConflictError.__init__
 
