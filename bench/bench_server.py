@@ -25,7 +25,7 @@ for the server process, the worker processes (summed) and this client (``/proc/<
 one JSON line, then the ratios.
 
     python bench/bench_server.py [--quick] [--only NAME,...] [--workers 4] [--capacity 8] [--jobs N]
-                                 [--in-flight 64] [--poll-ms 5] [--quotas]
+                                 [--in-flight 64] [--poll-ms 5] [--quotas] [--rounds N]
 
 ``--only`` picks systems: ``stub``, ``stub-jobs`` (the stub keeping jobs for the poll client: the limit of
 the whole setup), ``avtomatika``, ``podium-memory``, ``podium-sqlite`` (``FULL``: every
@@ -33,6 +33,11 @@ call durable before it returns), ``podium-sqlite-normal`` (``?synchronous=NORMAL
 crash, not a power cut), all with avtomatika-worker, and ``podium-sdk`` (podium's worker SDK on memory and
 on SQLite). The fsync time of this disk is measured too: it bounds what durable SQLite can do. ``--quotas`` gives
 podium's client a plan with (unreachable) quotas, so every submission pays for its quota count.
+
+``--rounds N`` runs the chosen systems N times over, one after another in each round (this shared machine's
+speed drifts by a third between minutes: a ratio compares runs a minute apart, and one round's ratio can be
+off by that much); the table shows every round, each figure and ratio in the JSON line is the median over the
+rounds, and the ratio lines list each round's.
 """
 
 from __future__ import annotations
@@ -582,7 +587,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--poll-ms", type=float, default=5.0, help="the poll client's pause between GETs")
     parser.add_argument("--quotas", action="store_true", help="podium's client has (unreachable) quotas")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every system this many times, alternately; medians"
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     n_latency, n_jobs = (20, 300) if args.quick else (100, 1000)
     opts = Options(
         workers=args.workers,
@@ -602,12 +612,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as probe:
         fsync_p50, fsync_p90 = fsync_ms(probe)
-    results = asyncio.run(run(names, opts))
+    by_round = [asyncio.run(run(names, opts)) for _ in range(args.rounds)]
     rows = [
         [
             sdk,
             store,
-            client,
+            client if args.rounds == 1 else f"{client} #{k}",
             r.get("p50_ms", float("nan")),
             r.get("p99_ms", float("nan")),
             r["jobs_s"],
@@ -616,6 +626,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r.get("cpu_ms_client", float("nan")),
             r["cpu_ms_total"],
         ]
+        for k, results in enumerate(by_round, 1)
         for (sdk, store, client), r in results.values()
     ]
     figures: dict[str, Any] = {
@@ -631,9 +642,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # each avtomatika-worker sends one result at a time: with every result acknowledged after an fsync,
         # W workers cannot finish more than W / fsync jobs per second, whatever the server does
         "durable_ack_bound_jobs_s": opts.workers / (fsync_p50 / 1e3),
-        **{f"{key}_{k}": v for key, (_, r) in results.items() for k, v in r.items()},
+        # each figure: its median over the rounds (the value itself with one round)
+        **{
+            f"{key}_{k}": statistics.median(rr[key][1][k] for rr in by_round)
+            for key, (_, r) in by_round[0].items()
+            for k in r
+        },
     }
-    figures.update(ratios(results))
+    per_round = [ratios(results) for results in by_round]
+    for key in per_round[0]:
+        figures[key] = statistics.median(rr[key] for rr in per_round)
+        if args.rounds > 1:
+            figures[f"{key}_rounds"] = [rr[key] for rr in per_round]
     report(
         "server",
         [
@@ -655,9 +675,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for store in ("memory", "sqlite", "sqlite_normal"):
             key = f"{client}_{store}_throughput_vs_avtomatika"
             if key in figures:
+                each = figures.get(f"{key}_rounds")
+                rounds = f" (median of rounds {', '.join(f'{v:.2f}x' for v in each)})" if each else ""
                 print(
                     f"avtomatika-worker, {client} client: podium {store} / Avtomatika memory: throughput "
-                    f"{figures[key]:.2f}x, p50 {figures[f'{client}_{store}_p50_vs_avtomatika']:.2f}x, "
+                    f"{figures[key]:.2f}x{rounds}, p50 {figures[f'{client}_{store}_p50_vs_avtomatika']:.2f}x, "
                     f"CPU per job {figures[f'{client}_{store}_cpu_vs_avtomatika']:.2f}x"
                 )
     print(
