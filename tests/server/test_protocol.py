@@ -22,6 +22,12 @@ class _Recorder:
     def close(self) -> None:
         self.closed = True
 
+    def pause_reading(self) -> None:  # flow control: a pipelined request pauses reading until its turn
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 1) if name == "peername" else default
 
@@ -132,3 +138,38 @@ async def test_send_writes_what_waits_then_its_data_in_one_write_and_schedules_n
     raw.closed = True
     t.send(b"late")
     assert len(raw.writes) == 2  # a closing transport takes nothing, as flush does
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    """Two requests in one packet, both the usual way: the second starts when the first's response is
+    complete (the protocol's own ``on_response_complete``), and the answers leave in request order."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    raw = _Recorder()
+    done = asyncio.Event()
+    paths: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        paths.append(scope["path"])
+        body = scope["path"].encode()
+        headers = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if len(paths) == 2:
+            done.set()
+
+    config = Config(app, http=http_protocol(), lifespan="off")
+    config.load()
+    protocol = http_protocol()(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(raw)
+    protocol.data_received(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\nGET /second HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.wait_for(done.wait(), 5)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    out = b"".join(raw.writes)
+    assert paths == ["/first", "/second"]
+    assert out.count(b"HTTP/1.1 200 OK") == 2
+    assert out.index(b"/first") < out.index(b"/second")
+    protocol.connection_lost(None)
