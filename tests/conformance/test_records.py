@@ -99,6 +99,31 @@ async def test_peek_is_get_or_nothing(store: Store) -> None:
     assert store.peek("job", "a") is None
 
 
+async def test_peek_mark_is_peeks_version_and_times(store: Store) -> None:
+    """``peek_mark`` says what ``peek`` would return, undecoded: ``None`` where it returns ``None``, else that
+    record's (version, created_at, updated_at); a write changes it."""
+    assert store.peek_mark("job", "nope") is None
+    await store.put("job", "a", {"n": 1}, status="running")
+
+    def both() -> tuple[object, object]:
+        rec = store.peek("job", "a")
+        return store.peek_mark("job", "a"), None if rec is None else (
+            rec.version,
+            rec.created_at,
+            rec.updated_at,
+        )
+
+    mark, expected = both()
+    assert mark == expected
+    got = await store.get("job", "a")
+    assert got is not None
+    await store.put("job", "a", {"n": 2}, status="finished", expected_version=got.version)
+    after, expected = both()
+    assert after == expected
+    if mark is not None and after is not None:
+        assert after != mark and after[0] == got.version + 1
+
+
 async def test_list_filters_orders_and_pages(store: Store) -> None:
     ids = [new_ulid_str() for _ in range(6)]
     for i, id in enumerate(ids):

@@ -149,13 +149,13 @@ class Jobs:
         :meth:`get_job` would return it now; ``None``: read it with :meth:`get_job`. A record peeked again
         unchanged (same version, created and updated at the same times) gives the view made the first time:
         the same object, to be read, not changed (a status poller asks a job many times between changes)."""
+        seen = self._peeked.get(job_id)
+        if seen is not None and seen[0] == self.storage.peek_mark(JOB, job_id):
+            return seen[1]  # unchanged: not decoded again
         rec = self.storage.peek(JOB, job_id)
         if rec is None:
             return None
-        seen = self._peeked.get(job_id)
         mark = (rec.version, rec.created_at, rec.updated_at)
-        if seen is not None and seen[0] == mark:
-            return seen[1]
         if len(self._peeked) >= _PEEKED_VIEWS:
             self._peeked.clear()  # the jobs being polled now come back at once
         view = job_view(rec)

@@ -262,6 +262,12 @@ class Store(abc.ABC):
         Servers answer a job's status from it without a task of their own."""
         return None
 
+    def peek_mark(self, kind: str, id: str) -> tuple[int, float, float] | None:
+        """``(version, created_at, updated_at)`` of the record :meth:`peek` would return now, or ``None``
+        where it would return ``None``: whether a record seen before is unchanged, without decoding it."""
+        rec = self.peek(kind, id)
+        return None if rec is None else (rec.version, rec.created_at, rec.updated_at)
+
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
         """The records of ``(kind, id)`` keys, in order (``None`` for a missing one). Backends where a read
         is a round trip answer in one."""

@@ -260,6 +260,11 @@ class MemoryStore(Store):
         row = table.get(id) if table is not None else None
         return _record(row) if row is not None else None
 
+    def peek_mark(self, kind: str, id: str) -> tuple[int, float, float] | None:  # as peek, not decoded
+        table = self._records.get(kind)
+        row = table.get(id) if table is not None else None
+        return (row[2], row[6], row[7]) if row is not None else None
+
     def _match(self, kind: str, status: str | Sequence[str] | None, group: str | None) -> builtins.list[_Row]:
         statuses = status_filter(status)
         return [

@@ -87,6 +87,9 @@ class SplitStore(Store):
     def peek(self, kind: str, id: str) -> Record | None:
         return self.state.peek(kind, id)
 
+    def peek_mark(self, kind: str, id: str) -> tuple[int, float, float] | None:
+        return self.state.peek_mark(kind, id)
+
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
         return await self.state.get_many(keys)
 

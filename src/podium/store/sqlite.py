@@ -634,6 +634,14 @@ class SQLiteStore(Store):
         row = self._cached((kind, id)) if self._cache else None
         return None if row is None or self._unsynced_commit((kind, id)) is not None else self._record(row)
 
+    def peek_mark(self, kind: str, id: str) -> tuple[int, float, float] | None:  # as peek, not decoded
+        if self._held:
+            self._flush()
+        row = self._cached((kind, id)) if self._cache else None
+        return (
+            None if row is None or self._unsynced_commit((kind, id)) is not None else (row[2], row[6], row[7])
+        )
+
     async def get(self, kind: str, id: str) -> Record | None:
         if self._held:
             self._flush()
