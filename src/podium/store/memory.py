@@ -255,14 +255,16 @@ class MemoryStore(Store):
     async def get(self, kind: str, id: str) -> Record | None:
         return self.peek(kind, id)
 
-    def peek(self, kind: str, id: str) -> Record | None:
+    def _row(self, kind: str, id: str) -> _Row | None:
         table = self._records.get(kind)
-        row = table.get(id) if table is not None else None
+        return table.get(id) if table is not None else None
+
+    def peek(self, kind: str, id: str) -> Record | None:
+        row = self._row(kind, id)
         return _record(row) if row is not None else None
 
     def peek_mark(self, kind: str, id: str) -> tuple[int, float, float] | None:  # as peek, not decoded
-        table = self._records.get(kind)
-        row = table.get(id) if table is not None else None
+        row = self._row(kind, id)
         return (row[2], row[6], row[7]) if row is not None else None
 
     def _match(self, kind: str, status: str | Sequence[str] | None, group: str | None) -> builtins.list[_Row]:

@@ -628,19 +628,20 @@ class SQLiteStore(Store):
     def _record(row: Sequence[Any]) -> Record:
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
-    def peek(self, kind: str, id: str) -> Record | None:  # kept, nobody else wrote since, on disk
+    def _peek_row(self, kind: str, id: str) -> _Row | None:
+        """The kept row of a record nobody else wrote since, its commit on disk; ``None``: read it."""
         if self._held:
             self._flush()
         row = self._cached((kind, id)) if self._cache else None
-        return None if row is None or self._unsynced_commit((kind, id)) is not None else self._record(row)
+        return None if row is None or self._unsynced_commit((kind, id)) is not None else row
+
+    def peek(self, kind: str, id: str) -> Record | None:
+        row = self._peek_row(kind, id)
+        return None if row is None else self._record(row)
 
     def peek_mark(self, kind: str, id: str) -> tuple[int, float, float] | None:  # as peek, not decoded
-        if self._held:
-            self._flush()
-        row = self._cached((kind, id)) if self._cache else None
-        return (
-            None if row is None or self._unsynced_commit((kind, id)) is not None else (row[2], row[6], row[7])
-        )
+        row = self._peek_row(kind, id)
+        return None if row is None else (row[2], row[6], row[7])
 
     async def get(self, kind: str, id: str) -> Record | None:
         if self._held:
