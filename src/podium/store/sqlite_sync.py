@@ -167,19 +167,18 @@ class WalSyncer:
                     loop.call_soon_threadsafe(_run_calls, items)
 
     def _fsync_wal(self) -> None:
-        """fsync the WAL file (reopened if it was replaced: a new file after every connection closed).
-        ``fdatasync``, as SQLite syncs its WAL itself: the frames and the file's size are on disk when it
-        returns (what recovery reads); only the modification time is left to the file system's next
-        journal commit, which spares one per sync (the WAL is rewritten in place once it started over)."""
-        try:
-            current = os.stat(self.wal).st_ino
-        except FileNotFoundError:
-            return  # every connection closed and checkpointed: all of it is in the database file
-        if self._fd is not None and os.fstat(self._fd).st_ino != current:
-            os.close(self._fd)
-            self._fd = None
+        """fsync the WAL file. ``fdatasync``, as SQLite syncs its WAL itself: the frames and the file's size
+        are on disk when it returns (what recovery reads); only the modification time is left to the file
+        system's next journal commit, which spares one per sync (the WAL is rewritten in place once it
+        started over). The file is opened once: SQLite deletes (and a later connection makes anew) the WAL
+        only when the last connection to the database closes, and the store keeps its connections open
+        until this thread stopped; so the descriptor names the live WAL and a sync costs one system call
+        (each call lets go of the GIL and must take it back from a busy event loop)."""
         if self._fd is None:
-            self._fd = os.open(self.wal, os.O_RDONLY)
+            try:
+                self._fd = os.open(self.wal, os.O_RDONLY)
+            except FileNotFoundError:
+                return  # no WAL yet: nothing was written to one
             # the WAL's directory entry, once: a new file must survive a power cut too
             directory = os.open(self.wal.parent, os.O_RDONLY)
             try:
