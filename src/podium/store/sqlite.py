@@ -857,13 +857,33 @@ class SQLiteStore(Store):
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         marks = ",".join("?" * len(queues))
-        row = await self._call(
-            lambda conn: conn.execute(
-                f"SELECT min(due_at) FROM queue WHERE queue IN ({marks})", queues
-            ).fetchone(),
-            durable=False,  # a read
-        )
+        sql = f"SELECT min(due_at) FROM queue WHERE queue IN ({marks})"
+        self._check_synced()
+        conn = self._free_writer()
+        if conn is not None:  # a read where no write of this process is still to run: no transaction
+            try:
+                row = conn.execute(sql, queues).fetchone()
+            except sqlite3.OperationalError:  # busy a moment: read in a transaction, as below
+                pass
+            else:
+                return float(row[0]) if row and row[0] is not None else None
+            finally:
+                if not self._held:
+                    self._write_lock.release()
+        row = await self._call(lambda conn: conn.execute(sql, queues).fetchone(), durable=False)
         return float(row[0]) if row and row[0] is not None else None
+
+    def _free_writer(self) -> sqlite3.Connection | None:
+        """The writing connection, for a read on the event loop's thread that must see every call made
+        before it, when no write of this process is still to run (deferred in this step, or queued for the
+        writer thread), else ``None``. Unless in the step's open transaction (``_held``: this thread holds
+        the write lock already), the write lock is taken: the caller releases it after its read."""
+        conn = self._conn
+        if conn is None or self._deferred or self._threaded:
+            return None
+        if self._held:
+            return conn if self._step_loop is asyncio.get_running_loop() else None
+        return conn if self._write_lock.acquire(blocking=False) else None
 
     def _held_update(self, lease: Lease, sql: str, args: tuple[Any, ...], now: float) -> Callable[..., Any]:
         def run(conn: sqlite3.Connection) -> None:
