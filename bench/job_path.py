@@ -29,7 +29,9 @@ twice and take the difference::
     python bench/job_path.py [N_JOBS] [--polls 16] [--queued] [--heartbeat-every 140]
 
 Without valgrind it prints CPU time per job (``time.process_time``: every thread of the process).
-``--profile FILE``: cProfile's statistics of the measured jobs, to FILE (``python -m pstats FILE``). A request
+``--phases``: the main thread's CPU time (``time.thread_time``) by phase of the job: what the server does
+between a request and its answer (and what it does after an answer, until the next request, goes to that
+next phase). ``--profile FILE``: cProfile's statistics of the measured jobs, to FILE (``python -m pstats FILE``). A request
 kind's share: vary it (``--polls 1`` against ``--polls 16``: the status poll; ``--heartbeat-every 1``).
 """
 
@@ -217,6 +219,8 @@ class Driver:
         engine.dispatch.attach = attached  # type: ignore[method-assign]
         self.jobs = 0
         self.status_gets = 0
+        self.phases: dict[str, float] | None = None  # --phases: main-thread CPU by phase of the job
+        self.last = 0.0
 
     async def send(self, conn: str, data: bytes) -> tuple[int, bytes]:
         protocol, transport = self.conns[conn]
@@ -229,7 +233,15 @@ class Driver:
     async def register(self) -> None:
         await self.send("result", worker_request("POST", "/_worker/workers/register", registration()))
 
+    def mark(self, phase: str) -> None:
+        """The main thread's CPU since the last mark goes to ``phase`` (``--phases``)."""
+        if self.phases is not None:
+            now = time.thread_time()
+            self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
+            self.last = now
+
     async def one_job(self) -> None:
+        self.mark("between jobs")
         fetch = worker_request(
             "GET", f"/_worker/workers/{WORKER_ID}/tasks/next?timeout=30.0&available_skills=noop&hot_skills="
         )
@@ -248,27 +260,32 @@ class Driver:
         if status != 200:
             raise RuntimeError(f"poll: {status} {task[:300]!r}")
         task_id = json.loads(task)["task_id"]
+        self.mark("submit + task fetch")
         get = client_get(f"/api/v1/jobs/{job_id}")
         for _ in range(self.polls - 1):
             await self.send("client", get)
         self.status_gets += self.polls - 1
-        _, answer = await self.send(
-            "result", worker_request("POST", "/_worker/tasks/result", result(job_id, task_id))
-        )
+        self.mark("status GETs")
+        body = worker_request("POST", "/_worker/tasks/result", result(job_id, task_id))
+        self.mark("driver: result body")
+        _, answer = await self.send("result", body)
         if b'"accepted"' not in answer:
             raise RuntimeError(f"result not accepted: {answer!r}")
+        self.mark("result")
         while True:
             self.status_gets += 1
             _, body = await self.send("client", get)
             if b'"finished"' in body:  # (the driver's own instructions count too: no JSON decoding here)
                 break
+        self.mark("status GETs")
         self.jobs += 1
         if self.heartbeat_every and self.jobs % self.heartbeat_every == 0:
             await self.send("result", worker_request("PATCH", f"/_worker/workers/{WORKER_ID}", heartbeat([])))
+            self.mark("heartbeat")
 
 
 async def measure(
-    n: int, polls: int, queued: bool, heartbeat_every: int, profile: str | None = None
+    n: int, polls: int, queued: bool, heartbeat_every: int, profile: str | None = None, phases: bool = False
 ) -> tuple[float, float]:
     """(CPU seconds per job, status GETs per job) over ``n`` jobs."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,10 +308,17 @@ async def measure(
 
                 profiler = cProfile.Profile(time.thread_time)
                 profiler.enable()
+            if phases:
+                driver.phases, driver.last = {}, time.thread_time()
             started = time.process_time()
             for _ in range(n):
                 await driver.one_job()
             elapsed = time.process_time() - started
+            if driver.phases is not None:
+                driver.mark("between jobs")
+                total = sum(driver.phases.values())
+                for phase, cpu in sorted(driver.phases.items(), key=lambda x: -x[1]):
+                    print(f"{phase:>22}: {cpu / n * 1e6:7.1f} us/job main-thread CPU ({cpu / total:.0%})")
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(profile)
@@ -310,8 +334,9 @@ def main() -> None:
     parser.add_argument("--queued", action="store_true", help="the poll finds the task waiting")
     parser.add_argument("--heartbeat-every", type=int, default=140, help="a heartbeat every N jobs (0: none)")
     parser.add_argument("--profile", help="cProfile's statistics of the measured jobs, to this file")
+    parser.add_argument("--phases", action="store_true", help="main-thread CPU by phase of the job")
     args = parser.parse_args()
-    run = measure(args.jobs, args.polls, args.queued, args.heartbeat_every, args.profile)
+    run = measure(args.jobs, args.polls, args.queued, args.heartbeat_every, args.profile, args.phases)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
