@@ -419,3 +419,28 @@ async def test_a_take_and_the_claim_made_after_it_in_its_step_commit_as_one_tran
     assert (await store.get("task", "t")) is not None  # a read: what returned is committed first
     assert sqls == ["BEGIN IMMEDIATE", "COMMIT"] and lease.id == "b"
     assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 2}
+
+
+async def test_next_due_is_a_read_without_a_write_transaction_unless_a_write_of_the_step_is_pending(
+    store: SQLiteStore,
+) -> None:
+    """A long poll asks when its queues' next item is due: a read on the writing connection while it is free
+    (no batch committed for it); after a write deferred in the same loop step it runs with that write, and
+    sees it."""
+    from podium.store import Enqueue
+
+    sizes = _batch_sizes(store)
+    assert await store.next_due(["q", "r"]) is None
+    assert sizes == []
+    await store.apply(Enqueue("q", "later", delay_s=5))
+    assert sizes == [1]
+    due = await store.next_due(["q", "r"])
+    assert due is not None and due > store.clock.now() + 4 and sizes == [1]
+    put, added, soon = await asyncio.gather(
+        store.apply(Put("job", "j", {}, None, "running"), durable=False),  # the step's first: at once
+        store.apply(Enqueue("r", "now"), durable=False),  # deferred to the step's end
+        store.next_due(["r"]),  # runs after it, in the same batch
+    )
+    assert put[0].version == 1 and added == [True]
+    assert soon is not None and soon <= store.clock.now()
+    assert sizes == [1, 1, 2]

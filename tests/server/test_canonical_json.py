@@ -47,3 +47,22 @@ def test_fast_path_matches_the_reference_writer() -> None:
 def test_non_finite_floats_are_refused() -> None:
     with pytest.raises(ValueError):
         rxon.canonical_json({"x": float("nan")})
+
+
+def test_a_signature_is_hmac_sha256_of_the_sorted_compact_json_without_security() -> None:
+    """The HMAC rxon's workers compute (a vector made with hashlib and json, independently of podium)."""
+    from podium.wire import rxon
+
+    payload = {
+        "job_id": "j1",
+        "task_id": "t1",
+        "worker_id": "w0",
+        "data": {"x": 1.5, "n": 2},
+        "costs": {"execution_time_seconds": 0.0001},
+        "timestamp": 1765100000,
+    }
+    expected = "ab4f0a98255d0d1ec762e6a4d554b8afa9e49f77412b0c34db71bf21cfdf6607"
+    assert rxon.sign_payload(payload, "secret-token") == expected
+    signed = {**payload, "security": {"signature": expected, "signer_id": "w0"}}
+    assert rxon.verify_signature(signed, expected, "secret-token")
+    assert not rxon.verify_signature({**signed, "timestamp": 1765100001}, expected, "secret-token")

@@ -195,6 +195,22 @@ async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
             assert (await next_task(http, "cheap", 0.0)).status_code == 204
 
 
+async def test_a_take_told_not_to_steal_leaves_a_loaded_workers_task_and_a_long_poll_still_steals() -> None:
+    engine = render_engine(WORK_STEALING_ENABLED=True)
+    async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        await register(http, "cheap", 1.0)
+        await register(http, "dear", 5.0)
+        await heartbeat(http, "cheap", "busy", ["some-task"])
+        body = {"initial_data": {"strategy": "cheapest"}}
+        job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+        [task] = await engine.list_tasks(job_id)
+        # what a long poll's wait takes after its first look found nothing: not from cheap's queue
+        assert await engine.take_tasks("dear", ["render"], steal=False) == []
+        # a long poll (its first look) steals it
+        r = await next_task(http, "dear", 5.0)
+        assert r.status_code == 200 and r.json()["task_id"] == task.task_id, r.text
+
+
 async def test_resource_requirements_pick_the_worker_whose_registration_meets_them() -> None:
     bp = Blueprint("big", api_endpoint="/jobs/big", api_version="v1")
 

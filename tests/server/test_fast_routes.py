@@ -348,3 +348,23 @@ async def test_a_batch_applies_at_most_result_lanes_results_at_once() -> None:
         assert r.status_code == 200, r.text
         assert [x["status"] for x in r.json()["results"]] == ["accepted"] * n
         assert store.most == RESULT_LANES
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "timeout=30.0&available_skills=noop&hot_skills=",
+        "timeout=5&timeout=7&max_tasks=3",
+        "a&b=&=x&c=d=e&&f=1",
+        "available_skills=a%2Cb&x=y+z",
+        "name=caf\u00e9",
+        "k=%zz&k=%41",
+    ],
+)
+def test_tasks_next_reads_its_query_as_parse_qs_does(query: str) -> None:
+    from urllib.parse import parse_qs
+
+    from podium.server.app import _parse_query
+
+    assert _parse_query(query.encode("latin-1")) == parse_qs(query)

@@ -470,9 +470,13 @@ class OrchestratorEngine:
         limit: int = 1,
         wait_s: float = 0.0,
         lease_s: float | None = None,
+        steal: bool = True,
     ) -> list[Task]:
-        """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return."""
-        return await self.tasks.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s, lease_s=lease_s)
+        """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return.
+        ``steal=False``: not from loaded workers' queues first (a caller that has just looked there)."""
+        return await self.tasks.take_tasks(
+            worker_id, skills, limit=limit, wait_s=wait_s, lease_s=lease_s, steal=steal
+        )
 
     async def report_progress(self, task_id: str, progress: float, message: str | None = None) -> bool:
         """Record a running task's progress (0-100) and message on its job. Returns ``False`` when the task

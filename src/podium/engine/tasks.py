@@ -83,14 +83,17 @@ class Tasks:
         limit: int = 1,
         wait_s: float = 0.0,
         lease_s: float | None = None,
+        steal: bool = True,
     ) -> list[Task]:
-        """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return."""
+        """Lease up to ``limit`` tasks (see :meth:`take_task`); each is recorded as running before return.
+        ``steal=False``: no look at the queues of loaded workers first (``WORK_STEALING_ENABLED``), for a
+        caller that has just taken with ``wait_s=0`` (which looked there) and found nothing."""
         # its skills' shared queues, and its own (tasks a dispatch strategy chose it for)
         queues = [*map(task_queue, skills), *(worker_queue(worker_id, s) for s in skills)]
         lease_s = lease_s or self.config.TASK_LEASE_S
         out: list[Task] = []
         deadline = self.clock.monotonic() + wait_s
-        steal = self.config.WORK_STEALING_ENABLED and self.core.dispatch is not None
+        steal = steal and self.config.WORK_STEALING_ENABLED and self.core.dispatch is not None
         while not out:
             remaining = max(0.0, deadline - self.clock.monotonic())
             if steal:

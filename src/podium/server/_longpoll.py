@@ -94,10 +94,15 @@ async def wait_for_tasks(
     wait_s: float,
 ) -> list[Task]:
     """Wait up to ``wait_s`` for tasks of ``skills``: one pushed by a dispatching write, or up to ``limit``
-    from the store's long poll. Gives up as soon as the worker hangs up (tasks it got by then go back)."""
+    from the store's long poll. Gives up as soon as the worker hangs up (tasks it got by then go back). For a
+    caller that has just taken with ``wait_s=0`` and found nothing: work stealing is not tried again."""
     poll = PendingPoll(worker_id, skills)
     engine.dispatch.attach(poll)
-    take = asyncio.ensure_future(engine.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s))
+    # The caller has just taken without waiting (and looked at loaded workers' queues): straight to the
+    # store's long poll (which looks at the queues once more as it registers, then waits).
+    take = asyncio.ensure_future(
+        engine.take_tasks(worker_id, skills, limit=limit, wait_s=wait_s, steal=False)
+    )
     gone = asyncio.ensure_future(_until_disconnected(receive))
     try:
         waits: set[asyncio.Future[Any]] = {take, gone, poll.got}

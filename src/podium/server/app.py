@@ -221,7 +221,7 @@ class _Front:
         if template == rxon.ENDPOINT_TASK_NEXT:
             worker_id = scope["path"][len(self._next_prefix) : -len(_NEXT_SUFFIX)]
             authenticate_worker(st, *_worker_headers(raw_headers), worker_id)
-            query = parse_qs(scope["query_string"].decode("latin-1"))
+            query = _parse_query(scope["query_string"])
             poll_s = _query_number(query, "timeout", float, 0.0, None)
             max_tasks = _query_number(query, "max_tasks", int, 1, rxon.MAX_TASKS_PER_CALL)
             skills = query.get("available_skills", [None])[-1]
@@ -251,6 +251,25 @@ class _Front:
             raise body_error(exc) from None
         job_id = await submit_job(st, client, self.job_routes[template], request, counted=False)
         return 202, {"job_id": job_id, "status": "accepted"}
+
+
+def _parse_query(raw: bytes) -> dict[str, list[str]]:
+    """``urllib.parse.parse_qs`` of a raw query string (fields without a value left out, as it leaves them),
+    split here when nothing in it is escaped (no ``%``, no ``+``): a worker's poll asks
+    ``timeout=30.0&available_skills=noop&hot_skills=``, and ``parse_qs`` costs ~1% of a job's server CPU."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return parse_qs(text)
+    out: dict[str, list[str]] = {}
+    for field in text.split("&"):
+        name, _, value = field.partition("=")
+        if value:
+            values = out.get(name)
+            if values is None:
+                out[name] = [value]
+            else:
+                values.append(value)
+    return out
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

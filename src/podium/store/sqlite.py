@@ -778,22 +778,17 @@ class SQLiteStore(Store):
 
     def _nothing_due(self, queues: Sequence[str], now: float) -> bool:
         """Whether no item of ``queues`` is due, by a read on the event loop's thread (a take that finds
-        nothing then needs no write transaction: most takes of idle workers find nothing). Only when no
-        write of this process is still to run (deferred in this step, or queued for the writer thread): the
-        read sees every commit made before it, and a later enqueue wakes the waiting takers. The read runs
-        on the writing connection when it is free (its page cache holds what this process wrote: another
-        connection would read those pages again after every commit)."""
-        conn = self._conn
-        if conn is None or self._deferred or self._threaded:
-            return False
-        if self._held:  # in the step's open transaction (this loop's thread holds the write lock)
-            return self._step_loop is asyncio.get_running_loop() and self._none_due(conn, queues, now)
-        if not self._write_lock.acquire(blocking=False):
+        nothing then needs no write transaction: most takes of idle workers find nothing), on the writing
+        connection (:meth:`_free_writer`: its page cache holds what this process wrote; another connection
+        would read those pages again after every commit). A later enqueue wakes the waiting takers."""
+        conn = self._free_writer()
+        if conn is None:
             return False
         try:
             return self._none_due(conn, queues, now)
         finally:
-            self._write_lock.release()
+            if not self._held:
+                self._write_lock.release()
 
     @staticmethod
     def _none_due(conn: sqlite3.Connection, queues: Sequence[str], now: float) -> bool:
@@ -856,14 +851,33 @@ class SQLiteStore(Store):
             self._watcher = None
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
-        marks = ",".join("?" * len(queues))
-        row = await self._call(
-            lambda conn: conn.execute(
-                f"SELECT min(due_at) FROM queue WHERE queue IN ({marks})", queues
-            ).fetchone(),
-            durable=False,  # a read
-        )
+        sql = f"SELECT min(due_at) FROM queue WHERE queue IN ({','.join('?' * len(queues))})"
+        self._check_synced()
+        row: Any = None
+        conn = self._free_writer()  # no write of this process is still to run: a read, no transaction
+        if conn is not None:
+            try:
+                row = conn.execute(sql, queues).fetchone()
+            except sqlite3.OperationalError:  # busy a moment: read in a transaction, as below
+                conn = None
+            finally:
+                if not self._held:
+                    self._write_lock.release()
+        if conn is None:
+            row = await self._call(lambda conn: conn.execute(sql, queues).fetchone(), durable=False)
         return float(row[0]) if row and row[0] is not None else None
+
+    def _free_writer(self) -> sqlite3.Connection | None:
+        """The writing connection for a read on the loop's thread that sees every call made before it, if
+        no write of this process is still to run (deferred in this step, or queued for the writer thread),
+        else ``None``. Outside the step's open transaction (``_held``) it takes the write lock: the caller
+        releases it after its read."""
+        conn = self._conn
+        if conn is None or self._deferred or self._threaded:
+            return None
+        if self._held:
+            return conn if self._step_loop is asyncio.get_running_loop() else None
+        return conn if self._write_lock.acquire(blocking=False) else None
 
     def _held_update(self, lease: Lease, sql: str, args: tuple[Any, ...], now: float) -> Callable[..., Any]:
         def run(conn: sqlite3.Connection) -> None:
