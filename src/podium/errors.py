@@ -84,6 +84,11 @@ class InvalidInputError(PodiumError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+class UnstorableValueError(InvalidInputError, TypeError):
+    """A value no store can hold as JSON (an integer beyond 64 bits, an object JSON has no form for); ``field``
+    is its path in the record's data (``initial_data.x.0``). A ``TypeError`` too, as JSON encoders raise."""
+
+
 class MissingDependencyError(PodiumError, ImportError):
     """An optional dependency is missing; the message gives the install command."""
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from podium.errors import ConflictError, LeaseLostError
+from podium.errors import ConflictError, InvalidInputError, LeaseLostError, UnstorableValueError
 from podium.ids import new_ulid_str
 from podium.store import Ack, Append, Enqueue, Put, Store
 
@@ -214,6 +214,25 @@ async def test_a_value_json_cannot_hold_fails_the_whole_batch(store: Store) -> N
     assert await store.get("job", "b") is None
     assert await store.take("q", owner="w", lease_s=10) == []
     assert await store.history("b") == []
+
+
+async def test_an_integer_beyond_64_bits_is_refused_naming_where_it_is(store: Store) -> None:
+    # JSON as every backend holds it has 64-bit integers: a bigger one is refused (not rounded to a float),
+    # as invalid input naming its path in the data, and the batch writes nothing
+    for big in (2**64, -(2**63) - 1):
+        with pytest.raises(UnstorableValueError) as info:
+            await store.apply(Put("job", "c", {"ok": 1}), Enqueue("q", "t", {"n": [1, {"deep": big}]}))
+        assert info.value.field == "n.1.deep" and str(big) in str(info.value)
+        assert isinstance(info.value, (InvalidInputError, TypeError))
+    with pytest.raises(UnstorableValueError) as info:
+        await store.put("job", "c", {"a": {"b": object()}})
+    assert info.value.field == "a.b"
+    assert await store.get("job", "c") is None
+    assert await store.take("q", owner="w", lease_s=10) == []
+    # the edges themselves are held exactly
+    await store.put("job", "c", {"lo": -(2**63), "hi": 2**64 - 1})
+    got = await store.get("job", "c")
+    assert got is not None and got.data == {"lo": -(2**63), "hi": 2**64 - 1}
 
 
 async def test_results_carry_the_callers_own_objects(store: Store) -> None:

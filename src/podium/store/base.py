@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from podium.clock import Clock, system_clock
+from podium.errors import UnstorableValueError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -575,8 +576,48 @@ JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 def dump_json(value: Any) -> str:
     """Encode data as every backend holds it: JSON through orjson (several times faster than the stdlib
-    encoder) with :data:`JSON_OPTIONS`. Values JSON cannot hold fail with ``TypeError``."""
-    return orjson.dumps(value, option=JSON_OPTIONS).decode()
+    encoder) with :data:`JSON_OPTIONS`. Values JSON cannot hold fail with
+    :class:`~podium.errors.UnstorableValueError` (a ``TypeError``) naming where they are."""
+    try:
+        return orjson.dumps(value, option=JSON_OPTIONS).decode()
+    except TypeError as exc:
+        raise unstorable(value, exc) from None
+
+
+def dump_json_bytes(value: Any) -> bytes:
+    """:func:`dump_json`, as UTF-8 bytes."""
+    try:
+        return orjson.dumps(value, option=JSON_OPTIONS)
+    except TypeError as exc:
+        raise unstorable(value, exc) from None
+
+
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson (and so every backend) writes
+
+
+def unstorable(value: Any, exc: BaseException) -> UnstorableValueError:
+    """The error for ``value``, which the encoder refused with ``exc``: the path of the first value in it that
+    JSON as stored here cannot hold (found only now, on the failing path)."""
+    stack: builtins.list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, (str, float)):
+            continue
+        if isinstance(item, int):
+            if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+                return UnstorableValueError(
+                    f"{item} is beyond the 64-bit integers a store holds", field=path or None
+                )
+            continue
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(item.items()))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in reversed(list(enumerate(item))))
+        else:
+            return UnstorableValueError(
+                f"a {type(item).__name__} is not JSON data a store can hold", field=path or None
+            )
+    return UnstorableValueError(str(exc))
 
 
 load_json = orjson.loads

@@ -43,6 +43,7 @@ from podium.store.base import (
     load_json,
     notify_queues,
     status_filter,
+    unstorable,
 )
 
 __all__ = ["MemoryStore"]
@@ -223,24 +224,32 @@ class MemoryStore(Store):
         blobs: builtins.list[str | None] = []
         append = blobs.append
         records = self._records
-        for op in ops:
-            if isinstance(op, Append):
-                append(_orjson_dumps(op.data, option=JSON_OPTIONS).decode() if op.data else _EMPTY)
-                continue
-            if isinstance(op, (Put, Delete)):
-                if op.expected_version is not None:
-                    table = records.get(op.kind)
-                    old = table.get(op.id) if table is not None else None
-                    actual = old[2] if old else 0
-                    if actual != op.expected_version:
-                        raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-                append(_orjson_dumps(op.data, option=JSON_OPTIONS).decode() if isinstance(op, Put) else None)
-            elif isinstance(op, Enqueue):
-                append(_orjson_dumps(op.payload, option=JSON_OPTIONS).decode() if op.payload else _EMPTY)
-            else:
-                if isinstance(op, Ack):
-                    self._held(op.lease, now)
-                append(None)
+        op: Op | None = None
+        try:
+            for op in ops:
+                if isinstance(op, Append):
+                    append(_orjson_dumps(op.data, option=JSON_OPTIONS).decode() if op.data else _EMPTY)
+                    continue
+                if isinstance(op, (Put, Delete)):
+                    if op.expected_version is not None:
+                        table = records.get(op.kind)
+                        old = table.get(op.id) if table is not None else None
+                        actual = old[2] if old else 0
+                        if actual != op.expected_version:
+                            raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
+                    append(
+                        _orjson_dumps(op.data, option=JSON_OPTIONS).decode() if isinstance(op, Put) else None
+                    )
+                elif isinstance(op, Enqueue):
+                    append(_orjson_dumps(op.payload, option=JSON_OPTIONS).decode() if op.payload else _EMPTY)
+                else:
+                    if isinstance(op, Ack):
+                        self._held(op.lease, now)
+                    append(None)
+        except TypeError as exc:  # a value JSON cannot hold: say where
+            raise unstorable(
+                op.payload if isinstance(op, Enqueue) else getattr(op, "data", None), exc
+            ) from None
         return blobs
 
     def _held(self, lease: Lease, now: float) -> _Item:

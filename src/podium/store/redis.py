@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
-
 from podium.clock import Clock
 from podium.errors import (
     ConflictError,
@@ -44,7 +42,6 @@ from podium.errors import (
 )
 from podium.store import redis_lua
 from podium.store.base import (
-    JSON_OPTIONS,
     SCHEMA_VERSION,
     Ack,
     Append,
@@ -59,6 +56,7 @@ from podium.store.base import (
     Record,
     Store,
     Wake,
+    dump_json_bytes,
     load_json,
     notify_queues,
     status_filter,
@@ -80,7 +78,7 @@ PIPELINES = 4
 LISTEN_RETRY_S = 1.0
 """The longest pause between the wake-up listener's attempts to reach Redis again (the driver's backoff)."""
 
-_dumps, _loads = orjson.dumps, load_json
+_loads = load_json
 
 
 def _opt(value: str | None) -> str:
@@ -715,7 +713,7 @@ def _sha1(text: str) -> str:
 
 
 def _json(value: Any) -> bytes:
-    return _dumps(value, option=JSON_OPTIONS) if value else b"{}"
+    return dump_json_bytes(value) if value else b"{}"
 
 
 def _lost(lease: Lease) -> LeaseLostError:
