@@ -15,26 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.schemathesis_run import run_schemathesis  # noqa: E402
+
 TOKEN = "fuzz-token-0123456789"
-
-
-def _schemathesis() -> str:
-    exe = Path(sys.executable).with_name("schemathesis")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("schemathesis") or shutil.which("st")
-    if found is None:
-        raise SystemExit("schemathesis is not installed: pip install -e '.[dev]'")
-    return found
 
 
 async def _seed(url: str) -> dict[str, list[str]]:
@@ -124,86 +117,20 @@ async def fuzz(
             # Long polls (wait_s up to 60 s) are held 0.2 s at most: the fuzzer tries many.
             app = create_app(engine, api_tokens=[TOKEN], max_wait_s=0.2)
             async with serve_asgi(app) as url:
-                config = work / "schemathesis.toml"
-                config.write_text(_config(await _seed(url)), encoding="utf-8")
-                report = work / "report"
-                cmd = [
-                    _schemathesis(),
-                    "--config-file",
-                    str(config),
-                    "run",
+                return await run_schemathesis(
                     f"{url}/openapi.json",
-                    "--checks",
-                    CHECKS,
-                    "--max-examples",
-                    str(max_examples),
-                    "--seed",
-                    str(seed),
-                    "--phases",
-                    phases,
-                    "--workers",
-                    str(workers),
-                    "-H",
-                    f"Authorization: Bearer {TOKEN}",
-                    "--report",
-                    "ndjson",
-                    "--report-dir",
-                    str(report),
-                    "--no-color",
-                    "--suppress-health-check",
-                    "all",
-                    "--request-timeout",
-                    "70",
-                    "--continue-on-failure",
-                ]
-                if max_time_s is not None:
-                    cmd += ["--max-time", str(int(max_time_s))]
-                env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
-                proc = await asyncio.create_subprocess_exec(
-                    *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=work
-                )  # in the scratch folder: schemathesis keeps its cache (.schemathesis/) in the working folder
-                out, _ = await proc.communicate()
-                text = out.decode(errors="replace")
-                if echo:
-                    print(text)
-                figures = _figures(report, text)
-                if os.environ.get("FUZZ_KEEP_REPORT"):
-                    shutil.copytree(report, os.environ["FUZZ_KEEP_REPORT"], dirs_exist_ok=True)
-                figures["exit_code"] = proc.returncode
-                return figures
+                    _config(await _seed(url)),
+                    [f"Authorization: Bearer {TOKEN}"],
+                    work,
+                    max_examples=max_examples,
+                    seed=seed,
+                    workers=workers,
+                    max_time_s=max_time_s,
+                    phases=phases,
+                    echo=echo,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _figures(report_dir: Path, text: str) -> dict[str, Any]:
-    """Requests, 5xx and schema violations from the NDJSON event stream (one recorder per scenario)."""
-    requests = server_errors = 0
-    failures: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    for path in report_dir.glob("*.ndjson"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            recorder = (json.loads(line).get("ScenarioFinished") or {}).get("recorder") or {}
-            for interaction in (recorder.get("interactions") or {}).values():
-                response = interaction.get("response")
-                if response is None:
-                    continue
-                requests += 1
-                code = int(response.get("status_code", 0))
-                statuses[f"{code // 100}xx"] += 1
-                server_errors += code >= 500
-            for results in (recorder.get("checks") or {}).values():
-                for check in results:
-                    if check.get("status") == "failure":
-                        failures[f"{check.get('name')}: {recorder.get('label')}"] += 1
-    violations = sum(n for k, n in failures.items() if not k.startswith("not_a_server_error"))
-    return {
-        "requests": requests,
-        "server_errors": server_errors,
-        "schema_violations": violations,
-        "statuses": dict(sorted(statuses.items())),
-        "failures": dict(failures.most_common(20)),
-        "summary_tail": text.strip().splitlines()[-12:],
-    }
 
 
 def main() -> None:

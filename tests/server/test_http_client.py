@@ -147,3 +147,16 @@ async def test_a_keep_alive_connection_closed_by_the_server_is_retried_on_a_new_
     async with scripted_server(ok + b"<close>", ok) as url, HttpClient(url) as http:
         assert (await http.get("/")).json() == {}
         assert (await http.get("/")).json() == {}
+
+
+async def test_a_host_name_idna_cannot_encode_is_an_http_error_not_a_crash() -> None:
+    # A webhook URL's host with a 64-character label: the resolver's IDNA encoding raises UnicodeError, which
+    # the caller (webhook delivery) must see as a failed delivery like any unreachable host.
+    from podium.wire.http import HttpError
+
+    http = HttpClient()
+    try:
+        with pytest.raises(HttpError, match="cannot connect"):
+            await http.post(f"https://{'0' * 64}.example/hook", json={"a": 1}, timeout_s=5)
+    finally:
+        await http.aclose()

@@ -28,8 +28,10 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
+
+from podium.wire.jobs import ErrorBody
 
 __all__ = [
     "DASHBOARD_PATHS",
@@ -327,13 +329,12 @@ def mount_jobs_dashboard(
     if traces is not None:
         read_trace = traces
 
-        async def trace(
-            trace_id: Annotated[str, Path(min_length=1, max_length=200)],
-        ) -> list[dict[str, Any]]:
+        async def trace(trace_id: Annotated[str, Path(min_length=1, max_length=200)]) -> Any:
             """A flow trace's events, oldest first (404 when the StateStore has none)."""
             events = await read_trace(trace_id)
-            if not events:
-                raise HTTPException(404, f"no events of flow trace {trace_id!r}")
+            if not events:  # the error body every route of the API answers with
+                body = ErrorBody(error=f"no events of flow trace {trace_id!r}").model_dump(exclude_none=True)
+                return JSONResponse(body, status_code=404)
             return events
 
         app.add_api_route(
@@ -343,4 +344,10 @@ def mount_jobs_dashboard(
             summary="A flow trace's events (from the flows' StateStore)",
             tags=["flows"],
             dependencies=[Depends(auth)],
+            response_model=list[dict[str, Any]],
+            responses={
+                401: {"model": ErrorBody, "description": "No valid token"},
+                404: {"model": ErrorBody, "description": "No events of this trace"},
+                422: {"model": ErrorBody, "description": "The trace id is empty or too long"},
+            },
         )

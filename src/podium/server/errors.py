@@ -20,20 +20,44 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podium.engine.errors import JobStateError
-from podium.errors import ConfigError
+from podium.errors import ConfigError, InvalidInputError
 from podium.ops.ratelimit import RateLimited
 from podium.server._state import ServerState
 from podium.server.quotas import QuotaExceeded
 from podium.wire.jobs import ErrorBody
 
-__all__ = ["ERRORS", "TOO_LARGE", "ApiError", "answer", "body_error", "install_error_handlers"]
+__all__ = [
+    "ERRORS",
+    "TOO_LARGE",
+    "ApiError",
+    "answer",
+    "body_error",
+    "errors_doc",
+    "install_error_handlers",
+]
 
 TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The request body is larger than MAX_BODY_BYTES (not read)"}
 }
 """The 413 answer every route with a body documents (the ASGI front gives it, before any route runs)."""
+
+_ERROR_DOCS = {
+    400: "The body is not JSON, or not the object the route reads",
+    401: "No valid token",
+    403: "The token is not allowed this (another worker's id, a wrong approval token)",
+    404: "No such job, task, worker, blueprint or trace",
+    409: "The job's status does not allow it",
+    422: "A field failed validation (``field`` names it)",
+    429: "Rate limit or quota reached (``Retry-After`` says when to try again)",
+}
+
+
+def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each an :class:`~podium.wire.jobs.ErrorBody`."""
+    return {status: {"model": ErrorBody, "description": _ERROR_DOCS[status]} for status in statuses}
 
 
 class ApiError(Exception):
@@ -89,6 +113,18 @@ def _config(_: ServerState, exc: ConfigError) -> ApiError:
     return ApiError(400, str(exc))
 
 
+def _invalid_input(_: ServerState, exc: InvalidInputError) -> ApiError:
+    """422 naming the field: input an engine or store check refused (say, an integer beyond 64 bits in a
+    job's data, which no store holds)."""
+    return ApiError(422, str(exc), field=exc.field)
+
+
+def _http_exception(_: ServerState, exc: StarletteHTTPException) -> ApiError:
+    """Starlette's and FastAPI's own refusals (a body that does not parse, an unknown route, a method the route
+    has not) in the error body every route answers with."""
+    return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None)
+
+
 def _invalid_request(_: ServerState, exc: RequestValidationError) -> ApiError:
     """FastAPI's validation of a route's parameters and body: 422 naming the first field that failed."""
     err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
@@ -104,7 +140,9 @@ ERRORS: dict[type[Exception], Rule] = {
     RateLimited: _rate_limited,
     JobStateError: _job_state,
     ConfigError: _config,
+    InvalidInputError: _invalid_input,
     RequestValidationError: _invalid_request,
+    StarletteHTTPException: _http_exception,
 }
 """Exception type -> how it is answered. Anything else is a 500 (and logged)."""
 

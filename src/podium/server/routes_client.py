@@ -25,7 +25,7 @@ from podium.engine.models import TERMINAL_STATUSES
 from podium.engine.models import JobView as EngineJobView
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import request_admin, request_client
-from podium.server.errors import TOO_LARGE, ApiError
+from podium.server.errors import TOO_LARGE, ApiError, errors_doc
 from podium.server.quotas import QuotaExceeded
 from podium.server.security import ClientConfig
 from podium.server.settings import ServerSettings
@@ -36,7 +36,6 @@ from podium.wire.jobs import (
     CancelResponse,
     CreateJobRequest,
     CreateJobResponse,
-    ErrorBody,
     HistoryItem,
     JobList,
     JobView,
@@ -294,7 +293,7 @@ def client_router(settings: ServerSettings) -> APIRouter:
     # The dependency authenticates before FastAPI validates any body: no token, no 422.
     r = APIRouter(
         tags=["jobs"],
-        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}, **TOO_LARGE},
+        responses={**errors_doc(400, 401, 403, 404, 409, 422, 429), **TOO_LARGE},
         dependencies=[Depends(request_client)],
     )
     get, post = ["GET"], ["POST"]
@@ -455,6 +454,10 @@ async def create_job(request: Request, body: CreateJobRequest, endpoint: str | N
     return JSONResponse({"job_id": job_id, "status": "accepted"}, status_code=202)
 
 
+_SUBMIT_ERRORS = errors_doc(400, 401, 404, 422, 429)
+"""What a submission may be answered with besides 202 and 413 (404: no blueprint at a generic route)."""
+
+
 def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
     """A submission route per blueprint with an API endpoint (its contract in OpenAPI), then the generic
     ones, which also reach blueprints registered after the app was built."""
@@ -474,7 +477,7 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
             summary=f"Create a {definition.name} job",
             description=f"Starts blueprint **{definition.name}**. `initial_data` contract:\n\n```json\n"
             f"{contract}\n```",
-            responses={422: {"model": ErrorBody}, **TOO_LARGE},
+            responses={**_SUBMIT_ERRORS, **TOO_LARGE},
             name=f"create_{definition.name}",
             dependencies=[Depends(request_client)],
         )
@@ -486,8 +489,11 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
         status_code=202,
         response_model=CreateJobResponse,
         tags=["blueprints"],
-        responses=TOO_LARGE,
+        responses={**_SUBMIT_ERRORS, **TOO_LARGE},
         summary="Create a job (any versioned blueprint)",
+        openapi_extra={
+            "parameters": [{"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}]
+        },
     )
     app.add_api_route(
         f"{prefix}/jobs/{{endpoint:path}}",
@@ -497,6 +503,6 @@ def add_blueprint_routes(app: FastAPI, st: ServerState) -> None:
         status_code=202,
         response_model=CreateJobResponse,
         tags=["blueprints"],
-        responses=TOO_LARGE,
+        responses={**_SUBMIT_ERRORS, **TOO_LARGE},
         summary="Create a job (any unversioned blueprint)",
     )

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from podium.server._state import ServerState
 from podium.server.auth import request_client
-from podium.server.errors import TOO_LARGE, ApiError
+from podium.server.errors import TOO_LARGE, ApiError, errors_doc
 from podium.server.routes_client import find_job
 from podium.wire.jobs import ApprovalResponse
 
@@ -78,6 +78,6 @@ def public_router() -> APIRouter:
         approval_webhook,
         methods=["POST"],
         summary="Answer an approval (Avtomatika's route)",
-        responses=TOO_LARGE,
+        responses={**errors_doc(400, 403, 404, 409, 422), **TOO_LARGE},
     )
     return r

@@ -29,9 +29,8 @@ from podium.errors import InvalidInputError, NotFoundError
 from podium.server._longpoll import wait_for_tasks
 from podium.server._state import RemoteWorker, ServerState
 from podium.server.auth import check_signature, request_worker
-from podium.server.errors import TOO_LARGE, ApiError
+from podium.server.errors import TOO_LARGE, ApiError, errors_doc
 from podium.wire import rxon
-from podium.wire.jobs import ErrorBody
 
 __all__ = [
     "RESULT_LANES",
@@ -267,12 +266,7 @@ def worker_router() -> APIRouter:
     """The RXON routes (their paths are the protocol's, under ``/_worker``)."""
     r = APIRouter(
         tags=["workers (RXON)"],
-        responses={
-            401: {"model": ErrorBody},
-            403: {"model": ErrorBody},
-            429: {"model": ErrorBody},
-            **TOO_LARGE,
-        },
+        responses={**errors_doc(400, 401, 403, 404, 422, 429), **TOO_LARGE},
     )
     r.add_api_route(
         rxon.ENDPOINT_REGISTER,

@@ -31,6 +31,12 @@ __all__ = [
 
 JSON = dict[str, Any]
 
+WEBHOOK_URL_PATTERN = r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+(?:[/?#][^\x00-\x20\x7f]*)?$"
+"""An http(s) URL with a host, and no space or control character in it (what a job's ``webhook_url`` may be)."""
+
+MAX_TIMEOUT_S = 366 * 86400.0
+"""The longest dispatch or result timeout a job may ask for (a year and a day): longer is a mistake."""
+
 JOB_STATUSES = (
     "pending",
     "running",
@@ -57,16 +63,16 @@ class CreateJobRequest(_Strict):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     initial_data: JSON = Field(default_factory=dict)
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
-    dispatch_timeout: float | None = Field(default=None, gt=0)
-    result_timeout: float | None = Field(default=None, gt=0)
+    webhook_url: str | None = Field(default=None, pattern=WEBHOOK_URL_PATTERN, max_length=2048)
+    dispatch_timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    result_timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     metadata: JSON | None = None
-    priority: int | None = None
+    priority: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     policy: JSON | None = None
     """Avtomatika's job policy: ``allowed_skills`` limits the task types the job may dispatch."""
     # Accepted for Avtomatika clients; podium does not act on them yet.
     security: JSON | None = None
-    max_transitions: int | None = Field(default=None, ge=1)
+    max_transitions: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class CreateJobResponse(BaseModel):
