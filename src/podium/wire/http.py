@@ -374,7 +374,10 @@ class HttpClient:
             _, conn = await asyncio.get_running_loop().create_connection(
                 _Conn, pool.host, pool.port, ssl=pool.ssl
             )
-        except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode (a label too long)
+        except (
+            OSError,
+            UnicodeError,
+        ) as exc:  # UnicodeError: a host name IDNA cannot encode (a label too long)
             raise HttpError(f"cannot connect to {pool.host}:{pool.port}: {exc}") from None
         return conn
 
