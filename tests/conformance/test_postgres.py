@@ -158,6 +158,59 @@ async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store:
         assert [e.event for e in await store.history(subject_id="o")] == ["moved", "moved"]
 
 
+async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
+    make_store: StoreFactory,
+) -> None:
+    # Given a new schema whose tables hold a few rows and were never analyzed (where the generic plans
+    # PostgreSQL keeps for a connection's life scanned whole tables, or a whole kind through a secondary
+    # index, per statement)
+    from podium.store import postgres
+
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        for n in range(12):
+            await store.apply(
+                Put("job", f"j{n}", {}, status="running"),
+                Put("task", f"t{n}", {}, status="open", group=f"j{n}"),
+                Enqueue("tasks", f"t{n}:1", {}),
+                Append(f"j{n}", "made"),
+            )
+        records, items = (
+            "text,text,int,text,text,text,float8,float8",
+            "text,text,int,text,int,float8,text,float8",
+        )
+        statements = {  # name: (SQL, parameter types, arguments)
+            "lock": (postgres._LOCK_ROWS, "text[],text[],text[],text[]", "'{job}','{j1}','{tasks}','{t1:1}'"),
+            "get_many": (postgres._GET_MANY, "text[],text[]", "'{task}','{t1}'"),
+            "write": (
+                postgres._WRITE_ROWS,
+                ",".join(
+                    f"{t}[]"
+                    for t in f"tid,tid,int,text,text,text,float8,float8,{records},tid,{items}".split(",")
+                ),
+                ",".join(["'{}'"] * 25),
+            ),
+            "take": (postgres._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
+        }
+        async with store._require_pool().acquire() as conn:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            for name, (sql, types, args) in statements.items():
+                # When PostgreSQL plans each of them once for all executions (a generic plan)
+                async with conn.transaction():
+                    await conn.execute(f"PREPARE hot_{name}({types}) AS {sql}")
+                    plan = "\n".join(
+                        row[0] for row in await conn.fetch(f"EXPLAIN EXECUTE hot_{name}({args})")
+                    )
+                    await conn.execute(f"DEALLOCATE hot_{name}")
+                # Then it finds rows by primary key or ctid: no sequential scan, no secondary index serving
+                # a key lookup
+                assert "Seq Scan" not in plan, (name, plan)
+                assert "ix_records_group" not in plan and "ix_records_status" not in plan, (name, plan)
+                assert "ix_queue_due" not in plan, (name, plan)
+                if name in ("lock", "get_many"):
+                    assert "records_pkey" in plan, (name, plan)
+
+
 async def test_a_batch_that_removes_an_item_and_adds_it_again_leaves_the_new_one(
     make_store: StoreFactory,
 ) -> None:

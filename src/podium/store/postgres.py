@@ -96,31 +96,66 @@ _ENQUEUE_LEASED = (
 _HELD = "queue = $1 AND id = $2 AND leased = 1 AND token = $3 AND due_at > $4"
 # The set_config() in the WHERE clause makes the take's own commit asynchronous (as a durable=False
 # write): a take lost in a server crash only offers the item again.
+# The items picked are updated where they lie (their ctid, stable while this statement holds their locks).
 _TAKE = (
-    "WITH picked AS (SELECT queue, id FROM queue WHERE queue = {queues} AND due_at <= $2"
+    "WITH picked AS (SELECT ctid FROM queue WHERE queue = {queues} AND due_at <= $2"
     " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
     " UPDATE queue AS q SET leased = 1, token = nextval('podium_fence'), owner = $4, due_at = $5,"
-    " attempts = q.attempts + 1 FROM picked WHERE q.queue = picked.queue AND q.id = picked.id"
+    " attempts = q.attempts + 1 FROM picked WHERE q.ctid = picked.ctid"
     " AND set_config('synchronous_commit', 'off', true) = 'off'"
     " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
 )
 _TAKE_ONE = _TAKE.format(queues="$1")
 _TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
 _RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+
+
+def _by_key(table: str, key: str, columns: str, keys: str, lock: str = "") -> str:
+    """Rows of ``table`` by primary key ``(key, id)``, for the keys ``keys`` (an ``unnest`` of two text
+    arrays), one primary-key probe per key, in key order.
+
+    Written so that PostgreSQL can plan it no other way, whatever its statistics: its plans for a statement
+    are made once per connection (a *generic* plan, from the sixth execution on) and kept, and those made
+    while the tables are small and not yet analyzed (a new schema, the first minute before autovacuum)
+    looked rows up with a sequential scan and a hash join, or through ``ix_records_group`` /
+    ``ix_queue_due`` with the id as a filter (the costs tie while a table looks tiny): a scan of the whole
+    table, or of every row of the kind, per statement, for as long as the connection lives. Here each key is
+    a ``LATERAL`` subquery with ``LIMIT 1`` ordered by the primary key, and the id a range of one value,
+    which only the primary key serves without a sort."""
+    return (
+        f"SELECT t.* FROM (SELECT * FROM {keys} AS k({key}, id) ORDER BY {key}, id) AS k,"
+        f" LATERAL (SELECT {columns} FROM {table} WHERE {key} = k.{key} AND id BETWEEN k.id AND k.id"
+        f" ORDER BY {key}, id LIMIT 1{lock}) AS t"
+    )
+
+
 # Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
 # locking overlapping rows wait for each other instead of deadlocking.
-_KEYS = "(SELECT * FROM unnest($1::text[], $2::text[]))"
 # The rows a batch touches, both tables in one round trip: records first, then queue items (UNION ALL runs
 # its branches in order), each locked in key order. A row: (is an item, key, key, version | leased,
-# created_at | due_at, 0 | token).
+# created_at | due_at, 0 | token, ctid): the ctid says where the batch's writes find the row (it stays put
+# while the transaction holds the row's lock).
 _LOCK_ROWS = (
-    "WITH r AS (SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN"
-    " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY kind, id FOR UPDATE),"
-    " q AS (SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN"
-    " (SELECT * FROM unnest($3::text[], $4::text[])) ORDER BY queue, id FOR UPDATE)"
-    " SELECT false, kind, id, version, created_at, 0 FROM r"
-    " UNION ALL SELECT true, queue, id, leased, due_at, token FROM q"
+    "WITH r AS ("
+    + _by_key(
+        "records",
+        "kind",
+        "kind, id, version, created_at, ctid",
+        "unnest($1::text[], $2::text[])",
+        " FOR UPDATE",
+    )
+    + "), q AS ("
+    + _by_key(
+        "queue",
+        "queue",
+        "queue, id, leased, token, due_at, ctid",
+        "unnest($3::text[], $4::text[])",
+        " FOR UPDATE",
+    )
+    + ") SELECT false, kind, id, version, created_at, 0, ctid FROM r"
+    " UNION ALL SELECT true, queue, id, leased, due_at, token, ctid FROM q"
 )
+_GET_MANY = _by_key("records", "kind", _RECORD_COLUMNS, "unnest($1::text[], $2::text[])")
 
 
 def _rows(first: int, types: str) -> str:
@@ -130,6 +165,7 @@ def _rows(first: int, types: str) -> str:
 
 
 _RECORD_TYPES = "text,text,int,text,text,text,float8,float8"
+_UPDATE_TYPES = "tid,int,text,text,text,float8,float8"
 _ITEM_TYPES = "text,text,int,text,int,float8,text,float8"
 _ITEM_INSERT = (
     "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
@@ -142,15 +178,16 @@ _INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
 # A batch's net writes but its history lines, in one statement (its parts touch different rows: records
 # deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
 # is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
+# Rows deleted or updated are found by the ctid _LOCK_ROWS read (a TID scan: no plan can scan the table).
 _WRITE_ROWS = (
-    f"WITH rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
+    "WITH rd AS (DELETE FROM records WHERE ctid = ANY($1::tid[])),"
     " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
-    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(3, _RECORD_TYPES)}"
-    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id),"
-    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(11, _RECORD_TYPES)}"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(2, _UPDATE_TYPES)}"
+    " AS u(t, version, status, grp, data, created_at, updated_at) WHERE r.ctid = u.t),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(9, _RECORD_TYPES)}"
     " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
-    f" qd AS (DELETE FROM queue WHERE (queue, id) IN (SELECT * FROM {_rows(19, 'text,text')})),"
-    f" qi AS ({_ITEM_INSERT.format(rows=_rows(21, _ITEM_TYPES))})"
+    " qd AS (DELETE FROM queue WHERE ctid = ANY($17::tid[])),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(18, _ITEM_TYPES))})"
     " SELECT NULL::text, NULL::text, count(*)::int FROM ri UNION ALL SELECT queue, id, token FROM qi"
 )
 # History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
@@ -266,7 +303,10 @@ class PostgresStore(Store):
             self.target.dsn,
             min_size=1,
             max_size=self.target.pool_size,
-            server_settings=self.target.server_settings(),
+            # Every statement of the store finds its rows by an index or by ctid; a sequential scan only
+            # ever came from a generic plan made while a table was tiny (see _by_key), kept for the
+            # connection's life as the table grew.
+            server_settings={**self.target.server_settings(), "enable_seqscan": "off"},
             init=self._init_connection,
             reset=_keep_session,
         )
@@ -550,6 +590,7 @@ class PostgresStore(Store):
                     q_keys[(op.lease.queue, op.lease.id)] = None
         records: dict[tuple[str, str], RecordRow] = {}
         items: dict[tuple[str, str], HeldRow] = {}
+        where: dict[tuple[bool, str, str], Any] = {}  # (is an item, key, key) -> the locked row's ctid
         if rec_keys or q_keys:
             rec_cols, q_cols = _columns(builtins.list(rec_keys), 2), _columns(builtins.list(q_keys), 2)
             for row in await conn.fetch(_LOCK_ROWS, *rec_cols, *q_cols):
@@ -557,6 +598,7 @@ class PostgresStore(Store):
                     items[(row[1], row[2])] = HeldRow(bool(row[3]), row[5], row[4])
                 else:
                     records[(row[1], row[2])] = RecordRow(row[3], row[4])
+                where[(row[0], row[1], row[2])] = row[6]
         plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
         item_rows = [
             (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
@@ -574,12 +616,13 @@ class PostgresStore(Store):
             or plan.queue_deletes
             or (item_rows and not reinserted)
         ):
+            updates = [(where[(False, r[0], r[1])], *r[2:]) for r in plan.record_updates]
             written = await conn.fetch(
                 _WRITE_ROWS,
-                *_columns(plan.record_deletes, 2),
-                *_columns(plan.record_updates, 8),
+                [where[(False, *key)] for key in plan.record_deletes],
+                *_columns(updates, 7),
                 *_columns(plan.record_inserts, 8),
-                *_columns(plan.queue_deletes, 2),
+                [where[(True, *key)] for key in plan.queue_deletes],
                 *_columns([] if reinserted else item_rows, 8),
             )
             inserted = [row for row in written if row[0] is not None]
@@ -694,9 +737,7 @@ class PostgresStore(Store):
         if not keys:
             return []
         kinds, ids = zip(*keys, strict=True)
-        rows = await self._fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE (kind, id) IN {_KEYS}", kinds, ids
-        )
+        rows = await self._fetch(_GET_MANY, kinds, ids)
         found = {(row[0], row[1]): self._record(row) for row in rows}
         return [found.get(key) for key in keys]
 
