@@ -78,11 +78,34 @@ _PUT_NEW = (
     "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
     " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO NOTHING RETURNING version, created_at"
 )
+
+
+def _one(table: str, key: str, columns: str, lock: str = "") -> str:
+    """The row of ``table`` whose primary key is ``($1, $2)``: a probe of the primary key, whatever plan
+    PostgreSQL keeps for it (see :func:`_by_key`)."""
+    return (
+        f"SELECT {columns} FROM {table} WHERE {key} = $1 AND id BETWEEN $2 AND $2"
+        f" ORDER BY {key}, id LIMIT 1{lock}"
+    )
+
+
+# Single-row writes find their row by the ctid of a locking probe: ``FOR UPDATE`` waits for a concurrent
+# writer and returns the row's newest version, which the write then checks and changes (under the lock, as
+# the plain ``WHERE key = ...`` form would have after its own wait).
+_AT_RECORD = f"ctid = ({_one('records', 'kind', 'ctid', ' FOR UPDATE')})"
+_AT_ITEM = f"ctid = ({_one('queue', 'queue', 'ctid', ' FOR UPDATE')})"
 _PUT_VERSION = (
     "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
-    " WHERE kind = $1 AND id = $2 AND version = $7 RETURNING version, created_at"
+    f" WHERE {_AT_RECORD} AND version = $7 RETURNING version, created_at"
 )
-_VERSION = "SELECT version FROM records WHERE kind = $1 AND id = $2"
+# A lone call's only write, committed by itself (no BEGIN/COMMIT round trips), durable or not ($8).
+_PUT_VERSION_ALONE = (
+    "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
+    f" WHERE {_AT_RECORD} AND version = $7"
+    " AND ($8 OR set_config('synchronous_commit', 'off', true) = 'off') RETURNING version, created_at"
+)
+_VERSION = _one("records", "kind", "version")
+_VERSION_LOCKED = _one("records", "kind", "version", " FOR UPDATE")
 _ENQUEUE = (
     "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
     " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 0, $5, 0, '', 0, $6) ON CONFLICT (queue, id) DO NOTHING"
@@ -93,7 +116,7 @@ _ENQUEUE_LEASED = (
     " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 1, $5, nextval('podium_fence'), $6, 1, $7)"
     " ON CONFLICT (queue, id) DO NOTHING RETURNING token"
 )
-_HELD = "queue = $1 AND id = $2 AND leased = 1 AND token = $3 AND due_at > $4"
+_HELD = f"{_AT_ITEM} AND leased = 1 AND token = $3 AND due_at > $4"
 # The set_config() in the WHERE clause makes the take's own commit asynchronous (as a durable=False
 # write): a take lost in a server crash only offers the item again.
 # The items picked are updated where they lie (their ctid, stable while this statement holds their locks).
@@ -108,6 +131,7 @@ _TAKE = (
 _TAKE_ONE = _TAKE.format(queues="$1")
 _TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
 _RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+_GET_ONE = _one("records", "kind", _RECORD_COLUMNS)
 
 
 def _by_key(table: str, key: str, columns: str, keys: str, lock: str = "") -> str:
@@ -482,8 +506,18 @@ class PostgresStore(Store):
         # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
         # round trips only for a lone call of a few operations.
         batched = len(batch) > 1 or len(batch[0].ops) > _PLAN_FROM_OPS
+        # A lone call of one versioned Put (a task's claim, say) is one statement: its own transaction.
+        alone = (
+            len(batch) == 1
+            and len(ops := batch[0].ops) == 1
+            and type(put := ops[0]) is Put
+            and bool(put.expected_version)
+        )
         for attempt in range(_ATTEMPTS):
             try:
+                if alone and not conn.is_in_transaction():
+                    outcomes = [await self._put_alone(conn, batch[0])]
+                    break
                 if not conn.is_in_transaction():
                     await conn.execute(begin)
                 elif not durable:  # begun by the previous batch's commit
@@ -524,6 +558,28 @@ class PostgresStore(Store):
             else:
                 call.future.set_result(outcome)
         return True
+
+    async def _put_alone(self, conn: Any, call: _Call) -> builtins.list[Any] | ConflictError:
+        """A lone versioned :class:`Put`, committed by its own statement (asynchronously when the call is
+        not durable): the call's results, or its version conflict (returned, not raised)."""
+        op = call.ops[0]
+        assert isinstance(op, Put)
+        row = await conn.fetchrow(
+            _PUT_VERSION_ALONE,
+            op.kind,
+            op.id,
+            op.status,
+            op.group,
+            call.blobs[0],
+            call.now,
+            op.expected_version,
+            call.durable,
+        )
+        if row is None:
+            return ConflictError(
+                op.kind, op.id, op.expected_version, await conn.fetchval(_VERSION, op.kind, op.id)
+            )
+        return [Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], call.now)]
 
     async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
         """Each call in turn, inside its own savepoint when there are several; the wake-ups still to send."""
@@ -698,20 +754,16 @@ class PostgresStore(Store):
                 )
             return None
         if isinstance(op, Dequeue):
-            gone = await conn.fetchval(
-                "DELETE FROM queue WHERE queue = $1 AND id = $2 RETURNING 1", op.queue, op.id
-            )
+            gone = await conn.fetchval(f"DELETE FROM queue WHERE {_AT_ITEM} RETURNING 1", op.queue, op.id)
             return gone is not None
         if isinstance(op, Wake):
             return None
         assert isinstance(op, Delete)
         if op.expected_version is not None:
-            actual = await conn.fetchval(_VERSION + " FOR UPDATE", op.kind, op.id) or 0
+            actual = await conn.fetchval(_VERSION_LOCKED, op.kind, op.id) or 0
             if actual != op.expected_version:
                 raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-        gone = await conn.fetchval(
-            "DELETE FROM records WHERE kind = $1 AND id = $2 RETURNING 1", op.kind, op.id
-        )
+        gone = await conn.fetchval(f"DELETE FROM records WHERE {_AT_RECORD} RETURNING 1", op.kind, op.id)
         return gone is not None
 
     # --- records --------------------------------------------------------------------------------
@@ -728,9 +780,7 @@ class PostgresStore(Store):
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
     async def get(self, kind: str, id: str) -> Record | None:
-        rows = await self._fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2", kind, id
-        )
+        rows = await self._fetch(_GET_ONE, kind, id)
         return self._record(rows[0]) if rows else None
 
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
