@@ -121,15 +121,32 @@ _HELD = f"{_AT_ITEM} AND leased = 1 AND token = $3 AND due_at > $4"
 # write): a take lost in a server crash only offers the item again.
 # The items picked are updated where they lie (their ctid, stable while this statement holds their locks).
 _TAKE = (
-    "WITH picked AS (SELECT ctid FROM queue WHERE queue = {queues} AND due_at <= $2"
-    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    "WITH picked AS ({picked})"
     " UPDATE queue AS q SET leased = 1, token = nextval('podium_fence'), owner = $4, due_at = $5,"
     " attempts = q.attempts + 1 FROM picked WHERE q.ctid = picked.ctid"
     " AND set_config('synchronous_commit', 'off', true) = 'off'"
     " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
 )
-_TAKE_ONE = _TAKE.format(queues="$1")
-_TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
+_PICK = (
+    "SELECT ctid, priority, seq FROM queue WHERE queue = {queue} AND due_at <= $2"
+    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+_TAKE_ONE = _TAKE.format(picked=_PICK.format(queue="$1"))
+# Several queues: each read in its order (ix_queue_order), the first $3 of them all taken. (``queue =
+# ANY(...)`` was planned as a read of every due item of the queues and a sort, per take.) Items a queue's
+# probe locked but the take leaves are free again when the statement ends; a taker that skipped them
+# meanwhile looks again at once (their due time has passed).
+_TAKE_MANY = _TAKE.format(
+    picked="SELECT p.ctid FROM unnest($1::text[]) AS n(name), LATERAL ("
+    + _PICK.format(queue="n.name")
+    + ") AS p ORDER BY p.priority DESC, p.seq LIMIT $3"
+)
+# The earliest due time of several queues: the first entry of each in ix_queue_due (``min(due_at) ...
+# queue = ANY(...)`` read every item of the queues).
+_NEXT_DUE = (
+    "SELECT min(d.due_at) FROM unnest($1::text[]) AS n(name),"
+    " LATERAL (SELECT due_at FROM queue WHERE queue = n.name ORDER BY due_at LIMIT 1) AS d"
+)
 _RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
 _GET_ONE = _one("records", "kind", _RECORD_COLUMNS)
 
@@ -844,7 +861,7 @@ class PostgresStore(Store):
         return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, now + lease_s, r[6]) for r in rows]
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
-        rows = await self._fetch("SELECT min(due_at) FROM queue WHERE queue = ANY($1::text[])", list(queues))
+        rows = await self._fetch(_NEXT_DUE, list(queues))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def _held_update(self, lease: Lease, sets: str, due_at: float, now: float) -> None:
