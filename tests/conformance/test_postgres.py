@@ -158,6 +158,108 @@ async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store:
         assert [e.event for e in await store.history(subject_id="o")] == ["moved", "moved"]
 
 
+async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
+    make_store: StoreFactory,
+) -> None:
+    # Given a new schema whose tables hold a few rows and were never analyzed (where the generic plans
+    # PostgreSQL keeps for a connection's life scanned whole tables, or a whole kind through a secondary
+    # index, per statement)
+    from podium.store import postgres
+
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        for n in range(12):
+            await store.apply(
+                Put("job", f"j{n}", {}, status="running"),
+                Put("task", f"t{n}", {}, status="open", group=f"j{n}"),
+                Enqueue("tasks", f"t{n}:1", {}),
+                Append(f"j{n}", "made"),
+            )
+        records, items = (
+            "text,text,int,text,text,text,float8,float8",
+            "text,text,int,text,int,float8,text,float8",
+        )
+        statements = {  # name: (SQL, parameter types, arguments)
+            "lock": (postgres._LOCK_ROWS, "text[],text[],text[],text[]", "'{job}','{j1}','{tasks}','{t1:1}'"),
+            "get_many": (postgres._GET_MANY, "text[],text[]", "'{task}','{t1}'"),
+            "write": (
+                postgres._WRITE_ROWS,
+                ",".join(
+                    f"{t}[]"
+                    for t in f"tid,tid,int,text,text,text,float8,float8,{records},tid,{items}".split(",")
+                ),
+                ",".join(["'{}'"] * 25),
+            ),
+            "take": (postgres._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
+            "take_many": (postgres._TAKE_MANY, "text[],float8,int,text,float8", "'{tasks,mine}',0,4,'w',1"),
+            "get": (postgres._GET_ONE, "text,text", "'task','t1'"),
+            "next_due": (postgres._NEXT_DUE, "text[]", "'{tasks,mine}'"),
+            "put": (
+                postgres._PUT_VERSION,
+                "text,text,text,text,text,float8,int",
+                "'task','t1','x',NULL,'{}',1,1",
+            ),
+            "ack": (
+                f"DELETE FROM queue WHERE {postgres._HELD}",
+                "text,text,int,float8",
+                "'tasks','t1:1',1,0",
+            ),
+        }
+        async with store._require_pool().acquire() as conn:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            for name, (sql, types, args) in statements.items():
+                # When PostgreSQL plans each of them once for all executions (a generic plan)
+                async with conn.transaction():
+                    await conn.execute(f"PREPARE hot_{name}({types}) AS {sql}")
+                    plan = "\n".join(
+                        row[0] for row in await conn.fetch(f"EXPLAIN EXECUTE hot_{name}({args})")
+                    )
+                    await conn.execute(f"DEALLOCATE hot_{name}")
+                # Then it finds rows by primary key or ctid: no sequential scan, no secondary index serving
+                # a key lookup
+                assert "Seq Scan" not in plan, (name, plan)
+                assert "ix_records_group" not in plan and "ix_records_status" not in plan, (name, plan)
+                if name == "next_due":  # its index, for the first entry of each queue
+                    assert "Limit" in plan and "Bitmap" not in plan, (name, plan)
+                else:
+                    assert "ix_queue_due" not in plan, (name, plan)
+                if name in ("lock", "get_many", "get"):
+                    assert "records_pkey" in plan, (name, plan)
+
+
+async def test_a_lone_versioned_put_is_one_statement_and_its_own_transaction(
+    make_store: StoreFactory,
+) -> None:
+    # Given a store whose every statement is counted, and a record at version 1
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        sent: list[str] = []
+        pool = store._require_pool()
+        held = [await pool.acquire() for _ in range(3)]
+        for conn in held:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+        for conn in held:
+            await pool.release(conn)
+        await store.put("task", "t", {"n": 0})
+        await store.put("task", "t", {"n": 1}, expected_version=1)  # (asyncpg reads the types once)
+        # When a lone call puts it under its version, durably or not
+        sent.clear()
+        durable = (await store.apply(Put("task", "t", {"n": 2}, expected_version=2)))[0]
+        fast = (await store.apply(Put("task", "t", {"n": 3}, expected_version=3), durable=False))[0]
+        # Then each was one statement, no BEGIN or COMMIT, and wrote what it says
+        assert len(sent) == 2 and all(q.startswith("UPDATE records") for q in sent), sent
+        assert (durable.version, fast.version) == (3, 4)
+        assert (await store.get("task", "t")).data == {"n": 3}  # type: ignore[union-attr]
+        # and a stale version is refused with the version found, changing nothing
+        with pytest.raises(ConflictError) as refused:
+            await store.apply(Put("task", "t", {"n": 9}, expected_version=3), durable=False)
+        assert refused.value.actual == 4
+        with pytest.raises(ConflictError):
+            await store.apply(Put("task", "absent", {}, expected_version=1))
+        assert (await store.get("task", "t")).data == {"n": 3}  # type: ignore[union-attr]
+
+
 async def test_a_batch_that_removes_an_item_and_adds_it_again_leaves_the_new_one(
     make_store: StoreFactory,
 ) -> None:

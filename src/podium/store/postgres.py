@@ -78,11 +78,34 @@ _PUT_NEW = (
     "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
     " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO NOTHING RETURNING version, created_at"
 )
+
+
+def _one(table: str, key: str, columns: str, lock: str = "") -> str:
+    """The row of ``table`` whose primary key is ``($1, $2)``: a probe of the primary key, whatever plan
+    PostgreSQL keeps for it (see :func:`_by_key`)."""
+    return (
+        f"SELECT {columns} FROM {table} WHERE {key} = $1 AND id BETWEEN $2 AND $2"
+        f" ORDER BY {key}, id LIMIT 1{lock}"
+    )
+
+
+# Single-row writes find their row by the ctid of a locking probe: ``FOR UPDATE`` waits for a concurrent
+# writer and returns the row's newest version, which the write then checks and changes (under the lock, as
+# the plain ``WHERE key = ...`` form would have after its own wait).
+_AT_RECORD = f"ctid = ({_one('records', 'kind', 'ctid', ' FOR UPDATE')})"
+_AT_ITEM = f"ctid = ({_one('queue', 'queue', 'ctid', ' FOR UPDATE')})"
 _PUT_VERSION = (
     "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
-    " WHERE kind = $1 AND id = $2 AND version = $7 RETURNING version, created_at"
+    f" WHERE {_AT_RECORD} AND version = $7 RETURNING version, created_at"
 )
-_VERSION = "SELECT version FROM records WHERE kind = $1 AND id = $2"
+# A lone call's only write, committed by itself (no BEGIN/COMMIT round trips), durable or not ($8).
+_PUT_VERSION_ALONE = (
+    "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
+    f" WHERE {_AT_RECORD} AND version = $7"
+    " AND ($8 OR set_config('synchronous_commit', 'off', true) = 'off') RETURNING version, created_at"
+)
+_VERSION = _one("records", "kind", "version")
+_VERSION_LOCKED = _one("records", "kind", "version", " FOR UPDATE")
 _ENQUEUE = (
     "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
     " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 0, $5, 0, '', 0, $6) ON CONFLICT (queue, id) DO NOTHING"
@@ -93,34 +116,87 @@ _ENQUEUE_LEASED = (
     " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 1, $5, nextval('podium_fence'), $6, 1, $7)"
     " ON CONFLICT (queue, id) DO NOTHING RETURNING token"
 )
-_HELD = "queue = $1 AND id = $2 AND leased = 1 AND token = $3 AND due_at > $4"
+_HELD = f"{_AT_ITEM} AND leased = 1 AND token = $3 AND due_at > $4"
 # The set_config() in the WHERE clause makes the take's own commit asynchronous (as a durable=False
 # write): a take lost in a server crash only offers the item again.
+# The items picked are updated where they lie (their ctid, stable while this statement holds their locks).
 _TAKE = (
-    "WITH picked AS (SELECT queue, id FROM queue WHERE queue = {queues} AND due_at <= $2"
-    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    "WITH picked AS ({picked})"
     " UPDATE queue AS q SET leased = 1, token = nextval('podium_fence'), owner = $4, due_at = $5,"
-    " attempts = q.attempts + 1 FROM picked WHERE q.queue = picked.queue AND q.id = picked.id"
+    " attempts = q.attempts + 1 FROM picked WHERE q.ctid = picked.ctid"
     " AND set_config('synchronous_commit', 'off', true) = 'off'"
     " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
 )
-_TAKE_ONE = _TAKE.format(queues="$1")
-_TAKE_MANY = _TAKE.format(queues="ANY($1::text[])")
+_PICK = (
+    "SELECT ctid, priority, seq FROM queue WHERE queue = {queue} AND due_at <= $2"
+    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+_TAKE_ONE = _TAKE.format(picked=_PICK.format(queue="$1"))
+# Several queues: each read in its order (ix_queue_order), the first $3 of them all taken. (``queue =
+# ANY(...)`` was planned as a read of every due item of the queues and a sort, per take.) Items a queue's
+# probe locked but the take leaves are free again when the statement ends; a taker that skipped them
+# meanwhile looks again at once (their due time has passed).
+_TAKE_MANY = _TAKE.format(
+    picked="SELECT p.ctid FROM unnest($1::text[]) AS n(name), LATERAL ("
+    + _PICK.format(queue="n.name")
+    + ") AS p ORDER BY p.priority DESC, p.seq LIMIT $3"
+)
+# The earliest due time of several queues: the first entry of each in ix_queue_due (``min(due_at) ...
+# queue = ANY(...)`` read every item of the queues).
+_NEXT_DUE = (
+    "SELECT min(d.due_at) FROM unnest($1::text[]) AS n(name),"
+    " LATERAL (SELECT due_at FROM queue WHERE queue = n.name ORDER BY due_at LIMIT 1) AS d"
+)
 _RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+_GET_ONE = _one("records", "kind", _RECORD_COLUMNS)
+
+
+def _by_key(table: str, key: str, columns: str, keys: str, lock: str = "") -> str:
+    """Rows of ``table`` by primary key ``(key, id)``, for the keys ``keys`` (an ``unnest`` of two text
+    arrays), one primary-key probe per key, in key order.
+
+    Written so that PostgreSQL can plan it no other way, whatever its statistics: its plans for a statement
+    are made once per connection (a *generic* plan, from the sixth execution on) and kept, and those made
+    while the tables are small and not yet analyzed (a new schema, the first minute before autovacuum)
+    looked rows up with a sequential scan and a hash join, or through ``ix_records_group`` /
+    ``ix_queue_due`` with the id as a filter (the costs tie while a table looks tiny): a scan of the whole
+    table, or of every row of the kind, per statement, for as long as the connection lives. Here each key is
+    a ``LATERAL`` subquery with ``LIMIT 1`` ordered by the primary key, and the id a range of one value,
+    which only the primary key serves without a sort."""
+    return (
+        f"SELECT t.* FROM (SELECT * FROM {keys} AS k({key}, id) ORDER BY {key}, id) AS k,"
+        f" LATERAL (SELECT {columns} FROM {table} WHERE {key} = k.{key} AND id BETWEEN k.id AND k.id"
+        f" ORDER BY {key}, id LIMIT 1{lock}) AS t"
+    )
+
+
 # Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
 # locking overlapping rows wait for each other instead of deadlocking.
-_KEYS = "(SELECT * FROM unnest($1::text[], $2::text[]))"
 # The rows a batch touches, both tables in one round trip: records first, then queue items (UNION ALL runs
 # its branches in order), each locked in key order. A row: (is an item, key, key, version | leased,
-# created_at | due_at, 0 | token).
+# created_at | due_at, 0 | token, ctid): the ctid says where the batch's writes find the row (it stays put
+# while the transaction holds the row's lock).
 _LOCK_ROWS = (
-    "WITH r AS (SELECT kind, id, version, created_at FROM records WHERE (kind, id) IN"
-    " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY kind, id FOR UPDATE),"
-    " q AS (SELECT queue, id, leased, token, due_at FROM queue WHERE (queue, id) IN"
-    " (SELECT * FROM unnest($3::text[], $4::text[])) ORDER BY queue, id FOR UPDATE)"
-    " SELECT false, kind, id, version, created_at, 0 FROM r"
-    " UNION ALL SELECT true, queue, id, leased, due_at, token FROM q"
+    "WITH r AS ("
+    + _by_key(
+        "records",
+        "kind",
+        "kind, id, version, created_at, ctid",
+        "unnest($1::text[], $2::text[])",
+        " FOR UPDATE",
+    )
+    + "), q AS ("
+    + _by_key(
+        "queue",
+        "queue",
+        "queue, id, leased, token, due_at, ctid",
+        "unnest($3::text[], $4::text[])",
+        " FOR UPDATE",
+    )
+    + ") SELECT false, kind, id, version, created_at, 0, ctid FROM r"
+    " UNION ALL SELECT true, queue, id, leased, due_at, token, ctid FROM q"
 )
+_GET_MANY = _by_key("records", "kind", _RECORD_COLUMNS, "unnest($1::text[], $2::text[])")
 
 
 def _rows(first: int, types: str) -> str:
@@ -130,6 +206,7 @@ def _rows(first: int, types: str) -> str:
 
 
 _RECORD_TYPES = "text,text,int,text,text,text,float8,float8"
+_UPDATE_TYPES = "tid,int,text,text,text,float8,float8"
 _ITEM_TYPES = "text,text,int,text,int,float8,text,float8"
 _ITEM_INSERT = (
     "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
@@ -142,15 +219,16 @@ _INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
 # A batch's net writes but its history lines, in one statement (its parts touch different rows: records
 # deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
 # is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
+# Rows deleted or updated are found by the ctid _LOCK_ROWS read (a TID scan: no plan can scan the table).
 _WRITE_ROWS = (
-    f"WITH rd AS (DELETE FROM records WHERE (kind, id) IN (SELECT * FROM {_rows(1, 'text,text')})),"
+    "WITH rd AS (DELETE FROM records WHERE ctid = ANY($1::tid[])),"
     " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
-    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(3, _RECORD_TYPES)}"
-    " AS u(kind, id, version, status, grp, data, created_at, updated_at) WHERE r.kind = u.kind AND r.id = u.id),"
-    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(11, _RECORD_TYPES)}"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(2, _UPDATE_TYPES)}"
+    " AS u(t, version, status, grp, data, created_at, updated_at) WHERE r.ctid = u.t),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(9, _RECORD_TYPES)}"
     " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
-    f" qd AS (DELETE FROM queue WHERE (queue, id) IN (SELECT * FROM {_rows(19, 'text,text')})),"
-    f" qi AS ({_ITEM_INSERT.format(rows=_rows(21, _ITEM_TYPES))})"
+    " qd AS (DELETE FROM queue WHERE ctid = ANY($17::tid[])),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(18, _ITEM_TYPES))})"
     " SELECT NULL::text, NULL::text, count(*)::int FROM ri UNION ALL SELECT queue, id, token FROM qi"
 )
 # History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
@@ -266,7 +344,10 @@ class PostgresStore(Store):
             self.target.dsn,
             min_size=1,
             max_size=self.target.pool_size,
-            server_settings=self.target.server_settings(),
+            # Every statement of the store finds its rows by an index or by ctid; a sequential scan only
+            # ever came from a generic plan made while a table was tiny (see _by_key), kept for the
+            # connection's life as the table grew.
+            server_settings={**self.target.server_settings(), "enable_seqscan": "off"},
             init=self._init_connection,
             reset=_keep_session,
         )
@@ -442,8 +523,18 @@ class PostgresStore(Store):
         # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
         # round trips only for a lone call of a few operations.
         batched = len(batch) > 1 or len(batch[0].ops) > _PLAN_FROM_OPS
+        # A lone call of one versioned Put (a task's claim, say) is one statement: its own transaction.
+        alone = (
+            len(batch) == 1
+            and len(ops := batch[0].ops) == 1
+            and type(put := ops[0]) is Put
+            and bool(put.expected_version)
+        )
         for attempt in range(_ATTEMPTS):
             try:
+                if alone and not conn.is_in_transaction():
+                    outcomes = [await self._put_alone(conn, batch[0])]
+                    break
                 if not conn.is_in_transaction():
                     await conn.execute(begin)
                 elif not durable:  # begun by the previous batch's commit
@@ -484,6 +575,28 @@ class PostgresStore(Store):
             else:
                 call.future.set_result(outcome)
         return True
+
+    async def _put_alone(self, conn: Any, call: _Call) -> builtins.list[Any] | ConflictError:
+        """A lone versioned :class:`Put`, committed by its own statement (asynchronously when the call is
+        not durable): the call's results, or its version conflict (returned, not raised)."""
+        op = call.ops[0]
+        assert isinstance(op, Put)
+        row = await conn.fetchrow(
+            _PUT_VERSION_ALONE,
+            op.kind,
+            op.id,
+            op.status,
+            op.group,
+            call.blobs[0],
+            call.now,
+            op.expected_version,
+            call.durable,
+        )
+        if row is None:
+            return ConflictError(
+                op.kind, op.id, op.expected_version, await conn.fetchval(_VERSION, op.kind, op.id)
+            )
+        return [Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], call.now)]
 
     async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
         """Each call in turn, inside its own savepoint when there are several; the wake-ups still to send."""
@@ -550,6 +663,7 @@ class PostgresStore(Store):
                     q_keys[(op.lease.queue, op.lease.id)] = None
         records: dict[tuple[str, str], RecordRow] = {}
         items: dict[tuple[str, str], HeldRow] = {}
+        where: dict[tuple[bool, str, str], Any] = {}  # (is an item, key, key) -> the locked row's ctid
         if rec_keys or q_keys:
             rec_cols, q_cols = _columns(builtins.list(rec_keys), 2), _columns(builtins.list(q_keys), 2)
             for row in await conn.fetch(_LOCK_ROWS, *rec_cols, *q_cols):
@@ -557,6 +671,7 @@ class PostgresStore(Store):
                     items[(row[1], row[2])] = HeldRow(bool(row[3]), row[5], row[4])
                 else:
                     records[(row[1], row[2])] = RecordRow(row[3], row[4])
+                where[(row[0], row[1], row[2])] = row[6]
         plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
         item_rows = [
             (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
@@ -574,12 +689,13 @@ class PostgresStore(Store):
             or plan.queue_deletes
             or (item_rows and not reinserted)
         ):
+            updates = [(where[(False, r[0], r[1])], *r[2:]) for r in plan.record_updates]
             written = await conn.fetch(
                 _WRITE_ROWS,
-                *_columns(plan.record_deletes, 2),
-                *_columns(plan.record_updates, 8),
+                [where[(False, *key)] for key in plan.record_deletes],
+                *_columns(updates, 7),
                 *_columns(plan.record_inserts, 8),
-                *_columns(plan.queue_deletes, 2),
+                [where[(True, *key)] for key in plan.queue_deletes],
                 *_columns([] if reinserted else item_rows, 8),
             )
             inserted = [row for row in written if row[0] is not None]
@@ -655,20 +771,16 @@ class PostgresStore(Store):
                 )
             return None
         if isinstance(op, Dequeue):
-            gone = await conn.fetchval(
-                "DELETE FROM queue WHERE queue = $1 AND id = $2 RETURNING 1", op.queue, op.id
-            )
+            gone = await conn.fetchval(f"DELETE FROM queue WHERE {_AT_ITEM} RETURNING 1", op.queue, op.id)
             return gone is not None
         if isinstance(op, Wake):
             return None
         assert isinstance(op, Delete)
         if op.expected_version is not None:
-            actual = await conn.fetchval(_VERSION + " FOR UPDATE", op.kind, op.id) or 0
+            actual = await conn.fetchval(_VERSION_LOCKED, op.kind, op.id) or 0
             if actual != op.expected_version:
                 raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-        gone = await conn.fetchval(
-            "DELETE FROM records WHERE kind = $1 AND id = $2 RETURNING 1", op.kind, op.id
-        )
+        gone = await conn.fetchval(f"DELETE FROM records WHERE {_AT_RECORD} RETURNING 1", op.kind, op.id)
         return gone is not None
 
     # --- records --------------------------------------------------------------------------------
@@ -685,18 +797,14 @@ class PostgresStore(Store):
         return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
 
     async def get(self, kind: str, id: str) -> Record | None:
-        rows = await self._fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2", kind, id
-        )
+        rows = await self._fetch(_GET_ONE, kind, id)
         return self._record(rows[0]) if rows else None
 
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
         if not keys:
             return []
         kinds, ids = zip(*keys, strict=True)
-        rows = await self._fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE (kind, id) IN {_KEYS}", kinds, ids
-        )
+        rows = await self._fetch(_GET_MANY, kinds, ids)
         found = {(row[0], row[1]): self._record(row) for row in rows}
         return [found.get(key) for key in keys]
 
@@ -753,7 +861,7 @@ class PostgresStore(Store):
         return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, now + lease_s, r[6]) for r in rows]
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
-        rows = await self._fetch("SELECT min(due_at) FROM queue WHERE queue = ANY($1::text[])", list(queues))
+        rows = await self._fetch(_NEXT_DUE, list(queues))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def _held_update(self, lease: Lease, sets: str, due_at: float, now: float) -> None:
