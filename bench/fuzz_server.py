@@ -15,9 +15,6 @@ operation, and whether the server's log holds a traceback.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -31,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bench_server import free_port, wait_http  # noqa: E402
-from bench.schemathesis_run import run_schemathesis  # noqa: E402
+from bench.schemathesis_run import dictionary_config, fuzz_main, run_schemathesis  # noqa: E402
 
 EXCLUDED = r"/v1/events$"
 """Left out: the live event stream (server-sent events) never ends, so a fuzzer's request only times out."""
@@ -103,17 +100,6 @@ _PATH_PARAMETERS = {
 }
 
 
-def _config(values: dict[str, list[str]]) -> str:
-    """A schemathesis config: half of the path parameters are names and ids that exist; no long poll."""
-    lines = []
-    for name, entries in values.items():
-        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(entries)}", ""]
-    lines += ["[parameters]", '"query.timeout" = 0']
-    for param, dictionary in _PATH_PARAMETERS.items():
-        lines.append(f'"path.{param}" = {{ dictionary = "{dictionary}", probability = 0.5 }}')
-    return "\n".join(lines) + "\n"
-
-
 async def fuzz(
     *,
     max_examples: int,
@@ -153,7 +139,7 @@ async def fuzz(
         await wait_http(f"{url}/_public/health")
         figures = await run_schemathesis(
             f"{url}/_public/openapi.json",
-            _config(await _seed(url)),
+            dictionary_config(await _seed(url), _PATH_PARAMETERS, {"query.timeout": 0}),
             [f"X-Client-Token: {CLIENT_TOKEN}", f"X-Worker-Token: {WORKER_TOKEN}"],
             work,
             max_examples=max_examples,
@@ -183,29 +169,5 @@ async def fuzz(
             figures["server_tracebacks"] = tracebacks
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--max-examples", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--max-time", type=float, default=None, help="seconds for fuzzing and stateful phases"
-    )
-    parser.add_argument("--phases", default="examples,coverage,fuzzing")
-    args = parser.parse_args()
-    figures = asyncio.run(
-        fuzz(
-            max_examples=args.max_examples,
-            seed=args.seed,
-            workers=args.workers,
-            max_time_s=args.max_time,
-            phases=args.phases,
-        )
-    )
-    print(json.dumps({"bench": "fuzz_server", **{k: v for k, v in figures.items() if k != "summary_tail"}}))
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_main("fuzz_server", __doc__, fuzz)

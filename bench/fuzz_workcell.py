@@ -12,9 +12,6 @@ server errors (5xx), schema violations, and the failures by check and operation.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import shutil
 import sys
 import tempfile
@@ -25,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.schemathesis_run import run_schemathesis  # noqa: E402
+from bench.schemathesis_run import dictionary_config, fuzz_main, run_schemathesis  # noqa: E402
 
 TOKEN = "fuzz-token-0123456789"
 
@@ -78,17 +75,6 @@ _PATH_PARAMETERS = {
 }
 
 
-def _config(values: dict[str, list[str]]) -> str:
-    """A schemathesis config: half of the path parameters are names and ids that exist."""
-    lines = []
-    for name, entries in values.items():
-        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(entries)}", ""]
-    lines.append("[parameters]")
-    for param, dictionary in _PATH_PARAMETERS.items():
-        lines.append(f'"path.{param}" = {{ dictionary = "{dictionary}", probability = 0.5 }}')
-    return "\n".join(lines) + "\n"
-
-
 async def fuzz(
     *,
     max_examples: int,
@@ -119,7 +105,7 @@ async def fuzz(
             async with serve_asgi(app) as url:
                 return await run_schemathesis(
                     f"{url}/openapi.json",
-                    _config(await _seed(url)),
+                    dictionary_config(await _seed(url), _PATH_PARAMETERS),
                     [f"Authorization: Bearer {TOKEN}"],
                     work,
                     max_examples=max_examples,
@@ -133,29 +119,5 @@ async def fuzz(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--max-examples", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--max-time", type=float, default=None, help="seconds for fuzzing and stateful phases"
-    )
-    parser.add_argument("--phases", default="examples,coverage,fuzzing")
-    args = parser.parse_args()
-    figures = asyncio.run(
-        fuzz(
-            max_examples=args.max_examples,
-            seed=args.seed,
-            workers=args.workers,
-            max_time_s=args.max_time,
-            phases=args.phases,
-        )
-    )
-    print(json.dumps({"bench": "fuzz_workcell", **{k: v for k, v in figures.items() if k != "summary_tail"}}))
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_main("fuzz_workcell", __doc__, fuzz)

@@ -8,12 +8,14 @@ operation.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,42 @@ def _figures(report_dir: Path, text: str) -> dict[str, Any]:
         "failures": dict(failures.most_common(20)),
         "summary_tail": text.strip().splitlines()[-12:],
     }
+
+
+def dictionary_config(
+    values: dict[str, list[str]], path_parameters: dict[str, str], fixed: dict[str, Any] | None = None
+) -> str:
+    """A schemathesis config: each path parameter of ``path_parameters`` (parameter -> dictionary) drawn half of
+    the time from ``values`` (names and ids that exist); ``fixed``: parameters given one value
+    (``{"query.timeout": 0}``)."""
+    lines = []
+    for name, entries in values.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(entries)}", ""]
+    lines.append("[parameters]")
+    lines += [f'"{param}" = {json.dumps(value)}' for param, value in (fixed or {}).items()]
+    for param, dictionary in path_parameters.items():
+        lines.append(f'"path.{param}" = {{ dictionary = "{dictionary}", probability = 0.5 }}')
+    return "\n".join(lines) + "\n"
+
+
+def fuzz_main(name: str, doc: str | None, fuzz: Callable[..., Awaitable[dict[str, Any]]]) -> None:
+    """The command line of a fuzz script: run ``fuzz`` with its options, print one JSON line of figures."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-examples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--max-time", type=float, default=None, help="seconds for fuzzing and stateful phases"
+    )
+    parser.add_argument("--phases", default="examples,coverage,fuzzing")
+    args = parser.parse_args()
+    figures = asyncio.run(
+        fuzz(
+            max_examples=args.max_examples,
+            seed=args.seed,
+            workers=args.workers,
+            max_time_s=args.max_time,
+            phases=args.phases,
+        )
+    )
+    print(json.dumps({"bench": name, **{k: v for k, v in figures.items() if k != "summary_tail"}}))
