@@ -1,0 +1,193 @@
+"""The PostgreSQL store's statements (asyncpg's ``$n`` parameters), for :mod:`podium.store.postgres`.
+
+Every lookup of a row by its key goes through the primary key whatever plan PostgreSQL caches for the
+statement (docs/scaling.md, "Plans that scanned whole tables"): single rows through :func:`_one`'s probe,
+several through :func:`_by_key`'s per-key probes, and writes find their rows by the ``ctid`` read under
+the row's lock.
+"""
+
+from __future__ import annotations
+
+_PUT_ANY = (
+    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+    " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO UPDATE SET"
+    " version = records.version + 1, status = excluded.status, grp = excluded.grp, data = excluded.data,"
+    " updated_at = excluded.updated_at RETURNING version, created_at"
+)
+_PUT_NEW = (
+    "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+    " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO NOTHING RETURNING version, created_at"
+)
+
+
+def _one(table: str, key: str, columns: str, lock: str = "") -> str:
+    """The row of ``table`` whose primary key is ``($1, $2)``: a probe of the primary key, whatever plan
+    PostgreSQL keeps for it (see :func:`_by_key`)."""
+    return (
+        f"SELECT {columns} FROM {table} WHERE {key} = $1 AND id BETWEEN $2 AND $2"
+        f" ORDER BY {key}, id LIMIT 1{lock}"
+    )
+
+
+# Single-row writes find their row by the ctid of a locking probe: ``FOR UPDATE`` waits for a concurrent
+# writer and returns the row's newest version, which the write then checks and changes (under the lock, as
+# the plain ``WHERE key = ...`` form would have after its own wait).
+_AT_RECORD = f"ctid = ({_one('records', 'kind', 'ctid', ' FOR UPDATE')})"
+_AT_ITEM = f"ctid = ({_one('queue', 'queue', 'ctid', ' FOR UPDATE')})"
+_PUT_VERSION = (
+    "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
+    f" WHERE {_AT_RECORD} AND version = $7 RETURNING version, created_at"
+)
+# A lone call's only write, committed by itself (no BEGIN/COMMIT round trips), durable or not ($8).
+_PUT_VERSION_ALONE = (
+    "UPDATE records SET version = version + 1, status = $3, grp = $4, data = $5, updated_at = $6"
+    f" WHERE {_AT_RECORD} AND version = $7"
+    " AND ($8 OR set_config('synchronous_commit', 'off', true) = 'off') RETURNING version, created_at"
+)
+_VERSION = _one("records", "kind", "version")
+_VERSION_LOCKED = _one("records", "kind", "version", " FOR UPDATE")
+_ENQUEUE = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 0, $5, 0, '', 0, $6) ON CONFLICT (queue, id) DO NOTHING"
+    " RETURNING 1"
+)
+_ENQUEUE_LEASED = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " VALUES ($1, $2, nextval('podium_seq'), $3, $4, 1, $5, nextval('podium_fence'), $6, 1, $7)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING token"
+)
+_HELD = f"{_AT_ITEM} AND leased = 1 AND token = $3 AND due_at > $4"
+# The set_config() in the WHERE clause makes the take's own commit asynchronous (as a durable=False
+# write): a take lost in a server crash only offers the item again.
+# The items picked are updated where they lie (their ctid, stable while this statement holds their locks).
+_TAKE = (
+    "WITH picked AS ({picked})"
+    " UPDATE queue AS q SET leased = 1, token = nextval('podium_fence'), owner = $4, due_at = $5,"
+    " attempts = q.attempts + 1 FROM picked WHERE q.ctid = picked.ctid"
+    " AND set_config('synchronous_commit', 'off', true) = 'off'"
+    " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
+)
+_PICK = (
+    "SELECT ctid, priority, seq FROM queue WHERE queue = {queue} AND due_at <= $2"
+    " ORDER BY priority DESC, seq LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+_TAKE_ONE = _TAKE.format(picked=_PICK.format(queue="$1"))
+# Several queues: each read in its order (ix_queue_order), the first $3 of them all taken. (``queue =
+# ANY(...)`` was planned as a read of every due item of the queues and a sort, per take.) Items a queue's
+# probe locked but the take leaves are free again when the statement ends; a taker that skipped them
+# meanwhile looks again at once (their due time has passed).
+_TAKE_MANY = _TAKE.format(
+    picked="SELECT p.ctid FROM unnest($1::text[]) AS n(name), LATERAL ("
+    + _PICK.format(queue="n.name")
+    + ") AS p ORDER BY p.priority DESC, p.seq LIMIT $3"
+)
+# The earliest due time of several queues: the first entry of each in ix_queue_due (``min(due_at) ...
+# queue = ANY(...)`` read every item of the queues).
+_NEXT_DUE = (
+    "SELECT min(d.due_at) FROM unnest($1::text[]) AS n(name),"
+    " LATERAL (SELECT due_at FROM queue WHERE queue = n.name ORDER BY due_at LIMIT 1) AS d"
+)
+_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
+_GET_ONE = _one("records", "kind", _RECORD_COLUMNS)
+
+
+def _by_key(table: str, key: str, columns: str, keys: str, lock: str = "") -> str:
+    """Rows of ``table`` by primary key ``(key, id)``, for the keys ``keys`` (an ``unnest`` of two text
+    arrays), one primary-key probe per key, in key order.
+
+    Written so that PostgreSQL can plan it no other way, whatever its statistics: its plans for a statement
+    are made once per connection (a *generic* plan, from the sixth execution on) and kept, and those made
+    while the tables are small and not yet analyzed (a new schema, the first minute before autovacuum)
+    looked rows up with a sequential scan and a hash join, or through ``ix_records_group`` /
+    ``ix_queue_due`` with the id as a filter (the costs tie while a table looks tiny): a scan of the whole
+    table, or of every row of the kind, per statement, for as long as the connection lives. Here each key is
+    a ``LATERAL`` subquery with ``LIMIT 1`` ordered by the primary key, and the id a range of one value,
+    which only the primary key serves without a sort."""
+    return (
+        f"SELECT t.* FROM (SELECT * FROM {keys} AS k({key}, id) ORDER BY {key}, id) AS k,"
+        f" LATERAL (SELECT {columns} FROM {table} WHERE {key} = k.{key} AND id BETWEEN k.id AND k.id"
+        f" ORDER BY {key}, id LIMIT 1{lock}) AS t"
+    )
+
+
+# Group commit's array statements (pg_batch plans them): rows locked in key order, so that two instances
+# locking overlapping rows wait for each other instead of deadlocking.
+# The rows a batch touches, both tables in one round trip: records first, then queue items (UNION ALL runs
+# its branches in order), each locked in key order. A row: (is an item, key, key, version | leased,
+# created_at | due_at, 0 | token, ctid): the ctid says where the batch's writes find the row (it stays put
+# while the transaction holds the row's lock).
+_LOCK_ROWS = (
+    "WITH r AS ("
+    + _by_key(
+        "records",
+        "kind",
+        "kind, id, version, created_at, ctid",
+        "unnest($1::text[], $2::text[])",
+        " FOR UPDATE",
+    )
+    + "), q AS ("
+    + _by_key(
+        "queue",
+        "queue",
+        "queue, id, leased, token, due_at, ctid",
+        "unnest($3::text[], $4::text[])",
+        " FOR UPDATE",
+    )
+    + ") SELECT false, kind, id, version, created_at, 0, ctid FROM r"
+    " UNION ALL SELECT true, queue, id, leased, due_at, token, ctid FROM q"
+)
+_GET_MANY = _by_key("records", "kind", _RECORD_COLUMNS, "unnest($1::text[], $2::text[])")
+
+
+def _rows(first: int, types: str) -> str:
+    """``unnest`` of array parameters ``$first..``, one per type of ``types`` (comma-separated)."""
+    names = types.split(",")
+    return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(names)) + ")"
+
+
+_RECORD_TYPES = "text,text,int,text,text,text,float8,float8"
+_UPDATE_TYPES = "tid,int,text,text,text,float8,float8"
+_ITEM_TYPES = "text,text,int,text,int,float8,text,float8"
+_ITEM_INSERT = (
+    "INSERT INTO queue(queue, id, seq, priority, payload, leased, due_at, token, owner, attempts, enqueued_at)"
+    " SELECT u.queue, u.id, nextval('podium_seq'), u.priority, u.payload, u.leased, u.due_at,"
+    " CASE WHEN u.leased = 1 THEN nextval('podium_fence') ELSE 0 END, u.owner, u.leased, u.enqueued_at"
+    " FROM {rows} AS u(queue, id, priority, payload, leased, due_at, owner, enqueued_at)"
+    " ON CONFLICT (queue, id) DO NOTHING RETURNING queue, id, token"
+)
+_INSERT_ITEMS = _ITEM_INSERT.format(rows=_rows(1, _ITEM_TYPES))
+# A batch's net writes but its history lines, in one statement (its parts touch different rows: records
+# deleted or updated exist and are locked, records inserted did not exist; an item both deleted and inserted
+# is inserted by _INSERT_ITEMS after it). Rows: (NULL, NULL, records inserted), and one per item inserted.
+# Rows deleted or updated are found by the ctid _LOCK_ROWS read (a TID scan: no plan can scan the table).
+_WRITE_ROWS = (
+    "WITH rd AS (DELETE FROM records WHERE ctid = ANY($1::tid[])),"
+    " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(2, _UPDATE_TYPES)}"
+    " AS u(t, version, status, grp, data, created_at, updated_at) WHERE r.ctid = u.t),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(9, _RECORD_TYPES)}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
+    " qd AS (DELETE FROM queue WHERE ctid = ANY($17::tid[])),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(18, _ITEM_TYPES))})"
+    " SELECT NULL::text, NULL::text, count(*)::int FROM ri UNION ALL SELECT queue, id, token FROM qi"
+)
+# History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
+# before any seq is drawn (the CTEs are computed before the join yields a row), and held until commit. The
+# same statement sends the transaction's wake-ups ($8: the channel, $9: the names; delivered at commit, and
+# dropped with a savepoint rolled back): no round trip of their own.
+_LOCK_SUBJECTS = (
+    "WITH locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($6, k) FROM unnest($7::int4[]) AS k)"
+    " AS l), notified AS (SELECT count(*) FROM (SELECT pg_notify($8, q) FROM unnest($9::text[]) AS q) AS n)"
+)
+_INSERT_HISTORY = (
+    f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked,"
+    " notified, unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS u RETURNING seq"
+)
+_INSERT_HISTORY_ONE = (
+    f"{_LOCK_SUBJECTS} INSERT INTO history(subject_id, event, status, ts, data)"
+    " SELECT $1, $2, $3, $4, $5 FROM locked, notified RETURNING seq"
+)
+_NOTIFY = "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q"
+_APPEND_ONE = (
+    "INSERT INTO history(subject_id, event, status, ts, data) VALUES ($1, $2, $3, $4, $5) RETURNING seq"
+)
