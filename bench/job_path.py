@@ -49,11 +49,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
+for _path in (ROOT / "src", ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from bench.poll_path import bench_blueprint  # noqa: E402
 from podium.engine import Config, OrchestratorEngine  # noqa: E402
-from podium.engine.blueprint import Blueprint  # noqa: E402
 from podium.engine.storage import SQLiteStorage  # noqa: E402
 from podium.server import ServerSettings  # noqa: E402
 from podium.server._protocol import http_protocol  # noqa: E402
@@ -63,20 +64,6 @@ CLIENT_TOKEN = "bench-client-token"
 WORKER_TOKEN = "bench-worker-token"
 WORKER_ID = "w0"
 HOST = "127.0.0.1:8080"
-
-
-def _blueprint() -> Blueprint:
-    bp = Blueprint("bench", api_endpoint="/jobs/bench", api_version="v1")
-
-    @bp.handler(is_start=True)
-    async def start(actions: Any) -> None:
-        actions.dispatch_task("noop", {}, transitions={"success": "finished"})
-
-    @bp.handler(is_end=True)
-    async def finished() -> None:
-        pass
-
-    return bp
 
 
 class _Transport:
@@ -290,7 +277,7 @@ async def measure(
     """(CPU seconds per job, status GETs per job) over ``n`` jobs."""
     with tempfile.TemporaryDirectory() as tmp:
         engine = OrchestratorEngine(SQLiteStorage(Path(tmp) / "podium.db"), Config(), serve_http=False)
-        engine.register_blueprint(_blueprint())
+        engine.register_blueprint(bench_blueprint())
         settings = ServerSettings(client_token=CLIENT_TOKEN, global_worker_token=WORKER_TOKEN)
         app: Any = create_app(engine, settings)
         async with app.router.lifespan_context(app):

@@ -43,7 +43,8 @@ from podium.testing import EngineHarness  # noqa: E402
 TOKEN = "bench-client-token"
 
 
-def _blueprint() -> Blueprint:
+def bench_blueprint() -> Blueprint:
+    """bench_server's blueprint: start -> dispatch_task(noop) -> finished."""
     bp = Blueprint("bench", api_endpoint="/jobs/bench", api_version="v1")
 
     @bp.handler(is_start=True)
@@ -90,7 +91,7 @@ async def measure(n: int, usual: bool) -> float:
     from uvicorn.server import ServerState
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine = EngineHarness(SQLiteStore(Path(tmp) / "podium.db"), blueprints=[_blueprint()]).engine
+        engine = EngineHarness(SQLiteStore(Path(tmp) / "podium.db"), blueprints=[bench_blueprint()]).engine
         os.environ["CLIENT_TOKEN"] = TOKEN
         app: Any = create_app(engine, ServerSettings(global_worker_token="w"))
         async with app.router.lifespan_context(app):
