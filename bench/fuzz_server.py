@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_server import free_port, wait_http  # noqa: E402
+from bench.bench_server import free_port, stop_all, wait_http  # noqa: E402
 from bench.schemathesis_run import dictionary_config, fuzz_main, run_schemathesis  # noqa: E402
 
 EXCLUDED = r"/v1/events$"
@@ -135,38 +135,34 @@ async def fuzz(
     ]
     argv += ["--storage", f"sqlite:///{work}/podium.db"]
     server = subprocess.Popen(argv, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+    figures: dict[str, Any] = {}
     try:
         await wait_http(f"{url}/_public/health")
-        figures = await run_schemathesis(
-            f"{url}/_public/openapi.json",
-            dictionary_config(await _seed(url), _PATH_PARAMETERS, {"query.timeout": 0}),
-            [f"X-Client-Token: {CLIENT_TOKEN}", f"X-Worker-Token: {WORKER_TOKEN}"],
-            work,
-            max_examples=max_examples,
-            seed=seed,
-            workers=workers,
-            max_time_s=max_time_s,
-            phases=phases,
-            exclude_paths=EXCLUDED,
-            echo=echo,
+        figures.update(
+            await run_schemathesis(
+                f"{url}/_public/openapi.json",
+                dictionary_config(await _seed(url), _PATH_PARAMETERS, {"query.timeout": 0}),
+                [f"X-Client-Token: {CLIENT_TOKEN}", f"X-Worker-Token: {WORKER_TOKEN}"],
+                work,
+                max_examples=max_examples,
+                seed=seed,
+                workers=workers,
+                max_time_s=max_time_s,
+                phases=phases,
+                exclude_paths=EXCLUDED,
+                echo=echo,
+            )
         )
         figures["server_alive"] = server.poll() is None
-        return figures
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_all([server])
         log.close()
         text = (work / "server.log").read_text(encoding="utf-8", errors="replace")
-        tracebacks = text.count("Traceback")
-        if echo and tracebacks:  # the log lines that hold one
+        figures["server_tracebacks"] = text.count("Traceback")
+        if echo and figures["server_tracebacks"]:  # the log lines that hold one
             print("\n".join(line[:3000] for line in text.splitlines() if "Traceback" in line))
         shutil.rmtree(work, ignore_errors=True)
-        if "figures" in locals():
-            figures["server_tracebacks"] = tracebacks
+    return figures
 
 
 if __name__ == "__main__":
