@@ -53,7 +53,7 @@ for _path in (ROOT / "src", ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench.poll_path import bench_blueprint  # noqa: E402
+from bench.poll_path import MemoryTransport, bench_blueprint  # noqa: E402
 from podium.engine import Config, OrchestratorEngine  # noqa: E402
 from podium.engine.storage import SQLiteStorage  # noqa: E402
 from podium.server import ServerSettings  # noqa: E402
@@ -66,29 +66,17 @@ WORKER_ID = "w0"
 HOST = "127.0.0.1:8080"
 
 
-class _Transport:
+class _Transport(MemoryTransport):
     """Keeps what is written; :meth:`answer` waits for the next response."""
 
     def __init__(self) -> None:
-        self.data: list[bytes] = []
+        super().__init__()
         self.waiter: asyncio.Future[None] | None = None
 
     def write(self, data: bytes) -> None:
         self.data.append(bytes(data))
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None: ...
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
 
     async def answer(self) -> tuple[int, bytes]:
         while not self.data:

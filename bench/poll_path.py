@@ -58,7 +58,9 @@ def bench_blueprint() -> Blueprint:
     return bp
 
 
-class _Transport:
+class MemoryTransport:
+    """A transport for the HTTP protocol that keeps what is written (no socket)."""
+
     def __init__(self) -> None:
         self.data: list[bytes] = []
 
@@ -78,7 +80,7 @@ class _Transport:
     def resume_reading(self) -> None: ...
 
 
-async def _answered(transport: _Transport) -> bytes:
+async def _answered(transport: MemoryTransport) -> bytes:
     while not transport.data:
         await asyncio.sleep(0)
     data, transport.data = b"".join(transport.data), []
@@ -99,7 +101,7 @@ async def measure(n: int, usual: bool) -> float:
             config.load()
             state = ServerState()
             state.default_headers = [(b"date", b"Mon, 07 Dec 2026 00:00:00 GMT"), (b"server", b"uvicorn")]
-            transport = _Transport()
+            transport = MemoryTransport()
             protocol = http_protocol()(config=config, server_state=state, app_state={})
             protocol.connection_made(transport)
             body = b'{"initial_data": {}}'
