@@ -6,6 +6,7 @@ that another connection's commit invalidates (``PRAGMA data_version``)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import subprocess
 import sys
 import textwrap
@@ -444,3 +445,75 @@ async def test_next_due_is_a_read_without_a_write_transaction_unless_a_write_of_
     assert put[0].version == 1 and added == [True]
     assert soon is not None and soon <= store.clock.now()
     assert sizes == [1, 1, 2]
+
+
+async def test_callers_of_a_sync_go_on_in_the_round_that_delivers_it() -> None:
+    """The syncer hands a sync's outcomes to the loop in one callback; the calls that waited go on inside it
+    (each in its own context), not a loop round later; resolved anywhere else, futures wake as usual."""
+    from podium.store import sqlite_sync
+
+    loop = asyncio.get_running_loop()
+    order: list[Any] = []
+    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="none")
+
+    async def waiter(fut: asyncio.Future[int], name: str) -> None:
+        seen.set(name)
+        order.append((await fut, seen.get()))
+
+    async def deliver(via_run_calls: bool) -> None:
+        fut: asyncio.Future[int] = loop.create_future()
+        task = loop.create_task(waiter(fut, "waiter"))
+        await asyncio.sleep(0)  # the task now waits on fut
+        delivered = loop.create_future()
+
+        def in_callback() -> None:
+            items = [(fut, loop, 7, None)]
+            if via_run_calls:
+                sqlite_sync._run_calls([(sqlite_sync._resolve, (items,))])
+            else:
+                sqlite_sync._resolve(items)
+            order.append("callback returned")
+            delivered.set_result(None)
+
+        loop.call_soon_threadsafe(in_callback)
+        await asyncio.wait_for(delivered, WAIT_S)
+        await asyncio.wait_for(task, WAIT_S)
+
+    await deliver(via_run_calls=True)
+    assert order == [(7, "waiter"), "callback returned"]
+    order.clear()
+    await deliver(via_run_calls=False)
+    assert order == ["callback returned", (7, "waiter")]
+
+
+async def test_a_failing_done_callback_run_by_the_sync_goes_to_the_loops_handler() -> None:
+    from podium.store import sqlite_sync
+
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        first: asyncio.Future[int] = loop.create_future()
+        second: asyncio.Future[int] = loop.create_future()
+        got: list[int] = []
+
+        def boom(_: asyncio.Future[int]) -> None:
+            raise ValueError("boom")
+
+        first.add_done_callback(boom)
+        second.add_done_callback(lambda f: got.append(f.result()))
+        done = loop.create_future()
+
+        def in_callback() -> None:
+            sqlite_sync._run_calls(
+                [(sqlite_sync._resolve, ([(first, loop, 1, None), (second, loop, 2, None)],))]
+            )
+            done.set_result(None)
+
+        loop.call_soon(in_callback)
+        await asyncio.wait_for(done, WAIT_S)
+        assert got == [2]
+        assert first.result() == 1
+        assert [type(e["exception"]) for e in errors] == [ValueError]
+    finally:
+        loop.set_exception_handler(None)

@@ -266,9 +266,51 @@ def post_to(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any
         loop.call_soon_threadsafe(fn, *args)
 
 
+Woken = list[tuple[Callable[..., Any], Any, "asyncio.Future[Any]"]]
+
+_waking = threading.local()
+"""``woken``: while :func:`_run_calls` resolves a sync's futures on this thread, the done callbacks it took
+from them (else ``None``)."""
+
+
 def _run_calls(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
-    for fn, args in calls:
-        fn(*args)
+    """On the loop's thread, a plain callback (no task is running): resolve the futures of a sync, then run
+    their done callbacks here and now, each in its own context as the loop would, instead of queueing them for
+    the loop's next round. A call that waited for the fsync (a durable write, a read of an unsynced record)
+    goes on in this round: on a busy server a round is milliseconds, and a worker's next result, sent when
+    this one is answered, would wait for it."""
+    woken: Woken = []
+    _waking.woken = woken
+    try:
+        for fn, args in calls:
+            fn(*args)
+    finally:
+        _waking.woken = None
+    for callback, context, fut in woken:
+        try:
+            context.run(callback, fut)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.get_loop().call_exception_handler(
+                {"message": f"Exception in callback {callback!r}", "exception": exc, "future": fut}
+            )
+
+
+def _finish(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """Set ``fut``'s outcome; inside :func:`_run_calls`, its done callbacks are taken to run there."""
+    woken: Woken | None = getattr(_waking, "woken", None)
+    callbacks = fut._callbacks if woken is not None else None
+    if callbacks:
+        for callback, _ in callbacks:
+            fut.remove_done_callback(callback)
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+    if callbacks:
+        assert woken is not None
+        woken.extend((callback, context, fut) for callback, context in callbacks)
 
 
 def post_outcomes(items: list[Outcome]) -> None:
@@ -291,18 +333,16 @@ def post_outcomes(items: list[Outcome]) -> None:
 
 def _resolve(items: list[Outcome]) -> None:
     for fut, _, result, exc in items:
-        if fut.done():
-            continue
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+        if not fut.done():
+            _finish(fut, result, exc)
 
 
 def set_sync_done(fut: asyncio.Future[None], failure: BaseException | None) -> None:
     if fut.done():
         return
-    if failure is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk"))
+    error = (
+        None
+        if failure is None
+        else StoreError(f"SQLite fsync failed ({failure}): the write may not be on disk")
+    )
+    _finish(fut, None, error)
