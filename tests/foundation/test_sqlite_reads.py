@@ -517,3 +517,32 @@ async def test_a_failing_done_callback_run_by_the_sync_goes_to_the_loops_handler
         assert [type(e["exception"]) for e in errors] == [ValueError]
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_callbacks_left_when_one_interrupts_the_sync_still_run_on_the_loop() -> None:
+    from podium.store import sqlite_sync
+
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[int] = loop.create_future()
+    second: asyncio.Future[int] = loop.create_future()
+    got: list[int] = []
+    interrupted = loop.create_future()
+
+    def interrupt(_: asyncio.Future[int]) -> None:
+        raise KeyboardInterrupt
+
+    first.add_done_callback(interrupt)
+    second.add_done_callback(lambda f: got.append(f.result()))
+
+    def in_callback() -> None:
+        try:
+            sqlite_sync._run_calls(
+                [(sqlite_sync._resolve, ([(first, loop, 1, None), (second, loop, 2, None)],))]
+            )
+        except KeyboardInterrupt:
+            interrupted.set_result(got[:])
+
+    loop.call_soon(in_callback)
+    assert await asyncio.wait_for(interrupted, WAIT_S) == []  # not run yet when the interrupt came
+    await asyncio.sleep(0)
+    assert got == [2]

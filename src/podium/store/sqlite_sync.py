@@ -286,10 +286,12 @@ def _run_calls(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None
             fn(*args)
     finally:
         _waking.woken = None
-    for callback, context, fut in woken:
+    for i, (callback, context, fut) in enumerate(woken):
         try:
             context.run(callback, fut)
         except (SystemExit, KeyboardInterrupt):
+            for callback, context, fut in woken[i + 1 :]:  # the loop runs the others, as it would have
+                fut.get_loop().call_soon(callback, fut, context=context)
             raise
         except BaseException as exc:
             fut.get_loop().call_exception_handler(
