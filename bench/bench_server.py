@@ -654,6 +654,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures[key] = statistics.median(rr[key] for rr in per_round)
         if args.rounds > 1:
             figures[f"{key}_rounds"] = [rr[key] for rr in per_round]
+    # on a machine this small every process competes for the same cores: with the CPU each job costs the
+    # server, the workers and the client together, no run can exceed cores / that cost
+    cores = os.cpu_count() or 1
+    bounds = {
+        key[: -len("_cpu_ms_total")]: cores * 1e3 / figures[key]
+        for key in list(figures)
+        if key.endswith("_poll_cpu_ms_total") and figures[key] > 0
+    }
+    for name, bound in bounds.items():
+        figures[f"{name}_cpu_bound_jobs_s"] = bound
     report(
         "server",
         [
@@ -682,6 +692,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{figures[key]:.2f}x{rounds}, p50 {figures[f'{client}_{store}_p50_vs_avtomatika']:.2f}x, "
                     f"CPU per job {figures[f'{client}_{store}_cpu_vs_avtomatika']:.2f}x"
                 )
+    for name, bound in bounds.items():
+        jobs = figures[f"{name}_jobs_s"]
+        print(
+            f"{name}: CPU per job of server, workers and client together "
+            f"{figures[f'{name}_cpu_ms_total']:.2f} ms: on {cores} cores at most {bound:,.0f} jobs/s; "
+            f"measured {jobs:,.0f} ({jobs / bound:.0%} of that)"
+        )
     print(
         f"fsync on this disk: p50 {fsync_p50:.2f} ms, p90 {fsync_p90:.2f} ms; with every result acknowledged "
         f"after an fsync, {opts.workers} avtomatika-workers (one result in flight each) finish at most "
