@@ -67,9 +67,10 @@ LLM's thoughts and tools' texts usually do; orjson's indented form with its newl
 join) 186k; a regex over it 133k for the observation alone; splitting on quotes 113k for the observation.
 Python's string operations cost 7 to 14 instructions per character and a few hundred per piece, as much as
 an encoder. So 1/5 on this workload is out of reach in CPython 3.11 for any planner that shows the LLM
-PenguiFlow's text. What podium's planner spends above that floor (102.4k per call measured, 512k per plan:
-126k more) is the branches' tasks (about 6.5k each: PenguiFlow's contract runs each branch as a task of its
-own, see planner/eager.py; the Task object alone is ~3k, its context copy and run ~1.4k) and the loop's
+PenguiFlow's text. What podium's planner spends above that floor (101.9k per call measured on 2026-12-07,
+509k per plan: 123k more) is the branches' tasks (7.7k each, 95.7k per call with the branches awaited in
+turn: PenguiFlow's contract runs each branch as a task of its own, see planner/eager.py; allocating the Task
+object ~2.3k, the ``StopIteration`` of a first step that returns ~2.1k, its context copy and run ~1k) and the loop's
 Python, spread thin (run_tool ~2k a call, a tool context ~2.6k, the join's template ~5k, the branches'
 bookkeeping ~2.5k each). The floor as a run (``_floor_run`` under callgrind, its own loop and calls
 included) is 99.4k per call, with the tools at 19.7k on either side: net 0.27 for it as well.

@@ -82,10 +82,23 @@ def test_generated_json_data_reads_as_json_dumps_writes_it() -> None:
         [10**400, -(10**400), 2**64, 2**64 - 1, -(2**63), -(2**63) - 1],
         {"text": 'seals\nand "walruses" / \\ \u2028 \x7f \ud800 e-mail'},
         {"observation": {"hits": ["x:y", "a, b"], "meta": {"score": 1.5e-05, "n": None}}},
+        {"text": "state-of-the-art re-run", "score": 2.5e-07, "at": ["e-", "1e-", 5e-05, "ee-e"]},
+        {"text": "9e-5 and 1e-05 as text", "n": [1, 2.5, 1e-4]},
+        ["state-of-the-art", "re-run", "e-mail", 1e-10, 1e16],
     ],
 )
 def test_edge_cases_read_as_json_dumps_writes_them(data: Any) -> None:
     assert prompts.encode_json_data(data) == _json(data)
+
+
+def test_only_an_e_minus_after_a_digit_sends_the_text_to_json() -> None:
+    # every float whose exponent ujson writes otherwise than json has a digit before its "e-"
+    assert prompts._small_exponent('{"a": 1e-5}')
+    assert prompts._small_exponent('["state-of-the-art", 2.5e-7]')
+    assert prompts._small_exponent('{"a": "9e-"}')  # text can look like one: json writes it, the same text
+    # "e-" after a letter (hyphenated words) keeps ujson's text, json's byte for byte
+    assert not prompts._small_exponent('{"a": "state-of-the-art", "b": ["e-mail", "re-run"], "e-": 10.5}')
+    assert not prompts._small_exponent('"e-"')
 
 
 def test_nesting_deeper_than_ujson_goes_reads_as_json_writes_it() -> None:

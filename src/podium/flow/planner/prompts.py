@@ -73,6 +73,7 @@ def encode_json(data: Any) -> str:
 
 
 _SEPARATORS = (", ", ": ")
+_DIGITS = "0123456789"
 _ujson_dumps: Callable[..., str] | None = None
 
 
@@ -104,7 +105,8 @@ def encode_json_data(data: Any) -> str:
     such data ujson with json's separators writes json's text byte for byte (escapes, key order, big ints,
     ``NaN``/``Infinity``; tests/flow/test_planner_json.py checks it against ``json.dumps`` on generated
     data) except the exponent of a float below 1e-4 (``1e-5`` where json writes ``1e-05``): any text with
-    ``e-`` in it, and any data ujson refuses (too deep, an object it does not know), is encoded by json.
+    ``e-`` after a digit in it, and any data ujson refuses (too deep, an object it does not know), is
+    encoded by json.
     Other data may differ (ujson writes a ``Decimal``, a non-str key's ``str()``, an object's ``__json__``):
     use :func:`encode_json` for it.
     """
@@ -117,9 +119,21 @@ def encode_json_data(data: Any) -> str:
         )
     except Exception:  # too deep, or not JSON data after all: json's text, or json's error
         return _compact_json(data)
-    if "e-" in text:  # maybe a float below 1e-4, whose exponent json writes with two digits
+    if "e-" in text and _small_exponent(text):  # maybe a float below 1e-4 (json: a two-digit exponent)
         return _compact_json(data)
     return text
+
+
+def _small_exponent(text: str) -> bool:
+    """Whether ``text`` may hold a float whose exponent ujson writes otherwise than json (``1e-5``, ``1e-05``):
+    an ``e-`` right after a digit, as every such float is written. Text only says ``e-`` after a letter
+    (``state-of-the-art``, ``re-run``) keeps ujson's text, the same as json's, without encoding it again."""
+    at = text.find("e-", 1)
+    while at != -1:
+        if text[at - 1] in _DIGITS:
+            return True
+        at = text.find("e-", at + 2)
+    return False
 
 
 # -- the system and user prompts ----------------------------------------------------------------------------
