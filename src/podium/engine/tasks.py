@@ -64,7 +64,7 @@ class Tasks:
         self.transitions = transitions
         self.planner = planner
         self.retries = retries
-        # Where the take reads the records in its own round trip (Redis), ask it to; elsewhere reading them
+        # Where the take reads the records in its own round trip (Redis, PostgreSQL), ask it to; elsewhere reading them
         # would cost a round trip even for the records this instance has cached.
         self._fetch = CLAIM_FETCH if self.storage.fetches_in_take else None
 

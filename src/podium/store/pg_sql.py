@@ -8,6 +8,7 @@ the row's lock.
 
 from __future__ import annotations
 
+_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
 _PUT_ANY = (
     "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
     " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO UPDATE SET"
@@ -81,13 +82,38 @@ _TAKE_MANY = _TAKE.format(
     + _PICK.format(queue="n.name")
     + ") AS p ORDER BY p.priority DESC, p.seq LIMIT $3"
 )
+
+
+def _take_fetching(take: str, group: bool) -> str:
+    """``take`` (:data:`_TAKE_ONE` or :data:`_TAKE_MANY`) returning with each item the record of kind ``$6``
+    whose id is the item's id up to its last ``:`` (all of it without one) and, with ``group``, the record of
+    kind ``$7`` named by that record's group (:class:`~podium.store.base.Fetch`): read by the take's own
+    statement, no round trip of their own. Each record is a probe of the primary key (see :func:`_one`); a
+    missing one comes back as NULLs."""
+    rid = "coalesce(nullif(left(tk.id, length(tk.id) - strpos(reverse(tk.id), ':')), ''), tk.id)"
+    sql = (
+        f"WITH tk AS ({take}) SELECT tk.*, r.* FROM tk LEFT JOIN LATERAL ("
+        f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $6 AND id BETWEEN {rid} AND {rid}"
+        " ORDER BY kind, id LIMIT 1) AS r ON true"
+    )
+    if group:
+        sql = sql.replace("SELECT tk.*, r.*", "SELECT tk.*, r.*, g.*") + (
+            f" LEFT JOIN LATERAL (SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $7 AND r.grp <> ''"
+            " AND id BETWEEN r.grp AND r.grp ORDER BY kind, id LIMIT 1) AS g ON true"
+        )
+    return sql
+
+
+_TAKE_ONE_FETCH = _take_fetching(_TAKE_ONE, False)
+_TAKE_MANY_FETCH = _take_fetching(_TAKE_MANY, False)
+_TAKE_ONE_FETCH_GROUP = _take_fetching(_TAKE_ONE, True)
+_TAKE_MANY_FETCH_GROUP = _take_fetching(_TAKE_MANY, True)
 # The earliest due time of several queues: the first entry of each in ix_queue_due (``min(due_at) ...
 # queue = ANY(...)`` read every item of the queues).
 _NEXT_DUE = (
     "SELECT min(d.due_at) FROM unnest($1::text[]) AS n(name),"
     " LATERAL (SELECT due_at FROM queue WHERE queue = n.name ORDER BY due_at LIMIT 1) AS d"
 )
-_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
 _GET_ONE = _one("records", "kind", _RECORD_COLUMNS)
 
 

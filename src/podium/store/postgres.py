@@ -46,6 +46,7 @@ from podium.store.base import (
     Delete,
     Dequeue,
     Enqueue,
+    Fetch,
     HistoryEntry,
     Lease,
     Op,
@@ -81,7 +82,11 @@ from podium.store.pg_sql import (
     _PUT_VERSION_ALONE,
     _RECORD_COLUMNS,
     _TAKE_MANY,
+    _TAKE_MANY_FETCH,
+    _TAKE_MANY_FETCH_GROUP,
     _TAKE_ONE,
+    _TAKE_ONE_FETCH,
+    _TAKE_ONE_FETCH_GROUP,
     _VERSION,
     _VERSION_LOCKED,
     _WRITE_ROWS,
@@ -121,6 +126,7 @@ class PostgresStore(Store):
     ``group_commit=False`` gives every call its own transaction and connection (for comparison)."""
 
     name = "postgres"
+    fetches_in_take = True
 
     def __init__(
         self,
@@ -636,8 +642,18 @@ class PostgresStore(Store):
         return rows
 
     @staticmethod
-    def _record(row: Any) -> Record:
-        return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
+    def _record(row: Any, at: int = 0) -> Record:
+        """The record in the columns ``at..at+7`` of ``row`` (:data:`_RECORD_COLUMNS`)."""
+        return Record(
+            row[at],
+            row[at + 1],
+            row[at + 2],
+            _loads(row[at + 5]),
+            row[at + 3],
+            row[at + 4],
+            row[at + 6],
+            row[at + 7],
+        )
 
     async def get(self, kind: str, id: str) -> Record | None:
         rows = await self._fetch(_GET_ONE, kind, id)
@@ -696,12 +712,47 @@ class PostgresStore(Store):
     async def take_now(
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
+        return await self.take_now_fetching(queues, owner=owner, lease_s=lease_s, limit=limit, fetch=None)
+
+    async def take_now_fetching(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None
+    ) -> builtins.list[Lease]:
+        """The take and the records ``fetch`` names in one statement (one round trip): read in the take's
+        own snapshot, under its locks on the items."""
         now = self.clock.now()
         names = builtins.list(dict.fromkeys(queues))
-        query, first = (_TAKE_ONE, names[0]) if len(names) == 1 else (_TAKE_MANY, names)
-        rows = await self._fetch(query, first, now, limit, owner, now + lease_s)
+        one = len(names) == 1
+        first = names[0] if one else names
+        args: builtins.list[Any] = [first, now, limit, owner, now + lease_s]
+        if fetch is None:
+            query = _TAKE_ONE if one else _TAKE_MANY
+        elif fetch.group_kind is None:
+            query = _TAKE_ONE_FETCH if one else _TAKE_MANY_FETCH
+            args.append(fetch.kind)
+        else:
+            query = _TAKE_ONE_FETCH_GROUP if one else _TAKE_MANY_FETCH_GROUP
+            args += [fetch.kind, fetch.group_kind]
+        rows = await self._fetch(query, *args)
         rows.sort(key=lambda r: (-r[3], r[7]))
-        return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, now + lease_s, r[6]) for r in rows]
+        expires = now + lease_s
+        if fetch is None:
+            return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, expires, r[6]) for r in rows]
+        width = 2 if fetch.group_kind is not None else 1
+        return [
+            Lease(
+                r[0],
+                r[1],
+                _loads(r[2]),
+                r[3],
+                r[4],
+                r[5],
+                owner,
+                expires,
+                r[6],
+                tuple(None if r[at] is None else self._record(r, at) for at in (8, 16)[:width]),
+            )
+            for r in rows
+        ]
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         rows = await self._fetch(_NEXT_DUE, list(queues))
