@@ -90,6 +90,7 @@ from podium.store.pg_sql import (
     _VERSION,
     _VERSION_LOCKED,
     _WRITE_ROWS,
+    _WRITE_ROWS_HISTORY,
 )
 
 __all__ = ["PostgresStore", "subject_lock"]
@@ -539,14 +540,29 @@ class PostgresStore(Store):
             or (item_rows and not reinserted)
         ):
             updates = [(where[(False, r[0], r[1])], *r[2:]) for r in plan.record_updates]
-            written = await conn.fetch(
-                _WRITE_ROWS,
+            args = [
                 [where[(False, *key)] for key in plan.record_deletes],
                 *_columns(updates, 7),
                 *_columns(plan.record_inserts, 8),
                 [where[(True, *key)] for key in plan.queue_deletes],
                 *_columns([] if reinserted else item_rows, 8),
-            )
+            ]
+            if plan.appends and not reinserted:  # the history lines in the same statement
+                rows = [row for _, _, row in plan.appends]
+                locks = sorted({subject_lock(row[0]) for row in rows})
+                wake = _packed(plan.queues_to_notify)
+                out = await conn.fetch(
+                    _WRITE_ROWS_HISTORY, *args, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
+                )
+                if sum(row[3] for row in out if row[0] == 0) != len(plan.record_inserts):
+                    raise Fallback("another instance created one of these records first")
+                if len(tokens := [row for row in out if row[0] == 1]) != len(item_rows):
+                    raise Fallback("another instance enqueued one of these items first")
+                if item_rows:
+                    plan.fill_tokens({(r[1], r[2]): r[3] for r in tokens})
+                plan.fill_seqs([row[3] for row in out if row[0] == 2])
+                return plan.outcomes, set()  # the statement sent the wake-ups
+            written = await conn.fetch(_WRITE_ROWS, *args)
             inserted = [row for row in written if row[0] is not None]
             if sum(row[2] for row in written if row[0] is None) != len(plan.record_inserts):
                 raise Fallback("another instance created one of these records first")
