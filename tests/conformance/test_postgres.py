@@ -190,7 +190,21 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                 ),
                 ",".join(["'{}'"] * 25),
             ),
+            "write_history": (
+                postgres._WRITE_ROWS_HISTORY,
+                ",".join(
+                    f"{t}[]"
+                    for t in f"tid,tid,int,text,text,text,float8,float8,{records},tid,{items}".split(",")
+                )
+                + ",text[],text[],text[],float8[],text[],int4,int4[],text,text[]",
+                ",".join(["'{}'"] * 25) + ",'{j1}','{e}','{NULL}','{0}','{\"{}\"}',1,'{1}','c','{}'",
+            ),
             "take": (postgres._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
+            "take_fetch": (
+                postgres._TAKE_MANY_FETCH_GROUP,
+                "text[],float8,int,text,float8,text,text",
+                "'{tasks,mine}',0,4,'w',1,'task','job'",
+            ),
             "take_many": (postgres._TAKE_MANY, "text[],float8,int,text,float8", "'{tasks,mine}',0,4,'w',1"),
             "get": (postgres._GET_ONE, "text,text", "'task','t1'"),
             "next_due": (postgres._NEXT_DUE, "text[]", "'{tasks,mine}'"),
@@ -223,7 +237,7 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                     assert "Limit" in plan and "Bitmap" not in plan, (name, plan)
                 else:
                     assert "ix_queue_due" not in plan, (name, plan)
-                if name in ("lock", "get_many", "get"):
+                if name in ("lock", "get_many", "get", "take_fetch"):
                     assert "records_pkey" in plan, (name, plan)
 
 
