@@ -144,7 +144,7 @@ async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store:
         results = await batch(2)
         # Then it took four statements: BEGIN, the rows' locks, the writes with the history lines, COMMIT
         assert len(sent) == 4, [q[:50] for q in sent]
-        assert sent[0] == "BEGIN" and sent[-1] == "COMMIT"
+        assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
         # and every call did what it says
         assert results[0][0].version == 2 and results[1] == [True, True] and results[2][1] is True
         mine = results[3][0]
@@ -156,6 +156,38 @@ async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store:
         taken = await store.take("q2", owner="w2", lease_s=30, limit=5)
         assert [(t.id, t.payload) for t in taken] == [("next2", {"n": 2})]
         assert [e.event for e in await store.history(subject_id="o")] == ["moved", "moved"]
+
+
+async def test_a_group_commit_plans_its_statements_once(make_store: StoreFactory) -> None:
+    """A writer's transaction uses generic plans (``SET LOCAL plan_cache_mode`` in its BEGIN): the batch
+    statements are not planned again for every execution."""
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        # Given planned batches (several calls each) run again and again
+        for n in range(8):
+            await asyncio.gather(
+                store.apply(Put("job", f"a{n}", {}), Enqueue("q", f"a{n}"), Append(f"a{n}", "made")),
+                store.apply(Put("job", f"b{n}", {}), Append(f"b{n}", "made")),
+                store.apply(Put("job", f"c{n}", {}), Append(f"c{n}", "made")),
+            )
+        # Then every connection's batch statements were planned generically, never per execution
+        pool = store._require_pool()
+        held = [await pool.acquire() for _ in range(3)]
+        try:
+            rows = [
+                row
+                for conn in held
+                for row in await conn.fetch(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'WITH r AS%' OR statement LIKE 'WITH rd AS%'"
+                )
+            ]
+        finally:
+            for conn in held:
+                await pool.release(conn)
+        assert rows and sum(r[0] for r in rows) >= 8, rows
+        assert sum(r[1] for r in rows) == 0, rows
 
 
 async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
