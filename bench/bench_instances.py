@@ -183,7 +183,7 @@ def _statements(paths: list[str], jobs: int) -> dict[str, float]:
     kinds = {
         "stmt_reads": ("SELECT kind, id, version, status",),
         "stmt_commits": ("COMMIT",),
-        "stmt_takes": ("WITH picked",),
+        "stmt_takes": ("WITH picked", "WITH tk AS"),
         # on Redis: round trips, pub/sub messages read, TAKE calls
         "redis_round_trips": ("redis pipeline",),
         "redis_messages": ("redis message",),

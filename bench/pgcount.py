@@ -59,7 +59,7 @@ def _install_store() -> None:
         store._commit,
         store._run_planned,
         store._on_notify,
-        store.take_now,
+        store.take_now_fetching,
     )
 
     async def counted_commit(self: Any, conn: Any, batch: Any, **kwargs: Any) -> Any:
@@ -104,7 +104,7 @@ def _install_store() -> None:
     store._commit = counted_commit  # type: ignore[method-assign]
     store._run_planned = counted_planned  # type: ignore[method-assign]
     store._on_notify = counted_notify  # type: ignore[method-assign]
-    store.take_now = counted_take  # type: ignore[method-assign]
+    store.take_now_fetching = counted_take  # type: ignore[method-assign]
     errors.ConflictError.__init__ = counted_conflict  # type: ignore[method-assign]
 
 

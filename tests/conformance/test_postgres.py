@@ -105,7 +105,7 @@ async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFact
         assert made == {f"j{i}" for i in range(30) if i % 3}
 
 
-async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store: StoreFactory) -> None:
+async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store: StoreFactory) -> None:
     # Given a store whose pool allows one writer, every statement its connections send counted
     base = make_store()
     assert isinstance(base, PostgresStore)
@@ -142,9 +142,9 @@ async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store:
         await batch(1)  # (asyncpg reads the statements' types once per connection)
         # When one such batch runs
         results = await batch(2)
-        # Then it took five statements: BEGIN, the rows' locks, the writes, the history lines, COMMIT
-        assert len(sent) == 5, [q[:50] for q in sent]
-        assert sent[0] == "BEGIN" and sent[-1] == "COMMIT"
+        # Then it took four statements: BEGIN, the rows' locks, the writes with the history lines, COMMIT
+        assert len(sent) == 4, [q[:50] for q in sent]
+        assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
         # and every call did what it says
         assert results[0][0].version == 2 and results[1] == [True, True] and results[2][1] is True
         mine = results[3][0]
@@ -156,6 +156,38 @@ async def test_a_planned_batch_is_five_statements_whatever_it_writes(make_store:
         taken = await store.take("q2", owner="w2", lease_s=30, limit=5)
         assert [(t.id, t.payload) for t in taken] == [("next2", {"n": 2})]
         assert [e.event for e in await store.history(subject_id="o")] == ["moved", "moved"]
+
+
+async def test_a_group_commit_plans_its_statements_once(make_store: StoreFactory) -> None:
+    """A writer's transaction uses generic plans (``SET LOCAL plan_cache_mode`` in its BEGIN): the batch
+    statements are not planned again for every execution."""
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        # Given planned batches (several calls each) run again and again
+        for n in range(8):
+            await asyncio.gather(
+                store.apply(Put("job", f"a{n}", {}), Enqueue("q", f"a{n}"), Append(f"a{n}", "made")),
+                store.apply(Put("job", f"b{n}", {}), Append(f"b{n}", "made")),
+                store.apply(Put("job", f"c{n}", {}), Append(f"c{n}", "made")),
+            )
+        # Then every connection's batch statements were planned generically, never per execution
+        pool = store._require_pool()
+        held = [await pool.acquire() for _ in range(3)]
+        try:
+            rows = [
+                row
+                for conn in held
+                for row in await conn.fetch(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'WITH r AS%' OR statement LIKE 'WITH rd AS%'"
+                )
+            ]
+        finally:
+            for conn in held:
+                await pool.release(conn)
+        assert rows and sum(r[0] for r in rows) >= 8, rows
+        assert sum(r[1] for r in rows) == 0, rows
 
 
 async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
@@ -190,7 +222,21 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                 ),
                 ",".join(["'{}'"] * 25),
             ),
+            "write_history": (
+                postgres._WRITE_ROWS_HISTORY,
+                ",".join(
+                    f"{t}[]"
+                    for t in f"tid,tid,int,text,text,text,float8,float8,{records},tid,{items}".split(",")
+                )
+                + ",text[],text[],text[],float8[],text[],int4,int4[],text,text[]",
+                ",".join(["'{}'"] * 25) + ",'{j1}','{e}','{NULL}','{0}','{\"{}\"}',1,'{1}','c','{}'",
+            ),
             "take": (postgres._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
+            "take_fetch": (
+                postgres._TAKE_MANY_FETCH_GROUP,
+                "text[],float8,int,text,float8,text,text",
+                "'{tasks,mine}',0,4,'w',1,'task','job'",
+            ),
             "take_many": (postgres._TAKE_MANY, "text[],float8,int,text,float8", "'{tasks,mine}',0,4,'w',1"),
             "get": (postgres._GET_ONE, "text,text", "'task','t1'"),
             "next_due": (postgres._NEXT_DUE, "text[]", "'{tasks,mine}'"),
@@ -223,7 +269,7 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                     assert "Limit" in plan and "Bitmap" not in plan, (name, plan)
                 else:
                     assert "ix_queue_due" not in plan, (name, plan)
-                if name in ("lock", "get_many", "get"):
+                if name in ("lock", "get_many", "get", "take_fetch"):
                     assert "records_pkey" in plan, (name, plan)
 
 
@@ -506,6 +552,41 @@ async def test_history_seq_follows_commit_order_when_a_write_waits_on_a_row(make
         assert [e.event for e in await a.history("j", after_seq=second.seq)] == ["first"]
 
 
+async def test_a_planned_batch_numbers_its_lines_after_its_writes_waited(make_store: StoreFactory) -> None:
+    """A planned batch writes its rows and its history lines in one statement: an insert there that waits on
+    another session's uncommitted insert of the same key waits before the batch draws any seq, so a line of
+    the same subject committed meanwhile by another instance has the lower seq."""
+    import asyncpg
+
+    async with make_store() as a, make_store() as b:
+        assert isinstance(a, PostgresStore)
+        other = await asyncpg.connect(a.target.dsn, server_settings=a.target.server_settings())
+        try:
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(
+                "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
+                " VALUES ('job', 'x', 1, NULL, NULL, '{}', 0, 0)"
+            )
+            # Given A's batch (five operations: planned) inserting x, waiting on the other's insert of x
+            ops = [Put("job", f"y{i}", {}, expected_version=0) for i in range(3)]
+            first = asyncio.ensure_future(
+                a.apply(Append("j", "first"), Put("job", "x", {"by": "a"}, expected_version=0), *ops)
+            )
+            await _lock_wait(a, "WITH rd")
+            # When B appends to the same subject and commits meanwhile (not held up by A's batch), and the
+            # other session gives up x
+            [second] = await asyncio.wait_for(b.apply(Append("j", "second")), timeout=10)
+            await tx.rollback()
+            [entry, made, *_] = await asyncio.wait_for(first, timeout=20)
+        finally:
+            await other.close()
+        # Then A's line, drawn after its insert waited, has the higher seq
+        assert made.version == 1 and made.data == {"by": "a"}
+        assert entry.seq > second.seq
+        assert [e.event for e in await a.history("j")] == ["second", "first"]
+
+
 async def test_a_subject_s_history_waits_for_an_uncommitted_line_of_it(make_store: StoreFactory) -> None:
     """Another instance has drawn a seq for subject j and not committed yet (it holds j's lock, as every
     store does from its history insert to its commit): a line for j waits for that commit, so the numbers
@@ -532,7 +613,8 @@ async def test_a_subject_s_history_waits_for_an_uncommitted_line_of_it(make_stor
                     b.apply(Append("j", "later")), b.apply(Append("j", "later2"), Put("job", "x", {}))
                 )
             )
-            await _lock_wait(a, "WITH locked")
+            # a history insert: "WITH locked ..." alone, "WITH rd ..." with a batch's writes
+            await _lock_wait(a, "WITH ")
             # a line for another subject commits meanwhile
             await asyncio.wait_for(b.apply(Append("k", "free")), timeout=10)
             assert not later.done()

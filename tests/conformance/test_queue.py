@@ -227,6 +227,25 @@ async def test_a_take_with_fetch_returns_each_items_record_and_its_group_record(
     assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 0}
 
 
+async def test_a_take_with_fetch_over_several_queues_returns_each_items_records(store: Store) -> None:
+    job = await store.put("job", "j1", {"n": 1}, status="running")
+    t1 = await store.put("task", "t1", {"a": 1}, status="queued", group="j1")
+    t2 = await store.put("task", "t2", {"a": 2}, status="queued", group="j1")
+    await store.enqueue("qa", "t1:1", {}, priority=1)
+    await store.enqueue("qb", "t2:3", {})
+    await store.enqueue("qb", "x:y:1", {})  # the record's id is the item's id up to its last ':'
+    await store.put("task", "x:y", {"a": 3})
+    leases = await store.take(["qa", "qb"], owner="w", lease_s=30, limit=10, fetch=Fetch("task", "job"))
+    assert [lease.id for lease in leases] == ["t1:1", "t2:3", "x:y:1"]
+    assert leases[0].records == (t1, job) and leases[1].records == (t2, job)
+    assert leases[2].records[0] is not None and leases[2].records[0].data == {"a": 3}
+    assert leases[2].records[1] is None
+    # without a group kind: only the first record
+    await store.enqueue("qb", "t1:2", {})
+    [lease] = await store.take(["qa", "qb"], owner="w", lease_s=30, fetch=Fetch("task"))
+    assert lease.records == (t1,)
+
+
 async def test_a_take_with_fetch_reads_records_as_they_are_at_the_take(store: Store) -> None:
     await store.put("task", "t1", {"v": 1}, status="queued", group="j1")
     rec = await store.put("task", "t1", {"v": 2}, expected_version=1, status="queued", group="j1")

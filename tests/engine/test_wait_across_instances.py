@@ -160,3 +160,25 @@ async def test_a_waiter_on_an_instance_that_cached_the_job_sees_an_end_made_else
         # When A is asked to wait for it afterwards; Then it answers with the finished job
         view = await asyncio.wait_for(a.wait_for_job(job_id), 10)
         assert (view.status, view.state_history["b"]) == ("finished", 5)
+
+
+async def test_takes_read_the_records_only_while_the_instance_misses_them(
+    stores: tuple[Store, Store],
+) -> None:
+    """An instance whose takes find their tasks in its cache (it created them) stops asking the take for
+    their records; tasks created elsewhere bring the reads back. Claims are right either way."""
+    a, b = _engine(stores[0]), _engine(stores[1])
+    async with a, b:
+        assert a.tasks._fetch() is not None  # at first a take reads the records (as before any take)
+        for i in range(12):  # A takes the tasks it created: every one cached
+            job_id = await a.create_job("crashy", {"i": i})
+            task = await a.take_task("w1", ["double"], wait_s=10)
+            assert task is not None and task.job_id == job_id
+        assert a.tasks._fetch() is None
+        for i in range(3):  # then tasks B created: missing from A's cache
+            job_id = await b.create_job("crashy", {"i": i})
+            task = await a.take_task("w1", ["double"], wait_s=10)
+            assert task is not None and task.job_id == job_id
+            stored = await stores[0].get("task", task.task_id)
+            assert stored is not None and a.core.tasks[task.task_id] == stored and stored.status == "running"
+        assert a.tasks._fetch() is not None

@@ -40,6 +40,9 @@ _TASK_COMPLETED, _TASK_TIMED_OUT = str(TaskStatus.COMPLETED), str(TaskStatus.TIM
 _TASK_CANCELLED = str(TaskStatus.CANCELLED)
 
 
+_FETCH_FROM = 0.1
+"""The share of recently taken tasks missing from the cache from which takes read their records."""
+
 CLAIM_FETCH = Fetch(TASK, JOB)
 """What a worker's take reads with each task queue item (``<task id>:<attempt>``): the task's record and its
 job's (the task's group), so that recording the claim needs no read of its own."""
@@ -64,9 +67,19 @@ class Tasks:
         self.transitions = transitions
         self.planner = planner
         self.retries = retries
-        # Where the take reads the records in its own round trip (Redis), ask it to; elsewhere reading them
-        # would cost a round trip even for the records this instance has cached.
-        self._fetch = CLAIM_FETCH if self.storage.fetches_in_take else None
+        # Where the take reads the records in its own round trip (Redis, PostgreSQL), ask it to while taken
+        # tasks are often missing from this instance's cache (see _fetch); elsewhere reading them would cost
+        # a round trip even for the records this instance has cached.
+        self._fetches = self.storage.fetches_in_take
+        self._misses = 1.0
+        """Recent share of taken tasks this instance did not have cached (moving average over takes)."""
+
+    def _fetch(self) -> Fetch | None:
+        """What a take reads with its items: the tasks' records and their jobs' (:data:`CLAIM_FETCH`) while
+        this instance's recent takes found a share of their tasks missing from its cache (tasks another
+        instance created), nothing while it had them all (one instance: the records cost the take a read
+        each, which the cache makes useless; a miss then costs one ``get_many``, and brings the fetch back)."""
+        return CLAIM_FETCH if self._fetches and self._misses >= _FETCH_FROM else None
 
     async def take_task(
         self, worker_id: str, skills: Sequence[str], *, wait_s: float = 0.0, lease_s: float | None = None
@@ -105,7 +118,7 @@ class Tasks:
                     out.extend(await self._claim_leases(leases, worker_id, lease_s))
                     continue
             leases = await self.storage.take(
-                queues, owner=worker_id, lease_s=lease_s, limit=limit, wait_s=remaining, fetch=self._fetch
+                queues, owner=worker_id, lease_s=lease_s, limit=limit, wait_s=remaining, fetch=self._fetch()
             )
             if not leases:
                 return out
@@ -121,7 +134,7 @@ class Tasks:
         workers (``WORK_STEALING_ENABLED``; the store's lease on an item makes the take atomic: the loaded
         worker and every thief race for it and one wins)."""
         leases = await self.storage.take(
-            queues, owner=worker_id, lease_s=lease_s, limit=limit, fetch=self._fetch
+            queues, owner=worker_id, lease_s=lease_s, limit=limit, fetch=self._fetch()
         )
         if leases:
             return leases
@@ -130,7 +143,7 @@ class Tasks:
         if not victims:
             return []
         leases = await self.storage.take(
-            victims, owner=worker_id, lease_s=lease_s, limit=limit, fetch=self._fetch
+            victims, owner=worker_id, lease_s=lease_s, limit=limit, fetch=self._fetch()
         )
         if leases:
             log.info(
@@ -195,6 +208,8 @@ class Tasks:
         conflict fall back to claiming one by one."""
         plan = Plan()
         claimed: list[tuple[Task, Lease]] = []
+        cached = sum(lease.payload["task_id"] in self.core.tasks for lease in leases)
+        self._misses = 0.8 * self._misses + 0.2 * (1 - cached / len(leases))
         if all(lease.records for lease in leases):
             # the take read each task and its job (CLAIM_FETCH): as fresh as reading them now
             self.core.remember(rec for lease in leases for rec in lease.records)

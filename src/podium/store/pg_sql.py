@@ -8,6 +8,7 @@ the row's lock.
 
 from __future__ import annotations
 
+_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
 _PUT_ANY = (
     "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
     " VALUES ($1, $2, 1, $3, $4, $5, $6, $6) ON CONFLICT (kind, id) DO UPDATE SET"
@@ -81,13 +82,38 @@ _TAKE_MANY = _TAKE.format(
     + _PICK.format(queue="n.name")
     + ") AS p ORDER BY p.priority DESC, p.seq LIMIT $3"
 )
+
+
+def _take_fetching(take: str, group: bool) -> str:
+    """``take`` (:data:`_TAKE_ONE` or :data:`_TAKE_MANY`) returning with each item the record of kind ``$6``
+    whose id is the item's id up to its last ``:`` (all of it without one) and, with ``group``, the record of
+    kind ``$7`` named by that record's group (:class:`~podium.store.base.Fetch`): read by the take's own
+    statement, no round trip of their own. Each record is a probe of the primary key (see :func:`_one`); a
+    missing one comes back as NULLs."""
+    rid = "coalesce(nullif(left(tk.id, length(tk.id) - strpos(reverse(tk.id), ':')), ''), tk.id)"
+    sql = (
+        f"WITH tk AS ({take}) SELECT tk.*, r.* FROM tk LEFT JOIN LATERAL ("
+        f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $6 AND id BETWEEN {rid} AND {rid}"
+        " ORDER BY kind, id LIMIT 1) AS r ON true"
+    )
+    if group:
+        sql = sql.replace("SELECT tk.*, r.*", "SELECT tk.*, r.*, g.*") + (
+            f" LEFT JOIN LATERAL (SELECT {_RECORD_COLUMNS} FROM records WHERE kind = $7 AND r.grp <> ''"
+            " AND id BETWEEN r.grp AND r.grp ORDER BY kind, id LIMIT 1) AS g ON true"
+        )
+    return sql
+
+
+_TAKE_ONE_FETCH = _take_fetching(_TAKE_ONE, False)
+_TAKE_MANY_FETCH = _take_fetching(_TAKE_MANY, False)
+_TAKE_ONE_FETCH_GROUP = _take_fetching(_TAKE_ONE, True)
+_TAKE_MANY_FETCH_GROUP = _take_fetching(_TAKE_MANY, True)
 # The earliest due time of several queues: the first entry of each in ix_queue_due (``min(due_at) ...
 # queue = ANY(...)`` read every item of the queues).
 _NEXT_DUE = (
     "SELECT min(d.due_at) FROM unnest($1::text[]) AS n(name),"
     " LATERAL (SELECT due_at FROM queue WHERE queue = n.name ORDER BY due_at LIMIT 1) AS d"
 )
-_RECORD_COLUMNS = "kind, id, version, status, grp, data, created_at, updated_at"
 _GET_ONE = _one("records", "kind", _RECORD_COLUMNS)
 
 
@@ -170,6 +196,29 @@ _WRITE_ROWS = (
     " qd AS (DELETE FROM queue WHERE ctid = ANY($17::tid[])),"
     f" qi AS ({_ITEM_INSERT.format(rows=_rows(18, _ITEM_TYPES))})"
     " SELECT NULL::text, NULL::text, count(*)::int FROM ri UNION ALL SELECT queue, id, token FROM qi"
+)
+# A batch's net writes and its history lines in one statement (one round trip less per batch): every write
+# runs to its end before the subjects' locks are taken and any seq is drawn (the history insert reads the
+# writes' counts first: a CTE runs when first read, and UNION ALL reads its branches in order), so the
+# lines are still drawn last, after anything the transaction waited for. Rows: (0, NULL, NULL, records
+# inserted), (1, queue, id, token) per item inserted, then (2, NULL, NULL, seq) per history line in order.
+_WRITE_ROWS_HISTORY = (
+    "WITH rd AS (DELETE FROM records WHERE ctid = ANY($1::tid[]) RETURNING 1),"
+    " ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    f" created_at = u.created_at, updated_at = u.updated_at FROM {_rows(2, _UPDATE_TYPES)}"
+    " AS u(t, version, status, grp, data, created_at, updated_at) WHERE r.ctid = u.t RETURNING 1),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(9, _RECORD_TYPES)}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
+    " qd AS (DELETE FROM queue WHERE ctid = ANY($17::tid[]) RETURNING 1),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(18, _ITEM_TYPES))}),"
+    " done AS (SELECT (SELECT count(*) FROM rd) + (SELECT count(*) FROM ru) + (SELECT count(*) FROM qd)"
+    " + (SELECT count(*) FROM qi) AS written, (SELECT count(*) FROM ri) AS inserted),"
+    " locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($31, k) FROM unnest($32::int4[]) AS k)"
+    " AS l), notified AS (SELECT count(*) FROM (SELECT pg_notify($33, q) FROM unnest($34::text[]) AS q) AS n),"
+    " h AS (INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM done, locked, notified,"
+    " unnest($26::text[], $27::text[], $28::text[], $29::float8[], $30::text[]) AS u RETURNING seq)"
+    " SELECT 0, NULL::text, NULL::text, inserted FROM done"
+    " UNION ALL SELECT 1, queue, id, token::int8 FROM qi UNION ALL SELECT 2, NULL, NULL, seq::int8 FROM h"
 )
 # History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
 # before any seq is drawn (the CTEs are computed before the join yields a row), and held until commit. The

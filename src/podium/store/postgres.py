@@ -46,6 +46,7 @@ from podium.store.base import (
     Delete,
     Dequeue,
     Enqueue,
+    Fetch,
     HistoryEntry,
     Lease,
     Op,
@@ -81,10 +82,15 @@ from podium.store.pg_sql import (
     _PUT_VERSION_ALONE,
     _RECORD_COLUMNS,
     _TAKE_MANY,
+    _TAKE_MANY_FETCH,
+    _TAKE_MANY_FETCH_GROUP,
     _TAKE_ONE,
+    _TAKE_ONE_FETCH,
+    _TAKE_ONE_FETCH_GROUP,
     _VERSION,
     _VERSION_LOCKED,
     _WRITE_ROWS,
+    _WRITE_ROWS_HISTORY,
 )
 
 __all__ = ["PostgresStore", "subject_lock"]
@@ -103,6 +109,14 @@ per job with one instance and 0.35-0.47 with three, against 0.42-0.53 and 0.53-0
 call up to the pool's limit."""
 _STUCK_S = 0.05
 """A call waiting this long for a writer gets one of its own (while the pool's limit allows)."""
+_BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+"""A group commit's transaction plans its statements once per connection (generic plans), in the round trip
+of its BEGIN. PostgreSQL's default re-planned the batch statements (arrays of keys and rows) for every
+execution, which cost more than running them: ``bench/bench_pg_batch.py``, PostgreSQL CPU per call, batches
+of 1 / 4 / 16: 1.33-1.60 / 0.50-0.55 / 0.154-0.158 ms re-planned, 0.93-1.07 / 0.32-0.37 / 0.133-0.138 ms with
+generic plans. Every statement a writer sends finds its rows by primary key or ctid whatever its plan
+(``tests/conformance/test_postgres.py`` checks the generic plans); reads outside a writer's transaction
+(listings, counts, history) keep PostgreSQL's choice."""
 
 
 class _Call:
@@ -121,6 +135,7 @@ class PostgresStore(Store):
     ``group_commit=False`` gives every call its own transaction and connection (for comparison)."""
 
     name = "postgres"
+    fetches_in_take = True
 
     def __init__(
         self,
@@ -361,7 +376,7 @@ class PostgresStore(Store):
         commits, begin the connection's next transaction in the same round trip (the caller runs them next,
         or rolls that transaction back)."""
         durable = any(call.durable for call in batch)
-        begin = "BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit TO OFF"
+        begin = _BEGIN if durable else f"{_BEGIN}; SET LOCAL synchronous_commit TO OFF"
         outcomes: builtins.list[Any] = []
         # Planned: a few statements whatever the size. Call by call: one statement per operation, fewer
         # round trips only for a lone call of a few operations.
@@ -393,7 +408,7 @@ class PostgresStore(Store):
                 if queues:  # the wake-ups no history insert sent
                     await conn.execute(_NOTIFY, self.channel, _packed(queues))
                 if conn.is_in_transaction():  # a single refused call has rolled back already
-                    await conn.execute("COMMIT; BEGIN" if chain and self._pending else "COMMIT")
+                    await conn.execute(f"COMMIT; {_BEGIN}" if chain and self._pending else "COMMIT")
                 break
             except BaseException as exc:
                 try:  # (a connection the server cut is no longer ours to ask: the pool took it back)
@@ -533,14 +548,29 @@ class PostgresStore(Store):
             or (item_rows and not reinserted)
         ):
             updates = [(where[(False, r[0], r[1])], *r[2:]) for r in plan.record_updates]
-            written = await conn.fetch(
-                _WRITE_ROWS,
+            args = [
                 [where[(False, *key)] for key in plan.record_deletes],
                 *_columns(updates, 7),
                 *_columns(plan.record_inserts, 8),
                 [where[(True, *key)] for key in plan.queue_deletes],
                 *_columns([] if reinserted else item_rows, 8),
-            )
+            ]
+            if plan.appends and not reinserted:  # the history lines in the same statement
+                rows = [row for _, _, row in plan.appends]
+                locks = sorted({subject_lock(row[0]) for row in rows})
+                wake = _packed(plan.queues_to_notify)
+                out = await conn.fetch(
+                    _WRITE_ROWS_HISTORY, *args, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
+                )
+                if sum(row[3] for row in out if row[0] == 0) != len(plan.record_inserts):
+                    raise Fallback("another instance created one of these records first")
+                if len(tokens := [row for row in out if row[0] == 1]) != len(item_rows):
+                    raise Fallback("another instance enqueued one of these items first")
+                if item_rows:
+                    plan.fill_tokens({(r[1], r[2]): r[3] for r in tokens})
+                plan.fill_seqs([row[3] for row in out if row[0] == 2])
+                return plan.outcomes, set()  # the statement sent the wake-ups
+            written = await conn.fetch(_WRITE_ROWS, *args)
             inserted = [row for row in written if row[0] is not None]
             if sum(row[2] for row in written if row[0] is None) != len(plan.record_inserts):
                 raise Fallback("another instance created one of these records first")
@@ -636,8 +666,18 @@ class PostgresStore(Store):
         return rows
 
     @staticmethod
-    def _record(row: Any) -> Record:
-        return Record(row[0], row[1], row[2], _loads(row[5]), row[3], row[4], row[6], row[7])
+    def _record(row: Any, at: int = 0) -> Record:
+        """The record in the columns ``at..at+7`` of ``row`` (:data:`_RECORD_COLUMNS`)."""
+        return Record(
+            row[at],
+            row[at + 1],
+            row[at + 2],
+            _loads(row[at + 5]),
+            row[at + 3],
+            row[at + 4],
+            row[at + 6],
+            row[at + 7],
+        )
 
     async def get(self, kind: str, id: str) -> Record | None:
         rows = await self._fetch(_GET_ONE, kind, id)
@@ -696,12 +736,47 @@ class PostgresStore(Store):
     async def take_now(
         self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int
     ) -> builtins.list[Lease]:
+        return await self.take_now_fetching(queues, owner=owner, lease_s=lease_s, limit=limit, fetch=None)
+
+    async def take_now_fetching(
+        self, queues: Sequence[str], *, owner: str, lease_s: float, limit: int, fetch: Fetch | None
+    ) -> builtins.list[Lease]:
+        """The take and the records ``fetch`` names in one statement (one round trip): read in the take's
+        own snapshot, under its locks on the items."""
         now = self.clock.now()
         names = builtins.list(dict.fromkeys(queues))
-        query, first = (_TAKE_ONE, names[0]) if len(names) == 1 else (_TAKE_MANY, names)
-        rows = await self._fetch(query, first, now, limit, owner, now + lease_s)
+        one = len(names) == 1
+        first = names[0] if one else names
+        args: builtins.list[Any] = [first, now, limit, owner, now + lease_s]
+        if fetch is None:
+            query = _TAKE_ONE if one else _TAKE_MANY
+        elif fetch.group_kind is None:
+            query = _TAKE_ONE_FETCH if one else _TAKE_MANY_FETCH
+            args.append(fetch.kind)
+        else:
+            query = _TAKE_ONE_FETCH_GROUP if one else _TAKE_MANY_FETCH_GROUP
+            args += [fetch.kind, fetch.group_kind]
+        rows = await self._fetch(query, *args)
         rows.sort(key=lambda r: (-r[3], r[7]))
-        return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, now + lease_s, r[6]) for r in rows]
+        expires = now + lease_s
+        if fetch is None:
+            return [Lease(r[0], r[1], _loads(r[2]), r[3], r[4], r[5], owner, expires, r[6]) for r in rows]
+        width = 2 if fetch.group_kind is not None else 1
+        return [
+            Lease(
+                r[0],
+                r[1],
+                _loads(r[2]),
+                r[3],
+                r[4],
+                r[5],
+                owner,
+                expires,
+                r[6],
+                tuple(None if r[at] is None else self._record(r, at) for at in (8, 16)[:width]),
+            )
+            for r in rows
+        ]
 
     async def next_due(self, queues: Sequence[str]) -> float | None:
         rows = await self._fetch(_NEXT_DUE, list(queues))
