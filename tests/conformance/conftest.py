@@ -3,6 +3,7 @@
 Redis and PostgreSQL use the ``redis_url`` / ``postgres_dsn`` fixtures (skip locally, fail in CI when the
 service is missing). Each PostgreSQL test gets its own schema, dropped afterwards; each Redis test its own
 key prefix, deleted afterwards (``redis+sqlite-history``: state on Redis, history in a SQLite file).
+``sqlite+sync-helper``: SQLite with its fsyncs in a helper process, as ``podium serve`` runs it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pytest
 from podium.clock import ManualClock
 from podium.store import MemoryStore, Store, open_store
 from podium.store.sqlite import SQLiteStore
+from podium.store.sqlite_sync import sync_in_helper_process
 
-BACKENDS = ["memory", "sqlite", "postgres", "redis", "redis+sqlite-history"]
+BACKENDS = ["memory", "sqlite", "sqlite+sync-helper", "postgres", "redis", "redis+sqlite-history"]
 
 StoreFactory = Callable[[], Store]
 
@@ -60,7 +62,12 @@ async def make_store(
             return PostgresStore(pg_url, clock=clock)
         return SQLiteStore(tmp_path / "podium.db", clock=clock)
 
-    yield make
+    helper = backend == "sqlite+sync-helper"
+    sync_in_helper_process(helper)
+    try:
+        yield make
+    finally:
+        sync_in_helper_process(False)
     if pg_url:
         await drop_pg_schema(pg_url)
 

@@ -6,13 +6,14 @@ that another connection's commit invalidates (``PRAGMA data_version``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -546,3 +547,57 @@ async def test_callbacks_left_when_one_interrupts_the_sync_still_run_on_the_loop
     assert await asyncio.wait_for(interrupted, WAIT_S) == []  # not run yet when the interrupt came
     await asyncio.sleep(0)
     assert got == [2]
+
+
+@pytest.fixture
+def sync_helper() -> Iterator[None]:
+    from podium.store.sqlite_sync import sync_in_helper_process
+
+    sync_in_helper_process(True)
+    try:
+        yield
+    finally:
+        sync_in_helper_process(False)
+
+
+@pytest.mark.usefixtures("sync_helper")
+async def test_a_sync_helper_process_makes_writes_durable_and_is_reaped_on_close(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "helper.db")
+    await store.open()
+    assert store._syncer is not None
+    helper = store._syncer._helper
+    assert helper is not None and helper.proc.poll() is None
+    await store.apply(Put("job", "a", {"n": 1}, None, "pending"))
+    assert store._syncer.synced >= 1 and helper.sent >= 1
+    writes = await asyncio.gather(
+        *(store.apply(Put("job", f"b{i}", {"n": i}, None, "pending")) for i in range(20))
+    )
+    assert len(writes) == 20 and store._syncer.synced == helper.sent
+    await store.close()
+    assert helper.proc.returncode == 0
+    # what it acknowledged is in the file: read back by a new store
+    again = SQLiteStore(tmp_path / "helper.db")
+    await again.open()
+    try:
+        assert (await again.get("job", "b19")) is not None
+    finally:
+        await again.close()
+
+
+@pytest.mark.usefixtures("sync_helper")
+async def test_a_dead_sync_helper_fails_the_waiting_write_and_every_call_after(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "dead.db")
+    await store.open()
+    try:
+        assert store._syncer is not None and store._syncer._helper is not None
+        await store.apply(Put("job", "a", {"n": 1}, None, "pending"))
+        helper = store._syncer._helper
+        helper.proc.kill()
+        helper.proc.wait()
+        with pytest.raises(StoreError):
+            await asyncio.wait_for(store.apply(Put("job", "b", {"n": 2}, None, "pending")), WAIT_S)
+        with pytest.raises(StoreError):
+            await store.apply(Put("job", "c", {"n": 3}, None, "pending"))
+    finally:
+        with contextlib.suppress(StoreError):
+            await store.close()

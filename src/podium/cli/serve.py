@@ -65,13 +65,18 @@ async def run_server(
     tune_gc: bool = False,
 ) -> None:
     """Build the engine and serve until SIGINT/SIGTERM. ``tune_gc`` (``podium serve``, which owns its
-    process): tune the garbage collector once serving (see :func:`_tune_gc`)."""
+    process): tune the garbage collector once serving (see :func:`_tune_gc`), and fsync SQLite's WAL in a
+    helper process (:func:`podium.store.sqlite_sync.sync_in_helper_process`)."""
     from podium.engine import Config, OrchestratorEngine
     from podium.server import ServerSettings, start_server
 
     settings = ServerSettings.load(
         settings_dir=settings_dir, **{k: v for k, v in overrides.items() if v is not None}
     )
+    if tune_gc:  # this process is the server: the WAL's fsyncs go to a helper process (SQLite, FULL)
+        from podium.store.sqlite_sync import sync_in_helper_process
+
+        sync_in_helper_process(True)
     store = _storage(storage)
     # Open (and so schema-check) the store before anything listens: a mismatch stops here, in one line.
     await store.open()

@@ -24,15 +24,22 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import logging
 import mmap
 import os
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from podium.errors import StoreError
+
+log = logging.getLogger("podium.store")
 
 __all__ = [
     "CHECKPOINT_COMMITS",
@@ -42,6 +49,7 @@ __all__ = [
     "post_outcomes",
     "post_to",
     "set_sync_done",
+    "sync_in_helper_process",
 ]
 
 CHECKPOINT_COMMITS = 250
@@ -52,6 +60,111 @@ Done = Callable[[BaseException | None], None]
 
 Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseException | None]
 """A call's future, its loop, and its result or exception: what :func:`post_outcomes` resolves."""
+
+
+_HELPER = r"""
+import os, struct, sys
+rfd, wfd, wal = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+fd = None
+while True:
+    data = os.read(rfd, 65536)
+    if not data:
+        break
+    n = len(data) // 8
+    target = max(struct.unpack("<%dq" % n, data[: n * 8]))
+    try:
+        if fd is None:
+            fd = os.open(wal, os.O_RDONLY)
+            d = os.open(os.path.dirname(wal) or ".", os.O_RDONLY)
+            try:
+                os.fsync(d)
+            finally:
+                os.close(d)
+        os.fdatasync(fd)
+    except OSError as exc:
+        os.write(wfd, struct.pack("<q", -(exc.errno or 1)))
+        break
+    os.write(wfd, struct.pack("<q", target))
+"""
+"""The sync helper process: reads commit sequence numbers (8 bytes each), fsyncs the WAL, answers the last
+number it covers (a negative errno if the fsync failed, then exits)."""
+
+_helper_wanted = False
+
+
+def sync_in_helper_process(enabled: bool) -> None:
+    """Make the WAL's fsyncs in a helper process, for the syncers made from now on in this process (``podium
+    serve`` turns it on: it owns its process). The helper has an interpreter of its own: a thread of this one
+    must take the GIL back from a busy event loop after every fsync, which costs the loop two context switches
+    a sync; the loop instead reads the helper's answer as I/O. Where the helper cannot be started, the thread
+    fsyncs, as without this."""
+    global _helper_wanted
+    _helper_wanted = enabled
+
+
+class _Helper:
+    """A running sync helper: commits are written to it, and its answers are read on the event loop that
+    opened the store (``on_ack``)."""
+
+    def __init__(self, wal: Path, loop: asyncio.AbstractEventLoop, on_ack: Callable[[], None]) -> None:
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _HELPER, str(r1), str(w2), str(wal)],
+                pass_fds=(r1, w2),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (r1, w1, r2, w2):
+                os.close(fd)
+            raise
+        os.close(r1)
+        os.close(w2)
+        self.to, self.answers, self.loop = w1, r2, loop
+        self.sent = 0  # the last sequence number written to the helper
+        os.set_blocking(r2, False)
+        loop.add_reader(r2, on_ack)
+
+    def send(self, seq: int) -> None:
+        self.sent = max(self.sent, seq)
+        os.write(self.to, struct.pack("<q", seq))
+
+    def read(self) -> list[int] | None:
+        """The answers waiting (``[]``: none yet), or ``None`` once the helper is gone."""
+        try:
+            data = os.read(self.answers, 65536)
+        except BlockingIOError:
+            return []
+        if not data:
+            return None
+        n = len(data) // 8
+        return list(struct.unpack(f"<{n}q", data[: n * 8]))
+
+    def stop(self) -> None:
+        """Close the pipes (the helper exits on its end of input) and reap it (from any thread)."""
+        try:
+            here = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            here = False
+        if here:
+            self.loop.remove_reader(self.answers)
+        else:
+            with contextlib.suppress(RuntimeError):  # closed: it watches nothing any more
+                self.loop.call_soon_threadsafe(self.loop.remove_reader, self.answers)
+        with contextlib.suppress(OSError):
+            os.close(self.to)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a helper stuck in fsync
+            self.proc.kill()
+            self.proc.wait()
+        if not here:  # its reader may still run once on the loop: the descriptor is closed there
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(os.close, self.answers)
+                return
+        with contextlib.suppress(OSError):
+            os.close(self.answers)
 
 
 class WalSyncer:
@@ -75,6 +188,12 @@ class WalSyncer:
         self._after: list[tuple[int, Done]] = []
         self._closing = False
         self._fd: int | None = None
+        self._helper: _Helper | None = None
+        if fsync and _helper_wanted:
+            try:
+                self._helper = _Helper(self.wal, asyncio.get_running_loop(), self._on_ack)
+            except (RuntimeError, OSError, NotImplementedError) as exc:  # no loop, no process: the thread
+                log.warning("SQLite sync helper not started (%s): fsyncs run on a thread", exc)
         self._thread = threading.Thread(target=self._run, name="podium-sqlite-sync", daemon=True)
         self._thread.start()
 
@@ -87,6 +206,14 @@ class WalSyncer:
 
     def committed(self, seq: int) -> None:
         """The commit ``seq`` returned (or failed): sync it."""
+        helper = self._helper
+        if helper is not None:
+            self.wrote()
+            try:
+                helper.send(seq)
+            except OSError as exc:  # the helper is gone: nothing more becomes durable
+                self._fail(exc)
+            return
         with self._cond:
             self._committed = max(self._committed, seq)
             self._writes += 1
@@ -109,7 +236,14 @@ class WalSyncer:
         done(self.failure)
 
     def close(self) -> None:
-        """Sync what was committed, then stop the thread."""
+        """Sync what was committed, then stop the thread (and the helper, once it answered for every commit:
+        its answers are read on the loop, which goes on while this waits)."""
+        helper = self._helper
+        if helper is not None:
+            deadline = time.monotonic() + 30
+            while self.synced < helper.sent and self.failure is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            helper.stop()
         with self._cond:
             self._closing = True
             self._cond.notify()
@@ -165,6 +299,39 @@ class WalSyncer:
             for loop, items in calls.items():
                 with contextlib.suppress(RuntimeError):  # the loop is closed; nobody is waiting any more
                     loop.call_soon_threadsafe(_run_calls, items)
+
+    def _on_ack(self) -> None:
+        """On the loop: the helper's answers. Release the calls its syncs cover (in this callback, as
+        :func:`_run_calls` does)."""
+        helper = self._helper
+        answers = helper.read() if helper is not None else []
+        if answers is None:
+            self._fail(OSError("the SQLite sync helper exited"))
+            if helper is not None:
+                with contextlib.suppress(Exception):
+                    helper.loop.remove_reader(helper.answers)
+            return
+        if not answers:
+            return
+        failed = [a for a in answers if a < 0]
+        if failed:
+            self._fail(OSError(-failed[0], os.strerror(-failed[0])))
+            return
+        target = max(answers)
+        with self._cond:
+            self.synced = max(self.synced, target)
+            ready = [done for seq, done in self._after if seq <= target]
+            self._after = [(seq, done) for seq, done in self._after if seq > target]
+        _run_calls([(done, (None,)) for done in ready])
+
+    def _fail(self, exc: BaseException) -> None:
+        """A sync failed: every call waiting for one fails, and so do all later calls."""
+        with self._cond:
+            if self.failure is None:
+                self.failure = exc
+            ready, self._after = [done for _, done in self._after], []
+        for done in ready:
+            done(self.failure)
 
     def _fsync_wal(self) -> None:
         """fsync the WAL file. ``fdatasync``, as SQLite syncs its WAL itself: the frames and the file's size
