@@ -214,7 +214,7 @@ def _switches(pids: list[int]) -> int:
 
 def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
     return {
-        "servers": sum(cpu_s(p) for p in server_pids),
+        "servers": sum(cpu_s(p, children=True) for p in server_pids),
         "workers": sum(cpu_s(p) for p in worker_pids),
         "driver": cpu_s(),
         "postgres": postgres_cpu_s(),

@@ -220,18 +220,19 @@ def percentile(values: list[float], p: float) -> float:
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int | None = None) -> float:
-    """CPU time (user + system) a process has used so far: this one, or ``pid`` with its child processes
-    (those still running and those it reaped: ``podium serve``'s SQLite sync helper counts as the server)."""
+def cpu_s(pid: int | None = None, *, children: bool = False) -> float:
+    """CPU time (user + system) a process has used so far: this one, or ``pid``; with ``children``, its
+    child processes' too (running or reaped: ``podium serve``'s SQLite sync helper is part of the server)."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = sum(int(f) for f in fields[11:15]) * _TICK_S
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):  # it ended meanwhile
-                total += cpu_s(int(child))
+    total = sum(int(f) for f in fields[11 : 15 if children else 13]) * _TICK_S
+    if children:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):  # it ended meanwhile
+                    total += cpu_s(int(child), children=True)
     return total
 
 
@@ -244,7 +245,7 @@ class Processes:
 
     def cpu(self) -> dict[str, float]:
         return {
-            "server": cpu_s(self.server.pid),
+            "server": cpu_s(self.server.pid, children=True),
             "workers": sum(cpu_s(p.pid) for p in self.workers),
             "client": cpu_s(),
         }
