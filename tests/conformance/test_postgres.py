@@ -4,6 +4,8 @@ commit, URL options and the schema check."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -437,22 +439,33 @@ async def test_instances_starting_together_on_a_new_schema_create_it_once(make_s
             await s.close()
 
 
+@contextlib.asynccontextmanager
+async def _holding_an_insert(store: PostgresStore, id: str) -> AsyncIterator[Any]:
+    """Another session that inserted the record ``("job", id)`` in a transaction it keeps open (yielded: the
+    row's key stays locked until the test rolls it back); the session is closed at the end."""
+    import asyncpg
+
+    other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(
+            "INSERT INTO records(kind, id, version, data, created_at, updated_at) VALUES ('job', $1, 1, '{}', 0, 0)",
+            id,
+        )
+        yield tx
+    finally:
+        await other.close()
+
+
 async def test_a_write_cut_off_by_the_server_fails_cleanly_and_the_next_one_works(
     make_store: StoreFactory,
 ) -> None:
-    import asyncpg
 
     async with make_store() as store:
         assert isinstance(store, PostgresStore)
-        other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
-        try:
-            # Given a write waiting on a row another session holds
-            tx = other.transaction()
-            await tx.start()
-            await other.execute(
-                "INSERT INTO records(kind, id, version, data, created_at, updated_at)"
-                " VALUES ('job', 'x', 1, '{}', 0, 0)"
-            )
+        # Given a write waiting on a row another session holds
+        async with _holding_an_insert(store, "x") as tx:
             write = asyncio.ensure_future(
                 store.apply(Put("job", "x", {}, expected_version=0), Append("x", "made"))
             )
@@ -473,8 +486,6 @@ async def test_a_write_cut_off_by_the_server_fails_cleanly_and_the_next_one_work
             with pytest.raises(StoreError):
                 await asyncio.wait_for(write, timeout=20)
             await tx.rollback()
-        finally:
-            await other.close()
         assert await store.get("job", "x") is None and await store.history("x") == []
         await store.apply(Put("job", "x", {"again": True}, expected_version=0), Append("x", "made"))
         got = await store.get("job", "x")
@@ -556,18 +567,10 @@ async def test_a_planned_batch_numbers_its_lines_after_its_writes_waited(make_st
     """A planned batch writes its rows and its history lines in one statement: an insert there that waits on
     another session's uncommitted insert of the same key waits before the batch draws any seq, so a line of
     the same subject committed meanwhile by another instance has the lower seq."""
-    import asyncpg
 
     async with make_store() as a, make_store() as b:
         assert isinstance(a, PostgresStore)
-        other = await asyncpg.connect(a.target.dsn, server_settings=a.target.server_settings())
-        try:
-            tx = other.transaction()
-            await tx.start()
-            await other.execute(
-                "INSERT INTO records(kind, id, version, status, grp, data, created_at, updated_at)"
-                " VALUES ('job', 'x', 1, NULL, NULL, '{}', 0, 0)"
-            )
+        async with _holding_an_insert(a, "x") as tx:
             # Given A's batch (five operations: planned) inserting x, waiting on the other's insert of x
             ops = [Put("job", f"y{i}", {}, expected_version=0) for i in range(3)]
             first = asyncio.ensure_future(
@@ -579,8 +582,6 @@ async def test_a_planned_batch_numbers_its_lines_after_its_writes_waited(make_st
             [second] = await asyncio.wait_for(b.apply(Append("j", "second")), timeout=10)
             await tx.rollback()
             [entry, made, *_] = await asyncio.wait_for(first, timeout=20)
-        finally:
-            await other.close()
         # Then A's line, drawn after its insert waited, has the higher seq
         assert made.version == 1 and made.data == {"by": "a"}
         assert entry.seq > second.seq
