@@ -601,3 +601,22 @@ async def test_a_dead_sync_helper_fails_the_waiting_write_and_every_call_after(t
     finally:
         with contextlib.suppress(StoreError):
             await store.close()
+
+
+@pytest.mark.usefixtures("sync_helper")
+async def test_the_sync_helper_outlives_a_stop_signal_while_the_server_stops(tmp_path: Path) -> None:
+    """A stop signal sent to every process (Ctrl-C, systemd's group stop) must not end the helper before the
+    server's last writes: it ends when its input closes."""
+    import signal
+
+    store = SQLiteStore(tmp_path / "signals.db")
+    await store.open()
+    assert store._syncer is not None and store._syncer._helper is not None
+    helper = store._syncer._helper
+    await store.apply(Put("job", "a", {"n": 1}, None, "pending"))
+    helper.proc.send_signal(signal.SIGINT)
+    helper.proc.send_signal(signal.SIGTERM)
+    await store.apply(Put("job", "b", {"n": 2}, None, "pending"))  # durable: the helper answered
+    assert helper.proc.poll() is None
+    await store.close()
+    assert helper.proc.returncode == 0

@@ -63,7 +63,9 @@ Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseExcep
 
 
 _HELPER = r"""
-import os, struct, sys
+import os, signal, struct, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C, or a stop sent to the whole group: the server
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # still writes while it stops; the helper ends with its input
 rfd, wfd, wal = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 fd = None
 while True:
@@ -87,7 +89,8 @@ while True:
     os.write(wfd, struct.pack("<q", target))
 """
 """The sync helper process: reads commit sequence numbers (8 bytes each), fsyncs the WAL, answers the last
-number it covers (a negative errno if the fsync failed, then exits)."""
+number it covers (a negative errno if the fsync failed, then exits). It ignores SIGINT and SIGTERM and ends
+when its input does: when the store closes, or the server dies."""
 
 _helper_wanted = False
 
@@ -114,6 +117,7 @@ class _Helper:
                 [sys.executable, "-I", "-S", "-c", _HELPER, str(r1), str(w2), str(wal)],
                 pass_fds=(r1, w2),
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C is the server's to handle, not the helper's
             )
         except BaseException:
             for fd in (r1, w1, r2, w2):
