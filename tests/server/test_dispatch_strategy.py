@@ -168,18 +168,25 @@ async def heartbeat(http: httpx.AsyncClient, worker_id: str, status: str, curren
     assert r.status_code == 200, r.text
 
 
+async def task_queued_for_busy_cheap(http: httpx.AsyncClient, engine: OrchestratorEngine) -> tuple[str, Any]:
+    """Workers ``cheap`` (cost 1, busy with a task of its own) and ``dear`` (cost 5, idle), and a job whose
+    task goes to the cheapest worker: it waits in cheap's queue. The job's id and its task."""
+    await register(http, "cheap", 1.0)
+    await register(http, "dear", 5.0)
+    await heartbeat(http, "cheap", "busy", ["some-task"])
+    body = {"initial_data": {"strategy": "cheapest"}}
+    job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
+    [task] = await engine.list_tasks(job_id)
+    return job_id, task
+
+
 async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
     for stealing in (True, False):
         engine = render_engine(WORK_STEALING_ENABLED=stealing)
         async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
-            # Given the cheap worker busy with a task of its own, and a dear one idle
-            await register(http, "cheap", 1.0)
-            await register(http, "dear", 5.0)
-            await heartbeat(http, "cheap", "busy", ["some-task"])
-            # When a task goes to the cheapest worker, it waits in cheap's queue
-            body = {"initial_data": {"strategy": "cheapest"}}
-            job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
-            [task] = await engine.list_tasks(job_id)
+            # Given the cheap worker busy with a task of its own, and a dear one idle; when a task goes to
+            # the cheapest worker, it waits in cheap's queue
+            job_id, task = await task_queued_for_busy_cheap(http, engine)
             r = await next_task(http, "dear", 0.0)
             if not stealing:
                 assert r.status_code == 204  # it stays for cheap
@@ -198,12 +205,7 @@ async def test_an_idle_worker_steals_a_task_queued_for_a_loaded_one() -> None:
 async def test_a_take_told_not_to_steal_leaves_a_loaded_workers_task_and_a_long_poll_still_steals() -> None:
     engine = render_engine(WORK_STEALING_ENABLED=True)
     async with running_stack(engine) as stack, httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
-        await register(http, "cheap", 1.0)
-        await register(http, "dear", 5.0)
-        await heartbeat(http, "cheap", "busy", ["some-task"])
-        body = {"initial_data": {"strategy": "cheapest"}}
-        job_id = (await http.post("/api/v1/jobs/render", json=body, headers=CLIENT)).json()["job_id"]
-        [task] = await engine.list_tasks(job_id)
+        _, task = await task_queued_for_busy_cheap(http, engine)
         # what a long poll's wait takes after its first look found nothing: not from cheap's queue
         assert await engine.take_tasks("dear", ["render"], steal=False) == []
         # a long poll (its first look) steals it
