@@ -640,3 +640,30 @@ async def test_many_wake_ups_of_one_commit_reach_another_instance(make_store: St
         queued = b.watch("q")
         await a.apply(Enqueue("q", "t1"), Append("j", "e"))  # the wake-up rides in the history insert
         await asyncio.wait_for(queued, timeout=10)
+
+
+async def test_the_store_analyzes_its_tables_as_they_grow(make_store: StoreFactory) -> None:
+    """After its first operations the store runs ``ANALYZE`` on its tables (then after ten times as many), so
+    that PostgreSQL plans its statements again with the tables' real shape: plans made while the tables
+    were tiny are otherwise kept as they grow (no autovacuum yet on a new schema, none at all where it is
+    off)."""
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        store._analyze_at = 12
+        pool = store._require_pool()
+
+        async def reltuples() -> float:
+            async with pool.acquire() as conn:
+                return float(
+                    await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'records'::regclass")
+                )
+
+        # Given a new schema, never analyzed
+        assert await reltuples() <= 0
+        # When the store has applied its first operations
+        for n in range(6):
+            await store.apply(Put("job", f"j{n}", {}), Enqueue("tasks", f"t{n}"))
+        await asyncio.gather(*store._tasks)
+        # Then its tables have statistics, and the next analysis waits for ten times as many operations
+        assert await reltuples() >= 5  # the last call's write may commit after the analysis began
+        assert store._analyze_at == 120

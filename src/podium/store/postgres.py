@@ -33,7 +33,7 @@ import builtins
 import logging
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from podium.clock import Clock
@@ -109,6 +109,9 @@ per job with one instance and 0.35-0.47 with three, against 0.42-0.53 and 0.53-0
 call up to the pool's limit."""
 _STUCK_S = 0.05
 """A call waiting this long for a writer gets one of its own (while the pool's limit allows)."""
+_ANALYZE_FIRST = 1000
+"""Operations this store applies before it first runs ``ANALYZE`` on its tables; each later one after ten
+times as many (see :meth:`PostgresStore._analyze`)."""
 _BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
 """A group commit's transaction plans its statements once per connection (generic plans), in the round trip
 of its BEGIN. PostgreSQL's default re-planned the batch statements (arrays of keys and rows) for every
@@ -165,6 +168,8 @@ class PostgresStore(Store):
         self.group_commit = group_commit
         self._errors: tuple[type[BaseException], ...] = ()
         self._retry: tuple[type[BaseException], ...] = ()
+        self._applied = 0  # operations applied since open (see _analyze)
+        self._analyze_at = _ANALYZE_FIRST
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -295,6 +300,10 @@ class PostgresStore(Store):
         pool = self._require_pool()
         # Encode first: a value JSON cannot hold fails the call before any round trip.
         call = _Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
+        self._applied += len(ops)
+        if self._applied >= self._analyze_at:
+            self._analyze_at *= 10
+            self._spawn(self._analyze(pool))
         if not self.group_commit:  # one transaction per call, each on a connection of its own
             try:
                 async with pool.acquire() as conn:
@@ -321,9 +330,29 @@ class PostgresStore(Store):
 
     def _start_writer(self, pool: Any) -> None:
         self._writers += 1
-        task = asyncio.get_running_loop().create_task(self._write(pool))
+        self._spawn(self._write(pool))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background; :meth:`close` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)  # the loop holds tasks weakly
         task.add_done_callback(self._tasks.discard)
+
+    async def _analyze(self, pool: Any) -> None:
+        """``ANALYZE`` the store's tables, after its first :data:`_ANALYZE_FIRST` operations and then after
+        ten times as many each time. PostgreSQL plans a statement once per connection and keeps that plan
+        until the table's statistics change; without statistics (a new schema, or ``autovacuum`` off, or its
+        first minute) the plans made while the tables were tiny were kept as they grew, and the costs of the
+        indexes tie on a tiny table: a key probe planned as a walk of ``ix_records_group`` or ``ix_queue_due``
+        with the id as a filter read every row of the kind or queue (``bench/bench_instances.py``: 1-2 ms of
+        PostgreSQL CPU per job instead of 0.6-0.8, in some runs and not others). New statistics make every
+        connection plan again, with the tables' real shape. ``SKIP_LOCKED``: another instance analyzing the
+        same tables at once does it for both."""
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("ANALYZE (SKIP_LOCKED) records, queue, history")
+        except self._errors as exc:  # statistics are an optimisation: the store works without them
+            log.warning("PostgreSQL ANALYZE of the store's tables failed: %s", exc)
 
     def _unstick(self, oldest: _Call) -> None:
         """``oldest`` waited :data:`_STUCK_S` for a writer: if no writer has taken it yet, start another."""
