@@ -16,9 +16,15 @@ the takes per job: where the extra cost of several instances goes.
 ``--rounds N`` runs every configuration N times, alternately (on a shared machine the load moves between
 runs: each round's ratio compares runs made side by side); ``--no-postgres`` runs on Redis only.
 
+``--sdk avtomatika-worker`` runs unmodified avtomatika-worker 1.0b20 processes (in their own venv) instead of
+``podium.worker``, and ``--client poll`` the server benchmark's poll client instead of webhooks (64 jobs in
+flight, lane ``k`` submitting to instance ``k mod n`` and polling ``GET /api/v1/jobs/{id}`` there every 5 ms):
+the configuration an Avtomatika user runs first, spread over the instances.
+
     python bench/bench_instances.py [--quick] [--instances 1,3] [--workers 4] [--capacity 8] [--jobs N]
                                     [--dsn postgresql://...] [--redis redis://127.0.0.1:6379/0] [--statements]
-                                    [--rounds N] [--no-postgres]
+                                    [--rounds N] [--no-postgres] [--sdk podium|avtomatika-worker]
+                                    [--client webhook|poll]
 """
 
 from __future__ import annotations
@@ -40,11 +46,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bench_server import (  # noqa: E402
+    AVTOMATIKA_WORKER,
+    AVTOMATIKA_WORKER_REQ,
     CLIENT_TOKEN,
     PODIUM_BLUEPRINT,
     PODIUM_WORKER,
     WORKER_TOKEN,
     RawClient,
+    _poll_until_done,
     cpu_s,
     free_port,
     receiver_server,
@@ -53,8 +62,13 @@ from bench.bench_server import (  # noqa: E402
     wait_workers,
 )
 from bench.common import report  # noqa: E402
+from bench.peervenv import peer_python  # noqa: E402
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
+POLL_LANES = 64
+"""Jobs in flight with the poll client (``--client poll``), as in ``bench_server.py``."""
+POLL_S = 0.005
+"""The poll client's pause between two polls of a job."""
 
 
 def postgres_cpu_s() -> float:
@@ -118,62 +132,6 @@ def own_backends(server_pids: list[int]) -> set[int]:
     return out
 
 
-async def drive_many(
-    bases: list[str], n_jobs: int, server_pids: list[int], worker_pids: list[int]
-) -> dict[str, float]:
-    async with receiver_server() as (receiver, hook_url):
-        request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
-        # 32 submitters, round-robin over the instances, each with a connection of its own (11, 11 and 10
-        # with three instances: 32 // 3 for each held a submitter in three waiting for a connection)
-        conns = [len(range(k, 32, len(bases))) for k in range(len(bases))]
-        clients = [
-            RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, n) for b, n in zip(bases, conns, strict=True)
-        ]
-        for c in clients:
-            await c.__aenter__()
-        try:
-
-            async def submitter(client: RawClient, count: int) -> None:
-                for _ in range(count):
-                    status, payload = await client.post("/api/v1/jobs/bench", request)
-                    if status != 202:
-                        raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
-
-            # warm-up: a few jobs through every instance
-            receiver.target = 4 * len(bases)
-            await asyncio.gather(*(submitter(c, 4) for c in clients))
-            await asyncio.wait_for(receiver.all_done.wait(), 60)
-            receiver.finished.clear()
-            receiver.all_done.clear()
-            receiver.target = n_jobs
-            submitters = [(clients[i % len(clients)], 0) for i in range(32)]
-            counts = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
-            before = _cpu(server_pids, worker_pids)
-            pg_before = postgres_cpu_by_pid()
-            switches = _switches(server_pids)
-            t0 = time.perf_counter()
-            await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
-            submitted = time.perf_counter() - t0
-            await asyncio.wait_for(receiver.all_done.wait(), 300)
-            elapsed = max(receiver.finished.values()) - t0
-            after = _cpu(server_pids, worker_pids)
-            pg_after = postgres_cpu_by_pid()
-            own = own_backends(server_pids)
-            switches = _switches(server_pids) - switches
-        finally:
-            for c in clients:
-                await c.__aexit__()
-    if receiver.bad:
-        raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
-    cpu = {f"cpu_ms_{k}": (after[k] - before[k]) * 1e3 / n_jobs for k in before}
-    cpu["cpu_ms_total"] = sum(cpu.values())
-    cpu["cpu_ms_pg_own"] = (
-        sum(pg_after[p] - pg_before.get(p, 0.0) for p in own if p in pg_after) * 1e3 / n_jobs
-    )
-    cpu["ctx_switches_servers"] = switches / n_jobs
-    return {"jobs_s": n_jobs / elapsed, "submit_s": submitted, "elapsed_s": elapsed, **cpu}
-
-
 def _statements(paths: list[str], jobs: int) -> dict[str, float]:
     """PostgreSQL statements per job, all instances summed: in total, and the reads, commits, takes."""
     total: dict[str, int] = {}
@@ -221,11 +179,129 @@ def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
     }
 
 
+class _Measure:
+    """CPU of the servers, workers, this driver and PostgreSQL's backends, and the servers' context switches,
+    from :meth:`start` to :meth:`stop`, per job."""
+
+    def __init__(self, server_pids: list[int], worker_pids: list[int]) -> None:
+        self.server_pids, self.worker_pids = server_pids, worker_pids
+
+    def start(self) -> None:
+        self.before = _cpu(self.server_pids, self.worker_pids)
+        self.pg_before = postgres_cpu_by_pid()
+        self.switches = _switches(self.server_pids)
+
+    def stop(self, n_jobs: int) -> dict[str, float]:
+        after = _cpu(self.server_pids, self.worker_pids)
+        pg_after = postgres_cpu_by_pid()
+        own = own_backends(self.server_pids)
+        switches = _switches(self.server_pids) - self.switches
+        cpu = {f"cpu_ms_{k}": (after[k] - self.before[k]) * 1e3 / n_jobs for k in self.before}
+        cpu["cpu_ms_total"] = sum(cpu.values())
+        cpu["cpu_ms_pg_own"] = (
+            sum(pg_after[p] - self.pg_before.get(p, 0.0) for p in own if p in pg_after) * 1e3 / n_jobs
+        )
+        cpu["ctx_switches_servers"] = switches / n_jobs
+        return cpu
+
+
+async def drive_many(
+    bases: list[str], n_jobs: int, server_pids: list[int], worker_pids: list[int]
+) -> dict[str, float]:
+    measure = _Measure(server_pids, worker_pids)
+    async with receiver_server() as (receiver, hook_url):
+        request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
+        # 32 submitters, round-robin over the instances, each with a connection of its own (11, 11 and 10
+        # with three instances: 32 // 3 for each held a submitter in three waiting for a connection)
+        conns = [len(range(k, 32, len(bases))) for k in range(len(bases))]
+        clients = [
+            RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, n) for b, n in zip(bases, conns, strict=True)
+        ]
+        for c in clients:
+            await c.__aenter__()
+        try:
+
+            async def submitter(client: RawClient, count: int) -> None:
+                for _ in range(count):
+                    status, payload = await client.post("/api/v1/jobs/bench", request)
+                    if status != 202:
+                        raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
+
+            # warm-up: a few jobs through every instance
+            receiver.target = 4 * len(bases)
+            await asyncio.gather(*(submitter(c, 4) for c in clients))
+            await asyncio.wait_for(receiver.all_done.wait(), 60)
+            receiver.finished.clear()
+            receiver.all_done.clear()
+            receiver.target = n_jobs
+            submitters = [(clients[i % len(clients)], 0) for i in range(32)]
+            counts = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
+            measure.start()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
+            submitted = time.perf_counter() - t0
+            await asyncio.wait_for(receiver.all_done.wait(), 300)
+            elapsed = max(receiver.finished.values()) - t0
+            cpu = measure.stop(n_jobs)
+        finally:
+            for c in clients:
+                await c.__aexit__()
+    if receiver.bad:
+        raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
+    return {"jobs_s": n_jobs / elapsed, "submit_s": submitted, "elapsed_s": elapsed, **cpu}
+
+
+async def drive_polling(
+    bases: list[str], n_jobs: int, server_pids: list[int], worker_pids: list[int]
+) -> dict[str, float]:
+    """The server benchmark's poll client over the instances: :data:`POLL_LANES` jobs in flight, each
+    submitted to an instance (lane ``k`` to instance ``k mod n``, as a client pinned by a load balancer)
+    and polled there with ``GET /api/v1/jobs/{id}`` every :data:`POLL_S` until it ends."""
+    measure = _Measure(server_pids, worker_pids)
+    conns = [len(range(k, POLL_LANES, len(bases))) for k in range(len(bases))]
+    clients = [RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, n) for b, n in zip(bases, conns, strict=True)]
+    for c in clients:
+        await c.__aenter__()
+    body = json.dumps({"initial_data": {}}).encode()
+    try:
+        left = [4 * len(bases)]
+
+        async def lane(client: RawClient) -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                status, payload = await client.post("/api/v1/jobs/bench", body)
+                if status != 202:
+                    raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
+                await _poll_until_done(client, str(json.loads(payload)["job_id"]), POLL_S)
+
+        lanes = [clients[k % len(clients)] for k in range(POLL_LANES)]
+        await asyncio.gather(*(lane(c) for c in lanes))  # warm-up: a few jobs through every instance
+        left[0] = n_jobs
+        measure.start()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(lane(c) for c in lanes))
+        elapsed = time.perf_counter() - t0
+        cpu = measure.stop(n_jobs)
+    finally:
+        for c in clients:
+            await c.__aexit__()
+    return {"jobs_s": n_jobs / elapsed, "elapsed_s": elapsed, **cpu}
+
+
 async def run(
-    dsn: str, instances: int, workers: int, capacity: int, n_jobs: int, statements: bool = False
+    dsn: str,
+    instances: int,
+    workers: int,
+    capacity: int,
+    n_jobs: int,
+    statements: bool = False,
+    sdk: str = "podium",
+    client: str = "webhook",
 ) -> dict[str, float]:
     """One run on ``dsn``: a PostgreSQL server (a schema of the run's own) or a Redis server (a key prefix of
-    the run's own), removed after."""
+    the run's own), removed after. ``sdk``: the workers (``podium``: ``podium.worker``; ``avtomatika-worker``:
+    unmodified avtomatika-worker 1.0b20, as the server benchmark runs it); ``client``: ``webhook``
+    (:func:`drive_many`) or ``poll`` (:func:`drive_polling`)."""
     from tests.conformance.conftest import drop_pg_schema
 
     from bench.bench_engine import drop_prefix
@@ -274,6 +350,11 @@ async def run(
                     bases.append(f"http://127.0.0.1:{port}")
                     await wait_http(f"{bases[-1]}/_public/health")
                 servers = list(procs)
+                argv = [sys.executable, f"{tmp}/worker.py"]
+                if sdk == "avtomatika-worker":
+                    python = await asyncio.to_thread(peer_python, "avtomatika-worker", AVTOMATIKA_WORKER_REQ)
+                    (Path(tmp) / "avt_worker.py").write_text(AVTOMATIKA_WORKER)
+                    argv = [str(python), f"{tmp}/avt_worker.py"]
                 for i in range(workers):
                     wenv = {
                         **env,
@@ -281,10 +362,13 @@ async def run(
                         "ORCHESTRATOR_URL": bases[i % instances],
                         "WORKER_TOKEN": WORKER_TOKEN,
                         "CAPACITY": str(capacity),
+                        "MAX_CONCURRENT_TASKS": str(capacity),
+                        "TASK_FILES_DIR": f"{tmp}/payloads",
                     }
-                    procs.append(subprocess.Popen([sys.executable, f"{tmp}/worker.py"], env=wenv))
+                    procs.append(subprocess.Popen(argv, env=wenv))
                 await wait_workers(bases[0], workers)
-                figures = await drive_many(
+                drive = drive_polling if client == "poll" else drive_many
+                figures = await drive(
                     bases, n_jobs, [p.pid for p in servers], [p.pid for p in procs[len(servers) :]]
                 )
                 if statements:
@@ -311,6 +395,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--statements", action="store_true", help="count PostgreSQL statements per job")
     parser.add_argument("--rounds", type=int, default=1, help="run every configuration this many times")
     parser.add_argument("--no-postgres", action="store_true", help="run on Redis only (with --redis)")
+    parser.add_argument(
+        "--sdk",
+        choices=("podium", "avtomatika-worker"),
+        default="podium",
+        help="the workers: podium.worker, or unmodified avtomatika-worker 1.0b20 (its own venv)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("webhook", "poll"),
+        default="webhook",
+        help="job_finished webhooks, or the server benchmark's poll client (64 in flight, a GET every 5 ms)",
+    )
     args = parser.parse_args(argv)
     if args.no_postgres and not args.redis:
         parser.error("--no-postgres needs --redis")
@@ -334,6 +430,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         args.capacity,
                         n_jobs,
                         args.statements,
+                        args.sdk,
+                        args.client,
                     )
                 )
             first = results[f"{store}/x{counts[0]}{tag}"]["jobs_s"]
@@ -373,6 +471,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "jobs": n_jobs,
             "workers": args.workers,
             "capacity": args.capacity,
+            "sdk": args.sdk,
+            "client": args.client,
             "rows": results,
             "ratios": ratios,
         },
