@@ -642,28 +642,29 @@ async def test_many_wake_ups_of_one_commit_reach_another_instance(make_store: St
         await asyncio.wait_for(queued, timeout=10)
 
 
-async def test_the_store_analyzes_its_tables_as_they_grow(make_store: StoreFactory) -> None:
-    """After its first operations the store runs ``ANALYZE`` on its tables (then after ten times as many), so
-    that PostgreSQL plans its statements again with the tables' real shape: plans made while the tables
-    were tiny are otherwise kept as they grow (no autovacuum yet on a new schema, none at all where it is
-    off)."""
+async def test_the_store_s_statements_never_sort_to_find_a_row_but_listings_may(
+    make_store: StoreFactory,
+) -> None:
+    """The pool's connections run with ``enable_sort = off``: a key probe or a take is an ordered index walk,
+    never another index's rows read and sorted (the plan PostgreSQL kept for a connection once a table that
+    looked tiny grew, each probe reading every row of the kind or queue). Listings and history pages, whose
+    best plan may sort, run in a transaction of their own with sorting on, and come back in order."""
     async with make_store() as store:
         assert isinstance(store, PostgresStore)
-        store._analyze_at = 12
-        pool = store._require_pool()
-
-        async def reltuples() -> float:
-            async with pool.acquire() as conn:
-                return float(
-                    await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'records'::regclass")
-                )
-
-        # Given a new schema, never analyzed
-        assert await reltuples() <= 0
-        # When the store has applied its first operations
-        for n in range(6):
-            await store.apply(Put("job", f"j{n}", {}), Enqueue("tasks", f"t{n}"))
-        await asyncio.gather(*store._tasks)
-        # Then its tables have statistics, and the next analysis waits for ten times as many operations
-        assert await reltuples() >= 5  # the last call's write may commit after the analysis began
-        assert store._analyze_at == 120
+        # Given records, queue items and history lines
+        for n in range(5):
+            await store.apply(
+                Put("job", f"j{n}", {}, status="done" if n % 2 else "running"), Append(f"j{n}", "made")
+            )
+        # Then the store's own statements run without sorting, its listings and history pages with it
+        setting = "SELECT current_setting('enable_sort')"
+        assert (await store._fetch(setting))[0][0] == "off"
+        assert (await store._fetch("SELECT current_setting('jit')"))[0][0] == "off"  # see PostgresStore.open
+        assert (await store._fetch_sorted(setting))[0][0] == "on"
+        listed = await store.list("job", status=["done", "running"], descending=True)
+        assert [r.id for r in listed] == ["j4", "j3", "j2", "j1", "j0"]
+        assert [e.subject_id for e in await store.history(event="made")] == [f"j{n}" for n in range(5)]
+        # and a connection back in the pool holds no transaction of theirs
+        async with store._require_pool().acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval(setting) == "off"

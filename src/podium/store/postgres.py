@@ -33,7 +33,7 @@ import builtins
 import logging
 import zlib
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from podium.clock import Clock
@@ -109,9 +109,6 @@ per job with one instance and 0.35-0.47 with three, against 0.42-0.53 and 0.53-0
 call up to the pool's limit."""
 _STUCK_S = 0.05
 """A call waiting this long for a writer gets one of its own (while the pool's limit allows)."""
-_ANALYZE_FIRST = 1000
-"""Operations this store applies before it first runs ``ANALYZE`` on its tables; each later one after ten
-times as many (see :meth:`PostgresStore._analyze`)."""
 _BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
 """A group commit's transaction plans its statements once per connection (generic plans), in the round trip
 of its BEGIN. PostgreSQL's default re-planned the batch statements (arrays of keys and rows) for every
@@ -168,8 +165,6 @@ class PostgresStore(Store):
         self.group_commit = group_commit
         self._errors: tuple[type[BaseException], ...] = ()
         self._retry: tuple[type[BaseException], ...] = ()
-        self._applied = 0  # operations applied since open (see _analyze)
-        self._analyze_at = _ANALYZE_FIRST
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -209,8 +204,20 @@ class PostgresStore(Store):
             max_size=self.target.pool_size,
             # Every statement of the store finds its rows by an index or by ctid; a sequential scan only
             # ever came from a generic plan made while a table was tiny (see _by_key), kept for the
-            # connection's life as the table grew.
-            server_settings={**self.target.server_settings(), "enable_seqscan": "off"},
+            # connection's life as the table grew. A sort, likewise: the statements walk an index in the
+            # order they ask for, and a plan that read another index and sorted what it found (a key probe
+            # through ix_records_group or ix_queue_due, the id a filter: every row of the kind or queue per
+            # probe) only won while a table looked tiny, when sorting one row costs nothing. Listings and
+            # history, whose best plan may sort, turn sorting back on for their own transaction
+            # (_fetch_sorted). JIT off: a sort a statement cannot do without (the keys of a batch, in lock
+            # order) carries the planner's penalty for disabled methods, which made its cost look worth
+            # compiling (~220 ms a statement), and the store's statements are all short.
+            server_settings={
+                **self.target.server_settings(),
+                "enable_seqscan": "off",
+                "enable_sort": "off",
+                "jit": "off",
+            },
             init=self._init_connection,
             reset=_keep_session,
         )
@@ -300,10 +307,6 @@ class PostgresStore(Store):
         pool = self._require_pool()
         # Encode first: a value JSON cannot hold fails the call before any round trip.
         call = _Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
-        self._applied += len(ops)
-        if self._applied >= self._analyze_at:
-            self._analyze_at *= 10
-            self._spawn(self._analyze(pool))
         if not self.group_commit:  # one transaction per call, each on a connection of its own
             try:
                 async with pool.acquire() as conn:
@@ -330,29 +333,9 @@ class PostgresStore(Store):
 
     def _start_writer(self, pool: Any) -> None:
         self._writers += 1
-        self._spawn(self._write(pool))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` in the background; :meth:`close` waits for it."""
-        task = asyncio.get_running_loop().create_task(work)
+        task = asyncio.get_running_loop().create_task(self._write(pool))
         self._tasks.add(task)  # the loop holds tasks weakly
         task.add_done_callback(self._tasks.discard)
-
-    async def _analyze(self, pool: Any) -> None:
-        """``ANALYZE`` the store's tables, after its first :data:`_ANALYZE_FIRST` operations and then after
-        ten times as many each time. PostgreSQL plans a statement once per connection and keeps that plan
-        until the table's statistics change; without statistics (a new schema, or ``autovacuum`` off, or its
-        first minute) the plans made while the tables were tiny were kept as they grew, and the costs of the
-        indexes tie on a tiny table: a key probe planned as a walk of ``ix_records_group`` or ``ix_queue_due``
-        with the id as a filter read every row of the kind or queue (``bench/bench_instances.py``: 1-2 ms of
-        PostgreSQL CPU per job instead of 0.6-0.8, in some runs and not others). New statistics make every
-        connection plan again, with the tables' real shape. ``SKIP_LOCKED``: another instance analyzing the
-        same tables at once does it for both."""
-        try:
-            async with pool.acquire() as conn:
-                await conn.execute("ANALYZE (SKIP_LOCKED) records, queue, history")
-        except self._errors as exc:  # statistics are an optimisation: the store works without them
-            log.warning("PostgreSQL ANALYZE of the store's tables failed: %s", exc)
 
     def _unstick(self, oldest: _Call) -> None:
         """``oldest`` waited :data:`_STUCK_S` for a writer: if no writer has taken it yet, start another."""
@@ -694,6 +677,21 @@ class PostgresStore(Store):
             raise StoreError(f"PostgreSQL query failed: {exc}") from exc
         return rows
 
+    async def _fetch_sorted(self, query: str, *args: Any) -> builtins.list[Any]:
+        """:meth:`_fetch` in a transaction of its own with sorting allowed (the pool's connections run with
+        ``enable_sort = off``): a listing or a history page, whose best plan may read a selective index and
+        sort what it found rather than walk an ordered one."""
+        try:
+            async with self._require_pool().acquire() as conn:
+                await conn.execute("BEGIN READ ONLY; SET LOCAL enable_sort = on")
+                try:
+                    rows: builtins.list[Any] = await conn.fetch(query, *args)
+                finally:
+                    await conn.execute("COMMIT")
+        except self._errors as exc:
+            raise StoreError(f"PostgreSQL query failed: {exc}") from exc
+        return rows
+
     @staticmethod
     def _record(row: Any, at: int = 0) -> Record:
         """The record in the columns ``at..at+7`` of ``row`` (:data:`_RECORD_COLUMNS`)."""
@@ -748,7 +746,7 @@ class PostgresStore(Store):
             sql += f" AND id {'<' if descending else '>'} ${len(args)}"
         args.append(limit)
         order = "DESC" if descending else "ASC"
-        rows = await self._fetch(
+        rows = await self._fetch_sorted(
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE {sql} ORDER BY id {order} LIMIT ${len(args)}", *args
         )
         return [self._record(row) for row in rows]
@@ -903,7 +901,7 @@ class PostgresStore(Store):
             after_seq=after_seq,
             limit=limit,
         )
-        rows = await self._fetch(sql, *args)
+        rows = await self._fetch_sorted(sql, *args)
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
 
 
