@@ -68,11 +68,12 @@ _TAKE = (
     " AND set_config('synchronous_commit', 'off', true) = 'off'"
     " RETURNING q.queue, q.id, q.payload, q.priority, q.attempts, q.token, q.enqueued_at, q.seq"
 )
-# ``due_at + 0``: the due test is a filter on the walk of ix_queue_order, which hands the items over in take
-# order; as a condition PostgreSQL could also serve it from ix_queue_due, and once a queue held a few thousand
-# items its plans (custom and generic alike) switched to reading every due item there and sorting them, per
-# take: the cost of a take grew with the queue (SQLite's take names its index, ``INDEXED BY``, for the same
-# reason).
+# The walk of ix_queue_order hands the items over in take order. ``due_at + 0``: the due test is a filter on
+# that walk, not a condition ix_queue_due could serve; ``priority >= ...`` (always true) is a condition only
+# ix_queue_order serves. Without them, once a queue held a few thousand items, a take's plan (the table never
+# analyzed) read every due item of the queue through ix_queue_due and sorted them, per take. The pool's
+# ``enable_sort = off`` (PostgresStore.open) rules that plan out as well; SQLite's take names its index
+# (``INDEXED BY``) for the same reason.
 _PICK = (
     "SELECT ctid, priority, seq FROM queue WHERE queue = {queue} AND priority >= -2147483648"
     " AND due_at + 0 <= $2"
