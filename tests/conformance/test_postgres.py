@@ -651,7 +651,7 @@ async def test_the_store_s_statements_never_sort_to_find_a_row_but_listings_may(
     best plan may sort, run in a transaction of their own with sorting on, and come back in order."""
     async with make_store() as store:
         assert isinstance(store, PostgresStore)
-        # Given records, queue items and history lines
+        # Given records and history lines
         for n in range(5):
             await store.apply(
                 Put("job", f"j{n}", {}, status="done" if n % 2 else "running"), Append(f"j{n}", "made")
