@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from bench.bench_server import (  # noqa: E402
     WORKER_TOKEN,
     RawClient,
     _poll_until_done,
+    _submit,
     cpu_s,
     free_port,
     receiver_server,
@@ -205,6 +208,18 @@ class _Measure:
         return cpu
 
 
+@contextlib.asynccontextmanager
+async def _clients(bases: list[str], lanes: int) -> AsyncIterator[list[RawClient]]:
+    """A client per instance, with a connection for each of the ``lanes`` (spread round-robin) it serves."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                RawClient(base, {"X-Client-Token": CLIENT_TOKEN}, len(range(k, lanes, len(bases))))
+            )
+            for k, base in enumerate(bases)
+        ]
+
+
 async def drive_many(
     bases: list[str], n_jobs: int, server_pids: list[int], worker_pids: list[int]
 ) -> dict[str, float]:
@@ -213,19 +228,11 @@ async def drive_many(
         request = json.dumps({"initial_data": {}, "webhook_url": hook_url}).encode()
         # 32 submitters, round-robin over the instances, each with a connection of its own (11, 11 and 10
         # with three instances: 32 // 3 for each held a submitter in three waiting for a connection)
-        conns = [len(range(k, 32, len(bases))) for k in range(len(bases))]
-        clients = [
-            RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, n) for b, n in zip(bases, conns, strict=True)
-        ]
-        for c in clients:
-            await c.__aenter__()
-        try:
+        async with _clients(bases, 32) as clients:
 
             async def submitter(client: RawClient, count: int) -> None:
                 for _ in range(count):
-                    status, payload = await client.post("/api/v1/jobs/bench", request)
-                    if status != 202:
-                        raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
+                    await _submit(client, request)
 
             # warm-up: a few jobs through every instance
             receiver.target = 4 * len(bases)
@@ -234,18 +241,15 @@ async def drive_many(
             receiver.finished.clear()
             receiver.all_done.clear()
             receiver.target = n_jobs
-            submitters = [(clients[i % len(clients)], 0) for i in range(32)]
+            submitters = [clients[i % len(clients)] for i in range(32)]
             counts = [n_jobs // 32 + (1 if i < n_jobs % 32 else 0) for i in range(32)]
             measure.start()
             t0 = time.perf_counter()
-            await asyncio.gather(*(submitter(c, n) for (c, _), n in zip(submitters, counts, strict=True)))
+            await asyncio.gather(*(submitter(c, n) for c, n in zip(submitters, counts, strict=True)))
             submitted = time.perf_counter() - t0
             await asyncio.wait_for(receiver.all_done.wait(), 300)
             elapsed = max(receiver.finished.values()) - t0
             cpu = measure.stop(n_jobs)
-        finally:
-            for c in clients:
-                await c.__aexit__()
     if receiver.bad:
         raise RuntimeError(f"jobs did not finish: {receiver.bad[:3]}")
     return {"jobs_s": n_jobs / elapsed, "submit_s": submitted, "elapsed_s": elapsed, **cpu}
@@ -258,21 +262,14 @@ async def drive_polling(
     submitted to an instance (lane ``k`` to instance ``k mod n``, as a client pinned by a load balancer)
     and polled there with ``GET /api/v1/jobs/{id}`` every :data:`POLL_S` until it ends."""
     measure = _Measure(server_pids, worker_pids)
-    conns = [len(range(k, POLL_LANES, len(bases))) for k in range(len(bases))]
-    clients = [RawClient(b, {"X-Client-Token": CLIENT_TOKEN}, n) for b, n in zip(bases, conns, strict=True)]
-    for c in clients:
-        await c.__aenter__()
     body = json.dumps({"initial_data": {}}).encode()
-    try:
+    async with _clients(bases, POLL_LANES) as clients:
         left = [4 * len(bases)]
 
         async def lane(client: RawClient) -> None:
             while left[0] > 0:
                 left[0] -= 1
-                status, payload = await client.post("/api/v1/jobs/bench", body)
-                if status != 202:
-                    raise RuntimeError(f"submit failed: {status} {payload[:300]!r}")
-                await _poll_until_done(client, str(json.loads(payload)["job_id"]), POLL_S)
+                await _poll_until_done(client, await _submit(client, body), POLL_S)
 
         lanes = [clients[k % len(clients)] for k in range(POLL_LANES)]
         await asyncio.gather(*(lane(c) for c in lanes))  # warm-up: a few jobs through every instance
@@ -282,9 +279,6 @@ async def drive_polling(
         await asyncio.gather(*(lane(c) for c in lanes))
         elapsed = time.perf_counter() - t0
         cpu = measure.stop(n_jobs)
-    finally:
-        for c in clients:
-            await c.__aexit__()
     return {"jobs_s": n_jobs / elapsed, "elapsed_s": elapsed, **cpu}
 
 
