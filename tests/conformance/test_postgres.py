@@ -233,6 +233,17 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                 + ",text[],text[],text[],float8[],text[],int4,int4[],text,text[]",
                 ",".join(["'{}'"] * 25) + ",'{j1}','{e}','{NULL}','{0}','{\"{}\"}',1,'{1}','c','{}'",
             ),
+            "blind": (
+                postgres._BLIND_WRITE,
+                "text[],text[],int[],text[],text[],int8[],float8[],"
+                "text[],text[],int[],text[],text[],text[],float8[],"
+                + ",".join(f"{t}[]" for t in f"{records},{items}".split(","))
+                + ",text[],text[],text[],float8[],text[],int4,int4[],text,text[],bool",
+                "'{job}','{j1}','{1}','{tasks}','{t1:1}','{1}','{0}',"
+                "'{job}','{j1}','{2}','{x}','{g}','{\"{}\"}','{1}',"
+                + ",".join(["'{}'"] * 21)
+                + ",1,'{}','c','{}',true",
+            ),
             "take": (postgres._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
             "take_fetch": (
                 postgres._TAKE_MANY_FETCH_GROUP,
@@ -271,7 +282,7 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                     assert "Limit" in plan and "Bitmap" not in plan, (name, plan)
                 else:
                     assert "ix_queue_due" not in plan, (name, plan)
-                if name in ("lock", "get_many", "get", "take_fetch"):
+                if name in ("lock", "blind", "get_many", "get", "take_fetch"):
                     assert "records_pkey" in plan, (name, plan)
 
 
@@ -471,7 +482,8 @@ async def test_a_write_cut_off_by_the_server_fails_cleanly_and_the_next_one_work
             )
             query = (
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'podium'"
-                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO records%'"
+                " AND wait_event_type = 'Lock'"
+                " AND (query LIKE 'INSERT INTO records%' OR query LIKE 'WITH lr AS%')"  # planned, or blind
             )
 
             async def waiting_pid() -> int:
@@ -563,20 +575,25 @@ async def test_history_seq_follows_commit_order_when_a_write_waits_on_a_row(make
         assert [e.event for e in await a.history("j", after_seq=second.seq)] == ["first"]
 
 
-async def test_a_planned_batch_numbers_its_lines_after_its_writes_waited(make_store: StoreFactory) -> None:
+@pytest.mark.parametrize("blind", [True, False], ids=["blind", "read-first"])
+async def test_a_planned_batch_numbers_its_lines_after_its_writes_waited(
+    make_store: StoreFactory, blind: bool
+) -> None:
     """A planned batch writes its rows and its history lines in one statement: an insert there that waits on
     another session's uncommitted insert of the same key waits before the batch draws any seq, so a line of
-    the same subject committed meanwhile by another instance has the lower seq."""
+    the same subject committed meanwhile by another instance has the lower seq. Both ways of planning: from
+    what the operations expect (every put names its version: one statement, no read first), and from the
+    rows read first (a put that names no version)."""
 
     async with make_store() as a, make_store() as b:
         assert isinstance(a, PostgresStore)
         async with _holding_an_insert(a, "x") as tx:
             # Given A's batch (five operations: planned) inserting x, waiting on the other's insert of x
-            ops = [Put("job", f"y{i}", {}, expected_version=0) for i in range(3)]
+            ops = [Put("job", f"y{i}", {}, expected_version=0 if blind or i else None) for i in range(3)]
             first = asyncio.ensure_future(
                 a.apply(Append("j", "first"), Put("job", "x", {"by": "a"}, expected_version=0), *ops)
             )
-            await _lock_wait(a, "WITH rd")
+            await _lock_wait(a, "WITH lr" if blind else "WITH rd")
             # When B appends to the same subject and commits meanwhile (not held up by A's batch), and the
             # other session gives up x
             [second] = await asyncio.wait_for(b.apply(Append("j", "second")), timeout=10)
@@ -668,3 +685,76 @@ async def test_the_store_s_statements_never_sort_to_find_a_row_but_listings_may(
         async with store._require_pool().acquire() as conn:
             assert not conn.is_in_transaction()
             assert await conn.fetchval(setting) == "off"
+
+
+async def _blind_writes(store: PostgresStore) -> int:
+    """How often this store's pool connections have run the statement that writes a batch without reading
+    its rows first (PostgreSQL's own count of the prepared statement's executions)."""
+    pool = store._require_pool()
+    held = [await pool.acquire() for _ in range(pool.get_size())]
+    try:
+        query = "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH lr AS%'"
+        return sum([int(row[0]) for conn in held for row in await conn.fetch(query)])
+    finally:
+        for conn in held:
+            await pool.release(conn)
+
+
+async def test_a_batch_whose_operations_name_their_versions_is_written_without_a_read(
+    make_store: StoreFactory, clock: ManualClock
+) -> None:
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        made = await store.apply(Put("job", "a", {"n": 1}, expected_version=0), Enqueue("q", "gone", {}))
+        created = made[0].created_at
+        [held] = await store.take("q", owner="w", lease_s=30)
+        await store.apply(Enqueue("q", "stays", {}))
+        before = await _blind_writes(store)
+        await clock.advance(5)
+        # When one batch updates a (version named), creates b, acks the held item, dequeues one item that is
+        # there and one that is not, pre-leases a new one and appends a line
+        results = await asyncio.gather(
+            store.apply(Put("job", "a", {"n": 2}, expected_version=1), Append("a", "moved")),
+            store.apply(Put("job", "b", {}, expected_version=0), Ack(held)),
+            store.apply(Dequeue("q", "stays"), Dequeue("q", "never")),
+            store.apply(Enqueue("q", "mine", {}, lease_owner="w2", lease_s=30)),
+        )
+        # Then it was written by that one statement
+        assert await _blind_writes(store) > before
+        # and every result holds what the database holds: the stored creation time, the dequeues' truth,
+        # the pre-leased item's token, the line's number
+        [[a, line], [b, _], [there, absent], [mine]] = results
+        assert (a.version, a.created_at, a.updated_at) == (2, created, created + 5)
+        assert await store.get("job", "a") == a
+        assert b.version == 1 and await store.get("job", "b") == b
+        assert (there, absent) == (True, False)
+        assert mine.token > held.token
+        assert [e.seq for e in await store.history("a")] == [line.seq]
+        assert await store.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 1}
+
+
+async def test_a_batch_whose_rows_changed_meanwhile_is_written_call_by_call_as_read(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store() as a, make_store() as b:
+        assert isinstance(a, PostgresStore)
+        await a.apply(Put("job", "x", {}, expected_version=0), Put("job", "y", {}, expected_version=0))
+        await a.apply(Enqueue("q", "i", {}))
+        [lease] = await a.take("q", owner="w", lease_s=30)
+        # Given another instance moved x on, and took the item back (its lease expired and was taken again)
+        await b.apply(Put("job", "x", {"by": "b"}, expected_version=1))
+        await b.nack(lease)
+        await b.take("q", owner="w2", lease_s=30)
+        # When one batch of A's expects x at version 1, acks the lost lease, and updates y as it stands
+        results = await asyncio.gather(
+            a.apply(Put("job", "x", {"by": "a"}, expected_version=1), Append("x", "stale")),
+            a.apply(Ack(lease)),
+            a.apply(Put("job", "y", {"by": "a"}, expected_version=1), Append("y", "moved")),
+            return_exceptions=True,
+        )
+        # Then the two stale calls fail alone, exactly as each would alone, and the third is written
+        assert isinstance(results[0], ConflictError) and isinstance(results[1], LeaseLostError)
+        assert not isinstance(results[2], BaseException) and results[2][0].version == 2
+        assert (await a.get("job", "x")).data == {"by": "b"}  # type: ignore[union-attr]
+        assert await a.history("x") == [] and [e.event for e in await a.history("y")] == ["moved"]
+        assert await a.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 1}

@@ -3,12 +3,14 @@ before it left, a refused call changing nothing, and the batch reduced to its ne
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from podium.errors import ConflictError, LeaseLostError
-from podium.store import Ack, Append, Delete, Dequeue, Enqueue, Lease, Put
+from podium.store import Ack, Append, Delete, Dequeue, Enqueue, Lease, Put, Wake
 from podium.store.base import Op, dump_json
-from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch
+from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch, predict
 
 
 def call(*ops: Op, now: float = 100.0) -> BatchCall:
@@ -104,3 +106,43 @@ def test_a_pre_leased_item_removed_in_the_same_batch_falls_back() -> None:
         plan_batch(
             [call(Enqueue("q", "s1", {}, lease_owner="e", lease_s=5)), call(Dequeue("q", "s1"))], {}, {}
         )
+
+
+# -- planning from what the operations expect (no read first) ------------------------------------------------
+
+
+def test_predict_takes_each_row_as_its_first_operation_expects_it() -> None:
+    calls = [
+        call(Put("job", "a", {}, expected_version=3), Enqueue("q", "new", {}), Append("a", "x")),
+        call(
+            Put("job", "a", {}, expected_version=4), Ack(lease("held", 7))
+        ),  # a: chained, not predicted again
+        call(Put("job", "b", {}, expected_version=0), Dequeue("q", "old"), Wake("job-end:a")),
+    ]
+    guess = predict(calls)
+    assert guess is not None
+    assert guess.records == {("job", "a"): RecordRow(3, guess.records[("job", "a")].created_at)}
+    assert math.isnan(guess.records[("job", "a")].created_at)  # the write returns the stored one
+    assert guess.items == {("q", "held"): HeldRow(True, 7, math.inf), ("q", "old"): HeldRow(False, 0, 0.0)}
+    assert guess.dequeued == [("q", "old")]
+    # planned from it: a chains 3 -> 5 as one update, b is an insert, the item a new one, two items go
+    plan = plan_batch(calls, guess.records, guess.items)
+    assert all(isinstance(o, list) for o in plan.outcomes)
+    assert [(r[1], r[2]) for r in plan.record_updates] == [("a", 5)]
+    assert [(r[1], r[2]) for r in plan.record_inserts] == [("b", 1)]
+    assert sorted(plan.queue_deletes) == [("q", "held"), ("q", "old")]
+    assert [i.key for i in plan.queue_inserts] == [("q", "new")]
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [Put("job", "a", {})],  # no version named: the row must be read
+        [Delete("job", "a", expected_version=1)],
+        [Enqueue("q", "i", {}), Dequeue("q", "i")],  # one item, two operations
+        [Ack(lease("i", 1)), Enqueue("q", "i", {})],
+    ],
+    ids=["unversioned-put", "delete", "enqueue-dequeue", "ack-enqueue"],
+)
+def test_predict_declines_what_the_operations_do_not_say(ops: list[Op]) -> None:
+    assert predict([call(*ops[:1]), call(*ops[1:])]) is None

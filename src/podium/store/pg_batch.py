@@ -35,7 +35,17 @@ from podium.store.base import (
     notify_queues,
 )
 
-__all__ = ["BatchCall", "BatchPlan", "Fallback", "HeldRow", "RecordRow", "plan_batch"]
+__all__ = [
+    "UNREAD",
+    "BatchCall",
+    "BatchPlan",
+    "Fallback",
+    "HeldRow",
+    "Prediction",
+    "RecordRow",
+    "plan_batch",
+    "predict",
+]
 
 Key = tuple[str, str]
 
@@ -227,3 +237,59 @@ def plan_batch(
             plan.queue_inserts.append(item)
     plan.appends = appends
     return plan
+
+
+UNREAD = float("nan")
+"""The ``created_at`` a :func:`predict` row carries: the statement that writes the batch returns the stored one."""
+
+
+class Prediction(NamedTuple):
+    """What :func:`predict` assumes of the rows a batch touches, for :func:`plan_batch`: the records its
+    versioned puts expect (``UNREAD`` creation times), the items its acks hold, the items it dequeues (as
+    present: the write says which were)."""
+
+    records: dict[Key, RecordRow]
+    items: dict[Key, HeldRow]
+    dequeued: list[Key]
+
+
+def predict(calls: Sequence[BatchCall]) -> Prediction | None:
+    """The rows a batch touches as its own operations expect them, so that it can be planned and written
+    without reading them first (one statement that checks each assumption under the rows' locks and writes
+    nothing unless all hold). ``None`` where the operations do not say enough: a put or delete that does
+    not name the version it expects, or a queue item that more than one operation touches."""
+    records: dict[Key, RecordRow] = {}
+    absent: set[Key] = set()
+    items: dict[Key, HeldRow] = {}
+    dequeued: list[Key] = []
+    touched: set[Key] = set()
+    for call in calls:
+        for op in call.ops:
+            kind = type(op)
+            if kind is Put:
+                assert isinstance(op, Put)
+                if op.expected_version is None:
+                    return None
+                key = (op.kind, op.id)
+                if key in records or key in absent:
+                    continue  # the plan follows the versions from the first one
+                if op.expected_version:
+                    records[key] = RecordRow(op.expected_version, UNREAD)
+                else:
+                    absent.add(key)
+            elif kind is Append or kind is Wake:
+                continue
+            elif kind is Enqueue or kind is Ack or kind is Dequeue:
+                key = (op.lease.queue, op.lease.id) if kind is Ack else (op.queue, op.id)  # type: ignore[union-attr]
+                if key in touched:
+                    return None
+                touched.add(key)
+                if kind is Ack:
+                    assert isinstance(op, Ack)
+                    items[key] = HeldRow(True, op.lease.token, float("inf"))
+                elif kind is Dequeue:
+                    items[key] = HeldRow(False, 0, 0.0)
+                    dequeued.append(key)
+            else:  # Delete
+                return None
+    return Prediction(records, items, dequeued)

@@ -227,6 +227,59 @@ _WRITE_ROWS_HISTORY = (
     " SELECT 0, NULL::text, NULL::text, inserted FROM done"
     " UNION ALL SELECT 1, queue, id, token::int8 FROM qi UNION ALL SELECT 2, NULL, NULL, seq::int8 FROM h"
 )
+# A batch written without reading its rows first (pg_batch.predict): one statement, committed by itself,
+# that locks the rows the batch expects to find (records, then queue items, each in key order), checks them
+# (versions; acked items held by the token, unexpired) and every write's count, and fails with
+# BLIND_MISS -- so that nothing it wrote commits -- unless all hold; the store then plans the batch again
+# from the rows as read (_LOCK_ROWS). Expected records: $1/$2 (keys in order), $3 (versions); queue items
+# acked or dequeued: $4/$5 (keys in order), $6 (an ack's token, NULL for a dequeue), $7 (the ack's time);
+# updates $8-$14 (created_at stays as stored, and comes back); inserts as in _WRITE_ROWS_HISTORY. Rows:
+# (0, kind, id, NULL, created_at) per record updated, (1, queue, id, token) per item inserted, (2, NULL,
+# NULL, seq) per history line, (3, queue, id) per item deleted, and one (4, ...) that forces the check.
+BLIND_MISS = "podium: the rows of a batch were not as its operations expected"
+_BLIND_WRITE = (
+    "WITH lr AS ("
+    + _by_key("records", "kind", "kind, id, version, ctid", "unnest($1::text[], $2::text[])", " FOR UPDATE")
+    + "), lq AS ("
+    + _by_key(
+        "queue",
+        "queue",
+        "queue, id, leased, token, due_at, ctid",
+        "unnest($4::text[], $5::text[])",
+        " FOR UPDATE",
+    )
+    + "), ru AS (UPDATE records AS r SET version = u.version, status = u.status, grp = u.grp, data = u.data,"
+    " updated_at = u.updated_at FROM lr, unnest($8::text[], $9::text[], $10::int[], $11::text[], $12::text[],"
+    " $13::text[], $14::float8[]) AS u(kind, id, version, status, grp, data, updated_at)"
+    " WHERE lr.kind = u.kind AND lr.id = u.id AND r.ctid = lr.ctid RETURNING r.kind, r.id, r.created_at),"
+    f" ri AS (INSERT INTO records({_RECORD_COLUMNS}) SELECT * FROM {_rows(15, _RECORD_TYPES)}"
+    " ON CONFLICT (kind, id) DO NOTHING RETURNING kind),"
+    " qd AS (DELETE FROM queue WHERE ctid = ANY(ARRAY(SELECT ctid FROM lq)) RETURNING queue, id),"
+    f" qi AS ({_ITEM_INSERT.format(rows=_rows(23, _ITEM_TYPES))}),"
+    " verdict AS (SELECT (CASE WHEN"
+    " (SELECT count(*) FROM lr, unnest($1::text[], $2::text[], $3::int[]) AS e(kind, id, version)"
+    " WHERE lr.kind = e.kind AND lr.id = e.id AND lr.version = e.version) = cardinality($1::text[])"
+    " AND (SELECT count(*) FROM ru) = cardinality($1::text[])"
+    " AND (SELECT count(*) FROM lq, unnest($4::text[], $5::text[], $6::int8[], $7::float8[])"
+    " AS e(queue, id, token, ts) WHERE lq.queue = e.queue AND lq.id = e.id AND e.token IS NOT NULL"
+    " AND lq.leased = 1 AND lq.token = e.token AND lq.due_at > e.ts)"
+    " = (SELECT count(*) FROM unnest($6::int8[]) AS t WHERE t IS NOT NULL)"
+    " AND (SELECT count(*) FROM qd) = (SELECT count(*) FROM lq)"
+    " AND (SELECT count(*) FROM ri) = cardinality($15::text[])"
+    " AND (SELECT count(*) FROM qi) = cardinality($23::text[])"
+    " AND ($40 OR set_config('synchronous_commit', 'off', true) = 'off')"
+    f" THEN '1' ELSE '{BLIND_MISS}' END)::int AS ok),"
+    " locked AS (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($36, k) FROM verdict,"
+    " unnest($37::int4[]) AS k) AS l),"
+    " notified AS (SELECT count(*) FROM (SELECT pg_notify($38, q) FROM verdict, unnest($39::text[]) AS q) AS n),"
+    " h AS (INSERT INTO history(subject_id, event, status, ts, data) SELECT u.* FROM locked, notified,"
+    " unnest($31::text[], $32::text[], $33::text[], $34::float8[], $35::text[]) AS u RETURNING seq)"
+    " SELECT 0, kind, id, NULL::int8, created_at FROM ru"
+    " UNION ALL SELECT 1, queue, id, token::int8, NULL FROM qi"
+    " UNION ALL SELECT 2, NULL, NULL, seq::int8, NULL FROM h"
+    " UNION ALL SELECT 3, queue, id, NULL, NULL FROM qd"
+    " UNION ALL SELECT 4, NULL, NULL, l.count + n.count, NULL FROM locked AS l, notified AS n"
+)
 # History lines: the subjects' advisory locks ($6: the store's lock class, $7: the keys in order) are taken
 # before any seq is drawn (the CTEs are computed before the join yields a row), and held until commit. The
 # same statement sends the transaction's wake-ups ($8: the channel, $9: the names; delivered at commit, and

@@ -10,6 +10,12 @@
   each sees a part of the load, and the batches were that much smaller); another starts when
   :data:`_SPLIT_AT` calls per running writer wait, or when a call has waited :data:`_STUCK_S` (so a writer
   blocked on another instance's lock holds up no unrelated write for longer).
+- **Batches written without a read**: where every put of a batch names the version it expects and each queue
+  item is touched once (:func:`~podium.store.pg_batch.predict`), the batch is planned from those
+  expectations and written by one statement that commits by itself (:data:`~podium.store.pg_sql._BLIND_WRITE`:
+  it locks the rows, checks them and every write's count, and writes nothing unless all hold): one round
+  trip instead of BEGIN, the read of the rows, the write and COMMIT. When the rows are otherwise (another
+  instance moved one on), the batch is planned again from the rows as read, as before.
 - **Queues** are taken with ``FOR UPDATE SKIP LOCKED`` in one statement: concurrent takers, in this
   process or others, never wait on each other nor get the same item.
 - **Wake-ups**: each commit that makes items available sends ``NOTIFY`` (delivered at commit) on the
@@ -60,11 +66,12 @@ from podium.store.base import (
     notify_queues,
     status_filter,
 )
-from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch
+from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch, predict
 from podium.store.pg_sql import (
     _APPEND_ONE,
     _AT_ITEM,
     _AT_RECORD,
+    _BLIND_WRITE,
     _ENQUEUE,
     _ENQUEUE_LEASED,
     _GET_MANY,
@@ -91,6 +98,7 @@ from podium.store.pg_sql import (
     _VERSION_LOCKED,
     _WRITE_ROWS,
     _WRITE_ROWS_HISTORY,
+    BLIND_MISS,
 )
 
 __all__ = ["PostgresStore", "subject_lock"]
@@ -111,12 +119,14 @@ _STUCK_S = 0.05
 """A call waiting this long for a writer gets one of its own (while the pool's limit allows)."""
 _BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
 """A group commit's transaction plans its statements once per connection (generic plans), in the round trip
-of its BEGIN. PostgreSQL's default re-planned the batch statements (arrays of keys and rows) for every
+of its BEGIN (the pool's connections are set so as well, for the statements that commit by themselves: the
+batch written without a read, a lone put, a take; this keeps it where a pooling proxy drops connection
+settings). PostgreSQL's default re-planned the batch statements (arrays of keys and rows) for every
 execution, which cost more than running them: ``bench/bench_pg_batch.py``, PostgreSQL CPU per call, batches
 of 1 / 4 / 16: 1.33-1.60 / 0.50-0.55 / 0.154-0.158 ms re-planned, 0.93-1.07 / 0.32-0.37 / 0.133-0.138 ms with
 generic plans. Every statement a writer sends finds its rows by primary key or ctid whatever its plan
-(``tests/conformance/test_postgres.py`` checks the generic plans); reads outside a writer's transaction
-(listings, counts, history) keep PostgreSQL's choice."""
+(``tests/conformance/test_postgres.py`` checks the generic plans); listings and history pages
+(:meth:`PostgresStore._fetch_sorted`) keep PostgreSQL's choice."""
 
 
 class _Call:
@@ -165,6 +175,7 @@ class PostgresStore(Store):
         self.group_commit = group_commit
         self._errors: tuple[type[BaseException], ...] = ()
         self._retry: tuple[type[BaseException], ...] = ()
+        self._miss: type[BaseException] = Exception  # the check of _BLIND_WRITE failed (set by open)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -174,6 +185,7 @@ class PostgresStore(Store):
         asyncpg = pg_admin.import_asyncpg()
         self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
         self._retry = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+        self._miss = asyncpg.InvalidTextRepresentationError
         conn = await pg_admin.connect(self.target, create_schema=True)
         try:
             found = await pg_admin.current_version(conn)
@@ -211,12 +223,16 @@ class PostgresStore(Store):
             # history, whose best plan may sort, turn sorting back on for their own transaction
             # (_fetch_sorted). JIT off: a sort a statement cannot do without (the keys of a batch, in lock
             # order) carries the planner's penalty for disabled methods, which made its cost look worth
-            # compiling (~220 ms a statement), and the store's statements are all short.
+            # compiling (~220 ms a statement), and the store's statements are all short. Generic plans (see
+            # _BEGIN): the batch written without a read was re-planned per execution otherwise, which cost
+            # PostgreSQL more CPU than the round trips it saves (bench_instances, 3 instances: 1.88 ms of
+            # PostgreSQL CPU per job before it, 2.57 with it re-planned, 1.53 with it planned once).
             server_settings={
                 **self.target.server_settings(),
                 "enable_seqscan": "off",
                 "enable_sort": "off",
                 "jit": "off",
+                "plan_cache_mode": "force_generic_plan",
             },
             init=self._init_connection,
             reset=_keep_session,
@@ -406,6 +422,10 @@ class PostgresStore(Store):
                     outcomes = [await self._put_alone(conn, batch[0])]
                     break
                 if not conn.is_in_transaction():
+                    blind = await self._run_blind(conn, batch)
+                    if blind is not None:
+                        outcomes = blind
+                        break
                     await conn.execute(begin)
                 elif not durable:  # begun by the previous batch's commit
                     await conn.execute("SET LOCAL synchronous_commit TO OFF")
@@ -445,6 +465,78 @@ class PostgresStore(Store):
             else:
                 call.future.set_result(outcome)
         return True
+
+    async def _run_blind(self, conn: Any, batch: builtins.list[_Call]) -> builtins.list[Any] | None:
+        """The batch planned from what its operations expect of its rows (:func:`pg_batch.predict`) and
+        written by one statement that commits by itself if the rows are as expected: its outcomes. ``None``:
+        the operations do not say enough, or the rows were otherwise (nothing was written; plan it again
+        from the rows as read)."""
+        calls = [BatchCall(c.ops, c.blobs, c.now) for c in batch]
+        guess = predict(calls)
+        if guess is None:
+            return None
+        try:
+            plan = plan_batch(calls, guess.records, guess.items)
+        except Fallback:
+            return None
+        if plan.record_deletes:
+            return None
+        updated = sorted(r[:2] for r in plan.record_updates)
+        expected = [guess.records[key].version for key in updated]
+        acks = {
+            (op.lease.queue, op.lease.id): (op.lease.token, call.now)
+            for call in batch
+            for op in call.ops
+            if type(op) is Ack
+        }
+        held = sorted(plan.queue_deletes)
+        updates = [(r[0], r[1], r[2], r[3], r[4], r[5], r[7]) for r in plan.record_updates]
+        items = [
+            (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
+            for i in plan.queue_inserts
+        ]
+        history = [row for _, _, row in plan.appends]
+        try:
+            rows = await conn.fetch(
+                _BLIND_WRITE,
+                *_columns(updated, 2),
+                expected,
+                *_columns(held, 2),
+                [acks[key][0] if key in acks else None for key in held],
+                [acks[key][1] if key in acks else None for key in held],
+                *_columns(updates, 7),
+                *_columns(plan.record_inserts, 8),
+                *_columns(items, 8),
+                *_columns(history, 5),
+                self.lock_class,
+                sorted({subject_lock(row[0]) for row in history}),
+                self.channel,
+                _packed(plan.queues_to_notify),
+                any(call.durable for call in batch),
+            )
+        except self._miss as exc:
+            if BLIND_MISS not in str(exc):
+                raise
+            return None
+        created = {(r[1], r[2]): r[4] for r in rows if r[0] == 0}
+        deleted = {(r[1], r[2]) for r in rows if r[0] == 3}
+        if created:
+            for result in plan.outcomes:
+                if isinstance(result, builtins.list):
+                    for index, value in enumerate(result):
+                        if (
+                            type(value) is Record and value.created_at != value.created_at
+                        ):  # pg_batch.UNREAD (NaN)
+                            result[index] = value._replace(created_at=created[(value.kind, value.id)])
+        if guess.dequeued:
+            for call, result in zip(batch, plan.outcomes, strict=True):
+                if isinstance(result, builtins.list):
+                    for index, op in enumerate(call.ops):
+                        if type(op) is Dequeue:
+                            result[index] = (op.queue, op.id) in deleted
+        plan.fill_tokens({(r[1], r[2]): r[3] for r in rows if r[0] == 1})
+        plan.fill_seqs([r[3] for r in rows if r[0] == 2])
+        return plan.outcomes
 
     async def _put_alone(self, conn: Any, call: _Call) -> builtins.list[Any] | ConflictError:
         """A lone versioned :class:`Put`, committed by its own statement (asynchronously when the call is
@@ -678,12 +770,15 @@ class PostgresStore(Store):
         return rows
 
     async def _fetch_sorted(self, query: str, *args: Any) -> builtins.list[Any]:
-        """:meth:`_fetch` in a transaction of its own with sorting allowed (the pool's connections run with
-        ``enable_sort = off``): a listing or a history page, whose best plan may read a selective index and
-        sort what it found rather than walk an ordered one."""
+        """:meth:`_fetch` in a transaction of its own with sorting allowed and plans made for its arguments
+        (the pool's connections run with ``enable_sort = off`` and generic plans): a listing or a history
+        page, whose best plan may read a selective index and sort what it found rather than walk an ordered
+        one."""
         try:
             async with self._require_pool().acquire() as conn:
-                await conn.execute("BEGIN READ ONLY; SET LOCAL enable_sort = on")
+                await conn.execute(
+                    "BEGIN READ ONLY; SET LOCAL enable_sort = on; SET LOCAL plan_cache_mode = auto"
+                )
                 try:
                     rows: builtins.list[Any] = await conn.fetch(query, *args)
                 finally:
