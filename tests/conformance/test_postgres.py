@@ -114,6 +114,7 @@ async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store:
     async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
         sent: list[str] = []
         pool = store._require_pool()
+        await store._return_spares()  # the connections it keeps back, too
         held = [await pool.acquire() for _ in range(3)]  # every connection of the pool
         for conn in held:
             conn.add_query_logger(lambda logged: sent.append(logged.query))
@@ -175,6 +176,7 @@ async def test_a_group_commit_plans_its_statements_once(make_store: StoreFactory
             )
         # Then every connection's batch statements were planned generically, never per execution
         pool = store._require_pool()
+        await store._return_spares()  # the connections it keeps back, too
         held = [await pool.acquire() for _ in range(3)]
         try:
             rows = [
@@ -295,6 +297,7 @@ async def test_a_lone_versioned_put_is_one_statement_and_its_own_transaction(
     async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
         sent: list[str] = []
         pool = store._require_pool()
+        await store._return_spares()  # the connections it keeps back, too
         held = [await pool.acquire() for _ in range(3)]
         for conn in held:
             conn.add_query_logger(lambda logged: sent.append(logged.query))
@@ -691,6 +694,7 @@ async def _blind_writes(store: PostgresStore) -> int:
     """How often this store's pool connections have run the statement that writes a batch without reading
     its rows first (PostgreSQL's own count of the prepared statement's executions)."""
     pool = store._require_pool()
+    await store._return_spares()  # the connections it keeps back, too
     held = [await pool.acquire() for _ in range(pool.get_size())]
     try:
         query = "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH lr AS%'"
