@@ -762,3 +762,54 @@ async def test_a_batch_whose_rows_changed_meanwhile_is_written_call_by_call_as_r
         assert (await a.get("job", "x")).data == {"by": "b"}  # type: ignore[union-attr]
         assert await a.history("x") == [] and [e.event for e in await a.history("y")] == ["moved"]
         assert await a.queue_depth("q") == {"ready": 0, "delayed": 0, "leased": 1}
+
+
+async def test_a_pool_of_two_serves_many_calls_at_once(make_store: StoreFactory) -> None:
+    """The store keeps connections back between statements; none is kept while a call waits on the pool, so
+    a pool no bigger than what it keeps still serves every call."""
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=2) as store:
+        await store.apply(Put("job", "j", {}, expected_version=0))
+        # When many calls of every kind run at once
+        calls = [
+            store.apply(
+                Put("job", f"n{i}", {}, expected_version=0), Enqueue("q", f"i{i}", {}), Append("j", "x")
+            )
+            for i in range(12)
+        ]
+        calls += [store.get("job", "j") for _ in range(12)]
+        calls += [store.take("q", owner="w", lease_s=30, limit=2) for _ in range(6)]
+        calls += [store.list("job", limit=5) for _ in range(4)]
+        results = await asyncio.wait_for(asyncio.gather(*calls), timeout=30)
+        # Then every one was served
+        assert all(r is not None for r in results[12:24])
+        assert len(await store.history("j")) == 12
+
+
+async def test_a_statement_cut_off_by_cancelling_leaves_no_connection_busy(make_store: StoreFactory) -> None:
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=2) as store:
+        await store.apply(Put("job", "j", {"n": 1}, expected_version=0))
+        # Given a statement under way, cancelled by its caller
+        slow = asyncio.ensure_future(store._fetch("SELECT pg_sleep(5)"))
+        await _statement_runs(store, "SELECT pg_sleep")
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        # Then the calls after it, on every connection, are served
+        for _ in range(6):
+            got = await asyncio.wait_for(store.get("job", "j"), timeout=10)
+            assert got is not None and got.data == {"n": 1}
+
+
+async def _statement_runs(store: PostgresStore, query_start: str) -> None:
+    """Wait until a session of this store runs a statement starting so."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'podium' AND query LIKE $1 AND state = 'active'"
+
+    async def runs() -> None:
+        while not (await store._fetch(query, query_start + "%"))[0][0]:
+            await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
+
+    await asyncio.wait_for(runs(), timeout=20)
