@@ -813,3 +813,24 @@ async def _statement_runs(store: PostgresStore, query_start: str) -> None:
             await asyncio.sleep(0.01)  # waiting on another process: nothing to wait on here
 
     await asyncio.wait_for(runs(), timeout=20)
+
+
+async def test_a_call_refused_on_another_call_s_expectation_does_not_decide_the_rest(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store() as store:
+        await store.apply(Put("job", "x", {}, expected_version=0))
+        await store.apply(Put("job", "x", {"n": 2}, expected_version=1))
+        # When one batch holds a call that expects x at version 1 twice (refused: x is at 2, and its second
+        # put would find 2 anyway) and a call that expects x at 2
+        stale, fresh = await asyncio.gather(
+            store.apply(
+                Put("job", "x", {"a": 1}, expected_version=1), Put("job", "x", {"a": 2}, expected_version=1)
+            ),
+            store.apply(Put("job", "x", {"b": 1}, expected_version=2)),
+            return_exceptions=True,
+        )
+        # Then the first is refused and the second written, as each would be alone
+        assert isinstance(stale, ConflictError)
+        assert not isinstance(fresh, BaseException) and fresh[0].version == 3
+        assert (await store.get("job", "x")).data == {"b": 1}  # type: ignore[union-attr]
