@@ -256,18 +256,16 @@ class Prediction(NamedTuple):
 def predict(calls: Sequence[BatchCall]) -> Prediction | None:
     """The rows a batch touches as its own operations expect them, so that it can be planned and written
     without reading them first (one statement that checks each assumption under the rows' locks and writes
-    nothing unless all hold). ``None`` where the operations do not say enough: a put or delete that does
-    not name the version it expects, or a queue item that more than one operation touches."""
+    nothing unless all hold). ``None`` where the operations do not say enough: a put that does not name the
+    version it expects, a delete, or a queue item that more than one operation touches."""
     records: dict[Key, RecordRow] = {}
     absent: set[Key] = set()
     items: dict[Key, HeldRow] = {}
+    enqueued: set[Key] = set()
     dequeued: list[Key] = []
-    touched: set[Key] = set()
     for call in calls:
         for op in call.ops:
-            kind = type(op)
-            if kind is Put:
-                assert isinstance(op, Put)
+            if isinstance(op, Put):
                 if op.expected_version is None:
                     return None
                 key = (op.kind, op.id)
@@ -277,19 +275,19 @@ def predict(calls: Sequence[BatchCall]) -> Prediction | None:
                     records[key] = RecordRow(op.expected_version, UNREAD)
                 else:
                     absent.add(key)
-            elif kind is Append or kind is Wake:
+            elif isinstance(op, (Append, Wake)):
                 continue
-            elif kind is Enqueue or kind is Ack or kind is Dequeue:
-                key = (op.lease.queue, op.lease.id) if kind is Ack else (op.queue, op.id)  # type: ignore[union-attr]
-                if key in touched:
+            elif isinstance(op, Delete):
+                return None
+            else:
+                key = (op.lease.queue, op.lease.id) if isinstance(op, Ack) else (op.queue, op.id)
+                if key in items or key in enqueued:
                     return None
-                touched.add(key)
-                if kind is Ack:
-                    assert isinstance(op, Ack)
+                if isinstance(op, Ack):
                     items[key] = HeldRow(True, op.lease.token, float("inf"))
-                elif kind is Dequeue:
+                elif isinstance(op, Dequeue):
                     items[key] = HeldRow(False, 0, 0.0)
                     dequeued.append(key)
-            else:  # Delete
-                return None
+                else:
+                    enqueued.add(key)
     return Prediction(records, items, dequeued)

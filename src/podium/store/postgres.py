@@ -38,6 +38,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import math
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -532,20 +533,15 @@ class PostgresStore(Store):
             return None
         created = {(r[1], r[2]): r[4] for r in rows if r[0] == 0}
         deleted = {(r[1], r[2]) for r in rows if r[0] == 3}
-        if created:
-            for result in plan.outcomes:
-                if isinstance(result, builtins.list):
-                    for index, value in enumerate(result):
-                        if (
-                            type(value) is Record and value.created_at != value.created_at
-                        ):  # pg_batch.UNREAD (NaN)
-                            result[index] = value._replace(created_at=created[(value.kind, value.id)])
-        if guess.dequeued:
-            for call, result in zip(batch, plan.outcomes, strict=True):
-                if isinstance(result, builtins.list):
-                    for index, op in enumerate(call.ops):
-                        if type(op) is Dequeue:
-                            result[index] = (op.queue, op.id) in deleted
+        for call, result in zip(batch, plan.outcomes, strict=True):
+            assert isinstance(result, builtins.list)  # every call went through (above)
+            for index, value in enumerate(result):
+                if type(value) is Record and math.isnan(value.created_at):  # pg_batch.UNREAD: as stored
+                    result[index] = value._replace(created_at=created[(value.kind, value.id)])
+            if guess.dequeued:
+                for index, op in enumerate(call.ops):
+                    if type(op) is Dequeue:
+                        result[index] = (op.queue, op.id) in deleted
         plan.fill_tokens({(r[1], r[2]): r[3] for r in rows if r[0] == 1})
         plan.fill_seqs([r[3] for r in rows if r[0] == 2])
         return plan.outcomes
