@@ -52,12 +52,13 @@ def _install_store() -> None:
     ``pg take`` / ``pg take empty`` / ``pg take leases`` (takes, takes that found nothing, items they leased), and
     ``pg pushed`` (tasks leased straight to a waiting poll or in-process worker by the write that dispatched them)."""
     from podium import errors
-    from podium.store import postgres
+    from podium.store import pg_write, postgres
 
     store = postgres.PostgresStore
+    writer = pg_write.Writer
     commit, planned, on_notify, take_now = (
         store._commit,
-        store._run_planned,
+        writer.planned,
         store._on_notify,
         store.take_now_fetching,
     )
@@ -102,7 +103,7 @@ def _install_store() -> None:
         conflict_init(self, *args, **kwargs)
 
     store._commit = counted_commit  # type: ignore[method-assign]
-    store._run_planned = counted_planned  # type: ignore[method-assign]
+    writer.planned = counted_planned  # type: ignore[method-assign]
     store._on_notify = counted_notify  # type: ignore[method-assign]
     store.take_now_fetching = counted_take  # type: ignore[method-assign]
     errors.ConflictError.__init__ = counted_conflict  # type: ignore[method-assign]

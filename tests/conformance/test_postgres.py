@@ -200,7 +200,7 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
     # Given a new schema whose tables hold a few rows and were never analyzed (where the generic plans
     # PostgreSQL keeps for a connection's life scanned whole tables, or a whole kind through a secondary
     # index, per statement)
-    from podium.store import postgres
+    from podium.store import pg_sql
 
     async with make_store() as store:
         assert isinstance(store, PostgresStore)
@@ -216,10 +216,10 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
             "text,text,int,text,int,float8,text,float8",
         )
         statements = {  # name: (SQL, parameter types, arguments)
-            "lock": (postgres._LOCK_ROWS, "text[],text[],text[],text[]", "'{job}','{j1}','{tasks}','{t1:1}'"),
-            "get_many": (postgres._GET_MANY, "text[],text[]", "'{task}','{t1}'"),
+            "lock": (pg_sql._LOCK_ROWS, "text[],text[],text[],text[]", "'{job}','{j1}','{tasks}','{t1:1}'"),
+            "get_many": (pg_sql._GET_MANY, "text[],text[]", "'{task}','{t1}'"),
             "write": (
-                postgres._WRITE_ROWS,
+                pg_sql._WRITE_ROWS,
                 ",".join(
                     f"{t}[]"
                     for t in f"tid,tid,int,text,text,text,float8,float8,{records},tid,{items}".split(",")
@@ -227,7 +227,7 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                 ",".join(["'{}'"] * 25),
             ),
             "write_history": (
-                postgres._WRITE_ROWS_HISTORY,
+                pg_sql._WRITE_ROWS_HISTORY,
                 ",".join(
                     f"{t}[]"
                     for t in f"tid,tid,int,text,text,text,float8,float8,{records},tid,{items}".split(",")
@@ -236,7 +236,7 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                 ",".join(["'{}'"] * 25) + ",'{j1}','{e}','{NULL}','{0}','{\"{}\"}',1,'{1}','c','{}'",
             ),
             "blind": (
-                postgres._BLIND_WRITE,
+                pg_sql._BLIND_WRITE,
                 "text[],text[],int[],text[],text[],int8[],float8[],"
                 "text[],text[],int[],text[],text[],text[],float8[],"
                 + ",".join(f"{t}[]" for t in f"{records},{items}".split(","))
@@ -246,22 +246,22 @@ async def test_the_hot_statements_find_rows_by_key_whatever_plan_postgres_keeps(
                 + ",".join(["'{}'"] * 21)
                 + ",1,'{}','c','{}',true",
             ),
-            "take": (postgres._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
+            "take": (pg_sql._TAKE_ONE, "text,float8,int,text,float8", "'tasks',0,4,'w',1"),
             "take_fetch": (
-                postgres._TAKE_MANY_FETCH_GROUP,
+                pg_sql._TAKE_MANY_FETCH_GROUP,
                 "text[],float8,int,text,float8,text,text",
                 "'{tasks,mine}',0,4,'w',1,'task','job'",
             ),
-            "take_many": (postgres._TAKE_MANY, "text[],float8,int,text,float8", "'{tasks,mine}',0,4,'w',1"),
-            "get": (postgres._GET_ONE, "text,text", "'task','t1'"),
-            "next_due": (postgres._NEXT_DUE, "text[]", "'{tasks,mine}'"),
+            "take_many": (pg_sql._TAKE_MANY, "text[],float8,int,text,float8", "'{tasks,mine}',0,4,'w',1"),
+            "get": (pg_sql._GET_ONE, "text,text", "'task','t1'"),
+            "next_due": (pg_sql._NEXT_DUE, "text[]", "'{tasks,mine}'"),
             "put": (
-                postgres._PUT_VERSION,
+                pg_sql._PUT_VERSION,
                 "text,text,text,text,text,float8,int",
                 "'task','t1','x',NULL,'{}',1,1",
             ),
             "ack": (
-                f"DELETE FROM queue WHERE {postgres._HELD}",
+                f"DELETE FROM queue WHERE {pg_sql._HELD}",
                 "text,text,int,float8",
                 "'tasks','t1:1',1,0",
             ),

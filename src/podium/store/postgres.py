@@ -38,21 +38,16 @@ import asyncio
 import builtins
 import contextlib
 import logging
-import math
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from podium.clock import Clock
-from podium.errors import ConflictError, LeaseLostError, SchemaMismatchError, StoreError
+from podium.errors import LeaseLostError, SchemaMismatchError, StoreError
 from podium.store import pg_admin
 from podium.store.base import (
     SCHEMA_VERSION,
-    Ack,
     Append,
-    Delete,
-    Dequeue,
     Enqueue,
     Fetch,
     HistoryEntry,
@@ -61,34 +56,19 @@ from podium.store.base import (
     Put,
     Record,
     Store,
-    Wake,
     dump_json,
     history_query,
     load_json,
     notify_queues,
     status_filter,
 )
-from podium.store.pg_batch import BatchCall, Fallback, HeldRow, RecordRow, plan_batch, predict
+from podium.store.pg_batch import Fallback
 from podium.store.pg_sql import (
-    _APPEND_ONE,
-    _AT_ITEM,
-    _AT_RECORD,
-    _BLIND_WRITE,
-    _ENQUEUE,
-    _ENQUEUE_LEASED,
     _GET_MANY,
     _GET_ONE,
     _HELD,
-    _INSERT_HISTORY,
-    _INSERT_HISTORY_ONE,
-    _INSERT_ITEMS,
-    _LOCK_ROWS,
     _NEXT_DUE,
     _NOTIFY,
-    _PUT_ANY,
-    _PUT_NEW,
-    _PUT_VERSION,
-    _PUT_VERSION_ALONE,
     _RECORD_COLUMNS,
     _TAKE_MANY,
     _TAKE_MANY_FETCH,
@@ -96,12 +76,8 @@ from podium.store.pg_sql import (
     _TAKE_ONE,
     _TAKE_ONE_FETCH,
     _TAKE_ONE_FETCH_GROUP,
-    _VERSION,
-    _VERSION_LOCKED,
-    _WRITE_ROWS,
-    _WRITE_ROWS_HISTORY,
-    BLIND_MISS,
 )
+from podium.store.pg_write import Call, Writer, packed, subject_lock
 
 __all__ = ["PostgresStore", "subject_lock"]
 
@@ -134,16 +110,6 @@ generic plans. Every statement a writer sends finds its rows by primary key or c
 (:meth:`PostgresStore._fetch_sorted`) keep PostgreSQL's choice."""
 
 
-class _Call:
-    """One pending :meth:`PostgresStore.apply`: its operations, their encodings and its future."""
-
-    __slots__ = ("blobs", "durable", "future", "now", "ops")
-
-    def __init__(self, ops: Sequence[Op], blobs: builtins.list[str | None], now: float, durable: bool):
-        self.ops, self.blobs, self.now, self.durable = ops, blobs, now, durable
-        self.future: asyncio.Future[builtins.list[Any]] = asyncio.get_running_loop().create_future()
-
-
 class PostgresStore(Store):
     """See the module docstring. ``url``: ``postgresql://user@host:port/db`` with podium's options
     ``?schema=NAME&pool_size=N`` (:mod:`podium.store.pg_admin`); keywords override them.
@@ -169,7 +135,7 @@ class PostgresStore(Store):
         self.lock_class = subject_lock(self.channel)  # the advisory locks of this store's history subjects
         self._pool: Any = None
         self._listener: Any = None
-        self._pending: deque[_Call] = deque()
+        self._pending: deque[Call] = deque()
         self._writers = 0
         self._valve: asyncio.TimerHandle | None = None  # see _unstick
         self._tasks: set[asyncio.Task[None]] = set()
@@ -182,7 +148,7 @@ class PostgresStore(Store):
         self.group_commit = group_commit
         self._errors: tuple[type[BaseException], ...] = ()
         self._retry: tuple[type[BaseException], ...] = ()
-        self._miss: type[BaseException] = Exception  # the check of _BLIND_WRITE failed (set by open)
+        self._writer = Writer(self.channel, self.lock_class, Exception)  # its error class set by open
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -192,7 +158,7 @@ class PostgresStore(Store):
         asyncpg = pg_admin.import_asyncpg()
         self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
         self._retry = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-        self._miss = asyncpg.InvalidTextRepresentationError
+        self._writer.miss = asyncpg.InvalidTextRepresentationError  # _BLIND_WRITE's failed check
         conn = await pg_admin.connect(self.target, create_schema=True)
         try:
             found = await pg_admin.current_version(conn)
@@ -331,7 +297,7 @@ class PostgresStore(Store):
     async def apply(self, *ops: Op, durable: bool = True) -> builtins.list[Any]:
         pool = self._require_pool()
         # Encode first: a value JSON cannot hold fails the call before any round trip.
-        call = _Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
+        call = Call(ops, [_encode(op) for op in ops], self.clock.now(), durable)
         if not self.group_commit:  # one transaction per call, each on a connection of its own
             try:
                 async with self._connection() as conn:
@@ -362,7 +328,7 @@ class PostgresStore(Store):
         self._tasks.add(task)  # the loop holds tasks weakly
         task.add_done_callback(self._tasks.discard)
 
-    def _unstick(self, oldest: _Call) -> None:
+    def _unstick(self, oldest: Call) -> None:
         """``oldest`` waited :data:`_STUCK_S` for a writer: if no writer has taken it yet, start another."""
         self._valve = None
         pending, pool = self._pending, self._pool
@@ -375,7 +341,7 @@ class PostgresStore(Store):
 
     async def _write(self, pool: Any) -> None:
         """Commit everything pending, one transaction per batch, until nothing is left."""
-        batch: builtins.list[_Call] = []
+        batch: builtins.list[Call] = []
         try:
             # Calls can arrive while the connection goes back to the pool: look again after that, and
             # stop only when the check and the exit happen with no await in between.
@@ -400,13 +366,13 @@ class PostgresStore(Store):
             self._writers -= 1
 
     @staticmethod
-    def _fail(calls: builtins.list[_Call], exc: BaseException) -> None:
+    def _fail(calls: builtins.list[Call], exc: BaseException) -> None:
         failure = StoreError(f"PostgreSQL connection failed: {exc}")
         for call in calls:
             if not call.future.done():
                 call.future.set_exception(failure)
 
-    async def _commit(self, conn: Any, batch: builtins.list[_Call], *, chain: bool = False) -> bool:
+    async def _commit(self, conn: Any, batch: builtins.list[Call], *, chain: bool = False) -> bool:
         """One transaction for ``batch``: planned as array statements when it holds several calls (see
         :mod:`podium.store.pg_batch`), else call by call; then resolve every call's future. ``False``:
         the connection failed (the calls got a StoreError). ``chain``: when calls wait by the time it
@@ -428,10 +394,10 @@ class PostgresStore(Store):
         for attempt in range(_ATTEMPTS):
             try:
                 if alone and not conn.is_in_transaction():
-                    outcomes = [await self._put_alone(conn, batch[0])]
+                    outcomes = [await self._writer.alone(conn, batch[0])]
                     break
                 if not conn.is_in_transaction():
-                    blind = await self._run_blind(conn, batch)
+                    blind = await self._writer.blind(conn, batch)
                     if blind is not None:
                         outcomes = blind
                         break
@@ -440,14 +406,14 @@ class PostgresStore(Store):
                     await conn.execute("SET LOCAL synchronous_commit TO OFF")
                 if batched:
                     try:
-                        outcomes, queues = await self._run_planned(conn, batch)
+                        outcomes, queues = await self._writer.planned(conn, batch)
                     except Fallback:
                         await conn.execute(f"ROLLBACK; {begin}")
                         batched = False
                 if not batched:
-                    outcomes, queues = await self._run_each(conn, batch)
+                    outcomes, queues = await self._writer.each(conn, batch)
                 if queues:  # the wake-ups no history insert sent
-                    await conn.execute(_NOTIFY, self.channel, _packed(queues))
+                    await conn.execute(_NOTIFY, self.channel, packed(queues))
                 if conn.is_in_transaction():  # a single refused call has rolled back already
                     await conn.execute(f"COMMIT; {_BEGIN}" if chain and self._pending else "COMMIT")
                 break
@@ -474,299 +440,6 @@ class PostgresStore(Store):
             else:
                 call.future.set_result(outcome)
         return True
-
-    async def _run_blind(self, conn: Any, batch: builtins.list[_Call]) -> builtins.list[Any] | None:
-        """The batch planned from what its operations expect of its rows (:func:`pg_batch.predict`) and
-        written by one statement that commits by itself if the rows are as expected: its outcomes. ``None``:
-        the operations do not say enough, or the rows were otherwise (nothing was written; plan it again
-        from the rows as read)."""
-        calls = [BatchCall(c.ops, c.blobs, c.now) for c in batch]
-        guess = predict(calls)
-        if guess is None:
-            return None
-        try:
-            plan = plan_batch(calls, guess.records, guess.items)
-        except Fallback:
-            return None
-        if any(isinstance(outcome, BaseException) for outcome in plan.outcomes):
-            # A call refused on what another call of the batch expects: the statement checks only the rows
-            # the batch writes, so a refusal would rest on an expectation nothing checks.
-            return None
-        # Every call went through: each row expected is written (an update, an insert, an item deleted),
-        # and so checked by the statement.
-        updated = sorted(r[:2] for r in plan.record_updates)
-        expected = [guess.records[key].version for key in updated]
-        acks = {
-            (op.lease.queue, op.lease.id): (op.lease.token, call.now)
-            for call in batch
-            for op in call.ops
-            if type(op) is Ack
-        }
-        held = sorted(plan.queue_deletes)
-        updates = [(r[0], r[1], r[2], r[3], r[4], r[5], r[7]) for r in plan.record_updates]
-        items = [
-            (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
-            for i in plan.queue_inserts
-        ]
-        history = [row for _, _, row in plan.appends]
-        try:
-            rows = await conn.fetch(
-                _BLIND_WRITE,
-                *_columns(updated, 2),
-                expected,
-                *_columns(held, 2),
-                [acks[key][0] if key in acks else None for key in held],
-                [acks[key][1] if key in acks else None for key in held],
-                *_columns(updates, 7),
-                *_columns(plan.record_inserts, 8),
-                *_columns(items, 8),
-                *_columns(history, 5),
-                self.lock_class,
-                sorted({subject_lock(row[0]) for row in history}),
-                self.channel,
-                _packed(plan.queues_to_notify),
-                any(call.durable for call in batch),
-            )
-        except self._miss as exc:
-            if BLIND_MISS not in str(exc):
-                raise
-            return None
-        created = {(r[1], r[2]): r[4] for r in rows if r[0] == 0}
-        deleted = {(r[1], r[2]) for r in rows if r[0] == 3}
-        for call, result in zip(batch, plan.outcomes, strict=True):
-            assert isinstance(result, builtins.list)  # every call went through (above)
-            for index, value in enumerate(result):
-                if type(value) is Record and math.isnan(value.created_at):  # pg_batch.UNREAD: as stored
-                    result[index] = value._replace(created_at=created[(value.kind, value.id)])
-            if guess.dequeued:
-                for index, op in enumerate(call.ops):
-                    if type(op) is Dequeue:
-                        result[index] = (op.queue, op.id) in deleted
-        plan.fill_tokens({(r[1], r[2]): r[3] for r in rows if r[0] == 1})
-        plan.fill_seqs([r[3] for r in rows if r[0] == 2])
-        return plan.outcomes
-
-    async def _put_alone(self, conn: Any, call: _Call) -> builtins.list[Any] | ConflictError:
-        """A lone versioned :class:`Put`, committed by its own statement (asynchronously when the call is
-        not durable): the call's results, or its version conflict (returned, not raised)."""
-        op = call.ops[0]
-        assert isinstance(op, Put)
-        row = await conn.fetchrow(
-            _PUT_VERSION_ALONE,
-            op.kind,
-            op.id,
-            op.status,
-            op.group,
-            call.blobs[0],
-            call.now,
-            op.expected_version,
-            call.durable,
-        )
-        if row is None:
-            return ConflictError(
-                op.kind, op.id, op.expected_version, await conn.fetchval(_VERSION, op.kind, op.id)
-            )
-        return [Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], call.now)]
-
-    async def _run_each(self, conn: Any, batch: builtins.list[_Call]) -> tuple[builtins.list[Any], set[str]]:
-        """Each call in turn, inside its own savepoint when there are several; the wake-ups still to send."""
-        outcomes: builtins.list[Any] = []
-        queues: set[str] = set()
-        single = len(batch) == 1
-        for call in batch:
-            if not single:
-                await conn.execute("SAVEPOINT call")
-            try:
-                results = await self._run_call(conn, call)
-            except (ConflictError, LeaseLostError) as refused:
-                await conn.execute(
-                    "ROLLBACK" if single else "ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call"
-                )
-                outcomes.append(refused)
-            else:
-                if not single:
-                    await conn.execute("RELEASE SAVEPOINT call")
-                outcomes.append(results)
-                if not any(type(op) is Append for op in call.ops):  # else its history insert sent them
-                    queues |= notify_queues(call.ops)
-        return outcomes, queues
-
-    async def _run_call(self, conn: Any, call: _Call) -> builtins.list[Any]:
-        """One call's operations, its history lines last: their ``seq`` values are drawn under the subjects'
-        locks, after everything else this transaction waits for (see the module docstring)."""
-        results: builtins.list[Any] = []
-        appends: builtins.list[int] = []
-        for index, (op, blob) in enumerate(zip(call.ops, call.blobs, strict=True)):
-            if type(op) is Append:
-                appends.append(index)
-                results.append(None)
-            else:
-                results.append(await self._op(conn, op, blob, call.now))
-        entries = [(index, op) for index in appends if isinstance(op := call.ops[index], Append)]
-        locks: builtins.list[int] | None = sorted({subject_lock(op.subject_id) for _, op in entries})
-        for index, op in entries:
-            args = (op.subject_id, op.event, op.status, call.now, call.blobs[index])
-            if locks is None:
-                seq = await conn.fetchval(_APPEND_ONE, *args)
-            else:  # the first line takes the locks and sends the call's wake-ups
-                wake = _packed(notify_queues(call.ops))
-                seq = await conn.fetchval(
-                    _INSERT_HISTORY_ONE, *args, self.lock_class, locks, self.channel, wake
-                )
-                locks = None  # taken, for the rest of the transaction
-            results[index] = HistoryEntry(seq, op.subject_id, op.event, op.status, call.now, op.data or {})
-        return results
-
-    async def _run_planned(
-        self, conn: Any, batch: builtins.list[_Call]
-    ) -> tuple[builtins.list[Any], set[str]]:
-        """Read and lock the touched rows, plan the batch, write its net effect in a few array statements."""
-        rec_keys: dict[tuple[str, str], None] = {}
-        q_keys: dict[tuple[str, str], None] = {}
-        for call in batch:
-            for op in call.ops:
-                if isinstance(op, (Put, Delete)):
-                    rec_keys[(op.kind, op.id)] = None
-                elif isinstance(op, (Enqueue, Dequeue)):
-                    q_keys[(op.queue, op.id)] = None
-                elif isinstance(op, Ack):
-                    q_keys[(op.lease.queue, op.lease.id)] = None
-        records: dict[tuple[str, str], RecordRow] = {}
-        items: dict[tuple[str, str], HeldRow] = {}
-        where: dict[tuple[bool, str, str], Any] = {}  # (is an item, key, key) -> the locked row's ctid
-        if rec_keys or q_keys:
-            rec_cols, q_cols = _columns(builtins.list(rec_keys), 2), _columns(builtins.list(q_keys), 2)
-            for row in await conn.fetch(_LOCK_ROWS, *rec_cols, *q_cols):
-                if row[0]:
-                    items[(row[1], row[2])] = HeldRow(bool(row[3]), row[5], row[4])
-                else:
-                    records[(row[1], row[2])] = RecordRow(row[3], row[4])
-                where[(row[0], row[1], row[2])] = row[6]
-        plan = plan_batch([BatchCall(c.ops, c.blobs, c.now) for c in batch], records, items)
-        item_rows = [
-            (i.key[0], i.key[1], i.priority, i.payload, i.leased, i.due_at, i.owner, i.enqueued_at)
-            for i in plan.queue_inserts
-        ]
-        # an item deleted and inserted again: the insert after the delete, in a statement of its own
-        reinserted = bool(plan.queue_deletes) and not set(plan.queue_deletes).isdisjoint(
-            i.key for i in plan.queue_inserts
-        )
-        inserted: builtins.list[Any] = []
-        if (
-            plan.record_deletes
-            or plan.record_updates
-            or plan.record_inserts
-            or plan.queue_deletes
-            or (item_rows and not reinserted)
-        ):
-            updates = [(where[(False, r[0], r[1])], *r[2:]) for r in plan.record_updates]
-            args = [
-                [where[(False, *key)] for key in plan.record_deletes],
-                *_columns(updates, 7),
-                *_columns(plan.record_inserts, 8),
-                [where[(True, *key)] for key in plan.queue_deletes],
-                *_columns([] if reinserted else item_rows, 8),
-            ]
-            if plan.appends and not reinserted:  # the history lines in the same statement
-                rows = [row for _, _, row in plan.appends]
-                locks = sorted({subject_lock(row[0]) for row in rows})
-                wake = _packed(plan.queues_to_notify)
-                out = await conn.fetch(
-                    _WRITE_ROWS_HISTORY, *args, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
-                )
-                if sum(row[3] for row in out if row[0] == 0) != len(plan.record_inserts):
-                    raise Fallback("another instance created one of these records first")
-                if len(tokens := [row for row in out if row[0] == 1]) != len(item_rows):
-                    raise Fallback("another instance enqueued one of these items first")
-                if item_rows:
-                    plan.fill_tokens({(r[1], r[2]): r[3] for r in tokens})
-                plan.fill_seqs([row[3] for row in out if row[0] == 2])
-                return plan.outcomes, set()  # the statement sent the wake-ups
-            written = await conn.fetch(_WRITE_ROWS, *args)
-            inserted = [row for row in written if row[0] is not None]
-            if sum(row[2] for row in written if row[0] is None) != len(plan.record_inserts):
-                raise Fallback("another instance created one of these records first")
-        if reinserted and item_rows:
-            inserted = await conn.fetch(_INSERT_ITEMS, *_columns(item_rows, 8))
-        if item_rows:
-            if len(inserted) != len(item_rows):
-                raise Fallback("another instance enqueued one of these items first")
-            plan.fill_tokens({(r[0], r[1]): r[2] for r in inserted})
-        if plan.appends:
-            rows = [row for _, _, row in plan.appends]
-            locks = sorted({subject_lock(row[0]) for row in rows})
-            wake = _packed(plan.queues_to_notify)
-            seqs = await conn.fetch(
-                _INSERT_HISTORY, *_columns(rows, 5), self.lock_class, locks, self.channel, wake
-            )
-            plan.fill_seqs([r[0] for r in seqs])
-            return plan.outcomes, set()  # the insert sent the wake-ups
-        return plan.outcomes, plan.queues_to_notify
-
-    async def _op(self, conn: Any, op: Op, blob: str | None, now: float) -> Any:
-        """One operation other than an :class:`Append` (:meth:`_run_call` writes those)."""
-        if isinstance(op, Put):
-            if op.expected_version is None:
-                row = await conn.fetchrow(_PUT_ANY, op.kind, op.id, op.status, op.group, blob, now)
-            elif op.expected_version == 0:
-                row = await conn.fetchrow(_PUT_NEW, op.kind, op.id, op.status, op.group, blob, now)
-            else:
-                row = await conn.fetchrow(
-                    _PUT_VERSION, op.kind, op.id, op.status, op.group, blob, now, op.expected_version
-                )
-            if row is None:
-                found = await conn.fetchval(_VERSION, op.kind, op.id)
-                raise ConflictError(op.kind, op.id, op.expected_version, found)
-            return Record(op.kind, op.id, row[0], op.data, op.status, op.group, row[1], now)
-        if isinstance(op, Enqueue):
-            if op.lease_owner:
-                token = await conn.fetchval(
-                    _ENQUEUE_LEASED,
-                    op.queue,
-                    op.id,
-                    op.priority,
-                    blob,
-                    now + op.lease_s,
-                    op.lease_owner,
-                    now,
-                )
-                if token is None:
-                    return None
-                return Lease(
-                    op.queue,
-                    op.id,
-                    op.payload or {},
-                    op.priority,
-                    1,
-                    token,
-                    op.lease_owner,
-                    now + op.lease_s,
-                    now,
-                )
-            added = await conn.fetchval(_ENQUEUE, op.queue, op.id, op.priority, blob, now + op.delay_s, now)
-            return added is not None
-        if isinstance(op, Ack):
-            lease = op.lease
-            gone = await conn.fetchval(
-                f"DELETE FROM queue WHERE {_HELD} RETURNING 1", lease.queue, lease.id, lease.token, now
-            )
-            if gone is None:
-                raise LeaseLostError(
-                    f"lease on {lease.queue}/{lease.id} (token {lease.token}) is no longer held"
-                )
-            return None
-        if isinstance(op, Dequeue):
-            gone = await conn.fetchval(f"DELETE FROM queue WHERE {_AT_ITEM} RETURNING 1", op.queue, op.id)
-            return gone is not None
-        if isinstance(op, Wake):
-            return None
-        assert isinstance(op, Delete)
-        if op.expected_version is not None:
-            actual = await conn.fetchval(_VERSION_LOCKED, op.kind, op.id) or 0
-            if actual != op.expected_version:
-                raise ConflictError(op.kind, op.id, op.expected_version, actual or None)
-        gone = await conn.fetchval(f"DELETE FROM records WHERE {_AT_RECORD} RETURNING 1", op.kind, op.id)
-        return gone is not None
 
     # --- records --------------------------------------------------------------------------------
 
@@ -1055,41 +728,10 @@ class PostgresStore(Store):
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in rows]
 
 
-_PAYLOAD_BYTES = 7000
-"""A notification's payload holds several names, one a line, up to this size (PostgreSQL's limit is 8000)."""
-
-
-def _packed(names: set[str]) -> builtins.list[str]:
-    """The payloads that carry ``names``: one notification per few dozen names rather than one each (every
-    listening instance is signalled and reads each notification)."""
-    out: builtins.list[str] = []
-    chunk: builtins.list[str] = []
-    size = 0
-    for name in sorted(names):
-        if chunk and size + len(name) + 1 > _PAYLOAD_BYTES:
-            out.append("\n".join(chunk))
-            chunk, size = [], 0
-        chunk.append(name)
-        size += len(name.encode()) + 1
-    if chunk:
-        out.append("\n".join(chunk))
-    return out
-
-
 async def _keep_session(conn: Any) -> None:
     """A pool connection going back needs no reset beyond asyncpg's own (it rolls back a transaction left
     open): the store leaves no session state on pool connections (no LISTEN, SET, cursor or session
     advisory lock), so asyncpg's default reset query (one more round trip on every release) is skipped."""
-
-
-def subject_lock(subject: str) -> int:
-    """The advisory lock key (an int4) under which a history subject's ``seq`` values are drawn."""
-    return zlib.crc32(subject.encode()) - 2**31
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> builtins.list[builtins.list[Any]]:
-    """Rows as ``width`` column lists (the arrays an ``unnest`` statement takes)."""
-    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _encode(op: Op) -> str | None:
