@@ -1,10 +1,11 @@
-"""Fuzz the workcell API with schemathesis: every operation of its OpenAPI, with a valid token.
+"""Fuzz the workcell API with schemathesis: every operation of its OpenAPI but the live event stream, with
+a valid token.
 
 Serves a workcell (SQLite data folder, the simulated instruments over HTTP, a stored definition, a
 finished and a queued workflow, a consumable) on a loopback port and runs ``schemathesis run`` against
-it with the checks ``not_a_server_error``, ``status_code_conformance`` and
-``response_schema_conformance``. Prints the schemathesis summary, then one JSON line: requests sent,
-server errors (5xx), schema violations, and the failures by check and operation.
+it (every operation but :data:`EXCLUDED`) with the checks ``not_a_server_error``,
+``status_code_conformance`` and ``response_schema_conformance``. Prints the schemathesis summary, then one
+JSON line: requests sent, server errors (5xx), schema violations, and the failures by check and operation.
 
     python bench/fuzz_workcell.py --max-examples 20 --seed 1     # what CI runs (tests/workcell/test_fuzz.py)
     python bench/fuzz_workcell.py --max-examples 1000 --seed 7   # longer, by hand
@@ -25,6 +26,9 @@ if str(ROOT) not in sys.path:
 from bench.schemathesis_run import dictionary_config, fuzz_main, run_schemathesis  # noqa: E402
 
 TOKEN = "fuzz-token-0123456789"
+EXCLUDED = r"^/events$"
+"""Left out: the dashboard's live event stream (server-sent events) never ends, so a fuzzer's request only
+waits for its timeout (three such requests were 213 of the run's 222 s)."""
 
 
 async def _seed(url: str) -> dict[str, list[str]]:
@@ -113,6 +117,7 @@ async def fuzz(
                     workers=workers,
                     max_time_s=max_time_s,
                     phases=phases,
+                    exclude_paths=EXCLUDED,
                     echo=echo,
                 )
     finally:
