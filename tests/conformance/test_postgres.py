@@ -834,3 +834,46 @@ async def test_a_call_refused_on_another_call_s_expectation_does_not_decide_the_
         assert isinstance(stale, ConflictError)
         assert not isinstance(fresh, BaseException) and fresh[0].version == 3
         assert (await store.get("job", "x")).data == {"b": 1}  # type: ignore[union-attr]
+
+
+async def test_gets_that_arrive_while_a_read_is_out_go_together_in_one_statement(
+    make_store: StoreFactory,
+) -> None:
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+        for n in range(10):
+            await store.apply(Put("job", f"j{n}", {"n": n}, expected_version=0))
+        sent: list[str] = []
+        await store._return_spares()
+        pool = store._require_pool()
+        held = [await pool.acquire() for _ in range(pool.get_size())]
+        for conn in held:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+        for conn in held:
+            await pool.release(conn)
+        # When twenty gets arrive at once
+        got = await asyncio.gather(
+            *(store.get("job", f"j{n % 10}") for n in range(20)), store.get("job", "none")
+        )
+        # Then each has its record, and they took two statements: the first get's, and one for the rest
+        assert [r.data["n"] for r in got[:20]] == [n % 10 for n in range(20)]  # type: ignore[union-attr]
+        assert got[20] is None
+        assert len(sent) == 2, sent
+
+
+async def test_a_get_cancelled_while_it_waits_leaves_the_others_served(make_store: StoreFactory) -> None:
+    async with make_store() as store:
+        assert isinstance(store, PostgresStore)
+        await store.apply(Put("job", "a", {}, expected_version=0), Put("job", "b", {}, expected_version=0))
+        out = asyncio.ensure_future(store.get("job", "a"))
+        await asyncio.sleep(0)  # one turn of the loop: the first get runs to its read, sent (no timing)
+        assert store._reads_out == 1
+        waiting = [asyncio.ensure_future(store.get("job", k)) for k in ("a", "b", "b")]
+        await asyncio.sleep(0)  # one turn: the three wait for it
+        assert len(store._gets) == 3
+        waiting[1].cancel()
+        results = await asyncio.gather(out, *waiting, return_exceptions=True)
+        assert results[0] is not None and results[1] is not None and results[1].id == "a"  # type: ignore[union-attr]
+        assert isinstance(results[2], asyncio.CancelledError)
+        assert results[3] is not None and results[3].id == "b"  # type: ignore[union-attr]

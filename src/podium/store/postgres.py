@@ -143,6 +143,8 @@ class PostgresStore(Store):
         self._own_pids: set[int] = set()  # server pids of this store's pool connections
         self._spares: builtins.list[Any] = []  # pool connections kept back between statements (_borrow)
         self._acquiring = 0  # borrowers waiting on the pool
+        self._reads_out = 0  # gets sent and not back (see get)
+        self._gets: builtins.list[tuple[tuple[str, str], asyncio.Future[Record | None]]] = []
         # Writers (one, more only for a backlog: see apply) leave connections free for takes and reads.
         self._max_writers = max(1, self.target.pool_size - 2)
         self.group_commit = group_commit
@@ -530,8 +532,53 @@ class PostgresStore(Store):
         )
 
     async def get(self, kind: str, id: str) -> Record | None:
-        rows = await self._fetch(_GET_ONE, kind, id)
+        """The record, read at once when no other read is out; else with every get that arrives while
+        one is, in one :meth:`get_many` sent as soon as the read out comes back (a status poll each few
+        milliseconds from many clients cost a statement each). A get always reads after it was called:
+        it never takes the answer of a read sent before it."""
+        if self._reads_out:
+            future: asyncio.Future[Record | None] = asyncio.get_running_loop().create_future()
+            self._gets.append(((kind, id), future))
+            return await future
+        self._reads_out += 1
+        try:
+            rows = await self._fetch(_GET_ONE, kind, id)
+        finally:
+            self._read_back()
         return self._record(rows[0]) if rows else None
+
+    def _read_back(self) -> None:
+        """A read came back: send the gets that waited for it, as one read."""
+        self._reads_out -= 1
+        if self._gets and not self._reads_out:
+            self._reads_out += 1
+            gets, self._gets = self._gets, []
+            task = asyncio.get_running_loop().create_task(self._get_together(gets))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _get_together(
+        self, gets: builtins.list[tuple[tuple[str, str], asyncio.Future[Record | None]]]
+    ) -> None:
+        try:
+            found = await self.get_many(builtins.list(dict.fromkeys(key for key, _ in gets)))
+        except BaseException as exc:
+            for _, future in gets:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._read_back()
+        records = dict(zip(dict.fromkeys(key for key, _ in gets), found, strict=True))
+        for key, future in gets:
+            if not future.done():
+                future.set_result(records[key])
 
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Record | None]:
         if not keys:
