@@ -107,19 +107,26 @@ async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFact
         assert made == {f"j{i}" for i in range(30) if i % 3}
 
 
+async def _every_statement(store: PostgresStore) -> list[str]:
+    """A list that every statement the store's connections send from now on is appended to (the pool filled
+    to its size first, so that no connection opened later goes uncounted)."""
+    sent: list[str] = []
+    await store._return_spares()  # the connections it keeps back, too
+    pool = store._require_pool()
+    held = [await pool.acquire() for _ in range(store.target.pool_size)]
+    for conn in held:
+        conn.add_query_logger(lambda logged: sent.append(logged.query))
+    for conn in held:
+        await pool.release(conn)
+    return sent
+
+
 async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store: StoreFactory) -> None:
     # Given a store whose pool allows one writer, every statement its connections send counted
     base = make_store()
     assert isinstance(base, PostgresStore)
     async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
-        sent: list[str] = []
-        pool = store._require_pool()
-        await store._return_spares()  # the connections it keeps back, too
-        held = [await pool.acquire() for _ in range(3)]  # every connection of the pool
-        for conn in held:
-            conn.add_query_logger(lambda logged: sent.append(logged.query))
-        for conn in held:
-            await pool.release(conn)
+        sent = await _every_statement(store)
 
         async def batch(n: int) -> list[list[Any]]:
             """One batch that updates, deletes and creates records, acks, removes and adds items, appends."""
@@ -175,21 +182,7 @@ async def test_a_group_commit_plans_its_statements_once(make_store: StoreFactory
                 store.apply(Put("job", f"c{n}", {}), Append(f"c{n}", "made")),
             )
         # Then every connection's batch statements were planned generically, never per execution
-        pool = store._require_pool()
-        await store._return_spares()  # the connections it keeps back, too
-        held = [await pool.acquire() for _ in range(3)]
-        try:
-            rows = [
-                row
-                for conn in held
-                for row in await conn.fetch(
-                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-                    " WHERE statement LIKE 'WITH r AS%' OR statement LIKE 'WITH rd AS%'"
-                )
-            ]
-        finally:
-            for conn in held:
-                await pool.release(conn)
+        rows = await _plans(store, "WITH r AS", "WITH rd AS")
         assert rows and sum(r[0] for r in rows) >= 8, rows
         assert sum(r[1] for r in rows) == 0, rows
 
@@ -295,14 +288,7 @@ async def test_a_lone_versioned_put_is_one_statement_and_its_own_transaction(
     base = make_store()
     assert isinstance(base, PostgresStore)
     async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
-        sent: list[str] = []
-        pool = store._require_pool()
-        await store._return_spares()  # the connections it keeps back, too
-        held = [await pool.acquire() for _ in range(3)]
-        for conn in held:
-            conn.add_query_logger(lambda logged: sent.append(logged.query))
-        for conn in held:
-            await pool.release(conn)
+        sent = await _every_statement(store)
         await store.put("task", "t", {"n": 0})
         await store.put("task", "t", {"n": 1}, expected_version=1)  # (asyncpg reads the types once)
         # When a lone call puts it under its version, durably or not
@@ -690,18 +676,25 @@ async def test_the_store_s_statements_never_sort_to_find_a_row_but_listings_may(
             assert await conn.fetchval(setting) == "off"
 
 
-async def _blind_writes(store: PostgresStore) -> int:
-    """How often this store's pool connections have run the statement that writes a batch without reading
-    its rows first (PostgreSQL's own count of the prepared statement's executions)."""
-    pool = store._require_pool()
+async def _plans(store: PostgresStore, *starts: str) -> list[tuple[int, int]]:
+    """``(generic plans, custom plans)`` of each statement prepared on the store's connections that starts
+    with one of ``starts`` (PostgreSQL's own counts of each prepared statement's executions)."""
     await store._return_spares()  # the connections it keeps back, too
+    pool = store._require_pool()
     held = [await pool.acquire() for _ in range(pool.get_size())]
+    where = " OR ".join(f"statement LIKE '{start}%'" for start in starts)
     try:
-        query = "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH lr AS%'"
-        return sum([int(row[0]) for conn in held for row in await conn.fetch(query)])
+        query = f"SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE {where}"
+        return [(int(row[0]), int(row[1])) for conn in held for row in await conn.fetch(query)]
     finally:
         for conn in held:
             await pool.release(conn)
+
+
+async def _blind_writes(store: PostgresStore) -> int:
+    """How often the store's connections have run the statement that writes a batch without reading its
+    rows first."""
+    return sum(generic + custom for generic, custom in await _plans(store, "WITH lr AS"))
 
 
 async def test_a_batch_whose_operations_name_their_versions_is_written_without_a_read(
@@ -844,14 +837,7 @@ async def test_gets_that_arrive_while_a_read_is_out_go_together_in_one_statement
     async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
         for n in range(10):
             await store.apply(Put("job", f"j{n}", {"n": n}, expected_version=0))
-        sent: list[str] = []
-        await store._return_spares()
-        pool = store._require_pool()
-        held = [await pool.acquire() for _ in range(pool.get_size())]
-        for conn in held:
-            conn.add_query_logger(lambda logged: sent.append(logged.query))
-        for conn in held:
-            await pool.release(conn)
+        sent = await _every_statement(store)
         # When twenty gets arrive at once
         got = await asyncio.gather(
             *(store.get("job", f"j{n % 10}") for n in range(20)), store.get("job", "none")
