@@ -111,8 +111,8 @@ async def _every_statement(store: PostgresStore) -> list[str]:
     """A list that every statement the store's connections send from now on is appended to (the pool filled
     to its size first, so that no connection opened later goes uncounted)."""
     sent: list[str] = []
-    await store._return_spares()  # the connections it keeps back, too
     pool = store._require_pool()
+    await store._return_spares(pool)  # the connections it keeps back, too
     held = [await pool.acquire() for _ in range(store.target.pool_size)]
     for conn in held:
         conn.add_query_logger(lambda logged: sent.append(logged.query))
@@ -679,8 +679,8 @@ async def test_the_store_s_statements_never_sort_to_find_a_row_but_listings_may(
 async def _plans(store: PostgresStore, *starts: str) -> list[tuple[int, int]]:
     """``(generic plans, custom plans)`` of each statement prepared on the store's connections that starts
     with one of ``starts`` (PostgreSQL's own counts of each prepared statement's executions)."""
-    await store._return_spares()  # the connections it keeps back, too
     pool = store._require_pool()
+    await store._return_spares(pool)  # the connections it keeps back, too
     held = [await pool.acquire() for _ in range(pool.get_size())]
     where = " OR ".join(f"statement LIKE '{start}%'" for start in starts)
     try:

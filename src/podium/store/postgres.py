@@ -39,7 +39,7 @@ import builtins
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 from podium.clock import Clock
@@ -274,8 +274,7 @@ class PostgresStore(Store):
             self._relisten_task = None
         # Writes in flight finish (their callers are waiting on them) before the pool closes.
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        while self._spares:
-            await pool.release(self._spares.pop())
+        await self._return_spares(pool)
         if listener is not None and not listener.is_closed():
             try:
                 await listener.remove_listener(self.channel, self._on_notify)
@@ -326,8 +325,13 @@ class PostgresStore(Store):
 
     def _start_writer(self, pool: Any) -> None:
         self._writers += 1
-        task = asyncio.get_running_loop().create_task(self._write(pool))
-        self._tasks.add(task)  # the loop holds tasks weakly
+        self._spawn(self._write(pool))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of its own, kept until done (the loop holds tasks weakly; close waits
+        for them)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _unstick(self, oldest: Call) -> None:
@@ -491,13 +495,10 @@ class PostgresStore(Store):
         else:
             await pool.release(conn)
 
-    async def _return_spares(self) -> None:
-        """Give the connections kept back to the pool (closing; a test that holds every connection)."""
-        pool, spares = self._pool, self._spares
-        while spares:
-            conn = spares.pop()
-            if pool is not None:
-                await pool.release(conn)
+    async def _return_spares(self, pool: Any) -> None:
+        """Give the connections kept back to ``pool`` (closing; a test that holds every connection)."""
+        while self._spares:
+            await pool.release(self._spares.pop())
 
     async def _fetch_sorted(self, query: str, *args: Any) -> builtins.list[Any]:
         """:meth:`_fetch` in a transaction of its own with sorting allowed and plans made for its arguments
@@ -553,15 +554,14 @@ class PostgresStore(Store):
         if self._gets and not self._reads_out:
             self._reads_out += 1
             gets, self._gets = self._gets, []
-            task = asyncio.get_running_loop().create_task(self._get_together(gets))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._get_together(gets))
 
     async def _get_together(
         self, gets: builtins.list[tuple[tuple[str, str], asyncio.Future[Record | None]]]
     ) -> None:
+        keys = builtins.list(dict.fromkeys(key for key, _ in gets))
         try:
-            found = await self.get_many(builtins.list(dict.fromkeys(key for key, _ in gets)))
+            found = await self.get_many(keys)
         except BaseException as exc:
             for _, future in gets:
                 if future.done():
@@ -575,7 +575,7 @@ class PostgresStore(Store):
             return
         finally:
             self._read_back()
-        records = dict(zip(dict.fromkeys(key for key, _ in gets), found, strict=True))
+        records = dict(zip(keys, found, strict=True))
         for key, future in gets:
             if not future.done():
                 future.set_result(records[key])
