@@ -16,6 +16,10 @@ the takes per job: where the extra cost of several instances goes.
 ``--rounds N`` runs every configuration N times, alternately (on a shared machine the load moves between
 runs: each round's ratio compares runs made side by side); ``--no-postgres`` runs on Redis only.
 
+``--on-first`` sends all the work (the workers' connections and the client's) to the first instance, the others
+running idle: what several instances cost when the load is not spread. ``machine_busy`` is the share of the
+machine's CPU time busy while the jobs ran (near 1: the run was CPU-bound).
+
 ``--sdk avtomatika-worker`` runs unmodified avtomatika-worker 1.0b20 processes (in their own venv) instead of
 ``podium.worker``, and ``--client poll`` the server benchmark's poll client instead of webhooks (64 jobs in
 flight, lane ``k`` submitting to instance ``k mod n`` and polling ``GET /api/v1/jobs/{id}`` there every 5 ms):
@@ -24,7 +28,7 @@ the configuration an Avtomatika user runs first, spread over the instances.
     python bench/bench_instances.py [--quick] [--instances 1,3] [--workers 4] [--capacity 8] [--jobs N]
                                     [--dsn postgresql://...] [--redis redis://127.0.0.1:6379/0] [--statements]
                                     [--rounds N] [--no-postgres] [--sdk podium|avtomatika-worker]
-                                    [--client webhook|poll]
+                                    [--client webhook|poll] [--on-first]
 """
 
 from __future__ import annotations
@@ -173,6 +177,17 @@ def _switches(pids: list[int]) -> int:
     return total
 
 
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU of this machine so far (``/proc/stat``; (0, 0) where it cannot
+    tell)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
 def _cpu(server_pids: list[int], worker_pids: list[int]) -> dict[str, float]:
     return {
         "servers": sum(cpu_s(p, children=True) for p in server_pids),
@@ -193,6 +208,7 @@ class _Measure:
         self.before = _cpu(self.server_pids, self.worker_pids)
         self.pg_before = postgres_cpu_by_pid()
         self.switches = _switches(self.server_pids)
+        self.jiffies = _machine_jiffies()
 
     def stop(self, n_jobs: int) -> dict[str, float]:
         after = _cpu(self.server_pids, self.worker_pids)
@@ -205,6 +221,9 @@ class _Measure:
             sum(pg_after[p] - self.pg_before.get(p, 0.0) for p in own if p in pg_after) * 1e3 / n_jobs
         )
         cpu["ctx_switches_servers"] = switches / n_jobs
+        busy, total = (b - a for a, b in zip(self.jiffies, _machine_jiffies(), strict=True))
+        # the share of the machine's CPU time busy while the jobs ran: near 1, the run is CPU-bound
+        cpu["machine_busy"] = busy / total if total else 0.0
         return cpu
 
 
@@ -291,11 +310,13 @@ async def run(
     statements: bool = False,
     sdk: str = "podium",
     client: str = "webhook",
+    on_first: bool = False,
 ) -> dict[str, float]:
     """One run on ``dsn``: a PostgreSQL server (a schema of the run's own) or a Redis server (a key prefix of
     the run's own), removed after. ``sdk``: the workers (``podium``: ``podium.worker``; ``avtomatika-worker``:
     unmodified avtomatika-worker 1.0b20, as the server benchmark runs it); ``client``: ``webhook``
-    (:func:`drive_many`) or ``poll`` (:func:`drive_polling`)."""
+    (:func:`drive_many`) or ``poll`` (:func:`drive_polling`); ``on_first``: the workers and the client talk to
+    the first instance only (the others run, idle)."""
     from tests.conformance.conftest import drop_pg_schema
 
     from bench.bench_engine import drop_prefix
@@ -353,7 +374,7 @@ async def run(
                     wenv = {
                         **env,
                         "WORKER_ID": f"pw{i}",
-                        "ORCHESTRATOR_URL": bases[i % instances],
+                        "ORCHESTRATOR_URL": bases[0 if on_first else i % instances],
                         "WORKER_TOKEN": WORKER_TOKEN,
                         "CAPACITY": str(capacity),
                         "MAX_CONCURRENT_TASKS": str(capacity),
@@ -363,7 +384,10 @@ async def run(
                 await wait_workers(bases[0], workers)
                 drive = drive_polling if client == "poll" else drive_many
                 figures = await drive(
-                    bases, n_jobs, [p.pid for p in servers], [p.pid for p in procs[len(servers) :]]
+                    bases[:1] if on_first else bases,
+                    n_jobs,
+                    [p.pid for p in servers],
+                    [p.pid for p in procs[len(servers) :]],
                 )
                 if statements:
                     await asyncio.sleep(1.0)  # the counters' last dump (every 0.5 s)
@@ -401,6 +425,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="webhook",
         help="job_finished webhooks, or the server benchmark's poll client (64 in flight, a GET every 5 ms)",
     )
+    parser.add_argument(
+        "--on-first",
+        action="store_true",
+        help="workers and client on the first instance only, the others idle (what running them costs)",
+    )
     args = parser.parse_args(argv)
     if args.no_postgres and not args.redis:
         parser.error("--no-postgres needs --redis")
@@ -426,6 +455,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         args.statements,
                         args.sdk,
                         args.client,
+                        args.on_first,
                     )
                 )
             first = results[f"{store}/x{counts[0]}{tag}"]["jobs_s"]
@@ -438,7 +468,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.statements:
         keys += ["stmt_total", "stmt_reads", "stmt_commits", "stmt_takes"]
         keys += ["redis_round_trips", "redis_messages", "redis_takes"]
-    keys += ["ctx_switches_servers"]
+    keys += ["ctx_switches_servers", "machine_busy"]
     rows = [
         [
             name,
@@ -467,6 +497,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "capacity": args.capacity,
             "sdk": args.sdk,
             "client": args.client,
+            "on_first": args.on_first,
             "rows": results,
             "ratios": ratios,
         },
