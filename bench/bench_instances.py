@@ -14,7 +14,8 @@ instances summed, warm-up included), by kind, and on Redis the round trips, the 
 the takes per job: where the extra cost of several instances goes.
 
 ``--rounds N`` runs every configuration N times, alternately (on a shared machine the load moves between
-runs: each round's ratio compares runs made side by side); ``--no-postgres`` runs on Redis only.
+runs: each round's ratio compares runs made side by side, and the median over the rounds is printed and kept in
+the JSON line as ``ratio_medians``); ``--no-postgres`` runs on Redis only.
 
 ``--on-first`` sends all the work (the workers' connections and the client's) to the first instance, the others
 running idle: what several instances cost when the load is not spread. ``machine_busy`` is the share of the
@@ -38,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -399,6 +401,15 @@ async def run(
         await cleanup
 
 
+def _medians(ratios: dict[str, float]) -> dict[str, float]:
+    """Each comparison's median over its rounds (``name#k`` -> ``name``): on a shared machine one round's ratio
+    moves with the machine's load, the median much less."""
+    by_name: dict[str, list[float]] = {}
+    for name, ratio in ratios.items():
+        by_name.setdefault(name.rpartition("#")[0] or name, []).append(ratio)
+    return {name: statistics.median(values) for name, values in by_name.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -487,6 +498,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     for name, ratio in ratios.items():
         print(f"{name}: {ratio:.2f}x jobs/s")
+    medians = _medians(ratios) if args.rounds > 1 else {}
+    for name, median in medians.items():
+        print(f"{name}: median {median:.2f}x jobs/s over {args.rounds} rounds")
     report(
         "instances",
         ["config", *keys],
@@ -500,6 +514,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "on_first": args.on_first,
             "rows": results,
             "ratios": ratios,
+            "ratio_medians": medians,
         },
     )
     return results

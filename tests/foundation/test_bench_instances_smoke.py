@@ -57,3 +57,20 @@ def test_bench_instances_on_first(postgres_dsn: str) -> None:
     assert report["on_first"] is True
     assert set(report["rows"]) == {"podium-postgres/x1", "podium-postgres/x2"}
     assert all(figures["jobs_s"] > 0 for figures in report["rows"].values())
+
+
+def test_ratio_medians_over_rounds() -> None:
+    """``--rounds N`` reports each comparison's median over its rounds, keyed without the round's tag."""
+    from bench.bench_instances import _medians
+
+    medians = _medians(
+        {
+            "p/x3_over_p/x1#1": 0.8,
+            "p/x3_over_p/x1#2": 1.1,
+            "p/x3_over_p/x1#3": 0.9,
+            "p/x2_over_p/x1#1": 1.2,
+            "p/x2_over_p/x1#2": 1.0,
+        }
+    )
+    assert medians == {"p/x3_over_p/x1": 0.9, "p/x2_over_p/x1": 1.1}
+    assert _medians({"p/x3_over_p/x1": 0.95}) == {"p/x3_over_p/x1": 0.95}  # one round: no tag
