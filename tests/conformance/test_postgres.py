@@ -86,9 +86,7 @@ async def test_concurrent_takers_on_three_instances_never_share_an_item(make_sto
 
 async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFactory) -> None:
     # Given a store whose pool allows one writer, so concurrent calls share transactions
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+    async with _same_schema(make_store, pool_size=3) as store:
         await store.put("job", "taken", {})
 
         async def call(i: int) -> str:
@@ -107,6 +105,13 @@ async def test_group_commit_keeps_each_call_all_or_nothing(make_store: StoreFact
         assert made == {f"j{i}" for i in range(30) if i % 3}
 
 
+def _same_schema(make_store: StoreFactory, **options: Any) -> PostgresStore:
+    """A store of its own (``options``: its pool, its group commit) on the schema and clock of the test's store."""
+    base = make_store()
+    assert isinstance(base, PostgresStore)
+    return PostgresStore(base.url, clock=base.clock, **options)
+
+
 async def _every_statement(store: PostgresStore) -> list[str]:
     """A list that every statement the store's connections send from now on is appended to (the pool filled
     to its size first, so that no connection opened later goes uncounted)."""
@@ -123,9 +128,7 @@ async def _every_statement(store: PostgresStore) -> list[str]:
 
 async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store: StoreFactory) -> None:
     # Given a store whose pool allows one writer, every statement its connections send counted
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+    async with _same_schema(make_store, pool_size=3) as store:
         sent = await _every_statement(store)
 
         async def batch(n: int) -> list[list[Any]]:
@@ -171,9 +174,7 @@ async def test_a_planned_batch_is_four_statements_whatever_it_writes(make_store:
 async def test_a_group_commit_plans_its_statements_once(make_store: StoreFactory) -> None:
     """A writer's transaction uses generic plans (``SET LOCAL plan_cache_mode`` in its BEGIN): the batch
     statements are not planned again for every execution."""
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+    async with _same_schema(make_store, pool_size=3) as store:
         # Given planned batches (several calls each) run again and again
         for n in range(8):
             await asyncio.gather(
@@ -285,9 +286,7 @@ async def test_a_lone_versioned_put_is_one_statement_and_its_own_transaction(
     make_store: StoreFactory,
 ) -> None:
     # Given a store whose every statement is counted, and a record at version 1
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+    async with _same_schema(make_store, pool_size=3) as store:
         sent = await _every_statement(store)
         await store.put("task", "t", {"n": 0})
         await store.put("task", "t", {"n": 1}, expected_version=1)  # (asyncpg reads the types once)
@@ -312,9 +311,7 @@ async def test_a_batch_that_removes_an_item_and_adds_it_again_leaves_the_new_one
     make_store: StoreFactory,
 ) -> None:
     # Given a store whose pool allows one writer, and an item q/a leased to a worker
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+    async with _same_schema(make_store, pool_size=3) as store:
         await store.enqueue("q", "a", {"n": 1})
         [lease] = await store.take("q", owner="w", lease_s=30)
         # When one batch acks it and enqueues q/a again (leased to another owner), next to another call
@@ -362,9 +359,7 @@ def test_url_options() -> None:
 async def test_a_batch_that_loses_an_insert_race_reruns_call_by_call(make_store: StoreFactory) -> None:
     import asyncpg
 
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:  # one writer: calls batch
+    async with _same_schema(make_store, pool_size=3) as store:  # one writer: calls batch
         # Given another session that has inserted job/x and not committed yet
         other = await asyncpg.connect(store.target.dsn, server_settings=store.target.server_settings())
         try:
@@ -494,9 +489,7 @@ async def test_a_write_cut_off_by_the_server_fails_cleanly_and_the_next_one_work
 
 
 async def test_without_group_commit_each_call_is_its_own_transaction(make_store: StoreFactory) -> None:
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, group_commit=False) as store:
+    async with _same_schema(make_store, group_commit=False) as store:
         await store.put("job", "a", {}, expected_version=0)
         results = await asyncio.gather(
             *(store.put("job", "a", {"n": n}, expected_version=1) for n in range(5)), return_exceptions=True
@@ -760,9 +753,7 @@ async def test_a_batch_whose_rows_changed_meanwhile_is_written_call_by_call_as_r
 async def test_a_pool_of_two_serves_many_calls_at_once(make_store: StoreFactory) -> None:
     """The store keeps connections back between statements; none is kept while a call waits on the pool, so
     a pool no bigger than what it keeps still serves every call."""
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=2) as store:
+    async with _same_schema(make_store, pool_size=2) as store:
         await store.apply(Put("job", "j", {}, expected_version=0))
         # When many calls of every kind run at once
         calls = [
@@ -781,9 +772,7 @@ async def test_a_pool_of_two_serves_many_calls_at_once(make_store: StoreFactory)
 
 
 async def test_a_statement_cut_off_by_cancelling_leaves_no_connection_busy(make_store: StoreFactory) -> None:
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=2) as store:
+    async with _same_schema(make_store, pool_size=2) as store:
         await store.apply(Put("job", "j", {"n": 1}, expected_version=0))
         # Given a statement under way, cancelled by its caller
         slow = asyncio.ensure_future(store._fetch("SELECT pg_sleep(5)"))
@@ -832,9 +821,7 @@ async def test_a_call_refused_on_another_call_s_expectation_does_not_decide_the_
 async def test_gets_that_arrive_while_a_read_is_out_go_together_in_one_statement(
     make_store: StoreFactory,
 ) -> None:
-    base = make_store()
-    assert isinstance(base, PostgresStore)
-    async with PostgresStore(base.url, clock=base.clock, pool_size=3) as store:
+    async with _same_schema(make_store, pool_size=3) as store:
         for n in range(10):
             await store.apply(Put("job", f"j{n}", {"n": n}, expected_version=0))
         sent = await _every_statement(store)
